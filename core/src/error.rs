@@ -1,0 +1,233 @@
+//! Why core refuses a command. Hosts map these to HTTP problem responses or gRPC statuses at
+//! the edge, using [`Error::class`] for the status and [`Error::code`] as a stable machine name.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::ids::{IdempotencyKey, RoomId, Seq};
+use crate::policy::Action;
+
+/// A refused command. Every variant names the rule or limit that refused it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The room name breaks the room-id rules.
+    #[error("invalid room id: {0}")]
+    InvalidRoomId(NameError),
+    /// The acting user's name breaks the user-name rules.
+    #[error("invalid user name: {0}")]
+    InvalidUserName(NameError),
+    /// The idempotency key breaks the key rules.
+    #[error("invalid idempotency key: {0}")]
+    InvalidIdempotencyKey(NameError),
+    /// The message text was refused.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// No room has this id.
+    #[error("room {room} does not exist")]
+    RoomNotFound {
+        /// The room asked for.
+        room: RoomId,
+    },
+    /// Creating the room would exceed the configured number of rooms.
+    #[error("the server holds its maximum of {max} rooms")]
+    TooManyRooms {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// Opening the listener would exceed the configured listeners per room.
+    #[error("room {room} has its maximum of {max} listeners")]
+    TooManyListeners {
+        /// The full room.
+        room: RoomId,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The user submitted faster than the configured rate.
+    #[error("too many messages: try again in {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// When the next submit will be accepted.
+        retry_after: Duration,
+    },
+    /// A resume point beyond the newest message: the client is ahead of the room, which usually
+    /// means the room was deleted and re-created since.
+    #[error("cannot resume after {after}: the newest message is {latest}")]
+    ResumeAhead {
+        /// The resume point asked for.
+        after: Seq,
+        /// The newest sequence number in the room.
+        latest: Seq,
+    },
+    /// The idempotency key was already used by this user in this room for a different text.
+    #[error("idempotency key {key} was already used for a different message (seq {seq})")]
+    IdempotencyConflict {
+        /// The reused key.
+        key: IdempotencyKey,
+        /// The message it belongs to.
+        seq: Seq,
+    },
+    /// The policy does not let this user do this.
+    #[error("not allowed to {action}")]
+    PermissionDenied {
+        /// What was refused.
+        action: Action,
+    },
+}
+
+/// The broad kind of a refusal, for picking an HTTP status or gRPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The request itself is malformed (400, `INVALID_ARGUMENT`).
+    Invalid,
+    /// It names something that does not exist (404, `NOT_FOUND`).
+    NotFound,
+    /// It contradicts what is already there (409, `ALREADY_EXISTS`).
+    Conflict,
+    /// It is larger than allowed (413, `RESOURCE_EXHAUSTED`).
+    TooLarge,
+    /// A server capacity limit is reached (503, `RESOURCE_EXHAUSTED`).
+    Capacity,
+    /// The caller is going too fast (429, `RESOURCE_EXHAUSTED`).
+    RateLimited,
+    /// A position outside what exists (400, `OUT_OF_RANGE`).
+    OutOfRange,
+    /// The caller may not do this (403, `PERMISSION_DENIED`).
+    Denied,
+}
+
+impl Error {
+    /// The broad kind of refusal.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::InvalidRoomId(_)
+            | Error::InvalidUserName(_)
+            | Error::InvalidIdempotencyKey(_) => ErrorClass::Invalid,
+            Error::Message(MessageError::TooLarge { .. }) => ErrorClass::TooLarge,
+            Error::Message(_) => ErrorClass::Invalid,
+            Error::RoomNotFound { .. } => ErrorClass::NotFound,
+            Error::TooManyRooms { .. } | Error::TooManyListeners { .. } => ErrorClass::Capacity,
+            Error::RateLimited { .. } => ErrorClass::RateLimited,
+            Error::ResumeAhead { .. } => ErrorClass::OutOfRange,
+            Error::IdempotencyConflict { .. } => ErrorClass::Conflict,
+            Error::PermissionDenied { .. } => ErrorClass::Denied,
+        }
+    }
+
+    /// A stable kebab-case name for this refusal, for problem types, metrics and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidRoomId(_) => "invalid-room-id",
+            Error::InvalidUserName(_) => "invalid-user-name",
+            Error::InvalidIdempotencyKey(_) => "invalid-idempotency-key",
+            Error::Message(MessageError::Empty) => "empty-message",
+            Error::Message(MessageError::TooLarge { .. }) => "message-too-large",
+            Error::Message(MessageError::ControlCharacter { .. }) => "control-character",
+            Error::RoomNotFound { .. } => "room-not-found",
+            Error::TooManyRooms { .. } => "too-many-rooms",
+            Error::TooManyListeners { .. } => "too-many-listeners",
+            Error::RateLimited { .. } => "rate-limited",
+            Error::ResumeAhead { .. } => "resume-ahead",
+            Error::IdempotencyConflict { .. } => "idempotency-conflict",
+            Error::PermissionDenied { .. } => "permission-denied",
+        }
+    }
+}
+
+/// Why a name (room id, user name, idempotency key) was refused. The name itself is not echoed:
+/// it may be megabytes long or meant to be logged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// Nothing was given.
+    #[error("must not be empty")]
+    Empty,
+    /// Longer than allowed (bytes for room ids and keys, characters for user names).
+    #[error("{len} is longer than the maximum of {max}")]
+    TooLong {
+        /// The length given.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// Contains a character the rules do not allow.
+    #[error("character {ch:?} is not allowed")]
+    BadCharacter {
+        /// The first such character.
+        ch: char,
+    },
+    /// Room ids must start with a letter or digit.
+    #[error("must start with a letter or digit")]
+    BadStart,
+    /// User names must not start or end with a space, nor hold two in a row.
+    #[error("must not start or end with a space, nor hold two spaces in a row")]
+    BadSpacing,
+}
+
+/// Why a message text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// Nothing but white space.
+    #[error("message is empty")]
+    Empty,
+    /// More bytes than the configured maximum.
+    #[error("message is {len} bytes, over the maximum of {max}")]
+    TooLarge {
+        /// The size in UTF-8 bytes.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A control character other than newline or tab.
+    #[error("control character U+{:04X} at byte {offset} is not allowed", *ch as u32)]
+    ControlCharacter {
+        /// The character.
+        ch: char,
+        /// Its byte offset in the text.
+        offset: usize,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_cause() {
+        let e = Error::Message(MessageError::TooLarge {
+            len: 5000,
+            max: 4096,
+        });
+        assert_eq!(
+            e.to_string(),
+            "message is 5000 bytes, over the maximum of 4096"
+        );
+        assert_eq!(e.class(), ErrorClass::TooLarge);
+        assert_eq!(e.code(), "message-too-large");
+        let e = Error::Message(MessageError::ControlCharacter {
+            ch: '\u{1b}',
+            offset: 3,
+        });
+        assert_eq!(
+            e.to_string(),
+            "control character U+001B at byte 3 is not allowed"
+        );
+        let e = Error::RateLimited {
+            retry_after: Duration::from_millis(250),
+        };
+        assert_eq!(e.to_string(), "too many messages: try again in 250 ms");
+        assert_eq!(
+            Error::InvalidRoomId(NameError::BadCharacter { ch: '/' }).to_string(),
+            "invalid room id: character '/' is not allowed"
+        );
+        assert_eq!(
+            Error::PermissionDenied {
+                action: Action::DeleteRoom
+            }
+            .to_string(),
+            "not allowed to delete a room"
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! Outputs that others must hear, drained with [`Core::poll_event`](crate::Core::poll_event).
+
+use std::sync::Arc;
+
+use crate::ids::{RoomId, UserName};
+use crate::message::Message;
+
+/// Something that happened, addressed to a room. Hosts deliver room events to every listener
+/// they hold on that room; core says each thing once, however many listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A room now exists.
+    RoomCreated {
+        /// The new room.
+        room: RoomId,
+    },
+    /// A room is gone with everything in it. Its listeners are closed: end their streams with
+    /// `reason`. No presence `Left` events follow for them.
+    RoomClosed {
+        /// The room.
+        room: RoomId,
+        /// Why it closed.
+        reason: CloseReason,
+    },
+    /// A message was accepted: deliver it to the room's listeners (and persist it).
+    Published(Arc<Message>),
+    /// A user opened their first listener on a room.
+    Joined {
+        /// The room.
+        room: RoomId,
+        /// Who joined.
+        user: UserName,
+    },
+    /// A user closed their last listener on a room.
+    Left {
+        /// The room.
+        room: RoomId,
+        /// Who left.
+        user: UserName,
+    },
+}
+
+impl Event {
+    /// The room the event is about.
+    pub fn room(&self) -> &RoomId {
+        match self {
+            Event::RoomCreated { room }
+            | Event::RoomClosed { room, .. }
+            | Event::Joined { room, .. }
+            | Event::Left { room, .. } => room,
+            Event::Published(message) => &message.room,
+        }
+    }
+}
+
+/// Why a room closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// A user deleted it.
+    Deleted {
+        /// Who.
+        by: UserName,
+    },
+    /// It had no listeners for the configured idle time.
+    Expired,
+}

@@ -1,0 +1,235 @@
+//! Identifiers: what names a room, a user, a listener and a message.
+//!
+//! Names that come from clients ([`RoomId`], [`UserName`], [`IdempotencyKey`]) can only be built by
+//! parsing, so holding one means it passed the rules. They are `Arc<str>` inside: cloning one into
+//! every message and event costs a reference count, not an allocation.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::NameError;
+
+/// The longest idempotency key accepted, in bytes.
+pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 64;
+
+/// A room's name: ASCII letters, digits, `-`, `_` and `.`, starting with a letter or digit, so it
+/// can stand in a URL path unescaped. Case-sensitive.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoomId(Arc<str>);
+
+impl RoomId {
+    /// Checks `s` against the room-id rules with at most `max_len` bytes.
+    pub fn parse(s: &str, max_len: usize) -> Result<Self, NameError> {
+        check_len(s.len(), max_len)?;
+        if let Some(ch) = s
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(NameError::BadCharacter { ch });
+        }
+        if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(NameError::BadStart);
+        }
+        Ok(RoomId(s.into()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A user's display name: letters and digits of any script, plus `-`, `_`, `.` and inner spaces.
+/// Counted in characters, not bytes, so "Zoë" and "李小龍" are as welcome as "zoe".
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserName(Arc<str>);
+
+impl UserName {
+    /// Checks `s` against the user-name rules with at most `max_chars` characters.
+    pub fn parse(s: &str, max_chars: usize) -> Result<Self, NameError> {
+        check_len(s.chars().count(), max_chars)?;
+        if let Some(ch) = s
+            .chars()
+            .find(|&c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' ')))
+        {
+            return Err(NameError::BadCharacter { ch });
+        }
+        if s.starts_with(' ') || s.ends_with(' ') || s.contains("  ") {
+            return Err(NameError::BadSpacing);
+        }
+        Ok(UserName(s.into()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A client-chosen key that makes a retried submit return the original message instead of
+/// posting twice: 1 to [`IDEMPOTENCY_KEY_MAX_LEN`] visible ASCII characters.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IdempotencyKey(Arc<str>);
+
+impl IdempotencyKey {
+    /// Checks `s` against the key rules.
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        check_len(s.len(), IDEMPOTENCY_KEY_MAX_LEN)?;
+        if let Some(ch) = s.chars().find(|c| !c.is_ascii_graphic()) {
+            return Err(NameError::BadCharacter { ch });
+        }
+        Ok(IdempotencyKey(s.into()))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn check_len(len: usize, max: usize) -> Result<(), NameError> {
+    match len {
+        0 => Err(NameError::Empty),
+        len if len > max => Err(NameError::TooLong { len, max }),
+        _ => Ok(()),
+    }
+}
+
+macro_rules! text_id {
+    ($($t:ty),*) => {$(
+        impl Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+    )*};
+}
+text_id!(RoomId, UserName, IdempotencyKey);
+
+/// A message's position in its room: 1 for the first message, then 2, 3, ... with no gaps and
+/// never reused. `Seq::ZERO` means "before the first message".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// Before the first message of a room.
+    pub const ZERO: Seq = Seq(0);
+
+    /// The sequence number after this one.
+    pub const fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Names one open listener (a browser tab, a device, a stream). Allocated by core, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListenerId(pub u64);
+
+impl fmt::Display for ListenerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "L{}", self.0)
+    }
+}
+
+/// A message's unique id across all rooms. Allocated by core in increasing order and never
+/// reused, including across a room's deletion and re-creation (where sequence numbers restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub u64);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_ids_are_url_safe() {
+        assert_eq!(RoomId::parse("general", 64).unwrap().as_str(), "general");
+        assert_eq!(RoomId::parse("a.b-c_9", 64).unwrap().to_string(), "a.b-c_9");
+        assert_eq!(RoomId::parse("", 64), Err(NameError::Empty));
+        assert_eq!(
+            RoomId::parse("abcde", 4),
+            Err(NameError::TooLong { len: 5, max: 4 })
+        );
+        assert_eq!(
+            RoomId::parse("a/b", 64),
+            Err(NameError::BadCharacter { ch: '/' })
+        );
+        assert_eq!(
+            RoomId::parse("café", 64),
+            Err(NameError::BadCharacter { ch: 'é' })
+        );
+        assert_eq!(RoomId::parse("-x", 64), Err(NameError::BadStart));
+        assert_eq!(RoomId::parse(".hidden", 64), Err(NameError::BadStart));
+    }
+
+    #[test]
+    fn user_names_allow_any_script_and_count_characters() {
+        assert!(UserName::parse("Zoë", 3).is_ok());
+        assert!(UserName::parse("李小龍", 3).is_ok());
+        assert!(UserName::parse("Ada Lovelace", 32).is_ok());
+        assert_eq!(
+            UserName::parse("Zoë!", 32),
+            Err(NameError::BadCharacter { ch: '!' })
+        );
+        assert_eq!(
+            UserName::parse("a\u{7}", 32),
+            Err(NameError::BadCharacter { ch: '\u{7}' })
+        );
+        assert_eq!(UserName::parse(" ada", 32), Err(NameError::BadSpacing));
+        assert_eq!(UserName::parse("ada ", 32), Err(NameError::BadSpacing));
+        assert_eq!(UserName::parse("a  b", 32), Err(NameError::BadSpacing));
+        assert_eq!(
+            UserName::parse("abcd", 3),
+            Err(NameError::TooLong { len: 4, max: 3 })
+        );
+        assert_eq!(UserName::parse("", 3), Err(NameError::Empty));
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii() {
+        assert!(IdempotencyKey::parse("retry-7f3a:1").is_ok());
+        assert_eq!(
+            IdempotencyKey::parse("a b"),
+            Err(NameError::BadCharacter { ch: ' ' })
+        );
+        assert_eq!(
+            IdempotencyKey::parse(&"k".repeat(65)),
+            Err(NameError::TooLong { len: 65, max: 64 })
+        );
+    }
+
+    #[test]
+    fn ids_display_compactly() {
+        assert_eq!(Seq(7).next(), Seq(8));
+        assert_eq!(ListenerId(3).to_string(), "L3");
+        assert_eq!(MessageId(255).to_string(), "00000000000000ff");
+        assert_eq!(format!("{:?}", RoomId::parse("x", 8).unwrap()), "\"x\"");
+    }
+}

@@ -1,0 +1,130 @@
+//! The roomcast core: a deterministic, IO-free state machine for chat rooms.
+//!
+//! It owns rooms, listeners, ordered broadcast, history, presence, limits and authorization, and
+//! nothing else: no async, no clock, no sockets, no files, no threads, no randomness. Hosts own
+//! all IO and drive it.
+//!
+//! # The contract
+//!
+//! - **Commands in.** Each input is a method ([`Core::submit`], [`Core::open_listener`], ...) or a
+//!   [`Command`] passed to [`Core::handle`]. Every call that needs the time takes `now`, which the
+//!   host reads from its clock. Time never runs backwards inside core: an older `now` counts as
+//!   the newest seen.
+//! - **Answers come back from the call.** The new message and its sequence number, a listener's
+//!   backlog, a page of history, or an [`Error`] naming the rule that refused it.
+//! - **Events out.** What others must hear (a message published to a room, a user joining or
+//!   leaving, a room closing) is queued as an [`Event`], once per room, however many listen.
+//!   After **every** call, drain [`Core::poll_event`] until it returns `None`, and deliver each
+//!   event to the listeners the host holds on [`Event::room`].
+//! - **Deadlines.** [`Core::poll_timeout`] says when [`Core::handle_timeout`] is next due
+//!   (idle rooms expire, rate-limit state is freed); it may already be past. After calling it,
+//!   drain events again.
+//!
+//! Because one task owns the core and processes one call at a time, a listener opened by a call
+//! receives its backlog from the answer and every later message as an event: no gap, no
+//! duplicate. The same recorded `(now, Command)` sequence always yields the same events.
+//!
+//! # A host loop
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::mpsc;
+//! use std::time::{Duration, SystemTime};
+//! use roomcast_core::{Command, Config, Core, Event, ListenerId, Reply, Resume, Submit, Timestamp};
+//!
+//! /// What connection tasks send to the task that owns the core.
+//! enum Request {
+//!     Command(Command, mpsc::Sender<Result<Reply, roomcast_core::Error>>),
+//!     /// A listener's outbox, registered right after it opened.
+//!     Attach(ListenerId, String, mpsc::Sender<Event>),
+//! }
+//!
+//! fn run(core: &mut Core, requests: mpsc::Receiver<Request>) {
+//!     let mut outboxes: HashMap<String, Vec<(ListenerId, mpsc::Sender<Event>)>> = HashMap::new();
+//!     loop {
+//!         let now = Timestamp::from(SystemTime::now());
+//!         let wait = core.poll_timeout().map_or(Duration::from_secs(3600), |at| at.saturating_since(now));
+//!         match requests.recv_timeout(wait) {
+//!             Ok(Request::Command(command, reply)) => {
+//!                 let _ = reply.send(core.handle(Timestamp::from(SystemTime::now()), command));
+//!             }
+//!             Ok(Request::Attach(id, room, outbox)) => outboxes.entry(room).or_default().push((id, outbox)),
+//!             Err(mpsc::RecvTimeoutError::Timeout) => core.handle_timeout(Timestamp::from(SystemTime::now())),
+//!             Err(mpsc::RecvTimeoutError::Disconnected) => return,
+//!         }
+//!         // The drain contract: after every call, until None.
+//!         while let Some(event) = core.poll_event() {
+//!             let room = event.room().as_str();
+//!             if let Event::RoomClosed { .. } = event {
+//!                 for (_, outbox) in outboxes.remove(room).unwrap_or_default() {
+//!                     let _ = outbox.send(event.clone());
+//!                 }
+//!             } else if let Some(listeners) = outboxes.get_mut(room) {
+//!                 // A real host uses bounded queues and turns overflow into a gap notice.
+//!                 listeners.retain(|(_, outbox)| outbox.send(event.clone()).is_ok());
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! let (tx, rx) = mpsc::channel();
+//! let (reply_tx, reply_rx) = mpsc::channel();
+//! let (events_tx, events_rx) = mpsc::channel();
+//! let user = || "ada".to_string();
+//! tx.send(Request::Command(Command::CreateRoom { user: user(), room: "lobby".into() }, reply_tx.clone())).unwrap();
+//! tx.send(Request::Command(
+//!     Command::OpenListener { user: user(), room: "lobby".into(), resume: Resume::Live },
+//!     reply_tx.clone(),
+//! )).unwrap();
+//! let mut core = Core::new(Config::default());
+//! std::thread::scope(|s| {
+//!     s.spawn(|| run(&mut core, rx));
+//!     reply_rx.recv().unwrap().unwrap();
+//!     let Reply::ListenerOpened(opened) = reply_rx.recv().unwrap().unwrap() else { panic!() };
+//!     tx.send(Request::Attach(opened.listener, "lobby".into(), events_tx)).unwrap();
+//!     let submit = Submit { user: user(), room: "lobby".into(), text: "hello 👋".into(), idempotency_key: None };
+//!     tx.send(Request::Command(Command::Submit(submit), reply_tx)).unwrap();
+//!     let Event::Published(message) = events_rx.recv().unwrap() else { panic!() };
+//!     assert_eq!((message.seq.0, message.text.as_str()), (1, "hello 👋"));
+//!     drop(tx);
+//! });
+//! ```
+//!
+//! # Modules
+//!
+//! One concept each: [`ids`] names things, [`limits`] checks what clients send, [`policy`]
+//! decides who may do what; history, presence and rooms are internal and seen through the
+//! answers ([`HistoryPage`], [`PresenceEntry`], [`RoomSummary`]).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod command;
+mod deadlines;
+mod engine;
+mod error;
+mod event;
+mod history;
+pub mod ids;
+pub mod limits;
+mod message;
+pub mod policy;
+mod presence;
+mod room;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod sim;
+mod time;
+
+pub use command::{
+    Command, Created, Cursor, HistoryPage, Opened, Reply, Resume, Submit, Submitted,
+};
+pub use engine::{Config, Core, EXPIRE_BATCH, MAX_QUEUED_EVENTS, Stats};
+pub use error::{Error, ErrorClass, MessageError, NameError};
+pub use event::{CloseReason, Event};
+pub use history::Gap;
+pub use ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
+pub use limits::{Limits, Rate};
+pub use message::Message;
+pub use policy::{Action, Policy, Who};
+pub use presence::PresenceEntry;
+pub use room::RoomSummary;
+pub use time::Timestamp;

@@ -1,0 +1,65 @@
+//! One room's state: its history, its listeners and who is present. Everything a room needs to
+//! sequence and replay its messages sits here, so a room could later be backed by a shared log.
+
+use std::collections::BTreeSet;
+
+use crate::history::History;
+use crate::ids::{ListenerId, RoomId, Seq};
+use crate::presence::Presence;
+use crate::time::Timestamp;
+
+/// A room as [`Core`](crate::Core) holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct Room {
+    pub(crate) id: RoomId,
+    pub(crate) created_at: Timestamp,
+    /// The last time a message was posted or a listener opened or closed.
+    pub(crate) last_active: Timestamp,
+    pub(crate) history: History,
+    pub(crate) presence: Presence,
+    pub(crate) listeners: BTreeSet<ListenerId>,
+}
+
+impl Room {
+    pub(crate) fn new(id: RoomId, now: Timestamp, history_len: usize) -> Self {
+        Room {
+            id,
+            created_at: now,
+            last_active: now,
+            history: History::new(history_len),
+            presence: Presence::default(),
+            listeners: BTreeSet::new(),
+        }
+    }
+
+    pub(crate) fn summary(&self) -> RoomSummary {
+        RoomSummary {
+            id: self.id.clone(),
+            latest: self.history.latest(),
+            first_held: self.history.first_held(),
+            listeners: self.listeners.len(),
+            users: self.presence.users(),
+            created_at: self.created_at,
+            last_active: self.last_active,
+        }
+    }
+}
+
+/// What a room listing shows of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    /// The room.
+    pub id: RoomId,
+    /// Its newest sequence number (`Seq::ZERO` before the first message).
+    pub latest: Seq,
+    /// Its oldest held sequence number (`latest + 1` when it holds none).
+    pub first_held: Seq,
+    /// Listeners open on it.
+    pub listeners: usize,
+    /// Distinct users present.
+    pub users: usize,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When a message was last posted or a listener last opened or closed.
+    pub last_active: Timestamp,
+}

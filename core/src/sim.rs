@@ -1,0 +1,827 @@
+//! Simulation harness: random operation sequences run against [`Core`] and a small, obviously
+//! correct reference model, with the invariants checked after every step.
+//!
+//! Shared by the property tests (below) and the fuzz target (`fuzz/`), which is a three-line shim
+//! over [`run_fuzz_input`]. `cargo test` also replays the committed fuzz corpus through it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use arbitrary::{Arbitrary, Unstructured};
+
+use crate::command::{Cursor, Resume, Submit};
+use crate::engine::{Config, Core};
+use crate::error::Error;
+use crate::event::{CloseReason, Event};
+use crate::ids::{ListenerId, Seq};
+use crate::limits::{Limits, Rate};
+use crate::policy::Policy;
+use crate::time::Timestamp;
+
+/// User names the operations pick from; the last breaks the rules.
+pub const USERS: [&str; 4] = ["ada", "bob", "Zoë", "bad name!"];
+/// Room ids the operations pick from; the last breaks the rules.
+pub const ROOMS: [&str; 5] = ["r0", "r1", "r2", "r3", "-bad"];
+/// Texts the operations pick from, each with the refusal it must get (at 16 bytes maximum).
+pub const TEXTS: [(&str, Option<&str>); 8] = [
+    ("hi", None),
+    ("hello 👋", None),
+    ("a\r\nb", None),
+    ("<b>x</b>", None),
+    (" \t ", Some("empty-message")),
+    ("", Some("empty-message")),
+    ("ring\u{7}", Some("control-character")),
+    ("seventeen bytes!!", Some("message-too-large")),
+];
+/// Idempotency keys the operations pick from; the last breaks the rules.
+pub const KEYS: [&str; 3] = ["k1", "k2", "bad key"];
+
+/// The configuration the simulation runs: small limits so every one is reached often.
+pub fn sim_config() -> Config {
+    Config {
+        limits: Limits {
+            room_id_max_len: 8,
+            user_name_max_chars: 16,
+            message_max_bytes: 16,
+            max_rooms: 3,
+            max_listeners_per_room: 3,
+            submit_rate: Some(Rate {
+                burst: 3,
+                per_second: 2,
+            }),
+            max_page_len: 3,
+        },
+        history_len: 4,
+        room_idle_expiry: Some(Duration::from_secs(5)),
+        policy: Policy::default(),
+    }
+}
+
+/// One step. Small integers index the pools above (modulo their length).
+#[derive(Debug, Clone, PartialEq, Eq, Arbitrary)]
+pub enum Op {
+    /// Move time forward.
+    Advance {
+        /// By this many milliseconds.
+        ms: u16,
+    },
+    /// Create a room.
+    Create {
+        /// Index into [`USERS`].
+        user: u8,
+        /// Index into [`ROOMS`].
+        room: u8,
+    },
+    /// Delete a room.
+    Delete {
+        /// Index into [`USERS`].
+        user: u8,
+        /// Index into [`ROOMS`].
+        room: u8,
+    },
+    /// Open a listener.
+    Open {
+        /// Index into [`USERS`].
+        user: u8,
+        /// Index into [`ROOMS`].
+        room: u8,
+        /// `None` for live only; otherwise resume after this sequence number.
+        after: Option<u8>,
+    },
+    /// Close a listener.
+    Close {
+        /// Index into the listeners opened so far (open or not).
+        listener: u8,
+    },
+    /// Post a message.
+    Submit {
+        /// Index into [`USERS`].
+        user: u8,
+        /// Index into [`ROOMS`].
+        room: u8,
+        /// Index into [`TEXTS`].
+        text: u8,
+        /// Index into [`KEYS`], if any.
+        key: Option<u8>,
+    },
+    /// Read a page of history.
+    History {
+        /// Index into [`ROOMS`].
+        room: u8,
+        /// 0: newest, 1: after `at`, 2: before `at`.
+        cursor: u8,
+        /// The cursor's sequence number.
+        at: u8,
+        /// Page size asked for.
+        limit: u8,
+    },
+    /// Read presence.
+    Presence {
+        /// Index into [`ROOMS`].
+        room: u8,
+    },
+    /// List rooms.
+    List {
+        /// Index into [`ROOMS`] to list after, if any.
+        after: Option<u8>,
+    },
+    /// Honour the deadline if it is due.
+    Timeout,
+}
+
+fn pick<T: Copy>(pool: &[T], i: u8) -> T {
+    pool[usize::from(i) % pool.len()]
+}
+
+/// A message as the model remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ModelMessage {
+    user: String,
+    text: String,
+    key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ModelRoom {
+    /// Every accepted message; seq is index + 1.
+    messages: Vec<ModelMessage>,
+    last_active: u64,
+}
+
+impl ModelRoom {
+    fn first_held(&self, history_len: usize) -> u64 {
+        (self.messages.len().saturating_sub(history_len) + 1) as u64
+    }
+}
+
+/// The reference model: everything kept forever, in plain vectors and maps.
+#[derive(Debug, Clone, Default)]
+struct Model {
+    rooms: BTreeMap<String, ModelRoom>,
+    /// Open listeners: room and user.
+    listeners: BTreeMap<ListenerId, (String, String)>,
+}
+
+impl Model {
+    fn listeners_of<'a>(
+        &'a self,
+        room: &'a str,
+    ) -> impl Iterator<Item = (&'a ListenerId, &'a String)> + 'a {
+        self.listeners
+            .iter()
+            .filter(move |(_, (r, _))| r == room)
+            .map(|(id, (_, u))| (id, u))
+    }
+
+    fn presence(&self, room: &str) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for (_, user) in self.listeners_of(room) {
+            *counts.entry(user.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// A core and its reference model, stepped together.
+#[derive(Debug)]
+pub struct Harness {
+    core: Core,
+    config: Config,
+    model: Model,
+    now: u64,
+    /// Every listener ever opened, so `Close` can name stale ones too.
+    opened: Vec<ListenerId>,
+    /// Sequence numbers each open listener has been handed (backlog, then live events).
+    received: BTreeMap<ListenerId, Vec<u64>>,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Harness::new(sim_config())
+    }
+}
+
+fn code<T>(r: &Result<T, Error>) -> Option<&'static str> {
+    r.as_ref().err().map(Error::code)
+}
+
+impl Harness {
+    /// A fresh core and model with this configuration.
+    pub fn new(config: Config) -> Self {
+        Harness {
+            core: Core::new(config.clone()),
+            config,
+            model: Model::default(),
+            now: 1_000_000,
+            opened: Vec::new(),
+            received: BTreeMap::new(),
+        }
+    }
+
+    fn ts(&self) -> Timestamp {
+        Timestamp::from_unix_millis(self.now)
+    }
+
+    fn history_len(&self) -> usize {
+        self.config.history_len
+    }
+
+    /// The precondition refusals every room command checks first, in core's order.
+    fn name_refusal(user: &str, room: &str) -> Option<&'static str> {
+        if user == USERS[3] {
+            Some("invalid-user-name")
+        } else if room == ROOMS[4] {
+            Some("invalid-room-id")
+        } else {
+            None
+        }
+    }
+
+    /// Applies one operation to both, checks the answer against the model, then checks every
+    /// invariant. Panics with a description on any difference.
+    pub fn apply(&mut self, op: &Op) {
+        let rooms_before: BTreeSet<String> = self.model.rooms.keys().cloned().collect();
+        let ts = self.ts();
+        let mut expected_events: Vec<Event> = Vec::new();
+        match *op {
+            Op::Advance { ms } => self.now += u64::from(ms),
+            Op::Create { user, room } => {
+                let (user, room) = (pick(&USERS, user), pick(&ROOMS, room));
+                let r = self.core.create_room(ts, user, room);
+                let want = Self::name_refusal(user, room).or_else(|| {
+                    (!self.model.rooms.contains_key(room)
+                        && self.model.rooms.len() >= self.config.limits.max_rooms)
+                        .then_some("too-many-rooms")
+                });
+                assert_eq!(code(&r), want, "create {room} by {user}: {r:?}");
+                if let Ok(created) = r {
+                    assert_eq!(created.created, !self.model.rooms.contains_key(room));
+                    if created.created {
+                        let mr = ModelRoom {
+                            last_active: self.now,
+                            ..ModelRoom::default()
+                        };
+                        self.model.rooms.insert(room.to_owned(), mr);
+                        expected_events.push(Event::RoomCreated {
+                            room: created.room.id,
+                        });
+                    }
+                }
+            }
+            Op::Delete { user, room } => {
+                let (user, room) = (pick(&USERS, user), pick(&ROOMS, room));
+                let r = self.core.delete_room(ts, user, room);
+                let want = Self::name_refusal(user, room)
+                    .or_else(|| (!self.model.rooms.contains_key(room)).then_some("room-not-found"));
+                assert_eq!(code(&r), want, "delete {room}: {r:?}");
+                if r.is_ok() {
+                    self.model.rooms.remove(room);
+                    self.model.listeners.retain(|_, (r, _)| r != room);
+                    expected_events.push(Event::RoomClosed {
+                        room: crate::RoomId::parse(room, 8).expect("pool room ids are valid"),
+                        reason: CloseReason::Deleted {
+                            by: crate::UserName::parse(user, 16).expect("checked valid above"),
+                        },
+                    });
+                }
+            }
+            Op::Open { user, room, after } => self.open(
+                pick(&USERS, user),
+                pick(&ROOMS, room),
+                after,
+                &mut expected_events,
+            ),
+            Op::Close { listener } => {
+                if self.opened.is_empty() {
+                    return self.check_invariants(&rooms_before, &[]);
+                }
+                let id = self.opened[usize::from(listener) % self.opened.len()];
+                let was_open = self.model.listeners.remove(&id);
+                assert_eq!(
+                    self.core.close_listener(ts, id),
+                    was_open.is_some(),
+                    "close {id}"
+                );
+                if let Some((room, user)) = was_open {
+                    self.received.remove(&id);
+                    if let Some(mr) = self.model.rooms.get_mut(&room) {
+                        mr.last_active = self.now;
+                    }
+                    if !self.model.presence(&room).contains_key(&user) {
+                        expected_events.push(Event::Left {
+                            room: crate::RoomId::parse(&room, 8).expect("valid"),
+                            user: crate::UserName::parse(&user, 16).expect("valid"),
+                        });
+                    }
+                }
+            }
+            Op::Submit {
+                user,
+                room,
+                text,
+                key,
+            } => self.submit(
+                pick(&USERS, user),
+                pick(&ROOMS, room),
+                pick(&TEXTS, text),
+                key.map(|k| pick(&KEYS, k)),
+                &mut expected_events,
+            ),
+            Op::History {
+                room,
+                cursor,
+                at,
+                limit,
+            } => self.history(pick(&ROOMS, room), cursor, at, limit),
+            Op::Presence { room } => {
+                let room = pick(&ROOMS, room);
+                let r = self.core.presence(USERS[0], room);
+                let want = Self::name_refusal(USERS[0], room)
+                    .or_else(|| (!self.model.rooms.contains_key(room)).then_some("room-not-found"));
+                assert_eq!(code(&r), want);
+                if let Ok(entries) = r {
+                    let got: BTreeMap<String, usize> = entries
+                        .into_iter()
+                        .map(|e| (e.user.to_string(), e.listeners))
+                        .collect();
+                    assert_eq!(got, self.model.presence(room), "presence of {room}");
+                }
+            }
+            Op::List { after } => {
+                let after = after.map(|a| pick(&ROOMS, a));
+                let got: Vec<String> = self
+                    .core
+                    .rooms(USERS[1], after, 100)
+                    .expect("listing is always allowed")
+                    .into_iter()
+                    .map(|s| s.id.to_string())
+                    .collect();
+                let want: Vec<String> = self
+                    .model
+                    .rooms
+                    .keys()
+                    .filter(|r| after.is_none_or(|a| r.as_str() > a))
+                    .take(self.config.limits.max_page_len)
+                    .cloned()
+                    .collect();
+                assert_eq!(got, want, "rooms after {after:?}");
+            }
+            Op::Timeout => {
+                let Some(due) = self.core.poll_timeout() else {
+                    return self.check_invariants(&rooms_before, &[]);
+                };
+                // Time only moves forward: jump to the deadline if it is ahead.
+                self.now = self.now.max(due.as_unix_millis());
+                self.core.handle_timeout(self.ts());
+                let idle =
+                    crate::time::millis(self.config.room_idle_expiry.expect("sim sets an expiry"));
+                let mut expired: Vec<(u64, String)> = self
+                    .model
+                    .rooms
+                    .iter()
+                    .filter(|(name, r)| {
+                        self.model.listeners_of(name).next().is_none()
+                            && r.last_active + idle <= self.now
+                    })
+                    .map(|(name, r)| (r.last_active, name.clone()))
+                    .collect();
+                // Rooms expire in deadline order.
+                expired.sort();
+                for (_, room) in expired {
+                    self.model.rooms.remove(&room);
+                    expected_events.push(Event::RoomClosed {
+                        room: crate::RoomId::parse(&room, 8).expect("valid"),
+                        reason: CloseReason::Expired,
+                    });
+                }
+                if let Some(next) = self.core.poll_timeout() {
+                    assert!(
+                        next > self.ts(),
+                        "after handle_timeout({}) the next deadline {next} is not later",
+                        self.now
+                    );
+                }
+            }
+        }
+        let events = self.drain();
+        assert_eq!(events, expected_events, "events of {op:?}");
+        self.check_invariants(&rooms_before, &events);
+    }
+
+    fn open(&mut self, user: &str, room: &str, after: Option<u8>, expected: &mut Vec<Event>) {
+        let resume = after.map_or(Resume::Live, |n| Resume::After(Seq(u64::from(n))));
+        let r = self.core.open_listener(self.ts(), user, room, resume);
+        let mr = self.model.rooms.get(room);
+        let latest = mr.map_or(0, |m| m.messages.len() as u64);
+        let want = Self::name_refusal(user, room)
+            .or_else(|| mr.is_none().then_some("room-not-found"))
+            .or_else(|| {
+                after
+                    .is_some_and(|n| u64::from(n) > latest)
+                    .then_some("resume-ahead")
+            })
+            .or_else(|| {
+                (self.model.listeners_of(room).count() >= self.config.limits.max_listeners_per_room)
+                    .then_some("too-many-listeners")
+            });
+        assert_eq!(
+            code(&r),
+            want,
+            "open {room} by {user} after {after:?}: {r:?}"
+        );
+        let Ok(opened) = r else { return };
+        let mr = &self.model.rooms[room];
+        let first_held = mr.first_held(self.history_len());
+        assert_eq!(opened.latest, Seq(latest));
+        let backlog: Vec<u64> = opened.backlog.iter().map(|m| m.seq.0).collect();
+        match after {
+            None => {
+                assert!(
+                    backlog.is_empty() && opened.gap.is_none(),
+                    "live open has no backlog"
+                );
+            }
+            Some(n) => {
+                let n = u64::from(n);
+                let start = (n + 1).max(first_held);
+                assert_eq!(
+                    backlog,
+                    (start..=latest).collect::<Vec<_>>(),
+                    "resume after {n} yields the missed messages"
+                );
+                for m in &opened.backlog {
+                    let want = &mr.messages[(m.seq.0 - 1) as usize];
+                    assert_eq!(
+                        (m.user.as_str(), m.text.as_str()),
+                        (want.user.as_str(), want.text.as_str())
+                    );
+                }
+                let gap = (n + 1 < first_held).then_some(crate::Gap {
+                    after: Seq(n),
+                    first_held: Seq(first_held),
+                });
+                assert_eq!(
+                    opened.gap, gap,
+                    "resume after {n} with oldest held {first_held}"
+                );
+            }
+        }
+        let joined = !self.model.presence(room).contains_key(user);
+        self.model
+            .listeners
+            .insert(opened.listener, (room.to_owned(), user.to_owned()));
+        self.model.rooms.get_mut(room).expect("present").last_active = self.now;
+        self.opened.push(opened.listener);
+        let mut received = backlog;
+        if received.is_empty() {
+            // Nothing handed over yet: the next message must be latest + 1.
+            received.push(latest);
+        }
+        self.received.insert(opened.listener, received);
+        if joined {
+            expected.push(Event::Joined {
+                room: opened.room,
+                user: crate::UserName::parse(user, 16).expect("valid"),
+            });
+        }
+    }
+
+    fn submit(
+        &mut self,
+        user: &str,
+        room: &str,
+        (text, text_refusal): (&str, Option<&str>),
+        key: Option<&str>,
+        expected: &mut Vec<Event>,
+    ) {
+        let submit = Submit {
+            user: user.to_owned(),
+            room: room.to_owned(),
+            text: text.to_owned(),
+            idempotency_key: key.map(str::to_owned),
+        };
+        let r = self.core.submit(self.ts(), submit);
+        let normalized = text.replace("\r\n", "\n");
+        let history_len = self.history_len();
+        let mr = self.model.rooms.get(room);
+        // A key matches if a held message by this user carries it.
+        let matched = mr.zip(key).and_then(|(mr, key)| {
+            let first = mr.first_held(history_len) as usize;
+            mr.messages
+                .iter()
+                .enumerate()
+                .skip(first - 1)
+                .find(|(_, m)| m.user == user && m.key.as_deref() == Some(key))
+                .map(|(i, m)| (i as u64 + 1, m.text == normalized))
+        });
+        let want = Self::name_refusal(user, room)
+            .or_else(|| {
+                key.filter(|k| *k == KEYS[2])
+                    .map(|_| "invalid-idempotency-key")
+            })
+            .or(text_refusal)
+            .or_else(|| mr.is_none().then_some("room-not-found"))
+            .or_else(|| {
+                matched
+                    .filter(|(_, same)| !same)
+                    .map(|_| "idempotency-conflict")
+            });
+        match (&r, want) {
+            // The rate limit is the one refusal the model does not predict.
+            (Err(Error::RateLimited { retry_after }), None) if matched.is_none() => {
+                assert!(
+                    *retry_after > Duration::ZERO && *retry_after <= Duration::from_millis(500)
+                );
+                return;
+            }
+            _ => assert_eq!(
+                code(&r),
+                want,
+                "submit {text:?} to {room} by {user} key {key:?}: {r:?}"
+            ),
+        }
+        let Ok(submitted) = r else { return };
+        if let Some((seq, _)) = matched {
+            assert!(submitted.duplicate, "a retried key returns the original");
+            assert_eq!(submitted.message.seq, Seq(seq));
+            return;
+        }
+        assert!(!submitted.duplicate);
+        let mr = self
+            .model
+            .rooms
+            .get_mut(room)
+            .expect("accepted so the room exists");
+        mr.messages.push(ModelMessage {
+            user: user.to_owned(),
+            text: normalized,
+            key: key.map(str::to_owned),
+        });
+        mr.last_active = self.now;
+        let m = &submitted.message;
+        assert_eq!(
+            m.seq,
+            Seq(mr.messages.len() as u64),
+            "the next sequence number"
+        );
+        assert_eq!(m.sent_at, self.ts());
+        expected.push(Event::Published(submitted.message));
+    }
+
+    fn history(&mut self, room: &str, cursor: u8, at: u8, limit: u8) {
+        let at = Seq(u64::from(at));
+        let cursor = match cursor % 3 {
+            0 => Cursor::Newest,
+            1 => Cursor::After(at),
+            _ => Cursor::Before(at),
+        };
+        let r = self
+            .core
+            .history(USERS[2], room, cursor, usize::from(limit));
+        let mr = self.model.rooms.get(room);
+        let latest = mr.map_or(0, |m| m.messages.len() as u64);
+        let want = Self::name_refusal(USERS[2], room)
+            .or_else(|| mr.is_none().then_some("room-not-found"))
+            .or_else(|| {
+                matches!(cursor, Cursor::After(a) if a.0 > latest).then_some("resume-ahead")
+            });
+        assert_eq!(code(&r), want, "history {room} {cursor:?}: {r:?}");
+        let Ok(page) = r else { return };
+        let first_held = mr.expect("exists").first_held(self.history_len());
+        let limit = usize::from(limit).min(self.config.limits.max_page_len) as u64;
+        let held: Vec<u64> = (first_held..=latest).collect();
+        let want: Vec<u64> = match cursor {
+            Cursor::Newest => newest(held, limit),
+            Cursor::Before(b) => newest(held.into_iter().filter(|s| *s < b.0).collect(), limit),
+            Cursor::After(a) => held
+                .into_iter()
+                .filter(|s| *s > a.0)
+                .take(limit as usize)
+                .collect(),
+        };
+        let got: Vec<u64> = page.messages.iter().map(|m| m.seq.0).collect();
+        assert_eq!(got, want, "history {room} {cursor:?} limit {limit}");
+        assert_eq!(
+            (page.first_held, page.latest),
+            (Seq(first_held), Seq(latest))
+        );
+        let gap = matches!(cursor, Cursor::After(a) if a.0 + 1 < first_held);
+        assert_eq!(page.gap.is_some(), gap);
+    }
+
+    /// Drains events, handing published messages to the harness's record of each listener.
+    fn drain(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        for _ in 0..10_000 {
+            let Some(event) = self.core.poll_event() else {
+                break;
+            };
+            if let Event::Published(m) = &event {
+                for (id, _) in self.model.listeners_of(m.room.as_str()) {
+                    self.received
+                        .get_mut(id)
+                        .expect("every open listener is tracked")
+                        .push(m.seq.0);
+                }
+            }
+            events.push(event);
+        }
+        assert_eq!(self.core.poll_event(), None, "a drain ends");
+        events
+    }
+
+    fn check_invariants(&self, rooms_before: &BTreeSet<String>, events: &[Event]) {
+        let core = &self.core;
+        // No event names an unknown room.
+        for e in events {
+            let room = e.room().as_str();
+            assert!(
+                rooms_before.contains(room) || self.model.rooms.contains_key(room),
+                "event {e:?} names an unknown room"
+            );
+        }
+        assert_eq!(core.room_count(), self.model.rooms.len(), "room count");
+        for name in ROOMS {
+            let (Some(mr), Some(room)) = (self.model.rooms.get(name), core.room_state(name)) else {
+                assert!(
+                    core.room_state(name).is_none(),
+                    "deleted room {name} holds nothing"
+                );
+                continue;
+            };
+            // Sequence numbers are contiguous and history is the bounded suffix of accepted messages.
+            assert_eq!(core.latest(name), Some(Seq(mr.messages.len() as u64)));
+            let first = mr.first_held(self.history_len());
+            let held: Vec<_> = room.history.iter().collect();
+            assert!(held.len() <= self.history_len());
+            assert_eq!(
+                held.len() as u64,
+                mr.messages.len() as u64 + 1 - first,
+                "{name} holds the newest messages"
+            );
+            for (m, seq) in held.iter().zip(first..) {
+                let want = &mr.messages[(seq - 1) as usize];
+                assert_eq!(m.seq, Seq(seq), "contiguous sequence in {name}");
+                assert_eq!(
+                    (m.user.as_str(), m.text.as_str()),
+                    (want.user.as_str(), want.text.as_str())
+                );
+            }
+            assert!(room.history.key_count() <= held.len());
+            // Presence equals the users holding listeners.
+            let presence: BTreeMap<String, usize> = room
+                .presence
+                .entries()
+                .into_iter()
+                .map(|e| (e.user.to_string(), e.listeners))
+                .collect();
+            assert_eq!(presence, self.model.presence(name), "presence of {name}");
+            let listeners: BTreeSet<ListenerId> =
+                self.model.listeners_of(name).map(|(id, _)| *id).collect();
+            assert_eq!(room.listeners, listeners, "listeners of {name}");
+        }
+        // Every listener core holds is one the model holds, in the same room, for the same user.
+        for (id, (room, user)) in &self.model.listeners {
+            let (r, u) = core
+                .listener_room(*id)
+                .expect("open listener known to core");
+            assert_eq!((r.as_str(), u.as_str()), (room.as_str(), user.as_str()));
+        }
+        for id in &self.opened {
+            if !self.model.listeners.contains_key(id) {
+                assert!(
+                    core.listener_room(*id).is_none(),
+                    "closed listener {id} is gone"
+                );
+            }
+        }
+        // Each open listener was handed a gapless, duplicate-free run of sequence numbers.
+        for (id, seqs) in &self.received {
+            assert!(
+                seqs.windows(2).all(|w| w[1] == w[0] + 1),
+                "listener {id} received {seqs:?}"
+            );
+        }
+        // Only empty rooms wait to expire.
+        let empty = self
+            .model
+            .rooms
+            .keys()
+            .filter(|r| self.model.listeners_of(r).next().is_none())
+            .count();
+        assert_eq!(
+            core.expiry_count(),
+            empty,
+            "expiry deadlines are set for exactly the empty rooms"
+        );
+        assert_eq!(core.stats().events_dropped, 0);
+    }
+}
+
+/// The last `limit` of `seqs`.
+fn newest(seqs: Vec<u64>, limit: u64) -> Vec<u64> {
+    let skip = seqs.len().saturating_sub(limit as usize);
+    seqs[skip..].to_vec()
+}
+
+/// Runs `ops` through a fresh [`Harness`], checking everything after every step.
+pub fn run_ops(ops: &[Op]) {
+    let mut harness = Harness::default();
+    for op in ops {
+        harness.apply(op);
+    }
+}
+
+/// The fuzz target's body: decode up to 2,000 operations from raw bytes and run them.
+pub fn run_fuzz_input(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let mut ops = Vec::new();
+    while ops.len() < 2000 && !u.is_empty() {
+        match Op::arbitrary(&mut u) {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+    run_ops(&ops);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A strategy for one operation; small ranges so rooms, keys and limits collide often.
+    pub(crate) fn op() -> impl Strategy<Value = Op> {
+        let idx = || 0u8..8;
+        prop_oneof![
+            2 => (0u16..3000).prop_map(|ms| Op::Advance { ms }),
+            2 => (idx(), idx()).prop_map(|(user, room)| Op::Create { user, room }),
+            1 => (idx(), idx()).prop_map(|(user, room)| Op::Delete { user, room }),
+            3 => (idx(), idx(), proptest::option::of(0u8..12)).prop_map(|(user, room, after)| Op::Open { user, room, after }),
+            2 => any::<u8>().prop_map(|listener| Op::Close { listener }),
+            6 => (idx(), idx(), idx(), proptest::option::of(0u8..3))
+                .prop_map(|(user, room, text, key)| Op::Submit { user, room, text, key }),
+            1 => (idx(), 0u8..3, 0u8..12, 0u8..6).prop_map(|(room, cursor, at, limit)| Op::History { room, cursor, at, limit }),
+            1 => idx().prop_map(|room| Op::Presence { room }),
+            1 => proptest::option::of(idx()).prop_map(|after| Op::List { after }),
+            1 => Just(Op::Timeout),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn core_matches_the_reference_model(ops in proptest::collection::vec(op(), 1..200)) {
+            run_ops(&ops);
+        }
+    }
+
+    #[test]
+    fn a_long_scripted_run_exercises_every_limit() {
+        let mut ops = Vec::new();
+        for i in 0..40u8 {
+            ops.push(Op::Create { user: i, room: i });
+            ops.push(Op::Open {
+                user: i,
+                room: i % 3,
+                after: Some(i % 5),
+            });
+            for t in 0..8 {
+                ops.push(Op::Submit {
+                    user: i,
+                    room: i % 3,
+                    text: t,
+                    key: Some(t % 2),
+                });
+            }
+            ops.push(Op::Close { listener: i / 2 });
+            ops.push(Op::Advance { ms: 700 });
+            ops.push(Op::Timeout);
+        }
+        run_ops(&ops);
+    }
+}
+
+#[cfg(test)]
+mod corpus {
+    use std::path::Path;
+
+    /// Replays every input of the committed fuzz corpus, so CI exercises the fuzz target on stable.
+    #[test]
+    fn fuzz_corpus_replays_cleanly() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/core_ops");
+        let mut inputs = 0;
+        for entry in std::fs::read_dir(&dir).expect("the fuzz corpus is committed") {
+            let path = entry.expect("readable corpus entry").path();
+            let data = std::fs::read(&path).expect("readable corpus file");
+            super::run_fuzz_input(&data);
+            inputs += 1;
+        }
+        assert!(
+            inputs >= 10,
+            "expected a seeded corpus in {}, found {inputs} inputs",
+            dir.display()
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! The smol + tide host (HTML, REST, SSE, WebSocket). Not built yet: it lands with the host-smol issue.
