@@ -101,6 +101,13 @@ pub enum Command {
         /// How many messages at most.
         limit: usize,
     },
+    /// See [`Core::room`](crate::Core::room).
+    Room {
+        /// The acting user.
+        user: String,
+        /// The room to look at.
+        room: String,
+    },
     /// See [`Core::presence`](crate::Core::presence).
     Presence {
         /// The acting user.
@@ -130,6 +137,8 @@ pub enum Reply {
     History(HistoryPage),
     /// To [`Command::Presence`].
     Presence(Vec<PresenceEntry>),
+    /// To [`Command::Room`].
+    Room(RoomSummary),
 }
 
 /// The answer to creating a room.

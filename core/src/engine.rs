@@ -144,6 +144,7 @@ impl Core {
                 limit,
             } => Reply::History(self.history(&user, &room, cursor, limit)?),
             Command::Presence { user, room } => Reply::Presence(self.presence(&user, &room)?),
+            Command::Room { user, room } => Reply::Room(self.room(&user, &room)?),
         })
     }
 
@@ -232,6 +233,19 @@ impl Core {
             .take(limit.min(self.config.limits.max_page_len))
             .map(|(_, room)| room.summary())
             .collect())
+    }
+
+    /// One room's summary.
+    pub fn room(&mut self, user: &str, room: &str) -> Result<RoomSummary, Error> {
+        let result = self.try_room(user, room);
+        self.count(result)
+    }
+
+    fn try_room(&self, user: &str, room: &str) -> Result<RoomSummary, Error> {
+        let user = self.user(user)?;
+        let id = self.room_id(room)?;
+        self.config.policy.authorize(&user, Action::ReadRoom)?;
+        Ok(self.existing(&id)?.summary())
     }
 
     /// Opens a listener on a room for a user, with the backlog to deliver before live events.
@@ -1282,6 +1296,10 @@ mod tests {
         assert!(
             matches!(run(&mut core, Command::Presence { user: user(), room: lobby() }), Reply::Presence(p) if p.len() == 1)
         );
+        assert!(matches!(
+            run(&mut core, Command::Room { user: user(), room: lobby() }),
+            Reply::Room(r) if r.latest == Seq(1) && r.listeners == 1
+        ));
         assert!(
             matches!(run(&mut core, Command::ListRooms { user: user(), after: None, limit: 5 }), Reply::Rooms(r) if r.len() == 1)
         );

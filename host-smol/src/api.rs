@@ -1,0 +1,262 @@
+//! The JSON API under `/api/v1/`, the seed's JSON routes, and the operations endpoints.
+
+use roomcast_core::{Cursor, Seq, Submit, Submitted};
+use serde::Deserialize;
+use tide::{Request, Response, StatusCode};
+
+use crate::app::{State, actor, room_param};
+use crate::problem::{Problem, ProblemBody, json_body, query};
+use crate::wire::{
+    CreateRoom, HistoryBody, MessageBody, PostMessage, PresenceBody, PresenceList, RoomBody,
+    RoomList, SeedSubmit,
+};
+
+fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let mut res = Response::new(status);
+    res.set_body(serde_json::to_vec(body).unwrap_or_default());
+    res.set_content_type(tide::http::mime::JSON);
+    res
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// List rooms by id, a page at a time.
+#[utoipa::path(get, path = "/api/v1/rooms", tag = "rooms",
+    params(
+        ("after" = Option<String>, Query, description = "List rooms whose ids sort after this one"),
+        ("limit" = Option<usize>, Query, description = "Page size (default 100, at most 500)"),
+        ("user" = Option<String>, Query, description = "Who asks"),
+    ),
+    responses((status = 200, body = RoomList), (status = 400, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn list_rooms(req: Request<State>) -> Result<Response, Problem> {
+    let (q, user): (ListQuery, _) = (query(&req)?, actor(&req)?);
+    let limit = q.limit.unwrap_or(100);
+    let after = q.after;
+    let rooms = req
+        .state()
+        .hub
+        .with_core(move |core, _| core.rooms(&user, after.as_deref(), limit))
+        .await?;
+    let next_after = (rooms.len() == limit && limit > 0)
+        .then(|| rooms.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(json(
+        StatusCode::Ok,
+        &RoomList {
+            rooms: rooms.iter().map(RoomBody::from).collect(),
+            next_after,
+        },
+    ))
+}
+
+/// Create a room; creating one that exists returns it (200) rather than failing.
+#[utoipa::path(post, path = "/api/v1/rooms", tag = "rooms", request_body = CreateRoom,
+    params(("user" = Option<String>, Query, description = "Who creates it")),
+    responses(
+        (status = 201, description = "Created", body = RoomBody),
+        (status = 200, description = "It already existed", body = RoomBody),
+        (status = 400, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Too many rooms", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn create_room(mut req: Request<State>) -> Result<Response, Problem> {
+    let user = actor(&req)?;
+    let body: CreateRoom = json_body(&mut req).await?;
+    let created = req
+        .state()
+        .hub
+        .with_core(move |core, now| core.create_room(now, &user, &body.room))
+        .await?;
+    let status = if created.created {
+        StatusCode::Created
+    } else {
+        StatusCode::Ok
+    };
+    let mut res = json(status, &RoomBody::from(&created.room));
+    res.insert_header("Location", format!("/api/v1/rooms/{}", created.room.id));
+    Ok(res)
+}
+
+/// One room.
+#[utoipa::path(get, path = "/api/v1/rooms/{room}", tag = "rooms",
+    params(("room" = String, Path, description = "The room id"), ("user" = Option<String>, Query, description = "Who asks")),
+    responses((status = 200, body = RoomBody), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn room(req: Request<State>) -> Result<Response, Problem> {
+    let (user, room) = (actor(&req)?, room_param(&req));
+    let summary = req
+        .state()
+        .hub
+        .with_core(move |core, _| core.room(&user, &room))
+        .await?;
+    Ok(json(StatusCode::Ok, &RoomBody::from(&summary)))
+}
+
+/// Delete a room with its history; its streams end with a `closed` event.
+#[utoipa::path(delete, path = "/api/v1/rooms/{room}", tag = "rooms",
+    params(("room" = String, Path, description = "The room id"), ("user" = Option<String>, Query, description = "Who deletes it")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_room(req: Request<State>) -> Result<Response, Problem> {
+    let (user, room) = (actor(&req)?, room_param(&req));
+    req.state()
+        .hub
+        .with_core(move |core, now| core.delete_room(now, &user, &room))
+        .await?;
+    Ok(Response::new(StatusCode::NoContent))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    after: Option<u64>,
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// A page of history, oldest first: the newest by default, `after` to page forward, `before` to
+/// page back.
+#[utoipa::path(get, path = "/api/v1/rooms/{room}/messages", tag = "messages",
+    params(
+        ("room" = String, Path, description = "The room id"),
+        ("after" = Option<u64>, Query, description = "Messages after this sequence number"),
+        ("before" = Option<u64>, Query, description = "Messages before this sequence number"),
+        ("limit" = Option<usize>, Query, description = "Page size (default 50, at most 500)"),
+        ("user" = Option<String>, Query, description = "Who asks"),
+    ),
+    responses(
+        (status = 200, body = HistoryBody),
+        (status = 400, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "`after` is beyond the newest message", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn history(req: Request<State>) -> Result<Response, Problem> {
+    let q: HistoryQuery = query(&req)?;
+    let cursor = match (q.after, q.before) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(
+                StatusCode::BadRequest,
+                "invalid-query",
+                "give `after` or `before`, not both",
+            ));
+        }
+        (Some(after), None) => Cursor::After(Seq(after)),
+        (None, Some(before)) => Cursor::Before(Seq(before)),
+        (None, None) => Cursor::Newest,
+    };
+    let (user, room, limit) = (actor(&req)?, room_param(&req), q.limit.unwrap_or(50));
+    let page = req
+        .state()
+        .hub
+        .with_core(move |core, _| core.history(&user, &room, cursor, limit))
+        .await?;
+    Ok(json(StatusCode::Ok, &HistoryBody::from(&page)))
+}
+
+/// Post a message. The answer carries its sequence number.
+#[utoipa::path(post, path = "/api/v1/rooms/{room}/messages", tag = "messages", request_body = PostMessage,
+    params(
+        ("room" = String, Path, description = "The room id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe (or `idempotency_key` in the body)"),
+    ),
+    responses(
+        (status = 201, description = "Posted", body = MessageBody),
+        (status = 200, description = "A retry: the original message, nothing new posted", body = MessageBody),
+        (status = 400, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key reused for another text", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> {
+    let room = room_param(&req);
+    let header_key = req.header("Idempotency-Key").map(|v| v.as_str().to_owned());
+    let body: PostMessage = json_body(&mut req).await?;
+    let submit = Submit {
+        user: body.user,
+        room,
+        text: body.text,
+        idempotency_key: body.idempotency_key.or(header_key),
+    };
+    let done = req
+        .state()
+        .hub
+        .with_core(move |core, now| core.submit(now, submit))
+        .await?;
+    Ok(posted(&done))
+}
+
+fn posted(done: &Submitted) -> Response {
+    let status = if done.duplicate {
+        StatusCode::Ok
+    } else {
+        StatusCode::Created
+    };
+    json(status, &MessageBody::from(&*done.message))
+}
+
+/// The seed's `POST /submit`: `{room, user, text}`, creating the room if needed.
+pub async fn seed_submit(mut req: Request<State>) -> Result<Response, Problem> {
+    let body: SeedSubmit = json_body(&mut req).await?;
+    let done = req
+        .state()
+        .hub
+        .with_core(move |core, now| {
+            core.create_room(now, &body.user, &body.room)?;
+            core.submit(
+                now,
+                Submit {
+                    user: body.user,
+                    room: body.room,
+                    text: body.text,
+                    idempotency_key: None,
+                },
+            )
+        })
+        .await?;
+    Ok(posted(&done))
+}
+
+/// Who is in a room.
+#[utoipa::path(get, path = "/api/v1/rooms/{room}/presence", tag = "rooms",
+    params(("room" = String, Path, description = "The room id"), ("user" = Option<String>, Query, description = "Who asks")),
+    responses((status = 200, body = PresenceList), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+pub async fn presence(req: Request<State>) -> Result<Response, Problem> {
+    let (user, room) = (actor(&req)?, room_param(&req));
+    let id = room.clone();
+    let entries = req
+        .state()
+        .hub
+        .with_core(move |core, _| core.presence(&user, &room))
+        .await?;
+    Ok(json(
+        StatusCode::Ok,
+        &PresenceList {
+            room: id,
+            users: entries.iter().map(PresenceBody::from).collect(),
+        },
+    ))
+}
+
+/// Liveness: 200 while the hub answers.
+pub async fn health(req: Request<State>) -> Result<Response, Problem> {
+    req.state().hub.stats().await?;
+    Ok(json(StatusCode::Ok, &serde_json::json!({ "status": "ok" })))
+}
+
+/// Prometheus metrics.
+pub async fn metrics(req: Request<State>) -> Result<Response, Problem> {
+    let text = req.state().metrics.render(&req.state().hub).await?;
+    let mut res = Response::new(StatusCode::Ok);
+    res.set_body(text);
+    res.set_content_type("text/plain; version=0.0.4; charset=utf-8");
+    Ok(res)
+}

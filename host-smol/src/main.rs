@@ -1,0 +1,85 @@
+//! `roomcast-smol`: the roomcast server on smol + tide. Web chat, JSON API, Server-Sent Events
+//! and WebSocket over one port. See `--help` for the flags (each also an environment variable).
+#![forbid(unsafe_code)]
+
+mod api;
+mod app;
+mod openapi;
+mod pages;
+mod problem;
+mod server;
+mod sse;
+mod stream;
+mod wire;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use roomcast_hub::telemetry::{Metrics, init_logging};
+use roomcast_hub::{CoreArgs, Hub};
+
+/// The roomcast chat server: web chat, JSON API, Server-Sent Events and WebSocket.
+#[derive(Debug, Parser)]
+#[command(name = "roomcast-smol", version)]
+struct Cli {
+    /// Address to listen on (port 0 picks a free one; the log says which).
+    #[arg(long, env = "ROOMCAST_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "ROOMCAST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+    /// Cut off a client whose connection has accepted nothing for this long.
+    #[arg(long, env = "ROOMCAST_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    write_timeout: Duration,
+    /// Log one JSON object per line instead of text.
+    #[arg(long, env = "ROOMCAST_LOG_JSON")]
+    log_json: bool,
+    #[command(flatten)]
+    core: CoreArgs,
+}
+
+/// How long open streams get to say goodbye on shutdown.
+const GRACE: Duration = Duration::from_secs(5);
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    server::run(async move {
+        let hub = Hub::start(cli.core.config(), cli.core.hub_options())
+            .context("starting the hub thread")?;
+        let listener = smol::net::TcpListener::bind(cli.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cli.listen))?;
+        let addr = listener.local_addr()?;
+        let streams = Arc::new(());
+        let state = app::State {
+            hub: hub.clone(),
+            metrics: Metrics::install(),
+            max_body: cli.max_body_bytes,
+            streams: streams.clone(),
+        };
+        let (stop, stopped) = async_channel::bounded(1);
+        server::spawn(async move {
+            match roomcast_hub::signal::shutdown().await {
+                Ok(signal) => tracing::info!("{signal}: shutting down"),
+                Err(e) => tracing::error!(error = %e, "cannot watch for signals"),
+            }
+            let _ = stop.send(()).await;
+        })
+        .detach();
+        tracing::info!("roomcast-smol listening on http://{addr}");
+        server::serve(listener, app::build(state), cli.write_timeout, stopped).await;
+        // Every stream gets a final `closed` event; give them a moment to flush it.
+        hub.shutdown().await;
+        let deadline = Instant::now() + GRACE;
+        while Arc::strong_count(&streams) > 1 && Instant::now() < deadline {
+            async_io::Timer::after(Duration::from_millis(20)).await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

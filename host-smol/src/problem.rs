@@ -1,0 +1,258 @@
+//! Errors as clients see them: `application/problem+json` (RFC 9457) naming the cause, and the
+//! request-body checks that produce most of them. Every refusal passes through here.
+
+use std::time::Duration;
+
+use futures_lite::AsyncReadExt;
+use roomcast_core::{Error, ErrorClass};
+use roomcast_hub::HubError;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tide::http::mime;
+use tide::{Request, Response, StatusCode};
+use utoipa::ToSchema;
+
+use crate::app::State;
+
+/// A refusal on its way to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable machine name (`message-too-large`, `malformed-json`, ...).
+    pub code: &'static str,
+    /// What was wrong, for a person.
+    pub detail: String,
+    /// For rate limits: when to try again.
+    pub retry_after: Option<Duration>,
+}
+
+/// The problem document (RFC 9457), with roomcast's `code` extension.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProblemBody {
+    /// A URI naming the problem type: `urn:roomcast:problem:{code}`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// The HTTP status phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What was wrong.
+    pub detail: String,
+    /// The stable machine name of the problem.
+    pub code: String,
+    /// For `rate-limited`: milliseconds until a retry will be accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+impl Problem {
+    /// A problem with this status, code and detail.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The document this problem is sent as.
+    pub fn body(&self) -> ProblemBody {
+        ProblemBody {
+            problem_type: format!("urn:roomcast:problem:{}", self.code),
+            title: self.status.canonical_reason().to_owned(),
+            status: self.status as u16,
+            detail: self.detail.clone(),
+            code: self.code.to_owned(),
+            retry_after_ms: self
+                .retry_after
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+impl From<Problem> for Response {
+    fn from(p: Problem) -> Response {
+        let mut res = Response::new(p.status);
+        if let Some(after) = p.retry_after {
+            res.insert_header(
+                "Retry-After",
+                after.as_secs_f64().ceil().max(1.0).to_string(),
+            );
+        }
+        res.set_body(serde_json::to_vec(&p.body()).unwrap_or_default());
+        res.set_content_type("application/problem+json");
+        res
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        let status = match e.class() {
+            ErrorClass::NotFound => StatusCode::NotFound,
+            ErrorClass::Conflict | ErrorClass::OutOfRange => StatusCode::Conflict,
+            ErrorClass::TooLarge => StatusCode::PayloadTooLarge,
+            ErrorClass::Capacity => StatusCode::ServiceUnavailable,
+            ErrorClass::RateLimited => StatusCode::TooManyRequests,
+            ErrorClass::Denied => StatusCode::Forbidden,
+            _ => StatusCode::BadRequest,
+        };
+        let retry_after = match &e {
+            Error::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        Problem {
+            status,
+            code: e.code(),
+            detail: e.to_string(),
+            retry_after,
+        }
+    }
+}
+
+impl From<HubError> for Problem {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::Refused(e) => e.into(),
+            other => Problem::new(
+                StatusCode::ServiceUnavailable,
+                "shutting-down",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+/// Reads the request body, refusing more than the configured maximum without reading it all.
+pub async fn read_body(req: &mut Request<State>) -> Result<Vec<u8>, Problem> {
+    let limit = req.state().max_body;
+    let too_large = |len: usize| {
+        Problem::new(
+            StatusCode::PayloadTooLarge,
+            "body-too-large",
+            format!("the request body is {len} bytes or more, over the limit of {limit}"),
+        )
+    };
+    if let Some(len) = req.len().filter(|len| *len > limit) {
+        return Err(too_large(len));
+    }
+    let mut body = Vec::new();
+    let limit_plus_one = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    req.take_body()
+        .take(limit_plus_one)
+        .read_to_end(&mut body)
+        .await
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::BadRequest,
+                "unreadable-body",
+                format!("could not read the body: {e}"),
+            )
+        })?;
+    if body.len() > limit {
+        return Err(too_large(body.len()));
+    }
+    Ok(body)
+}
+
+fn require_content_type<S>(req: &Request<S>, wanted: &mime::Mime) -> Result<(), Problem> {
+    let given = req.content_type();
+    if given.as_ref().map(mime::Mime::essence) == Some(wanted.essence()) {
+        return Ok(());
+    }
+    let given = given.map_or_else(|| "none".to_owned(), |m| m.essence().to_owned());
+    Err(Problem::new(
+        StatusCode::UnsupportedMediaType,
+        "unsupported-media-type",
+        format!("expected Content-Type {}, got {given}", wanted.essence()),
+    ))
+}
+
+/// Parses a JSON body into `T`.
+pub async fn json_body<T: DeserializeOwned>(req: &mut Request<State>) -> Result<T, Problem> {
+    require_content_type(req, &mime::JSON)?;
+    let body = read_body(req).await?;
+    parse_json(&body)
+}
+
+/// Parses JSON text into `T`, telling malformed JSON (400) from the wrong shape (422).
+pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Problem::new(
+            StatusCode::UnprocessableEntity,
+            "invalid-body",
+            format!("the JSON does not fit: {e}"),
+        ),
+        _ => Problem::new(
+            StatusCode::BadRequest,
+            "malformed-json",
+            format!("the body is not valid JSON: {e}"),
+        ),
+    })
+}
+
+/// Parses an HTML form body into `T`.
+pub async fn form_body<T: DeserializeOwned>(req: &mut Request<State>) -> Result<T, Problem> {
+    require_content_type(req, &mime::FORM)?;
+    let body = read_body(req).await?;
+    serde_urlencoded::from_bytes(&body).map_err(|e| {
+        Problem::new(
+            StatusCode::BadRequest,
+            "invalid-form",
+            format!("the form does not fit: {e}"),
+        )
+    })
+}
+
+/// Parses the query string into `T`.
+pub fn query<S, T: DeserializeOwned>(req: &Request<S>) -> Result<T, Problem> {
+    serde_urlencoded::from_str(req.url().query().unwrap_or("")).map_err(|e| {
+        Problem::new(
+            StatusCode::BadRequest,
+            "invalid-query",
+            format!("the query string does not fit: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roomcast_core::MessageError;
+
+    #[test]
+    fn core_refusals_map_to_statuses() {
+        let p = Problem::from(Error::Message(MessageError::TooLarge {
+            len: 5000,
+            max: 4096,
+        }));
+        assert_eq!(
+            (p.status, p.code),
+            (StatusCode::PayloadTooLarge, "message-too-large")
+        );
+        let p = Problem::from(Error::RateLimited {
+            retry_after: Duration::from_millis(1500),
+        });
+        assert_eq!(p.status, StatusCode::TooManyRequests);
+        let res = Response::from(p);
+        assert_eq!(res.header("Retry-After").map(|h| h.as_str()), Some("2"));
+        let body = Problem::from(HubError::Stopped).body();
+        assert_eq!((body.status, body.code.as_str()), (503, "shutting-down"));
+    }
+
+    #[test]
+    fn json_errors_tell_syntax_from_shape() {
+        let e = parse_json::<crate::wire::PostMessage>(b"{\"user\": ").unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BadRequest, "malformed-json")
+        );
+        let e = parse_json::<crate::wire::PostMessage>(b"{\"user\": \"ada\"}").unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::UnprocessableEntity, "invalid-body")
+        );
+        assert!(e.detail.contains("missing field `text`"), "{}", e.detail);
+    }
+}

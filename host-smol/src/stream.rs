@@ -1,0 +1,49 @@
+//! What SSE and WebSocket share: who is listening, where they resume, and opening the listener.
+
+use roomcast_core::{Resume, Seq};
+use roomcast_hub::Subscription;
+use serde::Deserialize;
+use tide::{Request, StatusCode};
+
+use crate::app::{State, actor, room_param};
+use crate::problem::{Problem, query};
+
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    since: Option<String>,
+}
+
+/// Opens a listener for a stream request: `?user=` names the listener (default `anonymous`),
+/// and it resumes after `Last-Event-ID` (a browser's automatic reconnect) or `?since=`, else
+/// starts live. With `create`, a missing room is created first (the seed's routes do that).
+pub async fn subscribe(
+    req: &Request<State>,
+    transport: &'static str,
+    create: bool,
+) -> Result<Subscription, Problem> {
+    let q: StreamQuery = query(req)?;
+    let last_event_id = req.header("Last-Event-ID").map(|v| v.as_str().to_owned());
+    let resume = match last_event_id
+        .as_deref()
+        .or(q.since.as_deref())
+        .map(str::trim)
+    {
+        None | Some("") => Resume::Live,
+        Some(n) => Resume::After(Seq(n.parse().map_err(|_| {
+            Problem::new(
+                StatusCode::BadRequest,
+                "invalid-resume-point",
+                format!("the resume point {n:?} is not a sequence number"),
+            )
+        })?)),
+    };
+    let user = actor(req)?;
+    let room = room_param(req);
+    let hub = &req.state().hub;
+    if create {
+        let (user, room) = (user.clone(), room.clone());
+        hub.with_core(move |core, now| core.create_room(now, &user, &room))
+            .await?;
+    }
+    Ok(hub.subscribe(&user, &room, resume, transport).await?)
+}

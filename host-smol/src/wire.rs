@@ -1,0 +1,354 @@
+//! The JSON the web API speaks: response bodies, request bodies, and the stream events that SSE
+//! and WebSocket share. Core types stay out of the wire format, so either can change alone.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use roomcast_core::{Gap, HistoryPage, Message, PresenceEntry, RoomSummary, Timestamp};
+use roomcast_hub::{Delivery, Ending};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// RFC 3339 with milliseconds, in UTC.
+pub fn rfc3339(t: Timestamp) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(t.as_unix_millis()))
+        .to_string()
+}
+
+/// A chat message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageBody {
+    /// Unique across rooms and time.
+    #[schema(example = "000000000000002a")]
+    pub id: String,
+    /// The room it was posted to.
+    pub room: String,
+    /// Its position in the room: 1, 2, 3, ... with no gaps.
+    pub seq: u64,
+    /// Who posted it.
+    pub user: String,
+    /// The text (UTF-8, newlines as `\n`).
+    pub text: String,
+    /// When the server accepted it (RFC 3339, UTC).
+    pub sent_at: String,
+}
+
+impl From<&Message> for MessageBody {
+    fn from(m: &Message) -> Self {
+        MessageBody {
+            id: m.id.to_string(),
+            room: m.room.to_string(),
+            seq: m.seq.0,
+            user: m.user.to_string(),
+            text: m.text.clone(),
+            sent_at: rfc3339(m.sent_at),
+        }
+    }
+}
+
+/// A room.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RoomBody {
+    /// The room id.
+    pub id: String,
+    /// The newest sequence number (0 before the first message).
+    pub latest: u64,
+    /// The oldest sequence number still held (`latest + 1` when none is).
+    pub first_held: u64,
+    /// Listeners open on it.
+    pub listeners: usize,
+    /// Distinct users present.
+    pub users: usize,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When a message was last posted or a listener last came or went (RFC 3339).
+    pub last_active: String,
+}
+
+impl From<&RoomSummary> for RoomBody {
+    fn from(r: &RoomSummary) -> Self {
+        RoomBody {
+            id: r.id.to_string(),
+            latest: r.latest.0,
+            first_held: r.first_held.0,
+            listeners: r.listeners,
+            users: r.users,
+            created_at: rfc3339(r.created_at),
+            last_active: rfc3339(r.last_active),
+        }
+    }
+}
+
+/// A page of rooms, by id.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RoomList {
+    /// The rooms.
+    pub rooms: Vec<RoomBody>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+/// Messages that are no longer held: those after `after` and before `first_held`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GapBody {
+    /// The point the reader asked to continue after.
+    pub after: u64,
+    /// The oldest sequence number still held.
+    pub first_held: u64,
+}
+
+impl From<Gap> for GapBody {
+    fn from(g: Gap) -> Self {
+        GapBody {
+            after: g.after.0,
+            first_held: g.first_held.0,
+        }
+    }
+}
+
+/// A page of history, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryBody {
+    /// The messages.
+    pub messages: Vec<MessageBody>,
+    /// Present if the page was asked to start before what is held.
+    pub gap: Option<GapBody>,
+    /// The oldest held sequence number: nothing older can be paged to.
+    pub first_held: u64,
+    /// The newest sequence number in the room.
+    pub latest: u64,
+}
+
+impl From<&HistoryPage> for HistoryBody {
+    fn from(p: &HistoryPage) -> Self {
+        HistoryBody {
+            messages: p.messages.iter().map(|m| MessageBody::from(&**m)).collect(),
+            gap: p.gap.map(GapBody::from),
+            first_held: p.first_held.0,
+            latest: p.latest.0,
+        }
+    }
+}
+
+/// One user present in a room.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PresenceBody {
+    /// The user.
+    pub user: String,
+    /// Their open listeners (tabs, devices).
+    pub listeners: usize,
+}
+
+impl From<&PresenceEntry> for PresenceBody {
+    fn from(p: &PresenceEntry) -> Self {
+        PresenceBody {
+            user: p.user.to_string(),
+            listeners: p.listeners,
+        }
+    }
+}
+
+/// Who is in a room.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PresenceList {
+    /// The room.
+    pub room: String,
+    /// Everyone present, by name.
+    pub users: Vec<PresenceBody>,
+}
+
+/// Create a room.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreateRoom {
+    /// Letters, digits, `-`, `_`, `.`; starting with a letter or digit; at most 64 bytes.
+    #[schema(example = "lobby")]
+    pub room: String,
+}
+
+/// Post a message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PostMessage {
+    /// Who is posting (until accounts exist, the client names itself).
+    #[schema(example = "ada")]
+    pub user: String,
+    /// The text: non-empty, at most the server's limit (4 KiB by default), no control characters
+    /// but newline and tab.
+    #[schema(example = "hello 👋")]
+    pub text: String,
+    /// Makes a retry safe: the same user posting the same key again gets the original back
+    /// (also accepted as the `Idempotency-Key` header).
+    pub idempotency_key: Option<String>,
+}
+
+/// The seed's `POST /submit` body.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SeedSubmit {
+    /// The room (created if missing).
+    pub room: String,
+    /// Who is posting.
+    pub user: String,
+    /// The text.
+    pub text: String,
+}
+
+/// A client-to-server WebSocket frame.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Post a message; answered by an `ack` or an `error` frame carrying the same `ref`.
+    Submit {
+        /// The text.
+        text: String,
+        /// Makes a retry safe.
+        idempotency_key: Option<String>,
+        /// Echoed back in the answer, to match it.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+}
+
+/// Server-to-client events, the same on SSE (as `data:`, with `event:` = `type`) and WebSocket.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamEvent {
+    /// A message, in sequence order.
+    Message(MessageBody),
+    /// Presence: a `snapshot` of everyone (first on every connection; replaces what the client
+    /// knew), or one user `joined` / `left`.
+    Presence {
+        /// `snapshot`, `joined` or `left`.
+        kind: String,
+        /// For `snapshot`: everyone present.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        users: Option<Vec<PresenceBody>>,
+        /// For `joined` and `left`: who.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
+    /// Messages after `after` and before `first_held` are no longer held; delivery goes on from
+    /// `first_held`.
+    Gap(GapBody),
+    /// The stream ends: the room was `deleted` or `expired`, or the server is shutting down
+    /// (`shutdown`; reconnect later and resume).
+    Closed {
+        /// `deleted`, `expired` or `shutdown`.
+        reason: String,
+        /// For `deleted`: who deleted the room, if known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// WebSocket only: a submit was accepted (or matched an earlier one by idempotency key).
+    Ack {
+        /// The submit's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// The stored message.
+        message: MessageBody,
+        /// True if this was a retry and nothing new was posted.
+        duplicate: bool,
+    },
+    /// WebSocket only: a frame was refused; the connection stays open.
+    Error {
+        /// The frame's `ref`, if it had one.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// The refusal's stable name, as in problem responses.
+        code: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl StreamEvent {
+    /// The event's name (`message`, `presence`, ...), used as the SSE `event:` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StreamEvent::Message(_) => "message",
+            StreamEvent::Presence { .. } => "presence",
+            StreamEvent::Gap(_) => "gap",
+            StreamEvent::Closed { .. } => "closed",
+            StreamEvent::Ack { .. } => "ack",
+            StreamEvent::Error { .. } => "error",
+        }
+    }
+
+    /// The position a client resumes after once it has seen this event (the SSE `id:`).
+    pub fn resume_point(&self) -> Option<u64> {
+        match self {
+            StreamEvent::Message(m) => Some(m.seq),
+            StreamEvent::Gap(g) => Some(g.first_held - 1),
+            _ => None,
+        }
+    }
+
+    /// The JSON text.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail (no maps with non-string keys).
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl From<Delivery> for StreamEvent {
+    fn from(d: Delivery) -> Self {
+        let presence = |kind: &str, users, user| StreamEvent::Presence {
+            kind: kind.into(),
+            users,
+            user,
+        };
+        match d {
+            Delivery::Message(m) => StreamEvent::Message(MessageBody::from(&*m)),
+            Delivery::Presence(entries) => presence(
+                "snapshot",
+                Some(entries.iter().map(PresenceBody::from).collect()),
+                None,
+            ),
+            Delivery::Joined(user) => presence("joined", None, Some(user.to_string())),
+            Delivery::Left(user) => presence("left", None, Some(user.to_string())),
+            Delivery::Gap(gap) => StreamEvent::Gap(gap.into()),
+            Delivery::Closed(ending) => closed(&ending),
+            _ => closed(&Ending::ShuttingDown),
+        }
+    }
+}
+
+fn closed(ending: &Ending) -> StreamEvent {
+    let by = match ending {
+        Ending::Deleted { by } => by.as_ref().map(ToString::to_string),
+        _ => None,
+    };
+    StreamEvent::Closed {
+        reason: ending.code().into(),
+        by,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_events_are_tagged_json() {
+        let gap = StreamEvent::Gap(GapBody {
+            after: 2,
+            first_held: 9,
+        });
+        assert_eq!(gap.to_json(), r#"{"type":"gap","after":2,"first_held":9}"#);
+        assert_eq!((gap.kind(), gap.resume_point()), ("gap", Some(8)));
+        let left = StreamEvent::from(Delivery::Left(
+            roomcast_core::UserName::parse("bob", 8).unwrap(),
+        ));
+        assert_eq!(
+            left.to_json(),
+            r#"{"type":"presence","kind":"left","user":"bob"}"#
+        );
+        let closed = StreamEvent::from(Delivery::Closed(Ending::ShuttingDown));
+        assert_eq!(closed.to_json(), r#"{"type":"closed","reason":"shutdown"}"#);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(
+            rfc3339(Timestamp::from_unix_millis(1_700_000_000_123)),
+            "2023-11-14T22:13:20.123Z"
+        );
+    }
+}

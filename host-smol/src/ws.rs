@@ -1,0 +1,209 @@
+//! WebSocket: the same events as SSE, one JSON text frame each, and submits coming in as JSON
+//! frames answered by `ack` or `error` frames. Resume works as for SSE (`?since=`).
+//!
+//! The upgrade is done here with a current async-tungstenite rather than tide-websockets, whose
+//! tungstenite 0.13 accepts 64 MiB messages from any client; here frames are capped at
+//! [`MAX_FRAME_BYTES`].
+
+use std::time::Duration;
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use futures_lite::FutureExt;
+use futures_util::StreamExt;
+use roomcast_core::Submit;
+use roomcast_hub::telemetry::ConnectionGauge;
+use roomcast_hub::{Delivery, Hub, Subscription};
+use tide::http::upgrade::Connection;
+use tide::{Request, Response, StatusCode};
+
+use crate::app::{State, room_param};
+use crate::problem::{Problem, parse_json};
+use crate::sse::HEARTBEAT;
+use crate::stream::subscribe;
+use crate::wire::{ClientFrame, MessageBody, StreamEvent};
+
+/// The largest frame or message a client may send.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// How long one write to a client may take before the client counts as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn has_token<S>(req: &Request<S>, header: &str, token: &str) -> bool {
+    req.header(header).is_some_and(|values| {
+        values.iter().any(|v| {
+            v.as_str()
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        })
+    })
+}
+
+/// `GET /api/v1/rooms/{room}/ws`: checks the handshake and opens the listener before upgrading,
+/// so refusals are ordinary problem responses.
+pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
+    let upgrade_required =
+        |detail: &str| Problem::new(StatusCode::UpgradeRequired, "websocket-required", detail);
+    if !(has_token(&req, "Connection", "upgrade") && has_token(&req, "Upgrade", "websocket")) {
+        return Err(upgrade_required(
+            "this endpoint speaks WebSocket: send Connection: Upgrade and Upgrade: websocket",
+        ));
+    }
+    if req.header("Sec-WebSocket-Version").map(|v| v.as_str()) != Some("13") {
+        return Err(upgrade_required("only WebSocket version 13 is supported"));
+    }
+    let Some(key) = req
+        .header("Sec-WebSocket-Key")
+        .map(|v| v.as_str().to_owned())
+    else {
+        return Err(Problem::new(
+            StatusCode::BadRequest,
+            "websocket-key-missing",
+            "Sec-WebSocket-Key is required",
+        ));
+    };
+    let subscription = subscribe(&req, "ws", false).await?;
+    let user = crate::app::actor(&req)?;
+    let room = room_param(&req);
+    let hub = req.state().hub.clone();
+    let streams = req.state().streams.clone();
+
+    let mut res = Response::new(StatusCode::SwitchingProtocols);
+    res.insert_header("Upgrade", "websocket");
+    res.insert_header("Connection", "Upgrade");
+    res.insert_header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()));
+    let http: &mut tide::http::Response = res.as_mut();
+    let upgraded = http.recv_upgrade().await;
+    crate::server::spawn(async move {
+        let _open = streams;
+        if let Some(connection) = upgraded.await {
+            session(connection, subscription, Session { hub, user, room }).await;
+        }
+    })
+    .detach();
+    Ok(res)
+}
+
+/// Who is on the other end, for submits.
+struct Session {
+    hub: Hub,
+    user: String,
+    room: String,
+}
+
+async fn session(connection: Connection, mut subscription: Subscription, who: Session) {
+    let _gauge = ConnectionGauge::new("ws");
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    let socket = WebSocketStream::from_raw_socket(connection, Role::Server, Some(config)).await;
+    let (mut sink, mut incoming) = socket.split();
+    // Answers to submits, from the reading half to the writing half.
+    let (answers, answered) = async_channel::bounded::<StreamEvent>(16);
+
+    let reading = async {
+        while let Some(Ok(frame)) = incoming.next().await {
+            let answer = match frame {
+                Message::Text(text) => submit(&who, text.as_bytes()).await,
+                Message::Binary(_) => {
+                    refusal(None, "binary-frame", "send JSON in text frames".into())
+                }
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if answers.send(answer).await.is_err() {
+                break;
+            }
+        }
+    };
+    let writing = async {
+        loop {
+            let next = async { Some(subscription.next().await.map(Delivered::Event)) };
+            let answer = async { Some(answered.recv().await.ok().map(Delivered::Answer)) };
+            let heartbeat = async {
+                async_io::Timer::after(HEARTBEAT).await;
+                None
+            };
+            let (frame, end) = match next.or(answer).or(heartbeat).await {
+                None => (Message::Ping(Vec::new().into()), None),
+                Some(None) => (Message::Close(None), Some(CloseCode::Normal)),
+                Some(Some(Delivered::Answer(event))) => (Message::text(event.to_json()), None),
+                Some(Some(Delivered::Event(delivery))) => {
+                    let end = match &delivery {
+                        Delivery::Closed(ending) if ending.code() == "shutdown" => {
+                            Some(CloseCode::Away)
+                        }
+                        Delivery::Closed(_) => Some(CloseCode::Normal),
+                        _ => None,
+                    };
+                    (Message::text(StreamEvent::from(delivery).to_json()), end)
+                }
+            };
+            let sent = sink.send(frame).or(async {
+                async_io::Timer::after(SEND_TIMEOUT).await;
+                Err(async_tungstenite::tungstenite::Error::ConnectionClosed)
+            });
+            if sent.await.is_err() {
+                return;
+            }
+            if let Some(code) = end {
+                let close = CloseFrame {
+                    code,
+                    reason: "stream ended".into(),
+                };
+                let _ = sink.send(Message::Close(Some(close))).await;
+                return;
+            }
+        }
+    };
+    reading.or(writing).await;
+}
+
+enum Delivered {
+    Event(Delivery),
+    Answer(StreamEvent),
+}
+
+fn refusal(reference: Option<String>, code: &str, detail: String) -> StreamEvent {
+    StreamEvent::Error {
+        reference,
+        code: code.into(),
+        detail,
+    }
+}
+
+/// Handles one client frame; the answer always says what happened.
+async fn submit(who: &Session, text: &[u8]) -> StreamEvent {
+    let frame: ClientFrame = match parse_json(text) {
+        Ok(frame) => frame,
+        Err(problem) => return refusal(None, problem.code, problem.detail),
+    };
+    let ClientFrame::Submit {
+        text,
+        idempotency_key,
+        reference,
+    } = frame;
+    let submit = Submit {
+        user: who.user.clone(),
+        room: who.room.clone(),
+        text,
+        idempotency_key,
+    };
+    match who
+        .hub
+        .with_core(move |core, now| core.submit(now, submit))
+        .await
+    {
+        Ok(done) => StreamEvent::Ack {
+            reference,
+            message: MessageBody::from(&*done.message),
+            duplicate: done.duplicate,
+        },
+        Err(e) => {
+            let problem = Problem::from(e);
+            refusal(reference, problem.code, problem.detail)
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The flags (and environment variables) both binaries take for the core and the hub.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use roomcast_core::{Config, Limits, Policy, Rate, Who};
+
+use crate::hub::HubOptions;
+
+/// Core and hub settings, flattened into each binary's command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CoreArgs {
+    /// Messages kept per room for history and resume.
+    #[arg(long, env = "ROOMCAST_HISTORY_LEN", default_value_t = Config::default().history_len)]
+    pub history_len: usize,
+    /// Largest message, in UTF-8 bytes.
+    #[arg(long, env = "ROOMCAST_MAX_MESSAGE_BYTES", default_value_t = Limits::default().message_max_bytes)]
+    pub max_message_bytes: usize,
+    /// Most rooms at once.
+    #[arg(long, env = "ROOMCAST_MAX_ROOMS", default_value_t = Limits::default().max_rooms)]
+    pub max_rooms: usize,
+    /// Most listeners on one room.
+    #[arg(long, env = "ROOMCAST_MAX_LISTENERS_PER_ROOM", default_value_t = Limits::default().max_listeners_per_room)]
+    pub max_listeners_per_room: usize,
+    /// Messages one user may send back to back; 0 turns the rate limit off.
+    #[arg(long, env = "ROOMCAST_RATE_BURST", default_value_t = 10)]
+    pub rate_burst: u32,
+    /// Messages per second one user may sustain.
+    #[arg(long, env = "ROOMCAST_RATE_PER_SECOND", default_value_t = 5)]
+    pub rate_per_second: u32,
+    /// Close rooms that have had no listener for this long (e.g. `30m`); rooms stay by default.
+    #[arg(long, env = "ROOMCAST_ROOM_IDLE_EXPIRY", value_parser = humantime::parse_duration)]
+    pub room_idle_expiry: Option<Duration>,
+    /// Users who may do anything (comma separated).
+    #[arg(long, env = "ROOMCAST_ADMINS", value_delimiter = ',')]
+    pub admins: Vec<String>,
+    /// Only admins may create rooms.
+    #[arg(long, env = "ROOMCAST_ADMIN_ONLY_CREATE")]
+    pub admin_only_create: bool,
+    /// Only admins may delete rooms.
+    #[arg(long, env = "ROOMCAST_ADMIN_ONLY_DELETE")]
+    pub admin_only_delete: bool,
+    /// Deliveries buffered per room; a listener further behind resumes from history.
+    #[arg(long, env = "ROOMCAST_ROOM_BUFFER", default_value_t = HubOptions::default().room_buffer)]
+    pub room_buffer: usize,
+}
+
+impl CoreArgs {
+    /// The core configuration these flags describe.
+    pub fn config(&self) -> Config {
+        let who = |admin_only: bool| if admin_only { Who::Admins } else { Who::Anyone };
+        Config {
+            limits: Limits {
+                message_max_bytes: self.max_message_bytes,
+                max_rooms: self.max_rooms,
+                max_listeners_per_room: self.max_listeners_per_room,
+                submit_rate: (self.rate_burst > 0).then_some(Rate {
+                    burst: self.rate_burst,
+                    per_second: self.rate_per_second,
+                }),
+                ..Limits::default()
+            },
+            history_len: self.history_len,
+            room_idle_expiry: self.room_idle_expiry,
+            policy: Policy {
+                admins: self.admins.iter().cloned().collect::<BTreeSet<_>>(),
+                create_rooms: who(self.admin_only_create),
+                delete_rooms: who(self.admin_only_delete),
+            },
+        }
+    }
+
+    /// The hub options these flags describe.
+    pub fn hub_options(&self) -> HubOptions {
+        HubOptions {
+            room_buffer: self.room_buffer,
+            ..HubOptions::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        core: CoreArgs,
+    }
+
+    #[test]
+    fn defaults_match_the_core_defaults() {
+        let cli = Cli::parse_from(["roomcast"]);
+        assert_eq!(cli.core.config(), Config::default());
+        assert_eq!(cli.core.hub_options(), HubOptions::default());
+    }
+
+    #[test]
+    fn flags_reach_the_config() {
+        let cli = Cli::parse_from([
+            "roomcast",
+            "--rate-burst=0",
+            "--room-idle-expiry=90s",
+            "--admins=root,ops",
+            "--admin-only-delete",
+            "--history-len=50",
+        ]);
+        let config = cli.core.config();
+        assert_eq!(config.limits.submit_rate, None);
+        assert_eq!(config.room_idle_expiry, Some(Duration::from_secs(90)));
+        assert_eq!(config.history_len, 50);
+        assert_eq!(config.policy.delete_rooms, Who::Admins);
+        assert_eq!(config.policy.create_rooms, Who::Anyone);
+        assert!(config.policy.admins.contains("ops"));
+    }
+}

@@ -1,0 +1,22 @@
+//! The async half that both roomcast hosts share, written once and runtime-agnostic.
+//!
+//! - [`Hub`]: one thread owns the [`Core`](roomcast_core::Core) and its timer; connection tasks
+//!   on any runtime (smol, tokio) talk to it over channels. After every call it drains the core's
+//!   events and broadcasts each one once per room.
+//! - [`Subscription`]: one listener's ordered stream of [`Delivery`]s: presence snapshot, gap
+//!   notice, backlog, then live. A listener that falls more than the room buffer behind is
+//!   resynced from history, so a slow client never holds up a room.
+//! - [`CoreArgs`], [`telemetry`] and [`signal`]: the flags, logs, metrics and shutdown signal
+//!   both binaries take the same way.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod args;
+mod hub;
+pub mod signal;
+mod subscription;
+pub mod telemetry;
+
+pub use args::CoreArgs;
+pub use hub::{Hub, HubError, HubOptions};
+pub use subscription::{Delivery, Ending, Subscription};

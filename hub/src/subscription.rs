@@ -1,0 +1,219 @@
+//! [`Subscription`]: one listener's ordered stream, with resync when it falls behind.
+
+use std::collections::VecDeque;
+
+use async_broadcast::{Receiver, RecvError};
+use roomcast_core::{
+    CloseReason, Error, Gap, ListenerId, Message, Opened, PresenceEntry, Resume, RoomId, Seq,
+    UserName,
+};
+use std::sync::Arc;
+
+use crate::hub::{Hub, HubError, ListenerGuard, Opening};
+
+/// One thing to tell a listener, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// Everyone present now. Comes first on every (re)subscription; replaces what was known.
+    Presence(Vec<PresenceEntry>),
+    /// Messages after `gap.after` and before `gap.first_held` are no longer held.
+    Gap(Gap),
+    /// A message, in sequence order, each exactly once.
+    Message(Arc<Message>),
+    /// A user opened their first listener on the room.
+    Joined(UserName),
+    /// A user closed their last listener on the room.
+    Left(UserName),
+    /// The stream ends; nothing follows.
+    Closed(Ending),
+}
+
+/// Why a subscription ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ending {
+    /// The room was deleted (by this user, if known).
+    Deleted {
+        /// Who deleted it.
+        by: Option<UserName>,
+    },
+    /// The room expired after being idle.
+    Expired,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl From<CloseReason> for Ending {
+    fn from(reason: CloseReason) -> Self {
+        match reason {
+            CloseReason::Deleted { by } => Ending::Deleted { by: Some(by) },
+            CloseReason::Expired => Ending::Expired,
+            _ => Ending::Deleted { by: None },
+        }
+    }
+}
+
+impl Ending {
+    /// A short machine name: `deleted`, `expired` or `shutdown`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Ending::Deleted { .. } => "deleted",
+            Ending::Expired => "expired",
+            Ending::ShuttingDown => "shutdown",
+        }
+    }
+}
+
+/// A listener on a room. Yields a presence snapshot, a gap notice if the resume point is older
+/// than history, the backlog, then live deliveries: no gap that is not announced, no duplicate.
+///
+/// If the room's buffer overflows before this listener reads (a slow client), it reopens itself
+/// after the last message it delivered: the missed messages come from history, or as a gap if
+/// history no longer holds them. The room never waits for it. Dropping it closes the listener.
+pub struct Subscription {
+    hub: Hub,
+    user: String,
+    room: RoomId,
+    /// Closes the current listener when the subscription is dropped.
+    guard: ListenerGuard,
+    receiver: Receiver<Delivery>,
+    pending: VecDeque<Delivery>,
+    /// The newest sequence number handed out (or the room's latest at open, for live listeners).
+    last: Seq,
+    done: bool,
+    deliveries: metrics::Counter,
+    resyncs: metrics::Counter,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("room", &self.room)
+            .field("listener", &self.guard.listener)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Opens a listener for `user` on `room`. `transport` labels its metrics (`sse`, `ws`, `grpc`).
+    pub async fn subscribe(
+        &self,
+        user: &str,
+        room: &str,
+        resume: Resume,
+        transport: &'static str,
+    ) -> Result<Subscription, HubError> {
+        let Opening {
+            opened,
+            presence,
+            receiver,
+            guard,
+        } = self
+            .open(user.to_owned(), room.to_owned(), resume, None)
+            .await?;
+        let mut subscription = Subscription {
+            hub: self.clone(),
+            user: user.to_owned(),
+            room: opened.room.clone(),
+            guard,
+            receiver,
+            pending: VecDeque::new(),
+            last: Seq::ZERO,
+            done: false,
+            deliveries: metrics::counter!("roomcast_deliveries_total", "transport" => transport),
+            resyncs: metrics::counter!("roomcast_resyncs_total", "transport" => transport),
+        };
+        subscription.load(opened, presence);
+        Ok(subscription)
+    }
+}
+
+impl Subscription {
+    /// The room listened to.
+    pub fn room(&self) -> &RoomId {
+        &self.room
+    }
+
+    /// The core's id for the current listener (it changes on resync).
+    pub fn listener(&self) -> ListenerId {
+        self.guard.listener
+    }
+
+    /// The newest sequence number delivered so far.
+    pub fn last_seq(&self) -> Seq {
+        self.last
+    }
+
+    /// The next delivery; `None` once the stream has ended (after [`Delivery::Closed`]).
+    pub async fn next(&mut self) -> Option<Delivery> {
+        loop {
+            if let Some(delivery) = self.pending.pop_front() {
+                return Some(self.deliver(delivery));
+            }
+            if self.done {
+                return None;
+            }
+            match self.receiver.recv_direct().await {
+                Ok(delivery) => return Some(self.deliver(delivery)),
+                Err(RecvError::Overflowed(_)) => self.resync().await,
+                Err(RecvError::Closed) => {
+                    self.done = true;
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn load(&mut self, opened: Opened, presence: Vec<PresenceEntry>) {
+        self.last = opened.latest;
+        self.pending.push_back(Delivery::Presence(presence));
+        if let Some(gap) = opened.gap {
+            self.pending.push_back(Delivery::Gap(gap));
+        }
+        self.pending
+            .extend(opened.backlog.into_iter().map(Delivery::Message));
+    }
+
+    fn deliver(&mut self, delivery: Delivery) -> Delivery {
+        match &delivery {
+            Delivery::Message(m) => self.last = m.seq,
+            Delivery::Closed(_) => self.done = true,
+            _ => {}
+        }
+        self.deliveries.increment(1);
+        delivery
+    }
+
+    /// Replaces the listener with one that resumes after the last delivered message.
+    async fn resync(&mut self) {
+        self.resyncs.increment(1);
+        let resume = Resume::After(self.last);
+        let replacing = Some(self.guard.listener);
+        match self
+            .hub
+            .open(self.user.clone(), self.room.to_string(), resume, replacing)
+            .await
+        {
+            Ok(Opening {
+                opened,
+                presence,
+                receiver,
+                guard,
+            }) => {
+                // The hub closed the old listener; its guard's second close is a no-op.
+                self.guard = guard;
+                self.receiver = receiver;
+                self.load(opened, presence);
+            }
+            Err(HubError::Refused(Error::RoomNotFound { .. })) => {
+                self.pending
+                    .push_back(Delivery::Closed(Ending::Deleted { by: None }));
+            }
+            Err(_) => self
+                .pending
+                .push_back(Delivery::Closed(Ending::ShuttingDown)),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Logs and metrics, set up the same way by both binaries.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::hub::{Hub, HubError};
+
+/// Logs to stderr through `tracing`: human-readable, or one JSON object per line. The level
+/// comes from `RUST_LOG` (default `info`).
+pub fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (only possible in tests) keeps the first.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The Prometheus recorder behind `/metrics`. Installed once per process.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+}
+
+impl Metrics {
+    /// Installs the process-wide recorder (once) and returns a handle to render it.
+    pub fn install() -> Metrics {
+        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+        let handle = HANDLE.get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed, in which case ours stays unused.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        });
+        Metrics {
+            handle: handle.clone(),
+        }
+    }
+
+    /// The Prometheus text exposition, with the core's counters read fresh from the hub.
+    pub async fn render(&self, hub: &Hub) -> Result<String, HubError> {
+        let stats = hub.stats().await?;
+        metrics::gauge!("roomcast_rooms").set(stats.rooms as f64);
+        metrics::gauge!("roomcast_listeners").set(stats.listeners as f64);
+        metrics::gauge!("roomcast_rate_limited_users").set(stats.rate_limited_users as f64);
+        metrics::counter!("roomcast_messages_accepted_total").absolute(stats.messages_accepted);
+        metrics::counter!("roomcast_duplicate_submits_total").absolute(stats.duplicates);
+        metrics::counter!("roomcast_events_dropped_total").absolute(stats.events_dropped);
+        for (reason, count) in stats.refused {
+            metrics::counter!("roomcast_refused_total", "reason" => reason).absolute(count);
+        }
+        Ok(self.handle.render())
+    }
+}
+
+/// Counts an open connection in `roomcast_connections{transport}` for as long as it lives.
+#[derive(Debug)]
+pub struct ConnectionGauge(metrics::Gauge);
+
+impl ConnectionGauge {
+    /// Counts one more connection of this transport (`sse`, `ws`, `grpc`, `http`).
+    pub fn new(transport: &'static str) -> Self {
+        let gauge = metrics::gauge!("roomcast_connections", "transport" => transport);
+        gauge.increment(1.0);
+        ConnectionGauge(gauge)
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
