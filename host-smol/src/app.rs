@@ -3,6 +3,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use roomcast_hub::Hub;
 use roomcast_hub::telemetry::Metrics;
@@ -20,8 +22,36 @@ pub struct State {
     pub metrics: Metrics,
     /// Largest request body accepted, in bytes.
     pub max_body: usize,
-    /// Held by every open stream, so shutdown can wait for them to say goodbye.
-    pub streams: Arc<()>,
+    /// How often idle streams send a heartbeat.
+    pub heartbeat: Duration,
+    /// Counts open streams, so shutdown can wait for them to say goodbye.
+    pub streams: Streams,
+}
+
+/// The number of open SSE and WebSocket streams.
+#[derive(Clone, Default)]
+pub struct Streams(Arc<AtomicUsize>);
+
+impl Streams {
+    /// Counts a stream until the returned guard is dropped.
+    pub fn open(&self) -> StreamGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        StreamGuard(self.0.clone())
+    }
+
+    /// How many are open.
+    pub fn active(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One open stream; see [`Streams`].
+pub struct StreamGuard(Arc<AtomicUsize>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Adapts a handler that fails with a [`Problem`] into a tide endpoint that answers with it.

@@ -14,7 +14,6 @@ mod wire;
 mod ws;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -35,6 +34,9 @@ struct Cli {
     /// Cut off a client whose connection has accepted nothing for this long.
     #[arg(long, env = "ROOMCAST_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     write_timeout: Duration,
+    /// How often idle streams send a heartbeat (an SSE comment, a WebSocket ping).
+    #[arg(long, env = "ROOMCAST_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    heartbeat: Duration,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
@@ -55,11 +57,12 @@ fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", cli.listen))?;
         let addr = listener.local_addr()?;
-        let streams = Arc::new(());
+        let streams = app::Streams::default();
         let state = app::State {
             hub: hub.clone(),
             metrics: Metrics::install(),
             max_body: cli.max_body_bytes,
+            heartbeat: cli.heartbeat,
             streams: streams.clone(),
         };
         let (stop, stopped) = async_channel::bounded(1);
@@ -76,7 +79,7 @@ fn main() -> anyhow::Result<()> {
         // Every stream gets a final `closed` event; give them a moment to flush it.
         hub.shutdown().await;
         let deadline = Instant::now() + GRACE;
-        while Arc::strong_count(&streams) > 1 && Instant::now() < deadline {
+        while streams.active() > 0 && Instant::now() < deadline {
             async_io::Timer::after(Duration::from_millis(20)).await;
         }
         tracing::info!("stopped");

@@ -19,8 +19,6 @@ use crate::server::PeerWatch;
 use crate::stream::subscribe;
 use crate::wire::StreamEvent;
 
-/// How often an idle stream sends a comment, so proxies keep it and dead peers are noticed.
-pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// The reconnect delay suggested to browsers, in milliseconds.
 const RETRY_MS: u32 = 2000;
 /// Bytes buffered between the writer task and the socket.
@@ -39,17 +37,20 @@ pub async fn seed_stream(req: Request<State>) -> Result<Response, Problem> {
 async fn respond(req: &Request<State>, create: bool) -> Result<Response, Problem> {
     let subscription = subscribe(req, "sse", create).await?;
     let (reader, writer) = piper::pipe(PIPE_BYTES);
-    let streams = req.state().streams.clone();
+    let open = req.state().streams.open();
     let peer = req.ext::<PeerWatch>().cloned();
+    let heartbeat = req.state().heartbeat;
     crate::server::spawn(async move {
-        let _open = streams;
+        let _open = open;
         let hung_up = async {
             match peer {
                 Some(peer) => peer.closed().await,
                 None => std::future::pending().await,
             }
         };
-        write_events(subscription, writer).or(hung_up).await;
+        write_events(subscription, writer, heartbeat)
+            .or(hung_up)
+            .await;
     })
     .detach();
     let mut res = Response::new(StatusCode::Ok);
@@ -75,7 +76,9 @@ pub fn frame(event: &StreamEvent) -> String {
     frame
 }
 
-async fn write_events(mut subscription: Subscription, mut out: piper::Writer) {
+/// Writes the stream; an idle stream sends a comment every `heartbeat`, so proxies keep it and
+/// dead peers are noticed.
+async fn write_events(mut subscription: Subscription, mut out: piper::Writer, heartbeat: Duration) {
     let _gauge = ConnectionGauge::new("sse");
     let mut pending = format!("retry: {RETRY_MS}\n\n");
     loop {
@@ -86,7 +89,7 @@ async fn write_events(mut subscription: Subscription, mut out: piper::Writer) {
         pending.clear();
         let next = async { Some(subscription.next().await) };
         let heartbeat = async {
-            async_io::Timer::after(HEARTBEAT).await;
+            async_io::Timer::after(heartbeat).await;
             None
         };
         match next.or(heartbeat).await {

@@ -22,7 +22,6 @@ use tide::{Request, Response, StatusCode};
 
 use crate::app::{State, room_param};
 use crate::problem::{Problem, parse_json};
-use crate::sse::HEARTBEAT;
 use crate::stream::subscribe;
 use crate::wire::{ClientFrame, MessageBody, StreamEvent};
 
@@ -68,7 +67,8 @@ pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
     let user = crate::app::actor(&req)?;
     let room = room_param(&req);
     let hub = req.state().hub.clone();
-    let streams = req.state().streams.clone();
+    let heartbeat = req.state().heartbeat;
+    let open = req.state().streams.open();
 
     let mut res = Response::new(StatusCode::SwitchingProtocols);
     res.insert_header("Upgrade", "websocket");
@@ -77,9 +77,19 @@ pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
     let http: &mut tide::http::Response = res.as_mut();
     let upgraded = http.recv_upgrade().await;
     crate::server::spawn(async move {
-        let _open = streams;
+        let _open = open;
         if let Some(connection) = upgraded.await {
-            session(connection, subscription, Session { hub, user, room }).await;
+            session(
+                connection,
+                subscription,
+                Session {
+                    hub,
+                    user,
+                    room,
+                    heartbeat,
+                },
+            )
+            .await;
         }
     })
     .detach();
@@ -91,6 +101,7 @@ struct Session {
     hub: Hub,
     user: String,
     room: String,
+    heartbeat: Duration,
 }
 
 async fn session(connection: Connection, mut subscription: Subscription, who: Session) {
@@ -123,7 +134,7 @@ async fn session(connection: Connection, mut subscription: Subscription, who: Se
             let next = async { Some(subscription.next().await.map(Delivered::Event)) };
             let answer = async { Some(answered.recv().await.ok().map(Delivered::Answer)) };
             let heartbeat = async {
-                async_io::Timer::after(HEARTBEAT).await;
+                async_io::Timer::after(who.heartbeat).await;
                 None
             };
             let (frame, end) = match next.or(answer).or(heartbeat).await {

@@ -1,0 +1,201 @@
+//! The OpenAPI document describes what the server really does: a sample of real responses is
+//! checked against the documented status codes and schemas.
+
+use roomcast_e2e::{Answer, Server, create_room, delete, get, post, post_json, say};
+use serde_json::{Value, json};
+
+/// Checks that `answer` is documented for `method path` and that its body fits the schema.
+fn conforms(doc: &Value, method: &str, path: &str, answer: &Answer) {
+    let operation = &doc["paths"][path][method];
+    assert!(operation.is_object(), "{method} {path} is not documented");
+    let documented = &operation["responses"][answer.status.to_string()];
+    assert!(
+        documented.is_object(),
+        "{method} {path} answered {} which is not documented: {}",
+        answer.status,
+        answer.body
+    );
+    let Some(content) = documented.get("content") else {
+        assert!(
+            answer.body.is_empty(),
+            "{method} {path} {} has an undocumented body",
+            answer.status
+        );
+        return;
+    };
+    let media = content
+        .get(answer.content_type.split(';').next().unwrap().trim())
+        .unwrap_or_else(|| {
+            panic!(
+                "{method} {path} {} answered {} but documents {content}",
+                answer.status, answer.content_type
+            )
+        });
+    let schema = json!({ "$ref": media["schema"]["$ref"], "components": doc["components"] });
+    let validator = jsonschema::validator_for(&schema).expect("the documented schema compiles");
+    let body = answer.json();
+    let errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {} body {body} breaks the schema: {errors:?}",
+        answer.status
+    );
+}
+
+#[test]
+fn sampled_responses_match_the_document() {
+    let server = Server::smol(&["--rate-burst=0", "--history-len=3"]);
+    let doc = get(&server.url("/api/openapi.json")).json();
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "an OpenAPI 3 document"
+    );
+
+    let rooms = "/api/v1/rooms";
+    let room = "/api/v1/rooms/{room}";
+    let messages = "/api/v1/rooms/{room}/messages";
+    let presence = "/api/v1/rooms/{room}/presence";
+
+    conforms(
+        &doc,
+        "post",
+        rooms,
+        &post_json(&server.url(rooms), &json!({"room": "spec"})),
+    );
+    conforms(
+        &doc,
+        "post",
+        rooms,
+        &post_json(&server.url(rooms), &json!({"room": "spec"})),
+    );
+    conforms(
+        &doc,
+        "post",
+        rooms,
+        &post_json(&server.url(rooms), &json!({"room": "sp/ec"})),
+    );
+    conforms(
+        &doc,
+        "post",
+        rooms,
+        &post(&server.url(rooms), "text/plain", "spec"),
+    );
+    conforms(
+        &doc,
+        "get",
+        rooms,
+        &get(&server.url("/api/v1/rooms?limit=1")),
+    );
+    conforms(&doc, "get", room, &get(&server.url("/api/v1/rooms/spec")));
+    conforms(&doc, "get", room, &get(&server.url("/api/v1/rooms/absent")));
+    for n in 0..5 {
+        say(&server, "spec", "ada", &format!("m{n}"));
+    }
+    let post_to = server.url("/api/v1/rooms/spec/messages");
+    conforms(
+        &doc,
+        "post",
+        messages,
+        &post_json(
+            &post_to,
+            &json!({"user": "ada", "text": "hi", "idempotency_key": "k"}),
+        ),
+    );
+    conforms(
+        &doc,
+        "post",
+        messages,
+        &post_json(
+            &post_to,
+            &json!({"user": "ada", "text": "hi", "idempotency_key": "k"}),
+        ),
+    );
+    conforms(
+        &doc,
+        "post",
+        messages,
+        &post_json(
+            &post_to,
+            &json!({"user": "ada", "text": "bye", "idempotency_key": "k"}),
+        ),
+    );
+    conforms(
+        &doc,
+        "post",
+        messages,
+        &post_json(&post_to, &json!({"user": "ada", "text": ""})),
+    );
+    conforms(
+        &doc,
+        "post",
+        messages,
+        &post_json(&post_to, &json!({"user": "ada"})),
+    );
+    conforms(
+        &doc,
+        "post",
+        messages,
+        &post(&post_to, "application/json", "{"),
+    );
+    conforms(
+        &doc,
+        "get",
+        messages,
+        &get(&server.url("/api/v1/rooms/spec/messages")),
+    );
+    conforms(
+        &doc,
+        "get",
+        messages,
+        &get(&server.url("/api/v1/rooms/spec/messages?after=1&limit=2")),
+    );
+    conforms(
+        &doc,
+        "get",
+        messages,
+        &get(&server.url("/api/v1/rooms/spec/messages?after=60")),
+    );
+    conforms(
+        &doc,
+        "get",
+        presence,
+        &get(&server.url("/api/v1/rooms/spec/presence")),
+    );
+    conforms(
+        &doc,
+        "delete",
+        room,
+        &delete(&server.url("/api/v1/rooms/spec")),
+    );
+    conforms(
+        &doc,
+        "delete",
+        room,
+        &delete(&server.url("/api/v1/rooms/spec")),
+    );
+
+    // The check itself has teeth: a body that breaks the schema fails it.
+    let forged = Answer {
+        status: 201,
+        content_type: "application/json".into(),
+        headers: Vec::new(),
+        body: json!({"id": "1", "room": "spec", "seq": "one", "user": "ada", "text": "hi", "sent_at": "now"}).to_string(),
+    };
+    let caught = std::panic::catch_unwind(|| conforms(&doc, "post", messages, &forged));
+    assert!(
+        caught.is_err(),
+        "a string seq must break the MessageBody schema"
+    );
+
+    // The gap appears in a real page, and the page fits the schema with it.
+    create_room(&server, "gappy");
+    for n in 0..6 {
+        say(&server, "gappy", "ada", &format!("m{n}"));
+    }
+    let gappy = get(&server.url("/api/v1/rooms/gappy/messages?after=0"));
+    assert_eq!(gappy.json()["gap"], json!({"after": 0, "first_held": 4}));
+    conforms(&doc, "get", messages, &gappy);
+}
