@@ -22,7 +22,7 @@ use crate::wire::StreamEvent;
 /// The reconnect delay suggested to browsers, in milliseconds.
 const RETRY_MS: u32 = 2000;
 /// Bytes buffered between the writer task and the socket.
-const PIPE_BYTES: usize = 16 * 1024;
+const PIPE_BYTES: usize = 4 * 1024;
 
 /// `GET /api/v1/rooms/{room}/events`: the room must exist.
 pub async fn stream(req: Request<State>) -> Result<Response, Problem> {
@@ -57,7 +57,10 @@ async fn respond(req: &Request<State>, create: bool) -> Result<Response, Problem
     res.set_content_type("text/event-stream; charset=utf-8");
     res.insert_header("Cache-Control", "no-cache");
     res.insert_header("X-Accel-Buffering", "no");
-    res.set_body(Body::from_reader(BufReader::new(reader), None));
+    res.set_body(Body::from_reader(
+        BufReader::with_capacity(512, reader),
+        None,
+    ));
     Ok(res)
 }
 

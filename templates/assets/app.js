@@ -119,6 +119,7 @@
       });
       if (res.ok) {
         textInput.value = "";
+        fit();
         showError(""); // the message itself arrives on the stream, in order
       } else {
         const problem = await res.json().catch(() => ({ detail: res.statusText }));
@@ -131,6 +132,14 @@
       textInput.focus();
     }
   });
+
+  // The composer grows with its text, up to the stylesheet's max-height.
+  const fit = () => {
+    textInput.style.height = "auto";
+    textInput.style.height = textInput.scrollHeight + 2 + "px";
+    textInput.style.overflowY = textInput.scrollHeight > textInput.clientHeight + 2 ? "auto" : "hidden";
+  };
+  textInput.addEventListener("input", fit);
 
   textInput.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }

@@ -1,0 +1,461 @@
+//! `roomcast-load`: drives a running roomcast server as real clients do, and reports what it
+//! measured as a JSON line and a markdown table row.
+//!
+//! - `sse-fanout`: N SSE listeners on one room; messages published through REST on an
+//!   open-loop schedule (each carries its scheduled time, so a slow server cannot hide queueing
+//!   delay); end-to-end latency into an HDR histogram; deliveries, gaps and losses counted.
+//! - `sse-idle`: N idle SSE connections; the server's resident memory before and after, per
+//!   connection (give `--server-pid`).
+//!
+//! Loopback only, bounded in connections and time. Run it as its own process: one process may
+//! hold at most 20,000 open files here, so server and generator must not share one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail, ensure};
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+#[derive(Parser)]
+#[command(
+    name = "roomcast-load",
+    version,
+    about = "Load generator for roomcast servers"
+)]
+struct Cli {
+    /// The server's address (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080", global = true)]
+    addr: SocketAddr,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Fan-out to SSE listeners in one room at a fixed publish rate.
+    SseFanout {
+        /// SSE listeners on the room.
+        #[arg(long, default_value_t = 1000)]
+        listeners: usize,
+        /// Messages published per second (open loop).
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// How long to publish, in seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent publishing connections.
+        #[arg(long, default_value_t = 8)]
+        publishers: usize,
+        /// Bytes of padding per message (on top of the timestamp).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// Hold idle SSE connections and report the server's memory per connection.
+    SseIdle {
+        /// Idle connections to open.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Rooms the connections are spread over (presence in one huge room makes every
+        /// join a fan-out to everyone, which is not what this measures).
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// The server's process id, to read its resident memory.
+        #[arg(long)]
+        server_pid: u32,
+    },
+}
+
+fn ensure_loopback(addr: SocketAddr) -> anyhow::Result<()> {
+    ensure!(
+        addr.ip().is_loopback(),
+        "roomcast-load only targets loopback addresses, not {addr}"
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    ensure_loopback(cli.addr)?;
+    match cli.scenario {
+        Scenario::SseFanout {
+            listeners,
+            rate,
+            seconds,
+            publishers,
+            size,
+        } => sse_fanout(cli.addr, listeners, rate, seconds, publishers, size).await,
+        Scenario::SseIdle {
+            connections,
+            rooms,
+            server_pid,
+        } => sse_idle(cli.addr, connections, rooms, server_pid).await,
+    }
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A minimal HTTP/1.1 request on a kept-alive connection; returns the status.
+async fn request(
+    stream: &mut BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<u16> {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream
+        .get_mut()
+        .write_all(format!("{head}{body}").as_bytes())
+        .await?;
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("status line")?;
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        stream.read_line(&mut line).await?;
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse()?;
+        }
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await?;
+    Ok(status)
+}
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<BufReader<TcpStream>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(BufReader::new(stream))
+}
+
+/// Opens an SSE stream and reads through the presence snapshot, so the listener is live.
+async fn open_sse(addr: SocketAddr, room: &str, user: &str) -> anyhow::Result<SseReader> {
+    let mut stream = connect(addr).await?;
+    let head = format!(
+        "GET /api/v1/rooms/{room}/events?user={user} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    stream.get_mut().write_all(head.as_bytes()).await?;
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    ensure!(line.contains(" 200 "), "SSE refused: {line}");
+    loop {
+        line.clear();
+        stream.read_line(&mut line).await?;
+        if line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut reader = SseReader {
+        stream,
+        pending: Vec::new(),
+    };
+    while !reader.next_frame().await?.contains("event: presence") {}
+    Ok(reader)
+}
+
+/// Reads SSE frames out of a chunked body.
+struct SseReader {
+    stream: BufReader<TcpStream>,
+    pending: Vec<u8>,
+}
+
+impl SseReader {
+    /// The next whole frame (up to a blank line), as text.
+    async fn next_frame(&mut self) -> anyhow::Result<String> {
+        loop {
+            if let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+                let frame: Vec<u8> = self.pending.drain(..end + 2).collect();
+                return Ok(String::from_utf8_lossy(&frame).into_owned());
+            }
+            let mut size = String::new();
+            if self.stream.read_line(&mut size).await? == 0 {
+                bail!("the stream ended");
+            }
+            let size = usize::from_str_radix(size.trim(), 16).context("chunk size")?;
+            if size == 0 {
+                bail!("the stream ended");
+            }
+            let start = self.pending.len();
+            self.pending.resize(start + size + 2, 0);
+            self.stream.read_exact(&mut self.pending[start..]).await?;
+            self.pending.truncate(start + size);
+        }
+    }
+}
+
+fn field<'a>(frame: &'a str, key: &str) -> Option<&'a str> {
+    let at = frame.find(key)? + key.len();
+    let rest = &frame[at..];
+    Some(
+        &rest[..rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len())],
+    )
+}
+
+#[derive(Default)]
+struct Tally {
+    deliveries: AtomicU64,
+    gaps: AtomicU64,
+    out_of_order: AtomicU64,
+    last_delivery_micros: AtomicU64,
+}
+
+async fn sse_fanout(
+    addr: SocketAddr,
+    listeners: usize,
+    rate: u64,
+    seconds: u64,
+    publishers: usize,
+    size: usize,
+) -> anyhow::Result<()> {
+    ensure!(
+        listeners <= 15_000 && seconds <= 600 && rate <= 1_000_000,
+        "bounded runs only"
+    );
+    let room = format!("fanout{}", now_micros() % 1_000_000);
+    let mut admin = connect(addr).await?;
+    ensure!(
+        request(
+            &mut admin,
+            "POST",
+            "/api/v1/rooms",
+            &json!({ "room": room }).to_string()
+        )
+        .await?
+            == 201,
+        "room not created"
+    );
+
+    let tally = Arc::new(Tally::default());
+    let total = rate * seconds;
+    let mut readers = Vec::with_capacity(listeners);
+    for i in 0..listeners {
+        let mut sse = open_sse(addr, &room, &format!("l{i}")).await?;
+        let tally = tally.clone();
+        readers.push(tokio::spawn(async move {
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let mut expected = 1u64;
+            while expected <= total {
+                let Ok(frame) = sse.next_frame().await else {
+                    break;
+                };
+                if frame.contains("event: gap") {
+                    tally.gaps.fetch_add(1, Ordering::Relaxed);
+                    if let Some(first) =
+                        field(&frame, "\"first_held\":").and_then(|s| s.parse().ok())
+                    {
+                        expected = first;
+                    }
+                    continue;
+                }
+                if !frame.contains("event: message") {
+                    continue;
+                }
+                let now = now_micros();
+                let seq: u64 = field(&frame, "\"seq\":")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                if seq != expected {
+                    tally.out_of_order.fetch_add(1, Ordering::Relaxed);
+                }
+                expected = seq + 1;
+                if let Some(sent) =
+                    field(&frame, "\"text\":\"t=").and_then(|s| s.parse::<u64>().ok())
+                {
+                    let _ = hist.record(now.saturating_sub(sent).max(1));
+                }
+                tally.deliveries.fetch_add(1, Ordering::Relaxed);
+                tally.last_delivery_micros.fetch_max(now, Ordering::Relaxed);
+            }
+            hist
+        }));
+    }
+
+    // Open loop: message i is due at start + i / rate, whatever happened to earlier ones.
+    let start = Instant::now();
+    let start_micros = now_micros();
+    let padding = "x".repeat(size);
+    let failures = Arc::new(AtomicU64::new(0));
+    let mut senders = Vec::new();
+    for p in 0..publishers as u64 {
+        let (padding, room, failures) = (padding.clone(), room.clone(), failures.clone());
+        senders.push(tokio::spawn(async move {
+            let mut conn = connect(addr).await.expect("publisher connects");
+            let mut i = p;
+            while i < total {
+                let due = Duration::from_micros(i * 1_000_000 / rate);
+                tokio::time::sleep_until((start + due).into()).await;
+                let text = format!("t={} {padding}", start_micros + due.as_micros() as u64);
+                let body = json!({ "user": format!("pub{p}"), "text": text }).to_string();
+                match request(
+                    &mut conn,
+                    "POST",
+                    &format!("/api/v1/rooms/{room}/messages"),
+                    &body,
+                )
+                .await
+                {
+                    Ok(201) => {}
+                    _ => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                i += publishers as u64;
+            }
+        }));
+    }
+    for s in senders {
+        s.await?;
+    }
+    let published_in = start.elapsed();
+    // Give deliveries a bounded moment to drain, then stop counting.
+    let drain_deadline = Instant::now() + Duration::from_secs(10);
+    while tally.deliveries.load(Ordering::Relaxed) < total * listeners as u64
+        && Instant::now() < drain_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for r in readers {
+        if r.is_finished() {
+            hist.add(r.await?)?;
+        } else {
+            r.abort();
+        }
+    }
+    let delivered = tally.deliveries.load(Ordering::Relaxed);
+    let window = Duration::from_micros(
+        tally
+            .last_delivery_micros
+            .load(Ordering::Relaxed)
+            .saturating_sub(start_micros),
+    );
+    let result = json!({
+        "scenario": "sse-fanout",
+        "listeners": listeners,
+        "rate": rate,
+        "seconds": seconds,
+        "published": total - failures.load(Ordering::Relaxed),
+        "publish_failures": failures.load(Ordering::Relaxed),
+        "publish_seconds": published_in.as_secs_f64(),
+        "expected_deliveries": total * listeners as u64,
+        "deliveries": delivered,
+        "deliveries_per_second": delivered as f64 / window.as_secs_f64().max(1e-9),
+        "gaps": tally.gaps.load(Ordering::Relaxed),
+        "out_of_order": tally.out_of_order.load(Ordering::Relaxed),
+        "latency_ms": {
+            "p50": hist.value_at_quantile(0.50) as f64 / 1000.0,
+            "p99": hist.value_at_quantile(0.99) as f64 / 1000.0,
+            "p999": hist.value_at_quantile(0.999) as f64 / 1000.0,
+            "max": hist.max() as f64 / 1000.0,
+        },
+    });
+    println!("{result}");
+    println!(
+        "| sse-fanout | {listeners} | {rate}/s × {seconds}s | {delivered}/{} | {:.0}/s | {:.2} | {:.2} | {:.2} | {} |",
+        total * listeners as u64,
+        result["deliveries_per_second"].as_f64().unwrap_or(0.0),
+        result["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+        result["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+        result["latency_ms"]["p999"].as_f64().unwrap_or(0.0),
+        result["gaps"],
+    );
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("no process {pid}"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
+}
+
+async fn sse_idle(
+    addr: SocketAddr,
+    connections: usize,
+    rooms: usize,
+    pid: u32,
+) -> anyhow::Result<()> {
+    ensure!(
+        connections <= 15_000 && (1..=10_000).contains(&rooms),
+        "bounded runs only"
+    );
+    let run = now_micros() % 1_000_000;
+    let room_names: Vec<String> = (0..rooms).map(|r| format!("idle{run}-{r}")).collect();
+    let mut admin = connect(addr).await?;
+    for room in &room_names {
+        ensure!(
+            request(
+                &mut admin,
+                "POST",
+                "/api/v1/rooms",
+                &json!({ "room": room }).to_string()
+            )
+            .await?
+                == 201,
+            "room not created"
+        );
+    }
+    let room = &room_names[0];
+    // Warm up allocator and executor with a few connections first, so the delta is per connection.
+    let mut held = Vec::with_capacity(connections);
+    for i in 0..10 {
+        held.push(open_sse(addr, room, &format!("warm{i}")).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid)?;
+    let opened_at = Instant::now();
+    for i in 0..connections {
+        held.push(open_sse(addr, &room_names[i % rooms], &format!("idle{i}")).await?);
+    }
+    let open_seconds = opened_at.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid)?;
+    let per = (after.saturating_sub(before) * 1024) as f64 / connections as f64;
+    let result = json!({
+        "scenario": "sse-idle",
+        "connections": connections,
+        "rooms": rooms,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "bytes_per_connection": per,
+        "open_seconds": open_seconds,
+    });
+    println!("{result}");
+    println!(
+        "| sse-idle | {connections} | {before} KiB → {after} KiB | {:.0} B/connection |",
+        per
+    );
+    drop(held);
+    Ok(())
+}
