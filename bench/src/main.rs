@@ -143,6 +143,19 @@ async fn request(
     Ok(status)
 }
 
+/// Creates a room through the JSON API; it must be new.
+async fn create_room(admin: &mut BufReader<TcpStream>, room: &str) -> anyhow::Result<()> {
+    let status = request(
+        admin,
+        "POST",
+        "/api/v1/rooms",
+        &json!({ "room": room }).to_string(),
+    )
+    .await?;
+    ensure!(status == 201, "room {room} not created: {status}");
+    Ok(())
+}
+
 async fn connect(addr: SocketAddr) -> anyhow::Result<BufReader<TcpStream>> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
@@ -236,17 +249,7 @@ async fn sse_fanout(
     );
     let room = format!("fanout{}", now_micros() % 1_000_000);
     let mut admin = connect(addr).await?;
-    ensure!(
-        request(
-            &mut admin,
-            "POST",
-            "/api/v1/rooms",
-            &json!({ "room": room }).to_string()
-        )
-        .await?
-            == 201,
-        "room not created"
-    );
+    create_room(&mut admin, &room).await?;
 
     let tally = Arc::new(Tally::default());
     let total = rate * seconds;
@@ -414,17 +417,7 @@ async fn sse_idle(
     let room_names: Vec<String> = (0..rooms).map(|r| format!("idle{run}-{r}")).collect();
     let mut admin = connect(addr).await?;
     for room in &room_names {
-        ensure!(
-            request(
-                &mut admin,
-                "POST",
-                "/api/v1/rooms",
-                &json!({ "room": room }).to_string()
-            )
-            .await?
-                == 201,
-            "room not created"
-        );
+        create_room(&mut admin, room).await?;
     }
     let room = &room_names[0];
     // Warm up allocator and executor with a few connections first, so the delta is per connection.

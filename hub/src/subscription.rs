@@ -84,6 +84,7 @@ pub struct Subscription {
     done: bool,
     deliveries: metrics::Counter,
     resyncs: metrics::Counter,
+    gaps: metrics::Counter,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -124,6 +125,7 @@ impl Hub {
             done: false,
             deliveries: metrics::counter!("roomcast_deliveries_total", "transport" => transport),
             resyncs: metrics::counter!("roomcast_resyncs_total", "transport" => transport),
+            gaps: metrics::counter!("roomcast_gaps_total", "transport" => transport),
         };
         subscription.load(opened, presence);
         Ok(subscription)
@@ -179,6 +181,7 @@ impl Subscription {
     fn deliver(&mut self, delivery: Delivery) -> Delivery {
         match &delivery {
             Delivery::Message(m) => self.last = m.seq,
+            Delivery::Gap(_) => self.gaps.increment(1),
             Delivery::Closed(_) => self.done = true,
             _ => {}
         }

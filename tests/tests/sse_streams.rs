@@ -122,6 +122,11 @@ fn resuming_from_before_history_says_what_was_missed() {
         "a reconnect after the gap does not ask for it again"
     );
     assert_eq!(stream.message_seqs(5), [8, 9, 10, 11, 12]);
+    let metrics = roomcast_e2e::get(&server.url("/metrics")).body;
+    assert!(
+        metrics.contains("roomcast_gaps_total{transport=\"sse\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]
