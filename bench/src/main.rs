@@ -4,6 +4,7 @@
 //! - `sse-fanout`: N SSE listeners on one room; messages published through REST on an
 //!   open-loop schedule (each carries its scheduled time, so a slow server cannot hide queueing
 //!   delay); end-to-end latency into an HDR histogram; deliveries, gaps and losses counted.
+//! - `grpc-fanout`: the same with gRPC `Stream` listeners and `Submit` publishers.
 //! - `sse-idle`: N idle SSE connections; the server's resident memory before and after, per
 //!   connection (give `--server-pid`).
 //!
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
+use roomcast_proto::v1 as pb;
+use roomcast_proto::v1::chat_client::ChatClient;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -41,6 +44,24 @@ enum Scenario {
     /// Fan-out to SSE listeners in one room at a fixed publish rate.
     SseFanout {
         /// SSE listeners on the room.
+        #[arg(long, default_value_t = 1000)]
+        listeners: usize,
+        /// Messages published per second (open loop).
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// How long to publish, in seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent publishing connections.
+        #[arg(long, default_value_t = 8)]
+        publishers: usize,
+        /// Bytes of padding per message (on top of the timestamp).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// Fan-out to gRPC streams in one room at a fixed publish rate (publishing with Submit).
+    GrpcFanout {
+        /// gRPC streams on the room (each on its own connection).
         #[arg(long, default_value_t = 1000)]
         listeners: usize,
         /// Messages published per second (open loop).
@@ -90,7 +111,36 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             publishers,
             size,
-        } => sse_fanout(cli.addr, listeners, rate, seconds, publishers, size).await,
+        } => {
+            fanout(
+                Transport::Sse,
+                cli.addr,
+                listeners,
+                rate,
+                seconds,
+                publishers,
+                size,
+            )
+            .await
+        }
+        Scenario::GrpcFanout {
+            listeners,
+            rate,
+            seconds,
+            publishers,
+            size,
+        } => {
+            fanout(
+                Transport::Grpc,
+                cli.addr,
+                listeners,
+                rate,
+                seconds,
+                publishers,
+                size,
+            )
+            .await
+        }
         Scenario::SseIdle {
             connections,
             rooms,
@@ -235,7 +285,159 @@ struct Tally {
     last_delivery_micros: AtomicU64,
 }
 
-async fn sse_fanout(
+/// Which protocol the listeners and publishers speak.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// SSE listeners, REST publishers.
+    Sse,
+    /// gRPC `Stream` listeners, gRPC `Submit` publishers.
+    Grpc,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse-fanout",
+            Transport::Grpc => "grpc-fanout",
+        }
+    }
+}
+
+/// What a listener saw next.
+enum Seen {
+    Message { seq: u64, sent_micros: Option<u64> },
+    Gap { first_held: u64 },
+    Other,
+    End,
+}
+
+/// One listener, on either transport.
+enum Listener {
+    Sse(SseReader),
+    Grpc(tonic::Streaming<pb::StreamEvent>),
+}
+
+impl Listener {
+    async fn open(
+        transport: Transport,
+        addr: SocketAddr,
+        room: &str,
+        user: &str,
+    ) -> anyhow::Result<Listener> {
+        Ok(match transport {
+            Transport::Sse => Listener::Sse(open_sse(addr, room, user).await?),
+            Transport::Grpc => {
+                let mut client = ChatClient::connect(format!("http://{addr}")).await?;
+                let mut req = tonic::Request::new(pb::StreamRequest {
+                    room: room.into(),
+                    resume_after: None,
+                });
+                req.metadata_mut()
+                    .insert(roomcast_proto::USER_METADATA, user.parse()?);
+                let mut stream = client.stream(req).await?.into_inner();
+                // The presence snapshot: the listener is live.
+                stream.message().await?.context("presence snapshot")?;
+                Listener::Grpc(stream)
+            }
+        })
+    }
+
+    async fn next(&mut self) -> Seen {
+        match self {
+            Listener::Sse(sse) => {
+                let Ok(frame) = sse.next_frame().await else {
+                    return Seen::End;
+                };
+                if frame.contains("event: gap") {
+                    let first_held = field(&frame, "\"first_held\":")
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    return Seen::Gap { first_held };
+                }
+                if !frame.contains("event: message") {
+                    return Seen::Other;
+                }
+                let seq = field(&frame, "\"seq\":")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let sent_micros = field(&frame, "\"text\":\"t=").and_then(|s| s.parse().ok());
+                Seen::Message { seq, sent_micros }
+            }
+            Listener::Grpc(stream) => {
+                use pb::stream_event::Event;
+                match stream.message().await {
+                    Ok(Some(pb::StreamEvent {
+                        event: Some(Event::Message(m)),
+                    })) => Seen::Message {
+                        seq: m.seq,
+                        sent_micros: m
+                            .text
+                            .strip_prefix("t=")
+                            .and_then(|t| t.split(' ').next())
+                            .and_then(|t| t.parse().ok()),
+                    },
+                    Ok(Some(pb::StreamEvent {
+                        event: Some(Event::Gap(g)),
+                    })) => Seen::Gap {
+                        first_held: g.first_held,
+                    },
+                    Ok(Some(_)) => Seen::Other,
+                    _ => Seen::End,
+                }
+            }
+        }
+    }
+}
+
+/// One publishing connection, on either transport.
+enum Publisher {
+    Rest(BufReader<TcpStream>),
+    Grpc(ChatClient<tonic::transport::Channel>),
+}
+
+impl Publisher {
+    async fn connect(transport: Transport, addr: SocketAddr) -> anyhow::Result<Publisher> {
+        Ok(match transport {
+            Transport::Sse => Publisher::Rest(connect(addr).await?),
+            Transport::Grpc => {
+                Publisher::Grpc(ChatClient::connect(format!("http://{addr}")).await?)
+            }
+        })
+    }
+
+    /// Posts; true if the server accepted it.
+    async fn post(&mut self, room: &str, user: &str, text: String) -> bool {
+        match self {
+            Publisher::Rest(conn) => {
+                let body = json!({ "user": user, "text": text }).to_string();
+                matches!(
+                    request(
+                        conn,
+                        "POST",
+                        &format!("/api/v1/rooms/{room}/messages"),
+                        &body
+                    )
+                    .await,
+                    Ok(201)
+                )
+            }
+            Publisher::Grpc(client) => {
+                let mut req = tonic::Request::new(pb::SubmitRequest {
+                    room: room.into(),
+                    text,
+                    idempotency_key: String::new(),
+                });
+                let Ok(user) = user.parse() else { return false };
+                req.metadata_mut()
+                    .insert(roomcast_proto::USER_METADATA, user);
+                client.submit(req).await.is_ok()
+            }
+        }
+    }
+}
+
+async fn fanout(
+    transport: Transport,
     addr: SocketAddr,
     listeners: usize,
     rate: u64,
@@ -248,50 +450,46 @@ async fn sse_fanout(
         "bounded runs only"
     );
     let room = format!("fanout{}", now_micros() % 1_000_000);
-    let mut admin = connect(addr).await?;
-    create_room(&mut admin, &room).await?;
+    match Publisher::connect(transport, addr).await? {
+        Publisher::Rest(mut admin) => create_room(&mut admin, &room).await?,
+        Publisher::Grpc(mut client) => {
+            client
+                .create_room(pb::CreateRoomRequest { room: room.clone() })
+                .await?;
+        }
+    }
 
     let tally = Arc::new(Tally::default());
     let total = rate * seconds;
     let mut readers = Vec::with_capacity(listeners);
     for i in 0..listeners {
-        let mut sse = open_sse(addr, &room, &format!("l{i}")).await?;
+        let mut listener = Listener::open(transport, addr, &room, &format!("l{i}")).await?;
         let tally = tally.clone();
         readers.push(tokio::spawn(async move {
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
             let mut expected = 1u64;
             while expected <= total {
-                let Ok(frame) = sse.next_frame().await else {
-                    break;
-                };
-                if frame.contains("event: gap") {
-                    tally.gaps.fetch_add(1, Ordering::Relaxed);
-                    if let Some(first) =
-                        field(&frame, "\"first_held\":").and_then(|s| s.parse().ok())
-                    {
-                        expected = first;
+                match listener.next().await {
+                    Seen::End => break,
+                    Seen::Other => {}
+                    Seen::Gap { first_held } => {
+                        tally.gaps.fetch_add(1, Ordering::Relaxed);
+                        expected = first_held;
                     }
-                    continue;
+                    Seen::Message { seq, sent_micros } => {
+                        let now = now_micros();
+                        if seq != expected {
+                            tally.out_of_order.fetch_add(1, Ordering::Relaxed);
+                        }
+                        expected = seq + 1;
+                        if let Some(sent) = sent_micros {
+                            let _ = hist.record(now.saturating_sub(sent).max(1));
+                        }
+                        tally.deliveries.fetch_add(1, Ordering::Relaxed);
+                        tally.last_delivery_micros.fetch_max(now, Ordering::Relaxed);
+                    }
                 }
-                if !frame.contains("event: message") {
-                    continue;
-                }
-                let now = now_micros();
-                let seq: u64 = field(&frame, "\"seq\":")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                if seq != expected {
-                    tally.out_of_order.fetch_add(1, Ordering::Relaxed);
-                }
-                expected = seq + 1;
-                if let Some(sent) =
-                    field(&frame, "\"text\":\"t=").and_then(|s| s.parse::<u64>().ok())
-                {
-                    let _ = hist.record(now.saturating_sub(sent).max(1));
-                }
-                tally.deliveries.fetch_add(1, Ordering::Relaxed);
-                tally.last_delivery_micros.fetch_max(now, Ordering::Relaxed);
             }
             hist
         }));
@@ -306,25 +504,17 @@ async fn sse_fanout(
     for p in 0..publishers as u64 {
         let (padding, room, failures) = (padding.clone(), room.clone(), failures.clone());
         senders.push(tokio::spawn(async move {
-            let mut conn = connect(addr).await.expect("publisher connects");
+            let mut publisher = Publisher::connect(transport, addr)
+                .await
+                .expect("publisher connects");
+            let user = format!("pub{p}");
             let mut i = p;
             while i < total {
                 let due = Duration::from_micros(i * 1_000_000 / rate);
                 tokio::time::sleep_until((start + due).into()).await;
                 let text = format!("t={} {padding}", start_micros + due.as_micros() as u64);
-                let body = json!({ "user": format!("pub{p}"), "text": text }).to_string();
-                match request(
-                    &mut conn,
-                    "POST",
-                    &format!("/api/v1/rooms/{room}/messages"),
-                    &body,
-                )
-                .await
-                {
-                    Ok(201) => {}
-                    _ => {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
+                if !publisher.post(&room, &user, text).await {
+                    failures.fetch_add(1, Ordering::Relaxed);
                 }
                 i += publishers as u64;
             }
@@ -357,7 +547,7 @@ async fn sse_fanout(
             .saturating_sub(start_micros),
     );
     let result = json!({
-        "scenario": "sse-fanout",
+        "scenario": transport.name(),
         "listeners": listeners,
         "rate": rate,
         "seconds": seconds,
@@ -378,7 +568,8 @@ async fn sse_fanout(
     });
     println!("{result}");
     println!(
-        "| sse-fanout | {listeners} | {rate}/s × {seconds}s | {delivered}/{} | {:.0}/s | {:.2} | {:.2} | {:.2} | {} |",
+        "| {} | {listeners} | {rate}/s × {seconds}s | {delivered}/{} | {:.0}/s | {:.2} | {:.2} | {:.2} | {} |",
+        transport.name(),
         total * listeners as u64,
         result["deliveries_per_second"].as_f64().unwrap_or(0.0),
         result["latency_ms"]["p50"].as_f64().unwrap_or(0.0),

@@ -56,6 +56,11 @@ impl Server {
         Server::start(binary("roomcast-smol", "roomcast-smol"), args)
     }
 
+    /// Starts `roomcast-tokio` (gRPC) on a free loopback port with these extra flags.
+    pub fn tokio(args: &[&str]) -> Server {
+        Server::start(binary("roomcast-tokio", "roomcast-tokio"), args)
+    }
+
     fn start(path: PathBuf, args: &[&str]) -> Server {
         let mut child = Command::new(&path)
             .args(["--listen", "127.0.0.1:0"])

@@ -1,0 +1,148 @@
+//! Between the hub's types and the protobuf messages, and from refusals to gRPC statuses.
+
+use roomcast_core::{Error, ErrorClass, Gap, HistoryPage, Message, PresenceEntry, RoomSummary};
+use roomcast_hub::{Delivery, Ending, HubError};
+use roomcast_proto::v1 as pb;
+use tonic::{Code, Status};
+
+fn ms(t: roomcast_core::Timestamp) -> i64 {
+    i64::try_from(t.as_unix_millis()).unwrap_or(i64::MAX)
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+pub fn room(r: &RoomSummary) -> pb::Room {
+    pb::Room {
+        id: r.id.to_string(),
+        latest: r.latest.0,
+        first_held: r.first_held.0,
+        listeners: count(r.listeners),
+        users: count(r.users),
+        created_at_ms: ms(r.created_at),
+        last_active_ms: ms(r.last_active),
+    }
+}
+
+pub fn message(m: &Message) -> pb::ChatMessage {
+    pb::ChatMessage {
+        id: m.id.to_string(),
+        room: m.room.to_string(),
+        seq: m.seq.0,
+        user: m.user.to_string(),
+        text: m.text.clone(),
+        sent_at_ms: ms(m.sent_at),
+    }
+}
+
+pub fn gap(g: Gap) -> pb::Gap {
+    pb::Gap {
+        after: g.after.0,
+        first_held: g.first_held.0,
+    }
+}
+
+pub fn presence(entries: &[PresenceEntry]) -> Vec<pb::PresenceEntry> {
+    entries
+        .iter()
+        .map(|p| pb::PresenceEntry {
+            user: p.user.to_string(),
+            listeners: count(p.listeners),
+        })
+        .collect()
+}
+
+pub fn history(page: &HistoryPage) -> pb::HistoryResponse {
+    pb::HistoryResponse {
+        messages: page.messages.iter().map(|m| message(m)).collect(),
+        gap: page.gap.map(gap),
+        first_held: page.first_held.0,
+        latest: page.latest.0,
+    }
+}
+
+pub fn event(delivery: Delivery) -> pb::StreamEvent {
+    use pb::stream_event::Event;
+    let event = match delivery {
+        Delivery::Message(m) => Event::Message(message(&m)),
+        Delivery::Presence(entries) => Event::Presence(pb::PresenceSnapshot {
+            users: presence(&entries),
+        }),
+        Delivery::Joined(user) => Event::Joined(user.to_string()),
+        Delivery::Left(user) => Event::Left(user.to_string()),
+        Delivery::Gap(g) => Event::Gap(gap(g)),
+        Delivery::Closed(ending) => Event::Closed(closed(&ending)),
+        _ => Event::Closed(closed(&Ending::ShuttingDown)),
+    };
+    pb::StreamEvent { event: Some(event) }
+}
+
+fn closed(ending: &Ending) -> pb::Closed {
+    let by = match ending {
+        Ending::Deleted { by } => by.as_ref().map(ToString::to_string).unwrap_or_default(),
+        _ => String::new(),
+    };
+    pb::Closed {
+        reason: ending.code().into(),
+        by,
+    }
+}
+
+/// A refusal as a gRPC status, with the core's reason as the message.
+pub fn status(e: HubError) -> Status {
+    match e {
+        HubError::Refused(e) => refusal(&e),
+        other => Status::unavailable(other.to_string()),
+    }
+}
+
+fn refusal(e: &Error) -> Status {
+    let code = match e.class() {
+        ErrorClass::NotFound => Code::NotFound,
+        ErrorClass::Conflict => Code::AlreadyExists,
+        ErrorClass::TooLarge | ErrorClass::Capacity | ErrorClass::RateLimited => {
+            Code::ResourceExhausted
+        }
+        ErrorClass::OutOfRange => Code::OutOfRange,
+        ErrorClass::Denied => Code::PermissionDenied,
+        _ => Code::InvalidArgument,
+    };
+    Status::new(code, format!("{} ({})", e, e.code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roomcast_core::{MessageError, Seq};
+    use std::time::Duration;
+
+    #[test]
+    fn refusals_map_to_the_documented_codes() {
+        let code = |e: Error| status(HubError::Refused(e)).code();
+        assert_eq!(
+            code(Error::Message(MessageError::TooLarge { len: 9, max: 8 })),
+            Code::ResourceExhausted
+        );
+        assert_eq!(
+            code(Error::RateLimited {
+                retry_after: Duration::from_secs(1)
+            }),
+            Code::ResourceExhausted
+        );
+        assert_eq!(
+            code(Error::ResumeAhead {
+                after: Seq(9),
+                latest: Seq(1)
+            }),
+            Code::OutOfRange
+        );
+        assert_eq!(
+            code(Error::Message(MessageError::Empty)),
+            Code::InvalidArgument
+        );
+        assert_eq!(status(HubError::Stopped).code(), Code::Unavailable);
+        let s = status(HubError::Refused(Error::Message(MessageError::Empty)));
+        assert_eq!(s.message(), "message is empty (empty-message)");
+    }
+}

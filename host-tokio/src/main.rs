@@ -1,0 +1,83 @@
+//! `roomcast-tokio`: the roomcast gRPC server on tokio + tonic, with the standard health
+//! service and server reflection. See `--help` for the flags (each also an environment variable).
+#![forbid(unsafe_code)]
+
+mod convert;
+mod service;
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use clap::Parser;
+use roomcast_hub::telemetry::{Metrics, init_logging};
+use roomcast_hub::{CoreArgs, Hub};
+use roomcast_proto::v1::chat_server::ChatServer;
+use tonic::transport::server::TcpIncoming;
+
+/// The roomcast gRPC server.
+#[derive(Debug, Parser)]
+#[command(name = "roomcast-tokio", version)]
+struct Cli {
+    /// Address to listen on (port 0 picks a free one; the log says which).
+    #[arg(long, env = "ROOMCAST_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "ROOMCAST_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
+    max_request_bytes: usize,
+    /// Log one JSON object per line instead of text.
+    #[arg(long, env = "ROOMCAST_LOG_JSON")]
+    log_json: bool,
+    #[command(flatten)]
+    core: CoreArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let _metrics = Metrics::install();
+    let hub =
+        Hub::start(cli.core.config(), cli.core.hub_options()).context("starting the hub thread")?;
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    let addr = listener.local_addr()?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ChatServer<service::Service>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(roomcast_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let chat = ChatServer::new(service::Service { hub: hub.clone() })
+        .max_decoding_message_size(cli.max_request_bytes);
+
+    let stopping = {
+        let hub = hub.clone();
+        async move {
+            match roomcast_hub::signal::shutdown().await {
+                Ok(signal) => tracing::info!("{signal}: shutting down"),
+                Err(e) => tracing::error!(error = %e, "cannot watch for signals"),
+            }
+            health
+                .set_not_serving::<ChatServer<service::Service>>()
+                .await;
+            // Every stream gets a final `closed` event and ends with an OK status.
+            hub.shutdown().await;
+        }
+    };
+    tracing::info!("roomcast-tokio listening on http://{addr}");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(chat)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stopping,
+        )
+        .await
+        .context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}

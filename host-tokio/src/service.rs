@@ -1,0 +1,178 @@
+//! The `roomcast.v1.Chat` service: each RPC is one hub call; `Stream` turns a subscription into
+//! a gRPC server stream.
+
+use std::pin::Pin;
+
+use futures_util::Stream;
+use roomcast_core::{Cursor, Resume, Seq, Submit};
+use roomcast_hub::Hub;
+use roomcast_proto::USER_METADATA;
+use roomcast_proto::v1 as pb;
+use roomcast_proto::v1::chat_server::Chat;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{self, status};
+
+/// The service, holding the hub handle.
+pub struct Service {
+    pub hub: Hub,
+}
+
+/// Who acts: the `roomcast-user` metadata, else `anonymous`.
+fn caller<T>(req: &Request<T>) -> Result<String, Status> {
+    match req.metadata().get(USER_METADATA) {
+        None => Ok("anonymous".into()),
+        Some(v) => v.to_str().map(str::to_owned).map_err(|_| {
+            Status::invalid_argument(format!("{USER_METADATA} metadata must be visible ASCII"))
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl Chat for Service {
+    async fn create_room(
+        &self,
+        req: Request<pb::CreateRoomRequest>,
+    ) -> Result<Response<pb::CreateRoomResponse>, Status> {
+        let (user, room) = (caller(&req)?, req.into_inner().room);
+        let created = self
+            .hub
+            .with_core(move |core, now| core.create_room(now, &user, &room))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CreateRoomResponse {
+            room: Some(convert::room(&created.room)),
+            created: created.created,
+        }))
+    }
+
+    async fn delete_room(
+        &self,
+        req: Request<pb::DeleteRoomRequest>,
+    ) -> Result<Response<pb::DeleteRoomResponse>, Status> {
+        let (user, room) = (caller(&req)?, req.into_inner().room);
+        self.hub
+            .with_core(move |core, now| core.delete_room(now, &user, &room))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteRoomResponse {}))
+    }
+
+    async fn list_rooms(
+        &self,
+        req: Request<pb::ListRoomsRequest>,
+    ) -> Result<Response<pb::ListRoomsResponse>, Status> {
+        let user = caller(&req)?;
+        let pb::ListRoomsRequest { after, limit } = req.into_inner();
+        let limit = if limit == 0 { 100 } else { limit as usize };
+        let rooms = self
+            .hub
+            .with_core(move |core, _| {
+                core.rooms(&user, (!after.is_empty()).then_some(after.as_str()), limit)
+            })
+            .await
+            .map_err(status)?;
+        let next_after = if rooms.len() == limit {
+            rooms.last().map(|r| r.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListRoomsResponse {
+            rooms: rooms.iter().map(convert::room).collect(),
+            next_after,
+        }))
+    }
+
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let user = caller(&req)?;
+        let pb::SubmitRequest {
+            room,
+            text,
+            idempotency_key,
+        } = req.into_inner();
+        let idempotency_key = (!idempotency_key.is_empty()).then_some(idempotency_key);
+        let submit = Submit {
+            user,
+            room,
+            text,
+            idempotency_key,
+        };
+        let done = self
+            .hub
+            .with_core(move |core, now| core.submit(now, submit))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::SubmitResponse {
+            message: Some(convert::message(&done.message)),
+            duplicate: done.duplicate,
+        }))
+    }
+
+    async fn history(
+        &self,
+        req: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let user = caller(&req)?;
+        let pb::HistoryRequest {
+            room,
+            cursor,
+            limit,
+        } = req.into_inner();
+        let cursor = match cursor {
+            None => Cursor::Newest,
+            Some(pb::history_request::Cursor::After(n)) => Cursor::After(Seq(n)),
+            Some(pb::history_request::Cursor::Before(n)) => Cursor::Before(Seq(n)),
+        };
+        let limit = if limit == 0 { 50 } else { limit as usize };
+        let page = self
+            .hub
+            .with_core(move |core, _| core.history(&user, &room, cursor, limit))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::history(&page)))
+    }
+
+    async fn presence(
+        &self,
+        req: Request<pb::PresenceRequest>,
+    ) -> Result<Response<pb::PresenceResponse>, Status> {
+        let (user, room) = (caller(&req)?, req.into_inner().room);
+        let entries = self
+            .hub
+            .with_core(move |core, _| core.presence(&user, &room))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::PresenceResponse {
+            users: convert::presence(&entries),
+        }))
+    }
+
+    type StreamStream =
+        Pin<Box<dyn Stream<Item = Result<pb::StreamEvent, Status>> + Send + 'static>>;
+
+    async fn stream(
+        &self,
+        req: Request<pb::StreamRequest>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let user = caller(&req)?;
+        let pb::StreamRequest { room, resume_after } = req.into_inner();
+        let resume = resume_after.map_or(Resume::Live, |n| Resume::After(Seq(n)));
+        let subscription = self
+            .hub
+            .subscribe(&user, &room, resume, "grpc")
+            .await
+            .map_err(status)?;
+        let gauge = roomcast_hub::telemetry::ConnectionGauge::new("grpc");
+        // h2 flow control polls this only when the client has room: a slow client's
+        // subscription falls behind and is resynced, and nobody else waits for it.
+        let events =
+            futures_util::stream::unfold((subscription, gauge), |(mut sub, gauge)| async move {
+                let delivery = sub.next().await?;
+                Some((Ok(convert::event(delivery)), (sub, gauge)))
+            });
+        Ok(Response::new(Box::pin(events)))
+    }
+}

@@ -1,0 +1,20 @@
+//! Generates the gRPC code from `roomcast/v1/chat.proto` with protox (pure Rust, no protoc),
+//! and writes the encoded descriptors for server reflection.
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "roomcast/v1/chat.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::Compiler::new(["."])?
+        .include_source_info(true)
+        .open_file(proto)?
+        .file_descriptor_set();
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("roomcast_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}

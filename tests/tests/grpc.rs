@@ -1,0 +1,461 @@
+//! The gRPC server through the generated tonic client: submit and stream, order across many
+//! streams, resume, gaps, deletion, every refusal's status code, slow streams, health and
+//! reflection.
+
+use futures_util::StreamExt;
+use roomcast_e2e::{PATIENCE, Server};
+use roomcast_proto::v1::chat_client::ChatClient;
+use roomcast_proto::v1::stream_event::Event;
+use roomcast_proto::v1::{self as pb, StreamEvent};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Streaming};
+
+async fn client(server: &Server) -> ChatClient<Channel> {
+    ChatClient::connect(server.url("")).await.expect("connects")
+}
+
+fn as_user<T>(user: &str, message: T) -> Request<T> {
+    let mut req = Request::new(message);
+    req.metadata_mut()
+        .insert("roomcast-user", user.parse().unwrap());
+    req
+}
+
+async fn create(c: &mut ChatClient<Channel>, room: &str) {
+    c.create_room(pb::CreateRoomRequest { room: room.into() })
+        .await
+        .expect("created");
+}
+
+async fn submit(
+    c: &mut ChatClient<Channel>,
+    user: &str,
+    room: &str,
+    text: &str,
+) -> pb::ChatMessage {
+    let req = as_user(
+        user,
+        pb::SubmitRequest {
+            room: room.into(),
+            text: text.into(),
+            idempotency_key: String::new(),
+        },
+    );
+    c.submit(req)
+        .await
+        .expect("accepted")
+        .into_inner()
+        .message
+        .expect("message")
+}
+
+async fn open(
+    c: &mut ChatClient<Channel>,
+    user: &str,
+    room: &str,
+    resume_after: Option<u64>,
+) -> Streaming<StreamEvent> {
+    c.stream(as_user(
+        user,
+        pb::StreamRequest {
+            room: room.into(),
+            resume_after,
+        },
+    ))
+    .await
+    .expect("stream opens")
+    .into_inner()
+}
+
+async fn next(s: &mut Streaming<StreamEvent>) -> Option<Event> {
+    let item = tokio::time::timeout(PATIENCE, s.next())
+        .await
+        .expect("an event within the patience")?;
+    item.expect("a healthy stream").event
+}
+
+async fn next_seq(s: &mut Streaming<StreamEvent>) -> u64 {
+    loop {
+        match next(s).await.expect("still open") {
+            Event::Message(m) => return m.seq,
+            Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn submit_then_stream_with_presence() {
+    let server = Server::tokio(&[]);
+    let mut c = client(&server).await;
+    create(&mut c, "lobby").await;
+    let mut s = open(&mut c, "bob", "lobby", None).await;
+    match next(&mut s).await {
+        Some(Event::Presence(p)) => assert_eq!(
+            p.users,
+            [pb::PresenceEntry {
+                user: "bob".into(),
+                listeners: 1
+            }]
+        ),
+        other => panic!("presence first, got {other:?}"),
+    }
+    let sent = submit(&mut c, "ada", "lobby", "hello over gRPC 👋").await;
+    assert_eq!((sent.seq, sent.user.as_str()), (1, "ada"));
+    match next(&mut s).await {
+        Some(Event::Message(m)) => assert_eq!(m, sent),
+        other => panic!("the message, got {other:?}"),
+    }
+    let mut other = open(&mut c, "cy", "lobby", None).await;
+    next(&mut other).await;
+    assert_eq!(next(&mut s).await, Some(Event::Joined("cy".into())));
+    drop(other);
+    assert_eq!(
+        next(&mut s).await,
+        Some(Event::Left("cy".into())),
+        "a dropped stream leaves"
+    );
+    let who = c
+        .presence(pb::PresenceRequest {
+            room: "lobby".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(who.users.len(), 1);
+}
+
+#[tokio::test]
+async fn many_concurrent_streams_receive_every_message_in_order() {
+    let server = Server::tokio(&["--rate-burst=0"]);
+    let mut c = client(&server).await;
+    create(&mut c, "crowd").await;
+    let mut streams = Vec::new();
+    for i in 0..30 {
+        let mut s = open(&mut c, &format!("u{i}"), "crowd", None).await;
+        next(&mut s).await;
+        streams.push(s);
+    }
+    let posters: Vec<_> = (0..3)
+        .map(|p| {
+            let mut c = c.clone();
+            tokio::spawn(async move {
+                for n in 0..40 {
+                    submit(&mut c, &format!("p{p}"), "crowd", &format!("{p}:{n}")).await;
+                }
+            })
+        })
+        .collect();
+    for p in posters {
+        p.await.unwrap();
+    }
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                while seqs.len() < 120 {
+                    seqs.push(next_seq(&mut s).await);
+                }
+                seqs
+            })
+        })
+        .collect();
+    for r in readers {
+        assert_eq!(r.await.unwrap(), (1..=120).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test]
+async fn resume_after_n_and_too_old_resume_gives_a_gap() {
+    let server = Server::tokio(&["--rate-burst=0", "--history-len=5"]);
+    let mut c = client(&server).await;
+    create(&mut c, "r").await;
+    for n in 1..=12 {
+        submit(&mut c, "ada", "r", &format!("m{n}")).await;
+    }
+    let mut s = open(&mut c, "bob", "r", Some(9)).await;
+    assert_eq!(
+        [
+            next_seq(&mut s).await,
+            next_seq(&mut s).await,
+            next_seq(&mut s).await
+        ],
+        [10, 11, 12]
+    );
+    submit(&mut c, "ada", "r", "live").await;
+    assert_eq!(next_seq(&mut s).await, 13);
+
+    let mut old = open(&mut c, "bob", "r", Some(2)).await;
+    assert!(matches!(next(&mut old).await, Some(Event::Presence(_))));
+    assert_eq!(
+        next(&mut old).await,
+        Some(Event::Gap(pb::Gap {
+            after: 2,
+            first_held: 9
+        }))
+    );
+    assert_eq!(next_seq(&mut old).await, 9);
+
+    let ahead = c
+        .stream(pb::StreamRequest {
+            room: "r".into(),
+            resume_after: Some(99),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(ahead.code(), Code::OutOfRange);
+}
+
+#[tokio::test]
+async fn deleting_a_room_ends_its_streams() {
+    let server = Server::tokio(&[]);
+    let mut c = client(&server).await;
+    create(&mut c, "doomed").await;
+    let mut s = open(&mut c, "bob", "doomed", None).await;
+    next(&mut s).await;
+    c.delete_room(as_user(
+        "ada",
+        pb::DeleteRoomRequest {
+            room: "doomed".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next(&mut s).await,
+        Some(Event::Closed(pb::Closed {
+            reason: "deleted".into(),
+            by: "ada".into()
+        }))
+    );
+    assert_eq!(
+        next(&mut s).await,
+        None,
+        "the stream ends with an OK status"
+    );
+}
+
+#[tokio::test]
+async fn every_refusal_has_its_status_code() {
+    let server = Server::tokio(&[
+        "--max-message-bytes=16",
+        "--rate-burst=2",
+        "--rate-per-second=1",
+        "--max-rooms=2",
+        "--admins=root",
+        "--admin-only-delete",
+    ]);
+    let mut c = client(&server).await;
+    create(&mut c, "a").await;
+    let code =
+        |r: Result<tonic::Response<pb::SubmitResponse>, tonic::Status>| r.unwrap_err().code();
+    let sub = |room: &str, text: &str| pb::SubmitRequest {
+        room: room.into(),
+        text: text.into(),
+        idempotency_key: String::new(),
+    };
+    assert_eq!(
+        code(c.submit(sub("a", "seventeen bytes!!")).await),
+        Code::ResourceExhausted
+    );
+    assert_eq!(code(c.submit(sub("a", "  ")).await), Code::InvalidArgument);
+    assert_eq!(
+        code(c.submit(sub("a", "bell\u{7}")).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(code(c.submit(sub("no-such", "hi")).await), Code::NotFound);
+    assert_eq!(
+        code(c.submit(sub("bad/room", "hi")).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code(c.submit(as_user("bad name!", sub("a", "hi"))).await),
+        Code::InvalidArgument
+    );
+    let keyed = |text: &str| {
+        as_user(
+            "kim",
+            pb::SubmitRequest {
+                room: "a".into(),
+                text: text.into(),
+                idempotency_key: "k1".into(),
+            },
+        )
+    };
+    let first = c.submit(keyed("once")).await.unwrap().into_inner();
+    let again = c.submit(keyed("once")).await.unwrap().into_inner();
+    assert!(again.duplicate && again.message == first.message);
+    assert_eq!(
+        code(c.submit(keyed("different")).await),
+        Code::AlreadyExists
+    );
+    submit(&mut c, "rl", "a", "1").await;
+    submit(&mut c, "rl", "a", "2").await;
+    let limited = c.submit(as_user("rl", sub("a", "3"))).await.unwrap_err();
+    assert_eq!(limited.code(), Code::ResourceExhausted);
+    assert!(
+        limited.message().contains("rate-limited"),
+        "{}",
+        limited.message()
+    );
+    create(&mut c, "b").await;
+    let full = c
+        .create_room(pb::CreateRoomRequest { room: "c".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(full.code(), Code::ResourceExhausted);
+    let denied = c
+        .delete_room(as_user("ada", pb::DeleteRoomRequest { room: "a".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    c.delete_room(as_user("root", pb::DeleteRoomRequest { room: "a".into() }))
+        .await
+        .expect("admins may");
+    let history = c
+        .history(pb::HistoryRequest {
+            room: "b".into(),
+            cursor: Some(pb::history_request::Cursor::After(5)),
+            limit: 0,
+        })
+        .await;
+    assert_eq!(history.unwrap_err().code(), Code::OutOfRange);
+    // An oversized request is refused by the transport limit, not read into memory.
+    let huge = c
+        .submit(sub("b", &"x".repeat(200 * 1024)))
+        .await
+        .unwrap_err();
+    assert_eq!(huge.code(), Code::OutOfRange, "{huge:?}");
+    // The server still serves.
+    submit(&mut c, "ok", "b", "fine").await;
+}
+
+#[tokio::test]
+async fn a_slow_stream_does_not_delay_a_fast_one() {
+    let server = Server::tokio(&[
+        "--rate-burst=0",
+        "--room-buffer=16",
+        "--history-len=200",
+        "--max-message-bytes=16384",
+    ]);
+    let mut c = client(&server).await;
+    create(&mut c, "hose").await;
+    // Separate connections, so HTTP/2 flow control of one does not touch the other.
+    let mut slow_client = client(&server).await;
+    let mut slow = open(&mut slow_client, "slow", "hose", None).await;
+    next(&mut slow).await;
+    let mut fast = open(&mut client(&server).await, "fast", "hose", None).await;
+    next(&mut fast).await;
+    let total = 600u64;
+    let reading = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while seqs.len() < total as usize {
+            seqs.push(next_seq(&mut fast).await);
+        }
+        seqs
+    });
+    let text = "y".repeat(16_000);
+    for _ in 0..total {
+        submit(&mut c, "ada", "hose", &text).await;
+    }
+    assert_eq!(
+        reading.await.unwrap(),
+        (1..=total).collect::<Vec<_>>(),
+        "the fast stream got everything in order"
+    );
+    // The slow one, read now, is in order with any loss announced as a gap.
+    let mut expected = 1;
+    let mut gaps = 0;
+    while expected <= total {
+        match next(&mut slow).await.expect("open") {
+            Event::Message(m) => {
+                assert_eq!(m.seq, expected);
+                expected += 1;
+            }
+            Event::Gap(g) => {
+                assert_eq!(g.after, expected - 1);
+                expected = g.first_held;
+                gaps += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        gaps >= 1,
+        "9.6 MB behind with 200 messages of history must have lost some"
+    );
+}
+
+#[tokio::test]
+async fn health_and_reflection_work_without_the_proto_file() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let server = Server::tokio(&[]);
+    let channel = Channel::from_shared(server.url(""))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "roomcast.v1.Chat".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(futures_util::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("a service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"roomcast.v1.Chat".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_ends_streams_cleanly_and_exits_zero() {
+    let mut server = Server::tokio(&[]);
+    let mut c = client(&server).await;
+    create(&mut c, "bye").await;
+    let mut s = open(&mut c, "bob", "bye", None).await;
+    next(&mut s).await;
+    server.signal("TERM");
+    assert_eq!(
+        next(&mut s).await,
+        Some(Event::Closed(pb::Closed {
+            reason: "shutdown".into(),
+            by: String::new()
+        }))
+    );
+    assert_eq!(next(&mut s).await, None, "an OK end, not an error");
+    assert_eq!(
+        tokio::task::spawn_blocking(move || server.wait())
+            .await
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+}
