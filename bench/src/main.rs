@@ -41,42 +41,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
-    /// Fan-out to SSE listeners in one room at a fixed publish rate.
-    SseFanout {
-        /// SSE listeners on the room.
-        #[arg(long, default_value_t = 1000)]
-        listeners: usize,
-        /// Messages published per second (open loop).
-        #[arg(long, default_value_t = 100)]
-        rate: u64,
-        /// How long to publish, in seconds.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// Concurrent publishing connections.
-        #[arg(long, default_value_t = 8)]
-        publishers: usize,
-        /// Bytes of padding per message (on top of the timestamp).
-        #[arg(long, default_value_t = 64)]
-        size: usize,
-    },
-    /// Fan-out to gRPC streams in one room at a fixed publish rate (publishing with Submit).
-    GrpcFanout {
-        /// gRPC streams on the room (each on its own connection).
-        #[arg(long, default_value_t = 1000)]
-        listeners: usize,
-        /// Messages published per second (open loop).
-        #[arg(long, default_value_t = 100)]
-        rate: u64,
-        /// How long to publish, in seconds.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// Concurrent publishing connections.
-        #[arg(long, default_value_t = 8)]
-        publishers: usize,
-        /// Bytes of padding per message (on top of the timestamp).
-        #[arg(long, default_value_t = 64)]
-        size: usize,
-    },
+    /// Fan-out to SSE listeners in one room at a fixed publish rate (publishing through REST).
+    SseFanout(FanoutArgs),
+    /// Fan-out to gRPC streams in one room (each on its own connection), publishing with Submit.
+    GrpcFanout(FanoutArgs),
     /// Hold idle SSE connections and report the server's memory per connection.
     SseIdle {
         /// Idle connections to open.
@@ -92,6 +60,26 @@ enum Scenario {
     },
 }
 
+/// The fan-out scenarios' shape.
+#[derive(clap::Args)]
+struct FanoutArgs {
+    /// Listeners on the room.
+    #[arg(long, default_value_t = 1000)]
+    listeners: usize,
+    /// Messages published per second (open loop).
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// How long to publish, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent publishing connections.
+    #[arg(long, default_value_t = 8)]
+    publishers: usize,
+    /// Bytes of padding per message (on top of the timestamp).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+}
+
 fn ensure_loopback(addr: SocketAddr) -> anyhow::Result<()> {
     ensure!(
         addr.ip().is_loopback(),
@@ -105,42 +93,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ensure_loopback(cli.addr)?;
     match cli.scenario {
-        Scenario::SseFanout {
-            listeners,
-            rate,
-            seconds,
-            publishers,
-            size,
-        } => {
-            fanout(
-                Transport::Sse,
-                cli.addr,
-                listeners,
-                rate,
-                seconds,
-                publishers,
-                size,
-            )
-            .await
-        }
-        Scenario::GrpcFanout {
-            listeners,
-            rate,
-            seconds,
-            publishers,
-            size,
-        } => {
-            fanout(
-                Transport::Grpc,
-                cli.addr,
-                listeners,
-                rate,
-                seconds,
-                publishers,
-                size,
-            )
-            .await
-        }
+        Scenario::SseFanout(args) => fanout(Transport::Sse, cli.addr, args).await,
+        Scenario::GrpcFanout(args) => fanout(Transport::Grpc, cli.addr, args).await,
         Scenario::SseIdle {
             connections,
             rooms,
@@ -436,15 +390,14 @@ impl Publisher {
     }
 }
 
-async fn fanout(
-    transport: Transport,
-    addr: SocketAddr,
-    listeners: usize,
-    rate: u64,
-    seconds: u64,
-    publishers: usize,
-    size: usize,
-) -> anyhow::Result<()> {
+async fn fanout(transport: Transport, addr: SocketAddr, args: FanoutArgs) -> anyhow::Result<()> {
+    let FanoutArgs {
+        listeners,
+        rate,
+        seconds,
+        publishers,
+        size,
+    } = args;
     ensure!(
         listeners <= 15_000 && seconds <= 600 && rate <= 1_000_000,
         "bounded runs only"
