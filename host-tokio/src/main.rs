@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use clap::Parser;
-use roomcast_hub::telemetry::{Metrics, init_logging};
+use roomcast_hub::telemetry::init_logging;
 use roomcast_hub::{CoreArgs, Hub};
 use roomcast_proto::v1::chat_server::ChatServer;
 use tonic::transport::server::TcpIncoming;
@@ -35,7 +35,6 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_json);
-    let _metrics = Metrics::install();
     let hub =
         Hub::start(cli.core.config(), cli.core.hub_options()).context("starting the hub thread")?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
