@@ -285,11 +285,6 @@ pub fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     stream.write_all(request).expect("send");
     let mut reader = BufReader::new(stream);
     let head = sse::read_head(&mut reader).expect("a response head");
-    let len = head
-        .header("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).expect("the whole body");
+    let body = sse::read_sized_body(&mut reader, &head);
     (head.status, String::from_utf8_lossy(&body).into_owned())
 }

@@ -76,6 +76,17 @@ pub fn read_head(reader: &mut impl BufRead) -> io::Result<Head> {
     Ok(Head { status, headers })
 }
 
+/// Reads a body of the head's Content-Length (none if absent).
+pub fn read_sized_body(reader: &mut impl Read, head: &Head) -> Vec<u8> {
+    let len = head
+        .header("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).expect("the whole body");
+    body
+}
+
 /// Decodes a chunked body.
 struct Chunked<R> {
     inner: R,
@@ -163,13 +174,8 @@ impl SseStream {
         let mut reader = BufReader::new(stream);
         let head = read_head(&mut reader).expect("a response head");
         if head.status != 200 {
-            let len = head
-                .header("content-length")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).expect("problem body");
-            let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let body =
+                serde_json::from_slice(&read_sized_body(&mut reader, &head)).unwrap_or(Value::Null);
             return Err(Refused {
                 status: head.status,
                 body,
