@@ -90,8 +90,8 @@ fn main() -> io::Result<()> {
                     let _ = writeln!(out, "  {} ({} open)", p.user, p.listeners);
                 }
             }),
-            ("/rooms", _) => core.rooms(&user, None, 100).map(|rooms| {
-                for r in rooms {
+            ("/rooms", _) => core.rooms(&user, None, 100).map(|page| {
+                for r in page.rooms {
                     let _ = writeln!(out, "  {} (latest #{}, {} here)", r.id, r.latest, r.users);
                 }
             }),

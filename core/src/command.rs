@@ -11,7 +11,7 @@ use crate::history::Gap;
 use crate::ids::{ListenerId, RoomId, Seq};
 use crate::message::Message;
 use crate::presence::PresenceEntry;
-use crate::room::RoomSummary;
+use crate::room::{RoomPage, RoomSummary};
 
 /// Where a new listener starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +126,7 @@ pub enum Reply {
     /// To [`Command::DeleteRoom`].
     RoomDeleted,
     /// To [`Command::ListRooms`].
-    Rooms(Vec<RoomSummary>),
+    Rooms(RoomPage),
     /// To [`Command::OpenListener`].
     ListenerOpened(Opened),
     /// To [`Command::CloseListener`]: whether it was open.

@@ -17,7 +17,7 @@ use crate::limits::{Limits, RateLimiter, check_text};
 use crate::message::Message;
 use crate::policy::{Action, Policy};
 use crate::presence::PresenceEntry;
-use crate::room::{Room, RoomSummary};
+use crate::room::{Room, RoomPage, RoomSummary};
 use crate::time::Timestamp;
 
 /// Most events held for the host between drains. The contract (drain after every call) keeps
@@ -213,26 +213,28 @@ impl Core {
         user: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<RoomSummary>, Error> {
+    ) -> Result<RoomPage, Error> {
         let result = self.try_rooms(user, after, limit);
         self.count(result)
     }
 
-    fn try_rooms(
-        &self,
-        user: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<RoomSummary>, Error> {
+    fn try_rooms(&self, user: &str, after: Option<&str>, limit: usize) -> Result<RoomPage, Error> {
         let user = self.user(user)?;
         self.config.policy.authorize(&user, Action::ListRooms)?;
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(self
-            .rooms
-            .range::<str, _>((start, Bound::Unbounded))
-            .take(limit.min(self.config.limits.max_page_len))
+        let limit = limit.min(self.config.limits.max_page_len);
+        let mut rest = self.rooms.range::<str, _>((start, Bound::Unbounded));
+        let rooms: Vec<RoomSummary> = rest
+            .by_ref()
+            .take(limit)
             .map(|(_, room)| room.summary())
-            .collect())
+            .collect();
+        // Another page exists only if a room follows this one's last.
+        let next_after = match (rest.next(), rooms.last()) {
+            (Some(_), Some(last)) => Some(last.id.clone()),
+            _ => None,
+        };
+        Ok(RoomPage { rooms, next_after })
     }
 
     /// One room's summary.
@@ -786,12 +788,27 @@ mod tests {
         for id in ["c", "a", "b"] {
             core.create_room(t(1), "ada", id).unwrap();
         }
-        let ids = |rooms: Vec<RoomSummary>| {
-            rooms
+        let ids = |page: RoomPage| {
+            page.rooms
                 .into_iter()
                 .map(|r| r.id.to_string())
                 .collect::<Vec<_>>()
         };
+        let next = |page: RoomPage| page.next_after.map(|id| id.to_string());
+        assert_eq!(
+            next(core.rooms("ada", None, 100).unwrap()).as_deref(),
+            Some("b"),
+            "capped pages still point on"
+        );
+        assert_eq!(
+            next(core.rooms("ada", None, 1).unwrap()).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            next(core.rooms("ada", Some("a"), 100).unwrap()),
+            None,
+            "the last page says so"
+        );
         assert_eq!(
             ids(core.rooms("ada", None, 100).unwrap()),
             ["a", "b"],
@@ -1301,7 +1318,7 @@ mod tests {
             Reply::Room(r) if r.latest == Seq(1) && r.listeners == 1
         ));
         assert!(
-            matches!(run(&mut core, Command::ListRooms { user: user(), after: None, limit: 5 }), Reply::Rooms(r) if r.len() == 1)
+            matches!(run(&mut core, Command::ListRooms { user: user(), after: None, limit: 5 }), Reply::Rooms(r) if r.rooms.len() == 1)
         );
         assert_eq!(
             run(

@@ -126,5 +126,5 @@ pub use limits::{Limits, Rate};
 pub use message::Message;
 pub use policy::{Action, Policy, Who};
 pub use presence::PresenceEntry;
-pub use room::RoomSummary;
+pub use room::{RoomPage, RoomSummary};
 pub use time::Timestamp;

@@ -45,6 +45,15 @@ impl Room {
     }
 }
 
+/// A page of the room listing, by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPage {
+    /// The rooms on this page.
+    pub rooms: Vec<RoomSummary>,
+    /// Where the next page starts (pass as `after`); `None` on the last page.
+    pub next_after: Option<RoomId>,
+}
+
 /// What a room listing shows of a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomSummary {

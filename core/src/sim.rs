@@ -353,6 +353,7 @@ impl Harness {
                     .core
                     .rooms(USERS[1], after, 100)
                     .expect("listing is always allowed")
+                    .rooms
                     .into_iter()
                     .map(|s| s.id.to_string())
                     .collect();

@@ -36,19 +36,16 @@ pub async fn list_rooms(req: Request<State>) -> Result<Response, Problem> {
     let (q, user): (ListQuery, _) = (query(&req)?, actor(&req)?);
     let limit = q.limit.unwrap_or(100);
     let after = q.after;
-    let rooms = req
+    let page = req
         .state()
         .hub
         .with_core(move |core, _| core.rooms(&user, after.as_deref(), limit))
         .await?;
-    let next_after = (rooms.len() == limit && limit > 0)
-        .then(|| rooms.last().map(|r| r.id.to_string()))
-        .flatten();
     Ok(json(
         StatusCode::Ok,
         &RoomList {
-            rooms: rooms.iter().map(RoomBody::from).collect(),
-            next_after,
+            rooms: page.rooms.iter().map(RoomBody::from).collect(),
+            next_after: page.next_after.map(|id| id.to_string()),
         },
     ))
 }

@@ -107,6 +107,7 @@ async fn render_index(
         .with_core(move |core, _| core.rooms(VISITOR, None, 500))
         .await?;
     let rooms = rooms
+        .rooms
         .iter()
         .map(|r| RoomRow {
             id: r.id.to_string(),

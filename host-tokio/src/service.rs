@@ -65,21 +65,16 @@ impl Chat for Service {
         let user = caller(&req)?;
         let pb::ListRoomsRequest { after, limit } = req.into_inner();
         let limit = if limit == 0 { 100 } else { limit as usize };
-        let rooms = self
+        let page = self
             .hub
             .with_core(move |core, _| {
                 core.rooms(&user, (!after.is_empty()).then_some(after.as_str()), limit)
             })
             .await
             .map_err(status)?;
-        let next_after = if rooms.len() == limit {
-            rooms.last().map(|r| r.id.to_string()).unwrap_or_default()
-        } else {
-            String::new()
-        };
         Ok(Response::new(pb::ListRoomsResponse {
-            rooms: rooms.iter().map(convert::room).collect(),
-            next_after,
+            rooms: page.rooms.iter().map(convert::room).collect(),
+            next_after: page.next_after.map(|id| id.to_string()).unwrap_or_default(),
         }))
     }
 
