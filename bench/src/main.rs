@@ -5,6 +5,9 @@
 //!   open-loop schedule (each carries its scheduled time, so a slow server cannot hide queueing
 //!   delay); end-to-end latency into an HDR histogram; deliveries, gaps and losses counted.
 //! - `grpc-fanout`: the same with gRPC `Stream` listeners and `Submit` publishers.
+//! - `ingress`: N concurrent submitters (closed loop, one connection each) posting through REST
+//!   or gRPC as fast as they are answered; acknowledgements per second and acknowledgement
+//!   latency (with a store, an acknowledgement means committed to disk).
 //! - `sse-idle`: N idle SSE connections; the server's resident memory before and after, per
 //!   connection (give `--server-pid`).
 //!
@@ -45,6 +48,25 @@ enum Scenario {
     SseFanout(FanoutArgs),
     /// Fan-out to gRPC streams in one room (each on its own connection), publishing with Submit.
     GrpcFanout(FanoutArgs),
+    /// Concurrent submitters posting as fast as they are acknowledged (start the server with
+    /// `--rate-burst 0`).
+    Ingress {
+        /// Publish through REST (`rest`) or gRPC Submit (`grpc`).
+        #[arg(long, default_value = "rest")]
+        via: Via,
+        /// Concurrent submitters, each on its own connection.
+        #[arg(long, default_value_t = 64)]
+        submitters: usize,
+        /// Rooms the submitters are spread over.
+        #[arg(long, default_value_t = 1)]
+        rooms: usize,
+        /// How long to submit, in seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Bytes per message.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
     /// Hold idle SSE connections and report the server's memory per connection.
     SseIdle {
         /// Idle connections to open.
@@ -58,6 +80,15 @@ enum Scenario {
         #[arg(long)]
         server_pid: u32,
     },
+}
+
+/// How ingress submits.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Via {
+    /// `POST /api/v1/rooms/{room}/messages`.
+    Rest,
+    /// gRPC `Submit`.
+    Grpc,
 }
 
 /// The fan-out scenarios' shape.
@@ -95,6 +126,19 @@ async fn main() -> anyhow::Result<()> {
     match cli.scenario {
         Scenario::SseFanout(args) => fanout(Transport::Sse, cli.addr, args).await,
         Scenario::GrpcFanout(args) => fanout(Transport::Grpc, cli.addr, args).await,
+        Scenario::Ingress {
+            via,
+            submitters,
+            rooms,
+            seconds,
+            size,
+        } => {
+            let transport = match via {
+                Via::Rest => Transport::Sse,
+                Via::Grpc => Transport::Grpc,
+            };
+            ingress(transport, cli.addr, submitters, rooms, seconds, size).await
+        }
         Scenario::SseIdle {
             connections,
             rooms,
@@ -529,6 +573,89 @@ async fn fanout(transport: Transport, addr: SocketAddr, args: FanoutArgs) -> any
         result["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
         result["latency_ms"]["p999"].as_f64().unwrap_or(0.0),
         result["gaps"],
+    );
+    Ok(())
+}
+
+async fn ingress(
+    transport: Transport,
+    addr: SocketAddr,
+    submitters: usize,
+    rooms: usize,
+    seconds: u64,
+    size: usize,
+) -> anyhow::Result<()> {
+    ensure!(
+        (1..=5_000).contains(&submitters) && (1..=1_000).contains(&rooms) && seconds <= 600,
+        "bounded runs only"
+    );
+    let run = now_micros() % 1_000_000;
+    let room_names: Vec<String> = (0..rooms).map(|r| format!("in{run}-{r}")).collect();
+    for room in &room_names {
+        match Publisher::connect(transport, addr).await? {
+            Publisher::Rest(mut admin) => create_room(&mut admin, room).await?,
+            Publisher::Grpc(mut client) => {
+                client
+                    .create_room(pb::CreateRoomRequest { room: room.clone() })
+                    .await?;
+            }
+        }
+    }
+    let text = "x".repeat(size);
+    let start = Instant::now();
+    let until = start + Duration::from_secs(seconds);
+    let mut tasks = Vec::with_capacity(submitters);
+    for s in 0..submitters {
+        let (room, text) = (room_names[s % rooms].clone(), text.clone());
+        let mut publisher = Publisher::connect(transport, addr).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let (mut acked, mut failed) = (0u64, 0u64);
+            let user = format!("sub{s}");
+            while Instant::now() < until {
+                let sent = Instant::now();
+                if publisher.post(&room, &user, text.clone()).await {
+                    let _ = hist.record((sent.elapsed().as_micros() as u64).max(1));
+                    acked += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            (hist, acked, failed)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut acked, mut failed) = (0, 0);
+    for task in tasks {
+        let (h, a, f) = task.await?;
+        hist.add(h)?;
+        acked += a;
+        failed += f;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let name = match transport {
+        Transport::Sse => "ingress-rest",
+        Transport::Grpc => "ingress-grpc",
+    };
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let result = json!({
+        "scenario": name,
+        "submitters": submitters,
+        "rooms": rooms,
+        "seconds": elapsed,
+        "acknowledged": acked,
+        "failed": failed,
+        "acks_per_second": acked as f64 / elapsed,
+        "ack_latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": hist.max() as f64 / 1000.0 },
+    });
+    println!("{result}");
+    println!(
+        "| {name} | {submitters} | {rooms} | {:.0}/s | {:.2} | {:.2} | {:.2} | {failed} |",
+        acked as f64 / elapsed,
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
     );
     Ok(())
 }

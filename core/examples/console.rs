@@ -72,10 +72,10 @@ fn main() -> io::Result<()> {
                     })
             }
             ("/leave", Some(r)) => {
-                if let Some((listener, _)) = listening.get_mut(&(user.clone(), r)) {
-                    if let Some(id) = listener.take() {
-                        core.close_listener(now(), id);
-                    }
+                if let Some((listener, _)) = listening.get_mut(&(user.clone(), r))
+                    && let Some(id) = listener.take()
+                {
+                    core.close_listener(now(), id);
                 }
                 rooms.remove(&user);
                 Ok(())
@@ -134,7 +134,7 @@ fn main() -> io::Result<()> {
                     rooms.retain(|_, r| r.as_str() != closed.as_str());
                     writeln!(out, "  * {closed} closed: {reason:?}")?
                 }
-                Event::RoomCreated { room } => writeln!(out, "  * {room} created")?,
+                Event::RoomCreated { room, .. } => writeln!(out, "  * {room} created")?,
                 _ => {}
             }
         }

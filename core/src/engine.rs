@@ -17,7 +17,7 @@ use crate::limits::{Limits, RateLimiter, check_text};
 use crate::message::Message;
 use crate::policy::{Action, Policy};
 use crate::presence::PresenceEntry;
-use crate::room::{Room, RoomPage, RoomSummary};
+use crate::room::{Room, RoomPage, RoomSummary, StoredRoom};
 use crate::time::Timestamp;
 
 /// Most events held for the host between drains. The contract (drain after every call) keeps
@@ -117,6 +117,34 @@ impl Core {
         &self.config
     }
 
+    /// Rebuilds a room from durable storage, before serving. Emits no event (nothing new
+    /// happened) and is not subject to the room limit (what is stored stays). A room that
+    /// already exists is replaced.
+    pub fn restore_room(&mut self, now: Timestamp, stored: StoredRoom) {
+        let now = self.tick(now);
+        if let Some(newest) = stored.recent.iter().map(|m| m.id.0).max() {
+            self.next_message = self.next_message.max(newest.saturating_add(1));
+        }
+        let id = stored.id.clone();
+        self.remove_room_silently(&id);
+        self.rooms.insert(
+            id.clone(),
+            Room::restore(stored, now, self.config.history_len),
+        );
+        self.schedule_expiry(&id, now);
+    }
+
+    /// Makes new message ids start at `next` at the lowest, so ids stay unique across restarts
+    /// even for messages whose rooms are gone.
+    pub fn restore_message_ids(&mut self, next: MessageId) {
+        self.next_message = self.next_message.max(next.0);
+    }
+
+    /// The id the next accepted message will get (durable storage records it).
+    pub fn next_message_id(&self) -> MessageId {
+        MessageId(self.next_message)
+    }
+
     /// Runs any command; the typed methods below do the same one at a time.
     pub fn handle(&mut self, now: Timestamp, command: Command) -> Result<Reply, Error> {
         Ok(match command {
@@ -184,7 +212,10 @@ impl Core {
         let summary = new.summary();
         self.rooms.insert(id.clone(), new);
         self.schedule_expiry(&id, now);
-        self.emit(Event::RoomCreated { room: id });
+        self.emit(Event::RoomCreated {
+            room: id,
+            created_at: now,
+        });
         Ok(Created {
             room: summary,
             created: true,
@@ -370,19 +401,19 @@ impl Core {
         let text = check_text(submit.text, self.config.limits.message_max_bytes)?;
         self.config.policy.authorize(&user, Action::Post)?;
         let r = self.existing(&id)?;
-        if let Some(key) = &key {
-            if let Some(original) = r.history.find_key(&user, key) {
-                if original.text != text {
-                    return Err(Error::IdempotencyConflict {
-                        key: key.clone(),
-                        seq: original.seq,
-                    });
-                }
-                return Ok(Submitted {
-                    message: original.clone(),
-                    duplicate: true,
+        if let Some(key) = &key
+            && let Some(original) = r.history.find_key(&user, key)
+        {
+            if original.text != text {
+                return Err(Error::IdempotencyConflict {
+                    key: key.clone(),
+                    seq: original.seq,
                 });
             }
+            return Ok(Submitted {
+                message: original.clone(),
+                duplicate: true,
+            });
         }
         self.rate.take(&user, now)?;
         let r = self
@@ -530,12 +561,17 @@ impl Core {
         }
     }
 
+    fn remove_room_silently(&mut self, id: &RoomId) -> Option<Room> {
+        let room = self.rooms.remove(id)?;
+        for listener in &room.listeners {
+            self.listeners.remove(listener);
+        }
+        self.expiries.remove(id);
+        Some(room)
+    }
+
     fn remove_room(&mut self, id: &RoomId, reason: CloseReason) {
-        if let Some(room) = self.rooms.remove(id) {
-            for listener in &room.listeners {
-                self.listeners.remove(listener);
-            }
-            self.expiries.remove(id);
+        if let Some(room) = self.remove_room_silently(id) {
             self.emit(Event::RoomClosed {
                 room: room.id,
                 reason,
@@ -664,7 +700,8 @@ mod tests {
         assert_eq!(
             drain(&mut core),
             vec![Event::RoomCreated {
-                room: room("lobby")
+                room: room("lobby"),
+                created_at: t(1),
             }]
         );
         let again = core.create_room(t(2), "bob", "lobby").unwrap();
@@ -946,6 +983,106 @@ mod tests {
             "refilled buckets are forgotten"
         );
         assert_eq!(core.poll_timeout(), None);
+    }
+
+    /// Replays the events a durable host would have stored into a fresh core.
+    fn restored_from(events: &[Event], config: Config, history_len_stored: usize) -> Core {
+        let mut stored: BTreeMap<RoomId, StoredRoom> = BTreeMap::new();
+        let mut next_id = MessageId(1);
+        for event in events {
+            match event {
+                Event::RoomCreated { room, created_at } => {
+                    stored.insert(
+                        room.clone(),
+                        StoredRoom {
+                            id: room.clone(),
+                            created_at: *created_at,
+                            latest: Seq::ZERO,
+                            recent: Vec::new(),
+                        },
+                    );
+                }
+                Event::RoomClosed { room, .. } => {
+                    stored.remove(room);
+                }
+                Event::Published(m) => {
+                    let r = stored.get_mut(&m.room).unwrap();
+                    r.latest = m.seq;
+                    r.recent.push(m.clone());
+                    next_id = MessageId(m.id.0 + 1);
+                }
+                _ => {}
+            }
+        }
+        let mut core = Core::new(config);
+        for (_, mut room) in stored {
+            let keep = room.recent.len().saturating_sub(history_len_stored);
+            room.recent.drain(..keep);
+            core.restore_room(t(100), room);
+        }
+        core.restore_message_ids(next_id);
+        assert!(drain(&mut core).is_empty(), "restoring announces nothing");
+        core
+    }
+
+    #[test]
+    fn a_restored_core_continues_numbering_history_and_keys() {
+        let config = Config {
+            history_len: 3,
+            ..unlimited()
+        };
+        let mut core = core_with_room(config.clone());
+        let mut events = vec![Event::RoomCreated {
+            room: room("lobby"),
+            created_at: t(1),
+        }];
+        core.create_room(t(2), "ada", "gone").unwrap();
+        core.submit(
+            t(2),
+            Submit {
+                user: "ada".into(),
+                room: "gone".into(),
+                text: "x".into(),
+                idempotency_key: None,
+            },
+        )
+        .unwrap();
+        core.delete_room(t(2), "ada", "gone").unwrap();
+        for n in 0..4 {
+            post(&mut core, 3, "ada", &format!("m{n}")).unwrap();
+        }
+        post_keyed(&mut core, "ada", "keyed", "k1").unwrap();
+        events.extend(drain(&mut core));
+
+        let mut restored = restored_from(&events, config, 2);
+        let summary = restored.room("ada", "lobby").unwrap();
+        assert_eq!((summary.latest, summary.first_held), (Seq(5), Seq(4)));
+        assert_eq!(summary.created_at, t(1));
+        assert!(
+            restored.room("ada", "gone").is_err(),
+            "deleted rooms stay deleted"
+        );
+        // The retry finds the key again; the next message continues both numberings.
+        let retry = post_keyed(&mut restored, "ada", "keyed", "k1").unwrap();
+        assert!(retry.duplicate);
+        let next = post(&mut restored, 200, "bob", "after restart").unwrap();
+        assert_eq!(next.message.seq, Seq(6));
+        assert_eq!(next.message.id, core.next_message_id());
+        // Resume across the restart: exactly what follows, or a gap for what the ring lacks.
+        let opened = restored
+            .open_listener(t(201), "cy", "lobby", Resume::After(Seq(4)))
+            .unwrap();
+        assert_eq!(seqs(&opened.backlog), [5, 6]);
+        let opened = restored
+            .open_listener(t(201), "cy", "lobby", Resume::After(Seq(1)))
+            .unwrap();
+        assert_eq!(
+            opened.gap,
+            Some(Gap {
+                after: Seq(1),
+                first_held: Seq(4)
+            })
+        );
     }
 
     #[test]

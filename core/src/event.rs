@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::ids::{RoomId, UserName};
 use crate::message::Message;
+use crate::time::Timestamp;
 
 /// Something that happened, addressed to a room. Hosts deliver room events to every listener
 /// they hold on that room; core says each thing once, however many listen.
@@ -14,6 +15,8 @@ pub enum Event {
     RoomCreated {
         /// The new room.
         room: RoomId,
+        /// When it was created (persist it with the room).
+        created_at: Timestamp,
     },
     /// A room is gone with everything in it. Its listeners are closed: end their streams with
     /// `reason`. No presence `Left` events follow for them.
@@ -23,7 +26,8 @@ pub enum Event {
         /// Why it closed.
         reason: CloseReason,
     },
-    /// A message was accepted: deliver it to the room's listeners (and persist it).
+    /// A message was accepted: persist it (if the host keeps history), then deliver it to the
+    /// room's listeners.
     Published(Arc<Message>),
     /// A user opened their first listener on a room.
     Joined {
@@ -45,7 +49,7 @@ impl Event {
     /// The room the event is about.
     pub fn room(&self) -> &RoomId {
         match self {
-            Event::RoomCreated { room }
+            Event::RoomCreated { room, .. }
             | Event::RoomClosed { room, .. }
             | Event::Joined { room, .. }
             | Event::Left { room, .. } => room,

@@ -37,6 +37,29 @@ impl History {
         }
     }
 
+    /// A history rebuilt from storage: `latest` continues the room's numbering, and the
+    /// contiguous run of `recent` that ends at `latest` (its newest `capacity`) is held again,
+    /// with its idempotency keys.
+    pub(crate) fn restore(capacity: usize, latest: Seq, recent: Vec<Arc<Message>>) -> Self {
+        let mut history = History::new(capacity);
+        for message in recent {
+            if message.seq > latest || message.seq == Seq::ZERO {
+                continue;
+            }
+            if message.seq != history.latest.next() {
+                // Not contiguous with what came before: start the run again here.
+                history = History::new(capacity);
+            }
+            history.latest = Seq(message.seq.0 - 1);
+            history.push(message);
+        }
+        if history.latest != latest {
+            history = History::new(capacity);
+        }
+        history.latest = latest;
+        history
+    }
+
     /// The newest sequence number ever assigned; `Seq::ZERO` before the first message.
     pub(crate) fn latest(&self) -> Seq {
         self.latest
@@ -55,12 +78,11 @@ impl History {
             self.latest.next(),
             "sequence numbers are contiguous"
         );
-        if self.messages.len() == self.capacity {
-            if let Some(old) = self.messages.pop_front() {
-                if let Some(key) = &old.idempotency_key {
-                    self.keys.remove(&(old.user.clone(), key.clone()));
-                }
-            }
+        if self.messages.len() == self.capacity
+            && let Some(old) = self.messages.pop_front()
+            && let Some(key) = &old.idempotency_key
+        {
+            self.keys.remove(&(old.user.clone(), key.clone()));
         }
         if let Some(key) = &message.idempotency_key {
             self.keys
@@ -150,6 +172,33 @@ mod tests {
             h.push(msg(s, None));
         }
         h
+    }
+
+    #[test]
+    fn restore_continues_the_numbering_and_keeps_the_newest_keys() {
+        let recent = (3..=8).map(|s| msg(s, Some(&format!("k{s}")))).collect();
+        let h = History::restore(4, Seq(8), recent);
+        assert_eq!((h.first_held(), h.latest()), (Seq(5), Seq(8)));
+        assert_eq!(h.key_count(), 4);
+        let ada = UserName::parse("ada", 8).unwrap();
+        assert!(
+            h.find_key(&ada, &IdempotencyKey::parse("k5").unwrap())
+                .is_some()
+        );
+        assert!(
+            h.find_key(&ada, &IdempotencyKey::parse("k4").unwrap())
+                .is_none()
+        );
+
+        let empty = History::restore(4, Seq(9), Vec::new());
+        assert_eq!((empty.first_held(), empty.latest()), (Seq(10), Seq(9)));
+
+        // A hole keeps only the run after it; a run that does not reach `latest` is dropped.
+        let holed = vec![msg(1, None), msg(3, None), msg(4, None)];
+        let h = History::restore(10, Seq(4), holed.clone());
+        assert_eq!(seqs(&h.after(Seq::ZERO, 10).0), [3, 4]);
+        let h = History::restore(10, Seq(6), holed);
+        assert_eq!((h.first_held(), h.latest()), (Seq(7), Seq(6)));
     }
 
     #[test]

@@ -20,6 +20,12 @@
 //!   (idle rooms expire, rate-limit state is freed); it may already be past. After calling it,
 //!   drain events again.
 //!
+//! - **Durability.** A host that keeps history persists [`Event::RoomCreated`],
+//!   [`Event::RoomClosed`] and [`Event::Published`] in the order they come, and releases events
+//!   and answers only once what came before them is committed, so nobody sees what a crash could
+//!   take back. On start it rebuilds core with [`Core::restore_room`] and
+//!   [`Core::restore_message_ids`]; numbering then continues where it stopped.
+//!
 //! Because one task owns the core and processes one call at a time, a listener opened by a call
 //! receives its backlog from the answer and every later message as an event: no gap, no
 //! duplicate. The same recorded `(now, Command)` sequence always yields the same events.
@@ -126,5 +132,5 @@ pub use limits::{Limits, Rate};
 pub use message::Message;
 pub use policy::{Action, Policy, Who};
 pub use presence::PresenceEntry;
-pub use room::{RoomPage, RoomSummary};
+pub use room::{RoomPage, RoomSummary, StoredRoom};
 pub use time::Timestamp;

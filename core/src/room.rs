@@ -2,9 +2,11 @@
 //! sequence and replay its messages sits here, so a room could later be backed by a shared log.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::history::History;
 use crate::ids::{ListenerId, RoomId, Seq};
+use crate::message::Message;
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
@@ -29,6 +31,15 @@ impl Room {
             history: History::new(history_len),
             presence: Presence::default(),
             listeners: BTreeSet::new(),
+        }
+    }
+
+    /// A room rebuilt from storage, idle since `now`.
+    pub(crate) fn restore(stored: StoredRoom, now: Timestamp, history_len: usize) -> Self {
+        Room {
+            history: History::restore(history_len, stored.latest, stored.recent),
+            created_at: stored.created_at,
+            ..Room::new(stored.id, now, history_len)
         }
     }
 
@@ -71,4 +82,18 @@ pub struct RoomSummary {
     pub created_at: Timestamp,
     /// When a message was last posted or a listener last opened or closed.
     pub last_active: Timestamp,
+}
+
+/// A room as durable storage holds it: enough to rebuild it after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRoom {
+    /// The room.
+    pub id: RoomId,
+    /// When it was first created.
+    pub created_at: Timestamp,
+    /// Its newest sequence number: the next message gets the one after, so none is reused.
+    pub latest: Seq,
+    /// Its newest messages, oldest first, ending at `latest`; the history ring holds them again
+    /// (with their idempotency keys). May be fewer than the ring holds, or none.
+    pub recent: Vec<Arc<Message>>,
 }

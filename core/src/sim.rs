@@ -264,6 +264,7 @@ impl Harness {
                         self.model.rooms.insert(room.to_owned(), mr);
                         expected_events.push(Event::RoomCreated {
                             room: created.room.id,
+                            created_at: created.room.created_at,
                         });
                     }
                 }

@@ -148,11 +148,7 @@ pub async fn history(req: Request<State>) -> Result<Response, Problem> {
         (None, None) => Cursor::Newest,
     };
     let (user, room, limit) = (actor(&req)?, room_param(&req), q.limit.unwrap_or(50));
-    let page = req
-        .state()
-        .hub
-        .with_core(move |core, _| core.history(&user, &room, cursor, limit))
-        .await?;
+    let page = req.state().hub.history(user, room, cursor, limit).await?;
     Ok(json(StatusCode::Ok, &HistoryBody::from(&page)))
 }
 

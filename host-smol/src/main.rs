@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 use roomcast_hub::telemetry::{Metrics, init_logging};
-use roomcast_hub::{CoreArgs, Hub};
+use roomcast_hub::{CoreArgs, refuse_to_start};
 
 /// The roomcast chat server: web chat, JSON API, Server-Sent Events and WebSocket.
 #[derive(Debug, Parser)]
@@ -50,9 +50,10 @@ const GRACE: Duration = Duration::from_secs(5);
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_json);
+    // Before anything records a metric (the store's writer does from its start).
+    let metrics = Metrics::install();
+    let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
     server::run(async move {
-        let hub = Hub::start(cli.core.config(), cli.core.hub_options())
-            .context("starting the hub thread")?;
         let listener = smol::net::TcpListener::bind(cli.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cli.listen))?;
@@ -60,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         let streams = app::Streams::default();
         let state = app::State {
             hub: hub.clone(),
-            metrics: Metrics::install(),
+            metrics,
             max_body: cli.max_body_bytes,
             heartbeat: cli.heartbeat,
             streams: streams.clone(),

@@ -158,15 +158,20 @@ async fn render_room(
     error: Option<String>,
     name: Option<String>,
 ) -> Result<Response, Problem> {
-    let room = room_param(req);
-    let (page, present) = req
-        .state()
-        .hub
+    let (room, hub) = (room_param(req), &req.state().hub);
+    let present = hub
         .with_core(move |core, now| {
             core.create_room(now, VISITOR, &room)?;
-            let page = core.history(VISITOR, &room, Cursor::Newest, PAGE_MESSAGES)?;
-            Ok((page, core.presence(VISITOR, &room)?))
+            core.presence(VISITOR, &room)
         })
+        .await?;
+    let page = hub
+        .history(
+            VISITOR.into(),
+            room_param(req),
+            Cursor::Newest,
+            PAGE_MESSAGES,
+        )
         .await?;
     let messages = page
         .messages

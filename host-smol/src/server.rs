@@ -50,6 +50,11 @@ pub async fn serve(
         match accepted.await {
             None => return,
             Some(Ok((stream, peer))) => {
+                // async-h1 writes a response's head and body separately; with Nagle on, the
+                // body waits for the client's delayed ACK (40 ms).
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
                 let app = app.clone();
                 spawn(connection(
                     app,

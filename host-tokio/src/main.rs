@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use clap::Parser;
 use roomcast_hub::telemetry::init_logging;
-use roomcast_hub::{CoreArgs, Hub};
+use roomcast_hub::{CoreArgs, refuse_to_start};
 use roomcast_proto::v1::chat_server::ChatServer;
 use tonic::transport::server::TcpIncoming;
 
@@ -35,8 +35,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_json);
-    let hub =
-        Hub::start(cli.core.config(), cli.core.hub_options()).context("starting the hub thread")?;
+    let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;

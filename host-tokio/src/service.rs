@@ -124,7 +124,7 @@ impl Chat for Service {
         let limit = if limit == 0 { 50 } else { limit as usize };
         let page = self
             .hub
-            .with_core(move |core, _| core.history(&user, &room, cursor, limit))
+            .history(user, room, cursor, limit)
             .await
             .map_err(status)?;
         Ok(Response::new(convert::history(&page)))

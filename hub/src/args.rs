@@ -1,11 +1,14 @@
 //! The flags (and environment variables) both binaries take for the core and the hub.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use roomcast_core::{Config, Limits, Policy, Rate, Who};
+use roomcast_store::{Retention, Store};
 
-use crate::hub::HubOptions;
+use crate::hub::{Hub, HubOptions, StartError};
 
 /// Core and hub settings, flattened into each binary's command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +46,25 @@ pub struct CoreArgs {
     /// Deliveries buffered per room; a listener further behind resumes from history.
     #[arg(long, env = "ROOMCAST_ROOM_BUFFER", default_value_t = HubOptions::default().room_buffer)]
     pub room_buffer: usize,
+    /// Where rooms and messages are kept (created if missing): `roomcast.db` with its WAL, and
+    /// `roomcast.lock`, held while the server runs.
+    #[arg(long, env = "ROOMCAST_DATA_DIR", default_value = "roomcast-data")]
+    pub data_dir: PathBuf,
+    /// Keep nothing on disk: a throwaway server whose rooms end with it.
+    #[arg(long, env = "ROOMCAST_IN_MEMORY", conflicts_with = "data_dir")]
+    pub in_memory: bool,
+    /// Keep at most this many of each room's newest messages on disk (all by default).
+    #[arg(long, env = "ROOMCAST_RETAIN_MESSAGES")]
+    pub retain_messages: Option<u64>,
+    /// Drop messages older than this from disk (e.g. `30d`; kept forever by default).
+    #[arg(long, env = "ROOMCAST_RETAIN_FOR", value_parser = humantime::parse_duration)]
+    pub retain_for: Option<Duration>,
+}
+
+/// Says in one line why the server cannot start, and exits with status 1.
+pub fn refuse_to_start(error: &StartError) -> ! {
+    eprintln!("error: {error}");
+    std::process::exit(1);
 }
 
 impl CoreArgs {
@@ -68,6 +90,22 @@ impl CoreArgs {
                 delete_rooms: who(self.admin_only_delete),
             },
         }
+    }
+
+    /// Opens the data dir (unless `--in-memory`), restores from it and starts the hub.
+    pub fn start_hub(&self) -> Result<Hub, StartError> {
+        let store = if self.in_memory {
+            tracing::warn!("--in-memory: nothing is kept when the server stops");
+            None
+        } else {
+            let store = Store::open(&self.data_dir)?;
+            let retention = Retention {
+                messages_per_room: self.retain_messages,
+                max_age: self.retain_for,
+            };
+            Some((Arc::new(store), retention))
+        };
+        Hub::start(self.config(), self.hub_options(), store)
     }
 
     /// The hub options these flags describe.
@@ -107,7 +145,13 @@ mod tests {
             "--admins=root,ops",
             "--admin-only-delete",
             "--history-len=50",
+            "--retain-for=30d",
+            "--data-dir=/srv/chat",
         ]);
+        assert_eq!(cli.core.retain_for, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(cli.core.data_dir, PathBuf::from("/srv/chat"));
+        assert!(!cli.core.in_memory);
+        assert!(Cli::try_parse_from(["roomcast", "--in-memory", "--data-dir=x"]).is_err());
         let config = cli.core.config();
         assert_eq!(config.limits.submit_rate, None);
         assert_eq!(config.room_idle_expiry, Some(Duration::from_secs(90)));

@@ -12,11 +12,12 @@
 #![deny(missing_docs)]
 
 mod args;
+mod history;
 mod hub;
 pub mod signal;
 mod subscription;
 pub mod telemetry;
 
-pub use args::CoreArgs;
-pub use hub::{Hub, HubError, HubOptions};
+pub use args::{CoreArgs, refuse_to_start};
+pub use hub::{Hub, HubError, HubOptions, StartError};
 pub use subscription::{Delivery, Ending, Subscription};

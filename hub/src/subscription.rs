@@ -9,7 +9,15 @@ use roomcast_core::{
 };
 use std::sync::Arc;
 
+use crate::history::{CATCH_UP_CHUNK, fill_gap};
 use crate::hub::{Hub, HubError, ListenerGuard, Opening};
+
+/// What a subscription still has to hand out before reading live deliveries.
+enum Pending {
+    Ready(Delivery),
+    /// Messages the ring no longer holds, to read from the store a chunk at a time.
+    Older(Gap),
+}
 
 /// One thing to tell a listener, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +73,9 @@ impl Ending {
     }
 }
 
-/// A listener on a room. Yields a presence snapshot, a gap notice if the resume point is older
-/// than history, the backlog, then live deliveries: no gap that is not announced, no duplicate.
+/// A listener on a room. Yields a presence snapshot, what it missed (from the store where the
+/// ring no longer holds it, or a gap notice for what is gone), the backlog, then live deliveries:
+/// no gap that is not announced, no duplicate.
 ///
 /// If the room's buffer overflows before this listener reads (a slow client), it reopens itself
 /// after the last message it delivered: the missed messages come from history, or as a gap if
@@ -78,7 +87,7 @@ pub struct Subscription {
     /// Closes the current listener when the subscription is dropped.
     guard: ListenerGuard,
     receiver: Receiver<Delivery>,
-    pending: VecDeque<Delivery>,
+    pending: VecDeque<Pending>,
     /// The newest sequence number handed out (or the room's latest at open, for live listeners).
     last: Seq,
     done: bool,
@@ -151,8 +160,13 @@ impl Subscription {
     /// The next delivery; `None` once the stream has ended (after [`Delivery::Closed`]).
     pub async fn next(&mut self) -> Option<Delivery> {
         loop {
-            if let Some(delivery) = self.pending.pop_front() {
-                return Some(self.deliver(delivery));
+            match self.pending.pop_front() {
+                Some(Pending::Ready(delivery)) => return Some(self.deliver(delivery)),
+                Some(Pending::Older(gap)) => {
+                    self.catch_up(gap).await;
+                    continue;
+                }
+                None => {}
             }
             if self.done {
                 return None;
@@ -170,12 +184,53 @@ impl Subscription {
 
     fn load(&mut self, opened: Opened, presence: Vec<PresenceEntry>) {
         self.last = opened.latest;
-        self.pending.push_back(Delivery::Presence(presence));
-        if let Some(gap) = opened.gap {
-            self.pending.push_back(Delivery::Gap(gap));
-        }
         self.pending
-            .extend(opened.backlog.into_iter().map(Delivery::Message));
+            .push_back(Pending::Ready(Delivery::Presence(presence)));
+        if let Some(gap) = opened.gap {
+            self.pending.push_back(match self.hub.store() {
+                Some(_) => Pending::Older(gap),
+                None => Pending::Ready(Delivery::Gap(gap)),
+            });
+        }
+        self.pending.extend(
+            opened
+                .backlog
+                .into_iter()
+                .map(|m| Pending::Ready(Delivery::Message(m))),
+        );
+    }
+
+    /// Reads the next chunk of `gap` from the store and queues it in front: a gap notice for
+    /// what the store no longer has, the messages, and the rest of the gap.
+    async fn catch_up(&mut self, gap: Gap) {
+        let Some(store) = self.hub.store().cloned() else {
+            self.pending.push_front(Pending::Ready(Delivery::Gap(gap)));
+            return;
+        };
+        let room = self.room.clone();
+        let read = blocking::unblock(move || fill_gap(&store, &room, gap, CATCH_UP_CHUNK)).await;
+        let (older, missing) = read.unwrap_or_else(|e| {
+            tracing::error!(error = %e, room = %self.room, "reading older history failed; sending a gap");
+            (Vec::new(), Some(gap))
+        });
+        let mut front = Vec::with_capacity(older.len() + 2);
+        front.extend(missing.map(|g| Pending::Ready(Delivery::Gap(g))));
+        let last = older.last().map(|m| m.seq);
+        let full = older.len() == CATCH_UP_CHUNK;
+        front.extend(
+            older
+                .into_iter()
+                .map(|m| Pending::Ready(Delivery::Message(m))),
+        );
+        if let Some(last) = last.filter(|last| full && last.next() < gap.first_held) {
+            front.push(Pending::Older(Gap {
+                after: last,
+                first_held: gap.first_held,
+            }));
+        }
+        for pending in front.into_iter().rev() {
+            self.pending.push_front(pending);
+        }
     }
 
     fn deliver(&mut self, delivery: Delivery) -> Delivery {
@@ -212,11 +267,13 @@ impl Subscription {
             }
             Err(HubError::Refused(Error::RoomNotFound { .. })) => {
                 self.pending
-                    .push_back(Delivery::Closed(Ending::Deleted { by: None }));
+                    .push_back(Pending::Ready(Delivery::Closed(Ending::Deleted {
+                        by: None,
+                    })));
             }
             Err(_) => self
                 .pending
-                .push_back(Delivery::Closed(Ending::ShuttingDown)),
+                .push_back(Pending::Ready(Delivery::Closed(Ending::ShuttingDown))),
         }
     }
 }

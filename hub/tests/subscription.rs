@@ -1,12 +1,16 @@
 //! The hub and its subscriptions, driven through the public API on a plain executor.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::future::block_on;
-use roomcast_core::{Config, Error, Limits, Resume, Seq, Submit};
+use roomcast_core::{Config, Cursor, Error, Limits, Resume, Seq, Submit};
 use roomcast_hub::{Delivery, Ending, Hub, HubError, HubOptions, Subscription};
+use roomcast_store::{Retention, Store};
 
-fn hub(history_len: usize, room_buffer: usize) -> Hub {
+/// A hub without rate limits; with a store in `dir`, if given.
+fn hub(history_len: usize, room_buffer: usize, dir: Option<&Path>) -> Hub {
     let config = Config {
         history_len,
         limits: Limits {
@@ -15,14 +19,27 @@ fn hub(history_len: usize, room_buffer: usize) -> Hub {
         },
         ..Config::default()
     };
+    let store = dir.map(|dir| (Arc::new(Store::open(dir).unwrap()), Retention::default()));
     Hub::start(
         config,
         HubOptions {
             room_buffer,
             ..HubOptions::default()
         },
+        store,
     )
     .expect("hub thread starts")
+}
+
+/// Runs `case` on an in-memory hub, then on one that commits everything to a store first.
+fn both<F, Fut>(history_len: usize, room_buffer: usize, case: F)
+where
+    F: Fn(Hub) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    block_on(case(hub(history_len, room_buffer, None)));
+    let dir = tempfile::tempdir().unwrap();
+    block_on(case(hub(history_len, room_buffer, Some(dir.path()))));
 }
 
 async fn create(hub: &Hub, room: &'static str) {
@@ -45,6 +62,14 @@ async fn post(hub: &Hub, room: &'static str, text: String) -> Seq {
         .seq
 }
 
+/// Creates `room` and posts `n` messages to it.
+async fn fill(hub: &Hub, room: &'static str, n: u64) {
+    create(hub, room).await;
+    for i in 1..=n {
+        assert_eq!(post(hub, room, format!("m{i}")).await, Seq(i));
+    }
+}
+
 /// The next delivery that is a message, skipping presence.
 async fn next_message(sub: &mut Subscription) -> Option<Seq> {
     loop {
@@ -58,8 +83,7 @@ async fn next_message(sub: &mut Subscription) -> Option<Seq> {
 
 #[test]
 fn listeners_receive_presence_then_every_message_in_order() {
-    block_on(async {
-        let hub = hub(100, 64);
+    both(100, 64, |hub| async move {
         create(&hub, "lobby").await;
         let mut a = hub
             .subscribe("ada", "lobby", Resume::Live, "test")
@@ -93,8 +117,7 @@ fn listeners_receive_presence_then_every_message_in_order() {
 
 #[test]
 fn resume_hands_over_from_backlog_to_live_while_others_post() {
-    block_on(async {
-        let hub = hub(1000, 1024);
+    both(1000, 1024, |hub| async move {
         create(&hub, "lobby").await;
         for n in 1..=50 {
             post(&hub, "lobby", format!("early {n}")).await;
@@ -124,8 +147,7 @@ fn resume_hands_over_from_backlog_to_live_while_others_post() {
 
 #[test]
 fn a_slow_listener_is_resynced_from_history_without_holding_the_room() {
-    block_on(async {
-        let hub = hub(1000, 4);
+    both(1000, 4, |hub| async move {
         create(&hub, "lobby").await;
         let mut slow = hub
             .subscribe("slow", "lobby", Resume::Live, "test")
@@ -165,7 +187,7 @@ fn a_slow_listener_is_resynced_from_history_without_holding_the_room() {
 #[test]
 fn a_listener_further_behind_than_history_is_told_of_the_gap() {
     block_on(async {
-        let hub = hub(10, 4);
+        let hub = hub(10, 4, None);
         create(&hub, "lobby").await;
         let mut slow = hub
             .subscribe("slow", "lobby", Resume::Live, "test")
@@ -199,8 +221,7 @@ fn a_listener_further_behind_than_history_is_told_of_the_gap() {
 
 #[test]
 fn deleting_a_room_ends_its_streams_and_dropping_a_listener_leaves() {
-    block_on(async {
-        let hub = hub(100, 64);
+    both(100, 64, |hub| async move {
         create(&hub, "lobby").await;
         let mut watcher = hub
             .subscribe("watcher", "lobby", Resume::Live, "test")
@@ -234,8 +255,7 @@ fn deleting_a_room_ends_its_streams_and_dropping_a_listener_leaves() {
 
 #[test]
 fn shutdown_ends_every_stream_and_refuses_new_calls() {
-    block_on(async {
-        let hub = hub(100, 64);
+    both(100, 64, |hub| async move {
         create(&hub, "lobby").await;
         create(&hub, "dev").await;
         let mut a = hub
@@ -269,7 +289,7 @@ fn idle_rooms_expire_on_the_hub_timer() {
             room_idle_expiry: Some(Duration::from_millis(50)),
             ..Config::default()
         };
-        let hub = Hub::start(config, HubOptions::default()).unwrap();
+        let hub = Hub::start(config, HubOptions::default(), None).unwrap();
         create(&hub, "brief").await;
         let mut rooms = 1;
         for _ in 0..200 {
@@ -288,18 +308,21 @@ fn idle_rooms_expire_on_the_hub_timer() {
 
 #[test]
 fn a_subscribe_abandoned_mid_request_leaves_no_listener_behind() {
-    block_on(async {
-        let hub = hub(100, 64);
+    both(100, 64, |hub| async move {
         create(&hub, "lobby").await;
+        let mut abandoned = 0;
         for _ in 0..20 {
             // Send the request, then drop it before the answer is read (a client hanging up).
+            // Rarely the hub answers within the first poll; that subscription is dropped too.
             let pending = hub.subscribe("ghost", "lobby", Resume::Live, "test");
-            assert!(
-                futures_lite::future::poll_once(Box::pin(pending))
-                    .await
-                    .is_none()
-            );
+            if futures_lite::future::poll_once(Box::pin(pending))
+                .await
+                .is_none()
+            {
+                abandoned += 1;
+            }
         }
+        assert!(abandoned > 0, "some requests were abandoned mid-flight");
         let mut listeners = usize::MAX;
         for _ in 0..200 {
             listeners = hub.stats().await.unwrap().listeners;
@@ -315,4 +338,126 @@ fn a_subscribe_abandoned_mid_request_leaves_no_listener_behind() {
             .unwrap();
         assert!(who.is_empty(), "no ghost is present: {who:?}");
     });
+}
+
+/// Every delivery until `n` messages arrived, as text: `gap A..B` or the sequence number.
+async fn messages_and_gaps(sub: &mut Subscription, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    while got
+        .iter()
+        .filter(|s: &&String| !s.starts_with("gap"))
+        .count()
+        < n
+    {
+        match sub.next().await.expect("open") {
+            Delivery::Gap(gap) => got.push(format!("gap {}..{}", gap.after, gap.first_held)),
+            Delivery::Message(m) => got.push(m.seq.to_string()),
+            _ => {}
+        }
+    }
+    got
+}
+
+#[test]
+fn with_a_store_a_resume_older_than_the_ring_is_served_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let hub = hub(10, 4, Some(dir.path()));
+        fill(&hub, "lobby", 1200).await;
+        // More than one store chunk, then the ring, then live: no gap at all.
+        let mut sub = hub
+            .subscribe("late", "lobby", Resume::After(Seq(3)), "test")
+            .await
+            .unwrap();
+        post(&hub, "lobby", "live".into()).await;
+        let got = messages_and_gaps(&mut sub, 1198).await;
+        let want: Vec<String> = (4..=1201).map(|n| n.to_string()).collect();
+        assert_eq!(got, want);
+
+        // History pages cross from the ring into the store both ways.
+        let page = hub
+            .history("ada".into(), "lobby".into(), Cursor::Before(Seq(1195)), 20)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq.0).collect();
+        assert_eq!(seqs, (1175..=1194).collect::<Vec<_>>());
+        assert_eq!(
+            page.first_held,
+            Seq(1),
+            "the page says how far back history goes"
+        );
+        let page = hub
+            .history("ada".into(), "lobby".into(), Cursor::After(Seq(0)), 3)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq.0).collect();
+        assert_eq!((seqs, page.gap), (vec![1, 2, 3], None));
+        let page = hub
+            .history("ada".into(), "lobby".into(), Cursor::Newest, 15)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq.0).collect();
+        assert_eq!(seqs, (1187..=1201).collect::<Vec<_>>());
+        hub.shutdown().await;
+    });
+}
+
+fn keyed_submit() -> Submit {
+    Submit {
+        user: "ada".into(),
+        room: "lobby".into(),
+        text: "once".into(),
+        idempotency_key: Some("k1".into()),
+    }
+}
+
+#[test]
+fn a_restarted_hub_continues_numbering_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let hub = hub(5, 64, Some(dir.path()));
+        fill(&hub, "lobby", 11).await;
+        let keyed = keyed_submit();
+        let first = hub
+            .with_core(move |core, now| core.submit(now, keyed))
+            .await
+            .unwrap();
+        assert_eq!(first.message.seq, Seq(12));
+        hub.shutdown().await;
+    });
+    block_on(async {
+        let hub = hub(5, 64, Some(dir.path()));
+        let mut sub = hub
+            .subscribe("bob", "lobby", Resume::After(Seq(9)), "test")
+            .await
+            .unwrap();
+        // A retry finds its message again across the restart.
+        let keyed = keyed_submit();
+        let retry = hub
+            .with_core(move |core, now| core.submit(now, keyed))
+            .await
+            .unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.message.seq, Seq(12));
+        assert_eq!(post(&hub, "lobby", "after restart".into()).await, Seq(13));
+        assert_eq!(
+            messages_and_gaps(&mut sub, 4).await,
+            ["10", "11", "12", "13"]
+        );
+        let summary = hub
+            .with_core(|core, _| core.room("ada", "lobby"))
+            .await
+            .unwrap();
+        assert_eq!((summary.latest, summary.first_held), (Seq(13), Seq(9)));
+        let mut from_start = hub
+            .subscribe("cy", "lobby", Resume::After(Seq::ZERO), "test")
+            .await
+            .unwrap();
+        let got = messages_and_gaps(&mut from_start, 13).await;
+        assert_eq!(got, (1..=13).map(|n| n.to_string()).collect::<Vec<_>>());
+        hub.shutdown().await;
+    });
+    // A second hub on the same dir while one runs is refused.
+    let _running = Store::open(dir.path()).unwrap();
+    assert!(Store::open(dir.path()).is_err());
 }

@@ -1,6 +1,7 @@
 //! The end-to-end harness: start a real server binary on an ephemeral loopback port, and talk to
 //! it through real clients (HTTP, an EventSource-conformant SSE reader, WebSocket).
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod grpc;
 pub mod sse;
 
 pub use sse::{SseEvent, SseStream};
@@ -42,12 +44,14 @@ pub fn binary(package: &str, bin: &str) -> PathBuf {
     dir.join(bin)
 }
 
-/// A running server process, killed when dropped.
+/// A running server process, killed when dropped. Unless the flags name a `--data-dir` (or
+/// `--in-memory`), it keeps its data in a fresh temporary dir of its own.
 pub struct Server {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
     log: mpsc::Receiver<String>,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -62,8 +66,16 @@ impl Server {
     }
 
     fn start(path: PathBuf, args: &[&str]) -> Server {
+        let chosen = args
+            .iter()
+            .any(|a| a.starts_with("--data-dir") || *a == "--in-memory");
+        let data = (!chosen).then(|| tempfile::tempdir().expect("a temporary data dir"));
         let mut child = Command::new(&path)
             .args(["--listen", "127.0.0.1:0"])
+            .args(
+                data.iter()
+                    .flat_map(|d| [OsStr::new("--data-dir"), d.path().as_os_str()]),
+            )
             .args(args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -91,7 +103,12 @@ impl Server {
                 break rest.trim().parse().expect("a socket address");
             }
         };
-        Server { child, addr, log }
+        Server {
+            child,
+            addr,
+            log,
+            _data: data,
+        }
     }
 
     /// `http://127.0.0.1:PORT` + `path`.
@@ -135,6 +152,39 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs a server binary that must refuse to start; returns its exit status and what it wrote
+/// to stderr.
+pub fn refused_start(package: &str, bin: &str, args: &[&str]) -> (ExitStatus, String) {
+    let mut child = Command::new(binary(package, bin))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server starts");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{bin} {args:?} did not refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    (status, stderr)
 }
 
 /// An HTTP answer: status, headers that matter, body.

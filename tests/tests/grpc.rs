@@ -3,86 +3,12 @@
 //! reflection.
 
 use futures_util::StreamExt;
-use roomcast_e2e::{PATIENCE, Server};
-use roomcast_proto::v1::chat_client::ChatClient;
+use roomcast_e2e::Server;
+use roomcast_e2e::grpc::{as_user, client, create, next, next_seq, open, submit};
+use roomcast_proto::v1 as pb;
 use roomcast_proto::v1::stream_event::Event;
-use roomcast_proto::v1::{self as pb, StreamEvent};
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Streaming};
-
-async fn client(server: &Server) -> ChatClient<Channel> {
-    ChatClient::connect(server.url("")).await.expect("connects")
-}
-
-fn as_user<T>(user: &str, message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut()
-        .insert("roomcast-user", user.parse().unwrap());
-    req
-}
-
-async fn create(c: &mut ChatClient<Channel>, room: &str) {
-    c.create_room(pb::CreateRoomRequest { room: room.into() })
-        .await
-        .expect("created");
-}
-
-async fn submit(
-    c: &mut ChatClient<Channel>,
-    user: &str,
-    room: &str,
-    text: &str,
-) -> pb::ChatMessage {
-    let req = as_user(
-        user,
-        pb::SubmitRequest {
-            room: room.into(),
-            text: text.into(),
-            idempotency_key: String::new(),
-        },
-    );
-    c.submit(req)
-        .await
-        .expect("accepted")
-        .into_inner()
-        .message
-        .expect("message")
-}
-
-async fn open(
-    c: &mut ChatClient<Channel>,
-    user: &str,
-    room: &str,
-    resume_after: Option<u64>,
-) -> Streaming<StreamEvent> {
-    c.stream(as_user(
-        user,
-        pb::StreamRequest {
-            room: room.into(),
-            resume_after,
-        },
-    ))
-    .await
-    .expect("stream opens")
-    .into_inner()
-}
-
-async fn next(s: &mut Streaming<StreamEvent>) -> Option<Event> {
-    let item = tokio::time::timeout(PATIENCE, s.next())
-        .await
-        .expect("an event within the patience")?;
-    item.expect("a healthy stream").event
-}
-
-async fn next_seq(s: &mut Streaming<StreamEvent>) -> u64 {
-    loop {
-        match next(s).await.expect("still open") {
-            Event::Message(m) => return m.seq,
-            Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
 
 #[tokio::test]
 async fn submit_then_stream_with_presence() {
@@ -168,7 +94,8 @@ async fn many_concurrent_streams_receive_every_message_in_order() {
 
 #[tokio::test]
 async fn resume_after_n_and_too_old_resume_gives_a_gap() {
-    let server = Server::tokio(&["--rate-burst=0", "--history-len=5"]);
+    // In memory, history is the ring alone (with a store, older messages come from disk).
+    let server = Server::tokio(&["--in-memory", "--rate-burst=0", "--history-len=5"]);
     let mut c = client(&server).await;
     create(&mut c, "r").await;
     for n in 1..=12 {
@@ -333,7 +260,9 @@ async fn every_refusal_has_its_status_code() {
 
 #[tokio::test]
 async fn a_slow_stream_does_not_delay_a_fast_one() {
+    // In memory, so that history (200 messages) cannot cover what the slow stream misses.
     let server = Server::tokio(&[
+        "--in-memory",
         "--rate-burst=0",
         "--room-buffer=16",
         "--history-len=200",

@@ -47,7 +47,7 @@ fn conforms(doc: &Value, method: &str, path: &str, answer: &Answer) {
 
 #[test]
 fn sampled_responses_match_the_document() {
-    let server = Server::smol(&["--rate-burst=0", "--history-len=3"]);
+    let server = Server::smol(&["--in-memory", "--rate-burst=0", "--history-len=3"]);
     let doc = get(&server.url("/api/openapi.json")).json();
     assert!(
         doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),

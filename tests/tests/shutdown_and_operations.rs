@@ -34,6 +34,8 @@ fn health_and_metrics_report_what_happens() {
         "roomcast_listeners 1",
         "roomcast_messages_accepted_total 1",
         "roomcast_refused_total{reason=\"empty-message\"} 1",
+        // Room creation and the message, committed by the store's writer.
+        "roomcast_store_records_total 2",
     ] {
         assert!(
             text.contains(expected),

@@ -106,7 +106,8 @@ fn last_event_id_resumes_exactly_where_the_client_left_off() {
 
 #[test]
 fn resuming_from_before_history_says_what_was_missed() {
-    let server = Server::smol(&["--rate-burst=0", "--history-len=5"]);
+    // In memory, history is the ring alone (with a store, older messages come from disk).
+    let server = Server::smol(&["--in-memory", "--rate-burst=0", "--history-len=5"]);
     create_room(&server, "short");
     for n in 1..=12 {
         say(&server, "short", "ada", &format!("m{n}"));
@@ -226,7 +227,9 @@ fn idle_streams_carry_heartbeats() {
 
 #[test]
 fn a_client_that_stops_reading_holds_up_nobody() {
+    // In memory, so that history cannot cover what the stalled client misses.
     let server = Server::smol(&[
+        "--in-memory",
         "--rate-burst=0",
         "--room-buffer=16",
         "--max-message-bytes=8192",

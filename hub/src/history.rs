@@ -1,0 +1,108 @@
+//! History beyond core's ring: pages and resumes that reach further back are completed from the
+//! store (on the blocking pool), so a client sees one continuous history.
+
+use std::sync::Arc;
+
+use roomcast_core::{Cursor, Gap, HistoryPage, Message, RoomId, Seq};
+use roomcast_store::{Store, StoreError};
+
+use crate::hub::{Hub, HubError};
+
+/// Messages read from the store at a time while a listener catches up.
+pub(crate) const CATCH_UP_CHUNK: usize = 500;
+
+impl Hub {
+    /// A page of a room's history, oldest first: the core's answer, completed from the store
+    /// where the ring ends.
+    pub async fn history(
+        &self,
+        user: String,
+        room: String,
+        cursor: Cursor,
+        limit: usize,
+    ) -> Result<roomcast_core::HistoryPage, HubError> {
+        let (page, id, limit) = self
+            .with_core(move |core, _| {
+                let page = core.history(&user, &room, cursor, limit)?;
+                let id = core.room(&user, &room)?.id;
+                Ok((page, id, limit.min(core.config().limits.max_page_len)))
+            })
+            .await?;
+        let Some(store) = self.store().cloned() else {
+            return Ok(page);
+        };
+        if page.first_held <= Seq(1) {
+            return Ok(page); // The ring holds the whole room.
+        }
+        let fallback = page.clone();
+        let extended = blocking::unblock(move || complete(&store, &id, cursor, limit, page)).await;
+        Ok(extended.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading older history failed; answering from memory");
+            fallback
+        }))
+    }
+}
+
+/// Completes `page` (core's answer for `cursor`) with what the store holds before the ring.
+fn complete(
+    store: &Store,
+    room: &RoomId,
+    cursor: Cursor,
+    limit: usize,
+    mut page: HistoryPage,
+) -> Result<HistoryPage, StoreError> {
+    let ring_first = page.first_held;
+    match cursor {
+        Cursor::Newest | Cursor::Before(_) => {
+            let before = match cursor {
+                Cursor::Before(before) => before.min(page.latest.next()),
+                _ => page.latest.next(),
+            };
+            let top = page
+                .messages
+                .first()
+                .map_or(before.min(ring_first), |m| m.seq);
+            let missing = limit.saturating_sub(page.messages.len());
+            // Older messages are in the store only if this page reached the ring's start.
+            if missing > 0 && top <= ring_first {
+                let mut older = store.before(room, top, missing)?;
+                older.append(&mut page.messages);
+                page.messages = older;
+            }
+        }
+        Cursor::After(_) => {
+            if let Some(gap) = page.gap {
+                let (older, gap) = fill_gap(store, room, gap, limit)?;
+                let mut messages = older;
+                messages.append(&mut page.messages);
+                messages.truncate(limit);
+                page.messages = messages;
+                page.gap = gap;
+            }
+        }
+    }
+    if let Some(first) = store.first_seq(room)? {
+        page.first_held = page.first_held.min(first);
+    }
+    Ok(page)
+}
+
+/// Up to `limit` messages of a gap from the store, and what remains of the gap before them
+/// (retention may have dropped the start).
+pub(crate) fn fill_gap(
+    store: &Store,
+    room: &RoomId,
+    gap: Gap,
+    limit: usize,
+) -> Result<(Vec<Arc<Message>>, Option<Gap>), StoreError> {
+    let older = store.after(room, gap.after, gap.first_held, limit)?;
+    let rest = match older.first() {
+        None => Some(gap),
+        Some(first) if first.seq > gap.after.next() => Some(Gap {
+            after: gap.after,
+            first_held: first.seq,
+        }),
+        Some(_) => None,
+    };
+    Ok((older, rest))
+}

@@ -1,0 +1,377 @@
+//! The writer thread: group commit of core's records, and retention between commits.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use roomcast_core::{Event, Message, RoomId, Timestamp};
+use rusqlite::{Connection, Transaction, params};
+
+use crate::{Store, StoreError};
+
+/// Something core decided that must survive a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A room was created.
+    Created {
+        /// The room.
+        room: RoomId,
+        /// When.
+        created_at: Timestamp,
+    },
+    /// A room was deleted (or expired) with its history.
+    Deleted {
+        /// The room.
+        room: RoomId,
+    },
+    /// A message was accepted.
+    Appended(Arc<Message>),
+}
+
+impl Record {
+    /// What must be stored of `event`, if anything (presence is not stored).
+    pub fn of(event: &Event) -> Option<Record> {
+        match event {
+            Event::RoomCreated { room, created_at } => Some(Record::Created {
+                room: room.clone(),
+                created_at: *created_at,
+            }),
+            Event::RoomClosed { room, .. } => Some(Record::Deleted { room: room.clone() }),
+            Event::Published(message) => Some(Record::Appended(message.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// How much history to keep. Applied in the background; `None` keeps everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep at most this many of each room's newest messages.
+    pub messages_per_room: Option<u64>,
+    /// Drop messages older than this.
+    pub max_age: Option<Duration>,
+}
+
+/// Batches the writer may fall behind before [`Journal::write`] waits (backpressure).
+const QUEUE: usize = 4096;
+/// Most records in one transaction; the rest go in the next.
+const MAX_GROUP: usize = 16_384;
+/// Rows one retention step deletes: a commit waits at most this long behind retention.
+const RETENTION_CHUNK: usize = 512;
+/// How often retention looks for work when it found none.
+const RETENTION_PERIOD: Duration = Duration::from_secs(1);
+/// The exit code when a commit fails (EX_IOERR).
+const EXIT_STORAGE_FAILED: i32 = 74;
+
+/// The handle to the writer thread. Batches are committed in the order written; [`committed`]
+/// reports how many are durable so far.
+///
+/// A commit that fails stops the process (exit code 74), as PostgreSQL does when fsync fails:
+/// nothing uncommitted was acknowledged, and a restart resumes from the last commit. Carrying on
+/// would mean acknowledging messages that are not stored.
+///
+/// [`committed`]: Journal::committed
+#[derive(Debug)]
+pub struct Journal {
+    batches: Option<SyncSender<Vec<Record>>>,
+    committed: async_channel::Receiver<u64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The writer thread has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the store's writer has stopped")]
+pub struct Stopped;
+
+impl Store {
+    /// Starts the writer thread.
+    pub fn journal(&self, retention: Retention) -> Result<Journal, StoreError> {
+        let conn = self.write_connection()?;
+        let writer = Writer::new(conn, retention)?;
+        let (batches, batch_rx) = sync_channel(QUEUE);
+        let (committed_tx, committed) = async_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name("roomcast-store".into())
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| writer.run(&batch_rx, &committed_tx));
+                if std::panic::catch_unwind(run).is_err() {
+                    fail("the writer thread panicked");
+                }
+            })?;
+        Ok(Journal {
+            batches: Some(batches),
+            committed,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Journal {
+    /// Queues one batch (committed whole, after every earlier batch). Waits while the writer is
+    /// far behind.
+    pub fn write(&self, batch: Vec<Record>) -> Result<(), Stopped> {
+        let batches = self.batches.as_ref().ok_or(Stopped)?;
+        match batches.try_send(batch) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(batch)) => batches.send(batch).map_err(|_| Stopped),
+            Err(TrySendError::Disconnected(_)) => Err(Stopped),
+        }
+    }
+
+    /// Yields the number of batches durable so far, after each commit.
+    pub fn committed(&self) -> &async_channel::Receiver<u64> {
+        &self.committed
+    }
+
+    /// Commits everything queued, stops the writer and waits for it.
+    pub fn close(&mut self) {
+        self.batches = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn fail(what: &str) -> ! {
+    tracing::error!("storage failed: {what}; stopping so nothing uncommitted is acknowledged");
+    std::process::exit(EXIT_STORAGE_FAILED);
+}
+
+/// The state of the writer thread.
+struct Writer {
+    conn: Connection,
+    retention: Retention,
+    /// Each existing room's key in the `rooms` table.
+    keys: HashMap<RoomId, i64>,
+    next_message_id: u64,
+    /// Rooms with messages appended since count retention last looked at them.
+    grown: HashSet<i64>,
+    commits: metrics::Counter,
+    records: metrics::Counter,
+    commit_seconds: metrics::Histogram,
+    retained_out: metrics::Counter,
+}
+
+impl Writer {
+    fn new(conn: Connection, retention: Retention) -> rusqlite::Result<Writer> {
+        let mut keys = HashMap::new();
+        {
+            let mut rooms = conn.prepare("SELECT id, key FROM rooms")?;
+            let mut rows = rooms.query([])?;
+            while let Some(row) = rows.next()? {
+                let id: String = row.get(0)?;
+                if let Ok(id) = RoomId::parse(&id, usize::MAX) {
+                    keys.insert(id, row.get(1)?);
+                }
+            }
+        }
+        let next_message_id = conn.query_row(
+            "SELECT value FROM counters WHERE name = 'next_message_id'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(Writer {
+            conn,
+            retention,
+            grown: keys.values().copied().collect(),
+            keys,
+            next_message_id,
+            commits: metrics::counter!("roomcast_store_commits_total"),
+            records: metrics::counter!("roomcast_store_records_total"),
+            commit_seconds: metrics::histogram!("roomcast_store_commit_seconds"),
+            retained_out: metrics::counter!("roomcast_store_retention_deleted_total"),
+        })
+    }
+
+    fn run(mut self, batches: &Receiver<Vec<Record>>, committed: &async_channel::Sender<u64>) {
+        let mut durable = 0u64;
+        let mut retention_due = Instant::now();
+        loop {
+            let wait = retention_due.saturating_duration_since(Instant::now());
+            let first = match batches.recv_timeout(wait) {
+                Ok(batch) => Some(batch),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(first) = first {
+                // Group commit: everything already queued shares this transaction.
+                let mut group = vec![first];
+                let mut records = group[0].len();
+                while records < MAX_GROUP {
+                    match batches.try_recv() {
+                        Ok(batch) => {
+                            records += batch.len();
+                            group.push(batch);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let started = Instant::now();
+                if let Err(e) = self.commit(&group) {
+                    fail(&e.to_string());
+                }
+                self.commit_seconds.record(started.elapsed().as_secs_f64());
+                self.commits.increment(1);
+                self.records.increment(records as u64);
+                durable += group.len() as u64;
+                let _ = committed.try_send(durable);
+            }
+            if Instant::now() >= retention_due {
+                match self.retain() {
+                    // More to do: go on after whatever commits are waiting.
+                    Ok(true) => retention_due = Instant::now(),
+                    Ok(false) => retention_due = Instant::now() + RETENTION_PERIOD,
+                    Err(e) => fail(&e.to_string()),
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, group: &[Vec<Record>]) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        let mut latest: HashMap<i64, u64> = HashMap::new();
+        let next_before = self.next_message_id;
+        for record in group.iter().flatten() {
+            match record {
+                Record::Created { room, created_at } => {
+                    create(&tx, &mut self.keys, room, *created_at)?;
+                }
+                Record::Deleted { room } => {
+                    if let Some(key) = self.keys.remove(room) {
+                        tx.execute("DELETE FROM rooms WHERE key = ?1", [key])?;
+                        tx.execute("INSERT OR IGNORE INTO purges (room) VALUES (?1)", [key])?;
+                        latest.remove(&key);
+                    }
+                }
+                Record::Appended(m) => {
+                    let key = match self.keys.get(&m.room) {
+                        Some(key) => *key,
+                        // Core never publishes to a room it did not create; store the message
+                        // anyway rather than lose it.
+                        None => create(&tx, &mut self.keys, &m.room, m.sent_at)?,
+                    };
+                    tx.prepare_cached(
+                        "INSERT INTO messages (id, room, seq, user, text, sent_at, idempotency_key)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        m.id.0,
+                        key,
+                        m.seq.0,
+                        m.user.as_str(),
+                        m.text,
+                        m.sent_at.as_unix_millis(),
+                        m.idempotency_key.as_ref().map(|k| k.as_str()),
+                    ])?;
+                    latest.insert(key, m.seq.0);
+                    self.next_message_id = self.next_message_id.max(m.id.0 + 1);
+                }
+            }
+        }
+        for (key, seq) in &latest {
+            tx.prepare_cached("UPDATE rooms SET latest = ?1 WHERE key = ?2")?
+                .execute(params![seq, key])?;
+        }
+        if self.next_message_id != next_before {
+            tx.execute(
+                "UPDATE counters SET value = ?1 WHERE name = 'next_message_id'",
+                [self.next_message_id],
+            )?;
+        }
+        tx.commit()?;
+        if self.retention.messages_per_room.is_some() {
+            self.grown.extend(latest.keys());
+        }
+        Ok(())
+    }
+
+    /// One bounded step of retention; true if more work is waiting.
+    fn retain(&mut self) -> rusqlite::Result<bool> {
+        let chunk = RETENTION_CHUNK as i64;
+        // Deleted rooms first: their messages are unreachable already.
+        let purge: Option<i64> = self
+            .conn
+            .query_row("SELECT room FROM purges LIMIT 1", [], |r| r.get(0))
+            .ok();
+        if let Some(key) = purge {
+            let tx = self.conn.transaction()?;
+            let deleted = tx.execute(
+                "DELETE FROM messages WHERE id IN
+                 (SELECT id FROM messages WHERE room = ?1 LIMIT ?2)",
+                params![key, chunk],
+            )?;
+            if deleted < RETENTION_CHUNK {
+                tx.execute("DELETE FROM purges WHERE room = ?1", [key])?;
+            }
+            tx.commit()?;
+            return Ok(true);
+        }
+        if let Some(age) = self.retention.max_age {
+            let cutoff = Timestamp::from(SystemTime::now())
+                .as_unix_millis()
+                .saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
+            // Ids are assigned in time order, so the old messages are the lowest ids: delete the
+            // old prefix of one chunk (no index on time, no scan past the first young message).
+            let oldest: Vec<(i64, u64)> = self
+                .conn
+                .prepare_cached("SELECT id, sent_at FROM messages ORDER BY id LIMIT ?1")?
+                .query_map([chunk], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let old = oldest.iter().take_while(|(_, at)| *at < cutoff).count();
+            if old > 0 {
+                let last = oldest[old - 1].0;
+                let deleted = self
+                    .conn
+                    .execute("DELETE FROM messages WHERE id <= ?1", [last])?;
+                self.retained_out.increment(deleted as u64);
+                if old == oldest.len() {
+                    return Ok(true);
+                }
+            }
+        }
+        if let Some(keep) = self.retention.messages_per_room {
+            let Some(&key) = self.grown.iter().next() else {
+                return Ok(false);
+            };
+            let deleted = self.conn.execute(
+                "DELETE FROM messages WHERE id IN
+                 (SELECT m.id FROM messages m JOIN rooms r ON m.room = r.key
+                  WHERE r.key = ?1 AND m.seq <= r.latest - ?2 ORDER BY m.seq LIMIT ?3)",
+                params![key, keep, chunk],
+            )?;
+            self.retained_out.increment(deleted as u64);
+            if deleted < RETENTION_CHUNK {
+                self.grown.remove(&key);
+            }
+            return Ok(!self.grown.is_empty());
+        }
+        Ok(false)
+    }
+}
+
+/// Inserts a room and remembers its key.
+fn create(
+    tx: &Transaction<'_>,
+    keys: &mut HashMap<RoomId, i64>,
+    room: &RoomId,
+    created_at: Timestamp,
+) -> rusqlite::Result<i64> {
+    if let Some(old) = keys.remove(room) {
+        // Not expected (core announces a room once); keep the newest, purge the old one.
+        tx.execute("DELETE FROM rooms WHERE key = ?1", [old])?;
+        tx.execute("INSERT OR IGNORE INTO purges (room) VALUES (?1)", [old])?;
+    }
+    tx.prepare_cached("INSERT INTO rooms (id, created_at, latest) VALUES (?1, ?2, 0)")?
+        .execute(params![room.as_str(), created_at.as_unix_millis()])?;
+    let key = tx.last_insert_rowid();
+    keys.insert(room.clone(), key);
+    Ok(key)
+}

@@ -1,0 +1,171 @@
+//! Reads: the restore at start-up, and history older than core's ring.
+
+use std::sync::Arc;
+
+use roomcast_core::{
+    IdempotencyKey, Message, MessageId, RoomId, Seq, StoredRoom, Timestamp, UserName,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::{Store, StoreError};
+
+/// What [`Store::load`] found: every room with its newest messages, and where message ids go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// Every stored room, by id.
+    pub rooms: Vec<StoredRoom>,
+    /// The id the next message must get at the lowest.
+    pub next_message_id: MessageId,
+}
+
+const COLUMNS: &str = "m.id, m.seq, m.user, m.text, m.sent_at, m.idempotency_key";
+
+impl Store {
+    /// Every room, each with its last sequence number and up to `recent` of its newest messages.
+    pub fn load(&self, recent: usize) -> Result<Loaded, StoreError> {
+        self.read(|conn| {
+            let next_message_id = conn.query_row(
+                "SELECT value FROM counters WHERE name = 'next_message_id'",
+                [],
+                |r| r.get::<_, u64>(0),
+            )?;
+            let mut rooms = Vec::new();
+            let mut list =
+                conn.prepare("SELECT key, id, created_at, latest FROM rooms ORDER BY id")?;
+            let mut messages = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM messages m WHERE m.room = ?1 AND m.seq > ?2 ORDER BY m.seq"
+            ))?;
+            let mut rows = list.query([])?;
+            while let Some(row) = rows.next()? {
+                let (key, id): (i64, String) = (row.get(0)?, row.get(1)?);
+                let Some(id) = trusted(RoomId::parse(&id, usize::MAX), "room id", &id) else {
+                    continue;
+                };
+                let latest = Seq(row.get(3)?);
+                let oldest = latest.0.saturating_sub(recent as u64);
+                let recent = messages
+                    .query_map(params![key, oldest], |r| message(r, &id))?
+                    .filter_map(Result::transpose)
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rooms.push(StoredRoom {
+                    id,
+                    created_at: Timestamp::from_unix_millis(row.get(2)?),
+                    latest,
+                    recent,
+                });
+            }
+            Ok(Loaded {
+                rooms,
+                next_message_id: MessageId(next_message_id),
+            })
+        })
+        .map_err(StoreError::from)
+    }
+
+    /// Up to `limit` messages of `room` after `after` and before `below`, oldest first.
+    pub fn after(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        below: Seq,
+        limit: usize,
+    ) -> Result<Vec<Arc<Message>>, StoreError> {
+        self.read(|conn| {
+            query(
+                conn,
+                room,
+                &format!(
+                    "SELECT {COLUMNS} FROM messages m JOIN rooms r ON m.room = r.key
+                     WHERE r.id = ?1 AND m.seq > ?2 AND m.seq < ?3 ORDER BY m.seq LIMIT ?4"
+                ),
+                params![room.as_str(), after.0, below.0, limit_of(limit)],
+            )
+        })
+        .map_err(StoreError::from)
+    }
+
+    /// Up to `limit` of the newest messages of `room` before `before`, oldest first.
+    pub fn before(
+        &self,
+        room: &RoomId,
+        before: Seq,
+        limit: usize,
+    ) -> Result<Vec<Arc<Message>>, StoreError> {
+        let mut newest_first = self.read(|conn| {
+            query(
+                conn,
+                room,
+                &format!(
+                    "SELECT {COLUMNS} FROM messages m JOIN rooms r ON m.room = r.key
+                     WHERE r.id = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"
+                ),
+                params![room.as_str(), before.0, limit_of(limit)],
+            )
+        })?;
+        newest_first.reverse();
+        Ok(newest_first)
+    }
+
+    /// The oldest sequence number stored for `room`, if it has any message.
+    pub fn first_seq(&self, room: &RoomId) -> Result<Option<Seq>, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT min(m.seq) FROM messages m JOIN rooms r ON m.room = r.key WHERE r.id = ?1",
+                [room.as_str()],
+                |r| r.get::<_, Option<u64>>(0),
+            )
+            .optional()
+            .map(|seq| seq.flatten().map(Seq))
+        })
+        .map_err(StoreError::from)
+    }
+}
+
+fn limit_of(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn query(
+    conn: &Connection,
+    room: &RoomId,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<Arc<Message>>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(params, |r| message(r, room))?;
+    rows.filter_map(Result::transpose).collect()
+}
+
+/// A stored message; `None` (logged) if a stored name no longer parses, so one bad row cannot
+/// keep the server from starting.
+fn message(row: &Row<'_>, room: &RoomId) -> rusqlite::Result<Option<Arc<Message>>> {
+    let user: String = row.get(2)?;
+    let key: Option<String> = row.get(5)?;
+    let Some(user) = trusted(UserName::parse(&user, usize::MAX), "user name", &user) else {
+        return Ok(None);
+    };
+    let idempotency_key = match key {
+        Some(key) => match trusted(IdempotencyKey::parse(&key), "idempotency key", &key) {
+            Some(key) => Some(key),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    Ok(Some(Arc::new(Message {
+        id: MessageId(row.get(0)?),
+        room: room.clone(),
+        seq: Seq(row.get(1)?),
+        user,
+        text: row.get(3)?,
+        sent_at: Timestamp::from_unix_millis(row.get(4)?),
+        idempotency_key,
+    })))
+}
+
+fn trusted<T, E: std::fmt::Display>(parsed: Result<T, E>, what: &str, value: &str) -> Option<T> {
+    parsed
+        .inspect_err(
+            |e| tracing::warn!(value, error = %e, "skipping a stored {what} that no longer parses"),
+        )
+        .ok()
+}

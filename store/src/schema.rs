@@ -1,0 +1,67 @@
+//! The schema, as an ordered list of migrations (rusqlite_migration tracks the version in
+//! SQLite's `user_version`). Append new migrations; never edit a released one.
+
+use rusqlite_migration::{M, Migrations};
+
+/// Marks the file as roomcast's (`PRAGMA application_id`), so another program's SQLite file is
+/// recognised and refused: "RCst".
+pub(crate) const APPLICATION_ID: i32 = 0x5243_7374;
+
+const MIGRATIONS: &[M<'static>] = &[M::up(
+    "PRAGMA application_id = 1380152180;
+
+    -- A room while it exists. `key` is never reused (AUTOINCREMENT), so the messages of a deleted
+    -- room can be purged in the background even if a room with the same id is created again.
+    CREATE TABLE rooms (
+        key        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL, -- ms since the Unix epoch
+        latest     INTEGER NOT NULL  -- its newest sequence number, kept even when retention empties it
+    );
+
+    -- Messages, keyed by their id (unique across rooms and time, assigned in order).
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        room            INTEGER NOT NULL, -- rooms.key
+        seq             INTEGER NOT NULL,
+        user            TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        sent_at         INTEGER NOT NULL, -- ms since the Unix epoch
+        idempotency_key TEXT,
+        UNIQUE (room, seq)
+    );
+
+    -- Rooms deleted whose messages are still being purged, a chunk at a time.
+    CREATE TABLE purges (room INTEGER PRIMARY KEY);
+
+    -- Counters that must survive deletions: the next message id.
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO counters (name, value) VALUES ('next_message_id', 1);",
+)];
+
+/// The migrations this binary knows.
+pub(crate) fn migrations() -> Migrations<'static> {
+    Migrations::from_slice(MIGRATIONS)
+}
+
+/// The newest schema version this binary knows.
+pub(crate) fn latest_version() -> usize {
+    MIGRATIONS.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid_and_mark_the_file() {
+        assert!(migrations().validate().is_ok());
+        assert_eq!(APPLICATION_ID, 1_380_152_180);
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrations().to_latest(&mut conn).unwrap();
+        let id: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(id, APPLICATION_ID);
+    }
+}

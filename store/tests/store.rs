@@ -1,0 +1,292 @@
+//! The store through its public API, on real files in a temporary dir.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use roomcast_core::{IdempotencyKey, Message, MessageId, RoomId, Seq, Timestamp, UserName};
+use roomcast_store::{Journal, OpenError, Record, Retention, Store};
+
+fn room(id: &str) -> RoomId {
+    RoomId::parse(id, 64).unwrap()
+}
+
+fn message(id: u64, r: &str, seq: u64, at: u64, key: Option<&str>) -> Record {
+    Record::Appended(Arc::new(Message {
+        id: MessageId(id),
+        room: room(r),
+        seq: Seq(seq),
+        user: UserName::parse("ada", 32).unwrap(),
+        text: format!("{r} #{seq}"),
+        sent_at: Timestamp::from_unix_millis(at),
+        idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+    }))
+}
+
+fn created(r: &str) -> Record {
+    Record::Created {
+        room: room(r),
+        created_at: Timestamp::from_unix_millis(7),
+    }
+}
+
+/// Writes the batches and waits until all are durable.
+fn write_all(journal: &Journal, batches: Vec<Vec<Record>>) {
+    let n = batches.len() as u64;
+    for batch in batches {
+        journal.write(batch).unwrap();
+    }
+    let mut durable = 0;
+    while durable < n {
+        durable = journal.committed().recv_blocking().unwrap();
+    }
+}
+
+fn seqs(messages: &[Arc<Message>]) -> Vec<u64> {
+    messages.iter().map(|m| m.seq.0).collect()
+}
+
+#[test]
+fn a_new_dir_starts_empty_and_appends_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&dir.path().join("nested/data")).unwrap();
+        let loaded = store.load(10).unwrap();
+        assert!(loaded.rooms.is_empty());
+        assert_eq!(loaded.next_message_id, MessageId(1));
+        let journal = store.journal(Retention::default()).unwrap();
+        let mut batches = vec![vec![created("lobby"), created("gone")]];
+        batches.extend(
+            (1..=30).map(|s| vec![message(s, "lobby", s, 100 + s, Some(&format!("k{s}")))]),
+        );
+        batches.push(vec![
+            message(31, "gone", 1, 200, None),
+            Record::Deleted { room: room("gone") },
+        ]);
+        write_all(&journal, batches);
+    }
+    let store = Store::open(&dir.path().join("nested/data")).unwrap();
+    let loaded = store.load(5).unwrap();
+    assert_eq!(
+        loaded.next_message_id,
+        MessageId(32),
+        "ids of deleted rooms are never reused"
+    );
+    assert_eq!(loaded.rooms.len(), 1);
+    let lobby = &loaded.rooms[0];
+    assert_eq!(
+        (lobby.id.as_str(), lobby.latest, lobby.created_at),
+        ("lobby", Seq(30), Timestamp::from_unix_millis(7))
+    );
+    assert_eq!(seqs(&lobby.recent), [26, 27, 28, 29, 30]);
+    assert_eq!(
+        lobby.recent[4].idempotency_key.as_ref().unwrap().as_str(),
+        "k30"
+    );
+    assert_eq!(lobby.recent[4].text, "lobby #30");
+    assert_eq!(lobby.recent[4].sent_at, Timestamp::from_unix_millis(130));
+
+    // Ranges read what the ring no longer holds, oldest first.
+    assert_eq!(
+        seqs(&store.after(&room("lobby"), Seq(3), Seq(9), 100).unwrap()),
+        [4, 5, 6, 7, 8]
+    );
+    assert_eq!(
+        seqs(&store.after(&room("lobby"), Seq(3), Seq(9), 2).unwrap()),
+        [4, 5]
+    );
+    assert_eq!(
+        seqs(&store.before(&room("lobby"), Seq(10), 3).unwrap()),
+        [7, 8, 9]
+    );
+    assert_eq!(seqs(&store.before(&room("lobby"), Seq(2), 3).unwrap()), [1]);
+    assert_eq!(store.first_seq(&room("lobby")).unwrap(), Some(Seq(1)));
+    assert_eq!(store.first_seq(&room("gone")).unwrap(), None);
+    assert!(
+        store
+            .after(&room("gone"), Seq::ZERO, Seq(9), 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_room_created_again_after_deletion_starts_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let journal = store.journal(Retention::default()).unwrap();
+    write_all(
+        &journal,
+        vec![
+            vec![
+                created("r"),
+                message(1, "r", 1, 1, None),
+                message(2, "r", 2, 1, None),
+            ],
+            vec![
+                Record::Deleted { room: room("r") },
+                created("r"),
+                message(3, "r", 1, 2, None),
+            ],
+        ],
+    );
+    let loaded = store.load(10).unwrap();
+    assert_eq!(loaded.rooms[0].latest, Seq(1));
+    assert_eq!(
+        loaded.rooms[0]
+            .recent
+            .iter()
+            .map(|m| m.id.0)
+            .collect::<Vec<_>>(),
+        [3]
+    );
+    assert_eq!(
+        seqs(&store.after(&room("r"), Seq::ZERO, Seq(99), 10).unwrap()),
+        [1]
+    );
+}
+
+#[test]
+fn retention_trims_by_count_and_age_and_purges_deleted_rooms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = Timestamp::from(std::time::SystemTime::now()).as_unix_millis();
+    let hour = 3_600_000;
+    {
+        let journal = store.journal(Retention::default()).unwrap();
+        let mut batch = vec![created("count"), created("age"), created("doomed")];
+        // 1,500 messages: more than one retention chunk in each case.
+        for s in 1..=1500 {
+            batch.push(message(s, "doomed", s, now, None));
+        }
+        // Two days old, then fresh.
+        for s in 1..=1000 {
+            batch.push(message(1500 + s, "age", s, now - 48 * hour, None));
+        }
+        for s in 1001..=1010 {
+            batch.push(message(1500 + s, "age", s, now, None));
+        }
+        for s in 1..=1200 {
+            batch.push(message(3000 + s, "count", s, now, None));
+        }
+        batch.push(Record::Deleted {
+            room: room("doomed"),
+        });
+        write_all(&journal, vec![batch]);
+    }
+    let retention = Retention {
+        messages_per_room: Some(100),
+        max_age: Some(Duration::from_secs(24 * 3600)),
+    };
+    let journal = store.journal(retention).unwrap();
+    // Retention runs between commits; keep committing until it is done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let count = store.first_seq(&room("count")).unwrap();
+        let age = store.first_seq(&room("age")).unwrap();
+        if count == Some(Seq(1101)) && age == Some(Seq(1001)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention did not finish: {count:?} {age:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(journal);
+    // Deleted rooms' messages are purged, and retention never forgets where numbering is.
+    let loaded = store.load(1000).unwrap();
+    let latest: Vec<_> = loaded
+        .rooms
+        .iter()
+        .map(|r| (r.id.as_str(), r.latest, r.recent.len()))
+        .collect();
+    assert_eq!(latest, [("age", Seq(1010), 10), ("count", Seq(1200), 100)]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rusqlite_count(dir.path()) != 110 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deleted room not purged"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Messages in the file, read with a separate plain connection.
+fn rusqlite_count(dir: &std::path::Path) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join(roomcast_store::DATABASE_FILE)).unwrap();
+    conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_second_server_on_the_same_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Store::open(dir.path()).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+    let line = err.to_string();
+    assert!(
+        line.contains("in use by another running roomcast"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("pid {}", std::process::id())),
+        "{line}"
+    );
+}
+
+#[test]
+fn files_that_are_not_ours_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("roomcast.db"), vec![b'x'; 4096]).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not a roomcast database (not an SQLite file)"),
+        "{err}"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(other.path().join("roomcast.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE invoices (id INTEGER)")
+        .unwrap();
+    let err = Store::open(other.path()).unwrap_err();
+    assert!(err.to_string().contains("another application"), "{err}");
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    rusqlite::Connection::open(dir.path().join("roomcast.db"))
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OpenError::TooNew {
+                found: 99,
+                known: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("newer than this roomcast knows"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unusable_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let err = Store::open(&file.join("data")).unwrap_err();
+    assert!(matches!(err, OpenError::Unwritable { .. }), "{err}");
+    assert!(err.to_string().contains("--in-memory"), "{err}");
+}

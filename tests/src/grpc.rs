@@ -1,0 +1,91 @@
+//! gRPC helpers over the generated tonic client.
+
+use futures_util::StreamExt;
+use roomcast_proto::v1::chat_client::ChatClient;
+use roomcast_proto::v1::stream_event::Event;
+use roomcast_proto::v1::{self as pb, StreamEvent};
+use tonic::transport::Channel;
+use tonic::{Request, Streaming};
+
+use crate::{PATIENCE, Server};
+
+/// A client connected to `server`.
+pub async fn client(server: &Server) -> ChatClient<Channel> {
+    ChatClient::connect(server.url("")).await.expect("connects")
+}
+
+/// `message` sent as `user` (the `roomcast-user` metadata).
+pub fn as_user<T>(user: &str, message: T) -> Request<T> {
+    let mut req = Request::new(message);
+    req.metadata_mut()
+        .insert("roomcast-user", user.parse().unwrap());
+    req
+}
+
+/// Creates a room, asserting it worked.
+pub async fn create(c: &mut ChatClient<Channel>, room: &str) {
+    c.create_room(pb::CreateRoomRequest { room: room.into() })
+        .await
+        .expect("created");
+}
+
+/// Submits a message as `user`, asserting it was accepted.
+pub async fn submit(
+    c: &mut ChatClient<Channel>,
+    user: &str,
+    room: &str,
+    text: &str,
+) -> pb::ChatMessage {
+    let req = as_user(
+        user,
+        pb::SubmitRequest {
+            room: room.into(),
+            text: text.into(),
+            idempotency_key: String::new(),
+        },
+    );
+    c.submit(req)
+        .await
+        .expect("accepted")
+        .into_inner()
+        .message
+        .expect("message")
+}
+
+/// Opens a stream as `user`, optionally resuming after a sequence number.
+pub async fn open(
+    c: &mut ChatClient<Channel>,
+    user: &str,
+    room: &str,
+    resume_after: Option<u64>,
+) -> Streaming<StreamEvent> {
+    c.stream(as_user(
+        user,
+        pb::StreamRequest {
+            room: room.into(),
+            resume_after,
+        },
+    ))
+    .await
+    .expect("stream opens")
+    .into_inner()
+}
+
+/// The next event; `None` when the stream ends. Fails the test after [`PATIENCE`].
+pub async fn next(s: &mut Streaming<StreamEvent>) -> Option<Event> {
+    let item = tokio::time::timeout(PATIENCE, s.next())
+        .await
+        .expect("an event within the patience")?;
+    item.expect("a healthy stream").event
+}
+
+/// The next message's sequence number, skipping presence.
+pub async fn next_seq(s: &mut Streaming<StreamEvent>) -> u64 {
+    loop {
+        match next(s).await.expect("still open") {
+            Event::Message(m) => return m.seq,
+            Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
