@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
+use roomcast_hub::signal::Shutdown;
 use roomcast_hub::telemetry::{Metrics, init_logging};
 use roomcast_hub::{CoreArgs, refuse_to_start};
 
@@ -52,6 +53,7 @@ fn main() -> anyhow::Result<()> {
     init_logging(cli.log_json);
     // Before anything records a metric (the store's writer does from its start).
     let metrics = Metrics::install();
+    let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;
     let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
     server::run(async move {
         let listener = smol::net::TcpListener::bind(cli.listen)
@@ -68,10 +70,7 @@ fn main() -> anyhow::Result<()> {
         };
         let (stop, stopped) = async_channel::bounded(1);
         server::spawn(async move {
-            match roomcast_hub::signal::shutdown().await {
-                Ok(signal) => tracing::info!("{signal}: shutting down"),
-                Err(e) => tracing::error!(error = %e, "cannot watch for signals"),
-            }
+            shutdown.wait().await;
             let _ = stop.send(()).await;
         })
         .detach();

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use clap::Parser;
+use roomcast_hub::signal::Shutdown;
 use roomcast_hub::telemetry::init_logging;
 use roomcast_hub::{CoreArgs, refuse_to_start};
 use roomcast_proto::v1::chat_server::ChatServer;
@@ -35,6 +36,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_json);
+    let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;
     let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
@@ -54,10 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let stopping = {
         let hub = hub.clone();
         async move {
-            match roomcast_hub::signal::shutdown().await {
-                Ok(signal) => tracing::info!("{signal}: shutting down"),
-                Err(e) => tracing::error!(error = %e, "cannot watch for signals"),
-            }
+            shutdown.wait().await;
             health
                 .set_not_serving::<ChatServer<service::Service>>()
                 .await;
