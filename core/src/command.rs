@@ -58,6 +58,38 @@ pub enum Command {
         /// The room to create.
         room: String,
     },
+    /// See [`Core::create_private_room`](crate::Core::create_private_room).
+    CreatePrivateRoom {
+        /// The acting user, its owner.
+        user: String,
+        /// The room to create.
+        room: String,
+    },
+    /// See [`Core::open_direct`](crate::Core::open_direct).
+    OpenDirect {
+        /// The acting user.
+        user: String,
+        /// The other user.
+        other: String,
+    },
+    /// See [`Core::invite`](crate::Core::invite).
+    Invite {
+        /// The acting user.
+        user: String,
+        /// The private room.
+        room: String,
+        /// Who to add.
+        member: String,
+    },
+    /// See [`Core::remove_member`](crate::Core::remove_member).
+    RemoveMember {
+        /// The acting user.
+        user: String,
+        /// The private room.
+        room: String,
+        /// Who to remove.
+        member: String,
+    },
     /// See [`Core::delete_room`](crate::Core::delete_room).
     DeleteRoom {
         /// The acting user.
@@ -121,8 +153,10 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reply {
-    /// To [`Command::CreateRoom`].
+    /// To [`Command::CreateRoom`], [`Command::CreatePrivateRoom`] and [`Command::OpenDirect`].
     RoomCreated(Created),
+    /// To [`Command::Invite`] and [`Command::RemoveMember`]: whether membership changed.
+    MembershipChanged(bool),
     /// To [`Command::DeleteRoom`].
     RoomDeleted,
     /// To [`Command::ListRooms`].

@@ -1,7 +1,7 @@
 //! [`Core`]: the state machine that ties rooms, listeners, history, presence, limits and policy
 //! together.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use crate::limits::{Limits, RateLimiter, check_text};
 use crate::message::Message;
 use crate::policy::{Action, Policy};
 use crate::presence::PresenceEntry;
-use crate::room::{Room, RoomPage, RoomSummary, StoredRoom};
+use crate::room::{Access, Room, RoomPage, RoomSummary, StoredRoom};
 use crate::time::Timestamp;
 
 /// Most events held for the host between drains. The contract (drain after every call) keeps
@@ -27,6 +27,19 @@ pub const MAX_QUEUED_EVENTS: usize = 4096;
 /// Most rooms one [`Core::handle_timeout`] expires; the rest stay due, so
 /// [`Core::poll_timeout`] asks the host to call again at once.
 pub const EXPIRE_BATCH: usize = 1024;
+
+/// The id of the direct-message room of a pair: `dm-` and a stable 64-bit FNV-1a hash of the two
+/// names, so it is the same on every server and version and needs no lookup table.
+fn direct_room_id(pair: &BTreeSet<UserName>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for name in pair {
+        for byte in name.as_str().bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("dm-{hash:016x}")
+}
 
 /// Everything configurable about core.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +164,18 @@ impl Core {
             Command::CreateRoom { user, room } => {
                 Reply::RoomCreated(self.create_room(now, &user, &room)?)
             }
+            Command::CreatePrivateRoom { user, room } => {
+                Reply::RoomCreated(self.create_private_room(now, &user, &room)?)
+            }
+            Command::OpenDirect { user, other } => {
+                Reply::RoomCreated(self.open_direct(now, &user, &other)?)
+            }
+            Command::Invite { user, room, member } => {
+                Reply::MembershipChanged(self.invite(now, &user, &room, &member)?)
+            }
+            Command::RemoveMember { user, room, member } => {
+                Reply::MembershipChanged(self.remove_member(now, &user, &room, &member)?)
+            }
             Command::DeleteRoom { user, room } => {
                 self.delete_room(now, &user, &room)?;
                 Reply::RoomDeleted
@@ -184,7 +209,20 @@ impl Core {
         room: &str,
     ) -> Result<Created, Error> {
         let now = self.tick(now);
-        let result = self.try_create_room(now, user, room);
+        let result = self.try_create_room(now, user, room, false);
+        self.count(result)
+    }
+
+    /// Creates a private room owned by `user`, its only member until they invite others, or
+    /// returns it as it is if it exists and `user` may see it.
+    pub fn create_private_room(
+        &mut self,
+        now: Timestamp,
+        user: &str,
+        room: &str,
+    ) -> Result<Created, Error> {
+        let now = self.tick(now);
+        let result = self.try_create_room(now, user, room, true);
         self.count(result)
     }
 
@@ -193,33 +231,238 @@ impl Core {
         now: Timestamp,
         user: &str,
         room: &str,
+        private: bool,
     ) -> Result<Created, Error> {
         let user = self.user(user)?;
         let id = self.room_id(room)?;
         self.config.policy.authorize(&user, Action::CreateRoom)?;
         if let Some(existing) = self.rooms.get(&id) {
+            // Creating is idempotent, but a private room is not revealed to outsiders.
+            self.config
+                .policy
+                .authorize_room(&user, Action::ReadRoom, &existing.access)?;
             return Ok(Created {
                 room: existing.summary(),
                 created: false,
             });
         }
+        let access = Access {
+            owner: Some(user.clone()),
+            private,
+            members: if private {
+                BTreeSet::from([user])
+            } else {
+                BTreeSet::new()
+            },
+        };
+        self.insert_room(id, now, access)
+    }
+
+    /// Adds a new room (the limit permitting) and announces it with its members.
+    fn insert_room(
+        &mut self,
+        id: RoomId,
+        now: Timestamp,
+        access: Access,
+    ) -> Result<Created, Error> {
         if self.rooms.len() >= self.config.limits.max_rooms {
             return Err(Error::TooManyRooms {
                 max: self.config.limits.max_rooms,
             });
         }
-        let new = Room::new(id.clone(), now, self.config.history_len);
+        let new = Room::new(id.clone(), now, self.config.history_len, access.clone());
         let summary = new.summary();
         self.rooms.insert(id.clone(), new);
         self.schedule_expiry(&id, now);
         self.emit(Event::RoomCreated {
-            room: id,
+            room: id.clone(),
             created_at: now,
+            owner: access.owner,
+            private: access.private,
         });
+        for user in access.members {
+            self.emit(Event::MemberAdded {
+                room: id.clone(),
+                user,
+            });
+        }
         Ok(Created {
             room: summary,
             created: true,
         })
+    }
+
+    /// The direct-message room of `user` and `other`: a private room with both as members and
+    /// no owner, found or created by naming the other user.
+    pub fn open_direct(
+        &mut self,
+        now: Timestamp,
+        user: &str,
+        other: &str,
+    ) -> Result<Created, Error> {
+        let now = self.tick(now);
+        let result = self.try_open_direct(now, user, other);
+        self.count(result)
+    }
+
+    fn try_open_direct(
+        &mut self,
+        now: Timestamp,
+        user: &str,
+        other: &str,
+    ) -> Result<Created, Error> {
+        let user = self.user(user)?;
+        let other = self.user(other)?;
+        if user == other {
+            return Err(Error::Membership {
+                reason: "a direct message needs two different users",
+            });
+        }
+        let pair = BTreeSet::from([user, other]);
+        // The id comes from the pair, so both find the same room; on the (unlikely) chance that
+        // another room holds it, the next suffix is tried.
+        let base = direct_room_id(&pair);
+        for n in 0u32.. {
+            let candidate = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            let id = RoomId::parse(&candidate, usize::MAX).expect("hex ids are valid room ids");
+            match self.rooms.get(&id) {
+                Some(existing)
+                    if existing.access.owner.is_none() && existing.access.members == pair =>
+                {
+                    return Ok(Created {
+                        room: existing.summary(),
+                        created: false,
+                    });
+                }
+                Some(_) => continue,
+                None => {
+                    let access = Access {
+                        owner: None,
+                        private: true,
+                        members: pair,
+                    };
+                    return self.insert_room(id, now, access);
+                }
+            }
+        }
+        unreachable!("some suffix is free")
+    }
+
+    /// Makes `member` a member of the private room `room`. Owners and admins only; returns
+    /// whether they were not a member before.
+    pub fn invite(
+        &mut self,
+        now: Timestamp,
+        user: &str,
+        room: &str,
+        member: &str,
+    ) -> Result<bool, Error> {
+        self.tick(now);
+        let result = self.try_invite(user, room, member);
+        self.count(result)
+    }
+
+    fn try_invite(&mut self, user: &str, room: &str, member: &str) -> Result<bool, Error> {
+        let (id, member) = self.check_membership_change(user, room, member)?;
+        let r = self.rooms.get_mut(&id).expect("checked to exist");
+        if !r.access.members.insert(member.clone()) {
+            return Ok(false);
+        }
+        self.emit(Event::MemberAdded {
+            room: id,
+            user: member,
+        });
+        Ok(true)
+    }
+
+    /// Removes `member` from the private room `room`, closing their listeners on it at once.
+    /// Owners and admins only; the owner cannot be removed. Returns whether they were a member.
+    pub fn remove_member(
+        &mut self,
+        now: Timestamp,
+        user: &str,
+        room: &str,
+        member: &str,
+    ) -> Result<bool, Error> {
+        let now = self.tick(now);
+        let result = self.try_remove_member(now, user, room, member);
+        self.count(result)
+    }
+
+    fn try_remove_member(
+        &mut self,
+        now: Timestamp,
+        user: &str,
+        room: &str,
+        member: &str,
+    ) -> Result<bool, Error> {
+        let (id, member) = self.check_membership_change(user, room, member)?;
+        let r = self.rooms.get_mut(&id).expect("checked to exist");
+        if r.access.owner.as_ref() == Some(&member) {
+            return Err(Error::Membership {
+                reason: "the owner of a room cannot be removed from it",
+            });
+        }
+        if !r.access.members.remove(&member) {
+            return Ok(false);
+        }
+        let theirs: Vec<ListenerId> = r
+            .listeners
+            .iter()
+            .copied()
+            .filter(|l| self.listeners.get(l).is_some_and(|l| l.user == member))
+            .collect();
+        for listener in &theirs {
+            r.listeners.remove(listener);
+            self.listeners.remove(listener);
+        }
+        let was_present = r.presence.forget(&member);
+        r.last_active = now;
+        if r.listeners.is_empty() {
+            self.schedule_expiry(&id, now);
+        }
+        if was_present {
+            self.emit(Event::Left {
+                room: id.clone(),
+                user: member.clone(),
+            });
+        }
+        self.emit(Event::MemberRemoved {
+            room: id,
+            user: member,
+        });
+        Ok(true)
+    }
+
+    /// Checks a membership change: valid names, an existing private room, the right to manage it.
+    fn check_membership_change(
+        &self,
+        user: &str,
+        room: &str,
+        member: &str,
+    ) -> Result<(RoomId, UserName), Error> {
+        let user = self.user(user)?;
+        let id = self.room_id(room)?;
+        let member = self.user(member)?;
+        let r = self.existing(&id)?;
+        self.config
+            .policy
+            .authorize_room(&user, Action::ManageMembers, &r.access)?;
+        if !r.access.private {
+            return Err(Error::Membership {
+                reason: "a public room has no members to manage",
+            });
+        }
+        if r.access.owner.is_none() {
+            return Err(Error::Membership {
+                reason: "a direct-message room keeps its two members",
+            });
+        }
+        Ok((id, member))
     }
 
     /// Deletes a room with its history, closing every listener on it.
@@ -232,8 +475,10 @@ impl Core {
     fn try_delete_room(&mut self, user: &str, room: &str) -> Result<(), Error> {
         let user = self.user(user)?;
         let id = self.room_id(room)?;
-        self.config.policy.authorize(&user, Action::DeleteRoom)?;
-        self.existing(&id)?;
+        let access = &self.existing(&id)?.access;
+        self.config
+            .policy
+            .authorize_room(&user, Action::DeleteRoom, access)?;
         self.remove_room(&id, CloseReason::Deleted { by: user });
         Ok(())
     }
@@ -255,6 +500,12 @@ impl Core {
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let limit = limit.min(self.config.limits.max_page_len);
         let mut rest = self.rooms.range::<str, _>((start, Bound::Unbounded));
+        // Private rooms are listed to their members (and admins) only.
+        let admin = self.config.policy.is_admin(&user);
+        let mut rest = rest
+            .by_ref()
+            .filter(|(_, room)| admin || room.access.admits(&user))
+            .peekable();
         let rooms: Vec<RoomSummary> = rest
             .by_ref()
             .take(limit)
@@ -277,8 +528,11 @@ impl Core {
     fn try_room(&self, user: &str, room: &str) -> Result<RoomSummary, Error> {
         let user = self.user(user)?;
         let id = self.room_id(room)?;
-        self.config.policy.authorize(&user, Action::ReadRoom)?;
-        Ok(self.existing(&id)?.summary())
+        let r = self.existing(&id)?;
+        self.config
+            .policy
+            .authorize_room(&user, Action::ReadRoom, &r.access)?;
+        Ok(r.summary())
     }
 
     /// Opens a listener on a room for a user, with the backlog to deliver before live events.
@@ -303,9 +557,11 @@ impl Core {
     ) -> Result<Opened, Error> {
         let user = self.user(user)?;
         let id = self.room_id(room)?;
-        self.config.policy.authorize(&user, Action::Listen)?;
         let max = self.config.limits.max_listeners_per_room;
         let r = self.existing(&id)?;
+        self.config
+            .policy
+            .authorize_room(&user, Action::Listen, &r.access)?;
         let latest = r.history.latest();
         let (backlog, gap) = match resume {
             Resume::Live => (Vec::new(), None),
@@ -399,8 +655,10 @@ impl Core {
             .transpose()
             .map_err(Error::InvalidIdempotencyKey)?;
         let text = check_text(submit.text, self.config.limits.message_max_bytes)?;
-        self.config.policy.authorize(&user, Action::Post)?;
         let r = self.existing(&id)?;
+        self.config
+            .policy
+            .authorize_room(&user, Action::Post, &r.access)?;
         if let Some(key) = &key
             && let Some(original) = r.history.find_key(&user, key)
         {
@@ -463,8 +721,11 @@ impl Core {
     ) -> Result<HistoryPage, Error> {
         let user = self.user(user)?;
         let id = self.room_id(room)?;
-        self.config.policy.authorize(&user, Action::ReadRoom)?;
-        let history = &self.existing(&id)?.history;
+        let r = self.existing(&id)?;
+        self.config
+            .policy
+            .authorize_room(&user, Action::ReadRoom, &r.access)?;
+        let history = &r.history;
         let limit = limit.min(self.config.limits.max_page_len);
         let latest = history.latest();
         let (messages, gap) = match cursor {
@@ -492,8 +753,11 @@ impl Core {
     fn try_presence(&self, user: &str, room: &str) -> Result<Vec<PresenceEntry>, Error> {
         let user = self.user(user)?;
         let id = self.room_id(room)?;
-        self.config.policy.authorize(&user, Action::ReadRoom)?;
-        Ok(self.existing(&id)?.presence.entries())
+        let r = self.existing(&id)?;
+        self.config
+            .policy
+            .authorize_room(&user, Action::ReadRoom, &r.access)?;
+        Ok(r.presence.entries())
     }
 
     /// The next event for the host, oldest first. Drain to `None` after every call.
@@ -702,6 +966,8 @@ mod tests {
             vec![Event::RoomCreated {
                 room: room("lobby"),
                 created_at: t(1),
+                owner: Some(user("ada")),
+                private: false,
             }]
         );
         let again = core.create_room(t(2), "bob", "lobby").unwrap();
@@ -991,16 +1257,37 @@ mod tests {
         let mut next_id = MessageId(1);
         for event in events {
             match event {
-                Event::RoomCreated { room, created_at } => {
+                Event::RoomCreated {
+                    room,
+                    created_at,
+                    owner,
+                    private,
+                } => {
                     stored.insert(
                         room.clone(),
                         StoredRoom {
                             id: room.clone(),
                             created_at: *created_at,
+                            access: Access {
+                                owner: owner.clone(),
+                                private: *private,
+                                members: BTreeSet::new(),
+                            },
                             latest: Seq::ZERO,
                             recent: Vec::new(),
                         },
                     );
+                }
+                Event::MemberAdded { room, user } => {
+                    stored
+                        .get_mut(room)
+                        .unwrap()
+                        .access
+                        .members
+                        .insert(user.clone());
+                }
+                Event::MemberRemoved { room, user } => {
+                    stored.get_mut(room).unwrap().access.members.remove(user);
                 }
                 Event::RoomClosed { room, .. } => {
                     stored.remove(room);
@@ -1035,6 +1322,8 @@ mod tests {
         let mut events = vec![Event::RoomCreated {
             room: room("lobby"),
             created_at: t(1),
+            owner: Some(user("ada")),
+            private: false,
         }];
         core.create_room(t(2), "ada", "gone").unwrap();
         core.submit(
@@ -1083,6 +1372,142 @@ mod tests {
                 first_held: Seq(4)
             })
         );
+    }
+
+    #[test]
+    fn private_rooms_admit_members_only_and_removal_ends_listeners() {
+        let mut core = Core::new(unlimited());
+        core.create_private_room(t(1), "ada", "den").unwrap();
+        drain(&mut core);
+        let post_as = |core: &mut Core, who: &str| {
+            core.submit(
+                t(2),
+                Submit {
+                    user: who.into(),
+                    room: "den".into(),
+                    text: "hi".into(),
+                    idempotency_key: None,
+                },
+            )
+        };
+        let denied = |action| Err(Error::PermissionDenied { action });
+        assert_eq!(post_as(&mut core, "eve").map(|_| ()), denied(Action::Post));
+        assert_eq!(
+            core.open_listener(t(2), "eve", "den", Resume::Live)
+                .map(|_| ()),
+            denied(Action::Listen)
+        );
+        assert_eq!(
+            core.presence("eve", "den").map(|_| ()),
+            denied(Action::ReadRoom)
+        );
+        assert_eq!(
+            core.history("eve", "den", Cursor::Newest, 10).map(|_| ()),
+            denied(Action::ReadRoom)
+        );
+        assert_eq!(
+            core.create_room(t(2), "eve", "den").map(|_| ()),
+            denied(Action::ReadRoom),
+            "creating again does not reveal a private room"
+        );
+        assert!(
+            core.rooms("eve", None, 10).unwrap().rooms.is_empty(),
+            "nor does the listing"
+        );
+        assert_eq!(
+            core.invite(t(2), "eve", "den", "eve").map(|_| ()),
+            denied(Action::ManageMembers)
+        );
+
+        assert_eq!(core.invite(t(3), "ada", "den", "bob"), Ok(true));
+        assert_eq!(core.invite(t(3), "ada", "den", "bob"), Ok(false));
+        assert_eq!(core.rooms("bob", None, 10).unwrap().rooms.len(), 1);
+        let bob = core
+            .open_listener(t(4), "bob", "den", Resume::Live)
+            .unwrap();
+        core.open_listener(t(4), "bob", "den", Resume::Live)
+            .unwrap();
+        post_as(&mut core, "bob").unwrap();
+        drain(&mut core);
+        assert_eq!(
+            core.remove_member(t(5), "bob", "den", "ada").map(|_| ()),
+            denied(Action::ManageMembers)
+        );
+        assert!(matches!(
+            core.remove_member(t(5), "ada", "den", "ada"),
+            Err(Error::Membership { .. })
+        ));
+        assert_eq!(core.remove_member(t(5), "ada", "den", "bob"), Ok(true));
+        assert_eq!(
+            drain(&mut core),
+            [
+                Event::Left {
+                    room: room("den"),
+                    user: user("bob")
+                },
+                Event::MemberRemoved {
+                    room: room("den"),
+                    user: user("bob")
+                }
+            ]
+        );
+        assert_eq!(core.stats().listeners, 0, "both of bob's listeners closed");
+        assert!(!core.close_listener(t(6), bob.listener), "already closed");
+        assert_eq!(post_as(&mut core, "bob").map(|_| ()), denied(Action::Post));
+        assert!(matches!(
+            core.invite(t(6), "ada", "lobby-x", "bob"),
+            Err(Error::RoomNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn a_direct_room_is_found_by_either_side_and_closed_to_others() {
+        let mut core = Core::new(unlimited());
+        let first = core.open_direct(t(1), "ada", "bob").unwrap();
+        assert!(first.created && first.room.private && first.room.owner.is_none());
+        let id = first.room.id.clone();
+        assert!(id.as_str().starts_with("dm-"));
+        let events = drain(&mut core);
+        assert_eq!(events.len(), 3, "created, then both members: {events:?}");
+        let again = core.open_direct(t(2), "bob", "ada").unwrap();
+        assert_eq!((again.created, again.room.id), (false, id.clone()));
+        assert!(
+            core.open_listener(t(3), "bob", id.as_str(), Resume::Live)
+                .is_ok()
+        );
+        assert!(core.history("cy", id.as_str(), Cursor::Newest, 5).is_err());
+        assert!(matches!(
+            core.open_direct(t(3), "ada", "ada"),
+            Err(Error::Membership { .. })
+        ));
+        assert!(matches!(
+            core.invite(t(3), "ada", id.as_str(), "cy"),
+            Err(Error::PermissionDenied { .. })
+        ));
+        // Another pair gets another room.
+        let other = core.open_direct(t(4), "ada", "cy").unwrap();
+        assert_ne!(other.room.id, id);
+    }
+
+    #[test]
+    fn only_owners_and_admins_delete() {
+        let mut core = Core::new(Config {
+            policy: Policy {
+                admins: BTreeSet::from(["root".to_owned()]),
+                ..Policy::default()
+            },
+            ..unlimited()
+        });
+        core.create_room(t(1), "ada", "a").unwrap();
+        core.create_room(t(1), "ada", "b").unwrap();
+        assert_eq!(
+            core.delete_room(t(2), "bob", "a"),
+            Err(Error::PermissionDenied {
+                action: Action::DeleteRoom
+            })
+        );
+        assert_eq!(core.delete_room(t(2), "ada", "a"), Ok(()));
+        assert_eq!(core.delete_room(t(2), "root", "b"), Ok(()));
     }
 
     #[test]

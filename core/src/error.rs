@@ -73,6 +73,13 @@ pub enum Error {
         /// What was refused.
         action: Action,
     },
+    /// Membership was changed in a way that cannot be: members of a public room, the owner's
+    /// own membership, a direct message with oneself.
+    #[error("{reason}")]
+    Membership {
+        /// What is wrong, in words.
+        reason: &'static str,
+    },
 }
 
 /// The broad kind of a refusal, for picking an HTTP status or gRPC code.
@@ -110,7 +117,7 @@ impl Error {
             Error::TooManyRooms { .. } | Error::TooManyListeners { .. } => ErrorClass::Capacity,
             Error::RateLimited { .. } => ErrorClass::RateLimited,
             Error::ResumeAhead { .. } => ErrorClass::OutOfRange,
-            Error::IdempotencyConflict { .. } => ErrorClass::Conflict,
+            Error::IdempotencyConflict { .. } | Error::Membership { .. } => ErrorClass::Conflict,
             Error::PermissionDenied { .. } => ErrorClass::Denied,
         }
     }
@@ -131,6 +138,7 @@ impl Error {
             Error::ResumeAhead { .. } => "resume-ahead",
             Error::IdempotencyConflict { .. } => "idempotency-conflict",
             Error::PermissionDenied { .. } => "permission-denied",
+            Error::Membership { .. } => "membership",
         }
     }
 }

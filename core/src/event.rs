@@ -17,6 +17,25 @@ pub enum Event {
         room: RoomId,
         /// When it was created (persist it with the room).
         created_at: Timestamp,
+        /// Who created it (`None` for a direct-message room).
+        owner: Option<UserName>,
+        /// Whether only members may see it; its members follow as [`Event::MemberAdded`].
+        private: bool,
+    },
+    /// A user became a member of a private room.
+    MemberAdded {
+        /// The room.
+        room: RoomId,
+        /// The new member.
+        user: UserName,
+    },
+    /// A member was removed from a private room. Their listeners on it are closed: end those
+    /// streams (the others in the room may show it as a departure).
+    MemberRemoved {
+        /// The room.
+        room: RoomId,
+        /// The former member.
+        user: UserName,
     },
     /// A room is gone with everything in it. Its listeners are closed: end their streams with
     /// `reason`. No presence `Left` events follow for them.
@@ -51,6 +70,8 @@ impl Event {
         match self {
             Event::RoomCreated { room, .. }
             | Event::RoomClosed { room, .. }
+            | Event::MemberAdded { room, .. }
+            | Event::MemberRemoved { room, .. }
             | Event::Joined { room, .. }
             | Event::Left { room, .. } => room,
             Event::Published(message) => &message.room,

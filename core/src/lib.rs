@@ -132,5 +132,5 @@ pub use limits::{Limits, Rate};
 pub use message::Message;
 pub use policy::{Action, Policy, Who};
 pub use presence::PresenceEntry;
-pub use room::{RoomPage, RoomSummary, StoredRoom};
+pub use room::{Access, RoomPage, RoomSummary, StoredRoom};
 pub use time::Timestamp;

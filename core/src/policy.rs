@@ -1,15 +1,16 @@
 //! Authorization: the one place that decides who may do what.
 //!
-//! Every command passes through [`Policy::authorize`] with the acting user as the host vouches for
-//! it. Until accounts exist the default is open, as in the original design: anyone may create,
-//! read, post and delete. An operator can reserve room creation and deletion for named admins.
-//! Owners, private rooms and members will be decided here too.
+//! Every command passes through [`Policy::authorize`] (or, for one room,
+//! [`Policy::authorize_room`]) with the acting user as the host has verified it. Public rooms are
+//! open to everyone; private rooms only to their members. A room's owner deletes it and manages its
+//! members; admins may do anything. An operator can reserve room creation and deletion for admins.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::error::Error;
 use crate::ids::UserName;
+use crate::room::Access;
 
 /// Something a user asks to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -27,6 +28,8 @@ pub enum Action {
     Listen,
     /// Post a message to a room.
     Post,
+    /// Invite members to a private room, or remove them.
+    ManageMembers,
 }
 
 impl fmt::Display for Action {
@@ -38,6 +41,7 @@ impl fmt::Display for Action {
             Action::ReadRoom => "read this room",
             Action::Listen => "listen to this room",
             Action::Post => "post in this room",
+            Action::ManageMembers => "manage this room's members",
         })
     }
 }
@@ -59,23 +63,44 @@ pub struct Policy {
     pub admins: BTreeSet<String>,
     /// Who may create rooms.
     pub create_rooms: Who,
-    /// Who may delete rooms.
+    /// Who may delete rooms: each owner their own (`Anyone`), or only admins.
     pub delete_rooms: Who,
 }
 
 impl Policy {
     /// Whether `user` may do `action`; the refusal names the action.
     pub fn authorize(&self, user: &UserName, action: Action) -> Result<(), Error> {
-        let who = match action {
-            Action::CreateRoom => self.create_rooms,
-            Action::DeleteRoom => self.delete_rooms,
-            Action::ListRooms | Action::ReadRoom | Action::Listen | Action::Post => Who::Anyone,
-        };
-        match who {
-            Who::Anyone => Ok(()),
-            Who::Admins if self.admins.contains(user.as_str()) => Ok(()),
-            Who::Admins => Err(Error::PermissionDenied { action }),
+        self.authorize_room(user, action, &Access::default())
+    }
+
+    /// Whether `user` may do `action` in a room with this `access`.
+    pub fn authorize_room(
+        &self,
+        user: &UserName,
+        action: Action,
+        access: &Access,
+    ) -> Result<(), Error> {
+        if self.is_admin(user) {
+            return Ok(());
         }
+        let owns = access.owner.as_ref() == Some(user);
+        let allowed = match action {
+            Action::CreateRoom => self.create_rooms == Who::Anyone,
+            Action::ListRooms => true,
+            Action::ReadRoom | Action::Listen | Action::Post => access.admits(user),
+            Action::DeleteRoom => self.delete_rooms == Who::Anyone && owns,
+            Action::ManageMembers => owns,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied { action })
+        }
+    }
+
+    /// Whether `user` is an admin, who may do anything.
+    pub fn is_admin(&self, user: &UserName) -> bool {
+        self.admins.contains(user.as_str())
     }
 }
 
@@ -88,18 +113,66 @@ mod tests {
     }
 
     #[test]
-    fn default_policy_is_open() {
+    fn public_rooms_are_open_and_owners_delete_them() {
         let policy = Policy::default();
+        let public = Access {
+            owner: Some(user("ada")),
+            ..Access::default()
+        };
         for action in [
             Action::CreateRoom,
-            Action::DeleteRoom,
             Action::ListRooms,
             Action::ReadRoom,
             Action::Listen,
             Action::Post,
         ] {
-            assert_eq!(policy.authorize(&user("anyone"), action), Ok(()));
+            assert_eq!(
+                policy.authorize_room(&user("anyone"), action, &public),
+                Ok(())
+            );
         }
+        for action in [Action::DeleteRoom, Action::ManageMembers] {
+            assert_eq!(policy.authorize_room(&user("ada"), action, &public), Ok(()));
+            assert_eq!(
+                policy.authorize_room(&user("bob"), action, &public),
+                Err(Error::PermissionDenied { action })
+            );
+        }
+    }
+
+    #[test]
+    fn private_rooms_admit_members_and_admins_only() {
+        let policy = Policy {
+            admins: BTreeSet::from(["root".to_owned()]),
+            ..Policy::default()
+        };
+        let private = Access {
+            owner: Some(user("ada")),
+            private: true,
+            members: BTreeSet::from([user("ada"), user("bob")]),
+        };
+        for action in [Action::ReadRoom, Action::Listen, Action::Post] {
+            for member in ["ada", "bob", "root"] {
+                assert_eq!(
+                    policy.authorize_room(&user(member), action, &private),
+                    Ok(())
+                );
+            }
+            assert_eq!(
+                policy.authorize_room(&user("eve"), action, &private),
+                Err(Error::PermissionDenied { action })
+            );
+        }
+        assert!(
+            policy
+                .authorize_room(&user("bob"), Action::ManageMembers, &private)
+                .is_err(),
+            "members do not manage members"
+        );
+        assert_eq!(
+            policy.authorize_room(&user("root"), Action::DeleteRoom, &private),
+            Ok(())
+        );
     }
 
     #[test]

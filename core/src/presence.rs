@@ -42,6 +42,11 @@ impl Presence {
         }
     }
 
+    /// Forgets `user` whatever their listener count; true if they were present.
+    pub(crate) fn forget(&mut self, user: &UserName) -> bool {
+        self.counts.remove(user).is_some()
+    }
+
     /// How many distinct users are present.
     pub(crate) fn users(&self) -> usize {
         self.counts.len()

@@ -2,6 +2,8 @@
 //! sequence and replay its messages sits here, so a room could later be backed by a shared log.
 
 use std::collections::BTreeSet;
+
+use crate::ids::UserName;
 use std::sync::Arc;
 
 use crate::history::History;
@@ -18,17 +20,19 @@ pub(crate) struct Room {
     /// The last time a message was posted or a listener opened or closed.
     pub(crate) last_active: Timestamp,
     pub(crate) history: History,
+    pub(crate) access: Access,
     pub(crate) presence: Presence,
     pub(crate) listeners: BTreeSet<ListenerId>,
 }
 
 impl Room {
-    pub(crate) fn new(id: RoomId, now: Timestamp, history_len: usize) -> Self {
+    pub(crate) fn new(id: RoomId, now: Timestamp, history_len: usize, access: Access) -> Self {
         Room {
             id,
             created_at: now,
             last_active: now,
             history: History::new(history_len),
+            access,
             presence: Presence::default(),
             listeners: BTreeSet::new(),
         }
@@ -39,7 +43,7 @@ impl Room {
         Room {
             history: History::restore(history_len, stored.latest, stored.recent),
             created_at: stored.created_at,
-            ..Room::new(stored.id, now, history_len)
+            ..Room::new(stored.id, now, history_len, stored.access)
         }
     }
 
@@ -52,6 +56,8 @@ impl Room {
             users: self.presence.users(),
             created_at: self.created_at,
             last_active: self.last_active,
+            owner: self.access.owner.clone(),
+            private: self.access.private,
         }
     }
 }
@@ -82,6 +88,29 @@ pub struct RoomSummary {
     pub created_at: Timestamp,
     /// When a message was last posted or a listener last opened or closed.
     pub last_active: Timestamp,
+    /// Who created it (`None` for direct-message rooms).
+    pub owner: Option<UserName>,
+    /// Whether only members may see it.
+    pub private: bool,
+}
+
+/// Who a room belongs to and who may see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Who created it: deletes it and manages its members. `None` for direct-message rooms and
+    /// rooms stored before owners existed (only admins manage those).
+    pub owner: Option<UserName>,
+    /// Only members may read, listen, post or see presence.
+    pub private: bool,
+    /// The members of a private room (its owner among them); empty for a public room.
+    pub members: BTreeSet<UserName>,
+}
+
+impl Access {
+    /// Whether `user` may see the room's content (not counting admins).
+    pub fn admits(&self, user: &UserName) -> bool {
+        !self.private || self.members.contains(user)
+    }
 }
 
 /// A room as durable storage holds it: enough to rebuild it after a restart.
@@ -91,6 +120,8 @@ pub struct StoredRoom {
     pub id: RoomId,
     /// When it was first created.
     pub created_at: Timestamp,
+    /// Its owner, privacy and members.
+    pub access: Access,
     /// Its newest sequence number: the next message gets the one after, so none is reused.
     pub latest: Seq,
     /// Its newest messages, oldest first, ending at `latest`; the history ring holds them again

@@ -143,6 +143,8 @@ struct ModelMessage {
 
 #[derive(Debug, Clone, Default)]
 struct ModelRoom {
+    /// Who created it: the only one (no admins here) who may delete it.
+    owner: String,
     /// Every accepted message; seq is index + 1.
     messages: Vec<ModelMessage>,
     last_active: u64,
@@ -258,6 +260,7 @@ impl Harness {
                     assert_eq!(created.created, !self.model.rooms.contains_key(room));
                     if created.created {
                         let mr = ModelRoom {
+                            owner: user.to_owned(),
                             last_active: self.now,
                             ..ModelRoom::default()
                         };
@@ -265,6 +268,10 @@ impl Harness {
                         expected_events.push(Event::RoomCreated {
                             room: created.room.id,
                             created_at: created.room.created_at,
+                            owner: Some(
+                                crate::UserName::parse(user, 16).expect("checked valid above"),
+                            ),
+                            private: false,
                         });
                     }
                 }
@@ -272,9 +279,13 @@ impl Harness {
             Op::Delete { user, room } => {
                 let (user, room) = (pick(&USERS, user), pick(&ROOMS, room));
                 let r = self.core.delete_room(ts, user, room);
-                let want = Self::name_refusal(user, room)
-                    .or_else(|| (!self.model.rooms.contains_key(room)).then_some("room-not-found"));
-                assert_eq!(code(&r), want, "delete {room}: {r:?}");
+                let want =
+                    Self::name_refusal(user, room).or_else(|| match self.model.rooms.get(room) {
+                        None => Some("room-not-found"),
+                        Some(mr) if mr.owner != user => Some("permission-denied"),
+                        Some(_) => None,
+                    });
+                assert_eq!(code(&r), want, "delete {room} by {user}: {r:?}");
                 if r.is_ok() {
                     self.model.rooms.remove(room);
                     self.model.listeners.retain(|_, (r, _)| r != room);

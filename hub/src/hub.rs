@@ -492,6 +492,10 @@ impl Driver {
                 }
                 Event::Joined { room, user } => Output::Deliver(room, Delivery::Joined(user)),
                 Event::Left { room, user } => Output::Deliver(room, Delivery::Left(user)),
+                // Ends that member's subscriptions (their listeners are closed already).
+                Event::MemberRemoved { room, user } => {
+                    Output::Deliver(room, Delivery::Removed(user))
+                }
                 Event::RoomClosed { room, reason } => Output::Close(room, Ending::from(reason)),
                 _ => continue,
             };

@@ -33,6 +33,9 @@ pub enum Delivery {
     Joined(UserName),
     /// A user closed their last listener on the room.
     Left(UserName),
+    /// A member was removed from the private room. Subscriptions only see it as their own
+    /// [`Delivery::Closed`] with [`Ending::Removed`]; others are not told.
+    Removed(UserName),
     /// The stream ends; nothing follows.
     Closed(Ending),
 }
@@ -48,6 +51,8 @@ pub enum Ending {
     },
     /// The room expired after being idle.
     Expired,
+    /// This user was removed from the private room.
+    Removed,
     /// The server is shutting down.
     ShuttingDown,
 }
@@ -63,11 +68,12 @@ impl From<CloseReason> for Ending {
 }
 
 impl Ending {
-    /// A short machine name: `deleted`, `expired` or `shutdown`.
+    /// A short machine name: `deleted`, `expired`, `removed` or `shutdown`.
     pub fn code(&self) -> &'static str {
         match self {
             Ending::Deleted { .. } => "deleted",
             Ending::Expired => "expired",
+            Ending::Removed => "removed",
             Ending::ShuttingDown => "shutdown",
         }
     }
@@ -172,6 +178,11 @@ impl Subscription {
                 return None;
             }
             match self.receiver.recv_direct().await {
+                Ok(Delivery::Removed(user)) => {
+                    if user.as_str() == self.user {
+                        return Some(self.deliver(Delivery::Closed(Ending::Removed)));
+                    }
+                }
                 Ok(delivery) => return Some(self.deliver(delivery)),
                 Err(RecvError::Overflowed(_)) => self.resync().await,
                 Err(RecvError::Closed) => {
@@ -264,6 +275,10 @@ impl Subscription {
                 self.guard = guard;
                 self.receiver = receiver;
                 self.load(opened, presence);
+            }
+            Err(HubError::Refused(Error::PermissionDenied { .. })) => {
+                self.pending
+                    .push_back(Pending::Ready(Delivery::Closed(Ending::Removed)));
             }
             Err(HubError::Refused(Error::RoomNotFound { .. })) => {
                 self.pending

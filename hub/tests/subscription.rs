@@ -461,3 +461,49 @@ fn a_restarted_hub_continues_numbering_and_resumes_exactly() {
     let _running = Store::open(dir.path()).unwrap();
     assert!(Store::open(dir.path()).is_err());
 }
+
+#[test]
+fn removing_a_member_ends_their_streams_at_once() {
+    both(100, 64, |hub| async move {
+        hub.with_core(|core, now| core.create_private_room(now, "ada", "den"))
+            .await
+            .unwrap();
+        hub.with_core(|core, now| core.invite(now, "ada", "den", "bob"))
+            .await
+            .unwrap();
+        let mut bob = hub
+            .subscribe("bob", "den", Resume::Live, "test")
+            .await
+            .unwrap();
+        let mut ada = hub
+            .subscribe("ada", "den", Resume::Live, "test")
+            .await
+            .unwrap();
+        let outsider = hub.subscribe("cy", "den", Resume::Live, "test").await;
+        assert!(matches!(
+            outsider,
+            Err(HubError::Refused(Error::PermissionDenied { .. }))
+        ));
+        hub.with_core(|core, now| core.remove_member(now, "ada", "den", "bob"))
+            .await
+            .unwrap();
+        assert!(matches!(bob.next().await, Some(Delivery::Presence(_))));
+        assert!(matches!(bob.next().await, Some(Delivery::Joined(_))));
+        assert!(matches!(bob.next().await, Some(Delivery::Left(_))));
+        assert_eq!(bob.next().await, Some(Delivery::Closed(Ending::Removed)));
+        assert_eq!(bob.next().await, None);
+        // The owner's stream goes on and sees bob leave; it is not ended.
+        assert!(matches!(ada.next().await, Some(Delivery::Presence(_))));
+        assert!(matches!(ada.next().await, Some(Delivery::Left(u)) if u.as_str() == "bob"));
+        let submit = Submit {
+            user: "ada".into(),
+            room: "den".into(),
+            text: "still here".into(),
+            idempotency_key: None,
+        };
+        hub.with_core(move |core, now| core.submit(now, submit))
+            .await
+            .unwrap();
+        assert!(matches!(ada.next().await, Some(Delivery::Message(_))));
+    });
+}

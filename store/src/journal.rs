@@ -6,7 +6,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use roomcast_core::{Event, Message, RoomId, Timestamp};
+use roomcast_core::{Event, Message, RoomId, Timestamp, UserName};
 use rusqlite::{Connection, Transaction, params};
 
 use crate::{Store, StoreError};
@@ -20,6 +20,24 @@ pub enum Record {
         room: RoomId,
         /// When.
         created_at: Timestamp,
+        /// Who owns it.
+        owner: Option<UserName>,
+        /// Whether only members may see it.
+        private: bool,
+    },
+    /// A user became a member of a private room.
+    MemberAdded {
+        /// The room.
+        room: RoomId,
+        /// The member.
+        user: UserName,
+    },
+    /// A member left a private room.
+    MemberRemoved {
+        /// The room.
+        room: RoomId,
+        /// The former member.
+        user: UserName,
     },
     /// A room was deleted (or expired) with its history.
     Deleted {
@@ -34,9 +52,24 @@ impl Record {
     /// What must be stored of `event`, if anything (presence is not stored).
     pub fn of(event: &Event) -> Option<Record> {
         match event {
-            Event::RoomCreated { room, created_at } => Some(Record::Created {
+            Event::RoomCreated {
+                room,
+                created_at,
+                owner,
+                private,
+            } => Some(Record::Created {
                 room: room.clone(),
                 created_at: *created_at,
+                owner: owner.clone(),
+                private: *private,
+            }),
+            Event::MemberAdded { room, user } => Some(Record::MemberAdded {
+                room: room.clone(),
+                user: user.clone(),
+            }),
+            Event::MemberRemoved { room, user } => Some(Record::MemberRemoved {
+                room: room.clone(),
+                user: user.clone(),
             }),
             Event::RoomClosed { room, .. } => Some(Record::Deleted { room: room.clone() }),
             Event::Published(message) => Some(Record::Appended(message.clone())),
@@ -241,12 +274,38 @@ impl Writer {
         let next_before = self.next_message_id;
         for record in group.iter().flatten() {
             match record {
-                Record::Created { room, created_at } => {
-                    create(&tx, &mut self.keys, room, *created_at)?;
+                Record::Created {
+                    room,
+                    created_at,
+                    owner,
+                    private,
+                } => {
+                    let key = create(&tx, &mut self.keys, room, *created_at)?;
+                    tx.execute(
+                        "UPDATE rooms SET owner = ?1, private = ?2 WHERE key = ?3",
+                        params![owner.as_ref().map(|o| o.as_str()), private, key],
+                    )?;
+                }
+                Record::MemberAdded { room, user } => {
+                    if let Some(key) = self.keys.get(room) {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO members (room, user) VALUES (?1, ?2)",
+                            params![key, user.as_str()],
+                        )?;
+                    }
+                }
+                Record::MemberRemoved { room, user } => {
+                    if let Some(key) = self.keys.get(room) {
+                        tx.execute(
+                            "DELETE FROM members WHERE room = ?1 AND user = ?2",
+                            params![key, user.as_str()],
+                        )?;
+                    }
                 }
                 Record::Deleted { room } => {
                     if let Some(key) = self.keys.remove(room) {
                         tx.execute("DELETE FROM rooms WHERE key = ?1", [key])?;
+                        tx.execute("DELETE FROM members WHERE room = ?1", [key])?;
                         tx.execute("INSERT OR IGNORE INTO purges (room) VALUES (?1)", [key])?;
                         latest.remove(&key);
                     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use roomcast_core::{
-    IdempotencyKey, Message, MessageId, RoomId, Seq, StoredRoom, Timestamp, UserName,
+    Access, IdempotencyKey, Message, MessageId, RoomId, Seq, StoredRoom, Timestamp, UserName,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -30,8 +30,11 @@ impl Store {
                 |r| r.get::<_, u64>(0),
             )?;
             let mut rooms = Vec::new();
-            let mut list =
-                conn.prepare("SELECT key, id, created_at, latest FROM rooms ORDER BY id")?;
+            let mut list = conn.prepare(
+                "SELECT key, id, created_at, latest, owner, private FROM rooms ORDER BY id",
+            )?;
+            let mut members =
+                conn.prepare("SELECT user FROM members WHERE room = ?1 ORDER BY user")?;
             let mut messages = conn.prepare(&format!(
                 "SELECT {COLUMNS} FROM messages m WHERE m.room = ?1 AND m.seq > ?2 ORDER BY m.seq"
             ))?;
@@ -47,8 +50,23 @@ impl Store {
                     .query_map(params![key, oldest], |r| message(r, &id))?
                     .filter_map(Result::transpose)
                     .collect::<rusqlite::Result<Vec<_>>>()?;
+                let owner: Option<String> = row.get(4)?;
+                let access = Access {
+                    owner: owner
+                        .and_then(|o| trusted(UserName::parse(&o, usize::MAX), "user name", &o)),
+                    private: row.get(5)?,
+                    members: members
+                        .query_map([key], |r| r.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?
+                        .into_iter()
+                        .filter_map(|m: String| {
+                            trusted(UserName::parse(&m, usize::MAX), "user name", &m)
+                        })
+                        .collect(),
+                };
                 rooms.push(StoredRoom {
                     id,
+                    access,
                     created_at: Timestamp::from_unix_millis(row.get(2)?),
                     latest,
                     recent,

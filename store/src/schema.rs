@@ -7,8 +7,9 @@ use rusqlite_migration::{M, Migrations};
 /// recognised and refused: "RCst".
 pub(crate) const APPLICATION_ID: i32 = 0x5243_7374;
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "PRAGMA application_id = 1380152180;
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "PRAGMA application_id = 1380152180;
 
     -- A room while it exists. `key` is never reused (AUTOINCREMENT), so the messages of a deleted
     -- room can be purged in the background even if a room with the same id is created again.
@@ -37,7 +38,32 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
     -- Counters that must survive deletions: the next message id.
     CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO counters (name, value) VALUES ('next_message_id', 1);",
-)];
+    ),
+    M::up(
+        "-- Owners and private rooms; rooms from before have no owner (admins manage them).
+    ALTER TABLE rooms ADD COLUMN owner TEXT;
+    ALTER TABLE rooms ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE members (
+        room INTEGER NOT NULL, -- rooms.key
+        user TEXT NOT NULL,
+        PRIMARY KEY (room, user)
+    ) WITHOUT ROWID;
+
+    -- Accounts: a name and its argon2id password hash (PHC string).
+    CREATE TABLE accounts (
+        name          TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_at    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Signed-in sessions; signing out deletes the row, which revokes its tokens.
+    CREATE TABLE sessions (
+        id         TEXT PRIMARY KEY,
+        user       TEXT NOT NULL,
+        expires_at INTEGER NOT NULL -- ms since the Unix epoch
+    ) WITHOUT ROWID;",
+    ),
+];
 
 /// The migrations this binary knows.
 pub(crate) fn migrations() -> Migrations<'static> {

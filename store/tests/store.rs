@@ -26,7 +26,13 @@ fn created(r: &str) -> Record {
     Record::Created {
         room: room(r),
         created_at: Timestamp::from_unix_millis(7),
+        owner: Some(user("ada")),
+        private: false,
     }
+}
+
+fn user(name: &str) -> UserName {
+    UserName::parse(name, 32).unwrap()
 }
 
 /// Writes the batches and waits until all are durable.
@@ -107,6 +113,50 @@ fn a_new_dir_starts_empty_and_appends_survive_reopening() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn owners_privacy_and_members_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let journal = store.journal(Retention::default()).unwrap();
+    let den = Record::Created {
+        room: room("den"),
+        created_at: Timestamp::from_unix_millis(9),
+        owner: Some(user("ada")),
+        private: true,
+    };
+    let member = |u: &str| Record::MemberAdded {
+        room: room("den"),
+        user: user(u),
+    };
+    write_all(
+        &journal,
+        vec![
+            vec![
+                created("hall"),
+                den,
+                member("ada"),
+                member("bob"),
+                member("cy"),
+            ],
+            vec![Record::MemberRemoved {
+                room: room("den"),
+                user: user("bob"),
+            }],
+        ],
+    );
+    let loaded = store.load(10).unwrap();
+    let den = &loaded.rooms[0];
+    assert_eq!(den.id.as_str(), "den");
+    assert!(den.access.private);
+    assert_eq!(den.access.owner, Some(user("ada")));
+    assert_eq!(
+        den.access.members,
+        [user("ada"), user("cy")].into_iter().collect()
+    );
+    let hall = &loaded.rooms[1];
+    assert!(!hall.access.private && hall.access.members.is_empty());
 }
 
 #[test]
@@ -269,7 +319,7 @@ fn a_newer_schema_is_refused() {
             err,
             OpenError::TooNew {
                 found: 99,
-                known: 1,
+                known: 2,
                 ..
             }
         ),

@@ -136,7 +136,7 @@ async fn resume_after_n_and_too_old_resume_gives_a_gap() {
 
 #[tokio::test]
 async fn deleting_a_room_ends_its_streams() {
-    let server = Server::tokio(&[]);
+    let server = Server::tokio(&["--admins=ada"]);
     let mut c = client(&server).await;
     create(&mut c, "doomed").await;
     let mut s = open(&mut c, "bob", "doomed", None).await;

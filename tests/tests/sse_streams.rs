@@ -158,7 +158,7 @@ fn resuming_beyond_the_newest_message_is_refused() {
 
 #[test]
 fn deleting_a_room_ends_every_stream_with_a_reason() {
-    let server = Server::smol(&[]);
+    let server = Server::smol(&["--admins=ada"]);
     create_room(&server, "doomed");
     let mut streams: Vec<SseStream> = (0..3)
         .map(|i| {

@@ -175,7 +175,7 @@ fn an_oversized_frame_closes_the_connection_with_1009() {
 
 #[test]
 fn since_resumes_and_deletion_closes_the_socket() {
-    let server = Server::smol(&["--rate-burst=0"]);
+    let server = Server::smol(&["--rate-burst=0", "--admins=ada"]);
     create_room(&server, "wsr");
     for n in 1..=4 {
         say(&server, "wsr", "ada", &format!("m{n}"));
