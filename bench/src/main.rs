@@ -159,9 +159,11 @@ async fn request(
     method: &str,
     path: &str,
     body: &str,
-) -> anyhow::Result<u16> {
+    token: Option<&str>,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream
@@ -188,20 +190,43 @@ async fn request(
     }
     let mut body = vec![0; length];
     stream.read_exact(&mut body).await?;
-    Ok(status)
+    Ok((status, body))
 }
 
-/// Creates a room through the JSON API; it must be new.
-async fn create_room(admin: &mut BufReader<TcpStream>, room: &str) -> anyhow::Result<()> {
-    let status = request(
-        admin,
-        "POST",
-        "/api/v1/rooms",
-        &json!({ "room": room }).to_string(),
-    )
-    .await?;
-    ensure!(status == 201, "room {room} not created: {status}");
-    Ok(())
+/// A guest token for `nickname` through the JSON API (each simulated client signs in).
+async fn rest_guest(addr: SocketAddr, nickname: &str) -> anyhow::Result<String> {
+    let mut conn = connect(addr).await?;
+    let body = json!({ "nickname": nickname }).to_string();
+    let (status, answer) = request(&mut conn, "POST", "/api/v1/auth/guest", &body, None).await?;
+    ensure!(status == 201, "no guest token for {nickname}: {status}");
+    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+    Ok(answer["token"].as_str().context("a token")?.to_owned())
+}
+
+/// A guest token for `nickname` through the gRPC `Guest` call.
+async fn grpc_guest(
+    client: &mut ChatClient<tonic::transport::Channel>,
+    nickname: &str,
+) -> anyhow::Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    let token = client
+        .guest(pb::GuestRequest {
+            nickname: nickname.into(),
+        })
+        .await?
+        .into_inner()
+        .token;
+    Ok(format!("Bearer {token}").parse()?)
+}
+
+/// `message` with the `authorization` metadata.
+fn authorized<T>(
+    auth: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    message: T,
+) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.metadata_mut()
+        .insert(roomcast_proto::AUTHORIZATION_METADATA, auth.clone());
+    req
 }
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<BufReader<TcpStream>> {
@@ -212,9 +237,10 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<BufReader<TcpStream>> {
 
 /// Opens an SSE stream and reads through the presence snapshot, so the listener is live.
 async fn open_sse(addr: SocketAddr, room: &str, user: &str) -> anyhow::Result<SseReader> {
+    let token = rest_guest(addr, user).await?;
     let mut stream = connect(addr).await?;
     let head = format!(
-        "GET /api/v1/rooms/{room}/events?user={user} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /api/v1/rooms/{room}/events HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
     );
     stream.get_mut().write_all(head.as_bytes()).await?;
     let mut line = String::new();
@@ -326,12 +352,14 @@ impl Listener {
             Transport::Sse => Listener::Sse(open_sse(addr, room, user).await?),
             Transport::Grpc => {
                 let mut client = ChatClient::connect(format!("http://{addr}")).await?;
-                let mut req = tonic::Request::new(pb::StreamRequest {
-                    room: room.into(),
-                    resume_after: None,
-                });
-                req.metadata_mut()
-                    .insert(roomcast_proto::USER_METADATA, user.parse()?);
+                let auth = grpc_guest(&mut client, user).await?;
+                let req = authorized(
+                    &auth,
+                    pb::StreamRequest {
+                        room: room.into(),
+                        resume_after: None,
+                    },
+                );
                 let mut stream = client.stream(req).await?.into_inner();
                 // The presence snapshot: the listener is live.
                 stream.message().await?.context("presence snapshot")?;
@@ -387,47 +415,74 @@ impl Listener {
     }
 }
 
-/// One publishing connection, on either transport.
+/// One publishing connection, on either transport, signed in as a guest.
 enum Publisher {
-    Rest(BufReader<TcpStream>),
-    Grpc(ChatClient<tonic::transport::Channel>),
+    Rest(BufReader<TcpStream>, String),
+    Grpc(
+        ChatClient<tonic::transport::Channel>,
+        tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    ),
 }
 
 impl Publisher {
-    async fn connect(transport: Transport, addr: SocketAddr) -> anyhow::Result<Publisher> {
+    async fn connect(
+        transport: Transport,
+        addr: SocketAddr,
+        user: &str,
+    ) -> anyhow::Result<Publisher> {
         Ok(match transport {
-            Transport::Sse => Publisher::Rest(connect(addr).await?),
+            Transport::Sse => Publisher::Rest(connect(addr).await?, rest_guest(addr, user).await?),
             Transport::Grpc => {
-                Publisher::Grpc(ChatClient::connect(format!("http://{addr}")).await?)
+                let mut client = ChatClient::connect(format!("http://{addr}")).await?;
+                let auth = grpc_guest(&mut client, user).await?;
+                Publisher::Grpc(client, auth)
             }
         })
     }
 
-    /// Posts; true if the server accepted it.
-    async fn post(&mut self, room: &str, user: &str, text: String) -> bool {
+    /// Creates a room; it must be new.
+    async fn create_room(&mut self, room: &str) -> anyhow::Result<()> {
         match self {
-            Publisher::Rest(conn) => {
-                let body = json!({ "user": user, "text": text }).to_string();
+            Publisher::Rest(conn, token) => {
+                let body = json!({ "room": room }).to_string();
+                let (status, _) =
+                    request(conn, "POST", "/api/v1/rooms", &body, Some(token)).await?;
+                ensure!(status == 201, "room {room} not created: {status}");
+            }
+            Publisher::Grpc(client, auth) => {
+                let req = authorized(
+                    auth,
+                    pb::CreateRoomRequest {
+                        room: room.into(),
+                        private: false,
+                    },
+                );
+                client.create_room(req).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Posts; true if the server accepted it.
+    async fn post(&mut self, room: &str, text: String) -> bool {
+        match self {
+            Publisher::Rest(conn, token) => {
+                let body = json!({ "text": text }).to_string();
+                let path = format!("/api/v1/rooms/{room}/messages");
                 matches!(
-                    request(
-                        conn,
-                        "POST",
-                        &format!("/api/v1/rooms/{room}/messages"),
-                        &body
-                    )
-                    .await,
-                    Ok(201)
+                    request(conn, "POST", &path, &body, Some(token)).await,
+                    Ok((201, _))
                 )
             }
-            Publisher::Grpc(client) => {
-                let mut req = tonic::Request::new(pb::SubmitRequest {
-                    room: room.into(),
-                    text,
-                    idempotency_key: String::new(),
-                });
-                let Ok(user) = user.parse() else { return false };
-                req.metadata_mut()
-                    .insert(roomcast_proto::USER_METADATA, user);
+            Publisher::Grpc(client, auth) => {
+                let req = authorized(
+                    auth,
+                    pb::SubmitRequest {
+                        room: room.into(),
+                        text,
+                        idempotency_key: String::new(),
+                    },
+                );
                 client.submit(req).await.is_ok()
             }
         }
@@ -447,14 +502,10 @@ async fn fanout(transport: Transport, addr: SocketAddr, args: FanoutArgs) -> any
         "bounded runs only"
     );
     let room = format!("fanout{}", now_micros() % 1_000_000);
-    match Publisher::connect(transport, addr).await? {
-        Publisher::Rest(mut admin) => create_room(&mut admin, &room).await?,
-        Publisher::Grpc(mut client) => {
-            client
-                .create_room(pb::CreateRoomRequest { room: room.clone() })
-                .await?;
-        }
-    }
+    Publisher::connect(transport, addr, "admin")
+        .await?
+        .create_room(&room)
+        .await?;
 
     let tally = Arc::new(Tally::default());
     let total = rate * seconds;
@@ -501,16 +552,15 @@ async fn fanout(transport: Transport, addr: SocketAddr, args: FanoutArgs) -> any
     for p in 0..publishers as u64 {
         let (padding, room, failures) = (padding.clone(), room.clone(), failures.clone());
         senders.push(tokio::spawn(async move {
-            let mut publisher = Publisher::connect(transport, addr)
+            let mut publisher = Publisher::connect(transport, addr, &format!("pub{p}"))
                 .await
                 .expect("publisher connects");
-            let user = format!("pub{p}");
             let mut i = p;
             while i < total {
                 let due = Duration::from_micros(i * 1_000_000 / rate);
                 tokio::time::sleep_until((start + due).into()).await;
                 let text = format!("t={} {padding}", start_micros + due.as_micros() as u64);
-                if !publisher.post(&room, &user, text).await {
+                if !publisher.post(&room, text).await {
                     failures.fetch_add(1, Ordering::Relaxed);
                 }
                 i += publishers as u64;
@@ -591,15 +641,9 @@ async fn ingress(
     );
     let run = now_micros() % 1_000_000;
     let room_names: Vec<String> = (0..rooms).map(|r| format!("in{run}-{r}")).collect();
+    let mut admin = Publisher::connect(transport, addr, "admin").await?;
     for room in &room_names {
-        match Publisher::connect(transport, addr).await? {
-            Publisher::Rest(mut admin) => create_room(&mut admin, room).await?,
-            Publisher::Grpc(mut client) => {
-                client
-                    .create_room(pb::CreateRoomRequest { room: room.clone() })
-                    .await?;
-            }
-        }
+        admin.create_room(room).await?;
     }
     let text = "x".repeat(size);
     let start = Instant::now();
@@ -607,15 +651,14 @@ async fn ingress(
     let mut tasks = Vec::with_capacity(submitters);
     for s in 0..submitters {
         let (room, text) = (room_names[s % rooms].clone(), text.clone());
-        let mut publisher = Publisher::connect(transport, addr).await?;
+        let mut publisher = Publisher::connect(transport, addr, &format!("sub{s}")).await?;
         tasks.push(tokio::spawn(async move {
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
             let (mut acked, mut failed) = (0u64, 0u64);
-            let user = format!("sub{s}");
             while Instant::now() < until {
                 let sent = Instant::now();
-                if publisher.post(&room, &user, text.clone()).await {
+                if publisher.post(&room, text.clone()).await {
                     let _ = hist.record((sent.elapsed().as_micros() as u64).max(1));
                     acked += 1;
                 } else {
@@ -686,9 +729,9 @@ async fn sse_idle(
     );
     let run = now_micros() % 1_000_000;
     let room_names: Vec<String> = (0..rooms).map(|r| format!("idle{run}-{r}")).collect();
-    let mut admin = connect(addr).await?;
+    let mut admin = Publisher::connect(Transport::Sse, addr, "admin").await?;
     for room in &room_names {
-        create_room(&mut admin, room).await?;
+        admin.create_room(room).await?;
     }
     let room = &room_names[0];
     // Warm up allocator and executor with a few connections first, so the delta is per connection.

@@ -58,6 +58,7 @@ impl Room {
             last_active: self.last_active,
             owner: self.access.owner.clone(),
             private: self.access.private,
+            members: self.access.members.iter().cloned().collect(),
         }
     }
 }
@@ -92,6 +93,8 @@ pub struct RoomSummary {
     pub owner: Option<UserName>,
     /// Whether only members may see it.
     pub private: bool,
+    /// Its members, by name (empty for a public room).
+    pub members: Vec<UserName>,
 }
 
 /// Who a room belongs to and who may see it.

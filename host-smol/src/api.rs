@@ -1,17 +1,17 @@
 //! The JSON API under `/api/v1/`, the seed's JSON routes, and the operations endpoints.
 
-use roomcast_core::{Cursor, Seq, Submit, Submitted};
+use roomcast_core::{Created, Cursor, Seq, Submit, Submitted};
 use serde::Deserialize;
 use tide::{Request, Response, StatusCode};
 
-use crate::app::{State, actor, room_param};
+use crate::app::{State, actor, room_param, same_user};
 use crate::problem::{Problem, ProblemBody, json_body, query};
 use crate::wire::{
     CreateRoom, HistoryBody, MessageBody, PostMessage, PresenceBody, PresenceList, RoomBody,
-    RoomList, SeedSubmit,
+    RoomList, SeedSubmit, UserRef,
 };
 
-fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
+pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let mut res = Response::new(status);
     res.set_body(serde_json::to_vec(body).unwrap_or_default());
     res.set_content_type(tide::http::mime::JSON);
@@ -67,8 +67,18 @@ pub async fn create_room(mut req: Request<State>) -> Result<Response, Problem> {
     let created = req
         .state()
         .hub
-        .with_core(move |core, now| core.create_room(now, &user, &body.room))
+        .with_core(move |core, now| {
+            if body.private {
+                core.create_private_room(now, &user, &body.room)
+            } else {
+                core.create_room(now, &user, &body.room)
+            }
+        })
         .await?;
+    Ok(created_response(&created))
+}
+
+fn created_response(created: &Created) -> Response {
     let status = if created.created {
         StatusCode::Created
     } else {
@@ -76,7 +86,66 @@ pub async fn create_room(mut req: Request<State>) -> Result<Response, Problem> {
     };
     let mut res = json(status, &RoomBody::from(&created.room));
     res.insert_header("Location", format!("/api/v1/rooms/{}", created.room.id));
-    Ok(res)
+    res
+}
+
+/// Invite a member to a private room (its owner, or an admin).
+#[utoipa::path(post, path = "/api/v1/rooms/{room}/members", tag = "rooms", request_body = UserRef,
+    params(("room" = String, Path, description = "The private room")),
+    responses(
+        (status = 204, description = "They are a member"),
+        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Not a private room with an owner", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn invite(mut req: Request<State>) -> Result<Response, Problem> {
+    let (user, room) = (actor(&req)?, room_param(&req));
+    let body: UserRef = json_body(&mut req).await?;
+    req.state()
+        .hub
+        .with_core(move |core, now| core.invite(now, &user, &room, &body.user))
+        .await?;
+    Ok(Response::new(StatusCode::NoContent))
+}
+
+/// Remove a member from a private room; their open streams end at once (`removed`).
+#[utoipa::path(delete, path = "/api/v1/rooms/{room}/members/{user}", tag = "rooms",
+    params(("room" = String, Path, description = "The private room"), ("user" = String, Path, description = "The member")),
+    responses(
+        (status = 204, description = "They are not a member"),
+        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The owner, or not a private room", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn remove_member(req: Request<State>) -> Result<Response, Problem> {
+    let (user, room) = (actor(&req)?, room_param(&req));
+    let member = req.param("user").unwrap_or_default().to_owned();
+    req.state()
+        .hub
+        .with_core(move |core, now| core.remove_member(now, &user, &room, &member))
+        .await?;
+    Ok(Response::new(StatusCode::NoContent))
+}
+
+/// The direct-message room with another user: private, the two of you, found or created.
+#[utoipa::path(post, path = "/api/v1/direct", tag = "rooms", request_body = UserRef,
+    responses(
+        (status = 201, description = "Created", body = RoomBody),
+        (status = 200, description = "It already existed", body = RoomBody),
+        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "With yourself", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
+    let user = actor(&req)?;
+    let body: UserRef = json_body(&mut req).await?;
+    let created = req
+        .state()
+        .hub
+        .with_core(move |core, now| core.open_direct(now, &user, &body.user))
+        .await?;
+    Ok(created_response(&created))
 }
 
 /// One room.
@@ -172,9 +241,13 @@ pub async fn history(req: Request<State>) -> Result<Response, Problem> {
 pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> {
     let room = room_param(&req);
     let header_key = req.header("Idempotency-Key").map(|v| v.as_str().to_owned());
+    let user = actor(&req)?;
     let body: PostMessage = json_body(&mut req).await?;
+    if let Some(named) = &body.user {
+        same_user(named, &user)?;
+    }
     let submit = Submit {
-        user: body.user,
+        user,
         room,
         text: body.text,
         idempotency_key: body.idempotency_key.or(header_key),
@@ -198,16 +271,20 @@ fn posted(done: &Submitted) -> Response {
 
 /// The seed's `POST /submit`: `{room, user, text}`, creating the room if needed.
 pub async fn seed_submit(mut req: Request<State>) -> Result<Response, Problem> {
+    let user = actor(&req)?;
     let body: SeedSubmit = json_body(&mut req).await?;
+    if let Some(named) = &body.user {
+        same_user(named, &user)?;
+    }
     let done = req
         .state()
         .hub
         .with_core(move |core, now| {
-            core.create_room(now, &body.user, &body.room)?;
+            core.create_room(now, &user, &body.room)?;
             core.submit(
                 now,
                 Submit {
-                    user: body.user,
+                    user,
                     room: body.room,
                     text: body.text,
                     idempotency_key: None,

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use roomcast_hub::Hub;
+use roomcast_hub::identity::{AuthError, Caller};
 use roomcast_hub::telemetry::Metrics;
 use tide::{Request, Response, StatusCode};
 
 use crate::problem::Problem;
-use crate::{api, openapi, pages, sse, ws};
+use crate::{api, auth, openapi, pages, sse, ws};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -73,10 +74,21 @@ pub fn build(state: State) -> tide::Server<State> {
     // The web page and the seed's routes.
     app.at("/").get(h(pages::index));
     app.at("/rooms").post(h(pages::create_room));
+    app.at("/direct").post(h(pages::direct));
+    app.at("/sign-in")
+        .get(h(pages::sign_in_page))
+        .post(h(pages::sign_in));
+    app.at("/register")
+        .get(h(pages::register_page))
+        .post(h(pages::register));
+    app.at("/guest").post(h(pages::guest));
+    app.at("/sign-out").post(h(pages::sign_out));
     app.at("/room/:room")
         .get(h(pages::room))
         .post(h(pages::post_message))
         .delete(h(api::delete_room));
+    app.at("/room/:room/members").post(h(pages::members));
+    app.at("/room/:room/members/remove").post(h(pages::members));
     app.at("/stream/:room").get(h(sse::seed_stream));
     app.at("/submit").post(h(api::seed_submit));
     app.at("/assets/:file").get(h(pages::asset));
@@ -92,6 +104,15 @@ pub fn build(state: State) -> tide::Server<State> {
         .get(h(api::history))
         .post(h(api::post_message));
     app.at("/api/v1/rooms/:room/presence").get(h(api::presence));
+    app.at("/api/v1/rooms/:room/members").post(h(api::invite));
+    app.at("/api/v1/rooms/:room/members/:user")
+        .delete(h(api::remove_member));
+    app.at("/api/v1/direct").post(h(api::direct));
+    app.at("/api/v1/auth/register").post(h(auth::register));
+    app.at("/api/v1/auth/sign-in").post(h(auth::sign_in));
+    app.at("/api/v1/auth/guest").post(h(auth::guest));
+    app.at("/api/v1/auth/sign-out").post(h(auth::sign_out));
+    app.at("/api/v1/auth/me").get(h(auth::me));
     app.at("/api/v1/rooms/:room/events").get(h(sse::stream));
     app.at("/api/v1/rooms/:room/ws").get(h(ws::upgrade));
     // Operations.
@@ -126,9 +147,52 @@ struct Actor {
     user: Option<String>,
 }
 
-/// Who acts, as the client names itself until accounts exist: `?user=`, else `anonymous`.
+/// The cookie that carries a browser's session token (HttpOnly, SameSite=Lax).
+pub const SESSION_COOKIE: &str = "roomcast_session";
+
+/// The token a request carries: `Authorization: Bearer`, else the session cookie. Never the URL.
+pub fn token(req: &Request<State>) -> Option<String> {
+    let bearer = req.header("Authorization").and_then(|values| {
+        let value = values.last().as_str();
+        value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(|t| t.trim().to_owned())
+    });
+    bearer.or_else(|| cookie(req, SESSION_COOKIE))
+}
+
+/// A cookie's value from the `Cookie` header(s).
+pub fn cookie(req: &Request<State>, name: &str) -> Option<String> {
+    req.header("Cookie")?
+        .iter()
+        .flat_map(|v| v.as_str().split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.to_owned())
+        })
+}
+
+/// The verified caller. A `?user=` naming someone else is refused, never believed.
+pub fn caller(req: &Request<State>) -> Result<Caller, Problem> {
+    let token = token(req).ok_or(AuthError::Missing)?;
+    let caller = req.state().hub.identity().verify(&token)?;
+    if let Some(named) = crate::problem::query::<_, Actor>(req)?.user {
+        same_user(&named, &caller.user)?;
+    }
+    Ok(caller)
+}
+
+/// The verified caller's name.
 pub fn actor(req: &Request<State>) -> Result<String, Problem> {
-    Ok(crate::problem::query::<_, Actor>(req)?
-        .user
-        .unwrap_or_else(|| "anonymous".into()))
+    caller(req).map(|c| c.user)
+}
+
+/// Refuses a request body or query that names a user other than the caller.
+pub fn same_user(named: &str, caller: &str) -> Result<(), Problem> {
+    if named == caller {
+        Ok(())
+    } else {
+        Err(Problem::impersonation(named, caller))
+    }
 }

@@ -4,6 +4,7 @@
 
 mod api;
 mod app;
+mod auth;
 mod openapi;
 mod pages;
 mod problem;

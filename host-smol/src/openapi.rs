@@ -19,11 +19,45 @@ use crate::wire;
         crate::api::history,
         crate::api::post_message,
         crate::api::presence,
+        crate::api::invite,
+        crate::api::remove_member,
+        crate::api::direct,
+        crate::auth::register,
+        crate::auth::sign_in,
+        crate::auth::guest,
+        crate::auth::sign_out,
+        crate::auth::me,
     ),
     components(schemas(ProblemBody, wire::StreamEvent, wire::ClientFrame, wire::SeedSubmit)),
-    tags((name = "rooms"), (name = "messages"))
+    tags((name = "rooms"), (name = "messages"), (name = "auth")),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// Declares the bearer token every room and message route takes.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        doc.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
 
 /// The document as JSON text.
 pub fn json() -> String {

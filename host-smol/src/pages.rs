@@ -1,29 +1,147 @@
 //! The web chat: server-rendered pages that work without JavaScript, and the two static files.
 //! Templates live in `templates/` and are plain askama: they know nothing of tide.
+//!
+//! Signing in (an account, or a guest nickname) puts the token in an HttpOnly, SameSite=Lax
+//! cookie. Every form carries a CSRF token that must match the `roomcast_csrf` cookie
+//! (SameSite=Strict, set by the pages), so another site cannot post a form as the visitor.
 
 use askama::Template;
 use roomcast_core::{Cursor, Submit};
+use roomcast_hub::identity::{Caller, Issued, random_token};
 use serde::Deserialize;
 use tide::http::mime;
 use tide::{Redirect, Request, Response, StatusCode};
 
-use crate::app::{State, room_param};
+use crate::app::{SESSION_COOKIE, State, cookie, room_param, same_user, token};
+use crate::auth::client_ip;
 use crate::problem::{Problem, form_body};
 use crate::wire::rfc3339;
 
-const COOKIE: &str = "roomcast_user";
+const CSRF_COOKIE: &str = "roomcast_csrf";
 /// Messages shown when a room page loads; older ones are a scroll (and a request) away.
 const PAGE_MESSAGES: usize = 100;
+
+/// Who is looking, and the CSRF token their forms carry.
+struct Visit {
+    me: Option<Caller>,
+    csrf: String,
+    /// The CSRF cookie must be set on this answer.
+    new_csrf: bool,
+}
+
+impl Visit {
+    fn of(req: &Request<State>) -> Visit {
+        let me = token(req).and_then(|t| req.state().hub.identity().verify(&t).ok());
+        match cookie(req, CSRF_COOKIE).filter(|c| c.len() == 32) {
+            Some(csrf) => Visit {
+                me,
+                csrf,
+                new_csrf: false,
+            },
+            None => Visit {
+                me,
+                csrf: random_token(),
+                new_csrf: true,
+            },
+        }
+    }
+
+    fn me(&self) -> Option<String> {
+        self.me.as_ref().map(|c| c.user.clone())
+    }
+}
+
+/// Refuses a form whose CSRF field does not match the visitor's CSRF cookie.
+fn check_csrf(req: &Request<State>, field: &str) -> Result<(), Problem> {
+    match cookie(req, CSRF_COOKIE) {
+        Some(expected) if !field.is_empty() && constant_time_eq(&expected, field) => Ok(()),
+        _ => Err(Problem::new(
+            StatusCode::Forbidden,
+            "csrf",
+            "the form's CSRF token is missing or stale: reload the page and try again",
+        )),
+    }
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The signed-in caller, or a redirect to the sign-in page that comes back to `next`.
+fn signed_in(visit: &Visit, next: &str) -> Result<Caller, Box<Response>> {
+    visit.me.clone().ok_or_else(|| {
+        Box::new(Redirect::see_other(format!("/sign-in?next={}", urlencode(next))).into())
+    })
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("", s)])
+        .map(|e| e.trim_start_matches('=').to_owned())
+        .unwrap_or_default()
+}
+
+/// Only local paths: never a redirect to another site.
+fn safe_next(next: &str) -> String {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next.to_owned()
+    } else {
+        "/".to_owned()
+    }
+}
+
+fn html(status: StatusCode, page: &impl Template, visit: &Visit) -> Result<Response, Problem> {
+    let body = page.render().map_err(|e| {
+        Problem::new(
+            StatusCode::InternalServerError,
+            "render-failed",
+            format!("the page could not be rendered: {e}"),
+        )
+    })?;
+    let mut res = Response::new(status);
+    res.set_body(body);
+    res.set_content_type(mime::HTML);
+    if visit.new_csrf {
+        res.append_header(
+            "Set-Cookie",
+            format!(
+                "{CSRF_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+                visit.csrf
+            ),
+        );
+    }
+    Ok(res)
+}
+
+/// Signs the browser in: the token goes in an HttpOnly cookie, never in a URL or to scripts.
+fn signed_in_redirect(issued: &Issued, next: &str) -> Response {
+    let mut res: Response = Redirect::see_other(safe_next(next)).into();
+    let max_age = issued.expires_at.saturating_sub(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
+    res.append_header(
+        "Set-Cookie",
+        format!(
+            "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}",
+            issued.token
+        ),
+    );
+    res
+}
 
 struct RoomRow {
     id: String,
     latest: u64,
     users: usize,
+    private: bool,
 }
 
 #[derive(Template)]
 #[template(path = "index.html")]
 struct IndexPage {
+    me: Option<String>,
+    csrf: String,
     rooms: Vec<RoomRow>,
     error: Option<String>,
 }
@@ -44,54 +162,39 @@ struct PresentRow {
 #[derive(Template)]
 #[template(path = "room.html")]
 struct RoomPage {
+    me: Option<String>,
+    csrf: String,
     room: String,
     messages: Vec<MessageRow>,
     present: Vec<PresentRow>,
     first_held: u64,
     latest: u64,
-    name: String,
+    /// The visitor owns this private room: show its members and the invite form.
+    owner: bool,
+    members: Vec<String>,
     error: Option<String>,
 }
 
-fn html(status: StatusCode, page: &impl Template) -> Result<Response, Problem> {
-    let body = page.render().map_err(|e| {
-        Problem::new(
-            StatusCode::InternalServerError,
-            "render-failed",
-            format!("the page could not be rendered: {e}"),
-        )
-    })?;
-    let mut res = Response::new(status);
-    res.set_body(body);
-    res.set_content_type(mime::HTML);
-    Ok(res)
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    me: Option<String>,
+    csrf: String,
+    guests: bool,
+    next: String,
+    error: Option<String>,
 }
 
-/// The name remembered in the `roomcast_user` cookie, if any.
-fn remembered_name(req: &Request<State>) -> Option<String> {
-    let header = req.header("Cookie")?;
-    header
-        .iter()
-        .flat_map(|v| v.as_str().split(';'))
-        .find_map(|pair| {
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(pair.trim()).ok()?;
-            pairs.into_iter().find(|(k, _)| k == COOKIE).map(|(_, v)| v)
-        })
+#[derive(Template)]
+#[template(path = "register.html")]
+struct RegisterPage {
+    me: Option<String>,
+    csrf: String,
+    next: String,
+    error: Option<String>,
 }
 
-fn remember_name(res: &mut Response, name: &str) {
-    let cookie = serde_urlencoded::to_string([(COOKIE, name)]).unwrap_or_default();
-    res.insert_header(
-        "Set-Cookie",
-        format!("{cookie}; Path=/; Max-Age=31536000; SameSite=Lax"),
-    );
-}
-
-/// Pages act as `anonymous` until accounts exist: the remembered name only fills the form, so
-/// a stale or invalid cookie can never make a page fail.
-const VISITOR: &str = "anonymous";
-
-/// `GET /`: the rooms, and a form to open one.
+/// `GET /`: the rooms the visitor may see, and forms to open one or message someone.
 pub async fn index(req: Request<State>) -> Result<Response, Problem> {
     render_index(&req, StatusCode::Ok, None).await
 }
@@ -101,10 +204,15 @@ async fn render_index(
     status: StatusCode,
     error: Option<String>,
 ) -> Result<Response, Problem> {
+    let visit = Visit::of(req);
+    let me = match signed_in(&visit, "/") {
+        Ok(me) => me,
+        Err(redirect) => return Ok(*redirect),
+    };
     let rooms = req
         .state()
         .hub
-        .with_core(move |core, _| core.rooms(VISITOR, None, 500))
+        .with_core(move |core, _| core.rooms(&me.user, None, 500))
         .await?;
     let rooms = rooms
         .rooms
@@ -113,61 +221,115 @@ async fn render_index(
             id: r.id.to_string(),
             latest: r.latest.0,
             users: r.users,
+            private: r.private,
         })
         .collect();
-    html(status, &IndexPage { rooms, error })
+    let page = IndexPage {
+        me: visit.me(),
+        csrf: visit.csrf.clone(),
+        rooms,
+        error,
+    };
+    html(status, &page, &visit)
 }
 
 #[derive(Debug, Deserialize)]
 struct RoomForm {
     room: String,
+    #[serde(default)]
+    private: bool,
+    #[serde(default)]
+    csrf: String,
 }
 
-/// `POST /rooms` (a form): opens the room and goes there.
+/// `POST /rooms` (a form): opens the room (public or private) and goes there.
 pub async fn create_room(mut req: Request<State>) -> Result<Response, Problem> {
     let form: RoomForm = form_body(&mut req).await?;
+    check_csrf(&req, &form.csrf)?;
+    let me = match signed_in(&Visit::of(&req), "/") {
+        Ok(me) => me,
+        Err(redirect) => return Ok(*redirect),
+    };
     let room = form.room.trim().to_owned();
     let id = room.clone();
+    let created = req
+        .state()
+        .hub
+        .with_core(move |core, now| {
+            if form.private {
+                core.create_private_room(now, &me.user, &room)
+            } else {
+                core.create_room(now, &me.user, &room)
+            }
+        })
+        .await;
+    match created {
+        Ok(created) => Ok(Redirect::see_other(format!("/room/{}", created.room.id)).into()),
+        Err(e) => {
+            let problem = Problem::from(e);
+            let error = format!("Could not open “{id}”: {}", problem.detail);
+            render_index(&req, problem.status, Some(error)).await
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UserForm {
+    user: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /direct` (a form): the direct-message room with another user.
+pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
+    let form: UserForm = form_body(&mut req).await?;
+    check_csrf(&req, &form.csrf)?;
+    let me = match signed_in(&Visit::of(&req), "/") {
+        Ok(me) => me,
+        Err(redirect) => return Ok(*redirect),
+    };
+    let other = form.user.trim().to_owned();
     match req
         .state()
         .hub
-        .with_core(move |core, now| core.create_room(now, VISITOR, &room))
+        .with_core(move |core, now| core.open_direct(now, &me.user, &other))
         .await
     {
         Ok(created) => Ok(Redirect::see_other(format!("/room/{}", created.room.id)).into()),
         Err(e) => {
             let problem = Problem::from(e);
-            render_index(
-                &req,
-                problem.status,
-                Some(format!("Could not open “{id}”: {}", problem.detail)),
-            )
-            .await
+            render_index(&req, problem.status, Some(problem.detail)).await
         }
     }
 }
 
-/// `GET /room/{room}`: the chat page, creating the room on first visit (as the seed did).
+/// `GET /room/{room}`: the chat page, creating a public room on first visit (as the seed did).
 pub async fn room(req: Request<State>) -> Result<Response, Problem> {
-    render_room(&req, StatusCode::Ok, None, None).await
+    render_room(&req, StatusCode::Ok, None).await
 }
 
 async fn render_room(
     req: &Request<State>,
     status: StatusCode,
     error: Option<String>,
-    name: Option<String>,
 ) -> Result<Response, Problem> {
-    let (room, hub) = (room_param(req), &req.state().hub);
-    let present = hub
+    let visit = Visit::of(req);
+    let room = room_param(req);
+    let me = match signed_in(&visit, &format!("/room/{room}")) {
+        Ok(me) => me,
+        Err(redirect) => return Ok(*redirect),
+    };
+    let hub = &req.state().hub;
+    let user = me.user.clone();
+    let (summary, present) = hub
         .with_core(move |core, now| {
-            core.create_room(now, VISITOR, &room)?;
-            core.presence(VISITOR, &room)
+            let summary = core.create_room(now, &user, &room)?.room;
+            Ok((summary, core.presence(&user, &room)?))
         })
         .await?;
     let page = hub
         .history(
-            VISITOR.into(),
+            me.user.clone(),
             room_param(req),
             Cursor::Newest,
             PAGE_MESSAGES,
@@ -193,35 +355,57 @@ async fn render_room(
             user: p.user.to_string(),
         })
         .collect();
-    let name = name.or_else(|| remembered_name(req)).unwrap_or_default();
+    let owner = summary.private
+        && summary
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.as_str() == me.user);
     let page = RoomPage {
+        me: visit.me(),
+        csrf: visit.csrf.clone(),
         room: room_param(req),
         messages,
         present,
         first_held: page.first_held.0,
         latest: page.latest.0,
-        name,
+        owner,
+        members: summary.members.iter().map(ToString::to_string).collect(),
         error,
     };
-    html(status, &page)
+    html(status, &page, &visit)
 }
 
 #[derive(Debug, Deserialize)]
 struct MessageForm {
-    user: String,
+    /// The seed's form named the poster; it must be the signed-in user if given.
+    user: Option<String>,
     /// The seed called this field `message`.
     #[serde(alias = "message")]
     text: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 /// `POST /room/{room}` (a form, works without JavaScript): posts, then goes back to the room.
 /// A refusal re-renders the page with the reason and the refusal's status.
 pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> {
     let form: MessageForm = form_body(&mut req).await?;
+    check_csrf(&req, &form.csrf)?;
     let room = room_param(&req);
-    let name = form.user.trim().to_owned();
+    let me = match signed_in(&Visit::of(&req), &format!("/room/{room}")) {
+        Ok(me) => me,
+        Err(redirect) => return Ok(*redirect),
+    };
+    if let Some(named) = form
+        .user
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        same_user(named, &me.user)?;
+    }
     let submit = Submit {
-        user: name.clone(),
+        user: me.user,
         room: room.clone(),
         text: form.text,
         idempotency_key: None,
@@ -235,16 +419,183 @@ pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> 
         })
         .await;
     match result {
-        Ok(_) => {
-            let mut res: Response = Redirect::see_other(format!("/room/{room}")).into();
-            remember_name(&mut res, &name);
-            Ok(res)
-        }
+        Ok(_) => Ok(Redirect::see_other(format!("/room/{room}")).into()),
         Err(e) => {
             let problem = Problem::from(e);
-            render_room(&req, problem.status, Some(problem.detail), Some(name)).await
+            render_room(&req, problem.status, Some(problem.detail)).await
         }
     }
+}
+
+/// `POST /room/{room}/members` and `/members/remove` (forms): the owner invites or removes.
+pub async fn members(mut req: Request<State>) -> Result<Response, Problem> {
+    let form: UserForm = form_body(&mut req).await?;
+    check_csrf(&req, &form.csrf)?;
+    let room = room_param(&req);
+    let me = match signed_in(&Visit::of(&req), &format!("/room/{room}")) {
+        Ok(me) => me,
+        Err(redirect) => return Ok(*redirect),
+    };
+    let removing = req.url().path().ends_with("/remove");
+    let (id, member) = (room.clone(), form.user.trim().to_owned());
+    let changed = req
+        .state()
+        .hub
+        .with_core(move |core, now| {
+            if removing {
+                core.remove_member(now, &me.user, &id, &member)
+            } else {
+                core.invite(now, &me.user, &id, &member)
+            }
+        })
+        .await;
+    match changed {
+        Ok(_) => Ok(Redirect::see_other(format!("/room/{room}")).into()),
+        Err(e) => {
+            let problem = Problem::from(e);
+            render_room(&req, problem.status, Some(problem.detail)).await
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+/// `GET /sign-in`: the guest nickname form (if guests are on) and the sign-in form.
+pub async fn sign_in_page(req: Request<State>) -> Result<Response, Problem> {
+    let next: NextQuery = crate::problem::query(&req)?;
+    render_sign_in(&req, StatusCode::Ok, &next.next.unwrap_or_default(), None)
+}
+
+fn render_sign_in(
+    req: &Request<State>,
+    status: StatusCode,
+    next: &str,
+    error: Option<String>,
+) -> Result<Response, Problem> {
+    let visit = Visit::of(req);
+    let page = SignInPage {
+        me: visit.me(),
+        csrf: visit.csrf.clone(),
+        guests: req.state().hub.identity().guests_allowed(),
+        next: safe_next(next),
+        error,
+    };
+    html(status, &page, &visit)
+}
+
+/// `GET /register`.
+pub async fn register_page(req: Request<State>) -> Result<Response, Problem> {
+    let next: NextQuery = crate::problem::query(&req)?;
+    render_register(&req, StatusCode::Ok, &next.next.unwrap_or_default(), None)
+}
+
+fn render_register(
+    req: &Request<State>,
+    status: StatusCode,
+    next: &str,
+    error: Option<String>,
+) -> Result<Response, Problem> {
+    let visit = Visit::of(req);
+    let page = RegisterPage {
+        me: visit.me(),
+        csrf: visit.csrf.clone(),
+        next: safe_next(next),
+        error,
+    };
+    html(status, &page, &visit)
+}
+
+#[derive(Debug, Deserialize)]
+struct CredentialsForm {
+    name: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /sign-in` (a form).
+pub async fn sign_in(mut req: Request<State>) -> Result<Response, Problem> {
+    let form: CredentialsForm = form_body(&mut req).await?;
+    check_csrf(&req, &form.csrf)?;
+    let from = client_ip(&req);
+    match req
+        .state()
+        .hub
+        .sign_in(form.name.trim().to_owned(), form.password, from)
+        .await
+    {
+        Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
+        Err(e) => {
+            let problem = Problem::from(e);
+            render_sign_in(&req, problem.status, &form.next, Some(problem.detail))
+        }
+    }
+}
+
+/// `POST /register` (a form).
+pub async fn register(mut req: Request<State>) -> Result<Response, Problem> {
+    let form: CredentialsForm = form_body(&mut req).await?;
+    check_csrf(&req, &form.csrf)?;
+    match req
+        .state()
+        .hub
+        .register(form.name.trim().to_owned(), form.password)
+        .await
+    {
+        Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
+        Err(e) => {
+            let problem = Problem::from(e);
+            render_register(&req, problem.status, &form.next, Some(problem.detail))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct GuestForm {
+    nickname: String,
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /guest` (a form): a guest session for a nickname.
+pub async fn guest(mut req: Request<State>) -> Result<Response, Problem> {
+    let form: GuestForm = form_body(&mut req).await?;
+    check_csrf(&req, &form.csrf)?;
+    match req.state().hub.guest(form.nickname.trim().to_owned()).await {
+        Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
+        Err(e) => {
+            let problem = Problem::from(e);
+            render_sign_in(&req, problem.status, &form.next, Some(problem.detail))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /sign-out` (a form): ends the session for real and clears the cookie.
+pub async fn sign_out(mut req: Request<State>) -> Result<Response, Problem> {
+    let form: CsrfForm = form_body(&mut req).await?;
+    check_csrf(&req, &form.csrf)?;
+    if let Some(me) = Visit::of(&req).me {
+        req.state().hub.sign_out(me).await?;
+    }
+    let mut res: Response = Redirect::see_other("/sign-in").into();
+    res.append_header(
+        "Set-Cookie",
+        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    Ok(res)
 }
 
 /// `GET /assets/{file}`: the stylesheet and the script, built into the binary.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures_lite::AsyncReadExt;
 use roomcast_core::{Error, ErrorClass};
 use roomcast_hub::HubError;
+use roomcast_hub::identity::{AuthClass, AuthError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tide::http::mime;
@@ -75,6 +76,9 @@ impl Problem {
 impl From<Problem> for Response {
     fn from(p: Problem) -> Response {
         let mut res = Response::new(p.status);
+        if p.status == StatusCode::Unauthorized {
+            res.insert_header("WWW-Authenticate", "Bearer");
+        }
         if let Some(after) = p.retry_after {
             res.insert_header(
                 "Retry-After",
@@ -108,6 +112,40 @@ impl From<Error> for Problem {
             detail: e.to_string(),
             retry_after,
         }
+    }
+}
+
+impl From<AuthError> for Problem {
+    fn from(e: AuthError) -> Self {
+        let status = match e.class() {
+            AuthClass::Unauthenticated => StatusCode::Unauthorized,
+            AuthClass::Forbidden => StatusCode::Forbidden,
+            AuthClass::Conflict => StatusCode::Conflict,
+            AuthClass::RateLimited => StatusCode::TooManyRequests,
+            AuthClass::Invalid => StatusCode::BadRequest,
+            AuthClass::Unavailable => StatusCode::ServiceUnavailable,
+        };
+        let retry_after = match &e {
+            AuthError::TooManyAttempts { retry_after } => Some(*retry_after),
+            _ => None,
+        };
+        Problem {
+            status,
+            code: e.code(),
+            detail: e.to_string(),
+            retry_after,
+        }
+    }
+}
+
+impl Problem {
+    /// A request that names a user other than the signed-in one.
+    pub fn impersonation(named: &str, caller: &str) -> Problem {
+        Problem::new(
+            StatusCode::Forbidden,
+            "impersonation",
+            format!("signed in as {caller}, but the request names {named}"),
+        )
     }
 }
 

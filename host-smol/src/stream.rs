@@ -13,14 +13,28 @@ struct StreamQuery {
     since: Option<String>,
 }
 
-/// Opens a listener for a stream request: `?user=` names the listener (default `anonymous`),
-/// and it resumes after `Last-Event-ID` (a browser's automatic reconnect) or `?since=`, else
-/// starts live. With `create`, a missing room is created first (the seed's routes do that).
+/// Opens a listener for a stream request as the verified caller, resuming after
+/// `Last-Event-ID` (a browser's automatic reconnect) or `?since=`, else live. With `create`, a
+/// missing room is created first (the seed's routes do that).
 pub async fn subscribe(
     req: &Request<State>,
     transport: &'static str,
     create: bool,
 ) -> Result<Subscription, Problem> {
+    let resume = resume_point(req)?;
+    let user = actor(req)?;
+    let room = room_param(req);
+    let hub = &req.state().hub;
+    if create {
+        let (user, room) = (user.clone(), room.clone());
+        hub.with_core(move |core, now| core.create_room(now, &user, &room))
+            .await?;
+    }
+    Ok(hub.subscribe(&user, &room, resume, transport).await?)
+}
+
+/// Where a stream resumes: after `Last-Event-ID`, else `?since=`, else live.
+pub fn resume_point(req: &Request<State>) -> Result<Resume, Problem> {
     let q: StreamQuery = query(req)?;
     let last_event_id = req.header("Last-Event-ID").map(|v| v.as_str().to_owned());
     let resume = match last_event_id
@@ -37,13 +51,5 @@ pub async fn subscribe(
             )
         })?)),
     };
-    let user = actor(req)?;
-    let room = room_param(req);
-    let hub = &req.state().hub;
-    if create {
-        let (user, room) = (user.clone(), room.clone());
-        hub.with_core(move |core, now| core.create_room(now, &user, &room))
-            .await?;
-    }
-    Ok(hub.subscribe(&user, &room, resume, transport).await?)
+    Ok(resume)
 }

@@ -62,6 +62,12 @@ pub struct RoomBody {
     pub created_at: String,
     /// When a message was last posted or a listener last came or went (RFC 3339).
     pub last_active: String,
+    /// Whether only members may see it.
+    pub private: bool,
+    /// Who created it (absent for direct-message rooms).
+    pub owner: Option<String>,
+    /// The members of a private room (empty for a public one).
+    pub members: Vec<String>,
 }
 
 impl From<&RoomSummary> for RoomBody {
@@ -74,6 +80,9 @@ impl From<&RoomSummary> for RoomBody {
             users: r.users,
             created_at: rfc3339(r.created_at),
             last_active: rfc3339(r.last_active),
+            private: r.private,
+            owner: r.owner.as_ref().map(ToString::to_string),
+            members: r.members.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -162,14 +171,77 @@ pub struct CreateRoom {
     /// Letters, digits, `-`, `_`, `.`; starting with a letter or digit; at most 64 bytes.
     #[schema(example = "lobby")]
     pub room: String,
+    /// Only members (the creator, and whoever they invite) may see it.
+    #[serde(default)]
+    pub private: bool,
+}
+
+/// Register or sign in.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Credentials {
+    /// The user name (letters and digits of any script, `-`, `_`, `.`, inner spaces; at most 32).
+    #[schema(example = "ada")]
+    pub name: String,
+    /// 8 to 1024 bytes.
+    pub password: String,
+}
+
+/// Chat as a guest.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GuestRequest {
+    /// The name to show; must not be a registered user's.
+    #[schema(example = "visitor-7")]
+    pub nickname: String,
+}
+
+/// A token and who it names.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenBody {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// The user.
+    pub user: String,
+    /// Whether this is a guest.
+    pub guest: bool,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+impl From<roomcast_hub::identity::Issued> for TokenBody {
+    fn from(i: roomcast_hub::identity::Issued) -> Self {
+        TokenBody {
+            token: i.token,
+            user: i.user,
+            guest: i.guest,
+            expires_at: i.expires_at,
+        }
+    }
+}
+
+/// Who the caller is.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MeBody {
+    /// The user.
+    pub user: String,
+    /// Whether this is a guest.
+    pub guest: bool,
+}
+
+/// A member to add, or the other side of a direct conversation.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserRef {
+    /// The user.
+    #[schema(example = "bob")]
+    pub user: String,
 }
 
 /// Post a message.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PostMessage {
-    /// Who is posting (until accounts exist, the client names itself).
+    /// Ignored if it names the caller; refused (403) if it names anyone else. The poster is
+    /// always the signed-in user.
     #[schema(example = "ada")]
-    pub user: String,
+    pub user: Option<String>,
     /// The text: non-empty, at most the server's limit (4 KiB by default), no control characters
     /// but newline and tab.
     #[schema(example = "hello 👋")]
@@ -184,8 +256,8 @@ pub struct PostMessage {
 pub struct SeedSubmit {
     /// The room (created if missing).
     pub room: String,
-    /// Who is posting.
-    pub user: String,
+    /// Refused if it names anyone but the caller.
+    pub user: Option<String>,
     /// The text.
     pub text: String,
 }
@@ -194,6 +266,12 @@ pub struct SeedSubmit {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
+    /// The first frame, when the handshake carried no credentials (no cookie, no
+    /// `Authorization`): the token to use. Until it comes, nothing is delivered.
+    Auth {
+        /// A token from `/api/v1/auth/*`.
+        token: String,
+    },
     /// Post a message; answered by an `ack` or an `error` frame carrying the same `ref`.
     Submit {
         /// The text.

@@ -14,15 +14,15 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use futures_lite::FutureExt;
 use futures_util::StreamExt;
-use roomcast_core::Submit;
+use roomcast_core::{Resume, Submit};
 use roomcast_hub::telemetry::ConnectionGauge;
 use roomcast_hub::{Delivery, Hub, Subscription};
 use tide::http::upgrade::Connection;
 use tide::{Request, Response, StatusCode};
 
-use crate::app::{State, room_param};
+use crate::app::{State, actor, room_param, token};
 use crate::problem::{Problem, parse_json};
-use crate::stream::subscribe;
+use crate::stream::{resume_point, subscribe};
 use crate::wire::{ClientFrame, MessageBody, StreamEvent};
 
 /// The largest frame or message a client may send.
@@ -63,8 +63,16 @@ pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
             "Sec-WebSocket-Key is required",
         ));
     };
-    let subscription = subscribe(&req, "ws", false).await?;
-    let user = crate::app::actor(&req)?;
+    // With credentials in the handshake (cookie, Authorization), refusals are HTTP answers;
+    // without, the first frame must bring a token.
+    let (subscription, user) = match token(&req) {
+        Some(_) => (
+            Some(subscribe(&req, "ws", false).await?),
+            Some(actor(&req)?),
+        ),
+        None => (None, None),
+    };
+    let resume = resume_point(&req)?;
     let room = room_param(&req);
     let hub = req.state().hub.clone();
     let heartbeat = req.state().heartbeat;
@@ -84,10 +92,11 @@ pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
                 subscription,
                 Session {
                     hub,
-                    user,
+                    user: user.unwrap_or_default(),
                     room,
                     heartbeat,
                 },
+                resume,
             )
             .await;
         }
@@ -104,13 +113,33 @@ struct Session {
     heartbeat: Duration,
 }
 
-async fn session(connection: Connection, mut subscription: Subscription, who: Session) {
+async fn session(
+    connection: Connection,
+    subscription: Option<Subscription>,
+    mut who: Session,
+    resume: Resume,
+) {
     let _gauge = ConnectionGauge::new("ws");
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
     let socket = WebSocketStream::from_raw_socket(connection, Role::Server, Some(config)).await;
     let (mut sink, mut incoming) = socket.split();
+    let mut subscription = match subscription {
+        Some(subscription) => subscription,
+        None => match first_frame_auth(&mut incoming, &mut who, resume).await {
+            Ok(subscription) => subscription,
+            Err(refused) => {
+                let _ = sink.send(Message::text(refused.to_json())).await;
+                let close = CloseFrame {
+                    code: CloseCode::Policy,
+                    reason: "not signed in".into(),
+                };
+                let _ = sink.send(Message::Close(Some(close))).await;
+                return;
+            }
+        },
+    };
     // Answers to submits, from the reading half to the writing half.
     let (answers, answered) = async_channel::bounded::<StreamEvent>(16);
 
@@ -185,6 +214,51 @@ fn refusal(reference: Option<String>, code: &str, detail: String) -> StreamEvent
     }
 }
 
+/// How long a connection without credentials may take to send its `auth` frame.
+const AUTH_WITHIN: Duration = Duration::from_secs(10);
+
+/// Reads the first frame as `{"type":"auth","token":…}`, verifies it and opens the listener.
+async fn first_frame_auth(
+    incoming: &mut (
+             impl futures_util::Stream<Item = Result<Message, async_tungstenite::tungstenite::Error>>
+             + Unpin
+         ),
+    who: &mut Session,
+    resume: Resume,
+) -> Result<Subscription, StreamEvent> {
+    let unauthenticated = |detail: String| refusal(None, "unauthenticated", detail);
+    let first = async { incoming.next().await }.or(async {
+        async_io::Timer::after(AUTH_WITHIN).await;
+        None
+    });
+    let Some(Ok(Message::Text(text))) = first.await else {
+        return Err(unauthenticated(
+            "send {\"type\":\"auth\",\"token\":…} first (or connect with the session cookie or Authorization)".into(),
+        ));
+    };
+    let token = match parse_json(text.as_bytes()) {
+        Ok(ClientFrame::Auth { token }) => token,
+        Ok(_) => {
+            return Err(unauthenticated(
+                "the first frame must be an auth frame".into(),
+            ));
+        }
+        Err(problem) => return Err(refusal(None, problem.code, problem.detail)),
+    };
+    let caller = who.hub.identity().verify(&token).map_err(|e| {
+        let problem = Problem::from(e);
+        refusal(None, problem.code, problem.detail)
+    })?;
+    who.user = caller.user;
+    who.hub
+        .subscribe(&who.user, &who.room, resume, "ws")
+        .await
+        .map_err(|e| {
+            let problem = Problem::from(e);
+            refusal(None, problem.code, problem.detail)
+        })
+}
+
 /// Handles one client frame; the answer always says what happened.
 async fn submit(who: &Session, text: &[u8]) -> StreamEvent {
     let frame: ClientFrame = match parse_json(text) {
@@ -195,7 +269,14 @@ async fn submit(who: &Session, text: &[u8]) -> StreamEvent {
         text,
         idempotency_key,
         reference,
-    } = frame;
+    } = frame
+    else {
+        return refusal(
+            None,
+            "already-signed-in",
+            "this connection is signed in already".into(),
+        );
+    };
     let submit = Submit {
         user: who.user.clone(),
         room: who.room.clone(),

@@ -1,6 +1,7 @@
 //! Between the hub's types and the protobuf messages, and from refusals to gRPC statuses.
 
 use roomcast_core::{Error, ErrorClass, Gap, HistoryPage, Message, PresenceEntry, RoomSummary};
+use roomcast_hub::identity::{AuthClass, AuthError, Issued};
 use roomcast_hub::{Delivery, Ending, HubError};
 use roomcast_proto::v1 as pb;
 use tonic::{Code, Status};
@@ -22,7 +23,36 @@ pub fn room(r: &RoomSummary) -> pb::Room {
         users: count(r.users),
         created_at_ms: ms(r.created_at),
         last_active_ms: ms(r.last_active),
+        private: r.private,
+        owner: r
+            .owner
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        members: r.members.iter().map(ToString::to_string).collect(),
     }
+}
+
+pub fn token(i: Issued) -> pb::Token {
+    pb::Token {
+        token: i.token,
+        user: i.user,
+        guest: i.guest,
+        expires_at: i.expires_at,
+    }
+}
+
+/// An identity refusal as a gRPC status.
+pub fn auth_status(e: AuthError) -> Status {
+    let code = match e.class() {
+        AuthClass::Unauthenticated => Code::Unauthenticated,
+        AuthClass::Forbidden => Code::PermissionDenied,
+        AuthClass::Conflict => Code::AlreadyExists,
+        AuthClass::RateLimited => Code::ResourceExhausted,
+        AuthClass::Invalid => Code::InvalidArgument,
+        AuthClass::Unavailable => Code::Unavailable,
+    };
+    Status::new(code, format!("{} ({})", e, e.code()))
 }
 
 pub fn message(m: &Message) -> pb::ChatMessage {

@@ -6,38 +6,156 @@ use std::pin::Pin;
 use futures_util::Stream;
 use roomcast_core::{Cursor, Resume, Seq, Submit};
 use roomcast_hub::Hub;
-use roomcast_proto::USER_METADATA;
+use roomcast_hub::identity::{AuthError, Caller};
 use roomcast_proto::v1 as pb;
 use roomcast_proto::v1::chat_server::Chat;
+use roomcast_proto::{AUTHORIZATION_METADATA, USER_METADATA};
 use tonic::{Request, Response, Status};
 
-use crate::convert::{self, status};
+use crate::convert::{self, auth_status, status};
 
 /// The service, holding the hub handle.
 pub struct Service {
     pub hub: Hub,
 }
 
-/// Who acts: the `roomcast-user` metadata, else `anonymous`.
-fn caller<T>(req: &Request<T>) -> Result<String, Status> {
-    match req.metadata().get(USER_METADATA) {
-        None => Ok("anonymous".into()),
-        Some(v) => v.to_str().map(str::to_owned).map_err(|_| {
-            Status::invalid_argument(format!("{USER_METADATA} metadata must be visible ASCII"))
-        }),
+impl Service {
+    /// The verified caller, from `authorization: Bearer <token>`. A `roomcast-user` metadata
+    /// naming anyone else is refused, never believed.
+    fn caller_of<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let token = req
+            .metadata()
+            .get(AUTHORIZATION_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| auth_status(AuthError::Missing))?;
+        let caller = self
+            .hub
+            .identity()
+            .verify(token.trim())
+            .map_err(auth_status)?;
+        if let Some(named) = req.metadata().get(USER_METADATA)
+            && named.to_str().ok() != Some(caller.user.as_str())
+        {
+            return Err(Status::permission_denied(format!(
+                "signed in as {}, but {USER_METADATA} names someone else (impersonation)",
+                caller.user
+            )));
+        }
+        Ok(caller)
+    }
+
+    /// The verified caller's name.
+    fn user<T>(&self, req: &Request<T>) -> Result<String, Status> {
+        self.caller_of(req).map(|c| c.user)
     }
 }
 
 #[tonic::async_trait]
 impl Chat for Service {
+    async fn register(&self, req: Request<pb::Credentials>) -> Result<Response<pb::Token>, Status> {
+        let pb::Credentials { name, password } = req.into_inner();
+        let issued = self
+            .hub
+            .register(name, password)
+            .await
+            .map_err(auth_status)?;
+        Ok(Response::new(convert::token(issued)))
+    }
+
+    async fn sign_in(&self, req: Request<pb::Credentials>) -> Result<Response<pb::Token>, Status> {
+        let from = req
+            .remote_addr()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let pb::Credentials { name, password } = req.into_inner();
+        let issued = self
+            .hub
+            .sign_in(name, password, from)
+            .await
+            .map_err(auth_status)?;
+        Ok(Response::new(convert::token(issued)))
+    }
+
+    async fn guest(&self, req: Request<pb::GuestRequest>) -> Result<Response<pb::Token>, Status> {
+        let issued = self
+            .hub
+            .guest(req.into_inner().nickname)
+            .await
+            .map_err(auth_status)?;
+        Ok(Response::new(convert::token(issued)))
+    }
+
+    async fn sign_out(
+        &self,
+        req: Request<pb::SignOutRequest>,
+    ) -> Result<Response<pb::SignOutResponse>, Status> {
+        let caller = self.caller_of(&req)?;
+        self.hub.sign_out(caller).await.map_err(auth_status)?;
+        Ok(Response::new(pb::SignOutResponse {}))
+    }
+
+    async fn open_direct(
+        &self,
+        req: Request<pb::OpenDirectRequest>,
+    ) -> Result<Response<pb::CreateRoomResponse>, Status> {
+        let (user, other) = (self.user(&req)?, req.into_inner().user);
+        let created = self
+            .hub
+            .with_core(move |core, now| core.open_direct(now, &user, &other))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CreateRoomResponse {
+            room: Some(convert::room(&created.room)),
+            created: created.created,
+        }))
+    }
+
+    async fn invite(
+        &self,
+        req: Request<pb::MemberRequest>,
+    ) -> Result<Response<pb::MemberResponse>, Status> {
+        let user = self.user(&req)?;
+        let pb::MemberRequest { room, user: member } = req.into_inner();
+        let changed = self
+            .hub
+            .with_core(move |core, now| core.invite(now, &user, &room, &member))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::MemberResponse { changed }))
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<pb::MemberRequest>,
+    ) -> Result<Response<pb::MemberResponse>, Status> {
+        let user = self.user(&req)?;
+        let pb::MemberRequest { room, user: member } = req.into_inner();
+        let changed = self
+            .hub
+            .with_core(move |core, now| core.remove_member(now, &user, &room, &member))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::MemberResponse { changed }))
+    }
+
     async fn create_room(
         &self,
         req: Request<pb::CreateRoomRequest>,
     ) -> Result<Response<pb::CreateRoomResponse>, Status> {
-        let (user, room) = (caller(&req)?, req.into_inner().room);
+        let user = self.user(&req)?;
+        let pb::CreateRoomRequest { room, private } = req.into_inner();
         let created = self
             .hub
-            .with_core(move |core, now| core.create_room(now, &user, &room))
+            .with_core(move |core, now| {
+                if private {
+                    core.create_private_room(now, &user, &room)
+                } else {
+                    core.create_room(now, &user, &room)
+                }
+            })
             .await
             .map_err(status)?;
         Ok(Response::new(pb::CreateRoomResponse {
@@ -50,7 +168,7 @@ impl Chat for Service {
         &self,
         req: Request<pb::DeleteRoomRequest>,
     ) -> Result<Response<pb::DeleteRoomResponse>, Status> {
-        let (user, room) = (caller(&req)?, req.into_inner().room);
+        let (user, room) = (self.user(&req)?, req.into_inner().room);
         self.hub
             .with_core(move |core, now| core.delete_room(now, &user, &room))
             .await
@@ -62,7 +180,7 @@ impl Chat for Service {
         &self,
         req: Request<pb::ListRoomsRequest>,
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
-        let user = caller(&req)?;
+        let user = self.user(&req)?;
         let pb::ListRoomsRequest { after, limit } = req.into_inner();
         let limit = if limit == 0 { 100 } else { limit as usize };
         let page = self
@@ -82,7 +200,7 @@ impl Chat for Service {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let user = caller(&req)?;
+        let user = self.user(&req)?;
         let pb::SubmitRequest {
             room,
             text,
@@ -110,7 +228,7 @@ impl Chat for Service {
         &self,
         req: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
-        let user = caller(&req)?;
+        let user = self.user(&req)?;
         let pb::HistoryRequest {
             room,
             cursor,
@@ -134,7 +252,7 @@ impl Chat for Service {
         &self,
         req: Request<pb::PresenceRequest>,
     ) -> Result<Response<pb::PresenceResponse>, Status> {
-        let (user, room) = (caller(&req)?, req.into_inner().room);
+        let (user, room) = (self.user(&req)?, req.into_inner().room);
         let entries = self
             .hub
             .with_core(move |core, _| core.presence(&user, &room))
@@ -152,7 +270,7 @@ impl Chat for Service {
         &self,
         req: Request<pb::StreamRequest>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let user = caller(&req)?;
+        let user = self.user(&req)?;
         let pb::StreamRequest { room, resume_after } = req.into_inner();
         let resume = resume_after.map_or(Resume::Live, |n| Resume::After(Seq(n)));
         let subscription = self

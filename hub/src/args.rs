@@ -8,7 +8,10 @@ use std::time::Duration;
 use roomcast_core::{Config, Limits, Policy, Rate, Who};
 use roomcast_store::{Retention, Store};
 
+use jsonwebtoken::Algorithm;
+
 use crate::hub::{Hub, HubOptions, StartError};
+use crate::identity::{IdentityError, IdentityOptions};
 
 /// Core and hub settings, flattened into each binary's command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -59,6 +62,34 @@ pub struct CoreArgs {
     /// Drop messages older than this from disk (e.g. `30d`; kept forever by default).
     #[arg(long, env = "ROOMCAST_RETAIN_FOR", value_parser = humantime::parse_duration)]
     pub retain_for: Option<Duration>,
+    /// The HS256 secret that signs tokens (at least 32 bytes). Another application holding it
+    /// can mint tokens for its users. Default: `jwt-secret` in the data dir, created once (a
+    /// random one per run with --in-memory).
+    #[arg(long, env = "ROOMCAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Also accept tokens signed by the private half of this public key (PEM file).
+    #[arg(long, env = "ROOMCAST_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// The public key's algorithm.
+    #[arg(long, env = "ROOMCAST_JWT_PUBLIC_KEY_ALG", value_enum, default_value_t = KeyAlg::Rs256)]
+    pub jwt_public_key_alg: KeyAlg,
+    /// Whether people may chat as guests (a nickname, no account).
+    #[arg(long, env = "ROOMCAST_GUESTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub guests: bool,
+    /// How long the tokens roomcast issues last.
+    #[arg(long, env = "ROOMCAST_TOKEN_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub token_ttl: Duration,
+}
+
+/// The algorithm of `--jwt-public-key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyAlg {
+    /// RSA with SHA-256.
+    #[value(name = "RS256")]
+    Rs256,
+    /// Ed25519.
+    #[value(name = "EdDSA")]
+    EdDsa,
 }
 
 /// Says in one line why the server cannot start, and exits with status 1.
@@ -105,7 +136,35 @@ impl CoreArgs {
             };
             Some((Arc::new(store), retention))
         };
-        Hub::start(self.config(), self.hub_options(), store)
+        Hub::start(
+            self.config(),
+            self.hub_options(),
+            store,
+            self.identity_options()?,
+        )
+    }
+
+    /// The identity options these flags describe (reads the public key file).
+    pub fn identity_options(&self) -> Result<IdentityOptions, StartError> {
+        let public_key = match &self.jwt_public_key {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| IdentityError::PublicKey(format!("{}: {e}", path.display())))?;
+                let alg = match self.jwt_public_key_alg {
+                    KeyAlg::Rs256 => Algorithm::RS256,
+                    KeyAlg::EdDsa => Algorithm::EdDSA,
+                };
+                Some((alg, pem))
+            }
+        };
+        Ok(IdentityOptions {
+            secret: self.jwt_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            public_key,
+            guests: self.guests,
+            token_ttl: self.token_ttl,
+            max_name_chars: Limits::default().user_name_max_chars,
+        })
     }
 
     /// The hub options these flags describe.

@@ -23,6 +23,8 @@ use roomcast_core::{
     Config, Core, Error, Event, ListenerId, Opened, PresenceEntry, Resume, RoomId, Stats, Timestamp,
 };
 use roomcast_store::{Journal, Record, Retention, Store};
+
+use crate::identity::{AuthError, Caller, Identity, IdentityError, IdentityOptions, Issued};
 use thiserror::Error;
 
 use crate::subscription::{Delivery, Ending};
@@ -70,6 +72,7 @@ pub struct Hub {
     jobs: async_channel::Sender<Job>,
     stopping: Arc<AtomicBool>,
     store: Option<Arc<Store>>,
+    identity: Arc<Identity>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -127,6 +130,9 @@ pub enum StartError {
     /// A thread could not be started.
     #[error("cannot start the hub thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// Token keys or accounts could not be set up.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }
 
 impl Hub {
@@ -136,7 +142,12 @@ impl Hub {
         config: Config,
         options: HubOptions,
         store: Option<(Arc<Store>, Retention)>,
+        identity: IdentityOptions,
     ) -> Result<Hub, StartError> {
+        let identity = Arc::new(Identity::new(
+            identity,
+            store.as_ref().map(|(store, _)| store.clone()),
+        )?);
         let (jobs, job_rx) = async_channel::bounded::<Job>(options.queue.max(1));
         let (closes, close_rx) = async_channel::unbounded();
         let mut core = Core::new(config);
@@ -180,7 +191,42 @@ impl Hub {
             jobs,
             stopping: Arc::new(AtomicBool::new(false)),
             store: store.map(|(store, _)| store),
+            identity,
         })
+    }
+
+    /// Accounts, guests and tokens.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// Creates an account and signs it in (the hashing runs on the blocking pool).
+    pub async fn register(&self, name: String, password: String) -> Result<Issued, AuthError> {
+        let identity = self.identity.clone();
+        blocking::unblock(move || identity.register(&name, &password)).await
+    }
+
+    /// Signs in with a name and password, from `from` (the hashing runs on the blocking pool).
+    pub async fn sign_in(
+        &self,
+        name: String,
+        password: String,
+        from: std::net::IpAddr,
+    ) -> Result<Issued, AuthError> {
+        let identity = self.identity.clone();
+        blocking::unblock(move || identity.sign_in(&name, &password, from)).await
+    }
+
+    /// Signs the caller's session out (the store write runs on the blocking pool).
+    pub async fn sign_out(&self, caller: Caller) -> Result<(), AuthError> {
+        let identity = self.identity.clone();
+        blocking::unblock(move || identity.sign_out(&caller)).await
+    }
+
+    /// A guest token for `nickname` (the store write runs on the blocking pool).
+    pub async fn guest(&self, nickname: String) -> Result<Issued, AuthError> {
+        let identity = self.identity.clone();
+        blocking::unblock(move || identity.guest(&nickname)).await
     }
 
     /// The store behind this hub, if history is durable.

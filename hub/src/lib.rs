@@ -14,6 +14,7 @@
 mod args;
 mod history;
 mod hub;
+pub mod identity;
 pub mod signal;
 mod subscription;
 pub mod telemetry;

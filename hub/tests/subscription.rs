@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_lite::future::block_on;
 use roomcast_core::{Config, Cursor, Error, Limits, Resume, Seq, Submit};
+use roomcast_hub::identity::IdentityOptions;
 use roomcast_hub::{Delivery, Ending, Hub, HubError, HubOptions, Subscription};
 use roomcast_store::{Retention, Store};
 
@@ -27,6 +28,7 @@ fn hub(history_len: usize, room_buffer: usize, dir: Option<&Path>) -> Hub {
             ..HubOptions::default()
         },
         store,
+        IdentityOptions::default(),
     )
     .expect("hub thread starts")
 }
@@ -289,7 +291,13 @@ fn idle_rooms_expire_on_the_hub_timer() {
             room_idle_expiry: Some(Duration::from_millis(50)),
             ..Config::default()
         };
-        let hub = Hub::start(config, HubOptions::default(), None).unwrap();
+        let hub = Hub::start(
+            config,
+            HubOptions::default(),
+            None,
+            IdentityOptions::default(),
+        )
+        .unwrap();
         create(&hub, "brief").await;
         let mut rooms = 1;
         for _ in 0..200 {

@@ -11,5 +11,8 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/roomcast_descriptor.bin"));
 
-/// The metadata key a caller names itself with until accounts exist.
+/// The metadata key older clients named themselves with: now refused if it names anyone but
+/// the token's user.
 pub const USER_METADATA: &str = "roomcast-user";
+/// The metadata key that carries `Bearer <token>`.
+pub const AUTHORIZATION_METADATA: &str = "authorization";

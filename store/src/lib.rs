@@ -11,12 +11,15 @@
 //!   (group commit) and reports how many batches are durable, so the host acknowledges and
 //!   delivers only what a crash cannot take back. Retention runs on the same thread between
 //!   commits, in small chunks.
+//! - Accounts and sessions ([`Store::create_account`], [`Store::add_session`], ...) for the
+//!   hosts' sign-in, written directly on their own connection.
 //! - [`Store::after`], [`Store::before`] and [`Store::first_seq`] read history older than core's
 //!   ring; they are blocking calls for a host's blocking pool, on a small pool of read-only
 //!   connections (WAL lets them run beside the writer).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod accounts;
 mod journal;
 mod open;
 mod read;
@@ -51,6 +54,8 @@ pub enum StoreError {
 pub struct Store {
     path: PathBuf,
     readers: Mutex<Vec<rusqlite::Connection>>,
+    /// The connection for account and session writes, opened on first use.
+    accounts: Mutex<Option<rusqlite::Connection>>,
     _lock: Arc<std::fs::File>,
 }
 

@@ -121,6 +121,7 @@ impl Store {
         Ok(Store {
             path,
             readers: Mutex::new(Vec::new()),
+            accounts: Mutex::new(None),
             _lock: Arc::new(lock),
         })
     }

@@ -11,21 +11,14 @@
   const count = document.getElementById("count");
   const status = document.getElementById("status");
   const form = document.getElementById("composer");
-  const nameInput = document.getElementById("name");
   const textInput = document.getElementById("text");
   const errorBox = document.getElementById("error");
   let lastSeq = Number(chat.dataset.latest) || 0;
   let source = null;
 
-  // The name persists across visits, and reaches the server for form posts too.
-  const saved = localStorage.getItem("roomcast-name");
-  if (saved && !nameInput.value) nameInput.value = saved;
-  if (!nameInput.value) nameInput.value = "guest-" + Math.random().toString(36).slice(2, 6);
-  const name = () => nameInput.value.trim();
-  const remember = () => {
-    localStorage.setItem("roomcast-name", name());
-    document.cookie = "roomcast_user=" + encodeURIComponent(name()) + "; path=/; max-age=31536000; samesite=lax";
-  };
+  // Who is signed in: the page says; the session cookie (HttpOnly) goes with every request.
+  const me = chat.dataset.user;
+  const name = () => me;
 
   const nearBottom = () => scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
   const scrollDown = () => { scroller.scrollTop = scroller.scrollHeight; };
@@ -71,7 +64,7 @@
 
   function connect() {
     if (source) source.close();
-    const url = `/api/v1/rooms/${encodeURIComponent(room)}/events?user=${encodeURIComponent(name())}&since=${lastSeq}`;
+    const url = `/api/v1/rooms/${encodeURIComponent(room)}/events?since=${lastSeq}`;
     source = new EventSource(url);
     source.onopen = () => { status.textContent = "live"; status.classList.add("live"); };
     source.onerror = () => { status.textContent = "reconnecting…"; status.classList.remove("live"); };
@@ -107,7 +100,6 @@
     event.preventDefault();
     const text = textInput.value;
     if (!text.trim()) return;
-    remember();
     const button = form.querySelector("button");
     button.disabled = true;
     const key = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^A-Za-z0-9-]/g, "");
@@ -115,7 +107,7 @@
       const res = await fetch(`/api/v1/rooms/${encodeURIComponent(room)}/messages`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ user: name(), text, idempotency_key: key }),
+        body: JSON.stringify({ text, idempotency_key: key }),
       });
       if (res.ok) {
         textInput.value = "";
@@ -144,7 +136,6 @@
   textInput.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
   });
-  nameInput.addEventListener("change", () => { remember(); connect(); });
 
   for (const t of list.querySelectorAll("time")) t.textContent = time(t.dateTime);
   for (const li of list.querySelectorAll(".message")) {

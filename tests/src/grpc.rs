@@ -14,19 +14,45 @@ pub async fn client(server: &Server) -> ChatClient<Channel> {
     ChatClient::connect(server.url("")).await.expect("connects")
 }
 
-/// `message` sent as `user` (the `roomcast-user` metadata).
-pub fn as_user<T>(user: &str, message: T) -> Request<T> {
+/// A guest token for `user`, from the `Guest` RPC.
+pub async fn guest(c: &mut ChatClient<Channel>, user: &str) -> String {
+    c.guest(pb::GuestRequest {
+        nickname: user.into(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("a guest token for {user}: {e}"))
+    .into_inner()
+    .token
+}
+
+/// `message` with `token` in the `authorization` metadata.
+pub fn with_token<T>(token: &str, message: T) -> Request<T> {
     let mut req = Request::new(message);
-    req.metadata_mut()
-        .insert("roomcast-user", user.parse().unwrap());
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ASCII"),
+    );
     req
 }
 
-/// Creates a room, asserting it worked.
+/// `message` sent as `user`, signed in as a guest of that name.
+pub async fn as_user<T>(c: &mut ChatClient<Channel>, user: &str, message: T) -> Request<T> {
+    let token = guest(c, user).await;
+    with_token(&token, message)
+}
+
+/// Creates a public room as `owner`, asserting it worked.
 pub async fn create(c: &mut ChatClient<Channel>, room: &str) {
-    c.create_room(pb::CreateRoomRequest { room: room.into() })
-        .await
-        .expect("created");
+    let req = as_user(
+        c,
+        "owner",
+        pb::CreateRoomRequest {
+            room: room.into(),
+            private: false,
+        },
+    )
+    .await;
+    c.create_room(req).await.expect("created");
 }
 
 /// Submits a message as `user`, asserting it was accepted.
@@ -37,13 +63,15 @@ pub async fn submit(
     text: &str,
 ) -> pb::ChatMessage {
     let req = as_user(
+        c,
         user,
         pb::SubmitRequest {
             room: room.into(),
             text: text.into(),
             idempotency_key: String::new(),
         },
-    );
+    )
+    .await;
     c.submit(req)
         .await
         .expect("accepted")
@@ -59,16 +87,16 @@ pub async fn open(
     room: &str,
     resume_after: Option<u64>,
 ) -> Streaming<StreamEvent> {
-    c.stream(as_user(
+    let req = as_user(
+        c,
         user,
         pb::StreamRequest {
             room: room.into(),
             resume_after,
         },
-    ))
-    .await
-    .expect("stream opens")
-    .into_inner()
+    )
+    .await;
+    c.stream(req).await.expect("stream opens").into_inner()
 }
 
 /// The next event; `None` when the stream ends. Fails the test after [`PATIENCE`].

@@ -234,6 +234,68 @@ impl Answer {
     }
 }
 
+/// A guest token for `user` on the server at `addr`, fetched once per server and name through
+/// `POST /api/v1/auth/guest`. `None` if the server refuses (an invalid name, guests off).
+///
+/// Tests name the acting user the way clients used to (`?user=` in a URL, `"user"` in a JSON
+/// body); the helpers turn that name into a real token, so the server sees a signed-in caller
+/// whose name matches, and a mismatch would be refused.
+pub fn guest_token(addr: SocketAddr, user: &str) -> Option<String> {
+    static TOKENS: OnceLock<Mutex<std::collections::HashMap<(SocketAddr, String), String>>> =
+        OnceLock::new();
+    let tokens = TOKENS.get_or_init(Default::default);
+    let key = (addr, user.to_owned());
+    if let Some(token) = tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Some(token.clone());
+    }
+    let res = answer(
+        agent()
+            .post(&format!("http://{addr}/api/v1/auth/guest"))
+            .header("Content-Type", "application/json")
+            .send(serde_json::json!({ "nickname": user }).to_string()),
+    );
+    if res.status != 201 {
+        return None;
+    }
+    let token = res.json()["token"].as_str()?.to_owned();
+    tokens
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, token.clone());
+    Some(token)
+}
+
+/// The user a request acts as: `?user=` in its URL, else `"user"` in its JSON body, else
+/// `anonymous`.
+fn acting_user(url: &str, body: Option<&str>) -> String {
+    let from_query = url.split_once('?').and_then(|(_, q)| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == "user")
+            .map(|(_, v)| v)
+    });
+    let from_body = || {
+        let body: Value = serde_json::from_str(body?).ok()?;
+        body["user"].as_str().map(str::to_owned)
+    };
+    from_query
+        .or_else(from_body)
+        .unwrap_or_else(|| "anonymous".into())
+}
+
+/// The `Authorization` value for a request to `url` acting as the user it names (`?user=`, or
+/// `"user"` in the JSON `body`, else `anonymous`), if the server grants that name a guest token.
+pub fn authorization(url: &str, body: Option<&str>) -> Option<String> {
+    let addr: SocketAddr = url
+        .strip_prefix("http://")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()?;
+    guest_token(addr, &acting_user(url, body)).map(|t| format!("Bearer {t}"))
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(PATIENCE))
@@ -268,14 +330,27 @@ fn answer(res: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer 
     }
 }
 
-/// `GET url`.
+/// `GET url` as the user it names (see [`guest_token`]).
 pub fn get(url: &str) -> Answer {
+    let mut req = agent().get(url);
+    if let Some(auth) = authorization(url, None) {
+        req = req.header("Authorization", auth);
+    }
+    answer(req.call())
+}
+
+/// `GET url` with no credentials at all.
+pub fn get_unauthenticated(url: &str) -> Answer {
     answer(agent().get(url).call())
 }
 
-/// `DELETE url`.
+/// `DELETE url` as the user it names.
 pub fn delete(url: &str) -> Answer {
-    answer(agent().delete(url).call())
+    let mut req = agent().delete(url);
+    if let Some(auth) = authorization(url, None) {
+        req = req.header("Authorization", auth);
+    }
+    answer(req.call())
 }
 
 /// `POST url` with a JSON body.
@@ -283,19 +358,21 @@ pub fn post_json(url: &str, body: &Value) -> Answer {
     post(url, "application/json", &body.to_string())
 }
 
-/// `POST url` with any content type and body.
+/// `POST url` with any content type and body, as the user the URL or JSON body names.
 pub fn post(url: &str, content_type: &str, body: &str) -> Answer {
-    answer(
-        agent()
-            .post(url)
-            .header("Content-Type", content_type)
-            .send(body),
-    )
+    post_with(url, &[("Content-Type", content_type)], body)
 }
 
-/// `POST url` with extra headers.
+/// `POST url` with extra headers, as the user the URL or JSON body names (unless the headers
+/// carry their own `Authorization`).
 pub fn post_with(url: &str, headers: &[(&str, &str)], body: &str) -> Answer {
     let mut req = agent().post(url);
+    let own = headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    if !own && let Some(auth) = authorization(url, Some(body)) {
+        req = req.header("Authorization", auth);
+    }
     for (name, value) in headers {
         req = req.header(*name, *value);
     }
@@ -337,4 +414,114 @@ pub fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let head = sse::read_head(&mut reader).expect("a response head");
     let body = sse::read_sized_body(&mut reader, &head);
     (head.status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A browser without JavaScript: keeps cookies, follows nothing by itself, and fills in the
+/// CSRF field of the forms it posts from its `roomcast_csrf` cookie, as the pages' forms do.
+pub struct Browser {
+    base: String,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Browser {
+    /// A browser with no cookies yet.
+    pub fn new(server: &Server) -> Browser {
+        Browser {
+            base: server.url(""),
+            cookies: Default::default(),
+        }
+    }
+
+    /// A browser signed in as a guest through the sign-in page's form.
+    pub fn guest(server: &Server, nickname: &str) -> Browser {
+        let mut browser = Browser::new(server);
+        assert_eq!(browser.get("/sign-in").status, 200);
+        let joined = browser.post_form("/guest", &[("nickname", nickname), ("next", "/")]);
+        assert_eq!(joined.status, 303, "guest sign-in: {}", joined.body);
+        assert!(browser.cookie("roomcast_session").is_some());
+        browser
+    }
+
+    /// Sets a cookie, as a browser that kept an old one would send it.
+    pub fn cookies_insert(&mut self, name: &str, value: &str) {
+        self.cookies.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// A cookie's current value.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.get(name).map(String::as_str)
+    }
+
+    /// `GET path` with the cookies.
+    pub fn get(&mut self, path: &str) -> Answer {
+        let req = agent().get(&format!("{}{path}", self.base));
+        let res = answer(self.with_cookies(req).call());
+        self.keep_cookies(&res);
+        res
+    }
+
+    /// Posts a form with the cookies, adding `csrf` from the cookie unless `fields` has one.
+    pub fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut fields: Vec<(&str, &str)> = fields.to_vec();
+        let csrf = self.cookie("roomcast_csrf").unwrap_or("").to_owned();
+        if !fields.iter().any(|(k, _)| *k == "csrf") {
+            fields.push(("csrf", &csrf));
+        }
+        let body = serde_urlencoded::to_string(&fields).expect("a form");
+        let req = agent()
+            .post(&format!("{}{path}", self.base))
+            .header("Content-Type", "application/x-www-form-urlencoded");
+        let res = answer(self.with_cookies(req).send(body));
+        self.keep_cookies(&res);
+        res
+    }
+
+    fn with_cookies<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        if self.cookies.is_empty() {
+            return req;
+        }
+        let header: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        req.header("Cookie", header.join("; "))
+    }
+
+    fn keep_cookies(&mut self, res: &Answer) {
+        for (name, value) in &res.headers {
+            if name != "set-cookie" {
+                continue;
+            }
+            let pair = value.split(';').next().unwrap_or("");
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() || value.contains("Max-Age=0") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_owned(), v.to_owned());
+                }
+            }
+        }
+    }
+}
+
+/// Opens a WebSocket on `path`, signed in (with `Authorization` in the handshake) as the user
+/// `?user=` names.
+pub fn ws_connect(
+    server: &Server,
+    path: &str,
+) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = server.ws_url(path).into_client_request().expect("a ws URL");
+    if let Some(auth) = authorization(&server.url(path), None) {
+        request
+            .headers_mut()
+            .insert("Authorization", auth.parse().expect("ASCII"));
+    }
+    let (socket, response) = tungstenite::connect(request).expect("the upgrade succeeds");
+    assert_eq!(response.status(), 101);
+    if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = socket.get_ref() {
+        tcp.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    }
+    socket
 }

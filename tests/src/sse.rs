@@ -164,6 +164,10 @@ impl SseStream {
             .expect("read timeout");
         let mut request =
             format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+        // As the user `?user=` names (or `anonymous`), with a real token for that name.
+        if let Some(auth) = crate::authorization(&format!("http://{addr}{path}"), None) {
+            request.push_str(&format!("Authorization: {auth}\r\n"));
+        }
         if let Some(id) = last_event_id {
             request.push_str(&format!("Last-Event-ID: {id}\r\n"));
         }

@@ -77,14 +77,27 @@ async fn wait_for(client: &Client, what: &str, script: &str) -> Value {
     }
 }
 
+/// Opens the room: the page sends the browser to sign in, it joins as a guest, and comes back.
 async fn open_room(client: &Client, url: &str, name: &str) {
     client.goto(url).await.expect("page loads");
-    let set_name = "const n = document.getElementById('name'); n.value = arguments[0]; \
-                    n.dispatchEvent(new Event('change')); return true;";
+    wait_for(
+        client,
+        "the sign-in page",
+        "return document.getElementById('nickname') ? true : null;",
+    )
+    .await;
+    let join = "const n = document.getElementById('nickname'); n.value = arguments[0]; \
+                n.form.submit(); return true;";
     client
-        .execute(set_name, vec![json!(name)])
+        .execute(join, vec![json!(name)])
         .await
-        .expect("name set");
+        .expect("the guest form posts");
+    wait_for(
+        client,
+        "the room page",
+        "return document.getElementById('chat') ? true : null;",
+    )
+    .await;
     wait_for(
         client,
         "the live stream",

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use roomcast_e2e::grpc::{client, create, next_seq, open, submit};
-use roomcast_e2e::{PATIENCE, Server, SseStream, create_room, get, refused_start, say};
+use roomcast_e2e::grpc::{as_user, client, create, next_seq, open, submit};
+use roomcast_e2e::{
+    PATIENCE, Server, SseStream, create_room, get, guest_token, refused_start, say,
+};
 use roomcast_proto::v1 as pb;
 use serde_json::{Value, json};
 
@@ -49,6 +51,7 @@ fn fill_room(server: &Server, room: &str, n: u64) {
 /// Posts `tag-0`, `tag-1`, ... until the server stops answering (or `stop`); returns what was
 /// acknowledged as `(seq, text)`.
 fn submit_until_gone(
+    token: String,
     url: String,
     tag: String,
     stop: Arc<AtomicBool>,
@@ -68,7 +71,8 @@ fn submit_until_gone(
         let sent = agent
             .post(&url)
             .header("Content-Type", "application/json")
-            .send(json!({"user": "crash", "text": text}).to_string());
+            .header("Authorization", format!("Bearer {token}"))
+            .send(json!({"text": text}).to_string());
         let Ok(mut res) = sent else { break };
         // A connection cut mid-answer is not an acknowledgement.
         let Ok(body) = res.body_mut().read_to_string() else {
@@ -125,9 +129,10 @@ fn acknowledged_messages_survive_sigkill_and_numbering_continues() {
         let submitters: Vec<_> = (0..8)
             .map(|t| {
                 let url = server.url("/api/v1/rooms/crash/messages");
+                let token = guest_token(server.addr, "crash").expect("a guest token");
                 let (stop, acks) = (stop.clone(), acks.clone());
                 std::thread::spawn(move || {
-                    submit_until_gone(url, format!("r{round}t{t}"), stop, acks)
+                    submit_until_gone(token, url, format!("r{round}t{t}"), stop, acks)
                 })
             })
             .collect();
@@ -246,15 +251,17 @@ async fn the_grpc_host_persists_restores_and_shares_the_data_dir() {
     for n in 3..=31 {
         assert_eq!(next_seq(&mut s).await, n);
     }
-    let page = c
-        .history(pb::HistoryRequest {
+    let req = as_user(
+        &mut c,
+        "cy",
+        pb::HistoryRequest {
             room: "shared".into(),
             cursor: Some(pb::history_request::Cursor::Before(4)),
             limit: 10,
-        })
-        .await
-        .expect("history")
-        .into_inner();
+        },
+    )
+    .await;
+    let page = c.history(req).await.expect("history").into_inner();
     let texts: Vec<&str> = page.messages.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["web 1", "web 2", "web 3"]);
     // Creating again is idempotent: the room came back with its history.

@@ -4,7 +4,9 @@
 
 use futures_util::StreamExt;
 use roomcast_e2e::Server;
-use roomcast_e2e::grpc::{as_user, client, create, next, next_seq, open, submit};
+use roomcast_e2e::grpc::{
+    as_user, client, create, guest, next, next_seq, open, submit, with_token,
+};
 use roomcast_proto::v1 as pb;
 use roomcast_proto::v1::stream_event::Event;
 use tonic::Code;
@@ -41,13 +43,15 @@ async fn submit_then_stream_with_presence() {
         Some(Event::Left("cy".into())),
         "a dropped stream leaves"
     );
-    let who = c
-        .presence(pb::PresenceRequest {
+    let req = as_user(
+        &mut c,
+        "bob",
+        pb::PresenceRequest {
             room: "lobby".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        },
+    )
+    .await;
+    let who = c.presence(req).await.unwrap().into_inner();
     assert_eq!(who.users.len(), 1);
 }
 
@@ -124,13 +128,16 @@ async fn resume_after_n_and_too_old_resume_gives_a_gap() {
     );
     assert_eq!(next_seq(&mut old).await, 9);
 
-    let ahead = c
-        .stream(pb::StreamRequest {
+    let req = as_user(
+        &mut c,
+        "bob",
+        pb::StreamRequest {
             room: "r".into(),
             resume_after: Some(99),
-        })
-        .await
-        .unwrap_err();
+        },
+    )
+    .await;
+    let ahead = c.stream(req).await.unwrap_err();
     assert_eq!(ahead.code(), Code::OutOfRange);
 }
 
@@ -141,14 +148,15 @@ async fn deleting_a_room_ends_its_streams() {
     create(&mut c, "doomed").await;
     let mut s = open(&mut c, "bob", "doomed", None).await;
     next(&mut s).await;
-    c.delete_room(as_user(
+    let req = as_user(
+        &mut c,
         "ada",
         pb::DeleteRoomRequest {
             room: "doomed".into(),
         },
-    ))
-    .await
-    .unwrap();
+    )
+    .await;
+    c.delete_room(req).await.unwrap();
     assert_eq!(
         next(&mut s).await,
         Some(Event::Closed(pb::Closed {
@@ -177,10 +185,16 @@ async fn every_refusal_has_its_status_code() {
     create(&mut c, "a").await;
     let code =
         |r: Result<tonic::Response<pb::SubmitResponse>, tonic::Status>| r.unwrap_err().code();
-    let sub = |room: &str, text: &str| pb::SubmitRequest {
-        room: room.into(),
-        text: text.into(),
-        idempotency_key: String::new(),
+    let tester = guest(&mut c, "tester").await;
+    let sub = |room: &str, text: &str| {
+        with_token(
+            &tester,
+            pb::SubmitRequest {
+                room: room.into(),
+                text: text.into(),
+                idempotency_key: String::new(),
+            },
+        )
     };
     assert_eq!(
         code(c.submit(sub("a", "seventeen bytes!!")).await),
@@ -196,13 +210,17 @@ async fn every_refusal_has_its_status_code() {
         code(c.submit(sub("bad/room", "hi")).await),
         Code::InvalidArgument
     );
-    assert_eq!(
-        code(c.submit(as_user("bad name!", sub("a", "hi"))).await),
-        Code::InvalidArgument
-    );
+    let bad_name = c
+        .guest(pb::GuestRequest {
+            nickname: "bad name!".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_name.code(), Code::InvalidArgument);
+    let kim = guest(&mut c, "kim").await;
     let keyed = |text: &str| {
-        as_user(
-            "kim",
+        with_token(
+            &kim,
             pb::SubmitRequest {
                 room: "a".into(),
                 text: text.into(),
@@ -219,7 +237,16 @@ async fn every_refusal_has_its_status_code() {
     );
     submit(&mut c, "rl", "a", "1").await;
     submit(&mut c, "rl", "a", "2").await;
-    let limited = c.submit(as_user("rl", sub("a", "3"))).await.unwrap_err();
+    let rl = guest(&mut c, "rl").await;
+    let third = with_token(
+        &rl,
+        pb::SubmitRequest {
+            room: "a".into(),
+            text: "3".into(),
+            idempotency_key: String::new(),
+        },
+    );
+    let limited = c.submit(third).await.unwrap_err();
     assert_eq!(limited.code(), Code::ResourceExhausted);
     assert!(
         limited.message().contains("rate-limited"),
@@ -228,24 +255,30 @@ async fn every_refusal_has_its_status_code() {
     );
     create(&mut c, "b").await;
     let full = c
-        .create_room(pb::CreateRoomRequest { room: "c".into() })
+        .create_room(with_token(
+            &tester,
+            pb::CreateRoomRequest {
+                room: "c".into(),
+                private: false,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(full.code(), Code::ResourceExhausted);
-    let denied = c
-        .delete_room(as_user("ada", pb::DeleteRoomRequest { room: "a".into() }))
-        .await
-        .unwrap_err();
+    let req = as_user(&mut c, "ada", pb::DeleteRoomRequest { room: "a".into() }).await;
+    let denied = c.delete_room(req).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
-    c.delete_room(as_user("root", pb::DeleteRoomRequest { room: "a".into() }))
-        .await
-        .expect("admins may");
+    let req = as_user(&mut c, "root", pb::DeleteRoomRequest { room: "a".into() }).await;
+    c.delete_room(req).await.expect("admins may");
     let history = c
-        .history(pb::HistoryRequest {
-            room: "b".into(),
-            cursor: Some(pb::history_request::Cursor::After(5)),
-            limit: 0,
-        })
+        .history(with_token(
+            &tester,
+            pb::HistoryRequest {
+                room: "b".into(),
+                cursor: Some(pb::history_request::Cursor::After(5)),
+                limit: 0,
+            },
+        ))
         .await;
     assert_eq!(history.unwrap_err().code(), Code::OutOfRange);
     // An oversized request is refused by the transport limit, not read into memory.

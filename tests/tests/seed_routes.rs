@@ -1,11 +1,13 @@
 //! The original design's routes keep working: the HTML page, the form post, DELETE, the SSE
 //! stream and `POST /submit`, which create rooms on first use as the seed did.
 
-use roomcast_e2e::{Server, SseStream, delete, get, post, post_json};
+use roomcast_e2e::{Browser, Server, SseStream, delete, get, post_json};
 use serde_json::json;
 
 #[test]
 fn the_seed_routes_work_end_to_end() {
+    // The page (as `anonymous`) creates the room on first visit; `anonymous` owns it and may
+    // delete it later.
     let server = Server::smol(&[]);
 
     let page = get(&server.url("/room/seedroom"));
@@ -24,10 +26,11 @@ fn the_seed_routes_work_end_to_end() {
     assert_eq!(submitted.status, 201, "{}", submitted.body);
     assert_eq!(submitted.json()["seq"], 1);
 
-    let form = post(
-        &server.url("/room/seedroom"),
-        "application/x-www-form-urlencoded",
-        "user=bob&message=via+form+%F0%9F%91%8B",
+    let mut bob = Browser::guest(&server, "bob");
+    bob.get("/room/seedroom");
+    let form = bob.post_form(
+        "/room/seedroom",
+        &[("user", "bob"), ("message", "via form 👋")],
     );
     assert_eq!(form.status, 303);
     assert_eq!(form.header("location"), Some("/room/seedroom"));

@@ -54,7 +54,7 @@ fn sigterm_ends_streams_cleanly_and_exits_zero() {
     create_room(&server, "bye");
     let mut sse = SseStream::open(server.addr, "/api/v1/rooms/bye/events?user=bob", None).unwrap();
     sse.next_event().unwrap();
-    let (mut ws, _) = tungstenite::connect(server.ws_url("/api/v1/rooms/bye/ws?user=cy")).unwrap();
+    let mut ws = roomcast_e2e::ws_connect(&server, "/api/v1/rooms/bye/ws?user=cy");
     if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
         tcp.set_read_timeout(Some(PATIENCE)).unwrap();
     }

@@ -1,12 +1,12 @@
 //! The web chat as a browser without JavaScript sees it: escaped, working forms, no outside
 //! resources.
 
-use roomcast_e2e::{Server, get, post, say};
+use roomcast_e2e::{Browser, Server, get, say};
 
 #[test]
 fn user_text_is_escaped_in_the_page() {
     let server = Server::smol(&[]);
-    get(&server.url("/room/xss"));
+    get(&server.url("/room/xss?user=mallory"));
     say(
         &server,
         "xss",
@@ -35,65 +35,163 @@ fn user_text_is_escaped_in_the_page() {
 #[test]
 fn the_page_posts_without_javascript_and_keeps_any_text() {
     let server = Server::smol(&[]);
-    let form = post(
-        &server.url("/room/plain"),
-        "application/x-www-form-urlencoded",
-        "user=Zo%C3%AB&text=caf%C3%A9+%E2%98%95+%F0%9F%8E%89%0D%0Asecond+line",
-    );
-    assert_eq!(form.status, 303);
-    assert!(
-        form.header("set-cookie")
-            .is_some_and(|c| c.starts_with("roomcast_user=Zo%C3%AB")),
-        "the name is remembered"
-    );
+    let mut zoe = Browser::guest(&server, "Zoë");
+    assert_eq!(zoe.get("/room/plain").status, 200);
+    let form = zoe.post_form("/room/plain", &[("text", "café ☕ 🎉\r\nsecond line")]);
+    assert_eq!(form.status, 303, "{}", form.body);
     let history = get(&server.url("/api/v1/rooms/plain/messages")).json();
     assert_eq!(
         history["messages"][0]["text"], "café ☕ 🎉\nsecond line",
         "CRLF from the form becomes LF"
     );
-    assert_eq!(history["messages"][0]["user"], "Zoë");
-    let page = get(&server.url("/room/plain")).body;
-    assert!(page.contains("café ☕ 🎉"));
-
-    let refused = post(
-        &server.url("/room/plain"),
-        "application/x-www-form-urlencoded",
-        "user=Zo%C3%AB&text=+++",
+    assert_eq!(
+        history["messages"][0]["user"], "Zoë",
+        "posted as the signed-in guest"
     );
+    let page = zoe.get("/room/plain").body;
+    assert!(page.contains("café ☕ 🎉"));
+    assert!(
+        page.contains("data-user=\"Zoë\""),
+        "the page knows who is signed in"
+    );
+
+    let refused = zoe.post_form("/room/plain", &[("text", "   ")]);
     assert_eq!(refused.status, 400);
     assert!(refused.content_type.starts_with("text/html"));
     assert!(
         refused.body.contains("message is empty"),
         "the page says why"
     );
+    // The seed's form named the poster: naming someone else is refused.
+    let impersonating = zoe.post_form("/room/plain", &[("user", "ada"), ("text", "hi")]);
+    assert_eq!(impersonating.status, 403);
+}
+
+#[test]
+fn forms_without_the_csrf_token_are_refused() {
+    let server = Server::smol(&[]);
+    let mut zoe = Browser::guest(&server, "zoe");
+    zoe.get("/room/guarded");
+    for (path, fields) in [
+        ("/room/guarded", vec![("text", "hi")]),
+        ("/rooms", vec![("room", "other")]),
+        ("/direct", vec![("user", "ada")]),
+        ("/sign-out", vec![]),
+    ] {
+        let mut missing = fields.clone();
+        missing.push(("csrf", ""));
+        let refused = zoe.post_form(path, &missing);
+        assert_eq!(refused.status, 403, "{path} without a token");
+        let mut forged = fields.clone();
+        forged.push(("csrf", "0123456789abcdef0123456789abcdef"));
+        let refused = zoe.post_form(path, &forged);
+        assert_eq!(refused.status, 403, "{path} with another token");
+    }
+    // A forged sign-in (login CSRF) is refused too, from a browser that never saw our page.
+    let mut stranger = Browser::new(&server);
+    let refused = stranger.post_form("/guest", &[("nickname", "mallory"), ("csrf", "x")]);
+    assert_eq!(refused.status, 403);
     assert!(
-        refused.body.contains("value=\"Zoë\""),
-        "and keeps the name typed"
+        get(&server.url("/api/v1/rooms/guarded/messages")).json()["messages"]
+            .as_array()
+            .unwrap()
+            .is_empty()
     );
 }
 
 #[test]
 fn the_lobby_lists_rooms_and_opens_new_ones() {
     let server = Server::smol(&[]);
-    let opened = post(
-        &server.url("/rooms"),
-        "application/x-www-form-urlencoded",
-        "room=book-club",
-    );
+    let mut ada = Browser::guest(&server, "ada");
+    let opened = ada.post_form("/rooms", &[("room", "book-club")]);
     assert_eq!(opened.status, 303);
     assert_eq!(opened.header("location"), Some("/room/book-club"));
     say(&server, "book-club", "ada", "first!");
-    let lobby = get(&server.url("/"));
+    let lobby = ada.get("/");
     assert_eq!(lobby.status, 200);
     assert!(lobby.body.contains("href=\"/room/book-club\""));
     assert!(lobby.body.contains("1 message "), "{}", lobby.body);
+    // Not signed in: the pages send you to sign in, and come back.
+    let mut stranger = Browser::new(&server);
+    let away = stranger.get("/room/book-club");
+    assert_eq!(away.status, 303);
+    assert_eq!(
+        away.header("location"),
+        Some("/sign-in?next=%2Froom%2Fbook-club")
+    );
+}
+
+#[test]
+fn accounts_register_sign_in_and_sign_out_in_the_browser() {
+    let server = Server::smol(&["--guests=false"]);
+    let mut ada = Browser::new(&server);
+    let page = ada.get("/sign-in");
+    assert!(
+        !page.body.contains("action=\"/guest\""),
+        "no guest form when guests are off"
+    );
+    ada.get("/register");
+    let registered = ada.post_form(
+        "/register",
+        &[
+            ("name", "ada"),
+            ("password", "correct horse"),
+            ("next", "/room/den"),
+        ],
+    );
+    assert_eq!(registered.status, 303, "{}", registered.body);
+    assert_eq!(registered.header("location"), Some("/room/den"));
+    let session = registered.header("set-cookie").unwrap_or_default();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    // A private room, an invitation, and the member list for its owner.
+    let private = ada.post_form("/rooms", &[("room", "den"), ("private", "true")]);
+    assert_eq!(private.status, 303);
+    let invited = ada.post_form("/room/den/members", &[("user", "bob")]);
+    assert_eq!(invited.status, 303);
+    assert!(
+        ada.get("/room/den").body.contains(">bob"),
+        "the owner sees the members"
+    );
+    // Signing out ends the session for real: the old cookie no longer works.
+    let old = ada.cookie("roomcast_session").unwrap().to_owned();
+    assert_eq!(ada.post_form("/sign-out", &[]).status, 303);
+    let mut replay = Browser::new(&server);
+    replay.cookies_insert("roomcast_session", &old);
+    assert_eq!(
+        replay.get("/room/den").status,
+        303,
+        "the old session is gone"
+    );
+    // Signing in again, with a wrong then the right password.
+    let mut again = Browser::new(&server);
+    again.get("/sign-in");
+    let wrong = again.post_form("/sign-in", &[("name", "ada"), ("password", "wrong guess")]);
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("wrong user name or password"));
+    let right = again.post_form(
+        "/sign-in",
+        &[("name", "ada"), ("password", "correct horse")],
+    );
+    assert_eq!(right.status, 303);
+    assert_eq!(again.get("/room/den").status, 200);
 }
 
 #[test]
 fn the_page_needs_nothing_from_outside() {
     let server = Server::smol(&[]);
-    for path in ["/", "/room/offline", "/assets/app.css", "/assets/app.js"] {
-        let res = get(&server.url(path));
+    let mut visitor = Browser::guest(&server, "visitor");
+    for path in [
+        "/",
+        "/room/offline",
+        "/sign-in",
+        "/register",
+        "/assets/app.css",
+        "/assets/app.js",
+    ] {
+        let res = visitor.get(path);
         assert_eq!(res.status, 200, "{path}");
         for outside in ["http://", "https://", "//cdn", "@import", "fonts.g"] {
             assert!(!res.body.contains(outside), "{path} refers to {outside}");

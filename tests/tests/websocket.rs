@@ -3,7 +3,7 @@
 
 use std::net::TcpStream;
 
-use roomcast_e2e::{PATIENCE, Server, create_room, delete, get, say};
+use roomcast_e2e::{PATIENCE, Server, create_room, delete, get, guest_token, say};
 use serde_json::{Value, json};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::stream::MaybeTlsStream;
@@ -12,13 +12,7 @@ use tungstenite::{Message, WebSocket};
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
 fn connect(server: &Server, path: &str) -> Socket {
-    let (socket, response) =
-        tungstenite::connect(server.ws_url(path)).expect("the upgrade succeeds");
-    assert_eq!(response.status(), 101);
-    if let MaybeTlsStream::Plain(tcp) = socket.get_ref() {
-        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
-    }
-    socket
+    roomcast_e2e::ws_connect(server, path)
 }
 
 /// The next JSON text frame (pings do not count, and do not extend the wait).
@@ -202,11 +196,74 @@ fn a_plain_get_or_a_bad_room_is_a_problem_not_an_upgrade() {
     let server = Server::smol(&[]);
     create_room(&server, "plain");
     get(&server.url("/api/v1/rooms/plain/ws")).problem(426, "websocket-required");
-    match tungstenite::connect(server.ws_url("/api/v1/rooms/missing/ws")) {
+    // With credentials in the handshake, a refusal is an HTTP answer.
+    use tungstenite::client::IntoClientRequest;
+    let mut request = server
+        .ws_url("/api/v1/rooms/missing/ws")
+        .into_client_request()
+        .unwrap();
+    let token = guest_token(server.addr, "ada").unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    match tungstenite::connect(request) {
         Err(tungstenite::Error::Http(res)) => assert_eq!(res.status(), 404),
         other => panic!(
             "expected a 404 refusal, got {:?}",
             other.map(|(_, r)| r.status())
         ),
     }
+}
+
+/// Opens a socket with no credentials at all: the first frame must sign in.
+fn bare(server: &Server, path: &str) -> Socket {
+    let (socket, _) = tungstenite::connect(server.ws_url(path)).expect("the upgrade succeeds");
+    if let MaybeTlsStream::Plain(tcp) = socket.get_ref() {
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    }
+    socket
+}
+
+#[test]
+fn a_token_in_the_first_frame_signs_the_socket_in() {
+    let server = Server::smol(&[]);
+    create_room(&server, "door");
+    let token = guest_token(server.addr, "ada").unwrap();
+    let mut ws = bare(&server, "/api/v1/rooms/door/ws");
+    send(&mut ws, json!({"type": "auth", "token": token}));
+    assert_eq!(next(&mut ws)["type"], "presence");
+    send(
+        &mut ws,
+        json!({"type": "submit", "text": "hello", "ref": "1"}),
+    );
+    assert_eq!(next_of(&mut ws, "ack")["message"]["user"], "ada");
+
+    // Anything else first (or a bad token) is refused, and the socket closed as a policy breach.
+    for first in [
+        json!({"type": "submit", "text": "sneaky"}),
+        json!({"type": "auth", "token": "forged.token.here"}),
+    ] {
+        let mut ws = bare(&server, "/api/v1/rooms/door/ws");
+        send(&mut ws, first);
+        let refused = next(&mut ws);
+        assert_eq!(refused["type"], "error");
+        assert!(
+            ["unauthenticated", "invalid-token"].contains(&refused["code"].as_str().unwrap()),
+            "{refused}"
+        );
+        match ws.read() {
+            Ok(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Policy),
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+    // A valid token for a room that does not exist: the reason, then the close.
+    let mut ws = bare(&server, "/api/v1/rooms/nowhere/ws");
+    send(&mut ws, json!({"type": "auth", "token": token}));
+    assert_eq!(next(&mut ws)["code"], "room-not-found");
+    let messages = get(&server.url("/api/v1/rooms/door/messages")).json();
+    assert_eq!(
+        messages["messages"].as_array().unwrap().len(),
+        1,
+        "only ada's message"
+    );
 }
