@@ -693,6 +693,36 @@ mod tests {
     }
 
     #[test]
+    fn tokens_signed_with_a_configured_public_key_are_accepted() {
+        // A throwaway Ed25519 pair made for this test with `openssl genpkey -algorithm ed25519`.
+        const PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIDN5tjubzyuDl+1V9NjtG7YD8s7davSseARoeRTijqd6\n-----END PRIVATE KEY-----\n";
+        const PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAWsvOPso1HSEaQByGY22JZ4Kr4+utUbAVZBMZyxGPXrM=\n-----END PUBLIC KEY-----\n";
+        let id = Identity::new(
+            IdentityOptions {
+                public_key: Some((Algorithm::EdDSA, PUBLIC.as_bytes().to_vec())),
+                ..identity(true).options.clone()
+            },
+            None,
+        )
+        .unwrap();
+        let claims = Claims {
+            sub: "sso-user".into(),
+            exp: unix_seconds() + 60,
+            iat: None,
+            sid: None,
+            guest: false,
+        };
+        let key = EncodingKey::from_ed_pem(PRIVATE.as_bytes()).unwrap();
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap();
+        assert_eq!(id.verify(&token).unwrap().user, "sso-user");
+        // Without the key configured, the same token is refused.
+        assert!(matches!(
+            identity(true).verify(&token),
+            Err(AuthError::InvalidToken(_))
+        ));
+    }
+
+    #[test]
     fn sign_in_attempts_are_limited_per_account_and_address() {
         let id = identity(true);
         id.register("ada", "correct horse").unwrap();

@@ -339,6 +339,30 @@ pub fn get(url: &str) -> Answer {
     answer(req.call())
 }
 
+/// Any request with exactly these headers (no credentials added) and an optional body.
+pub fn request_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Answer {
+    if let Some(body) = body {
+        let mut req = agent().post(url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        return answer(req.send(body));
+    }
+    let mut req = match method {
+        "DELETE" => agent().delete(url),
+        _ => agent().get(url),
+    };
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    answer(req.call())
+}
+
 /// `GET url` with no credentials at all.
 pub fn get_unauthenticated(url: &str) -> Answer {
     answer(agent().get(url).call())

@@ -152,11 +152,31 @@ pub struct Refused {
 }
 
 impl SseStream {
-    /// Opens `path` on `addr`, optionally with a `Last-Event-ID`.
+    /// Opens `path` on `addr` with exactly this bearer token.
+    pub fn open_with_token(
+        addr: SocketAddr,
+        path: &str,
+        token: &str,
+    ) -> Result<SseStream, Refused> {
+        SseStream::connect(addr, path, None, Some(format!("Bearer {token}")))
+    }
+
+    /// Opens `path` on `addr`, optionally with a `Last-Event-ID`, signed in as the user
+    /// `?user=` names (or `anonymous`).
     pub fn open(
         addr: SocketAddr,
         path: &str,
         last_event_id: Option<&str>,
+    ) -> Result<SseStream, Refused> {
+        let auth = crate::authorization(&format!("http://{addr}{path}"), None);
+        SseStream::connect(addr, path, last_event_id, auth)
+    }
+
+    fn connect(
+        addr: SocketAddr,
+        path: &str,
+        last_event_id: Option<&str>,
+        authorization: Option<String>,
     ) -> Result<SseStream, Refused> {
         let stream = TcpStream::connect(addr).expect("connect");
         stream
@@ -164,8 +184,7 @@ impl SseStream {
             .expect("read timeout");
         let mut request =
             format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
-        // As the user `?user=` names (or `anonymous`), with a real token for that name.
-        if let Some(auth) = crate::authorization(&format!("http://{addr}{path}"), None) {
+        if let Some(auth) = authorization {
             request.push_str(&format!("Authorization: {auth}\r\n"));
         }
         if let Some(id) = last_event_id {
