@@ -204,8 +204,9 @@ pub struct Identity {
     memory: Mutex<HashMap<String, String>>,
     /// Every registered name, for guest checks on each request.
     names: RwLock<HashSet<String>>,
-    /// Live sessions: id → user.
-    sessions: RwLock<HashMap<String, String>>,
+    /// Live sessions: id → (user, expiry in Unix seconds). Expired ones are pruned as new
+    /// ones open, so the map stays as large as the sessions in use.
+    sessions: RwLock<HashMap<String, (String, u64)>>,
     attempts: Mutex<Attempts>,
     options: IdentityOptions,
     /// A hash to verify against when the account does not exist, so both take as long.
@@ -275,6 +276,7 @@ impl Identity {
                     .live_sessions(now())
                     .map_err(load)?
                     .into_iter()
+                    .map(|(id, user, exp)| (id, (user, exp.as_unix_millis() / 1000)))
                     .collect(),
             ),
             None => (HashSet::new(), HashMap::new()),
@@ -324,7 +326,7 @@ impl Identity {
             .map_err(|e| AuthError::InvalidToken(format!("sub: {e}")))?;
         if let Some(sid) = &claims.sid {
             let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
-            if sessions.get(sid) != Some(&claims.sub) {
+            if sessions.get(sid).map(|(user, _)| user) != Some(&claims.sub) {
                 return Err(AuthError::Revoked);
             }
         }
@@ -457,10 +459,19 @@ impl Identity {
                 .add_session(&sid, &user, Timestamp::from_unix_millis(expires_at * 1000))
                 .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         }
-        self.sessions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(sid.clone(), user.clone());
+        let mut sessions = self.sessions.write().unwrap_or_else(|e| e.into_inner());
+        sessions.insert(sid.clone(), (user.clone(), expires_at));
+        // Forget expired sessions whenever the map reaches a power of two: amortised O(1).
+        let prune = sessions.len() >= 1024 && sessions.len().is_power_of_two();
+        if prune {
+            sessions.retain(|_, (_, exp)| *exp > issued_at);
+        }
+        drop(sessions);
+        if prune && let Some(store) = &self.store {
+            store
+                .prune_sessions(now())
+                .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        }
         let claims = Claims {
             sub: user.clone(),
             exp: expires_at,

@@ -70,16 +70,30 @@ impl Store {
         })
     }
 
-    /// The sessions still valid at `now`, as `(id, user)`; expired ones are deleted.
-    pub fn live_sessions(&self, now: Timestamp) -> Result<Vec<(String, String)>, StoreError> {
+    /// The sessions still valid at `now`, as `(id, user, expires_at)`; expired ones are
+    /// deleted.
+    pub fn live_sessions(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<(String, String, Timestamp)>, StoreError> {
+        self.prune_sessions(now)?;
+        Ok(self.read(|conn| {
+            conn.prepare("SELECT id, user, expires_at FROM sessions")?
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, Timestamp::from_unix_millis(r.get(2)?)))
+                })?
+                .collect()
+        })?)
+    }
+
+    /// Deletes the sessions expired at `now`.
+    pub fn prune_sessions(&self, now: Timestamp) -> Result<(), StoreError> {
         self.write(|conn| {
             conn.execute(
                 "DELETE FROM sessions WHERE expires_at <= ?1",
                 [now.as_unix_millis()],
             )?;
-            conn.prepare("SELECT id, user FROM sessions")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
+            Ok(())
         })
     }
 
