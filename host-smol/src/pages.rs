@@ -2,8 +2,9 @@
 //! Templates live in `templates/` and are plain askama: they know nothing of tide.
 //!
 //! Signing in (an account, or a guest nickname) puts the token in an HttpOnly, SameSite=Lax
-//! cookie. Every form carries a CSRF token that must match the `roomcast_csrf` cookie
-//! (SameSite=Strict, set by the pages), so another site cannot post a form as the visitor.
+//! cookie. Every form carries a CSRF token that must match the `roomcast_csrf` cookie (HttpOnly,
+//! set by the pages): another site can make a browser post a form, but cannot read or set that
+//! cookie, so it cannot fill in the field.
 
 use askama::Template;
 use roomcast_core::{Cursor, Submit};
@@ -304,8 +305,16 @@ pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
 }
 
 /// `GET /room/{room}`: the chat page, creating a public room on first visit (as the seed did).
+/// A private room the visitor is not a member of sends them back to the lobby with the reason.
 pub async fn room(req: Request<State>) -> Result<Response, Problem> {
-    render_room(&req, StatusCode::Ok, None).await
+    match render_room(&req, StatusCode::Ok, None).await {
+        Err(problem) if problem.status == StatusCode::Forbidden => {
+            let room = room_param(&req);
+            let error = format!("#{room} is private: ask its owner to invite you.");
+            render_index(&req, StatusCode::Forbidden, Some(error)).await
+        }
+        other => other,
+    }
 }
 
 async fn render_room(
