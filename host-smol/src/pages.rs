@@ -472,49 +472,59 @@ struct NextQuery {
     next: Option<String>,
 }
 
+/// Which of the two sign-in pages.
+#[derive(Clone, Copy)]
+enum AuthPage {
+    SignIn,
+    Register,
+}
+
 /// `GET /sign-in`: the guest nickname form (if guests are on) and the sign-in form.
 pub async fn sign_in_page(req: Request<State>) -> Result<Response, Problem> {
     let next: NextQuery = crate::problem::query(&req)?;
-    render_sign_in(&req, StatusCode::Ok, &next.next.unwrap_or_default(), None)
-}
-
-fn render_sign_in(
-    req: &Request<State>,
-    status: StatusCode,
-    next: &str,
-    error: Option<String>,
-) -> Result<Response, Problem> {
-    let visit = Visit::of(req);
-    let page = SignInPage {
-        me: visit.me(),
-        csrf: visit.csrf.clone(),
-        guests: req.state().hub.identity().guests_allowed(),
-        next: safe_next(next),
-        error,
-    };
-    html(status, &page, &visit)
+    let next = next.next.unwrap_or_default();
+    render_auth_page(&req, AuthPage::SignIn, StatusCode::Ok, &next, None)
 }
 
 /// `GET /register`.
 pub async fn register_page(req: Request<State>) -> Result<Response, Problem> {
     let next: NextQuery = crate::problem::query(&req)?;
-    render_register(&req, StatusCode::Ok, &next.next.unwrap_or_default(), None)
+    let next = next.next.unwrap_or_default();
+    render_auth_page(&req, AuthPage::Register, StatusCode::Ok, &next, None)
 }
 
-fn render_register(
+fn render_auth_page(
     req: &Request<State>,
+    which: AuthPage,
     status: StatusCode,
     next: &str,
     error: Option<String>,
 ) -> Result<Response, Problem> {
     let visit = Visit::of(req);
-    let page = RegisterPage {
-        me: visit.me(),
-        csrf: visit.csrf.clone(),
-        next: safe_next(next),
-        error,
-    };
-    html(status, &page, &visit)
+    let (me, csrf, next) = (visit.me(), visit.csrf.clone(), safe_next(next));
+    match which {
+        AuthPage::SignIn => {
+            let guests = req.state().hub.identity().guests_allowed();
+            let page = SignInPage {
+                me,
+                csrf,
+                guests,
+                next,
+                error,
+            };
+            html(status, &page, &visit)
+        }
+        AuthPage::Register => html(
+            status,
+            &RegisterPage {
+                me,
+                csrf,
+                next,
+                error,
+            },
+            &visit,
+        ),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -541,7 +551,13 @@ pub async fn sign_in(mut req: Request<State>) -> Result<Response, Problem> {
         Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
         Err(e) => {
             let problem = Problem::from(e);
-            render_sign_in(&req, problem.status, &form.next, Some(problem.detail))
+            render_auth_page(
+                &req,
+                AuthPage::SignIn,
+                problem.status,
+                &form.next,
+                Some(problem.detail),
+            )
         }
     }
 }
@@ -559,7 +575,13 @@ pub async fn register(mut req: Request<State>) -> Result<Response, Problem> {
         Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
         Err(e) => {
             let problem = Problem::from(e);
-            render_register(&req, problem.status, &form.next, Some(problem.detail))
+            render_auth_page(
+                &req,
+                AuthPage::Register,
+                problem.status,
+                &form.next,
+                Some(problem.detail),
+            )
         }
     }
 }
@@ -581,7 +603,13 @@ pub async fn guest(mut req: Request<State>) -> Result<Response, Problem> {
         Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
         Err(e) => {
             let problem = Problem::from(e);
-            render_sign_in(&req, problem.status, &form.next, Some(problem.detail))
+            render_auth_page(
+                &req,
+                AuthPage::SignIn,
+                problem.status,
+                &form.next,
+                Some(problem.detail),
+            )
         }
     }
 }

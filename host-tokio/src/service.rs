@@ -52,6 +52,28 @@ impl Service {
     fn user<T>(&self, req: &Request<T>) -> Result<String, Status> {
         self.caller_of(req).map(|c| c.user)
     }
+
+    /// `Invite` and `RemoveMember`.
+    async fn change_membership(
+        &self,
+        req: Request<pb::MemberRequest>,
+        remove: bool,
+    ) -> Result<Response<pb::MemberResponse>, Status> {
+        let user = self.user(&req)?;
+        let pb::MemberRequest { room, user: member } = req.into_inner();
+        let changed = self
+            .hub
+            .with_core(move |core, now| {
+                if remove {
+                    core.remove_member(now, &user, &room, &member)
+                } else {
+                    core.invite(now, &user, &room, &member)
+                }
+            })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::MemberResponse { changed }))
+    }
 }
 
 #[tonic::async_trait]
@@ -117,28 +139,14 @@ impl Chat for Service {
         &self,
         req: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::MemberResponse>, Status> {
-        let user = self.user(&req)?;
-        let pb::MemberRequest { room, user: member } = req.into_inner();
-        let changed = self
-            .hub
-            .with_core(move |core, now| core.invite(now, &user, &room, &member))
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::MemberResponse { changed }))
+        self.change_membership(req, false).await
     }
 
     async fn remove_member(
         &self,
         req: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::MemberResponse>, Status> {
-        let user = self.user(&req)?;
-        let pb::MemberRequest { room, user: member } = req.into_inner();
-        let changed = self
-            .hub
-            .with_core(move |core, now| core.remove_member(now, &user, &room, &member))
-            .await
-            .map_err(status)?;
-        Ok(Response::new(pb::MemberResponse { changed }))
+        self.change_membership(req, true).await
     }
 
     async fn create_room(
