@@ -103,6 +103,7 @@ impl Server {
                 break rest.trim().parse().expect("a socket address");
             }
         };
+        forget_tokens(addr);
         Server {
             child,
             addr,
@@ -241,9 +242,7 @@ impl Answer {
 /// body); the helpers turn that name into a real token, so the server sees a signed-in caller
 /// whose name matches, and a mismatch would be refused.
 pub fn guest_token(addr: SocketAddr, user: &str) -> Option<String> {
-    static TOKENS: OnceLock<Mutex<std::collections::HashMap<(SocketAddr, String), String>>> =
-        OnceLock::new();
-    let tokens = TOKENS.get_or_init(Default::default);
+    let tokens = tokens();
     let key = (addr, user.to_owned());
     if let Some(token) = tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Some(token.clone());
@@ -263,6 +262,23 @@ pub fn guest_token(addr: SocketAddr, user: &str) -> Option<String> {
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, token.clone());
     Some(token)
+}
+
+type TokenCache = Mutex<std::collections::HashMap<(SocketAddr, String), String>>;
+
+/// Guest tokens by server address and name.
+fn tokens() -> &'static TokenCache {
+    static TOKENS: OnceLock<TokenCache> = OnceLock::new();
+    TOKENS.get_or_init(Default::default)
+}
+
+/// Forgets the tokens of whatever server listened on `addr` before: a new server there (ports
+/// are reused) has its own secret.
+fn forget_tokens(addr: SocketAddr) {
+    tokens()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(a, _), _| *a != addr);
 }
 
 /// The user a request acts as: `?user=` in its URL, else `"user"` in its JSON body, else
