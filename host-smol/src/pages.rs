@@ -68,6 +68,17 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
+/// A form post from a signed-in visitor: the CSRF field must match, and without a session the
+/// answer is a redirect to sign in (then back to `next`).
+fn form_poster(
+    req: &Request<State>,
+    csrf: &str,
+    next: &str,
+) -> Result<Result<Caller, Box<Response>>, Problem> {
+    check_csrf(req, csrf)?;
+    Ok(signed_in(&Visit::of(req), next))
+}
+
 /// The signed-in caller, or a redirect to the sign-in page that comes back to `next`.
 fn signed_in(visit: &Visit, next: &str) -> Result<Caller, Box<Response>> {
     visit.me.clone().ok_or_else(|| {
@@ -246,8 +257,7 @@ struct RoomForm {
 /// `POST /rooms` (a form): opens the room (public or private) and goes there.
 pub async fn create_room(mut req: Request<State>) -> Result<Response, Problem> {
     let form: RoomForm = form_body(&mut req).await?;
-    check_csrf(&req, &form.csrf)?;
-    let me = match signed_in(&Visit::of(&req), "/") {
+    let me = match form_poster(&req, &form.csrf, "/")? {
         Ok(me) => me,
         Err(redirect) => return Ok(*redirect),
     };
@@ -284,8 +294,7 @@ struct UserForm {
 /// `POST /direct` (a form): the direct-message room with another user.
 pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
     let form: UserForm = form_body(&mut req).await?;
-    check_csrf(&req, &form.csrf)?;
-    let me = match signed_in(&Visit::of(&req), "/") {
+    let me = match form_poster(&req, &form.csrf, "/")? {
         Ok(me) => me,
         Err(redirect) => return Ok(*redirect),
     };
@@ -399,9 +408,8 @@ struct MessageForm {
 /// A refusal re-renders the page with the reason and the refusal's status.
 pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> {
     let form: MessageForm = form_body(&mut req).await?;
-    check_csrf(&req, &form.csrf)?;
     let room = room_param(&req);
-    let me = match signed_in(&Visit::of(&req), &format!("/room/{room}")) {
+    let me = match form_poster(&req, &form.csrf, &format!("/room/{room}"))? {
         Ok(me) => me,
         Err(redirect) => return Ok(*redirect),
     };
@@ -439,9 +447,8 @@ pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> 
 /// `POST /room/{room}/members` and `/members/remove` (forms): the owner invites or removes.
 pub async fn members(mut req: Request<State>) -> Result<Response, Problem> {
     let form: UserForm = form_body(&mut req).await?;
-    check_csrf(&req, &form.csrf)?;
     let room = room_param(&req);
-    let me = match signed_in(&Visit::of(&req), &format!("/room/{room}")) {
+    let me = match form_poster(&req, &form.csrf, &format!("/room/{room}"))? {
         Ok(me) => me,
         Err(redirect) => return Ok(*redirect),
     };

@@ -22,7 +22,7 @@ use tide::{Request, Response, StatusCode};
 
 use crate::app::{State, actor, room_param, token};
 use crate::problem::{Problem, parse_json};
-use crate::stream::{resume_point, subscribe};
+use crate::stream::resume_point;
 use crate::wire::{ClientFrame, MessageBody, StreamEvent};
 
 /// The largest frame or message a client may send.
@@ -65,16 +65,17 @@ pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
     };
     // With credentials in the handshake (cookie, Authorization), refusals are HTTP answers;
     // without, the first frame must bring a token.
-    let (subscription, user) = match token(&req) {
-        Some(_) => (
-            Some(subscribe(&req, "ws", false).await?),
-            Some(actor(&req)?),
-        ),
-        None => (None, None),
-    };
     let resume = resume_point(&req)?;
     let room = room_param(&req);
     let hub = req.state().hub.clone();
+    let (subscription, user) = match token(&req) {
+        Some(_) => {
+            let user = actor(&req)?;
+            let subscription = hub.subscribe(&user, &room, resume, "ws").await?;
+            (Some(subscription), Some(user))
+        }
+        None => (None, None),
+    };
     let heartbeat = req.state().heartbeat;
     let open = req.state().streams.open();
 
