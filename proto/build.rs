@@ -15,6 +15,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("roomcast_descriptor.bin"),
         descriptors.encode_to_vec(),
     )?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    tonic_prost_build::configure().compile_fds(descriptors.clone())?;
+    // The server's fast path: the same service, whose `Stream` sends `EncodedEvent`s (events
+    // encoded once per message and shared by every stream) and whose other messages are the
+    // ones above.
+    let fast = out.join("fast");
+    std::fs::create_dir_all(&fast)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(&fast)
+        .extern_path(".roomcast.v1", "crate::v1")
+        .extern_path(".roomcast.v1.StreamEvent", "crate::EncodedEvent")
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -1,28 +1,33 @@
 //! Server-Sent Events: `id:` is the room sequence number, `event:` the kind, `data:` JSON.
 //!
-//! A writer task turns the subscription into frames and writes them into a bounded pipe that
-//! is the response body. Frames that pile up while the socket is busy leave in one write. A
-//! client that stops reading fills the pipe, the writer stops pulling, and the subscription
-//! falls behind and later resyncs from history: the room never waits.
+//! The response body pulls straight from the subscription whenever the connection has room:
+//! every frame already waiting goes into the one buffer async-h1 writes, so a burst leaves in
+//! one syscall, and a message's frame is made once per message and shared by every listener.
+//! A client that stops reading stops being polled; its subscription falls behind in the room's
+//! ring and later resyncs from history (the room never waits), and the server's write timeout
+//! cuts the connection off.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
 
-use futures_lite::{AsyncWriteExt, FutureExt, io::BufReader};
+use async_io::Timer;
+use bytes::{Buf, Bytes};
+use futures_lite::{AsyncBufRead, AsyncRead, FutureExt, Stream, StreamExt};
 use roomcast_hub::telemetry::ConnectionGauge;
-use roomcast_hub::{Delivery, Subscription};
+use roomcast_hub::{Delivery, Subscription, Wire};
 use tide::{Body, Request, Response, StatusCode};
 
 use crate::app::State;
 use crate::problem::Problem;
 use crate::server::PeerWatch;
 use crate::stream::subscribe;
-use crate::wire::StreamEvent;
+use crate::wire::{MessageBody, StreamEvent};
 
 /// The reconnect delay suggested to browsers, in milliseconds.
 const RETRY_MS: u32 = 2000;
-/// Bytes buffered between the writer task and the socket.
-const PIPE_BYTES: usize = 4 * 1024;
 
 /// `GET /api/v1/rooms/{room}/events`: the room must exist.
 pub async fn stream(req: Request<State>) -> Result<Response, Problem> {
@@ -36,31 +41,24 @@ pub async fn seed_stream(req: Request<State>) -> Result<Response, Problem> {
 
 async fn respond(req: &Request<State>, create: bool) -> Result<Response, Problem> {
     let subscription = subscribe(req, "sse", create).await?;
-    let (reader, writer) = piper::pipe(PIPE_BYTES);
-    let open = req.state().streams.open();
-    let peer = req.ext::<PeerWatch>().cloned();
-    let heartbeat = req.state().heartbeat;
-    crate::server::spawn(async move {
-        let _open = open;
-        let hung_up = async {
-            match peer {
-                Some(peer) => peer.closed().await,
-                None => std::future::pending().await,
-            }
-        };
-        write_events(subscription, writer, heartbeat)
-            .or(hung_up)
-            .await;
-    })
-    .detach();
+    let frames = Frames {
+        subscription,
+        heartbeat: Timer::interval(req.state().heartbeat),
+        peer: req.ext::<PeerWatch>().cloned(),
+        _open: req.state().streams.open(),
+        _gauge: ConnectionGauge::new("sse"),
+        ended: false,
+    };
+    let body = EventBody {
+        frames: Mutex::new(Box::pin(frames.into_stream())),
+        current: Bytes::from(format!("retry: {RETRY_MS}\n\n")),
+        ended: false,
+    };
     let mut res = Response::new(StatusCode::Ok);
     res.set_content_type("text/event-stream; charset=utf-8");
     res.insert_header("Cache-Control", "no-cache");
     res.insert_header("X-Accel-Buffering", "no");
-    res.set_body(Body::from_reader(
-        BufReader::with_capacity(512, reader),
-        None,
-    ));
+    res.set_body(Body::from_reader(body, None));
     Ok(res)
 }
 
@@ -79,34 +77,137 @@ pub fn frame(event: &StreamEvent) -> String {
     frame
 }
 
-/// Writes the stream; an idle stream sends a comment every `heartbeat`, so proxies keep it and
-/// dead peers are noticed.
-async fn write_events(mut subscription: Subscription, mut out: piper::Writer, heartbeat: Duration) {
-    let _gauge = ConnectionGauge::new("sse");
-    let mut pending = format!("retry: {RETRY_MS}\n\n");
-    loop {
-        // A closed pipe (the client went away) accepts nothing: stop, which closes the listener.
-        if out.write_all(pending.as_bytes()).await.is_err() {
-            return;
+/// A delivery's frame; a message's is made once and shared by all its listeners.
+fn encode(delivery: Delivery) -> Bytes {
+    match delivery {
+        Delivery::Message(shared) => shared.encoded(Wire::Sse, |m| {
+            frame(&StreamEvent::Message(MessageBody::from(m))).into()
+        }),
+        other => frame(&StreamEvent::from(other)).into(),
+    }
+}
+
+/// What one stream's frames come from. An idle stream sends a comment every heartbeat, so
+/// proxies keep it and dead peers are noticed.
+struct Frames {
+    subscription: Subscription,
+    heartbeat: Timer,
+    peer: Option<PeerWatch>,
+    _open: crate::app::StreamGuard,
+    _gauge: ConnectionGauge,
+    ended: bool,
+}
+
+impl Frames {
+    fn into_stream(self) -> impl Stream<Item = Bytes> + Send {
+        futures_lite::stream::unfold(self, |mut this| async move {
+            let frame = this.next_frame().await?;
+            Some((frame, this))
+        })
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
         }
-        pending.clear();
-        let next = async { Some(subscription.next().await) };
+        // Ready deliveries first: a busy stream neither waits for nor arms anything.
+        if let Some(delivery) = self.subscription.try_next() {
+            return Some(self.frame(delivery));
+        }
+        let peer = self.peer.clone();
+        let next = async { self.subscription.next().await.map(Wake::Delivery) };
         let heartbeat = async {
-            async_io::Timer::after(heartbeat).await;
+            self.heartbeat.next().await;
+            Some(Wake::Heartbeat)
+        };
+        let hung_up = async {
+            if let Some(peer) = peer {
+                peer.closed().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
             None
         };
-        match next.or(heartbeat).await {
-            None => pending.push_str(": keep-alive\n\n"),
-            Some(None) => return,
-            Some(Some(delivery)) => {
-                let last = matches!(delivery, Delivery::Closed(_));
-                pending.push_str(&frame(&StreamEvent::from(delivery)));
-                if last {
-                    let _ = out.write_all(pending.as_bytes()).await;
-                    return;
-                }
+        match next.or(heartbeat).or(hung_up).await? {
+            Wake::Delivery(delivery) => Some(self.frame(delivery)),
+            Wake::Heartbeat => Some(Bytes::from_static(b": keep-alive\n\n")),
+        }
+    }
+
+    fn frame(&mut self, delivery: Delivery) -> Bytes {
+        self.ended = matches!(delivery, Delivery::Closed(_));
+        encode(delivery)
+    }
+}
+
+/// Why a stream woke up.
+enum Wake {
+    Delivery(Delivery),
+    Heartbeat,
+}
+
+/// The response body: copies as many pending frames as fit into each read.
+struct EventBody {
+    /// The body must be `Sync` while the stream's futures are only `Send`; only `&mut` access
+    /// ever happens, so the mutex is never locked.
+    frames: Mutex<Pin<Box<dyn Stream<Item = Bytes> + Send>>>,
+    /// The rest of the frame being read.
+    current: Bytes,
+    ended: bool,
+}
+
+impl EventBody {
+    /// Makes `current` non-empty unless nothing is ready (or the stream has ended).
+    fn poll_current(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while self.current.is_empty() && !self.ended {
+            let frames = self
+                .frames
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            match frames.as_mut().poll_next(cx) {
+                Poll::Ready(Some(frame)) => self.current = frame,
+                Poll::Ready(None) => self.ended = true,
+                Poll::Pending => return Poll::Pending,
             }
         }
+        Poll::Ready(())
+    }
+}
+
+impl AsyncRead for EventBody {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            if self.poll_current(cx).is_pending() || self.current.is_empty() {
+                break;
+            }
+            let n = self.current.len().min(buf.len() - filled);
+            buf[filled..filled + n].copy_from_slice(&self.current[..n]);
+            self.current.advance(n);
+            filled += n;
+        }
+        if filled == 0 && !self.ended {
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(filled))
+    }
+}
+
+impl AsyncBufRead for EventBody {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        match this.poll_current(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(Ok(&this.current[..])),
+        }
+    }
+
+    fn consume(mut self: Pin<&mut Self>, amt: usize) {
+        self.current.advance(amt);
     }
 }
 

@@ -8,15 +8,15 @@
 use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use async_tungstenite::tungstenite::{Message, Utf8Bytes};
 use futures_lite::FutureExt;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use roomcast_core::{Resume, Submit};
 use roomcast_hub::telemetry::ConnectionGauge;
-use roomcast_hub::{Delivery, Hub, Subscription};
+use roomcast_hub::{Delivery, Hub, Subscription, Wire};
 use tide::http::upgrade::Connection;
 use tide::{Request, Response, StatusCode};
 
@@ -29,6 +29,8 @@ use crate::wire::{ClientFrame, MessageBody, StreamEvent};
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// How long one write to a client may take before the client counts as gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// At most this many frames are gathered into one write.
+const MAX_FRAMES_PER_WRITE: usize = 256;
 
 fn has_token<S>(req: &Request<S>, header: &str, token: &str) -> bool {
     req.header(header).is_some_and(|values| {
@@ -160,29 +162,38 @@ async fn session(
         }
     };
     let writing = async {
+        let mut heartbeat = async_io::Timer::interval(who.heartbeat);
         loop {
             let next = async { Some(subscription.next().await.map(Delivered::Event)) };
             let answer = async { Some(answered.recv().await.ok().map(Delivered::Answer)) };
-            let heartbeat = async {
-                async_io::Timer::after(who.heartbeat).await;
+            let beat = async {
+                heartbeat.next().await;
                 None
             };
-            let (frame, end) = match next.or(answer).or(heartbeat).await {
-                None => (Message::Ping(Vec::new().into()), None),
-                Some(None) => (Message::Close(None), Some(CloseCode::Normal)),
-                Some(Some(Delivered::Answer(event))) => (Message::text(event.to_json()), None),
-                Some(Some(Delivered::Event(delivery))) => {
-                    let end = match &delivery {
-                        Delivery::Closed(ending) if ending.code() == "shutdown" => {
-                            Some(CloseCode::Away)
-                        }
-                        Delivery::Closed(_) => Some(CloseCode::Normal),
-                        _ => None,
-                    };
-                    (Message::text(StreamEvent::from(delivery).to_json()), end)
+            let mut end = None;
+            let mut frames = vec![match next.or(answer).or(beat).await {
+                None => Message::Ping(Vec::new().into()),
+                Some(None) => {
+                    end = Some(CloseCode::Normal);
+                    Message::Close(None)
                 }
-            };
-            let sent = sink.send(frame).or(async {
+                Some(Some(Delivered::Answer(event))) => Message::text(event.to_json()),
+                Some(Some(Delivered::Event(delivery))) => ws_frame(delivery, &mut end),
+            }];
+            // Everything else already waiting goes out in the same write.
+            while end.is_none() && frames.len() < MAX_FRAMES_PER_WRITE {
+                match subscription.try_next() {
+                    Some(delivery) => frames.push(ws_frame(delivery, &mut end)),
+                    None => break,
+                }
+            }
+            let sent = async {
+                for frame in frames {
+                    sink.feed(frame).await?;
+                }
+                sink.flush().await
+            }
+            .or(async {
                 async_io::Timer::after(SEND_TIMEOUT).await;
                 Err(async_tungstenite::tungstenite::Error::ConnectionClosed)
             });
@@ -200,6 +211,26 @@ async fn session(
         }
     };
     reading.or(writing).await;
+}
+
+/// A delivery's text frame (a message's JSON is made once and shared by all its listeners);
+/// sets `end` if the stream ends after it.
+fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
+    match &delivery {
+        Delivery::Closed(ending) if ending.code() == "shutdown" => *end = Some(CloseCode::Away),
+        Delivery::Closed(_) => *end = Some(CloseCode::Normal),
+        _ => {}
+    }
+    match delivery {
+        Delivery::Message(shared) => {
+            let json = shared.encoded(Wire::WebSocket, |m| {
+                StreamEvent::Message(MessageBody::from(m)).to_json().into()
+            });
+            // The JSON was made from a `String`, so it is UTF-8.
+            Utf8Bytes::try_from(json).map_or_else(|_| Message::text(""), Message::Text)
+        }
+        other => Message::text(StreamEvent::from(other).to_json()),
+    }
 }
 
 enum Delivered {

@@ -2,7 +2,8 @@
 
 use roomcast_core::{Error, ErrorClass, Gap, HistoryPage, Message, PresenceEntry, RoomSummary};
 use roomcast_hub::identity::{AuthClass, AuthError, Issued};
-use roomcast_hub::{Delivery, Ending, HubError};
+use roomcast_hub::{Delivery, Ending, HubError, Wire};
+use roomcast_proto::EncodedEvent;
 use roomcast_proto::v1 as pb;
 use tonic::{Code, Status};
 
@@ -89,6 +90,19 @@ pub fn history(page: &HistoryPage) -> pb::HistoryResponse {
         gap: page.gap.map(gap),
         first_held: page.first_held.0,
         latest: page.latest.0,
+    }
+}
+
+/// A delivery, encoded; a message's encoding is made once and shared by all its streams.
+pub fn encoded_event(delivery: Delivery) -> EncodedEvent {
+    match delivery {
+        Delivery::Message(shared) => EncodedEvent(shared.encoded(Wire::Grpc, |m| {
+            EncodedEvent::new(&pb::StreamEvent {
+                event: Some(pb::stream_event::Event::Message(message(m))),
+            })
+            .0
+        })),
+        other => EncodedEvent::new(&event(other)),
     }
 }
 

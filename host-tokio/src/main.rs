@@ -12,7 +12,7 @@ use clap::Parser;
 use roomcast_hub::signal::Shutdown;
 use roomcast_hub::telemetry::init_logging;
 use roomcast_hub::{CoreArgs, refuse_to_start};
-use roomcast_proto::v1::chat_server::ChatServer;
+use roomcast_proto::fast::chat_server::ChatServer;
 use tonic::transport::server::TcpIncoming;
 
 /// The roomcast gRPC server.

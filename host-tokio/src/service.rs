@@ -7,8 +7,9 @@ use futures_util::Stream;
 use roomcast_core::{Cursor, Resume, Seq, Submit};
 use roomcast_hub::Hub;
 use roomcast_hub::identity::{AuthError, Caller};
+use roomcast_proto::EncodedEvent;
+use roomcast_proto::fast::chat_server::Chat;
 use roomcast_proto::v1 as pb;
-use roomcast_proto::v1::chat_server::Chat;
 use roomcast_proto::{AUTHORIZATION_METADATA, USER_METADATA};
 use tonic::{Request, Response, Status};
 
@@ -271,8 +272,7 @@ impl Chat for Service {
         }))
     }
 
-    type StreamStream =
-        Pin<Box<dyn Stream<Item = Result<pb::StreamEvent, Status>> + Send + 'static>>;
+    type StreamStream = Pin<Box<dyn Stream<Item = Result<EncodedEvent, Status>> + Send + 'static>>;
 
     async fn stream(
         &self,
@@ -292,7 +292,7 @@ impl Chat for Service {
         let events =
             futures_util::stream::unfold((subscription, gauge), |(mut sub, gauge)| async move {
                 let delivery = sub.next().await?;
-                Some((Ok(convert::event(delivery)), (sub, gauge)))
+                Some((Ok(convert::encoded_event(delivery)), (sub, gauge)))
             });
         Ok(Response::new(Box::pin(events)))
     }

@@ -534,7 +534,7 @@ impl Driver {
             }
             let output = match event {
                 Event::Published(message) => {
-                    Output::Deliver(message.room.clone(), Delivery::Message(message))
+                    Output::Deliver(message.room.clone(), Delivery::Message(message.into()))
                 }
                 Event::Joined { room, user } => Output::Deliver(room, Delivery::Joined(user)),
                 Event::Left { room, user } => Output::Deliver(room, Delivery::Left(user)),

@@ -15,10 +15,12 @@ mod args;
 mod history;
 mod hub;
 pub mod identity;
+mod shared;
 pub mod signal;
 mod subscription;
 pub mod telemetry;
 
 pub use args::{CoreArgs, refuse_to_start};
 pub use hub::{Hub, HubError, HubOptions, StartError};
+pub use shared::{Shared, Wire};
 pub use subscription::{Delivery, Ending, Subscription};

@@ -2,15 +2,14 @@
 
 use std::collections::VecDeque;
 
-use async_broadcast::{Receiver, RecvError};
+use async_broadcast::{Receiver, RecvError, TryRecvError};
 use roomcast_core::{
-    CloseReason, Error, Gap, ListenerId, Message, Opened, PresenceEntry, Resume, RoomId, Seq,
-    UserName,
+    CloseReason, Error, Gap, ListenerId, Opened, PresenceEntry, Resume, RoomId, Seq, UserName,
 };
-use std::sync::Arc;
 
 use crate::history::{CATCH_UP_CHUNK, fill_gap};
 use crate::hub::{Hub, HubError, ListenerGuard, Opening};
+use crate::shared::Shared;
 
 /// What a subscription still has to hand out before reading live deliveries.
 enum Pending {
@@ -27,8 +26,9 @@ pub enum Delivery {
     Presence(Vec<PresenceEntry>),
     /// Messages after `gap.after` and before `gap.first_held` are no longer held.
     Gap(Gap),
-    /// A message, in sequence order, each exactly once.
-    Message(Arc<Message>),
+    /// A message, in sequence order, each exactly once; its encodings are shared by every
+    /// listener.
+    Message(Shared),
     /// A user opened their first listener on the room.
     Joined(UserName),
     /// A user closed their last listener on the room.
@@ -96,6 +96,8 @@ pub struct Subscription {
     pending: VecDeque<Pending>,
     /// The newest sequence number handed out (or the room's latest at open, for live listeners).
     last: Seq,
+    /// [`Subscription::try_next`] found the listener overflowed; [`Subscription::next`] resyncs.
+    lagged: bool,
     done: bool,
     deliveries: metrics::Counter,
     resyncs: metrics::Counter,
@@ -137,6 +139,7 @@ impl Hub {
             receiver,
             pending: VecDeque::new(),
             last: Seq::ZERO,
+            lagged: false,
             done: false,
             deliveries: metrics::counter!("roomcast_deliveries_total", "transport" => transport),
             resyncs: metrics::counter!("roomcast_resyncs_total", "transport" => transport),
@@ -164,11 +167,19 @@ impl Subscription {
     }
 
     /// The next delivery; `None` once the stream has ended (after [`Delivery::Closed`]).
+    ///
+    /// Cancel-safe: dropping the future loses nothing, so it can race a timer.
     pub async fn next(&mut self) -> Option<Delivery> {
         loop {
-            match self.pending.pop_front() {
-                Some(Pending::Ready(delivery)) => return Some(self.deliver(delivery)),
+            match self.pending.front() {
+                Some(Pending::Ready(_)) => {
+                    if let Some(Pending::Ready(delivery)) = self.pending.pop_front() {
+                        return Some(self.deliver(delivery));
+                    }
+                }
+                // Stays queued until the read is done, in case this future is dropped.
                 Some(Pending::Older(gap)) => {
+                    let gap = *gap;
                     self.catch_up(gap).await;
                     continue;
                 }
@@ -177,6 +188,11 @@ impl Subscription {
             if self.done {
                 return None;
             }
+            if self.lagged {
+                // Cleared only once the resync is done, for the same reason.
+                self.resync().await;
+                continue;
+            }
             match self.receiver.recv_direct().await {
                 Ok(Delivery::Removed(user)) => {
                     if user.as_str() == self.user {
@@ -184,11 +200,49 @@ impl Subscription {
                     }
                 }
                 Ok(delivery) => return Some(self.deliver(delivery)),
-                Err(RecvError::Overflowed(_)) => self.resync().await,
+                Err(RecvError::Overflowed(_)) => self.lagged = true,
                 Err(RecvError::Closed) => {
                     self.done = true;
                     return None;
                 }
+            }
+        }
+    }
+
+    /// The next delivery if one is ready now, without waiting; `None` when [`next`] would wait
+    /// (or the stream has ended). Lets a writer gather everything pending into one write.
+    ///
+    /// [`next`]: Subscription::next
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        loop {
+            match self.pending.front() {
+                Some(Pending::Ready(_)) => {
+                    let Some(Pending::Ready(delivery)) = self.pending.pop_front() else {
+                        unreachable!("the front was just seen to be ready");
+                    };
+                    return Some(self.deliver(delivery));
+                }
+                // Reading history waits on the store: leave it to `next`.
+                Some(Pending::Older(_)) => return None,
+                None => {}
+            }
+            // After an overflow the old receiver skips ahead: only a resync may follow.
+            if self.done || self.lagged {
+                return None;
+            }
+            match self.receiver.try_recv() {
+                Ok(Delivery::Removed(user)) => {
+                    if user.as_str() == self.user {
+                        return Some(self.deliver(Delivery::Closed(Ending::Removed)));
+                    }
+                }
+                Ok(delivery) => return Some(self.deliver(delivery)),
+                // The resync waits on the hub: `next` does it.
+                Err(TryRecvError::Overflowed(_)) => {
+                    self.lagged = true;
+                    return None;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
             }
         }
     }
@@ -207,14 +261,15 @@ impl Subscription {
             opened
                 .backlog
                 .into_iter()
-                .map(|m| Pending::Ready(Delivery::Message(m))),
+                .map(|m| Pending::Ready(Delivery::Message(m.into()))),
         );
     }
 
-    /// Reads the next chunk of `gap` from the store and queues it in front: a gap notice for
-    /// what the store no longer has, the messages, and the rest of the gap.
+    /// Reads the next chunk of `gap` (at the front of the queue) from the store and replaces it
+    /// with a gap notice for what the store no longer has, the messages, and the rest of the gap.
     async fn catch_up(&mut self, gap: Gap) {
         let Some(store) = self.hub.store().cloned() else {
+            self.pending.pop_front();
             self.pending.push_front(Pending::Ready(Delivery::Gap(gap)));
             return;
         };
@@ -231,7 +286,7 @@ impl Subscription {
         front.extend(
             older
                 .into_iter()
-                .map(|m| Pending::Ready(Delivery::Message(m))),
+                .map(|m| Pending::Ready(Delivery::Message(m.into()))),
         );
         if let Some(last) = last.filter(|last| full && last.next() < gap.first_held) {
             front.push(Pending::Older(Gap {
@@ -239,6 +294,7 @@ impl Subscription {
                 first_held: gap.first_held,
             }));
         }
+        self.pending.pop_front();
         for pending in front.into_iter().rev() {
             self.pending.push_front(pending);
         }
@@ -255,16 +311,19 @@ impl Subscription {
         delivery
     }
 
-    /// Replaces the listener with one that resumes after the last delivered message.
+    /// Replaces the listener with one that resumes after the last delivered message. If this
+    /// is dropped half-way, `lagged` stays set and the next call does it again (the hub's
+    /// closing of the old listener is then a no-op).
     async fn resync(&mut self) {
         self.resyncs.increment(1);
         let resume = Resume::After(self.last);
         let replacing = Some(self.guard.listener);
-        match self
+        let reopened = self
             .hub
             .open(self.user.clone(), self.room.to_string(), resume, replacing)
-            .await
-        {
+            .await;
+        self.lagged = false;
+        match reopened {
             Ok(Opening {
                 opened,
                 presence,

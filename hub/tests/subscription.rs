@@ -222,6 +222,46 @@ fn a_listener_further_behind_than_history_is_told_of_the_gap() {
 }
 
 #[test]
+fn draining_without_waiting_never_skips_past_an_overflow() {
+    block_on(async {
+        let hub = hub(10, 4, None);
+        create(&hub, "lobby").await;
+        let mut slow = hub
+            .subscribe("slow", "lobby", Resume::Live, "test")
+            .await
+            .unwrap();
+        for n in 1..=30 {
+            post(&hub, "lobby", format!("m{n}")).await;
+        }
+        // A writer gathers what is ready with `try_next` (asking again, as one does after a
+        // wait was cut short), and waits with `next` only when nothing is; every message it
+        // hands out follows the last one or an announced gap.
+        let mut expected = 1;
+        while expected <= 30 {
+            let delivery = match slow.try_next().or_else(|| slow.try_next()) {
+                Some(delivery) => delivery,
+                None => slow.next().await.expect("open"),
+            };
+            match delivery {
+                Delivery::Gap(gap) => {
+                    assert_eq!(
+                        gap.after,
+                        Seq(expected - 1),
+                        "the gap starts where delivery stopped"
+                    );
+                    expected = gap.first_held.0;
+                }
+                Delivery::Message(m) => {
+                    assert_eq!(m.seq, Seq(expected), "in order, nothing skipped silently");
+                    expected += 1;
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+#[test]
 fn deleting_a_room_ends_its_streams_and_dropping_a_listener_leaves() {
     both(100, 64, |hub| async move {
         create(&hub, "lobby").await;
