@@ -420,7 +420,8 @@ impl Core {
             r.listeners.remove(listener);
             self.listeners.remove(listener);
         }
-        let was_present = r.presence.forget(&member);
+        let was_present = r.presence.forget(&member)
+            && r.presence.users() < self.config.limits.announce_presence_up_to;
         r.last_active = now;
         if r.listeners.is_empty() {
             self.schedule_expiry(&id, now);
@@ -581,7 +582,8 @@ impl Core {
             .expect("room checked to exist above");
         r.listeners.insert(listener);
         r.last_active = now;
-        let joined = r.presence.add(&user);
+        let joined = r.presence.add(&user)
+            && r.presence.users() <= self.config.limits.announce_presence_up_to;
         self.listeners.insert(
             listener,
             Listener {
@@ -618,7 +620,8 @@ impl Core {
         };
         r.listeners.remove(&listener);
         r.last_active = now;
-        let left = r.presence.remove(&user);
+        let left = r.presence.remove(&user)
+            && r.presence.users() < self.config.limits.announce_presence_up_to;
         let empty = r.listeners.is_empty();
         if empty {
             self.schedule_expiry(&room, now);
@@ -1606,6 +1609,29 @@ mod tests {
                 room: room("nowhere")
             })
         );
+    }
+
+    #[test]
+    fn big_rooms_stop_announcing_joins_and_leaves() {
+        let mut config = unlimited();
+        config.limits.announce_presence_up_to = 2;
+        let mut core = core_with_room(config);
+        let open = |core: &mut Core, who: &str| {
+            let l = core.open_listener(t(2), who, "lobby", Resume::Live).unwrap();
+            (l.listener, drain(core).len())
+        };
+        let (_, ada) = open(&mut core, "ada");
+        let (_, bob) = open(&mut core, "bob");
+        let (cy, cy_joined) = open(&mut core, "cy");
+        assert_eq!((ada, bob, cy_joined), (1, 1, 0), "the third user is not announced");
+        assert_eq!(core.presence("ada", "lobby").unwrap().len(), 3, "but is present");
+        assert!(core.close_listener(t(3), cy));
+        assert!(drain(&mut core).is_empty(), "nor is their leaving");
+        let (cy, _) = open(&mut core, "cy");
+        let (_, _) = open(&mut core, "dee");
+        core.close_listener(t(3), cy);
+        core.close_listener(t(3), cy);
+        assert!(drain(&mut core).is_empty(), "three remain: still quiet");
     }
 
     #[test]

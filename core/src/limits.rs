@@ -27,6 +27,10 @@ pub struct Limits {
     pub submit_rate: Option<Rate>,
     /// Most messages one history page returns; longer requests are cut to this (default 500).
     pub max_page_len: usize,
+    /// Joins and leaves are announced to the room only while at most this many users are
+    /// present (default 1,000). Past that, every join would cost a delivery to everyone
+    /// (quadratic in the room's size); listeners still get the snapshot when they open.
+    pub announce_presence_up_to: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +46,7 @@ impl Default for Limits {
                 per_second: 5,
             }),
             max_page_len: 500,
+            announce_presence_up_to: 1000,
         }
     }
 }

@@ -36,6 +36,9 @@ pub const TEXTS: [(&str, Option<&str>); 8] = [
 /// Idempotency keys the operations pick from; the last breaks the rules.
 pub const KEYS: [&str; 3] = ["k1", "k2", "bad key"];
 
+/// Joins and leaves are announced while at most this many users are present.
+const ANNOUNCE_UP_TO: usize = 2;
+
 /// The configuration the simulation runs: small limits so every one is reached often.
 pub fn sim_config() -> Config {
     Config {
@@ -50,6 +53,7 @@ pub fn sim_config() -> Config {
                 per_second: 2,
             }),
             max_page_len: 3,
+            announce_presence_up_to: ANNOUNCE_UP_TO,
         },
         history_len: 4,
         room_idle_expiry: Some(Duration::from_secs(5)),
@@ -319,7 +323,9 @@ impl Harness {
                     if let Some(mr) = self.model.rooms.get_mut(&room) {
                         mr.last_active = self.now;
                     }
-                    if !self.model.presence(&room).contains_key(&user) {
+                    let present = self.model.presence(&room);
+                    // A leave is announced if the room had at most ANNOUNCE_UP_TO before it.
+                    if !present.contains_key(&user) && present.len() < ANNOUNCE_UP_TO {
                         expected_events.push(Event::Left {
                             room: crate::RoomId::parse(&room, 8).expect("valid"),
                             user: crate::UserName::parse(&user, 16).expect("valid"),
@@ -483,6 +489,7 @@ impl Harness {
         self.model
             .listeners
             .insert(opened.listener, (room.to_owned(), user.to_owned()));
+        let joined = joined && self.model.presence(room).len() <= ANNOUNCE_UP_TO;
         self.model.rooms.get_mut(room).expect("present").last_active = self.now;
         self.opened.push(opened.listener);
         let mut received = backlog;

@@ -28,6 +28,9 @@ pub struct CoreArgs {
     /// Most listeners on one room.
     #[arg(long, env = "ROOMCAST_MAX_LISTENERS_PER_ROOM", default_value_t = Limits::default().max_listeners_per_room)]
     pub max_listeners_per_room: usize,
+    /// Announce joins and leaves only while at most this many users are present in a room.
+    #[arg(long, env = "ROOMCAST_ANNOUNCE_PRESENCE_UP_TO", default_value_t = Limits::default().announce_presence_up_to)]
+    pub announce_presence_up_to: usize,
     /// Messages one user may send back to back; 0 turns the rate limit off.
     #[arg(long, env = "ROOMCAST_RATE_BURST", default_value_t = 10)]
     pub rate_burst: u32,
@@ -107,6 +110,7 @@ impl CoreArgs {
                 message_max_bytes: self.max_message_bytes,
                 max_rooms: self.max_rooms,
                 max_listeners_per_room: self.max_listeners_per_room,
+                announce_presence_up_to: self.announce_presence_up_to,
                 submit_rate: (self.rate_burst > 0).then_some(Rate {
                     burst: self.rate_burst,
                     per_second: self.rate_per_second,
