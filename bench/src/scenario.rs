@@ -1,0 +1,783 @@
+//! The scenarios. Fan-out ones share one engine: listeners stay connected while an open-loop
+//! publisher runs steps at given rates; each message carries the time it was due, so a slow
+//! server cannot hide queueing delay, and every listener checks that sequence numbers arrive
+//! in order with no gap it was not told of.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, ensure};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use crate::clients::{Kind, Listener, Publisher, with_retries};
+use crate::target::{Target, established};
+use crate::wire::Seen;
+
+/// A scenario of issue 7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// One room, 1,000 listeners: the highest rate with no drops and p99 under 20 ms.
+    F1,
+    /// One room, 1,000 listeners at 100,000 deliveries/s: p50, p99, p99.9.
+    F2,
+    /// One room, 10,000 listeners: the highest rate with no drops and p99 under 20 ms.
+    F3,
+    /// 1,000 rooms of 10 listeners: the highest rate with no drops and p99 under 20 ms.
+    R1,
+    /// Publish ingress: concurrent submitters, closed loop, for acknowledgements per second.
+    P1,
+    /// Memory per idle connection at 10,000 connections.
+    M2,
+    /// F2 with one listener that stops reading: others' p99, server memory, when it is cut.
+    S1,
+    /// F2 with listeners connecting and disconnecting all the while.
+    C1,
+}
+
+impl Scenario {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::F1 => "F1",
+            Scenario::F2 => "F2",
+            Scenario::F3 => "F3",
+            Scenario::R1 => "R1",
+            Scenario::P1 => "P1",
+            Scenario::M2 => "M2",
+            Scenario::S1 => "S1",
+            Scenario::C1 => "C1",
+        }
+    }
+
+    /// Whether it applies to `kind` (the peer and the floor only take part where compared).
+    pub fn applies_to(self, kind: Kind) -> bool {
+        match kind {
+            Kind::Sse | Kind::Ws | Kind::Grpc => true,
+            Kind::Socketio => matches!(self, Scenario::F1 | Scenario::F2 | Scenario::M2),
+            Kind::Floor => matches!(self, Scenario::F1 | Scenario::F2 | Scenario::F3),
+        }
+    }
+}
+
+/// How big and how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Every scenario briefly, at small sizes (the CI smoke run).
+    pub quick: bool,
+    /// Listeners (per room for R1), or connections for M2, or submitters for P1.
+    pub listeners: Option<usize>,
+    /// Messages per second (the fixed rate, or the ramp's first step).
+    pub rate: Option<u64>,
+    /// Seconds per step.
+    pub seconds: Option<f64>,
+    /// Bytes of padding per message text.
+    pub size: usize,
+}
+
+/// One scenario's result on one target.
+pub struct Outcome {
+    /// The whole result, for the JSON file.
+    pub json: Value,
+    /// Everything was delivered, in order, with no unannounced gap (the smoke test's check;
+    /// no timing is judged).
+    pub complete: bool,
+    /// The markdown row: scenario, target, shape, result, p50, p99, p99.9, notes.
+    pub row: [String; 8],
+}
+
+/// Runs `scenario` against `target`.
+pub async fn run(scenario: Scenario, target: &Target, s: Settings) -> anyhow::Result<Outcome> {
+    let q = s.quick;
+    let pick = |full: usize, quick: usize| s.listeners.unwrap_or(if q { quick } else { full });
+    let rate = |full: u64, quick: u64| s.rate.unwrap_or(if q { quick } else { full });
+    let seconds = s.seconds.unwrap_or(if q { 1.0 } else { 5.0 });
+    match scenario {
+        Scenario::F1 => {
+            let shape = Shape::new(1, pick(1000, 50));
+            ramp(scenario, target, shape, rate(100, 20), seconds, if q { 1 } else { 8 }, s).await
+        }
+        Scenario::F3 => {
+            let shape = Shape::new(1, pick(10_000, 200));
+            ramp(scenario, target, shape, rate(20, 10), seconds, if q { 1 } else { 6 }, s).await
+        }
+        Scenario::R1 => {
+            let shape = Shape::new(if q { 20 } else { 1000 }, pick(10, 3));
+            ramp(scenario, target, shape, rate(1000, 50), seconds, if q { 1 } else { 5 }, s).await
+        }
+        Scenario::F2 => {
+            let shape = Shape::new(1, pick(1000, 50));
+            let seconds = s.seconds.unwrap_or(if q { 1.0 } else { 10.0 });
+            fixed(scenario, target, shape, rate(100, 20), seconds, s).await
+        }
+        Scenario::S1 => {
+            let shape = Shape::new(1, pick(1000, 50));
+            let seconds = s.seconds.unwrap_or(if q { 1.0 } else { 10.0 });
+            stalled(target, shape, rate(100, 20), seconds, s).await
+        }
+        Scenario::C1 => {
+            let shape = Shape::new(1, pick(1000, 50));
+            let seconds = s.seconds.unwrap_or(if q { 1.0 } else { 10.0 });
+            churn(target, shape, rate(100, 20), seconds, s).await
+        }
+        Scenario::P1 => ingress(target, pick(64, 8), seconds.max(1.0), s).await,
+        Scenario::M2 => idle(target, pick(10_000, 200), if q { 10 } else { 100 }).await,
+    }
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds")
+}
+
+/// Rooms and listeners per room.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    rooms: usize,
+    per_room: usize,
+}
+
+impl Shape {
+    fn new(rooms: usize, per_room: usize) -> Shape {
+        Shape { rooms, per_room }
+    }
+
+    fn listeners(self) -> usize {
+        self.rooms * self.per_room
+    }
+
+    fn describe(self) -> String {
+        if self.rooms == 1 {
+            format!("1 room × {}", self.per_room)
+        } else {
+            format!("{} rooms × {}", self.rooms, self.per_room)
+        }
+    }
+}
+
+/// What the listeners saw, shared by their reader tasks.
+struct Probe {
+    delivered: AtomicU64,
+    gaps: AtomicU64,
+    disorder: AtomicU64,
+    ended: AtomicU64,
+    /// Latency histograms, sharded so readers rarely meet on a lock.
+    shards: Vec<Mutex<Histogram<u64>>>,
+}
+
+impl Probe {
+    fn new() -> Arc<Probe> {
+        Arc::new(Probe {
+            delivered: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            disorder: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
+            shards: (0..32).map(|_| Mutex::new(histogram())).collect(),
+        })
+    }
+
+    fn reset(&self) {
+        for counter in [&self.delivered, &self.gaps, &self.disorder] {
+            counter.store(0, Ordering::SeqCst);
+        }
+        for shard in &self.shards {
+            shard.lock().unwrap_or_else(PoisonError::into_inner).reset();
+        }
+    }
+
+    fn latencies(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for shard in &self.shards {
+            let _ = all.add(&*shard.lock().unwrap_or_else(PoisonError::into_inner));
+        }
+        all
+    }
+}
+
+/// Reads `listener` until it ends, tallying into `probe`.
+fn spawn_reader(mut listener: Listener, probe: Arc<Probe>, shard: usize) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut expected: Option<u64> = None;
+        let mut due = Vec::with_capacity(256);
+        loop {
+            let (mut delivered, mut gaps, mut disorder) = (0u64, 0u64, 0u64);
+            let mut closed = false;
+            let open = listener
+                .read(|seen| match seen {
+                    Seen::Message { seq, due_micros } => {
+                        if expected.is_some_and(|e| e != seq) {
+                            disorder += 1;
+                        }
+                        expected = Some(seq + 1);
+                        delivered += 1;
+                        due.extend(due_micros);
+                    }
+                    Seen::Gap { first_held } => {
+                        gaps += 1;
+                        expected = Some(first_held);
+                    }
+                    Seen::Closed => closed = true,
+                    Seen::Other => {}
+                })
+                .await;
+            if !due.is_empty() {
+                let now = now_micros();
+                let mut hist = probe.shards[shard % probe.shards.len()]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for d in due.drain(..) {
+                    let _ = hist.record(now.saturating_sub(d).max(1));
+                }
+            }
+            probe.delivered.fetch_add(delivered, Ordering::Relaxed);
+            probe.gaps.fetch_add(gaps, Ordering::Relaxed);
+            probe.disorder.fetch_add(disorder, Ordering::Relaxed);
+            if !open || closed {
+                probe.ended.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    })
+}
+
+/// A room name no earlier run used.
+fn room_name(prefix: &str, i: usize) -> String {
+    format!("{prefix}{}-{i}", now_micros() % 100_000_000)
+}
+
+/// Listeners connected, reading into one probe, with the publishers to drive them.
+struct Audience {
+    rooms: Arc<Vec<String>>,
+    shape: Shape,
+    probe: Arc<Probe>,
+    readers: Vec<JoinHandle<()>>,
+    publishers: Vec<Publisher>,
+    setup_seconds: f64,
+}
+
+impl Audience {
+    async fn gather(target: &Target, shape: Shape, prefix: &str) -> anyhow::Result<Audience> {
+        let (kind, addr) = (target.kind, target.addr);
+        let started = Instant::now();
+        let rooms: Vec<String> = (0..shape.rooms).map(|i| room_name(prefix, i)).collect();
+        // Publishers: enough connections that a closed-loop acknowledgement per message keeps up.
+        let count = (shape.rooms).clamp(8, 32);
+        let mut publishers = Vec::with_capacity(count);
+        for p in 0..count {
+            publishers.push(Publisher::connect(kind, addr, &format!("pub{p}")).await?);
+        }
+        for room in &rooms {
+            publishers[0].create_room(room).await?;
+        }
+        let probe = Probe::new();
+        // Connect in parallel, a bounded number at a time.
+        let mut readers = Vec::with_capacity(shape.listeners());
+        let mut opening = tokio::task::JoinSet::new();
+        for i in 0..shape.listeners() {
+            let (room, user) = (rooms[i % shape.rooms].clone(), format!("l{i}"));
+            opening.spawn(async move {
+                with_retries(|| async { Listener::open(kind, addr, &room, &user, false).await })
+                    .await
+            });
+            if opening.len() >= 64 {
+                let listener = opening.join_next().await.context("a listener")???;
+                readers.push(spawn_reader(listener, Arc::clone(&probe), readers.len()));
+            }
+        }
+        while let Some(listener) = opening.join_next().await {
+            readers.push(spawn_reader(listener??, Arc::clone(&probe), readers.len()));
+        }
+        Ok(Audience {
+            rooms: Arc::new(rooms),
+            shape,
+            probe,
+            readers,
+            publishers,
+            setup_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Publishes `rate` messages a second for `seconds` (open loop, round robin over rooms)
+    /// and waits a bounded while for them to be delivered.
+    async fn step(&mut self, rate: u64, seconds: f64, size: usize) -> anyhow::Result<Step> {
+        ensure!(rate > 0 && rate <= 1_000_000 && seconds <= 600.0, "bounded runs only");
+        self.probe.reset();
+        let total = (rate as f64 * seconds).round().max(1.0) as u64;
+        let padding = Arc::new("x".repeat(size));
+        let start = Instant::now() + Duration::from_millis(20);
+        let start_micros = now_micros() + 20_000;
+        let count = self.publishers.len() as u64;
+        let mut tasks = Vec::new();
+        for (p, mut publisher) in self.publishers.drain(..).enumerate() {
+            let (rooms, padding) = (Arc::clone(&self.rooms), Arc::clone(&padding));
+            tasks.push(tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                let mut i = p as u64;
+                while i < total {
+                    let due = Duration::from_micros(i * 1_000_000 / rate);
+                    tokio::time::sleep_until((start + due).into()).await;
+                    let text = format!("t={} {padding}", start_micros + due.as_micros() as u64);
+                    let room = &rooms[i as usize % rooms.len()];
+                    if publisher.post(room, &text).await {
+                        ok += 1;
+                    } else {
+                        failed += 1;
+                    }
+                    i += count;
+                }
+                (publisher, ok, failed)
+            }));
+        }
+        let (mut published, mut failed) = (0, 0);
+        for task in tasks {
+            let (publisher, ok, bad) = task.await?;
+            self.publishers.push(publisher);
+            published += ok;
+            failed += bad;
+        }
+        let publish_seconds = start.elapsed().as_secs_f64();
+        let expected = published * self.shape.per_room as u64;
+        let drain = Instant::now() + Duration::from_secs(5);
+        while self.probe.delivered.load(Ordering::SeqCst) < expected && Instant::now() < drain {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let latencies = self.probe.latencies();
+        Ok(Step {
+            rate,
+            published,
+            failed,
+            expected,
+            delivered: self.probe.delivered.load(Ordering::SeqCst),
+            gaps: self.probe.gaps.load(Ordering::SeqCst),
+            disorder: self.probe.disorder.load(Ordering::SeqCst),
+            seconds: publish_seconds,
+            latencies,
+        })
+    }
+
+    fn end(self) {
+        for reader in self.readers {
+            reader.abort();
+        }
+    }
+}
+
+/// One step's tally.
+struct Step {
+    rate: u64,
+    published: u64,
+    failed: u64,
+    expected: u64,
+    delivered: u64,
+    gaps: u64,
+    disorder: u64,
+    seconds: f64,
+    latencies: Histogram<u64>,
+}
+
+impl Step {
+    fn ms(&self, q: f64) -> f64 {
+        self.latencies.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// Everything published was delivered to everyone, in order, with no gap.
+    fn complete(&self) -> bool {
+        self.failed == 0 && self.delivered == self.expected && self.gaps == 0 && self.disorder == 0
+    }
+
+    /// Complete, and p99 under 20 ms: the F1 criterion.
+    fn passes(&self) -> bool {
+        self.complete() && self.ms(0.99) <= 20.0
+    }
+
+    fn deliveries_per_second(&self) -> f64 {
+        self.delivered as f64 / self.seconds.max(1e-9)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "rate": self.rate,
+            "published": self.published,
+            "publish_failures": self.failed,
+            "expected_deliveries": self.expected,
+            "deliveries": self.delivered,
+            "gaps": self.gaps,
+            "out_of_order": self.disorder,
+            "seconds": self.seconds,
+            "deliveries_per_second": self.deliveries_per_second(),
+            "latency_ms": {
+                "p50": self.ms(0.5), "p99": self.ms(0.99), "p999": self.ms(0.999),
+                "max": self.latencies.max() as f64 / 1000.0,
+            },
+            "passes": self.passes(),
+        })
+    }
+
+    fn row(&self, scenario: Scenario, kind: Kind, shape: Shape, note: String) -> [String; 8] {
+        [
+            scenario.name().into(),
+            kind.name().into(),
+            format!("{}, {}/s", shape.describe(), self.rate),
+            format!("{:.0} deliveries/s", self.deliveries_per_second()),
+            format!("{:.2}", self.ms(0.5)),
+            format!("{:.2}", self.ms(0.99)),
+            format!("{:.2}", self.ms(0.999)),
+            note,
+        ]
+    }
+}
+
+/// F1, F3, R1: doubles the rate while every step passes, then tries once between the last
+/// pass and the first failure; reports the best passing step.
+async fn ramp(
+    scenario: Scenario,
+    target: &Target,
+    shape: Shape,
+    first_rate: u64,
+    seconds: f64,
+    max_steps: usize,
+    s: Settings,
+) -> anyhow::Result<Outcome> {
+    let mut audience = Audience::gather(target, shape, scenario.name()).await?;
+    let mut steps = Vec::new();
+    let mut best: Option<Step> = None;
+    let mut rate = first_rate;
+    let mut failed_at = None;
+    for _ in 0..max_steps {
+        let step = audience.step(rate, seconds, s.size).await?;
+        let passed = step.passes();
+        eprintln!(
+            "  {} {}: {rate}/s → {:.0} deliveries/s, p99 {:.2} ms, {}/{} delivered, {} gaps{}",
+            scenario.name(),
+            target.kind.name(),
+            step.deliveries_per_second(),
+            step.ms(0.99),
+            step.delivered,
+            step.expected,
+            step.gaps,
+            if passed { "" } else { " (fails)" }
+        );
+        steps.push(step.json());
+        // The smoke run judges completeness of the first step only, never its timing.
+        if steps.len() == 1 && s.quick && !step.complete() {
+            failed_at = Some(rate);
+            best = Some(step);
+            break;
+        }
+        if passed {
+            best = Some(step);
+            rate = match failed_at {
+                Some(_) => break,
+                None => rate * 2,
+            };
+        } else {
+            let last_pass = best.as_ref().filter(|b| b.passes()).map(|b| b.rate);
+            match (failed_at, last_pass) {
+                (None, Some(pass)) if rate > pass + 1 => {
+                    failed_at = Some(rate);
+                    rate = pass + (rate - pass) / 2;
+                }
+                _ => {
+                    failed_at.get_or_insert(rate);
+                    if best.is_none() {
+                        best = Some(step);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    let setup = audience.setup_seconds;
+    audience.end();
+    let best = best.context("no step ran")?;
+    let complete = best.complete();
+    let note = match (best.passes(), failed_at) {
+        (true, Some(f)) => format!("highest passing rate; {f}/s failed"),
+        (true, None) => "highest rate tried; all passed".into(),
+        (false, _) => "no step passed: lowest step shown".into(),
+    };
+    Ok(Outcome {
+        row: best.row(scenario, target.kind, shape, note),
+        complete,
+        json: json!({
+            "scenario": scenario.name(), "target": target.kind.name(),
+            "rooms": shape.rooms, "listeners_per_room": shape.per_room,
+            "setup_seconds": setup, "best": best.json(), "steps": steps,
+        }),
+    })
+}
+
+/// F2: one fixed rate.
+async fn fixed(
+    scenario: Scenario,
+    target: &Target,
+    shape: Shape,
+    rate: u64,
+    seconds: f64,
+    s: Settings,
+) -> anyhow::Result<Outcome> {
+    let mut audience = Audience::gather(target, shape, scenario.name()).await?;
+    let step = audience.step(rate, seconds, s.size).await?;
+    audience.end();
+    Ok(Outcome {
+        row: step.row(scenario, target.kind, shape, format!("{} gaps", step.gaps)),
+        complete: step.complete(),
+        json: json!({
+            "scenario": scenario.name(), "target": target.kind.name(),
+            "rooms": shape.rooms, "listeners_per_room": shape.per_room, "step": step.json(),
+        }),
+    })
+}
+
+/// S1: F2 as a baseline, then again with one more listener that never reads; watches the
+/// server's memory and when it cuts the stalled connection.
+async fn stalled(
+    target: &Target,
+    shape: Shape,
+    rate: u64,
+    seconds: f64,
+    s: Settings,
+) -> anyhow::Result<Outcome> {
+    let mut audience = Audience::gather(target, shape, "S1").await?;
+    let baseline = audience.step(rate, seconds, s.size).await?;
+    let room = audience.rooms[0].clone();
+    let stalled = Listener::open(target.kind, target.addr, &room, "stalled", true).await?;
+    let port = stalled.local_port();
+    let rss_before = target.rss_kib();
+    let watching = Arc::new(AtomicBool::new(true));
+    let stalled_at = Instant::now();
+    let watch = {
+        let watching = Arc::clone(&watching);
+        let pid_target = target.pid;
+        tokio::spawn(async move {
+            let (mut cut_after, mut rss_max) = (None, 0u64);
+            while watching.load(Ordering::SeqCst) {
+                if cut_after.is_none() && port.is_some_and(|p| established(p) != Some(true)) {
+                    cut_after = Some(stalled_at.elapsed().as_secs_f64());
+                }
+                if let Some(rss) = pid_target.and_then(|pid| rss_of(pid)) {
+                    rss_max = rss_max.max(rss);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (cut_after, rss_max)
+        })
+    };
+    // Long enough for the stalled socket's buffers to fill and the server to notice.
+    let stall_seconds = seconds.max(if s.quick { 1.0 } else { 10.0 });
+    let with_stall = audience.step(rate, stall_seconds, s.size).await?;
+    watching.store(false, Ordering::SeqCst);
+    let (cut_after, rss_max) = watch.await?;
+    drop(stalled);
+    audience.end();
+    let p99_change = (with_stall.ms(0.99) / baseline.ms(0.99).max(1e-3) - 1.0) * 100.0;
+    let rss_growth = rss_before.map(|b| rss_max.saturating_sub(b));
+    let cut = cut_after.map_or("not cut".into(), |c| format!("cut after {c:.1} s"));
+    let note = format!(
+        "{cut}; others' p99 {:.2} → {:.2} ms ({p99_change:+.0}%); server RSS +{} KiB",
+        baseline.ms(0.99),
+        with_stall.ms(0.99),
+        rss_growth.map_or("?".into(), |g| g.to_string()),
+    );
+    Ok(Outcome {
+        row: with_stall.row(Scenario::S1, target.kind, shape, note),
+        complete: baseline.complete() && with_stall.complete(),
+        json: json!({
+            "scenario": "S1", "target": target.kind.name(),
+            "rooms": 1, "listeners_per_room": shape.per_room,
+            "baseline": baseline.json(), "with_stall": with_stall.json(),
+            "stalled_cut_after_seconds": cut_after, "p99_change_percent": p99_change,
+            "server_rss_before_kib": rss_before, "server_rss_max_kib": rss_max,
+        }),
+    })
+}
+
+fn rss_of(pid: u32) -> Option<u64> {
+    Target::attach(Kind::Floor, ([127, 0, 0, 1], 0).into(), Some(pid)).rss_kib()
+}
+
+/// C1: F2 while other clients keep connecting, waiting to be live, and hanging up.
+async fn churn(
+    target: &Target,
+    shape: Shape,
+    rate: u64,
+    seconds: f64,
+    s: Settings,
+) -> anyhow::Result<Outcome> {
+    let mut audience = Audience::gather(target, shape, "C1").await?;
+    let room = audience.rooms[0].clone();
+    let churning = Arc::new(AtomicBool::new(true));
+    let cycles = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let churners: Vec<_> = (0..8)
+        .map(|c| {
+            let (churning, cycles, errors) =
+                (Arc::clone(&churning), Arc::clone(&cycles), Arc::clone(&errors));
+            let (kind, addr, room) = (target.kind, target.addr, room.clone());
+            tokio::spawn(async move {
+                while churning.load(Ordering::SeqCst) {
+                    match Listener::open(kind, addr, &room, &format!("churn{c}"), false).await {
+                        Ok(listener) => {
+                            cycles.fetch_add(1, Ordering::Relaxed);
+                            drop(listener);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let step = audience.step(rate, seconds, s.size).await?;
+    churning.store(false, Ordering::SeqCst);
+    for churner in churners {
+        let _ = churner.await;
+    }
+    audience.end();
+    let (cycles, errors) = (cycles.load(Ordering::SeqCst), errors.load(Ordering::SeqCst));
+    let per_second = cycles as f64 / step.seconds.max(1e-9);
+    Ok(Outcome {
+        row: step.row(
+            Scenario::C1,
+            target.kind,
+            shape,
+            format!("{per_second:.0} connect+disconnect/s, {errors} failed"),
+        ),
+        complete: step.complete() && cycles > 0,
+        json: json!({
+            "scenario": "C1", "target": target.kind.name(),
+            "rooms": 1, "listeners_per_room": shape.per_room, "step": step.json(),
+            "churn_cycles": cycles, "churn_per_second": per_second, "churn_errors": errors,
+        }),
+    })
+}
+
+/// P1: `submitters` connections each submitting as soon as the previous one is acknowledged.
+async fn ingress(
+    target: &Target,
+    submitters: usize,
+    seconds: f64,
+    s: Settings,
+) -> anyhow::Result<Outcome> {
+    ensure!((1..=5_000).contains(&submitters) && seconds <= 600.0, "bounded runs only");
+    let room = room_name("P1", 0);
+    let mut admin = Publisher::connect(target.kind, target.addr, "admin").await?;
+    admin.create_room(&room).await?;
+    let text = Arc::new(format!("t=0 {}", "x".repeat(s.size)));
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(submitters);
+    for i in 0..submitters {
+        let mut publisher = Publisher::connect(target.kind, target.addr, &format!("sub{i}")).await?;
+        let (room, text) = (room.clone(), Arc::clone(&text));
+        tasks.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            let (mut acked, mut failed) = (0u64, 0u64);
+            while Instant::now() < until {
+                let sent = Instant::now();
+                if publisher.post(&room, &text).await {
+                    let _ = hist.record((sent.elapsed().as_micros() as u64).max(1));
+                    acked += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            (hist, acked, failed)
+        }));
+    }
+    let mut hist = histogram();
+    let (mut acked, mut failed) = (0, 0);
+    for task in tasks {
+        let (h, a, f) = task.await?;
+        hist.add(h)?;
+        acked += a;
+        failed += f;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let per_second = acked as f64 / elapsed;
+    let via = if target.kind == Kind::Grpc { "Submit" } else { "POST" };
+    Ok(Outcome {
+        row: [
+            "P1".into(),
+            target.kind.name().into(),
+            format!("{submitters} submitters via {via}"),
+            format!("{per_second:.0} acks/s"),
+            format!("{:.2}", ms(0.5)),
+            format!("{:.2}", ms(0.99)),
+            format!("{:.2}", ms(0.999)),
+            format!("{failed} failed"),
+        ],
+        complete: failed == 0 && acked > 0,
+        json: json!({
+            "scenario": "P1", "target": target.kind.name(), "submitters": submitters,
+            "seconds": elapsed, "acknowledged": acked, "failed": failed,
+            "acks_per_second": per_second,
+            "ack_latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
+        }),
+    })
+}
+
+/// M2: the server's resident memory before and after opening `connections` idle listeners.
+async fn idle(target: &Target, connections: usize, rooms: usize) -> anyhow::Result<Outcome> {
+    ensure!(connections <= 15_000 && rooms >= 1, "bounded runs only");
+    let (kind, addr) = (target.kind, target.addr);
+    let names: Vec<String> = (0..rooms).map(|i| room_name("M2", i)).collect();
+    let mut admin = Publisher::connect(kind, addr, "admin").await?;
+    for room in &names {
+        admin.create_room(room).await?;
+    }
+    // A few first, so allocator and executor start-up are not counted per connection.
+    let mut held = Vec::with_capacity(connections + 10);
+    for i in 0..10 {
+        held.push(Listener::open(kind, addr, &names[0], &format!("warm{i}"), false).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = target.rss_kib().context("M2 needs the server's pid")?;
+    let started = Instant::now();
+    let mut opening = tokio::task::JoinSet::new();
+    for i in 0..connections {
+        let (room, user) = (names[i % rooms].clone(), format!("idle{i}"));
+        opening.spawn(async move {
+            with_retries(|| async { Listener::open(kind, addr, &room, &user, false).await }).await
+        });
+        if opening.len() >= 64 {
+            held.push(opening.join_next().await.context("a listener")???);
+        }
+    }
+    while let Some(listener) = opening.join_next().await {
+        held.push(listener??);
+    }
+    let open_seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = target.rss_kib().context("the server's memory")?;
+    let per = (after.saturating_sub(before) * 1024) as f64 / connections as f64;
+    drop(held);
+    Ok(Outcome {
+        row: [
+            "M2".into(),
+            kind.name().into(),
+            format!("{connections} idle, {rooms} rooms"),
+            format!("{:.1} KB/connection", per / 1000.0),
+            "".into(),
+            "".into(),
+            "".into(),
+            format!("RSS {before} → {after} KiB"),
+        ],
+        complete: true,
+        json: json!({
+            "scenario": "M2", "target": kind.name(), "connections": connections, "rooms": rooms,
+            "rss_before_kib": before, "rss_after_kib": after, "bytes_per_connection": per,
+            "open_seconds": open_seconds,
+        }),
+    })
+}

@@ -1,0 +1,146 @@
+//! The server under test: started by the generator as its own process (so the two never share
+//! one process's open-file limit), or one already running, given by address.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::clients::Kind;
+
+/// A server to measure.
+pub struct Target {
+    /// What it is and how to talk to it.
+    pub kind: Kind,
+    /// Where it listens (loopback).
+    pub addr: SocketAddr,
+    /// Its process, to read its memory.
+    pub pid: Option<u32>,
+    child: Option<Child>,
+    _data: Option<tempfile::TempDir>,
+}
+
+/// Where the Socket.IO peer lives.
+pub fn socketio_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/socketio")
+}
+
+/// Whether the Socket.IO peer can run (its `npm ci` has been done).
+pub fn socketio_installed() -> bool {
+    socketio_dir().join("node_modules/socket.io").is_dir()
+}
+
+impl Target {
+    /// A server already running at `addr` (with `pid`, memory can be read).
+    pub fn attach(kind: Kind, addr: SocketAddr, pid: Option<u32>) -> Target {
+        Target {
+            kind,
+            addr,
+            pid,
+            child: None,
+            _data: None,
+        }
+    }
+
+    /// Starts the server for `kind` on a free loopback port: roomcast binaries from `bin_dir`
+    /// (in memory unless `durable`, rate limits off), the Socket.IO peer with node, or the floor
+    /// writer (this binary's `floor-server`). Returns once it accepts connections.
+    pub fn spawn(kind: Kind, bin_dir: &Path, durable: bool) -> anyhow::Result<Target> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut data = None;
+        let mut command = match kind {
+            Kind::Sse | Kind::Ws | Kind::Grpc => {
+                let bin = if kind == Kind::Grpc { "roomcast-tokio" } else { "roomcast-smol" };
+                let mut command = Command::new(bin_dir.join(bin));
+                command.args([
+                    "--listen",
+                    &addr.to_string(),
+                    "--rate-burst=0",
+                    "--max-listeners-per-room=20000",
+                    "--max-rooms=20000",
+                ]);
+                if durable {
+                    let dir = tempfile::tempdir()?;
+                    command.arg("--data-dir").arg(dir.path());
+                    data = Some(dir);
+                } else {
+                    command.arg("--in-memory");
+                }
+                command.env("RUST_LOG", "warn");
+                command
+            }
+            Kind::Socketio => {
+                if !socketio_installed() {
+                    bail!(
+                        "the Socket.IO peer is not installed: run `npm ci` in {}",
+                        socketio_dir().display()
+                    );
+                }
+                let mut command = Command::new("node");
+                command.arg(socketio_dir().join("server.js")).arg(port.to_string());
+                command
+            }
+            Kind::Floor => {
+                let mut command = Command::new(std::env::current_exe()?);
+                command.args(["floor-server", "--listen", &addr.to_string()]);
+                command
+            }
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start the {} server", kind.name()))?;
+        let target = Target {
+            kind,
+            addr,
+            pid: Some(child.id()),
+            child: Some(child),
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                bail!("the {} server did not listen on {addr} within 30 s", kind.name());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Ok(target)
+    }
+
+    /// The server's resident memory, in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The TCP state of the connection from local port `port`, from `/proc/net/tcp`:
+/// `true` while it is established (the server has not cut it).
+pub fn established(port: u16) -> Option<bool> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let local = format!(":{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, local_addr, _, state) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        local_addr.ends_with(&local).then_some(state == "01")
+    })
+}
