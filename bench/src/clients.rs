@@ -14,10 +14,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use async_tungstenite::tokio::{TokioAdapter, client_async};
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tokio::{TokioAdapter, client_async_with_config};
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::client::IntoClientRequest;
-use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use roomcast_proto::v1 as pb;
 use roomcast_proto::v1::chat_client::ChatClient;
@@ -126,11 +127,17 @@ impl Listener {
             }
             Kind::Ws => {
                 let token = rest_guest(addr, user).await?;
-                let mut request = format!("ws://{addr}/api/v1/rooms/{room}/ws").into_client_request()?;
+                let mut request =
+                    format!("ws://{addr}/api/v1/rooms/{room}/ws").into_client_request()?;
                 request
                     .headers_mut()
                     .insert("Authorization", format!("Bearer {token}").parse()?);
-                let (ws, _) = client_async(request, tcp(addr, small_receive_buffer).await?).await?;
+                let (ws, _) = client_async_with_config(
+                    request,
+                    tcp(addr, small_receive_buffer).await?,
+                    ws_config(),
+                )
+                .await?;
                 Listener::Ws {
                     ws: Box::new(ws),
                     socketio: false,
@@ -169,7 +176,11 @@ impl Listener {
         let mut live = false;
         while !live {
             match self {
-                Listener::Http { stream, frames, buf } => {
+                Listener::Http {
+                    stream,
+                    frames,
+                    buf,
+                } => {
                     let n = stream.read(buf).await?;
                     ensure!(n > 0, "the stream ended before it was live");
                     frames.push(&buf[..n], |f| live |= is_live(f));
@@ -188,7 +199,11 @@ impl Listener {
     /// stream has ended.
     pub async fn read(&mut self, mut each: impl FnMut(Seen)) -> bool {
         match self {
-            Listener::Http { stream, frames, buf } => match stream.read(buf).await {
+            Listener::Http {
+                stream,
+                frames,
+                buf,
+            } => match stream.read(buf).await {
                 Ok(0) | Err(_) => false,
                 Ok(n) => {
                     frames.push(&buf[..n], |f| each(classify(f)));
@@ -296,10 +311,16 @@ async fn read_head(stream: &mut TcpStream) -> anyhow::Result<(bool, Vec<u8>)> {
     }
 }
 
+/// tungstenite zero-fills its whole read buffer on every read: keep it to what one read brings.
+fn ws_config() -> Option<WebSocketConfig> {
+    Some(WebSocketConfig::default().read_buffer_size(READ_BYTES))
+}
+
 /// Engine.IO v4 over WebSocket, connected to the default namespace.
 async fn socketio_connect(addr: SocketAddr, small_receive_buffer: bool) -> anyhow::Result<Ws> {
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = client_async(url, tcp(addr, small_receive_buffer).await?).await?;
+    let (mut ws, _) =
+        client_async_with_config(url, tcp(addr, small_receive_buffer).await?, ws_config()).await?;
     socketio_until(&mut ws, "0").await?;
     ws.send(Message::text("40")).await?;
     socketio_until(&mut ws, "40").await?;
@@ -334,15 +355,18 @@ impl Publisher {
     /// Connects and signs in as `user`.
     pub async fn connect(kind: Kind, addr: SocketAddr, user: &str) -> anyhow::Result<Publisher> {
         Ok(match kind {
-            Kind::Sse | Kind::Ws => {
-                Publisher::Rest(BufReader::new(tcp(addr, false).await?), rest_guest(addr, user).await?)
-            }
+            Kind::Sse | Kind::Ws => Publisher::Rest(
+                BufReader::new(tcp(addr, false).await?),
+                rest_guest(addr, user).await?,
+            ),
             Kind::Grpc => {
                 let mut client = ChatClient::connect(format!("http://{addr}")).await?;
                 let auth = grpc_guest(&mut client, user).await?;
                 Publisher::Grpc(client, auth)
             }
-            Kind::Socketio => Publisher::Socketio(Box::new(socketio_connect(addr, false).await?), 0),
+            Kind::Socketio => {
+                Publisher::Socketio(Box::new(socketio_connect(addr, false).await?), 0)
+            }
             Kind::Floor => Publisher::Floor(tcp(addr, false).await?),
         })
     }
@@ -352,7 +376,8 @@ impl Publisher {
         match self {
             Publisher::Rest(conn, token) => {
                 let body = json!({ "room": room }).to_string();
-                let (status, _) = request(conn, "POST", "/api/v1/rooms", &body, Some(token)).await?;
+                let (status, _) =
+                    request(conn, "POST", "/api/v1/rooms", &body, Some(token)).await?;
                 ensure!(status == 201, "room {room} not created: {status}");
             }
             Publisher::Grpc(client, auth) => {
@@ -377,7 +402,10 @@ impl Publisher {
             Publisher::Rest(conn, token) => {
                 let body = json!({ "text": text }).to_string();
                 let path = format!("/api/v1/rooms/{room}/messages");
-                matches!(request(conn, "POST", &path, &body, Some(token)).await, Ok((201, _)))
+                matches!(
+                    request(conn, "POST", &path, &body, Some(token)).await,
+                    Ok((201, _))
+                )
             }
             Publisher::Grpc(client, auth) => {
                 let request = authorized(

@@ -32,7 +32,8 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
-        let (frames, seq, next, shards) = (frames.clone(), seq.clone(), next.clone(), shards.clone());
+        let (frames, seq, next, shards) =
+            (frames.clone(), seq.clone(), next.clone(), shards.clone());
         tokio::spawn(async move {
             let mut stream = BufReader::new(stream);
             let mut line = String::new();

@@ -29,7 +29,11 @@ use crate::scenario::{Outcome, Scenario, Settings};
 use crate::target::{Target, socketio_installed};
 
 #[derive(Parser)]
-#[command(name = "roomcast-load", version, about = "Load generator for roomcast servers and their peers")]
+#[command(
+    name = "roomcast-load",
+    version,
+    about = "Load generator for roomcast servers and their peers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -273,8 +277,9 @@ fn ratios(outcomes: &[Outcome]) -> String {
     let f1 = |target: &str| {
         find("F1", target).and_then(|o| o.json["best"]["deliveries_per_second"].as_f64())
     };
-    let f2_p99 =
-        |target: &str| find("F2", target).and_then(|o| o.json["step"]["latency_ms"]["p99"].as_f64());
+    let f2_p99 = |target: &str| {
+        find("F2", target).and_then(|o| o.json["step"]["latency_ms"]["p99"].as_f64())
+    };
     let mut lines = String::new();
     for ours in ["sse", "ws", "grpc"] {
         let Some(rate) = f1(ours) else { continue };

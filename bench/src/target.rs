@@ -53,7 +53,11 @@ impl Target {
         let mut data = None;
         let mut command = match kind {
             Kind::Sse | Kind::Ws | Kind::Grpc => {
-                let bin = if kind == Kind::Grpc { "roomcast-tokio" } else { "roomcast-smol" };
+                let bin = if kind == Kind::Grpc {
+                    "roomcast-tokio"
+                } else {
+                    "roomcast-smol"
+                };
                 let mut command = Command::new(bin_dir.join(bin));
                 command.args([
                     "--listen",
@@ -80,7 +84,9 @@ impl Target {
                     );
                 }
                 let mut command = Command::new("node");
-                command.arg(socketio_dir().join("server.js")).arg(port.to_string());
+                command
+                    .arg(socketio_dir().join("server.js"))
+                    .arg(port.to_string());
                 command
             }
             Kind::Floor => {
@@ -104,7 +110,10 @@ impl Target {
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(addr).is_err() {
             if Instant::now() > deadline {
-                bail!("the {} server did not listen on {addr} within 30 s", kind.name());
+                bail!(
+                    "the {} server did not listen on {addr} within 30 s",
+                    kind.name()
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -113,14 +122,20 @@ impl Target {
 
     /// The server's resident memory, in KiB.
     pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
+        rss_kib(self.pid?)
+    }
+}
+
+impl Target {
+    /// CPU time the server has used so far (user and system), in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // The kernel's USER_HZ is 100 on Linux.
+        Some(ticks as f64 / 100.0)
     }
 }
 
@@ -133,6 +148,18 @@ impl Drop for Target {
     }
 }
 
+/// A process's resident memory, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The TCP state of the connection from local port `port`, from `/proc/net/tcp`:
 /// `true` while it is established (the server has not cut it).
 pub fn established(port: u16) -> Option<bool> {
@@ -140,7 +167,12 @@ pub fn established(port: u16) -> Option<bool> {
     let local = format!(":{port:04X}");
     table.lines().skip(1).find_map(|line| {
         let mut fields = line.split_whitespace();
-        let (_, local_addr, _, state) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        let (_, local_addr, _, state) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
         local_addr.ends_with(&local).then_some(state == "01")
     })
 }

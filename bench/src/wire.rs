@@ -4,6 +4,8 @@
 //! Every target sends messages whose JSON holds `"seq":N` and whose text starts `t=MICROS`
 //! (the publish time it was due), so one scanner serves SSE, WebSocket, Socket.IO and the floor.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
 
 /// What one event was.
@@ -20,21 +22,28 @@ pub enum Seen {
 }
 
 /// The digits right after `key` in `text`.
-fn number_after(text: &[u8], key: &[u8]) -> Option<u64> {
-    let at = memmem::find(text, key)? + key.len();
+fn number_after(text: &[u8], key: &memmem::Finder<'static>) -> Option<u64> {
+    let at = key.find(text)? + key.needle().len();
     let digits = text[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&text[at..at + digits]).ok()?.parse().ok()
+    std::str::from_utf8(&text[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Classifies one event's text (an SSE frame, a WebSocket text, a Socket.IO packet).
 pub fn classify(event: &[u8]) -> Seen {
-    if let Some(seq) = number_after(event, b"\"seq\":") {
+    static SEQ: LazyLock<memmem::Finder> = LazyLock::new(|| memmem::Finder::new("\"seq\":"));
+    static DUE: LazyLock<memmem::Finder> = LazyLock::new(|| memmem::Finder::new("\"text\":\"t="));
+    static FIRST_HELD: LazyLock<memmem::Finder> =
+        LazyLock::new(|| memmem::Finder::new("\"first_held\":"));
+    if let Some(seq) = number_after(event, &SEQ) {
         return Seen::Message {
             seq,
-            due_micros: number_after(event, b"\"text\":\"t="),
+            due_micros: number_after(event, &DUE),
         };
     }
-    if let Some(first_held) = number_after(event, b"\"first_held\":") {
+    if let Some(first_held) = number_after(event, &FIRST_HELD) {
         return Seen::Gap { first_held };
     }
     if memmem::find(event, b"\"type\":\"closed\"").is_some() {
@@ -168,7 +177,11 @@ data: {"type":"message","id":"01","room":"r","seq":7,"user":"u","text":"t=1234 x
             let mut got = Vec::new();
             frames.push(&body[..split], |f| got.push(f.to_vec()));
             frames.push(&body[split..], |f| got.push(f.to_vec()));
-            assert_eq!(got, vec![b"ab".to_vec(), b"cd".to_vec()], "split at {split}");
+            assert_eq!(
+                got,
+                vec![b"ab".to_vec(), b"cd".to_vec()],
+                "split at {split}"
+            );
             assert!(frames.ended);
         }
     }

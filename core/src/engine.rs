@@ -1617,14 +1617,24 @@ mod tests {
         config.limits.announce_presence_up_to = 2;
         let mut core = core_with_room(config);
         let open = |core: &mut Core, who: &str| {
-            let l = core.open_listener(t(2), who, "lobby", Resume::Live).unwrap();
+            let l = core
+                .open_listener(t(2), who, "lobby", Resume::Live)
+                .unwrap();
             (l.listener, drain(core).len())
         };
         let (_, ada) = open(&mut core, "ada");
         let (_, bob) = open(&mut core, "bob");
         let (cy, cy_joined) = open(&mut core, "cy");
-        assert_eq!((ada, bob, cy_joined), (1, 1, 0), "the third user is not announced");
-        assert_eq!(core.presence("ada", "lobby").unwrap().len(), 3, "but is present");
+        assert_eq!(
+            (ada, bob, cy_joined),
+            (1, 1, 0),
+            "the third user is not announced"
+        );
+        assert_eq!(
+            core.presence("ada", "lobby").unwrap().len(),
+            3,
+            "but is present"
+        );
         assert!(core.close_listener(t(3), cy));
         assert!(drain(&mut core).is_empty(), "nor is their leaving");
         let (cy, _) = open(&mut core, "cy");

@@ -10,14 +10,22 @@ use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_io::Timer;
+use std::sync::Arc;
+
+use async_io::{Async, Timer};
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Task};
+use tide::http::headers::{CONNECTION, UPGRADE};
+use tide::http::upgrade::Connection;
+use tide::http::{Response, StatusCode};
 
 use crate::app::State;
 
 static EXECUTOR: LazyLock<Executor<'static>> = LazyLock::new(Executor::new);
+
+/// How long a client may take to send a request's head (async-h1's default).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Spawns a task on the server's executor.
 pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
@@ -72,18 +80,65 @@ pub async fn serve(
     }
 }
 
-async fn connection(app: tide::Server<State>, stream: TimedStream, peer: SocketAddr) {
-    let watch = PeerWatch(stream.inner.clone());
-    let served = async_h1::accept(stream, |mut req| {
-        let app = app.clone();
-        let watch = watch.clone();
-        async move {
+/// Serves one connection's requests in turn, as `async_h1::accept` does, with two changes:
+/// the request-head decoder (which holds a 4 KiB header array) is boxed, so it takes memory
+/// only while a head is read; and an event stream is written by [`crate::sse::write`] straight
+/// to the socket instead of through async-h1's 8 KiB copy buffer and per-read chunking. An
+/// idle stream then holds little more than its subscription.
+async fn connection(app: tide::Server<State>, mut stream: TimedStream, peer: SocketAddr) {
+    let watch = PeerWatch(stream.inner.clone().into());
+    let served = AssertUnwindSafe(async {
+        loop {
+            let decoded = Box::pin(async_h1::server::decode(stream.clone()))
+                .or(async {
+                    Timer::after(HEAD_TIMEOUT).await;
+                    Ok(None)
+                })
+                .await;
+            let (mut req, mut body) = match decoded {
+                Ok(Some(decoded)) => decoded,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let header = |name| {
+                req.header(name)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            };
+            let connection = header(CONNECTION);
+            let upgrade_requested = !header(UPGRADE).is_empty()
+                && connection
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+            let mut close = connection.eq_ignore_ascii_case("close");
+            let method = req.method();
             req.set_peer_addr(Some(peer));
-            req.ext_mut().insert(watch);
-            app.respond(req).await
+            req.ext_mut().insert(watch.clone());
+            let mut res: Response = app.respond(req).await?;
+            if let Some(events) = crate::sse::take_events(&mut res) {
+                crate::sse::write(&mut stream, &res, events).await?;
+                return Ok(());
+            }
+            close |= res
+                .header(CONNECTION)
+                .is_some_and(|c| c.as_str().eq_ignore_ascii_case("close"));
+            let upgrade = (upgrade_requested
+                && res.status() == StatusCode::SwitchingProtocols
+                && res.has_upgrade())
+            .then(|| res.send_upgrade());
+            let encoder = async_h1::server::Encoder::new(res, method);
+            futures_lite::io::copy(encoder, &mut stream).await?;
+            futures_lite::io::copy(&mut body, &mut futures_lite::io::sink()).await?;
+            if let Some(upgrade) = upgrade {
+                upgrade.send(Connection::new(stream.clone())).await;
+                return Ok(());
+            }
+            if close {
+                return Ok(());
+            }
         }
     });
-    match AssertUnwindSafe(served).catch_unwind().await {
+    match served.catch_unwind().await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended"),
         Err(_) => tracing::error!(%peer, "a request handler panicked; the connection was dropped"),
@@ -93,23 +148,33 @@ async fn connection(app: tide::Server<State>, stream: TimedStream, peer: SocketA
 /// Lets a streaming response notice that its client hung up while nothing is being written,
 /// so the listener closes (and presence says so) at once rather than at the next heartbeat.
 #[derive(Clone)]
-pub struct PeerWatch(TcpStream);
+pub struct PeerWatch(Arc<Async<std::net::TcpStream>>);
 
 impl PeerWatch {
     /// Resolves when the peer has closed its side of the connection. A peer that sends more
     /// (a pipelined request) is left alone: this then never resolves.
+    ///
+    /// Peeks only when the socket turns readable (`Async::peek` would peek again at every
+    /// poll of the task, that is at every message sent on the stream).
     pub async fn closed(&self) {
         let mut byte = [0u8; 1];
-        match self.0.peek(&mut byte).await {
-            Ok(0) | Err(_) => {}
-            Ok(_) => std::future::pending().await,
+        loop {
+            match self.0.get_ref().peek(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.0.readable().await.is_err() {
+                        return;
+                    }
+                }
+                Ok(0) | Err(_) => return,
+                Ok(_) => std::future::pending().await,
+            }
         }
     }
 }
 
 /// A TCP stream whose writes fail with `TimedOut` (and shut the socket) once one has waited
 /// longer than the timeout for the peer to make room.
-struct TimedStream {
+pub struct TimedStream {
     inner: TcpStream,
     timeout: Duration,
     stalled: Option<Timer>,

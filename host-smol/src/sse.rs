@@ -1,24 +1,24 @@
 //! Server-Sent Events: `id:` is the room sequence number, `event:` the kind, `data:` JSON.
 //!
-//! The response body pulls straight from the subscription whenever the connection has room:
-//! every frame already waiting goes into the one buffer async-h1 writes, so a burst leaves in
-//! one syscall, and a message's frame is made once per message and shared by every listener.
-//! A client that stops reading stops being polled; its subscription falls behind in the room's
-//! ring and later resyncs from history (the room never waits), and the server's write timeout
-//! cuts the connection off.
+//! The handler answers with the stream's frames attached to the response; the connection
+//! loop ([`crate::server`]) hands them to [`write`], which writes the head and then, each time
+//! the socket takes more, every frame already waiting as one chunk in one syscall. A message's
+//! frame is made once per message and shared by every listener. A client that stops reading
+//! stops being written to; its subscription falls behind in the room's ring and later resyncs
+//! from history (the room never waits), and the server's write timeout cuts it off.
 
 use std::fmt::Write as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
-use std::task::{Context, Poll};
 
 use async_io::Timer;
-use bytes::{Buf, Bytes};
-use futures_lite::{AsyncBufRead, AsyncRead, FutureExt, Stream, StreamExt};
+use bytes::Bytes;
+use futures_lite::{AsyncWrite, AsyncWriteExt, FutureExt, Stream, StreamExt};
+use futures_util::FutureExt as _;
 use roomcast_hub::telemetry::ConnectionGauge;
 use roomcast_hub::{Delivery, Subscription, Wire};
-use tide::{Body, Request, Response, StatusCode};
+use tide::{Request, Response, StatusCode};
 
 use crate::app::State;
 use crate::problem::Problem;
@@ -44,21 +44,18 @@ async fn respond(req: &Request<State>, create: bool) -> Result<Response, Problem
     let frames = Frames {
         subscription,
         heartbeat: Timer::interval(req.state().heartbeat),
-        peer: req.ext::<PeerWatch>().cloned(),
+        hung_up: hang_up_watch(req.ext::<PeerWatch>().cloned()),
         _open: req.state().streams.open(),
         _gauge: ConnectionGauge::new("sse"),
-        ended: false,
-    };
-    let body = EventBody {
-        frames: Mutex::new(Box::pin(frames.into_stream())),
-        current: Bytes::from(format!("retry: {RETRY_MS}\n\n")),
         ended: false,
     };
     let mut res = Response::new(StatusCode::Ok);
     res.set_content_type("text/event-stream; charset=utf-8");
     res.insert_header("Cache-Control", "no-cache");
     res.insert_header("X-Accel-Buffering", "no");
-    res.set_body(Body::from_reader(body, None));
+    let retry: Bytes = format!("retry: {RETRY_MS}\n\n").into();
+    let frames = futures_lite::stream::once(retry).chain(frames.into_stream());
+    res.insert_ext(Events(Mutex::new(Some(Box::pin(frames)))));
     Ok(res)
 }
 
@@ -92,7 +89,8 @@ fn encode(delivery: Delivery) -> Bytes {
 struct Frames {
     subscription: Subscription,
     heartbeat: Timer,
-    peer: Option<PeerWatch>,
+    /// Made once: a fresh watch per frame would cost a `recv` and an epoll change each.
+    hung_up: Pin<Box<dyn Future<Output = ()> + Send>>,
     _open: crate::app::StreamGuard,
     _gauge: ConnectionGauge,
     ended: bool,
@@ -114,18 +112,13 @@ impl Frames {
         if let Some(delivery) = self.subscription.try_next() {
             return Some(self.frame(delivery));
         }
-        let peer = self.peer.clone();
         let next = async { self.subscription.next().await.map(Wake::Delivery) };
         let heartbeat = async {
             self.heartbeat.next().await;
             Some(Wake::Heartbeat)
         };
         let hung_up = async {
-            if let Some(peer) = peer {
-                peer.closed().await;
-            } else {
-                std::future::pending::<()>().await;
-            }
+            self.hung_up.as_mut().await;
             None
         };
         match next.or(heartbeat).or(hung_up).await? {
@@ -140,74 +133,110 @@ impl Frames {
     }
 }
 
+/// Resolves when the client hangs up (never, without a watch).
+fn hang_up_watch(peer: Option<PeerWatch>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        match peer {
+            Some(peer) => peer.closed().await,
+            None => std::future::pending().await,
+        }
+    })
+}
+
 /// Why a stream woke up.
 enum Wake {
     Delivery(Delivery),
     Heartbeat,
 }
 
-/// The response body: copies as many pending frames as fit into each read.
-struct EventBody {
-    /// The body must be `Sync` while the stream's futures are only `Send`; only `&mut` access
-    /// ever happens, so the mutex is never locked.
-    frames: Mutex<Pin<Box<dyn Stream<Item = Bytes> + Send>>>,
-    /// The rest of the frame being read.
-    current: Bytes,
-    ended: bool,
+/// A stream's frames, in order.
+pub type FrameStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+/// The frames riding on a response to the connection loop. Response extensions must be
+/// `Sync`; the frames are taken out once, so the mutex is never contended.
+struct Events(Mutex<Option<FrameStream>>);
+
+/// The event stream a response carries, if it is one.
+pub fn take_events(res: &mut tide::http::Response) -> Option<FrameStream> {
+    let events = res.ext_mut().remove::<Events>()?;
+    events
+        .0
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
-impl EventBody {
-    /// Makes `current` non-empty unless nothing is ready (or the stream has ended).
-    fn poll_current(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        while self.current.is_empty() && !self.ended {
-            let frames = self
-                .frames
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner);
-            match frames.as_mut().poll_next(cx) {
-                Poll::Ready(Some(frame)) => self.current = frame,
-                Poll::Ready(None) => self.ended = true,
-                Poll::Pending => return Poll::Pending,
+/// Most bytes gathered into one write.
+const MAX_WRITE_BYTES: usize = 64 * 1024;
+
+/// Writes the response head, then the frames as they come: each write carries every frame
+/// ready by then as one chunk. Returns when the stream ends or the client is gone.
+pub async fn write<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    res: &tide::http::Response,
+    mut frames: FrameStream,
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(256);
+    let _ = write!(
+        Adapter(&mut buf),
+        "HTTP/1.1 {} {}\r\n",
+        u16::from(res.status()),
+        res.status().canonical_reason()
+    );
+    for (name, values) in res.iter() {
+        for value in values.iter() {
+            let _ = write!(Adapter(&mut buf), "{name}: {value}\r\n");
+        }
+    }
+    buf.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+    out.write_all(&buf).await?;
+    let mut ready = Vec::new();
+    loop {
+        buf.clear();
+        let Some(first) = frames.next().await else {
+            return out.write_all(b"0\r\n\r\n").await;
+        };
+        let mut len = first.len();
+        ready.push(first);
+        let mut ended = false;
+        while len < MAX_WRITE_BYTES {
+            match frames.next().now_or_never() {
+                Some(Some(frame)) => {
+                    len += frame.len();
+                    ready.push(frame);
+                }
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
             }
         }
-        Poll::Ready(())
+        let _ = write!(Adapter(&mut buf), "{len:X}\r\n");
+        for frame in ready.drain(..) {
+            buf.extend_from_slice(&frame);
+        }
+        buf.extend_from_slice(b"\r\n");
+        if ended {
+            buf.extend_from_slice(b"0\r\n\r\n");
+        }
+        out.write_all(&buf).await?;
+        if ended {
+            return Ok(());
+        }
+        // A burst's buffer is not kept by an idle stream.
+        if buf.capacity() > MAX_WRITE_BYTES {
+            buf = Vec::with_capacity(256);
+        }
     }
 }
 
-impl AsyncRead for EventBody {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            if self.poll_current(cx).is_pending() || self.current.is_empty() {
-                break;
-            }
-            let n = self.current.len().min(buf.len() - filled);
-            buf[filled..filled + n].copy_from_slice(&self.current[..n]);
-            self.current.advance(n);
-            filled += n;
-        }
-        if filled == 0 && !self.ended {
-            return Poll::Pending;
-        }
-        Poll::Ready(Ok(filled))
-    }
-}
+/// `fmt::Write` into a byte buffer.
+struct Adapter<'a>(&'a mut Vec<u8>);
 
-impl AsyncBufRead for EventBody {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        let this = self.get_mut();
-        match this.poll_current(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => Poll::Ready(Ok(&this.current[..])),
-        }
-    }
-
-    fn consume(mut self: Pin<&mut Self>, amt: usize) {
-        self.current.advance(amt);
+impl std::fmt::Write for Adapter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
 }
 

@@ -29,6 +29,8 @@ use crate::wire::{ClientFrame, MessageBody, StreamEvent};
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// How long one write to a client may take before the client counts as gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read from a client at once.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// At most this many frames are gathered into one write.
 const MAX_FRAMES_PER_WRITE: usize = 256;
 
@@ -123,7 +125,10 @@ async fn session(
     resume: Resume,
 ) {
     let _gauge = ConnectionGauge::new("ws");
+    // Clients send little: a small read buffer (tungstenite's default is 128 KiB per
+    // connection, zero-filled on every read).
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
     let socket = WebSocketStream::from_raw_socket(connection, Role::Server, Some(config)).await;
