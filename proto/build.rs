@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&fast)?;
     tonic_prost_build::configure()
         .build_client(false)
+        .codec_path("crate::LeanCodec")
         .out_dir(&fast)
         .extern_path(".roomcast.v1", "crate::v1")
         .extern_path(".roomcast.v1.StreamEvent", "crate::EncodedEvent")
