@@ -654,8 +654,9 @@ async fn stalled(
             (cut_after, rss_max)
         })
     };
-    // Long enough for the stalled socket's buffers to fill and the server to notice.
-    let stall_seconds = seconds.max(if s.quick { 1.0 } else { 10.0 });
+    // Long enough for the stalled socket's buffers to fill and the server's write timeout
+    // (5 s) to run out.
+    let stall_seconds = seconds.max(if s.quick { 1.0 } else { 20.0 });
     let with_stall = audience.step(target, rate, stall_seconds, s.size).await?;
     watching.store(false, Ordering::SeqCst);
     let (cut_after, rss_max) = watch.await?;

@@ -160,19 +160,15 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// The TCP state of the connection from local port `port`, from `/proc/net/tcp`:
-/// `true` while it is established (the server has not cut it).
+/// Whether the server still holds the connection from local port `port` open, from the
+/// server side's row in `/proc/net/tcp` (the client's own side cannot tell: a stalled client's
+/// full window keeps the server's FIN from reaching it). `None` once the row is gone.
 pub fn established(port: u16) -> Option<bool> {
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let local = format!(":{port:04X}");
+    let remote = format!(":{port:04X}");
     table.lines().skip(1).find_map(|line| {
         let mut fields = line.split_whitespace();
-        let (_, local_addr, _, state) = (
-            fields.next()?,
-            fields.next()?,
-            fields.next()?,
-            fields.next()?,
-        );
-        local_addr.ends_with(&local).then_some(state == "01")
+        let (_, _local, remote_addr, state) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        remote_addr.ends_with(&remote).then_some(state == "01")
     })
 }

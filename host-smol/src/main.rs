@@ -33,8 +33,9 @@ struct Cli {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "ROOMCAST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     max_body_bytes: usize,
-    /// Cut off a client whose connection has accepted nothing for this long.
-    #[arg(long, env = "ROOMCAST_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Cut off a client whose connection has accepted nothing for this long (it resumes where
+    /// it left off when it reconnects).
+    #[arg(long, env = "ROOMCAST_WRITE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     write_timeout: Duration,
     /// How often idle streams send a heartbeat (an SSE comment, a WebSocket ping).
     #[arg(long, env = "ROOMCAST_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]

@@ -150,7 +150,20 @@ async fn connection(app: tide::Server<State>, mut stream: TimedStream, peer: Soc
 #[derive(Clone)]
 pub struct PeerWatch(Arc<Async<std::net::TcpStream>>);
 
+/// The kernel send buffer of a stream's socket. Autotuning would let a client that stops
+/// reading park up to 4 MiB in the kernel; a chat stream needs far less in flight, and a
+/// small buffer also makes a stalled client meet the write timeout sooner.
+const STREAM_SEND_BUFFER_BYTES: usize = 64 * 1024;
+
 impl PeerWatch {
+    /// Bounds the socket's send buffer for a long-lived stream.
+    pub fn bound_send_buffer(&self) {
+        let socket = socket2::SockRef::from(self.0.get_ref());
+        if let Err(e) = socket.set_send_buffer_size(STREAM_SEND_BUFFER_BYTES) {
+            tracing::debug!(error = %e, "cannot bound the send buffer");
+        }
+    }
+
     /// Resolves when the peer has closed its side of the connection. A peer that sends more
     /// (a pipelined request) is left alone: this then never resolves.
     ///

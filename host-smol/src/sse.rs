@@ -41,10 +41,14 @@ pub async fn seed_stream(req: Request<State>) -> Result<Response, Problem> {
 
 async fn respond(req: &Request<State>, create: bool) -> Result<Response, Problem> {
     let subscription = subscribe(req, "sse", create).await?;
+    let peer = req.ext::<PeerWatch>().cloned();
+    if let Some(peer) = &peer {
+        peer.bound_send_buffer();
+    }
     let frames = Frames {
         subscription,
         heartbeat: Timer::interval(req.state().heartbeat),
-        hung_up: hang_up_watch(req.ext::<PeerWatch>().cloned()),
+        hung_up: hang_up_watch(peer),
         _open: req.state().streams.open(),
         _gauge: ConnectionGauge::new("sse"),
         ended: false,

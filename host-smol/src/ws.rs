@@ -82,6 +82,9 @@ pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
     };
     let heartbeat = req.state().heartbeat;
     let open = req.state().streams.open();
+    if let Some(peer) = req.ext::<crate::server::PeerWatch>() {
+        peer.bound_send_buffer();
+    }
 
     let mut res = Response::new(StatusCode::SwitchingProtocols);
     res.insert_header("Upgrade", "websocket");
