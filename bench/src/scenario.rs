@@ -164,6 +164,9 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds")
 }
 
+/// Most doublings tried when measuring capacity.
+const CAPACITY_STEPS: usize = 4;
+
 /// Rooms and listeners per room.
 #[derive(Debug, Clone, Copy)]
 struct Shape {
@@ -561,6 +564,40 @@ async fn ramp(
         }
         rate = next;
     }
+    // Capacity: how much goes through at all. From the highest complete rate, double while
+    // every message still arrives and latency stays bounded (p99 under a second, so the
+    // server is keeping up rather than queueing).
+    let mut capacity: Option<Step> = None;
+    if !s.quick {
+        let mut rate = steps
+            .iter()
+            .filter(|st| st["deliveries"] == st["expected_deliveries"] && st["gaps"] == 0)
+            .filter_map(|st| st["rate"].as_u64())
+            .max()
+            .unwrap_or(first_rate)
+            * 2;
+        for _ in 0..CAPACITY_STEPS {
+            let step = audience.step(target, rate, seconds, s.size).await?;
+            eprintln!(
+                "  {} {} capacity: {rate}/s → {:.0} deliveries/s, p99 {:.2} ms, {}/{} delivered",
+                scenario.name(),
+                target.kind.name(),
+                step.deliveries_per_second(),
+                step.ms(0.99),
+                step.delivered,
+                step.expected,
+            );
+            steps.push(step.json());
+            if !(step.complete() && step.ms(0.99) < 1000.0) {
+                break;
+            }
+            rate *= 2;
+            capacity = Some(step);
+        }
+    }
+    if let Some(c) = &capacity {
+        most_complete = Some(most_complete.unwrap_or(0.0).max(c.deliveries_per_second()));
+    }
     let setup = audience.setup_seconds;
     audience.end();
     let failed_at = lowest_failure.as_ref().map(|f| f.rate);
@@ -570,11 +607,14 @@ async fn ramp(
         (None, Some(f)) => (f, "no step passed: lowest step shown".into()),
         (None, None) => anyhow::bail!("no step ran"),
     };
-    let note = match most_complete {
-        Some(most) if most > shown.deliveries_per_second() * 1.01 => {
-            format!("{note}; up to {most:.0}/s delivered with higher p99")
-        }
-        _ => note,
+    let note = match &capacity {
+        Some(c) => format!(
+            "{note}; capacity {:.0}/s (at {}/s, p99 {:.0} ms)",
+            c.deliveries_per_second(),
+            c.rate,
+            c.ms(0.99)
+        ),
+        None => note,
     };
     Ok(Outcome {
         row: shown.row(scenario, target.kind, shape, note),
@@ -593,6 +633,7 @@ async fn ramp(
             "rooms": shape.rooms, "listeners_per_room": shape.per_room,
             "setup_seconds": setup, "best": shown.json(), "passed": shown.passes(),
             "lowest_failing_rate": failed_at, "most_complete_deliveries_per_second": most_complete,
+            "capacity": capacity.as_ref().map(Step::json),
             "steps": steps,
         }),
     })
@@ -630,7 +671,10 @@ async fn stalled(
     s: Settings,
 ) -> anyhow::Result<Outcome> {
     let mut audience = Audience::gather(target, shape, "S1").await?;
-    let baseline = audience.step(target, rate, seconds, s.size).await?;
+    // Long enough for the stalled socket's buffers to fill and the server's write timeout
+    // (5 s) to run out; the baseline runs as long, so the two p99s compare like for like.
+    let stall_seconds = seconds.max(if s.quick { 1.0 } else { 20.0 });
+    let baseline = audience.step(target, rate, stall_seconds, s.size).await?;
     let room = audience.rooms[0].clone();
     let stalled = Listener::open(target.kind, target.addr, &room, "stalled", true).await?;
     let port = stalled.local_port();
@@ -654,9 +698,6 @@ async fn stalled(
             (cut_after, rss_max)
         })
     };
-    // Long enough for the stalled socket's buffers to fill and the server's write timeout
-    // (5 s) to run out.
-    let stall_seconds = seconds.max(if s.quick { 1.0 } else { 20.0 });
     let with_stall = audience.step(target, rate, stall_seconds, s.size).await?;
     watching.store(false, Ordering::SeqCst);
     let (cut_after, rss_max) = watch.await?;

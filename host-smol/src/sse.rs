@@ -14,8 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use async_io::Timer;
 use bytes::Bytes;
-use futures_lite::{AsyncWrite, AsyncWriteExt, FutureExt, Stream, StreamExt};
-use futures_util::FutureExt as _;
+use futures_lite::{AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
 use roomcast_hub::telemetry::ConnectionGauge;
 use roomcast_hub::{Delivery, Subscription, Wire};
 use tide::{Request, Response, StatusCode};
@@ -46,6 +45,7 @@ async fn respond(req: &Request<State>, create: bool) -> Result<Response, Problem
         peer.bound_send_buffer();
     }
     let frames = Frames {
+        first: Some(format!("retry: {RETRY_MS}\n\n").into()),
         subscription,
         heartbeat: Timer::interval(req.state().heartbeat),
         hung_up: hang_up_watch(peer),
@@ -57,9 +57,7 @@ async fn respond(req: &Request<State>, create: bool) -> Result<Response, Problem
     res.set_content_type("text/event-stream; charset=utf-8");
     res.insert_header("Cache-Control", "no-cache");
     res.insert_header("X-Accel-Buffering", "no");
-    let retry: Bytes = format!("retry: {RETRY_MS}\n\n").into();
-    let frames = futures_lite::stream::once(retry).chain(frames.into_stream());
-    res.insert_ext(Events(Mutex::new(Some(Box::pin(frames)))));
+    res.insert_ext(Events(Mutex::new(Some(Box::new(frames)))));
     Ok(res)
 }
 
@@ -90,7 +88,9 @@ fn encode(delivery: Delivery) -> Bytes {
 
 /// What one stream's frames come from. An idle stream sends a comment every heartbeat, so
 /// proxies keep it and dead peers are noticed.
-struct Frames {
+pub struct Frames {
+    /// The `retry:` line, before anything else.
+    first: Option<Bytes>,
     subscription: Subscription,
     heartbeat: Timer,
     /// Made once: a fresh watch per frame would cost a `recv` and an epoll change each.
@@ -101,20 +101,27 @@ struct Frames {
 }
 
 impl Frames {
-    fn into_stream(self) -> impl Stream<Item = Bytes> + Send {
-        futures_lite::stream::unfold(self, |mut this| async move {
-            let frame = this.next_frame().await?;
-            Some((frame, this))
-        })
-    }
-
-    async fn next_frame(&mut self) -> Option<Bytes> {
+    /// The next frame if one is ready, without waiting: touches no timer or socket, so a
+    /// writer can drain a burst cheaply.
+    fn try_frame(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
         if self.ended {
             return None;
         }
-        // Ready deliveries first: a busy stream neither waits for nor arms anything.
-        if let Some(delivery) = self.subscription.try_next() {
-            return Some(self.frame(delivery));
+        let delivery = self.subscription.try_next()?;
+        Some(self.frame(delivery))
+    }
+
+    /// The next frame, waiting for it (or for a heartbeat); `None` once the stream has ended
+    /// or the client hung up.
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if let Some(frame) = self.try_frame() {
+            return Some(frame);
+        }
+        if self.ended {
+            return None;
         }
         let next = async { self.subscription.next().await.map(Wake::Delivery) };
         let heartbeat = async {
@@ -153,15 +160,12 @@ enum Wake {
     Heartbeat,
 }
 
-/// A stream's frames, in order.
-pub type FrameStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
-
 /// The frames riding on a response to the connection loop. Response extensions must be
 /// `Sync`; the frames are taken out once, so the mutex is never contended.
-struct Events(Mutex<Option<FrameStream>>);
+struct Events(Mutex<Option<Box<Frames>>>);
 
 /// The event stream a response carries, if it is one.
-pub fn take_events(res: &mut tide::http::Response) -> Option<FrameStream> {
+pub fn take_events(res: &mut tide::http::Response) -> Option<Box<Frames>> {
     let events = res.ext_mut().remove::<Events>()?;
     events
         .0
@@ -177,7 +181,7 @@ const MAX_WRITE_BYTES: usize = 64 * 1024;
 pub async fn write<W: AsyncWrite + Unpin>(
     out: &mut W,
     res: &tide::http::Response,
-    mut frames: FrameStream,
+    mut frames: Box<Frames>,
 ) -> io::Result<()> {
     let mut buf = Vec::with_capacity(256);
     let _ = write!(
@@ -196,25 +200,19 @@ pub async fn write<W: AsyncWrite + Unpin>(
     let mut ready = Vec::new();
     loop {
         buf.clear();
-        let Some(first) = frames.next().await else {
+        let Some(first) = frames.next_frame().await else {
             return out.write_all(b"0\r\n\r\n").await;
         };
         let mut len = first.len();
         ready.push(first);
-        let mut ended = false;
         while len < MAX_WRITE_BYTES {
-            match frames.next().now_or_never() {
-                Some(Some(frame)) => {
-                    len += frame.len();
-                    ready.push(frame);
-                }
-                Some(None) => {
-                    ended = true;
-                    break;
-                }
-                None => break,
-            }
+            let Some(frame) = frames.try_frame() else {
+                break;
+            };
+            len += frame.len();
+            ready.push(frame);
         }
+        let ended = frames.ended;
         let _ = write!(Adapter(&mut buf), "{len:X}\r\n");
         for frame in ready.drain(..) {
             buf.extend_from_slice(&frame);
