@@ -168,7 +168,12 @@ pub fn established(port: u16) -> Option<bool> {
     let remote = format!(":{port:04X}");
     table.lines().skip(1).find_map(|line| {
         let mut fields = line.split_whitespace();
-        let (_, _local, remote_addr, state) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        let (_, _local, remote_addr, state) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
         remote_addr.ends_with(&remote).then_some(state == "01")
     })
 }

@@ -27,8 +27,6 @@ use crate::wire::{ClientFrame, MessageBody, StreamEvent};
 
 /// The largest frame or message a client may send.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
-/// How long one write to a client may take before the client counts as gone.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes read from a client at once.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// At most this many frames are gathered into one write.
@@ -153,8 +151,12 @@ async fn session(
     };
     // Answers to submits, from the reading half to the writing half.
     let (answers, answered) = async_channel::bounded::<StreamEvent>(16);
+    let heartbeat_every = who.heartbeat;
 
-    let reading = async {
+    // Its own task: polled only when the client sends something. (In one task with the
+    // writer, every delivery would poll the socket for reading too: a `recv` per message.)
+    // When it ends (the client closed), `answers` closes and the writer stops.
+    let reading = crate::server::spawn(async move {
         while let Some(Ok(frame)) = incoming.next().await {
             let answer = match frame {
                 Message::Text(text) => submit(&who, text.as_bytes()).await,
@@ -168,9 +170,9 @@ async fn session(
                 break;
             }
         }
-    };
+    });
     let writing = async {
-        let mut heartbeat = async_io::Timer::interval(who.heartbeat);
+        let mut heartbeat = async_io::Timer::interval(heartbeat_every);
         loop {
             let next = async { Some(subscription.next().await.map(Delivered::Event)) };
             let answer = async { Some(answered.recv().await.ok().map(Delivered::Answer)) };
@@ -195,16 +197,13 @@ async fn session(
                     None => break,
                 }
             }
+            // The socket's write timeout cuts off a client that stops reading.
             let sent = async {
                 for frame in frames {
                     sink.feed(frame).await?;
                 }
                 sink.flush().await
-            }
-            .or(async {
-                async_io::Timer::after(SEND_TIMEOUT).await;
-                Err(async_tungstenite::tungstenite::Error::ConnectionClosed)
-            });
+            };
             if sent.await.is_err() {
                 return;
             }
@@ -218,7 +217,8 @@ async fn session(
             }
         }
     };
-    reading.or(writing).await;
+    writing.await;
+    drop(reading);
 }
 
 /// A delivery's text frame (a message's JSON is made once and shared by all its listeners);

@@ -244,10 +244,12 @@ impl SseStream {
             );
             line.clear();
             // Lines end in LF, CR or CRLF.
-            let n = self
-                .body
-                .read_until(b'\n', &mut line)
-                .expect("the stream keeps flowing");
+            // The server closing or resetting the connection ends the stream.
+            let n = match self.body.read_until(b'\n', &mut line) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+                Err(e) => panic!("the stream broke: {e}"),
+            };
             if n == 0 {
                 return None;
             }
