@@ -116,7 +116,10 @@ async fn connection(app: tide::Server<State>, mut stream: TimedStream, peer: Soc
             req.ext_mut().insert(watch.clone());
             let mut res: Response = app.respond(req).await?;
             if let Some(events) = crate::sse::take_events(&mut res) {
-                crate::sse::write(&mut stream, &res, events).await?;
+                // A stream may stay open for days: keep only what writing it needs.
+                let head = crate::sse::head(&res);
+                drop((res, body));
+                crate::sse::write(&mut stream, head, events).await?;
                 return Ok(());
             }
             close |= res

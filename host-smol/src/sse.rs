@@ -176,13 +176,8 @@ pub fn take_events(res: &mut tide::http::Response) -> Option<Box<Frames>> {
 /// Most bytes gathered into one write.
 const MAX_WRITE_BYTES: usize = 64 * 1024;
 
-/// Writes the response head, then the frames as they come: each write carries every frame
-/// ready by then as one chunk. Returns when the stream ends or the client is gone.
-pub async fn write<W: AsyncWrite + Unpin>(
-    out: &mut W,
-    res: &tide::http::Response,
-    mut frames: Box<Frames>,
-) -> io::Result<()> {
+/// The response head of an event stream: `res`'s status and headers, chunked.
+pub fn head(res: &tide::http::Response) -> Vec<u8> {
     let mut buf = Vec::with_capacity(256);
     let _ = write!(
         Adapter(&mut buf),
@@ -196,6 +191,16 @@ pub async fn write<W: AsyncWrite + Unpin>(
         }
     }
     buf.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+    buf
+}
+
+/// Writes the response `head`, then the frames as they come: each write carries every frame
+/// ready by then as one chunk. Returns when the stream ends or the client is gone.
+pub async fn write<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    mut buf: Vec<u8>,
+    mut frames: Box<Frames>,
+) -> io::Result<()> {
     out.write_all(&buf).await?;
     let mut ready = Vec::new();
     loop {
