@@ -4,7 +4,7 @@
 //! only approach this; the distance to it is what a server adds.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -27,7 +27,7 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
         tokio::spawn(write_shard(frames.subscribe(), added));
         shards.push(add);
     }
-    let seq = Arc::new(AtomicU64::new(0));
+    let seq = Arc::new(Mutex::new(0));
     let next = Arc::new(AtomicU64::new(0));
     loop {
         let (stream, _) = listener.accept().await?;
@@ -65,16 +65,20 @@ async fn publisher(
     mut stream: BufReader<TcpStream>,
     mut line: String,
     frames: broadcast::Sender<Bytes>,
-    seq: Arc<AtomicU64>,
+    seq: Arc<Mutex<u64>>,
 ) {
     loop {
         let mut parts = line.trim_end().splitn(3, ' ');
         if let (Some("PUB"), Some(room), Some(text)) = (parts.next(), parts.next(), parts.next()) {
-            let seq = seq.fetch_add(1, Ordering::Relaxed) + 1;
+            // Numbering and sending under one lock, so frames go out in sequence order.
+            let mut last = seq.lock().unwrap_or_else(PoisonError::into_inner);
+            *last += 1;
+            let seq = *last;
             let frame = format!(
                 "id: {seq}\nevent: message\ndata: {{\"type\":\"message\",\"id\":\"{seq:016x}\",\"room\":\"{room}\",\"seq\":{seq},\"user\":\"pub\",\"text\":\"{text}\",\"sent_at\":\"2026-01-01T00:00:00.000Z\"}}\n\n"
             );
             let _ = frames.send(Bytes::from(frame));
+            drop(last);
         }
         line.clear();
         if stream.read_line(&mut line).await.unwrap_or(0) == 0 {

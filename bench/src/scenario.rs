@@ -94,46 +94,22 @@ pub async fn run(scenario: Scenario, target: &Target, s: Settings) -> anyhow::Re
     let pick = |full: usize, quick: usize| s.listeners.unwrap_or(if q { quick } else { full });
     let rate = |full: u64, quick: u64| s.rate.unwrap_or(if q { quick } else { full });
     let seconds = s.seconds.unwrap_or(if q { 1.0 } else { 5.0 });
+    // The searches: shape, first rate, most steps.
+    let search = match scenario {
+        Scenario::F1 => Some((Shape::new(1, pick(1000, 50)), rate(100, 20), 8)),
+        Scenario::F3 => Some((Shape::new(1, pick(10_000, 200)), rate(20, 10), 6)),
+        Scenario::R1 => Some((
+            Shape::new(if q { 20 } else { 1000 }, pick(10, 3)),
+            rate(1000, 50),
+            5,
+        )),
+        _ => None,
+    };
+    if let Some((shape, first_rate, steps)) = search {
+        let steps = if q { 1 } else { steps };
+        return ramp(scenario, target, shape, first_rate, seconds, steps, s).await;
+    }
     match scenario {
-        Scenario::F1 => {
-            let shape = Shape::new(1, pick(1000, 50));
-            ramp(
-                scenario,
-                target,
-                shape,
-                rate(100, 20),
-                seconds,
-                if q { 1 } else { 8 },
-                s,
-            )
-            .await
-        }
-        Scenario::F3 => {
-            let shape = Shape::new(1, pick(10_000, 200));
-            ramp(
-                scenario,
-                target,
-                shape,
-                rate(20, 10),
-                seconds,
-                if q { 1 } else { 6 },
-                s,
-            )
-            .await
-        }
-        Scenario::R1 => {
-            let shape = Shape::new(if q { 20 } else { 1000 }, pick(10, 3));
-            ramp(
-                scenario,
-                target,
-                shape,
-                rate(1000, 50),
-                seconds,
-                if q { 1 } else { 5 },
-                s,
-            )
-            .await
-        }
         Scenario::F2 => {
             let shape = Shape::new(1, pick(1000, 50));
             let seconds = s.seconds.unwrap_or(if q { 1.0 } else { 10.0 });
@@ -151,6 +127,7 @@ pub async fn run(scenario: Scenario, target: &Target, s: Settings) -> anyhow::Re
         }
         Scenario::P1 => ingress(target, pick(64, 8), seconds.max(1.0), s).await,
         Scenario::M2 => idle(target, pick(10_000, 200), if q { 10 } else { 100 }).await,
+        Scenario::F1 | Scenario::F3 | Scenario::R1 => unreachable!("searched above"),
     }
 }
 
