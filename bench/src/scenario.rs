@@ -259,6 +259,31 @@ fn room_name(prefix: &str, i: usize) -> String {
     format!("{prefix}{}-{i}", now_micros() % 100_000_000)
 }
 
+/// Opens `count` listeners spread over `rooms` (named `{prefix}{i}`), 64 at a time.
+async fn open_many(
+    target: &Target,
+    rooms: &[String],
+    count: usize,
+    prefix: &str,
+) -> anyhow::Result<Vec<Listener>> {
+    let (kind, addr) = (target.kind, target.addr);
+    let mut listeners = Vec::with_capacity(count);
+    let mut opening = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let (room, user) = (rooms[i % rooms.len()].clone(), format!("{prefix}{i}"));
+        opening.spawn(async move {
+            with_retries(|| async { Listener::open(kind, addr, &room, &user, false).await }).await
+        });
+        if opening.len() >= 64 {
+            listeners.push(opening.join_next().await.context("a listener")???);
+        }
+    }
+    while let Some(listener) = opening.join_next().await {
+        listeners.push(listener??);
+    }
+    Ok(listeners)
+}
+
 /// Listeners connected, reading into one probe, with the publishers to drive them.
 struct Audience {
     rooms: Arc<Vec<String>>,
@@ -284,23 +309,12 @@ impl Audience {
             publishers[0].create_room(room).await?;
         }
         let probe = Probe::new();
-        // Connect in parallel, a bounded number at a time.
-        let mut readers = Vec::with_capacity(shape.listeners());
-        let mut opening = tokio::task::JoinSet::new();
-        for i in 0..shape.listeners() {
-            let (room, user) = (rooms[i % shape.rooms].clone(), format!("l{i}"));
-            opening.spawn(async move {
-                with_retries(|| async { Listener::open(kind, addr, &room, &user, false).await })
-                    .await
-            });
-            if opening.len() >= 64 {
-                let listener = opening.join_next().await.context("a listener")???;
-                readers.push(spawn_reader(listener, Arc::clone(&probe), readers.len()));
-            }
-        }
-        while let Some(listener) = opening.join_next().await {
-            readers.push(spawn_reader(listener??, Arc::clone(&probe), readers.len()));
-        }
+        let readers = open_many(target, &rooms, shape.listeners(), "l")
+            .await?
+            .into_iter()
+            .enumerate()
+            .map(|(i, listener)| spawn_reader(listener, Arc::clone(&probe), i))
+            .collect();
         Ok(Audience {
             rooms: Arc::new(rooms),
             shape,
@@ -854,19 +868,7 @@ async fn idle(target: &Target, connections: usize, rooms: usize) -> anyhow::Resu
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = target.rss_kib().context("M2 needs the server's pid")?;
     let started = Instant::now();
-    let mut opening = tokio::task::JoinSet::new();
-    for i in 0..connections {
-        let (room, user) = (names[i % rooms].clone(), format!("idle{i}"));
-        opening.spawn(async move {
-            with_retries(|| async { Listener::open(kind, addr, &room, &user, false).await }).await
-        });
-        if opening.len() >= 64 {
-            held.push(opening.join_next().await.context("a listener")???);
-        }
-    }
-    while let Some(listener) = opening.join_next().await {
-        held.push(listener??);
-    }
+    held.extend(open_many(target, &names, connections, "idle").await?);
     let open_seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = target.rss_kib().context("the server's memory")?;
