@@ -171,35 +171,29 @@ impl Subscription {
     /// Cancel-safe: dropping the future loses nothing, so it can race a timer.
     pub async fn next(&mut self) -> Option<Delivery> {
         loop {
-            match self.pending.front() {
-                Some(Pending::Ready(_)) => {
-                    if let Some(Pending::Ready(delivery)) = self.pending.pop_front() {
-                        return Some(self.deliver(delivery));
-                    }
-                }
-                // Stays queued until the read is done, in case this future is dropped.
-                Some(Pending::Older(gap)) => {
-                    let gap = *gap;
-                    self.catch_up(gap).await;
-                    continue;
-                }
-                None => {}
+            if let Some(delivery) = self.try_next() {
+                return Some(delivery);
+            }
+            // What `try_next` leaves for waiting. A history read stays queued, and `lagged`
+            // stays set, until done, in case this future is dropped.
+            if let Some(Pending::Older(gap)) = self.pending.front() {
+                let gap = *gap;
+                self.catch_up(gap).await;
+                continue;
             }
             if self.done {
                 return None;
             }
             if self.lagged {
-                // Cleared only once the resync is done, for the same reason.
                 self.resync().await;
                 continue;
             }
             match self.receiver.recv_direct().await {
-                Ok(Delivery::Removed(user)) => {
-                    if user.as_str() == self.user {
-                        return Some(self.deliver(Delivery::Closed(Ending::Removed)));
+                Ok(delivery) => {
+                    if let Some(delivery) = self.received(delivery) {
+                        return Some(delivery);
                     }
                 }
-                Ok(delivery) => return Some(self.deliver(delivery)),
                 Err(RecvError::Overflowed(_)) => self.lagged = true,
                 Err(RecvError::Closed) => {
                     self.done = true;
@@ -217,10 +211,9 @@ impl Subscription {
         loop {
             match self.pending.front() {
                 Some(Pending::Ready(_)) => {
-                    let Some(Pending::Ready(delivery)) = self.pending.pop_front() else {
-                        unreachable!("the front was just seen to be ready");
-                    };
-                    return Some(self.deliver(delivery));
+                    if let Some(Pending::Ready(delivery)) = self.pending.pop_front() {
+                        return Some(self.deliver(delivery));
+                    }
                 }
                 // Reading history waits on the store: leave it to `next`.
                 Some(Pending::Older(_)) => return None,
@@ -231,12 +224,11 @@ impl Subscription {
                 return None;
             }
             match self.receiver.try_recv() {
-                Ok(Delivery::Removed(user)) => {
-                    if user.as_str() == self.user {
-                        return Some(self.deliver(Delivery::Closed(Ending::Removed)));
+                Ok(delivery) => {
+                    if let Some(delivery) = self.received(delivery) {
+                        return Some(delivery);
                     }
                 }
-                Ok(delivery) => return Some(self.deliver(delivery)),
                 // The resync waits on the hub: `next` does it.
                 Err(TryRecvError::Overflowed(_)) => {
                     self.lagged = true;
@@ -244,6 +236,18 @@ impl Subscription {
                 }
                 Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
             }
+        }
+    }
+
+    /// What a delivery from the room's broadcast means for this listener: a removal ends it if
+    /// it names this user and is skipped otherwise.
+    fn received(&mut self, delivery: Delivery) -> Option<Delivery> {
+        match delivery {
+            Delivery::Removed(user) if user.as_str() == self.user => {
+                Some(self.deliver(Delivery::Closed(Ending::Removed)))
+            }
+            Delivery::Removed(_) => None,
+            delivery => Some(self.deliver(delivery)),
         }
     }
 
