@@ -57,7 +57,7 @@ async fn respond(req: &Request<State>, create: bool) -> Result<Response, Problem
     res.set_content_type("text/event-stream; charset=utf-8");
     res.insert_header("Cache-Control", "no-cache");
     res.insert_header("X-Accel-Buffering", "no");
-    res.insert_ext(Events(Mutex::new(Some(Box::new(frames)))));
+    res.insert_ext(Events(Mutex::new(Box::new(frames))));
     Ok(res)
 }
 
@@ -162,15 +162,17 @@ enum Wake {
 
 /// The frames riding on a response to the connection loop. Response extensions must be
 /// `Sync`; the frames are taken out once, so the mutex is never contended.
-struct Events(Mutex<Option<Box<Frames>>>);
+struct Events(Mutex<Box<Frames>>);
 
 /// The event stream a response carries, if it is one.
 pub fn take_events(res: &mut tide::http::Response) -> Option<Box<Frames>> {
     let events = res.ext_mut().remove::<Events>()?;
-    events
-        .0
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
+    Some(
+        events
+            .0
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner),
+    )
 }
 
 /// Most bytes gathered into one write.
