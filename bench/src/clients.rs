@@ -10,7 +10,9 @@
 //!
 //! Every roomcast client signs in as a guest first, as a real one would.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
@@ -155,7 +157,7 @@ impl Listener {
             }
             Kind::Grpc => {
                 let mut client = ChatClient::connect(format!("http://{addr}")).await?;
-                let auth = grpc_guest(&mut client, user).await?;
+                let auth = grpc_guest(&mut client, addr, user).await?;
                 let request = authorized(
                     &auth,
                     pb::StreamRequest {
@@ -361,7 +363,7 @@ impl Publisher {
             ),
             Kind::Grpc => {
                 let mut client = ChatClient::connect(format!("http://{addr}")).await?;
-                let auth = grpc_guest(&mut client, user).await?;
+                let auth = grpc_guest(&mut client, addr, user).await?;
                 Publisher::Grpc(client, auth)
             }
             Kind::Socketio => {
@@ -469,28 +471,64 @@ pub async fn request(
     Ok((status, body))
 }
 
-/// A guest token for `nickname` through the JSON API.
+/// Tokens by server and user: a guest name belongs to one guest while its token lives, so a
+/// client that reconnects keeps its token, as a real one does.
+fn tokens() -> &'static Mutex<HashMap<(SocketAddr, String), String>> {
+    static TOKENS: OnceLock<Mutex<HashMap<(SocketAddr, String), String>>> = OnceLock::new();
+    TOKENS.get_or_init(Default::default)
+}
+
+fn cached_token(addr: SocketAddr, nickname: &str) -> Option<String> {
+    tokens()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&(addr, nickname.to_owned()))
+        .cloned()
+}
+
+fn keep_token(addr: SocketAddr, nickname: &str, token: &str) {
+    tokens()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert((addr, nickname.to_owned()), token.to_owned());
+}
+
+/// A guest token for `nickname` through the JSON API (once per server and name).
 pub async fn rest_guest(addr: SocketAddr, nickname: &str) -> anyhow::Result<String> {
+    if let Some(token) = cached_token(addr, nickname) {
+        return Ok(token);
+    }
     let mut conn = BufReader::new(tcp(addr, false).await?);
     let body = json!({ "nickname": nickname }).to_string();
     let (status, answer) = request(&mut conn, "POST", "/api/v1/auth/guest", &body, None).await?;
     ensure!(status == 201, "no guest token for {nickname}: {status}");
     let answer: serde_json::Value = serde_json::from_slice(&answer)?;
-    Ok(answer["token"].as_str().context("a token")?.to_owned())
+    let token = answer["token"].as_str().context("a token")?.to_owned();
+    keep_token(addr, nickname, &token);
+    Ok(token)
 }
 
-/// A guest token for `nickname` through gRPC `Guest`, as `authorization` metadata.
+/// A guest token for `nickname` through gRPC `Guest` (once per server and name), as
+/// `authorization` metadata.
 async fn grpc_guest(
     client: &mut ChatClient<tonic::transport::Channel>,
+    addr: SocketAddr,
     nickname: &str,
 ) -> anyhow::Result<Auth> {
-    let token = client
-        .guest(pb::GuestRequest {
-            nickname: nickname.into(),
-        })
-        .await?
-        .into_inner()
-        .token;
+    let token = match cached_token(addr, nickname) {
+        Some(token) => token,
+        None => {
+            let token = client
+                .guest(pb::GuestRequest {
+                    nickname: nickname.into(),
+                })
+                .await?
+                .into_inner()
+                .token;
+            keep_token(addr, nickname, &token);
+            token
+        }
+    };
     Ok(format!("Bearer {token}").parse()?)
 }
 

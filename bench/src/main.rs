@@ -43,7 +43,7 @@ struct Cli {
 enum Command {
     /// One scenario against one server.
     Run {
-        /// The scenario (F1 F2 F3 R1 P1 M2 S1 C1).
+        /// The scenario (F1 F2 F3 R1 P1 M2 S1 C1 C2).
         #[arg(value_enum, ignore_case = true)]
         scenario: Scenario,
         /// Which server and protocol.
@@ -190,7 +190,7 @@ async fn async_main() -> anyhow::Result<()> {
             }
             let scenarios = if scenarios.is_empty() {
                 use Scenario::*;
-                vec![F1, F2, F3, R1, P1, M2, S1, C1]
+                vec![F1, F2, F3, R1, P1, M2, S1, C1, C2]
             } else {
                 scenarios
             };

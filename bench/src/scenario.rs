@@ -35,6 +35,9 @@ pub enum Scenario {
     S1,
     /// F2 with listeners connecting and disconnecting all the while.
     C1,
+    /// A reconnect storm: 10,000 listeners drop at once and reconnect at once, as after a
+    /// restart; the time until every one is streaming again.
+    C2,
 }
 
 impl Scenario {
@@ -49,6 +52,7 @@ impl Scenario {
             Scenario::M2 => "M2",
             Scenario::S1 => "S1",
             Scenario::C1 => "C1",
+            Scenario::C2 => "C2",
         }
     }
 
@@ -127,6 +131,7 @@ pub async fn run(scenario: Scenario, target: &Target, s: Settings) -> anyhow::Re
         }
         Scenario::P1 => ingress(target, pick(64, 8), seconds.max(1.0), s).await,
         Scenario::M2 => idle(target, pick(10_000, 200), if q { 10 } else { 100 }).await,
+        Scenario::C2 => storm(target, pick(10_000, 200), if q { 10 } else { 100 }).await,
         Scenario::F1 | Scenario::F3 | Scenario::R1 => unreachable!("searched above"),
     }
 }
@@ -847,6 +852,82 @@ async fn ingress(
             "seconds": elapsed, "acknowledged": acked, "failed": failed,
             "acks_per_second": per_second,
             "ack_latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
+        }),
+    })
+}
+
+/// How often a storm listener tries to reconnect before it is counted as failed.
+const STORM_ATTEMPTS: u32 = 40;
+
+/// C2: `connections` live listeners over `rooms` drop their connections at the same moment
+/// and reconnect at once (each as its own client, keeping its token, as a page does after a
+/// restart). Reports the time until every one is live again, and the spread.
+async fn storm(target: &Target, connections: usize, rooms: usize) -> anyhow::Result<Outcome> {
+    ensure!(connections <= 15_000 && rooms >= 1, "bounded runs only");
+    let (kind, addr) = (target.kind, target.addr);
+    let names: Vec<String> = (0..rooms).map(|i| room_name("C2", i)).collect();
+    let mut admin = Publisher::connect(kind, addr, "admin").await?;
+    for room in &names {
+        admin.create_room(room).await?;
+    }
+    let held = open_many(target, &names, connections, "storm").await?;
+    let go = Arc::new(tokio::sync::Barrier::new(connections + 1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, listener) in held.into_iter().enumerate() {
+        let (go, room, user) = (
+            Arc::clone(&go),
+            names[i % names.len()].clone(),
+            format!("storm{i}"),
+        );
+        tasks.spawn(async move {
+            go.wait().await;
+            let dropped = Instant::now();
+            drop(listener);
+            for attempt in 0..STORM_ATTEMPTS {
+                match Listener::open(kind, addr, &room, &user, false).await {
+                    // Held until every one is back, so the server sees them all at once.
+                    Ok(listener) => return Some((dropped.elapsed(), attempt, listener)),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
+            None
+        });
+    }
+    go.wait().await;
+    let started = Instant::now();
+    let mut times = histogram();
+    let (mut back, mut failed, mut retried) = (0u64, 0u64, 0u64);
+    let mut live = Vec::with_capacity(connections);
+    while let Some(joined) = tasks.join_next().await {
+        match joined? {
+            Some((took, attempts, listener)) => {
+                back += 1;
+                retried += u64::from(attempts > 0);
+                let _ = times.record((took.as_micros() as u64).max(1));
+                live.push(listener);
+            }
+            None => failed += 1,
+        }
+    }
+    let all_back = started.elapsed().as_secs_f64();
+    drop(live);
+    let ms = |q: f64| times.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Outcome {
+        row: [
+            "C2".into(),
+            kind.name().into(),
+            format!("{connections} reconnect at once, {rooms} rooms"),
+            format!("all streaming again after {:.2} s", all_back),
+            format!("{:.2}", ms(0.5)),
+            format!("{:.2}", ms(0.99)),
+            format!("{:.2}", ms(0.999)),
+            format!("{failed} failed, {retried} retried; max {:.0} ms", ms(1.0)),
+        ],
+        complete: failed == 0 && back == connections as u64,
+        json: json!({
+            "scenario": "C2", "target": kind.name(), "connections": connections, "rooms": rooms,
+            "all_back_seconds": all_back, "back": back, "failed": failed, "retried": retried,
+            "reconnect_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": ms(1.0) },
         }),
     })
 }

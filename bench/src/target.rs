@@ -45,7 +45,7 @@ impl Target {
     }
 
     /// Starts the server for `kind` on a free loopback port: roomcast binaries from `bin_dir`
-    /// (in memory unless `durable`, rate limits off), the Socket.IO peer with node, or the floor
+    /// (in memory unless `durable`, rate and sign-up limits off), the Socket.IO peer with node, or the floor
     /// writer (this binary's `floor-server`). Returns once it accepts connections.
     pub fn spawn(kind: Kind, bin_dir: &Path, durable: bool) -> anyhow::Result<Target> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -62,6 +62,8 @@ impl Target {
                 command.args([
                     "--listen",
                     &addr.to_string(),
+                    // Every client signs up from this one address.
+                    "--sign-up-burst=0",
                     "--rate-burst=0",
                     "--max-listeners-per-room=20000",
                     "--max-rooms=20000",

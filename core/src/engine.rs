@@ -574,6 +574,17 @@ impl Core {
         if r.listeners.len() >= max {
             return Err(Error::TooManyListeners { room: id, max });
         }
+        let total = self.config.limits.max_listeners;
+        if self.listeners.len() >= total {
+            return Err(Error::ServerFull { max: total });
+        }
+        let per_user = self.config.limits.max_listeners_per_user;
+        if r.presence.listeners_of(&user) >= per_user {
+            return Err(Error::TooManyUserListeners {
+                room: id,
+                max: per_user,
+            });
+        }
         let listener = ListenerId(self.next_listener);
         self.next_listener += 1;
         let r = self
@@ -1669,6 +1680,67 @@ mod tests {
         core.close_listener(t(3), l);
         assert!(
             core.open_listener(t(3), "cy", "lobby", Resume::Live)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn listeners_per_user_are_capped_in_each_room() {
+        let mut core = core_with_room(Config {
+            limits: Limits {
+                max_listeners_per_user: 2,
+                ..Limits::default()
+            },
+            ..Config::default()
+        });
+        let first = core
+            .open_listener(t(2), "ada", "lobby", Resume::Live)
+            .unwrap()
+            .listener;
+        core.open_listener(t(2), "ada", "lobby", Resume::Live)
+            .unwrap();
+        assert_eq!(
+            core.open_listener(t(2), "ada", "lobby", Resume::Live),
+            Err(Error::TooManyUserListeners {
+                room: room("lobby"),
+                max: 2
+            })
+        );
+        assert!(
+            core.open_listener(t(2), "bob", "lobby", Resume::Live)
+                .is_ok(),
+            "others are not held up"
+        );
+        core.close_listener(t(3), first);
+        assert!(
+            core.open_listener(t(3), "ada", "lobby", Resume::Live)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn listeners_on_the_whole_server_are_capped() {
+        let mut core = core_with_room(Config {
+            limits: Limits {
+                max_listeners: 2,
+                ..Limits::default()
+            },
+            ..Config::default()
+        });
+        core.create_room(t(1), "ada", "other").unwrap();
+        let first = core
+            .open_listener(t(2), "ada", "lobby", Resume::Live)
+            .unwrap()
+            .listener;
+        core.open_listener(t(2), "bob", "other", Resume::Live)
+            .unwrap();
+        assert_eq!(
+            core.open_listener(t(2), "cy", "other", Resume::Live),
+            Err(Error::ServerFull { max: 2 })
+        );
+        core.close_listener(t(3), first);
+        assert!(
+            core.open_listener(t(3), "cy", "other", Resume::Live)
                 .is_ok()
         );
     }

@@ -44,6 +44,20 @@ pub enum Error {
         /// The configured maximum.
         max: usize,
     },
+    /// Opening the listener would exceed the listeners the whole server holds.
+    #[error("the server holds its maximum of {max} listeners: try again later")]
+    ServerFull {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// Opening the listener would exceed the listeners one user may hold on one room.
+    #[error("you hold the maximum of {max} listeners on room {room}: close one first")]
+    TooManyUserListeners {
+        /// The room.
+        room: RoomId,
+        /// The configured maximum.
+        max: usize,
+    },
     /// The user submitted faster than the configured rate.
     #[error("too many messages: try again in {} ms", retry_after.as_millis())]
     RateLimited {
@@ -96,7 +110,7 @@ pub enum ErrorClass {
     TooLarge,
     /// A server capacity limit is reached (503, `RESOURCE_EXHAUSTED`).
     Capacity,
-    /// The caller is going too fast (429, `RESOURCE_EXHAUSTED`).
+    /// The caller is going too fast, or holds too much (429, `RESOURCE_EXHAUSTED`).
     RateLimited,
     /// A position outside what exists (400, `OUT_OF_RANGE`).
     OutOfRange,
@@ -114,8 +128,12 @@ impl Error {
             Error::Message(MessageError::TooLarge { .. }) => ErrorClass::TooLarge,
             Error::Message(_) => ErrorClass::Invalid,
             Error::RoomNotFound { .. } => ErrorClass::NotFound,
-            Error::TooManyRooms { .. } | Error::TooManyListeners { .. } => ErrorClass::Capacity,
-            Error::RateLimited { .. } => ErrorClass::RateLimited,
+            Error::TooManyRooms { .. }
+            | Error::TooManyListeners { .. }
+            | Error::ServerFull { .. } => ErrorClass::Capacity,
+            Error::RateLimited { .. } | Error::TooManyUserListeners { .. } => {
+                ErrorClass::RateLimited
+            }
             Error::ResumeAhead { .. } => ErrorClass::OutOfRange,
             Error::IdempotencyConflict { .. } | Error::Membership { .. } => ErrorClass::Conflict,
             Error::PermissionDenied { .. } => ErrorClass::Denied,
@@ -134,6 +152,8 @@ impl Error {
             Error::RoomNotFound { .. } => "room-not-found",
             Error::TooManyRooms { .. } => "too-many-rooms",
             Error::TooManyListeners { .. } => "too-many-listeners",
+            Error::TooManyUserListeners { .. } => "too-many-user-listeners",
+            Error::ServerFull { .. } => "server-full",
             Error::RateLimited { .. } => "rate-limited",
             Error::ResumeAhead { .. } => "resume-ahead",
             Error::IdempotencyConflict { .. } => "idempotency-conflict",

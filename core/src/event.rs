@@ -81,7 +81,6 @@ impl Event {
 
 /// Why a room closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum CloseReason {
     /// A user deleted it.
     Deleted {

@@ -23,6 +23,12 @@ pub struct Limits {
     pub max_rooms: usize,
     /// Most listeners open on one room (default 50,000).
     pub max_listeners_per_room: usize,
+    /// Most listeners one user may hold open on one room (default 16): enough for every tab
+    /// and device, and one user cannot use up a room's places.
+    pub max_listeners_per_user: usize,
+    /// Most listeners open on the whole server (default 100,000): what bounds the memory that
+    /// many streams on few connections (gRPC) could take.
+    pub max_listeners: usize,
     /// Per-user submit rate across all rooms; `None` for no limit (default 10 at once, 5 per second).
     pub submit_rate: Option<Rate>,
     /// Most messages one history page returns; longer requests are cut to this (default 500).
@@ -41,6 +47,8 @@ impl Default for Limits {
             message_max_bytes: 4096,
             max_rooms: 10_000,
             max_listeners_per_room: 50_000,
+            max_listeners_per_user: 16,
+            max_listeners: 100_000,
             submit_rate: Some(Rate {
                 burst: 10,
                 per_second: 5,

@@ -47,6 +47,11 @@ impl Presence {
         self.counts.remove(user).is_some()
     }
 
+    /// How many listeners `user` holds.
+    pub(crate) fn listeners_of(&self, user: &UserName) -> usize {
+        self.counts.get(user).copied().unwrap_or(0)
+    }
+
     /// How many distinct users are present.
     pub(crate) fn users(&self) -> usize {
         self.counts.len()

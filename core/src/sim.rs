@@ -48,6 +48,8 @@ pub fn sim_config() -> Config {
             message_max_bytes: 16,
             max_rooms: 3,
             max_listeners_per_room: 3,
+            max_listeners_per_user: 2,
+            max_listeners: 5,
             submit_rate: Some(Rate {
                 burst: 3,
                 per_second: 2,
@@ -442,6 +444,19 @@ impl Harness {
             .or_else(|| {
                 (self.model.listeners_of(room).count() >= self.config.limits.max_listeners_per_room)
                     .then_some("too-many-listeners")
+            })
+            .or_else(|| {
+                (self.model.listeners.len() >= self.config.limits.max_listeners)
+                    .then_some("server-full")
+            })
+            .or_else(|| {
+                (self
+                    .model
+                    .listeners_of(room)
+                    .filter(|(_, u)| *u == user)
+                    .count()
+                    >= self.config.limits.max_listeners_per_user)
+                    .then_some("too-many-user-listeners")
             });
         assert_eq!(
             code(&r),

@@ -134,7 +134,10 @@ pub async fn remove_member(req: Request<State>) -> Result<Response, Problem> {
     responses(
         (status = 201, description = "Created", body = RoomBody),
         (status = 200, description = "It already existed", body = RoomBody),
-        (status = 401, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Room creation is for admins only (--admin-only-create)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The server holds its maximum of rooms", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401
+, body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "With yourself", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
@@ -151,7 +154,11 @@ pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
 /// One room.
 #[utoipa::path(get, path = "/api/v1/rooms/{room}", tag = "rooms",
     params(("room" = String, Path, description = "The room id"), ("user" = Option<String>, Query, description = "Who asks")),
-    responses((status = 200, body = RoomBody), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+    responses(
+        (status = 200, body = RoomBody),
+        (status = 403, description = "A private room the caller is not a member of", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such room", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 pub async fn room(req: Request<State>) -> Result<Response, Problem> {
     let (user, room) = (actor(&req)?, room_param(&req));
     let summary = req
@@ -198,6 +205,7 @@ struct HistoryQuery {
     ),
     responses(
         (status = 200, body = HistoryBody),
+        (status = 403, description = "A private room the caller is not a member of", body = ProblemBody, content_type = "application/problem+json"),
         (status = 400, body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "`after` is beyond the newest message", body = ProblemBody, content_type = "application/problem+json"),
@@ -230,6 +238,7 @@ pub async fn history(req: Request<State>) -> Result<Response, Problem> {
     responses(
         (status = 201, description = "Posted", body = MessageBody),
         (status = 200, description = "A retry: the original message, nothing new posted", body = MessageBody),
+        (status = 403, description = "A private room the caller is not a member of", body = ProblemBody, content_type = "application/problem+json"),
         (status = 400, body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency key reused for another text", body = ProblemBody, content_type = "application/problem+json"),
@@ -298,7 +307,11 @@ pub async fn seed_submit(mut req: Request<State>) -> Result<Response, Problem> {
 /// Who is in a room.
 #[utoipa::path(get, path = "/api/v1/rooms/{room}/presence", tag = "rooms",
     params(("room" = String, Path, description = "The room id"), ("user" = Option<String>, Query, description = "Who asks")),
-    responses((status = 200, body = PresenceList), (status = 404, body = ProblemBody, content_type = "application/problem+json")))]
+    responses(
+        (status = 200, body = PresenceList),
+        (status = 403, description = "A private room the caller is not a member of", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such room", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 pub async fn presence(req: Request<State>) -> Result<Response, Problem> {
     let (user, room) = (actor(&req)?, room_param(&req));
     let id = room.clone();

@@ -12,6 +12,7 @@ use roomcast_hub::telemetry::Metrics;
 use tide::{Request, Response, StatusCode};
 
 use crate::problem::Problem;
+use crate::server::{Access, ClientIp, RouteName};
 use crate::{api, auth, openapi, pages, sse, ws};
 
 /// What every handler can reach.
@@ -55,15 +56,62 @@ impl Drop for StreamGuard {
     }
 }
 
-/// Adapts a handler that fails with a [`Problem`] into a tide endpoint that answers with it.
-fn h<F, Fut>(f: F) -> impl tide::Endpoint<State>
+/// Adapts a handler that fails with a [`Problem`] into a tide endpoint that answers with it,
+/// naming its route for the access log.
+fn h<F, Fut>(route: &'static str, f: F) -> impl tide::Endpoint<State>
 where
     F: Fn(Request<State>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response, Problem>> + Send + 'static,
 {
     move |req: Request<State>| {
         let f = f.clone();
-        async move { Ok::<Response, tide::Error>(f(req).await.unwrap_or_else(Response::from)) }
+        async move {
+            let mut res = f(req).await.unwrap_or_else(Response::from);
+            res.insert_ext(RouteName(route));
+            Ok::<Response, tide::Error>(res)
+        }
+    }
+}
+
+/// A route under construction: its pattern goes to every handler it gets.
+struct Route<'a> {
+    route: tide::Route<'a, State>,
+    pattern: &'static str,
+}
+
+impl Route<'_> {
+    fn get<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Request<State>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, Problem>> + Send + 'static,
+    {
+        self.route.get(h(self.pattern, f));
+        self
+    }
+
+    fn post<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Request<State>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, Problem>> + Send + 'static,
+    {
+        self.route.post(h(self.pattern, f));
+        self
+    }
+
+    fn delete<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Request<State>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, Problem>> + Send + 'static,
+    {
+        self.route.delete(h(self.pattern, f));
+        self
+    }
+}
+
+fn at<'a>(app: &'a mut tide::Server<State>, pattern: &'static str) -> Route<'a> {
+    Route {
+        route: app.at(pattern),
+        pattern,
     }
 }
 
@@ -72,52 +120,51 @@ pub fn build(state: State) -> tide::Server<State> {
     let mut app = tide::with_state(state);
     app.with(tide::utils::After(fill_empty_errors));
     // The web page and the seed's routes.
-    app.at("/").get(h(pages::index));
-    app.at("/rooms").post(h(pages::create_room));
-    app.at("/direct").post(h(pages::direct));
-    app.at("/sign-in")
-        .get(h(pages::sign_in_page))
-        .post(h(pages::sign_in));
-    app.at("/register")
-        .get(h(pages::register_page))
-        .post(h(pages::register));
-    app.at("/guest").post(h(pages::guest));
-    app.at("/sign-out").post(h(pages::sign_out));
-    app.at("/room/:room")
-        .get(h(pages::room))
-        .post(h(pages::post_message))
-        .delete(h(api::delete_room));
-    app.at("/room/:room/members").post(h(pages::members));
-    app.at("/room/:room/members/remove").post(h(pages::members));
-    app.at("/stream/:room").get(h(sse::seed_stream));
-    app.at("/submit").post(h(api::seed_submit));
-    app.at("/assets/:file").get(h(pages::asset));
+    at(&mut app, "/").get(pages::index);
+    at(&mut app, "/rooms").post(pages::create_room);
+    at(&mut app, "/direct").post(pages::direct);
+    at(&mut app, "/sign-in")
+        .get(pages::sign_in_page)
+        .post(pages::sign_in);
+    at(&mut app, "/register")
+        .get(pages::register_page)
+        .post(pages::register);
+    at(&mut app, "/guest").post(pages::guest);
+    at(&mut app, "/sign-out").post(pages::sign_out);
+    at(&mut app, "/room/:room")
+        .get(pages::room)
+        .post(pages::post_message)
+        .delete(api::delete_room);
+    at(&mut app, "/room/:room/members").post(pages::members);
+    at(&mut app, "/room/:room/members/remove").post(pages::members);
+    at(&mut app, "/stream/:room").get(sse::seed_stream);
+    at(&mut app, "/submit").post(api::seed_submit);
+    at(&mut app, "/assets/:file").get(pages::asset);
     // The JSON API.
-    app.at("/api/openapi.json").get(h(openapi::document));
-    app.at("/api/v1/rooms")
-        .get(h(api::list_rooms))
-        .post(h(api::create_room));
-    app.at("/api/v1/rooms/:room")
-        .get(h(api::room))
-        .delete(h(api::delete_room));
-    app.at("/api/v1/rooms/:room/messages")
-        .get(h(api::history))
-        .post(h(api::post_message));
-    app.at("/api/v1/rooms/:room/presence").get(h(api::presence));
-    app.at("/api/v1/rooms/:room/members").post(h(api::invite));
-    app.at("/api/v1/rooms/:room/members/:user")
-        .delete(h(api::remove_member));
-    app.at("/api/v1/direct").post(h(api::direct));
-    app.at("/api/v1/auth/register").post(h(auth::register));
-    app.at("/api/v1/auth/sign-in").post(h(auth::sign_in));
-    app.at("/api/v1/auth/guest").post(h(auth::guest));
-    app.at("/api/v1/auth/sign-out").post(h(auth::sign_out));
-    app.at("/api/v1/auth/me").get(h(auth::me));
-    app.at("/api/v1/rooms/:room/events").get(h(sse::stream));
-    app.at("/api/v1/rooms/:room/ws").get(h(ws::upgrade));
+    at(&mut app, "/api/openapi.json").get(openapi::document);
+    at(&mut app, "/api/v1/rooms")
+        .get(api::list_rooms)
+        .post(api::create_room);
+    at(&mut app, "/api/v1/rooms/:room")
+        .get(api::room)
+        .delete(api::delete_room);
+    at(&mut app, "/api/v1/rooms/:room/messages")
+        .get(api::history)
+        .post(api::post_message);
+    at(&mut app, "/api/v1/rooms/:room/presence").get(api::presence);
+    at(&mut app, "/api/v1/rooms/:room/members").post(api::invite);
+    at(&mut app, "/api/v1/rooms/:room/members/:user").delete(api::remove_member);
+    at(&mut app, "/api/v1/direct").post(api::direct);
+    at(&mut app, "/api/v1/auth/register").post(auth::register);
+    at(&mut app, "/api/v1/auth/sign-in").post(auth::sign_in);
+    at(&mut app, "/api/v1/auth/guest").post(auth::guest);
+    at(&mut app, "/api/v1/auth/sign-out").post(auth::sign_out);
+    at(&mut app, "/api/v1/auth/me").get(auth::me);
+    at(&mut app, "/api/v1/rooms/:room/events").get(sse::stream);
+    at(&mut app, "/api/v1/rooms/:room/ws").get(ws::upgrade);
     // Operations.
-    app.at("/healthz").get(h(api::health));
-    app.at("/metrics").get(h(api::metrics));
+    at(&mut app, "/healthz").get(api::health);
+    at(&mut app, "/metrics").get(api::metrics);
     app
 }
 
@@ -173,10 +220,14 @@ pub fn cookie(req: &Request<State>, name: &str) -> Option<String> {
         })
 }
 
-/// The verified caller. A `?user=` naming someone else is refused, never believed.
+/// The verified caller (recorded for the access log). A `?user=` naming someone else is
+/// refused, never believed.
 pub fn caller(req: &Request<State>) -> Result<Caller, Problem> {
     let token = token(req).ok_or(AuthError::Missing)?;
     let caller = req.state().hub.identity().verify(&token)?;
+    if let Some(access) = req.ext::<Access>() {
+        access.set_user(&caller.user);
+    }
     if let Some(named) = crate::problem::query::<_, Actor>(req)?.user {
         same_user(&named, &caller.user)?;
     }
@@ -195,4 +246,10 @@ pub fn same_user(named: &str, caller: &str) -> Result<(), Problem> {
     } else {
         Err(Problem::impersonation(named, caller))
     }
+}
+
+/// The client's address (behind a trusted proxy, the one it forwarded), for per-address limits.
+pub fn client_ip(req: &Request<State>) -> std::net::IpAddr {
+    req.ext::<ClientIp>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0)
 }

@@ -1,32 +1,31 @@
 //! Signing in over the JSON API: register, sign in, guest, sign out, who am I. The web pages'
 //! forms (in `pages.rs`) make the same hub calls and keep the token in an HttpOnly cookie.
 
-use std::net::IpAddr;
-
 use tide::{Request, Response, StatusCode};
 
 use crate::api::json;
-use crate::app::{State, caller};
+use crate::app::{State, caller, client_ip};
 use crate::problem::{Problem, ProblemBody, json_body};
 use crate::wire::{Credentials, GuestRequest, MeBody, TokenBody};
-
-/// The client's address, for sign-in attempt limits.
-pub fn client_ip(req: &Request<State>) -> IpAddr {
-    req.peer_addr()
-        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
-}
 
 /// Create an account; the answer carries a token for it.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Credentials,
     responses(
         (status = 201, body = TokenBody),
         (status = 400, description = "Invalid name or password", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "The name is taken", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken (by an account, or a guest holding it)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Too many sign-ups from this address (Retry-After says when)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing is at capacity (Retry-After says when)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn register(mut req: Request<State>) -> Result<Response, Problem> {
     let body: Credentials = json_body(&mut req).await?;
-    let issued = req.state().hub.register(body.name, body.password).await?;
+    let from = client_ip(&req);
+    let issued = req
+        .state()
+        .hub
+        .identity()
+        .register(body.name, body.password, from)
+        .await?;
     Ok(json(StatusCode::Created, &TokenBody::from(issued)))
 }
 
@@ -35,7 +34,8 @@ pub async fn register(mut req: Request<State>) -> Result<Response, Problem> {
     responses(
         (status = 200, body = TokenBody),
         (status = 401, description = "Wrong name or password", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts for this account from this address, or from this address (Retry-After says when)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Password hashing is at capacity (Retry-After says when)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn sign_in(mut req: Request<State>) -> Result<Response, Problem> {
     let body: Credentials = json_body(&mut req).await?;
@@ -43,6 +43,7 @@ pub async fn sign_in(mut req: Request<State>) -> Result<Response, Problem> {
     let issued = req
         .state()
         .hub
+        .identity()
         .sign_in(body.name, body.password, from)
         .await?;
     Ok(json(StatusCode::Ok, &TokenBody::from(issued)))
@@ -53,11 +54,18 @@ pub async fn sign_in(mut req: Request<State>) -> Result<Response, Problem> {
     responses(
         (status = 201, body = TokenBody),
         (status = 403, description = "Guests are off", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "A registered user's name", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken (by an account, or a guest holding it)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Too many sign-ups from this address (Retry-After says when)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn guest(mut req: Request<State>) -> Result<Response, Problem> {
     let body: GuestRequest = json_body(&mut req).await?;
-    let issued = req.state().hub.guest(body.nickname).await?;
+    let from = client_ip(&req);
+    let issued = req
+        .state()
+        .hub
+        .identity()
+        .guest(body.nickname, from)
+        .await?;
     Ok(json(StatusCode::Created, &TokenBody::from(issued)))
 }
 
@@ -66,7 +74,7 @@ pub async fn guest(mut req: Request<State>) -> Result<Response, Problem> {
     responses((status = 204, description = "Signed out"), (status = 401, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn sign_out(req: Request<State>) -> Result<Response, Problem> {
     let caller = caller(&req)?;
-    req.state().hub.sign_out(caller).await?;
+    req.state().hub.identity().sign_out(caller).await?;
     Ok(Response::new(StatusCode::NoContent))
 }
 

@@ -15,13 +15,16 @@ mod wire;
 mod ws;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
+use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::signal::Shutdown;
 use roomcast_hub::telemetry::{Metrics, init_logging};
 use roomcast_hub::{CoreArgs, refuse_to_start};
+use roomcast_smol::http1;
 
 /// The roomcast chat server: web chat, JSON API, Server-Sent Events and WebSocket.
 #[derive(Debug, Parser)]
@@ -33,6 +36,16 @@ struct Cli {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "ROOMCAST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     max_body_bytes: usize,
+    /// Largest request head (request line and header fields), in bytes; a longer one gets 431.
+    #[arg(long, env = "ROOMCAST_MAX_HEAD_BYTES", default_value_t = http1::Limits::default().max_head_bytes)]
+    max_head_bytes: usize,
+    /// How long a request (head and body) may take to arrive from its first byte; a slower one
+    /// gets 408 and the connection is closed.
+    #[arg(long, env = "ROOMCAST_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    #[arg(long, env = "ROOMCAST_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
     /// Cut off a client whose connection has accepted nothing for this long (it resumes where
     /// it left off when it reconnects).
     #[arg(long, env = "ROOMCAST_WRITE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -43,6 +56,8 @@ struct Cli {
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
+    #[command(flatten)]
+    edge: EdgeArgs,
     #[command(flatten)]
     core: CoreArgs,
 }
@@ -58,9 +73,11 @@ fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;
     let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
     server::run(async move {
-        let listener = smol::net::TcpListener::bind(cli.listen)
-            .await
+        let (listener, limit) = cli
+            .edge
+            .listen(cli.listen)
             .with_context(|| format!("cannot listen on {}", cli.listen))?;
+        let listener = smol::net::TcpListener::try_from(listener)?;
         let addr = listener.local_addr()?;
         let streams = app::Streams::default();
         let state = app::State {
@@ -77,7 +94,24 @@ fn main() -> anyhow::Result<()> {
         })
         .detach();
         tracing::info!("roomcast-smol listening on http://{addr}");
-        server::serve(listener, app::build(state), cli.write_timeout, stopped).await;
+        let settings = server::Settings {
+            limits: http1::Limits {
+                max_head_bytes: cli.max_head_bytes,
+                request_timeout: cli.request_timeout,
+                idle_timeout: cli.idle_timeout,
+            },
+            write_timeout: cli.write_timeout,
+            drain_bytes: u64::try_from(cli.max_body_bytes).unwrap_or(u64::MAX),
+            edge: cli.edge.clone(),
+        };
+        server::serve(
+            listener,
+            app::build(state),
+            Arc::new(settings),
+            limit,
+            stopped,
+        )
+        .await;
         // Every stream gets a final `closed` event; give them a moment to flush it.
         hub.shutdown().await;
         let deadline = Instant::now() + GRACE;

@@ -30,9 +30,81 @@ use crate::wire;
     ),
     components(schemas(ProblemBody, wire::StreamEvent, wire::ClientFrame, wire::SeedSubmit)),
     tags((name = "rooms"), (name = "messages"), (name = "auth")),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &EdgeAnswers)
 )]
 struct ApiDoc;
+
+/// Operations that take no token (they hand one out).
+const OPEN_OPERATIONS: [&str; 3] = [
+    "/api/v1/auth/register",
+    "/api/v1/auth/sign-in",
+    "/api/v1/auth/guest",
+];
+
+/// Adds to every operation the answers it can get before (or beside) its handler: from the HTTP
+/// edge (a malformed request, a head too large, a request too slow, a server at capacity), the
+/// missing or refused token, and the JSON body checks. So every status a client can see is
+/// documented where it can see it.
+struct EdgeAnswers;
+
+impl utoipa::Modify for EdgeAnswers {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let open = OPEN_OPERATIONS.contains(&path.as_str());
+            for operation in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                let mut answers = vec![
+                    (
+                        400,
+                        "The request is malformed: its head, framing, query or body",
+                    ),
+                    (408, "The request did not arrive within --request-timeout"),
+                    (431, "The request head is over --max-head-bytes"),
+                    (
+                        503,
+                        "The server is shutting down or at a capacity limit (Retry-After says when to retry)",
+                    ),
+                ];
+                if open {
+                    // No token needed: these hand one out.
+                    operation.security = Some(Vec::new());
+                } else {
+                    answers.push((401, "No valid token: sign in"));
+                }
+                if operation.request_body.is_some() {
+                    answers.extend([
+                        (413, "The body is over --max-body-bytes"),
+                        (415, "The body is not application/json"),
+                        (422, "The JSON does not fit the schema"),
+                    ]);
+                }
+                for (status, description) in answers {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| problem(description).into());
+                }
+            }
+        }
+    }
+}
+
+/// A problem answer with this description.
+fn problem(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ProblemBody")))
+                .build(),
+        )
+        .build()
+}
 
 /// Declares the bearer token every room and message route takes.
 struct BearerAuth;

@@ -13,9 +13,9 @@ use serde::Deserialize;
 use tide::http::mime;
 use tide::{Redirect, Request, Response, StatusCode};
 
-use crate::app::{SESSION_COOKIE, State, cookie, room_param, same_user, token};
-use crate::auth::client_ip;
+use crate::app::{SESSION_COOKIE, State, client_ip, cookie, room_param, same_user, token};
 use crate::problem::{Problem, form_body};
+use crate::server::Access;
 use crate::wire::rfc3339;
 
 const CSRF_COOKIE: &str = "roomcast_csrf";
@@ -33,6 +33,9 @@ struct Visit {
 impl Visit {
     fn of(req: &Request<State>) -> Visit {
         let me = token(req).and_then(|t| req.state().hub.identity().verify(&t).ok());
+        if let (Some(me), Some(access)) = (&me, req.ext::<Access>()) {
+            access.set_user(&me.user);
+        }
         match cookie(req, CSRF_COOKIE).filter(|c| c.len() == 32) {
             Some(csrf) => Visit {
                 me,
@@ -92,9 +95,16 @@ fn urlencode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Only local paths: never a redirect to another site.
+/// Where to go after signing in: a path on this site, else `/`. Never another site (`//host`,
+/// `/\\host`, a scheme), and never a control character or space, which browsers strip or
+/// which would end the `Location` header early.
 fn safe_next(next: &str) -> String {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && next
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && c != '\\');
+    if local {
         next.to_owned()
     } else {
         "/".to_owned()
@@ -552,6 +562,7 @@ pub async fn sign_in(mut req: Request<State>) -> Result<Response, Problem> {
     match req
         .state()
         .hub
+        .identity()
         .sign_in(form.name.trim().to_owned(), form.password, from)
         .await
     {
@@ -573,10 +584,12 @@ pub async fn sign_in(mut req: Request<State>) -> Result<Response, Problem> {
 pub async fn register(mut req: Request<State>) -> Result<Response, Problem> {
     let form: CredentialsForm = form_body(&mut req).await?;
     check_csrf(&req, &form.csrf)?;
+    let from = client_ip(&req);
     match req
         .state()
         .hub
-        .register(form.name.trim().to_owned(), form.password)
+        .identity()
+        .register(form.name.trim().to_owned(), form.password, from)
         .await
     {
         Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
@@ -606,7 +619,14 @@ struct GuestForm {
 pub async fn guest(mut req: Request<State>) -> Result<Response, Problem> {
     let form: GuestForm = form_body(&mut req).await?;
     check_csrf(&req, &form.csrf)?;
-    match req.state().hub.guest(form.nickname.trim().to_owned()).await {
+    let from = client_ip(&req);
+    match req
+        .state()
+        .hub
+        .identity()
+        .guest(form.nickname.trim().to_owned(), from)
+        .await
+    {
         Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
         Err(e) => {
             let problem = Problem::from(e);
@@ -632,7 +652,7 @@ pub async fn sign_out(mut req: Request<State>) -> Result<Response, Problem> {
     let form: CsrfForm = form_body(&mut req).await?;
     check_csrf(&req, &form.csrf)?;
     if let Some(me) = Visit::of(&req).me {
-        req.state().hub.sign_out(me).await?;
+        req.state().hub.identity().sign_out(me).await?;
     }
     let mut res: Response = Redirect::see_other("/sign-in").into();
     res.append_header(
@@ -663,4 +683,30 @@ pub async fn asset(req: Request<State>) -> Result<Response, Problem> {
     res.set_content_type(mime);
     res.insert_header("Cache-Control", "public, max-age=300");
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_paths_on_this_site_are_followed() {
+        for local in ["/", "/room/lobby", "/room/lobby?x=1#end", "/a%0Db"] {
+            assert_eq!(safe_next(local), local);
+        }
+        for hostile in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\r\nSet-Cookie: x=y",
+            "/ok\n",
+            "/\0",
+            "/a b",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(safe_next(hostile), "/", "{hostile:?}");
+        }
+    }
 }

@@ -73,9 +73,14 @@ impl Problem {
     }
 }
 
+/// The code of the problem a response carries, in its extensions, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused(pub &'static str);
+
 impl From<Problem> for Response {
     fn from(p: Problem) -> Response {
         let mut res = Response::new(p.status);
+        res.insert_ext(Refused(p.code));
         if p.status == StatusCode::Unauthorized {
             res.insert_header("WWW-Authenticate", "Bearer");
         }
@@ -125,15 +130,11 @@ impl From<AuthError> for Problem {
             AuthClass::Invalid => StatusCode::BadRequest,
             AuthClass::Unavailable => StatusCode::ServiceUnavailable,
         };
-        let retry_after = match &e {
-            AuthError::TooManyAttempts { retry_after } => Some(*retry_after),
-            _ => None,
-        };
         Problem {
             status,
             code: e.code(),
             detail: e.to_string(),
-            retry_after,
+            retry_after: e.retry_after(),
         }
     }
 }
@@ -181,12 +182,17 @@ pub async fn read_body(req: &mut Request<State>) -> Result<Vec<u8>, Problem> {
         .take(limit_plus_one)
         .read_to_end(&mut body)
         .await
-        .map_err(|e| {
-            Problem::new(
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut => Problem::new(
+                StatusCode::RequestTimeout,
+                "request-timeout",
+                format!("the body did not arrive in time: {e}"),
+            ),
+            _ => Problem::new(
                 StatusCode::BadRequest,
                 "unreadable-body",
                 format!("could not read the body: {e}"),
-            )
+            ),
         })?;
     if body.len() > limit {
         return Err(too_large(body.len()));

@@ -1,31 +1,38 @@
-//! Accepting connections on smol and serving each with async-h1 and the tide app, with a write
-//! timeout so a client that stops reading is eventually cut off instead of held forever.
+//! Accepting connections on smol and serving each one's requests in turn: the HTTP/1.1 wire
+//! ([`roomcast_smol::http1`]) reads them, the tide router answers, and this loop writes the
+//! answers, in order, on one connection after another (pipelining and kept-alive requests
+//! included). Event streams and WebSocket upgrades then take the socket over.
+//!
+//! Connections are capped ([`ConnectionLimit`]): a client over the cap is answered at once
+//! (503 with Retry-After, or a close that an event stream reconnects after) instead of waiting
+//! on a server that has run out of descriptors. Writes time out, so a client that stops reading
+//! is cut off instead of held forever.
 
 use std::future::Future;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
-
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
-use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
+use roomcast_hub::edge::{AcceptErrors, ConnectionLimit, ConnectionSlot, EdgeArgs};
+use roomcast_smol::http1::{
+    self, After, BodyFraming, Conn, Framing, RequestHead, ResponseHead, Transport, Version,
+};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Executor, Task};
-use tide::http::headers::{CONNECTION, UPGRADE};
 use tide::http::upgrade::Connection;
-use tide::http::{Response, StatusCode};
+use tide::http::{self as types, StatusCode};
 
 use crate::app::State;
+use crate::problem::{Problem, Refused};
 
 static EXECUTOR: LazyLock<Executor<'static>> = LazyLock::new(Executor::new);
-
-/// How long a client may take to send a request's head (async-h1's default).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Spawns a task on the server's executor.
 pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
@@ -43,13 +50,29 @@ pub fn run<T>(main: impl Future<Output = T>) -> T {
     async_io::block_on(EXECUTOR.run(main))
 }
 
+/// How connections are served.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Heads, deadlines.
+    pub limits: http1::Limits,
+    /// Cut off a client whose socket has taken nothing for this long.
+    pub write_timeout: Duration,
+    /// The most of an unread request body read (and dropped) after an early answer to keep the
+    /// connection; a longer one closes it.
+    pub drain_bytes: u64,
+    /// Client addresses behind trusted proxies.
+    pub edge: EdgeArgs,
+}
+
 /// Serves `app` on `listener` until `stop` resolves.
 pub async fn serve(
     listener: TcpListener,
     app: tide::Server<State>,
-    write_timeout: Duration,
+    settings: Arc<Settings>,
+    limit: Arc<ConnectionLimit>,
     stop: async_channel::Receiver<()>,
 ) {
+    let mut errors = AcceptErrors::default();
     loop {
         let accepted = async { Some(listener.accept().await) }.or(async {
             let _ = stop.recv().await;
@@ -58,93 +81,420 @@ pub async fn serve(
         match accepted.await {
             None => return,
             Some(Ok((stream, peer))) => {
-                // async-h1 writes a response's head and body separately; with Nagle on, the
-                // body waits for the client's delayed ACK (40 ms).
+                errors.accepted();
+                // Small writes (a head, then its body) must not wait for delayed ACKs.
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
-                let app = app.clone();
-                spawn(connection(
-                    app,
-                    TimedStream::new(stream, write_timeout),
-                    peer,
-                ))
-                .detach();
+                match limit.try_open() {
+                    Some(slot) => {
+                        spawn(connection(
+                            app.clone(),
+                            stream,
+                            peer,
+                            settings.clone(),
+                            slot,
+                        ))
+                        .detach();
+                    }
+                    None => refuse(stream),
+                }
             }
             Some(Err(e)) => {
                 // Out of file descriptors, usually: wait a moment rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                Timer::after(Duration::from_millis(50)).await;
+                errors.failed(&e);
+                Timer::after(AcceptErrors::PAUSE).await;
             }
         }
     }
 }
 
-/// Serves one connection's requests in turn, as `async_h1::accept` does, with two changes:
-/// the request-head decoder (which holds a 4 KiB header array) is boxed, so it takes memory
-/// only while a head is read; and an event stream is written by [`crate::sse::write`] straight
-/// to the socket instead of through async-h1's 8 KiB copy buffer and per-read chunking. An
-/// idle stream then holds little more than its subscription.
-async fn connection(app: tide::Server<State>, mut stream: TimedStream, peer: SocketAddr) {
-    let watch = PeerWatch(stream.inner.clone().into());
-    let served = AssertUnwindSafe(async {
-        loop {
-            let decoded = Box::pin(async_h1::server::decode(stream.clone()))
-                .or(async {
-                    Timer::after(HEAD_TIMEOUT).await;
-                    Ok(None)
-                })
+/// Over-limit clients being answered at once; more than this are just closed.
+const MAX_REFUSING: usize = 64;
+/// How long an over-limit client gets to show what it asked for.
+const REFUSE_READ: Duration = Duration::from_millis(500);
+
+/// Answers a client over the connection cap and lets it go: an event stream gets a plain
+/// close (EventSource reconnects after a network error, but gives up on an error status);
+/// anything else a 503 problem with Retry-After.
+fn refuse(stream: TcpStream) {
+    static REFUSING: AtomicUsize = AtomicUsize::new(0);
+    if REFUSING.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
+        REFUSING.fetch_sub(1, Ordering::AcqRel);
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
+    spawn(async move {
+        let mut stream = stream;
+        let mut head = [0u8; 2048];
+        let read = stream
+            .read(&mut head)
+            .or(async {
+                Timer::after(REFUSE_READ).await;
+                Ok(0)
+            })
+            .await
+            .unwrap_or(0);
+        let stream_request = head[..read]
+            .windows(17)
+            .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"));
+        if !stream_request {
+            let mut problem = Problem::new(
+                StatusCode::ServiceUnavailable,
+                "too-many-connections",
+                "the server holds as many connections as it allows: try again shortly",
+            );
+            problem.retry_after = Some(Duration::from_secs(1));
+            let mut res: types::Response = tide::Response::from(problem).into();
+            let answer = encode(&mut res, true).await;
+            let _ = stream.write_all(&answer).await;
+        }
+        http1::linger_close(TimedStream::new(stream, REFUSE_READ)).await;
+        REFUSING.fetch_sub(1, Ordering::AcqRel);
+    })
+    .detach();
+}
+
+/// Who made a request, as the access log says: filled in by whoever verifies the caller.
+#[derive(Debug, Clone, Default)]
+pub struct Access(Arc<OnceLock<String>>);
+
+impl Access {
+    /// Records the verified user.
+    pub fn set_user(&self, user: &str) {
+        let _ = self.0.set(user.to_owned());
+    }
+}
+
+/// The client's address (behind a trusted proxy, the one it forwarded), in request extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+/// The route a response came from (its pattern, not the path), in response extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteName(pub &'static str);
+
+async fn connection(
+    app: tide::Server<State>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: Arc<Settings>,
+    slot: ConnectionSlot,
+) {
+    let watch = PeerWatch(stream.clone().into());
+    let conn = Conn::new(
+        TimedStream::new(stream, settings.write_timeout),
+        settings.limits,
+    );
+    let served = AssertUnwindSafe(serve_requests(&app, conn, peer, &settings, watch, slot));
+    if served.catch_unwind().await.is_err() {
+        tracing::error!(%peer, "a request handler panicked; the connection was dropped");
+    }
+}
+
+/// Serves requests on one connection until it closes, or an event stream or upgrade takes it.
+async fn serve_requests(
+    app: &tide::Server<State>,
+    mut conn: Conn<TimedStream>,
+    peer: SocketAddr,
+    settings: &Settings,
+    watch: PeerWatch,
+    slot: ConnectionSlot,
+) {
+    loop {
+        let head = match conn.read_head().await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(refusal) => {
+                let mut res = refused(&refusal);
+                let bytes = encode(&mut res, true).await;
+                if conn.write_all(&bytes).await.is_ok() {
+                    conn.close().await;
+                }
+                tracing::info!(target: "roomcast::access", %peer, status = refusal.status, code = refusal.code, "request refused");
+                return;
+            }
+        };
+        let started = Instant::now();
+        let client = settings
+            .edge
+            .client_ip(peer.ip(), head.values("x-forwarded-for"));
+        let access = Access::default();
+        let head_only = head.method == "HEAD";
+        let mut res = match request(&head, &conn, peer, client, &watch, &access) {
+            Ok(req) => match app.respond(req).await {
+                Ok(res) => res,
+                Err(e) => {
+                    tracing::error!(error = %e, "the router failed");
+                    refused(&http1::Refusal::new(
+                        503,
+                        "unavailable",
+                        "the request failed: try again",
+                    ))
+                }
+            },
+            Err(refusal) => refused(&refusal),
+        };
+        let status = u16::from(res.status());
+        let route = res.ext().get::<RouteName>().map_or("-", |r| r.0);
+        let user = access.0.get().map_or("-", String::as_str);
+        let refused = res.ext().get::<Refused>().map_or("-", |r| r.0);
+        tracing::info!(
+            target: "roomcast::access",
+            method = %head.method,
+            route = %route,
+            status,
+            refused = %refused,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            user = %user,
+            client = %client,
+            "request"
+        );
+        let asked_close = res
+            .header("Connection")
+            .is_some_and(|c| c.as_str().eq_ignore_ascii_case("close"));
+        let close = head.close || asked_close;
+
+        if head_only && let Some(frames) = crate::sse::take_events(&mut res) {
+            // HEAD of an event stream: its head, and no stream.
+            drop(frames);
+            let (bytes, _) = encode_head(&res, BodyFraming::None, true);
+            if conn.write_all(&bytes).await.is_ok() {
+                conn.close().await;
+            }
+            return;
+        }
+        if let Some(frames) = crate::sse::take_events(&mut res) {
+            // A stream may stay open for days: it keeps only what writing it needs.
+            let chunked = head.version == Version::Http11;
+            let framing = if chunked {
+                BodyFraming::Chunked
+            } else {
+                BodyFraming::UntilClose
+            };
+            let (bytes, _) = encode_head(&res, framing, !chunked);
+            drop((res, head));
+            let Some((stream, _)) = conn.into_parts() else {
+                return;
+            };
+            let mut stream = stream;
+            if let Err(e) = crate::sse::write(&mut stream, bytes, frames, chunked).await {
+                tracing::debug!(%peer, error = %e, "event stream ended");
+            }
+            drop(slot);
+            return;
+        }
+        if status == 101
+            && res.has_upgrade()
+            && head.method == "GET"
+            && head.has_token("connection", "upgrade")
+        {
+            let (bytes, _) = encode_head(&res, BodyFraming::None, false);
+            let upgrade = res.send_upgrade();
+            if conn.write_all(&bytes).await.is_err() {
+                return;
+            }
+            let Some((stream, read_ahead)) = conn.into_parts() else {
+                return;
+            };
+            // The slot goes with the socket: the upgraded session is a connection too.
+            upgrade
+                .send(Connection::new(Prefixed::new(read_ahead, stream, slot)))
                 .await;
-            let (mut req, mut body) = match decoded {
-                Ok(Some(decoded)) => decoded,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(e),
+            return;
+        }
+        let (bytes, body) = {
+            let body = res.take_body().into_bytes().await.unwrap_or_default();
+            let framing = if no_body(status) {
+                BodyFraming::None
+            } else {
+                BodyFraming::Length(body.len() as u64)
             };
-            let header = |name| {
-                req.header(name)
-                    .map(|v| v.as_str().to_owned())
-                    .unwrap_or_default()
-            };
-            let connection = header(CONNECTION);
-            let upgrade_requested = !header(UPGRADE).is_empty()
-                && connection
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-            let mut close = connection.eq_ignore_ascii_case("close");
-            let method = req.method();
-            req.set_peer_addr(Some(peer));
-            req.ext_mut().insert(watch.clone());
-            let mut res: Response = app.respond(req).await?;
-            if let Some(events) = crate::sse::take_events(&mut res) {
-                // A stream may stay open for days: keep only what writing it needs.
-                let head = crate::sse::head(&res);
-                drop((res, body));
-                crate::sse::write(&mut stream, head, events).await?;
-                return Ok(());
+            let (mut bytes, _) = encode_head(&res, framing, close);
+            if !head_only && !no_body(status) {
+                bytes.extend_from_slice(&body);
             }
-            close |= res
-                .header(CONNECTION)
-                .is_some_and(|c| c.as_str().eq_ignore_ascii_case("close"));
-            let upgrade = (upgrade_requested
-                && res.status() == StatusCode::SwitchingProtocols
-                && res.has_upgrade())
-            .then(|| res.send_upgrade());
-            let encoder = async_h1::server::Encoder::new(res, method);
-            futures_lite::io::copy(encoder, &mut stream).await?;
-            futures_lite::io::copy(&mut body, &mut futures_lite::io::sink()).await?;
-            if let Some(upgrade) = upgrade {
-                upgrade.send(Connection::new(stream.clone())).await;
-                return Ok(());
-            }
-            if close {
-                return Ok(());
+            (bytes, body)
+        };
+        drop(body);
+        if conn.write_all(&bytes).await.is_err() {
+            return;
+        }
+        if close {
+            conn.close().await;
+            return;
+        }
+        match conn.finish(settings.drain_bytes).await {
+            After::KeepAlive => {}
+            After::Close => {
+                conn.close().await;
+                return;
             }
         }
-    });
-    match served.catch_unwind().await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection ended"),
-        Err(_) => tracing::error!(%peer, "a request handler panicked; the connection was dropped"),
+    }
+}
+
+/// A response's head, its header fields checked as they are written.
+fn encode_head(res: &types::Response, framing: BodyFraming, close: bool) -> (Vec<u8>, Vec<String>) {
+    let status = res.status();
+    let headers = res
+        .iter()
+        .flat_map(|(name, values)| values.iter().map(move |v| (name.as_str(), v.as_str())))
+        .collect();
+    let (bytes, skipped) = ResponseHead {
+        status: u16::from(status),
+        reason: status.canonical_reason(),
+        headers,
+        framing,
+        close,
+    }
+    .encode();
+    if !skipped.is_empty() {
+        tracing::error!(
+            ?skipped,
+            "header fields with invalid names or values were not sent"
+        );
+    }
+    (bytes, skipped)
+}
+
+/// A whole in-memory response (a refusal): head and body.
+async fn encode(res: &mut types::Response, close: bool) -> Vec<u8> {
+    let body = res.take_body().into_bytes().await.unwrap_or_default();
+    let (mut bytes, _) = encode_head(res, BodyFraming::Length(body.len() as u64), close);
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// Statuses whose responses carry no body and no length.
+fn no_body(status: u16) -> bool {
+    matches!(status, 100..=199 | 204 | 304)
+}
+
+/// The answer to a request refused at the wire, as a problem.
+fn refused(refusal: &http1::Refusal) -> types::Response {
+    let status = StatusCode::try_from(refusal.status).unwrap_or(StatusCode::BadRequest);
+    let mut res: types::Response =
+        tide::Response::from(Problem::new(status, refusal.code, refusal.detail.clone())).into();
+    res.insert_header("Connection", "close");
+    res
+}
+
+/// The router's request for `head`, reading its body from `conn`.
+fn request(
+    head: &RequestHead,
+    conn: &Conn<TimedStream>,
+    peer: SocketAddr,
+    client: IpAddr,
+    watch: &PeerWatch,
+    access: &Access,
+) -> Result<types::Request, http1::Refusal> {
+    let method = head
+        .method
+        .parse::<types::Method>()
+        .ok()
+        // http-types matches methods ignoring case; HTTP's methods are case-sensitive.
+        .filter(|m| m.to_string() == head.method)
+        .ok_or_else(|| {
+            http1::Refusal::new(
+                501,
+                "unknown-method",
+                format!("the method {:?} is not one this server knows", head.method),
+            )
+        })?;
+    let url = types::Url::parse(&format!("http://{}{}", head.host, head.target)).map_err(|e| {
+        http1::Refusal::new(
+            400,
+            "malformed-request",
+            format!("the target is not a URL: {e}"),
+        )
+    })?;
+    let mut req = types::Request::new(method, url);
+    req.set_version(Some(match head.version {
+        Version::Http10 => types::Version::Http1_0,
+        Version::Http11 => types::Version::Http1_1,
+    }));
+    for (name, value) in &head.headers {
+        let name = types::headers::HeaderName::from_bytes(name.as_bytes().to_vec());
+        let value = types::headers::HeaderValue::from_bytes(value.as_bytes().to_vec());
+        if let (Ok(name), Ok(value)) = (name, value) {
+            req.append_header(name, value);
+        }
+    }
+    match head.framing {
+        Framing::Length(0) => {}
+        Framing::Length(len) => req.set_body(types::Body::from_reader(
+            futures_lite::io::BufReader::with_capacity(4096, conn.body()),
+            usize::try_from(len).ok(),
+        )),
+        Framing::Chunked => req.set_body(types::Body::from_reader(
+            futures_lite::io::BufReader::with_capacity(4096, conn.body()),
+            None,
+        )),
+    }
+    req.set_peer_addr(Some(peer));
+    req.ext_mut().insert(watch.clone());
+    req.ext_mut().insert(ClientIp(client));
+    req.ext_mut().insert(access.clone());
+    Ok(req)
+}
+
+/// An upgraded connection: bytes read past the upgrade request's head, handed to the new
+/// protocol before the socket's; and the connection's place under the cap, held as long as the
+/// socket.
+struct Prefixed<S> {
+    read_ahead: Vec<u8>,
+    at: usize,
+    inner: S,
+    _slot: ConnectionSlot,
+}
+
+impl<S> Prefixed<S> {
+    fn new(read_ahead: Vec<u8>, inner: S, slot: ConnectionSlot) -> Self {
+        Prefixed {
+            read_ahead,
+            at: 0,
+            inner,
+            _slot: slot,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.at < self.read_ahead.len() {
+            let n = buf.len().min(self.read_ahead.len() - self.at);
+            buf[..n].copy_from_slice(&self.read_ahead[self.at..self.at + n]);
+            self.at += n;
+            if self.at == self.read_ahead.len() {
+                self.read_ahead = Vec::new();
+                self.at = 0;
+            }
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
     }
 }
 
@@ -209,6 +559,12 @@ impl TimedStream {
 impl Clone for TimedStream {
     fn clone(&self) -> Self {
         TimedStream::new(self.inner.clone(), self.timeout)
+    }
+}
+
+impl Transport for TimedStream {
+    fn shutdown_write(&self) {
+        let _ = self.inner.shutdown(Shutdown::Write);
     }
 }
 

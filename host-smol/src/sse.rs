@@ -178,37 +178,25 @@ pub fn take_events(res: &mut tide::http::Response) -> Option<Box<Frames>> {
 /// Most bytes gathered into one write.
 const MAX_WRITE_BYTES: usize = 64 * 1024;
 
-/// The response head of an event stream: `res`'s status and headers, chunked.
-pub fn head(res: &tide::http::Response) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(256);
-    let _ = write!(
-        Adapter(&mut buf),
-        "HTTP/1.1 {} {}\r\n",
-        u16::from(res.status()),
-        res.status().canonical_reason()
-    );
-    for (name, values) in res.iter() {
-        for value in values.iter() {
-            let _ = write!(Adapter(&mut buf), "{name}: {value}\r\n");
-        }
-    }
-    buf.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-    buf
-}
-
 /// Writes the response `head`, then the frames as they come: each write carries every frame
-/// ready by then as one chunk. Returns when the stream ends or the client is gone.
+/// ready by then, as one chunk (or, for HTTP/1.0, as bytes running until the close). Returns
+/// when the stream ends or the client is gone.
 pub async fn write<W: AsyncWrite + Unpin>(
     out: &mut W,
     mut buf: Vec<u8>,
     mut frames: Box<Frames>,
+    chunked: bool,
 ) -> io::Result<()> {
     out.write_all(&buf).await?;
     let mut ready = Vec::new();
     loop {
         buf.clear();
         let Some(first) = frames.next_frame().await else {
-            return out.write_all(b"0\r\n\r\n").await;
+            return if chunked {
+                out.write_all(b"0\r\n\r\n").await
+            } else {
+                Ok(())
+            };
         };
         let mut len = first.len();
         ready.push(first);
@@ -220,13 +208,17 @@ pub async fn write<W: AsyncWrite + Unpin>(
             ready.push(frame);
         }
         let ended = frames.ended;
-        let _ = write!(Adapter(&mut buf), "{len:X}\r\n");
+        if chunked {
+            let _ = write!(Adapter(&mut buf), "{len:X}\r\n");
+        }
         for frame in ready.drain(..) {
             buf.extend_from_slice(&frame);
         }
-        buf.extend_from_slice(b"\r\n");
-        if ended {
-            buf.extend_from_slice(b"0\r\n\r\n");
+        if chunked {
+            buf.extend_from_slice(b"\r\n");
+            if ended {
+                buf.extend_from_slice(b"0\r\n\r\n");
+            }
         }
         out.write_all(&buf).await?;
         if ended {

@@ -31,6 +31,11 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// At most this many frames are gathered into one write.
 const MAX_FRAMES_PER_WRITE: usize = 256;
+/// Bytes written to the socket at once.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// The most a connection may have queued for a client that is not reading (its answers to
+/// pings among them); past it, frames wait in place (a pong is replaced by the newest).
+const MAX_WRITE_BUFFER_BYTES: usize = 256 * 1024;
 
 fn has_token<S>(req: &Request<S>, header: &str, token: &str) -> bool {
     req.header(header).is_some_and(|values| {
@@ -47,6 +52,14 @@ fn has_token<S>(req: &Request<S>, header: &str, token: &str) -> bool {
 pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
     let upgrade_required =
         |detail: &str| Problem::new(StatusCode::UpgradeRequired, "websocket-required", detail);
+    // tide answers HEAD with the GET route; an upgrade is a GET only (RFC 6455).
+    if req.method() != tide::http::Method::Get {
+        return Err(Problem::new(
+            StatusCode::MethodNotAllowed,
+            "method-not-allowed",
+            "a WebSocket is opened with GET",
+        ));
+    }
     if !(has_token(&req, "Connection", "upgrade") && has_token(&req, "Upgrade", "websocket")) {
         return Err(upgrade_required(
             "this endpoint speaks WebSocket: send Connection: Upgrade and Upgrade: websocket",
@@ -130,6 +143,8 @@ async fn session(
     // connection, zero-filled on every read).
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
     let socket = WebSocketStream::from_raw_socket(connection, Role::Server, Some(config)).await;
@@ -149,8 +164,10 @@ async fn session(
             }
         },
     };
-    // Answers to submits, from the reading half to the writing half.
-    let (answers, answered) = async_channel::bounded::<StreamEvent>(16);
+    // Answers to submits (and to pings), from the reading half to the writing half. Bounded:
+    // while the writer cannot get rid of them (a client that sends and never reads), the
+    // reader stops reading.
+    let (answers, answered) = async_channel::bounded::<Option<StreamEvent>>(16);
     let heartbeat_every = who.heartbeat;
 
     // Its own task: polled only when the client sends something. (In one task with the
@@ -159,11 +176,15 @@ async fn session(
     let reading = crate::server::spawn(async move {
         while let Some(Ok(frame)) = incoming.next().await {
             let answer = match frame {
-                Message::Text(text) => submit(&who, text.as_bytes()).await,
-                Message::Binary(_) => {
-                    refusal(None, "binary-frame", "send JSON in text frames".into())
-                }
+                Message::Text(text) => Some(submit(&who, text.as_bytes()).await),
+                Message::Binary(_) => Some(refusal(
+                    None,
+                    "binary-frame",
+                    "send JSON in text frames".into(),
+                )),
                 Message::Close(_) => break,
+                // tungstenite has queued the pong: the writer flushes it.
+                Message::Ping(_) => None,
                 _ => continue,
             };
             if answers.send(answer).await.is_err() {
@@ -187,7 +208,14 @@ async fn session(
                     end = Some(CloseCode::Normal);
                     Message::Close(None)
                 }
-                Some(Some(Delivered::Answer(event))) => Message::text(event.to_json()),
+                Some(Some(Delivered::Answer(Some(event)))) => Message::text(event.to_json()),
+                Some(Some(Delivered::Answer(None))) => {
+                    // A ping was answered: send the pong before reading on.
+                    if sink.flush().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 Some(Some(Delivered::Event(delivery))) => ws_frame(delivery, &mut end),
             }];
             // Everything else already waiting goes out in the same write.
@@ -243,7 +271,8 @@ fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
 
 enum Delivered {
     Event(Delivery),
-    Answer(StreamEvent),
+    /// An answer to send, or `None`: flush the pong tungstenite queued.
+    Answer(Option<StreamEvent>),
 }
 
 fn refusal(reference: Option<String>, code: &str, detail: String) -> StreamEvent {

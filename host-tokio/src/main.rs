@@ -2,18 +2,21 @@
 //! service and server reflection. See `--help` for the flags (each also an environment variable).
 #![forbid(unsafe_code)]
 
+mod access;
 mod convert;
+mod incoming;
 mod service;
 
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use clap::Parser;
+use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::signal::Shutdown;
 use roomcast_hub::telemetry::init_logging;
 use roomcast_hub::{CoreArgs, refuse_to_start};
 use roomcast_proto::fast::chat_server::ChatServer;
-use tonic::transport::server::TcpIncoming;
+use std::time::Duration;
 
 /// The roomcast gRPC server.
 #[derive(Debug, Parser)]
@@ -25,9 +28,19 @@ struct Cli {
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "ROOMCAST_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
     max_request_bytes: usize,
+    /// Most concurrent streams (calls) on one connection; a client waits for one to end before
+    /// opening another.
+    #[arg(
+        long,
+        env = "ROOMCAST_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    max_streams_per_connection: u32,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
+    #[command(flatten)]
+    edge: EdgeArgs,
     #[command(flatten)]
     core: CoreArgs,
 }
@@ -38,9 +51,11 @@ async fn main() -> anyhow::Result<()> {
     init_logging(cli.log_json);
     let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;
     let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
-    let listener = tokio::net::TcpListener::bind(cli.listen)
-        .await
+    let (listener, limit) = cli
+        .edge
+        .listen(cli.listen)
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -50,8 +65,11 @@ async fn main() -> anyhow::Result<()> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let chat = ChatServer::new(service::Service { hub: hub.clone() })
-        .max_decoding_message_size(cli.max_request_bytes);
+    let chat = ChatServer::new(service::Service {
+        hub: hub.clone(),
+        edge: cli.edge.clone(),
+    })
+    .max_decoding_message_size(cli.max_request_bytes);
 
     let stopping = {
         let hub = hub.clone();
@@ -66,13 +84,18 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!("roomcast-tokio listening on http://{addr}");
     tonic::transport::Server::builder()
+        .max_concurrent_streams(cli.max_streams_per_connection)
+        // Heads (metadata) are small; a peer that stops answering pings is let go.
+        .http2_max_header_list_size(16 * 1024)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .layer(access::AccessLayer {
+            max_request_bytes: cli.max_request_bytes,
+        })
         .add_service(health_service)
         .add_service(reflection)
         .add_service(chat)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stopping,
-        )
+        .serve_with_incoming_shutdown(incoming::incoming(listener, limit), stopping)
         .await
         .context("serving")?;
     tracing::info!("stopped");

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use futures_util::Stream;
 use roomcast_core::{Cursor, Resume, Seq, Submit};
 use roomcast_hub::Hub;
+use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::identity::{AuthError, Caller};
 use roomcast_proto::EncodedEvent;
 use roomcast_proto::fast::chat_server::Chat;
@@ -13,11 +14,14 @@ use roomcast_proto::v1 as pb;
 use roomcast_proto::{AUTHORIZATION_METADATA, USER_METADATA};
 use tonic::{Request, Response, Status};
 
+use crate::access::Access;
 use crate::convert::{self, auth_status, status};
 
 /// The service, holding the hub handle.
 pub struct Service {
     pub hub: Hub,
+    /// Client addresses behind trusted proxies.
+    pub edge: EdgeArgs,
 }
 
 impl Service {
@@ -38,6 +42,9 @@ impl Service {
             .identity()
             .verify(token.trim())
             .map_err(auth_status)?;
+        if let Some(access) = req.extensions().get::<Access>() {
+            access.set_user(&caller.user);
+        }
         if let Some(named) = req.metadata().get(USER_METADATA)
             && named.to_str().ok() != Some(caller.user.as_str())
         {
@@ -47,6 +54,19 @@ impl Service {
             )));
         }
         Ok(caller)
+    }
+
+    /// The client's address (behind a trusted proxy, the one it forwarded).
+    fn client_ip<T>(&self, req: &Request<T>) -> std::net::IpAddr {
+        let peer = req
+            .remote_addr()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let forwarded = req
+            .metadata()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        self.edge.client_ip(peer, forwarded)
     }
 
     /// The verified caller's name.
@@ -80,22 +100,23 @@ impl Service {
 #[tonic::async_trait]
 impl Chat for Service {
     async fn register(&self, req: Request<pb::Credentials>) -> Result<Response<pb::Token>, Status> {
+        let from = self.client_ip(&req);
         let pb::Credentials { name, password } = req.into_inner();
         let issued = self
             .hub
-            .register(name, password)
+            .identity()
+            .register(name, password, from)
             .await
             .map_err(auth_status)?;
         Ok(Response::new(convert::token(issued)))
     }
 
     async fn sign_in(&self, req: Request<pb::Credentials>) -> Result<Response<pb::Token>, Status> {
-        let from = req
-            .remote_addr()
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let from = self.client_ip(&req);
         let pb::Credentials { name, password } = req.into_inner();
         let issued = self
             .hub
+            .identity()
             .sign_in(name, password, from)
             .await
             .map_err(auth_status)?;
@@ -103,9 +124,11 @@ impl Chat for Service {
     }
 
     async fn guest(&self, req: Request<pb::GuestRequest>) -> Result<Response<pb::Token>, Status> {
+        let from = self.client_ip(&req);
         let issued = self
             .hub
-            .guest(req.into_inner().nickname)
+            .identity()
+            .guest(req.into_inner().nickname, from)
             .await
             .map_err(auth_status)?;
         Ok(Response::new(convert::token(issued)))
@@ -116,7 +139,11 @@ impl Chat for Service {
         req: Request<pb::SignOutRequest>,
     ) -> Result<Response<pb::SignOutResponse>, Status> {
         let caller = self.caller_of(&req)?;
-        self.hub.sign_out(caller).await.map_err(auth_status)?;
+        self.hub
+            .identity()
+            .sign_out(caller)
+            .await
+            .map_err(auth_status)?;
         Ok(Response::new(pb::SignOutResponse {}))
     }
 

@@ -11,7 +11,7 @@ use roomcast_store::{Retention, Store};
 use jsonwebtoken::Algorithm;
 
 use crate::hub::{Hub, HubOptions, StartError};
-use crate::identity::{IdentityError, IdentityOptions};
+use crate::identity::{Allowance, IdentityError, IdentityOptions};
 
 /// Core and hub settings, flattened into each binary's command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,6 +28,12 @@ pub struct CoreArgs {
     /// Most listeners on one room.
     #[arg(long, env = "ROOMCAST_MAX_LISTENERS_PER_ROOM", default_value_t = Limits::default().max_listeners_per_room)]
     pub max_listeners_per_room: usize,
+    /// Most listeners open on the whole server.
+    #[arg(long, env = "ROOMCAST_MAX_LISTENERS", default_value_t = Limits::default().max_listeners)]
+    pub max_listeners: usize,
+    /// Most listeners one user may hold open on one room (tabs, devices, streams).
+    #[arg(long, env = "ROOMCAST_MAX_LISTENERS_PER_USER", default_value_t = Limits::default().max_listeners_per_user)]
+    pub max_listeners_per_user: usize,
     /// Announce joins and leaves only while at most this many users are present in a room.
     #[arg(long, env = "ROOMCAST_ANNOUNCE_PRESENCE_UP_TO", default_value_t = Limits::default().announce_presence_up_to)]
     pub announce_presence_up_to: usize,
@@ -79,9 +85,26 @@ pub struct CoreArgs {
     /// Whether people may chat as guests (a nickname, no account).
     #[arg(long, env = "ROOMCAST_GUESTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub guests: bool,
-    /// How long the tokens roomcast issues last.
+    /// How long the tokens roomcast issues to accounts last.
     #[arg(long, env = "ROOMCAST_TOKEN_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
     pub token_ttl: Duration,
+    /// How long a guest's token lasts. A guest's nickname is theirs while it does (and an
+    /// hour after), then free for someone else.
+    #[arg(long, env = "ROOMCAST_GUEST_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub guest_ttl: Duration,
+    /// Tokens must carry this issuer (`iss`), and roomcast's own do.
+    #[arg(long, env = "ROOMCAST_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Tokens must carry this audience (`aud`), and roomcast's own do. Without it, tokens that
+    /// name any audience are refused.
+    #[arg(long, env = "ROOMCAST_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Accounts and guests one address may make back to back; 0 turns the limit off.
+    #[arg(long, env = "ROOMCAST_SIGN_UP_BURST", default_value_t = 30)]
+    pub sign_up_burst: u32,
+    /// After the burst, one more sign-up per address each time this passes.
+    #[arg(long, env = "ROOMCAST_SIGN_UP_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub sign_up_interval: Duration,
 }
 
 /// The algorithm of `--jwt-public-key`.
@@ -110,6 +133,8 @@ impl CoreArgs {
                 message_max_bytes: self.max_message_bytes,
                 max_rooms: self.max_rooms,
                 max_listeners_per_room: self.max_listeners_per_room,
+                max_listeners_per_user: self.max_listeners_per_user,
+                max_listeners: self.max_listeners,
                 announce_presence_up_to: self.announce_presence_up_to,
                 submit_rate: (self.rate_burst > 0).then_some(Rate {
                     burst: self.rate_burst,
@@ -165,9 +190,17 @@ impl CoreArgs {
         Ok(IdentityOptions {
             secret: self.jwt_secret.as_ref().map(|s| s.as_bytes().to_vec()),
             public_key,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
             guests: self.guests,
             token_ttl: self.token_ttl,
+            guest_ttl: self.guest_ttl,
+            sign_ups: (self.sign_up_burst > 0).then_some(Allowance {
+                burst: self.sign_up_burst,
+                every: self.sign_up_interval,
+            }),
             max_name_chars: Limits::default().user_name_max_chars,
+            ..IdentityOptions::default()
         })
     }
 

@@ -20,11 +20,12 @@ use std::time::{Instant, SystemTime};
 use async_broadcast::{InactiveReceiver, Receiver, Sender};
 use futures_lite::FutureExt;
 use roomcast_core::{
-    Config, Core, Error, Event, ListenerId, Opened, PresenceEntry, Resume, RoomId, Stats, Timestamp,
+    CloseReason, Config, Core, Error, Event, ListenerId, Opened, PresenceEntry, Resume, RoomId,
+    Stats, Timestamp,
 };
 use roomcast_store::{Journal, Record, Retention, Store};
 
-use crate::identity::{AuthError, Caller, Identity, IdentityError, IdentityOptions, Issued};
+use crate::identity::{Identity, IdentityError, IdentityOptions};
 use thiserror::Error;
 
 use crate::subscription::{Delivery, Ending};
@@ -195,38 +196,9 @@ impl Hub {
         })
     }
 
-    /// Accounts, guests and tokens.
+    /// Accounts, guests and tokens; signing in and up.
     pub fn identity(&self) -> &Arc<Identity> {
         &self.identity
-    }
-
-    /// Creates an account and signs it in (the hashing runs on the blocking pool).
-    pub async fn register(&self, name: String, password: String) -> Result<Issued, AuthError> {
-        let identity = self.identity.clone();
-        blocking::unblock(move || identity.register(&name, &password)).await
-    }
-
-    /// Signs in with a name and password, from `from` (the hashing runs on the blocking pool).
-    pub async fn sign_in(
-        &self,
-        name: String,
-        password: String,
-        from: std::net::IpAddr,
-    ) -> Result<Issued, AuthError> {
-        let identity = self.identity.clone();
-        blocking::unblock(move || identity.sign_in(&name, &password, from)).await
-    }
-
-    /// Signs the caller's session out (the store write runs on the blocking pool).
-    pub async fn sign_out(&self, caller: Caller) -> Result<(), AuthError> {
-        let identity = self.identity.clone();
-        blocking::unblock(move || identity.sign_out(&caller)).await
-    }
-
-    /// A guest token for `nickname` (the store write runs on the blocking pool).
-    pub async fn guest(&self, nickname: String) -> Result<Issued, AuthError> {
-        let identity = self.identity.clone();
-        blocking::unblock(move || identity.guest(&nickname)).await
     }
 
     /// The store behind this hub, if history is durable.
@@ -493,12 +465,19 @@ impl Driver {
         replacing: Option<ListenerId>,
     ) -> Result<impl FnOnce(&mut Rooms) -> Opening + Send + use<>, Error> {
         // Open the new listener before closing the old, so presence does not flicker; unless
-        // the room is full, where the old one's place is needed.
+        // the room (or the user's share of it) is full, where the old one's place is needed.
         let opened = match (
             self.core.open_listener(now(), user, room, resume),
             replacing,
         ) {
-            (Err(Error::TooManyListeners { .. }), Some(old)) => {
+            (
+                Err(
+                    Error::TooManyListeners { .. }
+                    | Error::TooManyUserListeners { .. }
+                    | Error::ServerFull { .. },
+                ),
+                Some(old),
+            ) => {
                 self.core.close_listener(now(), old);
                 self.core.open_listener(now(), user, room, resume)?
             }
@@ -540,9 +519,16 @@ impl Driver {
                 Event::Left { room, user } => Output::Deliver(room, Delivery::Left(user)),
                 // Ends that member's subscriptions (their listeners are closed already).
                 Event::MemberRemoved { room, user } => {
+                    tracing::info!(%room, %user, "member removed");
                     Output::Deliver(room, Delivery::Removed(user))
                 }
-                Event::RoomClosed { room, reason } => Output::Close(room, Ending::from(reason)),
+                Event::RoomClosed { room, reason } => {
+                    match &reason {
+                        CloseReason::Deleted { by } => tracing::info!(%room, %by, "room deleted"),
+                        CloseReason::Expired => tracing::info!(%room, "room expired"),
+                    }
+                    Output::Close(room, Ending::from(reason))
+                }
                 _ => continue,
             };
             self.outputs.push(output);

@@ -6,12 +6,14 @@
 //! - [`Subscription`]: one listener's ordered stream of [`Delivery`]s: presence snapshot, gap
 //!   notice, backlog, then live. A listener that falls more than the room buffer behind is
 //!   resynced from history, so a slow client never holds up a room.
-//! - [`CoreArgs`], [`telemetry`] and [`signal`]: the flags, logs, metrics and shutdown signal
-//!   both binaries take the same way.
+//! - [`CoreArgs`], [`edge`], [`telemetry`] and [`signal`]: the flags, the connection edge
+//!   (file limit, backlog, connection cap, client addresses), logs, metrics and the shutdown
+//!   signal, which both binaries take the same way.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod args;
+pub mod edge;
 mod history;
 mod hub;
 pub mod identity;

@@ -62,7 +62,6 @@ impl From<CloseReason> for Ending {
         match reason {
             CloseReason::Deleted { by } => Ending::Deleted { by: Some(by) },
             CloseReason::Expired => Ending::Expired,
-            _ => Ending::Deleted { by: None },
         }
     }
 }

@@ -8,11 +8,15 @@ use tracing_subscriber::EnvFilter;
 use crate::hub::{Hub, HubError};
 
 /// Logs to stderr through `tracing`: human-readable, or one JSON object per line. The level
-/// comes from `RUST_LOG` (default `info`).
+/// comes from `RUST_LOG` (default `info`). Colours only on a terminal (and never with
+/// `NO_COLOR`), so log files hold no escape codes.
 pub fn init_logging(json: bool) {
+    use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     // A second initialisation (only possible in tests) keeps the first.
     let _ = if json {

@@ -97,6 +97,36 @@ impl Store {
         })
     }
 
+    /// Holds a guest nickname until `until` (replacing any earlier hold).
+    pub fn hold_guest_name(&self, name: &str, until: Timestamp) -> Result<(), StoreError> {
+        self.write(|conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO guest_names (name, held_until) VALUES (?1, ?2)",
+                params![name, until.as_unix_millis()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The guest nicknames still held at `now`, with when each is released; released ones
+    /// are deleted.
+    pub fn guest_names(&self, now: Timestamp) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        self.write(|conn| {
+            conn.execute(
+                "DELETE FROM guest_names WHERE held_until <= ?1",
+                [now.as_unix_millis()],
+            )?;
+            Ok(())
+        })?;
+        Ok(self.read(|conn| {
+            conn.prepare("SELECT name, held_until FROM guest_names")?
+                .query_map([], |r| {
+                    Ok((r.get(0)?, Timestamp::from_unix_millis(r.get(1)?)))
+                })?
+                .collect()
+        })?)
+    }
+
     /// The data dir, for files that live beside the database (the token secret).
     pub fn dir(&self) -> &std::path::Path {
         self.path.parent().unwrap_or(std::path::Path::new("."))

@@ -76,9 +76,11 @@ impl Store {
             dir: dir.to_owned(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(unwritable)?;
+        make_private_dir(dir).map_err(unwritable)?;
         let lock = lock(dir)?;
         let path = dir.join(DATABASE_FILE);
+        // SQLite gives its -wal and -shm files the database file's mode: make that 0600 first.
+        make_private_file(&path).map_err(unwritable)?;
         let sqlite = |source: rusqlite::Error| OpenError::Sqlite {
             path: path.clone(),
             source: source.into(),
@@ -162,13 +164,74 @@ const MAX_IDLE_READERS: usize = 4;
 /// How long a statement waits for a lock held by another connection of ours (checkpoints).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Owner-only permissions: the database holds password hashes and direct messages.
+const PRIVATE_DIR: u32 = 0o700;
+const PRIVATE_FILE: u32 = 0o600;
+
+/// Creates the data dir readable by its owner only. An existing one that is roomcast's (empty,
+/// or holding its database) is closed up if an older roomcast left it open; another dir is only
+/// warned about, never changed.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let ours = dir.join(DATABASE_FILE).exists() || std::fs::read_dir(dir)?.next().is_none();
+    if ours {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_DIR))?;
+        tracing::info!(dir = %dir.display(), from = format!("{mode:o}"), "the data dir is now readable by its owner only (0700)");
+    } else {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "the data dir is readable by others; roomcast.db holds password hashes and direct messages");
+    }
+    Ok(())
+}
+
+/// Creates `path` with mode 0600 if missing, or narrows an existing file (and its SQLite
+/// companions) to it.
+fn make_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let with_suffix = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    for file in [path.to_path_buf(), with_suffix("-wal"), with_suffix("-shm")] {
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(PRIVATE_FILE))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Takes the data dir's lock file, which the OS releases when the process ends in any way.
 fn lock(dir: &Path) -> Result<File, OpenError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(PRIVATE_FILE)
         .open(dir.join(LOCK_FILE))
         .map_err(|source| OpenError::Unwritable {
             dir: dir.to_owned(),

@@ -63,6 +63,14 @@ const MIGRATIONS: &[M<'static>] = &[
         expires_at INTEGER NOT NULL -- ms since the Unix epoch
     ) WITHOUT ROWID;",
     ),
+    M::up(
+        "-- Guest nicknames in use: a name belongs to one guest while its session lives and a while
+    -- after, so nobody else can take it up and read what it could.
+    CREATE TABLE guest_names (
+        name       TEXT PRIMARY KEY,
+        held_until INTEGER NOT NULL -- ms since the Unix epoch
+    ) WITHOUT ROWID;",
+    ),
 ];
 
 /// The migrations this binary knows.

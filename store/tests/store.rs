@@ -319,7 +319,7 @@ fn a_newer_schema_is_refused() {
             err,
             OpenError::TooNew {
                 found: 99,
-                known: 2,
+                known: 3,
                 ..
             }
         ),
@@ -339,4 +339,22 @@ fn an_unusable_dir_is_refused() {
     let err = Store::open(&file.join("data")).unwrap_err();
     assert!(matches!(err, OpenError::Unwritable { .. }), "{err}");
     assert!(err.to_string().contains("--in-memory"), "{err}");
+}
+
+#[test]
+fn guest_name_holds_survive_reopening_until_they_lapse() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |secs: u64| Timestamp::from_unix_millis(secs * 1000);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.hold_guest_name("zed", at(2_000)).unwrap();
+        store.hold_guest_name("amy", at(1_000)).unwrap();
+        // Holding again replaces the earlier hold (a sign-out shortens it).
+        store.hold_guest_name("zed", at(1_500)).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let mut held = store.guest_names(at(1_200)).unwrap();
+    held.sort();
+    assert_eq!(held, vec![("zed".to_owned(), at(1_500))]);
+    assert!(store.guest_names(at(1_500)).unwrap().is_empty());
 }

@@ -9,20 +9,52 @@ use tonic::{Request, Streaming};
 
 use crate::{PATIENCE, Server};
 
-/// A client connected to `server`.
-pub async fn client(server: &Server) -> ChatClient<Channel> {
-    ChatClient::connect(server.url("")).await.expect("connects")
+/// A client of one server: the generated client (it derefs to it), and which server it talks
+/// to, so each user's guest token is asked for once (a guest name is held while its token
+/// lives) and kept across restarts on the same data dir.
+#[derive(Clone)]
+pub struct Client {
+    chat: ChatClient<Channel>,
+    addr: std::net::SocketAddr,
 }
 
-/// A guest token for `user`, from the `Guest` RPC.
-pub async fn guest(c: &mut ChatClient<Channel>, user: &str) -> String {
-    c.guest(pb::GuestRequest {
-        nickname: user.into(),
-    })
-    .await
-    .unwrap_or_else(|e| panic!("a guest token for {user}: {e}"))
-    .into_inner()
-    .token
+impl std::ops::Deref for Client {
+    type Target = ChatClient<Channel>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.chat
+    }
+}
+
+impl std::ops::DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.chat
+    }
+}
+
+/// A client connected to `server`.
+pub async fn client(server: &Server) -> Client {
+    Client {
+        chat: ChatClient::connect(server.url("")).await.expect("connects"),
+        addr: server.addr,
+    }
+}
+
+/// A guest token for `user`, from the `Guest` RPC (once per data dir and name).
+pub async fn guest(c: &mut Client, user: &str) -> String {
+    if let Some(token) = crate::known_token(c.addr, user) {
+        return token;
+    }
+    let token = c
+        .guest(pb::GuestRequest {
+            nickname: user.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("a guest token for {user}: {e}"))
+        .into_inner()
+        .token;
+    crate::remember_token(c.addr, user, &token);
+    token
 }
 
 /// `message` with `token` in the `authorization` metadata.
@@ -36,13 +68,13 @@ pub fn with_token<T>(token: &str, message: T) -> Request<T> {
 }
 
 /// `message` sent as `user`, signed in as a guest of that name.
-pub async fn as_user<T>(c: &mut ChatClient<Channel>, user: &str, message: T) -> Request<T> {
+pub async fn as_user<T>(c: &mut Client, user: &str, message: T) -> Request<T> {
     let token = guest(c, user).await;
     with_token(&token, message)
 }
 
 /// Creates a public room as `owner`, asserting it worked.
-pub async fn create(c: &mut ChatClient<Channel>, room: &str) {
+pub async fn create(c: &mut Client, room: &str) {
     let req = as_user(
         c,
         "owner",
@@ -56,12 +88,7 @@ pub async fn create(c: &mut ChatClient<Channel>, room: &str) {
 }
 
 /// Submits a message as `user`, asserting it was accepted.
-pub async fn submit(
-    c: &mut ChatClient<Channel>,
-    user: &str,
-    room: &str,
-    text: &str,
-) -> pb::ChatMessage {
+pub async fn submit(c: &mut Client, user: &str, room: &str, text: &str) -> pb::ChatMessage {
     let req = as_user(
         c,
         user,
@@ -82,7 +109,7 @@ pub async fn submit(
 
 /// Opens a stream as `user`, optionally resuming after a sequence number.
 pub async fn open(
-    c: &mut ChatClient<Channel>,
+    c: &mut Client,
     user: &str,
     room: &str,
     resume_after: Option<u64>,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod grpc;
+pub mod raw;
 pub mod sse;
 
 pub use sse::{SseEvent, SseStream};
@@ -50,7 +51,9 @@ pub struct Server {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
-    log: mpsc::Receiver<String>,
+    log: Mutex<mpsc::Receiver<String>>,
+    /// Every log line received so far.
+    seen: Mutex<Vec<String>>,
     _data: Option<tempfile::TempDir>,
 }
 
@@ -78,7 +81,7 @@ impl Server {
             )
             .args(args)
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
+            .env_remove("NO_COLOR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -95,19 +98,26 @@ impl Server {
             }
         });
         let deadline = Instant::now() + PATIENCE;
+        let mut early = Vec::new();
         let addr = loop {
             let line = log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("the server logs where it listens");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.trim().parse().expect("a socket address");
+            let addr = line
+                .split("listening on http://")
+                .nth(1)
+                .map(|rest| rest.trim().parse().expect("a socket address"));
+            early.push(line);
+            if let Some(addr) = addr {
+                break addr;
             }
         };
-        forget_tokens(addr);
+        remember_server(addr, data_key(args, data.as_ref()));
         Server {
             child,
             addr,
-            log,
+            log: Mutex::new(log),
+            seen: Mutex::new(early),
             _data: data,
         }
     }
@@ -142,9 +152,44 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident memory, in KiB, from `/proc`.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
     /// Log lines received so far that contain `needle`.
     pub fn log_lines_containing(&self, needle: &str) -> Vec<String> {
-        self.log.try_iter().filter(|l| l.contains(needle)).collect()
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        seen.extend(log.try_iter());
+        seen.iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (at most [`PATIENCE`]) for a log line containing `needle`, and returns it.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(line) = self.log_lines_containing(needle).pop() {
+                return line;
+            }
+            assert!(Instant::now() < deadline, "no log line with {needle:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -235,16 +280,19 @@ impl Answer {
     }
 }
 
-/// A guest token for `user` on the server at `addr`, fetched once per server and name through
+/// A guest token for `user` on the server at `addr`, fetched once per data dir and name through
 /// `POST /api/v1/auth/guest`. `None` if the server refuses (an invalid name, guests off).
 ///
 /// Tests name the acting user the way clients used to (`?user=` in a URL, `"user"` in a JSON
 /// body); the helpers turn that name into a real token, so the server sees a signed-in caller
 /// whose name matches, and a mismatch would be refused.
+///
+/// Tokens belong to a data dir (its secret and sessions): a server restarted on the same dir
+/// takes the tokens issued before, as a real client keeps its token across a restart; and a
+/// guest name stays held, so asking again would be refused.
 pub fn guest_token(addr: SocketAddr, user: &str) -> Option<String> {
-    let tokens = tokens();
-    let key = (addr, user.to_owned());
-    if let Some(token) = tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    let key = (server_key(addr), user.to_owned());
+    if let Some(token) = tokens().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Some(token.clone());
     }
     let res = answer(
@@ -257,28 +305,76 @@ pub fn guest_token(addr: SocketAddr, user: &str) -> Option<String> {
         return None;
     }
     let token = res.json()["token"].as_str()?.to_owned();
-    tokens
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, token.clone());
+    remember_token(addr, user, &token);
     Some(token)
 }
 
-type TokenCache = Mutex<std::collections::HashMap<(SocketAddr, String), String>>;
+type Keys = Mutex<std::collections::HashMap<SocketAddr, String>>;
+type TokenCache = Mutex<std::collections::HashMap<(String, String), String>>;
 
-/// Guest tokens by server address and name.
+/// Tokens by data dir and name.
 fn tokens() -> &'static TokenCache {
     static TOKENS: OnceLock<TokenCache> = OnceLock::new();
     TOKENS.get_or_init(Default::default)
 }
 
-/// Forgets the tokens of whatever server listened on `addr` before: a new server there (ports
-/// are reused) has its own secret.
-fn forget_tokens(addr: SocketAddr) {
+/// The data dir of the server now listening on each address.
+fn servers() -> &'static Keys {
+    static SERVERS: OnceLock<Keys> = OnceLock::new();
+    SERVERS.get_or_init(Default::default)
+}
+
+/// What a server's tokens are keyed by: its data dir, or (in memory) this run of it alone.
+fn data_key(args: &[&str], temp: Option<&tempfile::TempDir>) -> String {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if args.contains(&"--in-memory") {
+        return format!(
+            "memory-{}",
+            RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+    }
+    let named = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--data-dir=")
+            .map(str::to_owned)
+            .or_else(|| (*a == "--data-dir").then(|| args.get(i + 1).map(|d| (*d).to_owned()))?)
+    });
+    named
+        .or_else(|| temp.map(|t| t.path().display().to_string()))
+        .unwrap_or_default()
+}
+
+fn remember_server(addr: SocketAddr, key: String) {
+    servers()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(addr, key);
+}
+
+/// The data-dir key of the server at `addr`.
+pub fn server_key(addr: SocketAddr) -> String {
+    servers()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&addr)
+        .cloned()
+        .unwrap_or_else(|| addr.to_string())
+}
+
+/// Keeps a token `user` got from the server at `addr`.
+pub fn remember_token(addr: SocketAddr, user: &str, token: &str) {
     tokens()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|(a, _), _| *a != addr);
+        .insert((server_key(addr), user.to_owned()), token.to_owned());
+}
+
+/// A token `user` already got from the server at `addr` (or one on the same data dir).
+pub fn known_token(addr: SocketAddr, user: &str) -> Option<String> {
+    tokens()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(server_key(addr), user.to_owned()))
+        .cloned()
 }
 
 /// The user a request acts as: `?user=` in its URL, else `"user"` in its JSON body, else
@@ -478,7 +574,13 @@ impl Browser {
         assert_eq!(browser.get("/sign-in").status, 200);
         let joined = browser.post_form("/guest", &[("nickname", nickname), ("next", "/")]);
         assert_eq!(joined.status, 303, "guest sign-in: {}", joined.body);
-        assert!(browser.cookie("roomcast_session").is_some());
+        // The session cookie is the guest's token: API helpers acting as this nickname use it
+        // (asking for a second guest of the same name would be refused).
+        let token = browser
+            .cookie("roomcast_session")
+            .expect("a session cookie")
+            .to_owned();
+        remember_token(server.addr, nickname, &token);
         browser
     }
 

@@ -199,3 +199,89 @@ fn sampled_responses_match_the_document() {
     assert_eq!(gappy.json()["gap"], json!({"after": 0, "first_held": 4}));
     conforms(&doc, "get", messages, &gappy);
 }
+
+/// One way of calling an operation: headers, body, and the URL (path and query).
+type Variant<'a> = (Vec<(&'a str, &'a str)>, Option<String>, String);
+
+/// Every operation the document lists, called the wrong ways a client (or a schema-driven
+/// fuzzer) would: without credentials, with the wrong media type, malformed or misshapen JSON,
+/// an oversized body, a bad query, a room that is absent or private to someone else, and
+/// rightly. Whatever each answers must be documented for it, with its body's schema.
+#[test]
+fn every_answer_of_every_operation_is_documented() {
+    let server = Server::smol(&["--in-memory", "--max-body-bytes=2048"]);
+    let doc = get(&server.url("/api/openapi.json")).json();
+    // A private room someone else owns, and an open one.
+    let owner = roomcast_e2e::guest_token(server.addr, "owner").unwrap();
+    let owner_auth = format!("Bearer {owner}");
+    let created = roomcast_e2e::request_with(
+        "POST",
+        &server.url("/api/v1/rooms"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &owner_auth),
+        ],
+        Some(r#"{"room":"secret","private":true}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    create_room(&server, "open");
+    say(&server, "open", "ada", "hello");
+    let tester = roomcast_e2e::guest_token(server.addr, "tester").unwrap();
+    let auth = format!("Bearer {tester}");
+
+    let mut operations = 0;
+    let paths = doc["paths"].as_object().expect("paths").clone();
+    for (template, methods) in &paths {
+        for (method, _) in methods.as_object().expect("methods") {
+            operations += 1;
+            let post = method == "post";
+            for room in ["open", "secret", "absent", "bad%20id"] {
+                let path = template.replace("{room}", room).replace("{user}", "nobody");
+                let mut variants: Vec<Variant> = vec![
+                    (vec![], post.then(|| "{}".to_owned()), path.clone()),
+                    (
+                        vec![("Authorization", &auth)],
+                        post.then(|| "{}".to_owned()),
+                        format!("{path}?limit=x&after=-1"),
+                    ),
+                ];
+                if post {
+                    for (content_type, body) in [
+                        ("text/plain", "hello".to_owned()),
+                        ("application/json", "{".to_owned()),
+                        ("application/json", "[]".to_owned()),
+                        ("application/json", format!("{{\"text\":\"{}\"}}", "x".repeat(4096))),
+                        (
+                            "application/json",
+                            r#"{"room":"open","text":"hi","user":"nobody","name":"tester2","password":"a long password","nickname":"tester3"}"#.to_owned(),
+                        ),
+                    ] {
+                        variants.push((
+                            vec![("Authorization", &auth), ("Content-Type", content_type)],
+                            Some(body),
+                            path.clone(),
+                        ));
+                    }
+                } else {
+                    variants.push((vec![("Authorization", &auth)], None, path.clone()));
+                }
+                for (headers, body, url) in variants {
+                    let method_name = method.to_uppercase();
+                    let answer = if method_name == "POST" {
+                        roomcast_e2e::request_with(
+                            "POST",
+                            &server.url(&url),
+                            &headers,
+                            Some(body.as_deref().unwrap_or("")),
+                        )
+                    } else {
+                        roomcast_e2e::request_with(&method_name, &server.url(&url), &headers, None)
+                    };
+                    assert!(answer.status < 500, "{method} {url}: {}", answer.body);
+                    conforms(&doc, method, template, &answer);
+                }
+            }
+        }
+    }
+    assert!(operations >= 15, "only {operations} operations documented");
+}

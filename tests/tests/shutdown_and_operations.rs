@@ -1,5 +1,6 @@
-//! Operating the server: health, metrics, and a graceful stop on SIGTERM or SIGINT that tells
-//! every open stream before exiting 0.
+//! Operating the server: health, metrics, logs an operator can read (and that give nothing
+//! away), a data dir only its owner can read, and a graceful stop on SIGTERM or SIGINT that
+//! tells every open stream before exiting 0.
 
 use std::net::TcpStream;
 
@@ -91,4 +92,114 @@ fn sigint_exits_zero_too() {
     let mut server = Server::smol(&[]);
     server.signal("INT");
     assert_eq!(server.wait().code(), Some(0));
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn the_data_dir_and_its_files_are_readable_by_their_owner_only() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("fresh");
+    let server = Server::smol(&[&format!("--data-dir={}", dir.display())]);
+    create_room(&server, "m");
+    say(&server, "m", "ada", "a private word");
+    assert_eq!(mode(&dir), 0o700, "the data dir");
+    for file in [
+        "roomcast.db",
+        "roomcast.db-wal",
+        "roomcast.db-shm",
+        "jwt-secret",
+        "roomcast.lock",
+    ] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    drop(server);
+    // A data dir left readable by an older roomcast is closed up at start.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.join("roomcast.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let server = Server::smol(&[&format!("--data-dir={}", dir.display())]);
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("roomcast.db")), 0o600);
+    drop(server);
+}
+
+#[test]
+fn requests_sign_ins_and_refusals_are_logged_without_secrets_or_colours() {
+    let server = Server::smol(&[]);
+    let password = "correct horse battery";
+    let registered = post_json(
+        &server.url("/api/v1/auth/register"),
+        &json!({"name": "ada", "password": password}),
+    );
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let token = registered.json()["token"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+    ];
+    let post = |path: &str, body: &str| {
+        roomcast_e2e::request_with("POST", &server.url(path), &headers, Some(body))
+    };
+    assert_eq!(post("/api/v1/rooms", r#"{"room":"logged"}"#).status, 201);
+    assert_eq!(
+        post("/api/v1/rooms/logged/messages", r#"{"text":""}"#).status,
+        400
+    );
+    let wrong = post_json(
+        &server.url("/api/v1/auth/sign-in"),
+        &json!({"name": "ada", "password": "wrong guess"}),
+    );
+    assert_eq!(wrong.status, 401);
+    assert_eq!(
+        roomcast_e2e::request_with(
+            "DELETE",
+            &server.url("/api/v1/rooms/logged"),
+            &headers,
+            None
+        )
+        .status,
+        204
+    );
+
+    // One access line per request: method, route (the pattern, not the path), status, user.
+    let access = server.wait_for_log("route=/api/v1/rooms/:room/messages");
+    for field in ["method=POST", "status=400", "user=ada", "duration_ms="] {
+        assert!(access.contains(field), "{field} missing from {access}");
+    }
+    // Security events, by reason.
+    let refused = server.wait_for_log("sign-in refused");
+    assert!(
+        refused.contains("ada") && refused.contains("bad-credentials"),
+        "{refused}"
+    );
+    let deleted = server.wait_for_log("room deleted");
+    assert!(
+        deleted.contains("room=logged") && deleted.contains("by=ada"),
+        "{deleted}"
+    );
+    let refusal = server.wait_for_log("refused");
+    assert!(!refusal.is_empty());
+    // Nothing secret, and no colour codes on a pipe.
+    let everything = server.log_lines_containing("");
+    for line in &everything {
+        assert!(!line.contains(&token), "a token in the log: {line}");
+        assert!(!line.contains(password), "a password in the log: {line}");
+        assert!(
+            !line.contains('\u{1b}'),
+            "colour codes in the log: {line:?}"
+        );
+    }
 }

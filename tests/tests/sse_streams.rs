@@ -36,7 +36,8 @@ fn a_post_arrives_as_a_message_event_with_its_sequence_number() {
 
 #[test]
 fn many_listeners_all_receive_every_message_in_order() {
-    let server = Server::smol(&["--rate-burst=0"]);
+    // Forty-odd users from one address: over the default sign-ups per address.
+    let server = Server::smol(&["--rate-burst=0", "--sign-up-burst=0"]);
     create_room(&server, "crowd");
     let listeners: Vec<SseStream> = (0..40)
         .map(|i| {

@@ -1,0 +1,119 @@
+//! What every call passes through: the access log (method, status, duration, user, client) and
+//! one correction of tonic's answers. tonic refuses a request over `--max-request-bytes` with
+//! `OUT_OF_RANGE`; gRPC's own rule (and the core's message-size limit) is that size limits are
+//! `RESOURCE_EXHAUSTED`, so that refusal is rewritten here.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response};
+use tonic::transport::server::TcpConnectInfo;
+
+/// Who made a call, as the access log says: filled in by whoever verifies the caller.
+#[derive(Debug, Clone, Default)]
+pub struct Access(Arc<OnceLock<String>>);
+
+impl Access {
+    /// Records the verified user.
+    pub fn set_user(&self, user: &str) {
+        let _ = self.0.set(user.to_owned());
+    }
+}
+
+/// The layer, with the request size limit it reports.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLayer {
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+}
+
+impl<S> tower_layer::Layer<S> for AccessLayer {
+    type Service = AccessService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessService {
+            inner,
+            max_request_bytes: self.max_request_bytes,
+        }
+    }
+}
+
+/// The service the layer wraps around every call.
+#[derive(Debug, Clone)]
+pub struct AccessService<S> {
+    inner: S,
+    max_request_bytes: usize,
+}
+
+/// What tonic says when a request is over its decoding limit.
+const TOO_LARGE: &str = "Error, decoded message length too large";
+
+impl<S, B, R> tower_service::Service<Request<B>> for AccessService<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<R>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let access = Access::default();
+        req.extensions_mut().insert(access.clone());
+        let method = req.uri().path().to_owned();
+        let client = req
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr)
+            .map(|a: SocketAddr| a.ip());
+        let max = self.max_request_bytes;
+        let call = self.inner.call(req);
+        Box::pin(async move {
+            let mut res = call.await?;
+            let headers = res.headers_mut();
+            let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
+                && headers
+                    .get("grpc-message")
+                    .and_then(|m| m.to_str().ok())
+                    .is_some_and(|m| m.replace("%20", " ").starts_with(TOO_LARGE));
+            if too_large {
+                headers.insert("grpc-status", HeaderValue::from_static("8"));
+                if let Ok(message) = HeaderValue::from_str(&format!(
+                    "the request is larger than --max-request-bytes ({max} bytes) (request-too-large)"
+                )) {
+                    headers.insert("grpc-message", message);
+                }
+            }
+            // An error before any message comes in the headers; otherwise the call started
+            // well (a stream's final status comes later).
+            let status = headers
+                .get("grpc-status")
+                .and_then(|s| s.to_str().ok())
+                .and_then(|s| s.parse::<i32>().ok())
+                .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+            let user = access.0.get().map_or("-", String::as_str);
+            let client = client.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+            tracing::info!(
+                target: "roomcast::access",
+                method = %method,
+                status = ?status,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                user = %user,
+                client = %client,
+                "call"
+            );
+            Ok(res)
+        })
+    }
+}
