@@ -12,8 +12,9 @@ use roomcast_hub::telemetry::Metrics;
 use tide::{Request, Response, StatusCode};
 
 use crate::problem::Problem;
-use crate::server::{Access, ClientIp, RouteName};
+use crate::server::{ClientIp, RouteName};
 use crate::{api, auth, openapi, pages, sse, ws};
+use roomcast_hub::telemetry::Access;
 
 /// What every handler can reach.
 #[derive(Clone)]

@@ -15,8 +15,8 @@ use tide::{Redirect, Request, Response, StatusCode};
 
 use crate::app::{SESSION_COOKIE, State, client_ip, cookie, room_param, same_user, token};
 use crate::problem::{Problem, form_body};
-use crate::server::Access;
 use crate::wire::rfc3339;
+use roomcast_hub::telemetry::Access;
 
 const CSRF_COOKIE: &str = "roomcast_csrf";
 /// Messages shown when a room page loads; older ones are a scroll (and a request) away.

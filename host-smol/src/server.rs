@@ -14,13 +14,14 @@ use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use roomcast_hub::edge::{AcceptErrors, ConnectionLimit, ConnectionSlot, EdgeArgs};
+use roomcast_hub::telemetry::Access;
 use roomcast_smol::http1::{
     self, After, BodyFraming, Conn, Framing, RequestHead, ResponseHead, Transport, Version,
 };
@@ -155,17 +156,6 @@ fn refuse(stream: TcpStream) {
     .detach();
 }
 
-/// Who made a request, as the access log says: filled in by whoever verifies the caller.
-#[derive(Debug, Clone, Default)]
-pub struct Access(Arc<OnceLock<String>>);
-
-impl Access {
-    /// Records the verified user.
-    pub fn set_user(&self, user: &str) {
-        let _ = self.0.set(user.to_owned());
-    }
-}
-
 /// The client's address (behind a trusted proxy, the one it forwarded), in request extensions.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
@@ -237,7 +227,7 @@ async fn serve_requests(
         };
         let status = u16::from(res.status());
         let route = res.ext().get::<RouteName>().map_or("-", |r| r.0);
-        let user = access.0.get().map_or("-", String::as_str);
+        let user = access.user();
         let refused = res.ext().get::<Refused>().map_or("-", |r| r.0);
         tracing::info!(
             target: "roomcast::access",

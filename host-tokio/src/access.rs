@@ -6,23 +6,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{HeaderValue, Request, Response};
+use roomcast_hub::telemetry::Access;
 use tonic::transport::server::TcpConnectInfo;
-
-/// Who made a call, as the access log says: filled in by whoever verifies the caller.
-#[derive(Debug, Clone, Default)]
-pub struct Access(Arc<OnceLock<String>>);
-
-impl Access {
-    /// Records the verified user.
-    pub fn set_user(&self, user: &str) {
-        let _ = self.0.set(user.to_owned());
-    }
-}
 
 /// The layer, with the request size limit it reports.
 #[derive(Debug, Clone, Copy)]
@@ -102,7 +91,7 @@ where
                 .and_then(|s| s.to_str().ok())
                 .and_then(|s| s.parse::<i32>().ok())
                 .map_or(tonic::Code::Ok, tonic::Code::from_i32);
-            let user = access.0.get().map_or("-", String::as_str);
+            let user = access.user();
             let client = client.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
             tracing::info!(
                 target: "roomcast::access",

@@ -8,13 +8,13 @@ use roomcast_core::{Cursor, Resume, Seq, Submit};
 use roomcast_hub::Hub;
 use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::identity::{AuthError, Caller};
+use roomcast_hub::telemetry::Access;
 use roomcast_proto::EncodedEvent;
 use roomcast_proto::fast::chat_server::Chat;
 use roomcast_proto::v1 as pb;
 use roomcast_proto::{AUTHORIZATION_METADATA, USER_METADATA};
 use tonic::{Request, Response, Status};
 
-use crate::access::Access;
 use crate::convert::{self, auth_status, status};
 
 /// The service, holding the hub handle.

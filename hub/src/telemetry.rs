@@ -1,6 +1,6 @@
 //! Logs and metrics, set up the same way by both binaries.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -80,5 +80,22 @@ impl ConnectionGauge {
 impl Drop for ConnectionGauge {
     fn drop(&mut self) {
         self.0.decrement(1.0);
+    }
+}
+
+/// Who made a request, for its access log line: created by the host per request, filled in by
+/// whoever verifies the caller.
+#[derive(Debug, Clone, Default)]
+pub struct Access(Arc<OnceLock<String>>);
+
+impl Access {
+    /// Records the verified user.
+    pub fn set_user(&self, user: &str) {
+        let _ = self.0.set(user.to_owned());
+    }
+
+    /// The verified user, or `-`.
+    pub fn user(&self) -> &str {
+        self.0.get().map_or("-", String::as_str)
     }
 }
