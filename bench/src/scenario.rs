@@ -674,6 +674,7 @@ async fn stalled(
     let room = audience.rooms[0].clone();
     let stalled = Listener::open(target.kind, target.addr, &room, "stalled", true).await?;
     let port = stalled.local_port();
+    let server_port = target.addr.port();
     let rss_before = target.rss_kib();
     let watching = Arc::new(AtomicBool::new(true));
     let stalled_at = Instant::now();
@@ -683,7 +684,9 @@ async fn stalled(
         tokio::spawn(async move {
             let (mut cut_after, mut rss_max) = (None, 0u64);
             while watching.load(Ordering::SeqCst) {
-                if cut_after.is_none() && port.is_some_and(|p| established(p) != Some(true)) {
+                if cut_after.is_none()
+                    && port.is_some_and(|p| established(server_port, p) != Some(true))
+                {
                     cut_after = Some(stalled_at.elapsed().as_secs_f64());
                 }
                 if let Some(rss) = pid_target.and_then(rss_kib) {

@@ -174,20 +174,22 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Whether the server still holds the connection from local port `port` open, from the
-/// server side's row in `/proc/net/tcp` (the client's own side cannot tell: a stalled client's
-/// full window keeps the server's FIN from reaching it). `None` once the row is gone.
-pub fn established(port: u16) -> Option<bool> {
+/// Whether the server (listening on `server_port`) still holds the connection from local port
+/// `port`, from the server side's row in `/proc/net/tcp` (the client's own side cannot tell: a
+/// stalled client's full window keeps the server's FIN from reaching it). `None` once the row is
+/// gone. Both ports are matched: rows left in TIME_WAIT by an earlier run's connections may
+/// carry the same client port.
+pub fn established(server_port: u16, port: u16) -> Option<bool> {
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let remote = format!(":{port:04X}");
+    let (local, remote) = (format!(":{server_port:04X}"), format!(":{port:04X}"));
     table.lines().skip(1).find_map(|line| {
         let mut fields = line.split_whitespace();
-        let (_, _local, remote_addr, state) = (
+        let (_, local_addr, remote_addr, state) = (
             fields.next()?,
             fields.next()?,
             fields.next()?,
             fields.next()?,
         );
-        remote_addr.ends_with(&remote).then_some(state == "01")
+        (local_addr.ends_with(&local) && remote_addr.ends_with(&remote)).then_some(state == "01")
     })
 }

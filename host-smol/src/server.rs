@@ -263,15 +263,18 @@ async fn serve_requests(
                 BodyFraming::UntilClose
             };
             let (bytes, _) = encode_head(&res, framing, !chunked);
-            drop((res, head));
-            let Some((stream, _)) = conn.into_parts() else {
+            let Some((mut stream, _)) = conn.into_parts() else {
                 return;
             };
-            let mut stream = stream;
-            if let Err(e) = crate::sse::write(&mut stream, bytes, frames, chunked).await {
-                tracing::debug!(%peer, error = %e, "event stream ended");
-            }
-            drop(slot);
+            // A task of its own: this one's state (the request, the response, the wire's
+            // buffers) is not kept for the stream's life.
+            spawn(async move {
+                if let Err(e) = crate::sse::write(&mut stream, bytes, frames, chunked).await {
+                    tracing::debug!(%peer, error = %e, "event stream ended");
+                }
+                drop(slot);
+            })
+            .detach();
             return;
         }
         if status == 101
@@ -293,20 +296,16 @@ async fn serve_requests(
                 .await;
             return;
         }
-        let (bytes, body) = {
-            let body = res.take_body().into_bytes().await.unwrap_or_default();
-            let framing = if no_body(status) {
-                BodyFraming::None
-            } else {
-                BodyFraming::Length(body.len() as u64)
-            };
-            let (mut bytes, _) = encode_head(&res, framing, close);
-            if !head_only && !no_body(status) {
-                bytes.extend_from_slice(&body);
-            }
-            (bytes, body)
+        let body = res.take_body().into_bytes().await.unwrap_or_default();
+        let framing = if no_body(status) {
+            BodyFraming::None
+        } else {
+            BodyFraming::Length(body.len() as u64)
         };
-        drop(body);
+        let (mut bytes, _) = encode_head(&res, framing, close);
+        if !head_only && !no_body(status) {
+            bytes.extend_from_slice(&body);
+        }
         if conn.write_all(&bytes).await.is_err() {
             return;
         }
@@ -440,7 +439,9 @@ struct Prefixed<S> {
 }
 
 impl<S> Prefixed<S> {
-    fn new(read_ahead: Vec<u8>, inner: S, slot: ConnectionSlot) -> Self {
+    fn new(mut read_ahead: Vec<u8>, inner: S, slot: ConnectionSlot) -> Self {
+        // The connection's read buffer, usually empty: keep no capacity for the session's life.
+        read_ahead.shrink_to_fit();
         Prefixed {
             read_ahead,
             at: 0,

@@ -10,14 +10,17 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{HeaderValue, Request, Response};
+use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::telemetry::Access;
 use tonic::transport::server::TcpConnectInfo;
 
 /// The layer, with the request size limit it reports.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AccessLayer {
     /// `--max-request-bytes`.
     pub max_request_bytes: usize,
+    /// Client addresses behind trusted proxies.
+    pub edge: EdgeArgs,
 }
 
 impl<S> tower_layer::Layer<S> for AccessLayer {
@@ -27,6 +30,7 @@ impl<S> tower_layer::Layer<S> for AccessLayer {
         AccessService {
             inner,
             max_request_bytes: self.max_request_bytes,
+            edge: self.edge.clone(),
         }
     }
 }
@@ -36,6 +40,7 @@ impl<S> tower_layer::Layer<S> for AccessLayer {
 pub struct AccessService<S> {
     inner: S,
     max_request_bytes: usize,
+    edge: EdgeArgs,
 }
 
 /// What tonic says when a request is over its decoding limit.
@@ -65,7 +70,14 @@ where
             .extensions()
             .get::<TcpConnectInfo>()
             .and_then(TcpConnectInfo::remote_addr)
-            .map(|a: SocketAddr| a.ip());
+            .map(|a: SocketAddr| {
+                let forwarded = req
+                    .headers()
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok());
+                self.edge.client_ip(a.ip(), forwarded)
+            });
         let max = self.max_request_bytes;
         let call = self.inner.call(req);
         Box::pin(async move {

@@ -13,6 +13,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+/// Idle time before the kernel probes a connection.
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Time between probes.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A connection under the cap.
 pub struct Counted {
     stream: TcpStream,
@@ -37,6 +42,15 @@ pub fn incoming(
                         };
                         if let Err(e) = stream.set_nodelay(true) {
                             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                        }
+                        // A client that vanished without a FIN, holding a quiet stream, is
+                        // found by the kernel (after a minute and a few probes) and its
+                        // connection freed.
+                        let probes = socket2::TcpKeepalive::new()
+                            .with_time(KEEPALIVE_IDLE)
+                            .with_interval(KEEPALIVE_INTERVAL);
+                        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&probes) {
+                            tracing::debug!(error = %e, "cannot set TCP keepalive");
                         }
                         let counted = Counted {
                             stream,
