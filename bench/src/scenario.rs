@@ -800,12 +800,16 @@ async fn ingress(
     let mut admin = Publisher::connect(target.kind, target.addr, "admin").await?;
     admin.create_room(&room).await?;
     let text = Arc::new(format!("t=0 {}", "x".repeat(s.size)));
+    // Everyone connected and signed in first: the window measures posting alone.
+    let mut publishers = Vec::with_capacity(submitters);
+    for i in 0..submitters {
+        publishers.push(Publisher::connect(target.kind, target.addr, &format!("sub{i}")).await?);
+    }
+    let cpu_before = target.cpu_seconds();
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(submitters);
-    for i in 0..submitters {
-        let mut publisher =
-            Publisher::connect(target.kind, target.addr, &format!("sub{i}")).await?;
+    for mut publisher in publishers {
         let (room, text) = (room.clone(), Arc::clone(&text));
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
@@ -831,6 +835,9 @@ async fn ingress(
         failed += f;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_us_per_ack = cpu_before
+        .zip(target.cpu_seconds())
+        .map(|(before, after)| (after - before) * 1e6 / acked.max(1) as f64);
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let per_second = acked as f64 / elapsed;
     let via = if target.kind == Kind::Grpc {
@@ -847,13 +854,16 @@ async fn ingress(
             format!("{:.2}", ms(0.5)),
             format!("{:.2}", ms(0.99)),
             format!("{:.2}", ms(0.999)),
-            format!("{failed} failed"),
+            match cpu_us_per_ack {
+                Some(cpu) => format!("{failed} failed; server {cpu:.1} µs CPU/ack"),
+                None => format!("{failed} failed"),
+            },
         ],
         complete: failed == 0 && acked > 0,
         json: json!({
             "scenario": "P1", "target": target.kind.name(), "submitters": submitters,
             "seconds": elapsed, "acknowledged": acked, "failed": failed,
-            "acks_per_second": per_second,
+            "acks_per_second": per_second, "server_cpu_us_per_ack": cpu_us_per_ack,
             "ack_latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
         }),
     })

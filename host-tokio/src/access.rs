@@ -63,20 +63,24 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let access = Access::default();
-        req.extensions_mut().insert(access.clone());
-        let method = req.uri().path().to_owned();
-        let client = req
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(TcpConnectInfo::remote_addr)
-            .map(|a: SocketAddr| {
-                let forwarded = req
-                    .headers()
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok());
-                self.edge.client_ip(a.ip(), forwarded)
+        // What the access line says is gathered only when the line is written.
+        let logged =
+            tracing::enabled!(target: "roomcast::access", tracing::Level::INFO).then(|| {
+                let access = Access::default();
+                req.extensions_mut().insert(access.clone());
+                let client = req
+                    .extensions()
+                    .get::<TcpConnectInfo>()
+                    .and_then(TcpConnectInfo::remote_addr)
+                    .map(|a: SocketAddr| {
+                        let forwarded = req
+                            .headers()
+                            .get_all("x-forwarded-for")
+                            .iter()
+                            .filter_map(|v| v.to_str().ok());
+                        self.edge.client_ip(a.ip(), forwarded)
+                    });
+                (access, req.uri().path().to_owned(), client)
             });
         let max = self.max_request_bytes;
         let call = self.inner.call(req);
@@ -96,24 +100,25 @@ where
                     headers.insert("grpc-message", message);
                 }
             }
-            // An error before any message comes in the headers; otherwise the call started
-            // well (a stream's final status comes later).
-            let status = headers
-                .get("grpc-status")
-                .and_then(|s| s.to_str().ok())
-                .and_then(|s| s.parse::<i32>().ok())
-                .map_or(tonic::Code::Ok, tonic::Code::from_i32);
-            let user = access.user();
-            let client = client.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
-            tracing::info!(
-                target: "roomcast::access",
-                method = %method,
-                status = ?status,
-                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-                user = %user,
-                client = %client,
-                "call"
-            );
+            if let Some((access, method, client)) = logged {
+                // An error before any message comes in the headers; otherwise the call started
+                // well (a stream's final status comes later).
+                let status = headers
+                    .get("grpc-status")
+                    .and_then(|s| s.to_str().ok())
+                    .and_then(|s| s.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                let client = client.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+                tracing::info!(
+                    target: "roomcast::access",
+                    method = %method,
+                    status = ?status,
+                    duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    user = %access.user(),
+                    client = %client,
+                    "call"
+                );
+            }
             Ok(res)
         })
     }

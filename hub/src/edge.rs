@@ -150,7 +150,7 @@ impl ConnectionLimit {
         if !self.refusing.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 max = self.max,
-                "connection limit reached: answering new clients with 503 until some leave (--max-connections)"
+                "connection limit reached: turning new clients away until some leave (--max-connections)"
             );
         }
         None

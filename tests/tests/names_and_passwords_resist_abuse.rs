@@ -356,4 +356,7 @@ async fn grpc_guest_names_are_exclusive_too() {
     assert!(c.guest(guest("zed")).await.is_ok());
     let again = c.guest(guest("zed")).await.unwrap_err();
     assert_eq!(again.code(), Code::AlreadyExists, "{again:?}");
+    // Each call has its access line, with its outcome.
+    let line = server.wait_for_log("method=/roomcast.v1.Chat/Guest status=AlreadyExists");
+    assert!(line.contains("client=127.0.0.1"), "{line}");
 }
