@@ -28,7 +28,7 @@ struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/rooms", tag = "rooms",
     params(
         ("after" = Option<String>, Query, description = "List rooms whose ids sort after this one"),
-        ("limit" = Option<usize>, Query, description = "Page size (default 100, at most 500)"),
+        ("limit" = Option<usize>, Query, description = "Page size (default 100, at most 500)", minimum = 0, maximum = 9_007_199_254_740_991_u64),
         ("user" = Option<String>, Query, description = "Who asks"),
     ),
     responses((status = 200, body = RoomList), (status = 400, body = ProblemBody, content_type = "application/problem+json")))]
@@ -198,9 +198,9 @@ struct HistoryQuery {
 #[utoipa::path(get, path = "/api/v1/rooms/{room}/messages", tag = "messages",
     params(
         ("room" = String, Path, description = "The room id"),
-        ("after" = Option<u64>, Query, description = "Messages after this sequence number"),
-        ("before" = Option<u64>, Query, description = "Messages before this sequence number"),
-        ("limit" = Option<usize>, Query, description = "Page size (default 50, at most 500)"),
+        ("after" = Option<u64>, Query, description = "Messages after this sequence number (not with `before`: 400)", minimum = 0, maximum = 9_007_199_254_740_991_u64),
+        ("before" = Option<u64>, Query, description = "Messages before this sequence number (not with `after`: 400)", minimum = 0, maximum = 9_007_199_254_740_991_u64),
+        ("limit" = Option<usize>, Query, description = "Page size (default 50, at most 500)", minimum = 0, maximum = 9_007_199_254_740_991_u64),
         ("user" = Option<String>, Query, description = "Who asks"),
     ),
     responses(

@@ -74,115 +74,209 @@ where
     }
 }
 
-/// A route under construction: its pattern goes to every handler it gets.
+/// A route under construction: its pattern goes to every handler it gets, and its methods to
+/// the table that answers `Allow`.
 struct Route<'a> {
     route: tide::Route<'a, State>,
     pattern: &'static str,
+    methods: &'a mut Vec<&'static str>,
 }
 
 impl Route<'_> {
-    fn get<F, Fut>(mut self, f: F) -> Self
+    fn get<F, Fut>(self, f: F) -> Self
     where
         F: Fn(Request<State>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Response, Problem>> + Send + 'static,
     {
-        self.route.get(h(self.pattern, f));
-        self
+        self.on(tide::http::Method::Get, f)
     }
 
-    fn post<F, Fut>(mut self, f: F) -> Self
+    fn post<F, Fut>(self, f: F) -> Self
     where
         F: Fn(Request<State>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Response, Problem>> + Send + 'static,
     {
-        self.route.post(h(self.pattern, f));
-        self
+        self.on(tide::http::Method::Post, f)
     }
 
-    fn delete<F, Fut>(mut self, f: F) -> Self
+    fn delete<F, Fut>(self, f: F) -> Self
     where
         F: Fn(Request<State>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Response, Problem>> + Send + 'static,
     {
-        self.route.delete(h(self.pattern, f));
+        self.on(tide::http::Method::Delete, f)
+    }
+
+    fn on<F, Fut>(mut self, method: tide::http::Method, f: F) -> Self
+    where
+        F: Fn(Request<State>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, Problem>> + Send + 'static,
+    {
+        self.route.method(method, h(self.pattern, f));
+        self.methods.push(match method {
+            tide::http::Method::Get => "GET, HEAD",
+            tide::http::Method::Post => "POST",
+            _ => "DELETE",
+        });
         self
     }
 }
 
-fn at<'a>(app: &'a mut tide::Server<State>, pattern: &'static str) -> Route<'a> {
-    Route {
-        route: app.at(pattern),
-        pattern,
+/// Every route's pattern and the methods it takes.
+#[derive(Default)]
+struct Routes(Vec<(&'static str, Vec<&'static str>)>);
+
+impl Routes {
+    fn at<'a>(&'a mut self, app: &'a mut tide::Server<State>, pattern: &'static str) -> Route<'a> {
+        self.0.push((pattern, Vec::new()));
+        let methods = &mut self.0.last_mut().expect("just pushed").1;
+        Route {
+            route: app.at(pattern),
+            pattern,
+            methods,
+        }
+    }
+
+    /// The methods the route matching `path` takes, for `Allow`.
+    fn allowed(&self, path: &str) -> Option<String> {
+        let matches = |pattern: &str| {
+            let (mut p, mut s) = (pattern.split('/'), path.split('/'));
+            loop {
+                match (p.next(), s.next()) {
+                    (None, None) => return true,
+                    (Some(want), Some(got)) if want.starts_with(':') && !got.is_empty() => {}
+                    (Some(want), Some(got)) if want == got => {}
+                    _ => return false,
+                }
+            }
+        };
+        self.0
+            .iter()
+            .find(|(pattern, _)| matches(pattern))
+            .map(|(_, methods)| methods.join(", "))
     }
 }
 
 /// Builds the web application.
 pub fn build(state: State) -> tide::Server<State> {
     let mut app = tide::with_state(state);
-    app.with(tide::utils::After(fill_empty_errors));
+    let mut routes = Routes::default();
     // The web page and the seed's routes.
-    at(&mut app, "/").get(pages::index);
-    at(&mut app, "/rooms").post(pages::create_room);
-    at(&mut app, "/direct").post(pages::direct);
-    at(&mut app, "/sign-in")
+    routes.at(&mut app, "/").get(pages::index);
+    routes.at(&mut app, "/rooms").post(pages::create_room);
+    routes.at(&mut app, "/direct").post(pages::direct);
+    routes
+        .at(&mut app, "/sign-in")
         .get(pages::sign_in_page)
         .post(pages::sign_in);
-    at(&mut app, "/register")
+    routes
+        .at(&mut app, "/register")
         .get(pages::register_page)
         .post(pages::register);
-    at(&mut app, "/guest").post(pages::guest);
-    at(&mut app, "/sign-out").post(pages::sign_out);
-    at(&mut app, "/room/:room")
+    routes.at(&mut app, "/guest").post(pages::guest);
+    routes.at(&mut app, "/sign-out").post(pages::sign_out);
+    routes
+        .at(&mut app, "/room/:room")
         .get(pages::room)
         .post(pages::post_message)
         .delete(api::delete_room);
-    at(&mut app, "/room/:room/members").post(pages::members);
-    at(&mut app, "/room/:room/members/remove").post(pages::members);
-    at(&mut app, "/stream/:room").get(sse::seed_stream);
-    at(&mut app, "/submit").post(api::seed_submit);
-    at(&mut app, "/assets/:file").get(pages::asset);
+    routes
+        .at(&mut app, "/room/:room/members")
+        .post(pages::members);
+    routes
+        .at(&mut app, "/room/:room/members/remove")
+        .post(pages::members);
+    routes.at(&mut app, "/stream/:room").get(sse::seed_stream);
+    routes.at(&mut app, "/submit").post(api::seed_submit);
+    routes.at(&mut app, "/assets/:file").get(pages::asset);
     // The JSON API.
-    at(&mut app, "/api/openapi.json").get(openapi::document);
-    at(&mut app, "/api/v1/rooms")
+    routes
+        .at(&mut app, "/api/openapi.json")
+        .get(openapi::document);
+    routes
+        .at(&mut app, "/api/v1/rooms")
         .get(api::list_rooms)
         .post(api::create_room);
-    at(&mut app, "/api/v1/rooms/:room")
+    routes
+        .at(&mut app, "/api/v1/rooms/:room")
         .get(api::room)
         .delete(api::delete_room);
-    at(&mut app, "/api/v1/rooms/:room/messages")
+    routes
+        .at(&mut app, "/api/v1/rooms/:room/messages")
         .get(api::history)
         .post(api::post_message);
-    at(&mut app, "/api/v1/rooms/:room/presence").get(api::presence);
-    at(&mut app, "/api/v1/rooms/:room/members").post(api::invite);
-    at(&mut app, "/api/v1/rooms/:room/members/:user").delete(api::remove_member);
-    at(&mut app, "/api/v1/direct").post(api::direct);
-    at(&mut app, "/api/v1/auth/register").post(auth::register);
-    at(&mut app, "/api/v1/auth/sign-in").post(auth::sign_in);
-    at(&mut app, "/api/v1/auth/guest").post(auth::guest);
-    at(&mut app, "/api/v1/auth/sign-out").post(auth::sign_out);
-    at(&mut app, "/api/v1/auth/me").get(auth::me);
-    at(&mut app, "/api/v1/rooms/:room/events").get(sse::stream);
-    at(&mut app, "/api/v1/rooms/:room/ws").get(ws::upgrade);
+    routes
+        .at(&mut app, "/api/v1/rooms/:room/presence")
+        .get(api::presence);
+    routes
+        .at(&mut app, "/api/v1/rooms/:room/members")
+        .post(api::invite);
+    routes
+        .at(&mut app, "/api/v1/rooms/:room/members/:user")
+        .delete(api::remove_member);
+    routes.at(&mut app, "/api/v1/direct").post(api::direct);
+    routes
+        .at(&mut app, "/api/v1/auth/register")
+        .post(auth::register);
+    routes
+        .at(&mut app, "/api/v1/auth/sign-in")
+        .post(auth::sign_in);
+    routes.at(&mut app, "/api/v1/auth/guest").post(auth::guest);
+    routes
+        .at(&mut app, "/api/v1/auth/sign-out")
+        .post(auth::sign_out);
+    routes.at(&mut app, "/api/v1/auth/me").get(auth::me);
+    routes
+        .at(&mut app, "/api/v1/rooms/:room/events")
+        .get(sse::stream);
+    routes
+        .at(&mut app, "/api/v1/rooms/:room/ws")
+        .get(ws::upgrade);
     // Operations.
-    at(&mut app, "/healthz").get(api::health);
-    at(&mut app, "/metrics").get(api::metrics);
+    routes.at(&mut app, "/healthz").get(api::health);
+    routes.at(&mut app, "/metrics").get(api::metrics);
+    // One table per process (the binary builds one app); the wire answers methods tide cannot
+    // represent from it too.
+    let _ = ROUTES.set(routes);
+    app.with(RouterRefusals);
     app
 }
 
-/// Gives tide's own bare 404 and 405 answers a problem body, like every other refusal.
-async fn fill_empty_errors(res: Response) -> tide::Result {
-    let status = res.status();
-    if status.is_client_error() && res.content_type().is_none() {
-        let (code, detail) = match status {
-            StatusCode::NotFound => ("no-such-route", "no route matches this path"),
-            StatusCode::MethodNotAllowed => {
-                ("method-not-allowed", "this path does not take this method")
-            }
-            _ => ("bad-request", "the request was refused"),
-        };
-        return Ok(Problem::new(status, code, detail).into());
+static ROUTES: std::sync::OnceLock<Routes> = std::sync::OnceLock::new();
+
+/// The methods the route matching `path` takes (for `Allow`), or `None` if no route does.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    ROUTES.get()?.allowed(path)
+}
+
+/// Gives tide's own bare 404 and 405 answers a problem body, like every other refusal, and a
+/// 405 the `Allow` header RFC 9110 requires.
+struct RouterRefusals;
+
+#[tide::utils::async_trait]
+impl tide::Middleware<State> for RouterRefusals {
+    async fn handle(&self, req: Request<State>, next: tide::Next<'_, State>) -> tide::Result {
+        let path = req.url().path().to_owned();
+        let mut res = next.run(req).await;
+        let status = res.status();
+        if status.is_client_error() && res.content_type().is_none() {
+            let (code, detail) = match status {
+                StatusCode::NotFound => ("no-such-route", "no route matches this path"),
+                StatusCode::MethodNotAllowed => {
+                    ("method-not-allowed", "this path does not take this method")
+                }
+                _ => ("bad-request", "the request was refused"),
+            };
+            res = Problem::new(status, code, detail).into();
+        }
+        if status == StatusCode::MethodNotAllowed
+            && res.header("Allow").is_none()
+            && let Some(allowed) = allowed_methods(&path)
+        {
+            res.insert_header("Allow", allowed);
+        }
+        Ok(res)
     }
-    Ok(res)
 }
 
 /// The `:room` path segment.

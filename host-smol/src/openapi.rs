@@ -71,7 +71,10 @@ impl utoipa::Modify for EdgeAnswers {
                     // No token needed: these hand one out.
                     operation.security = Some(Vec::new());
                 } else {
-                    answers.push((401, "No valid token: sign in"));
+                    answers.extend([
+                        (401, "No valid token: sign in"),
+                        (403, "The request names a user other than the caller (`user`), or the caller may not do this"),
+                    ]);
                 }
                 if operation.request_body.is_some() {
                     answers.extend([

@@ -196,7 +196,7 @@ async fn serve_requests(
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(refusal) => {
-                let mut res = refused(&refusal);
+                let mut res = refused(&refusal, "");
                 let bytes = encode(&mut res, true).await;
                 if conn.write_all(&bytes).await.is_ok() {
                     conn.close().await;
@@ -216,14 +216,13 @@ async fn serve_requests(
                 Ok(res) => res,
                 Err(e) => {
                     tracing::error!(error = %e, "the router failed");
-                    refused(&http1::Refusal::new(
-                        503,
-                        "unavailable",
-                        "the request failed: try again",
-                    ))
+                    refused(
+                        &http1::Refusal::new(503, "unavailable", "the request failed: try again"),
+                        "",
+                    )
                 }
             },
-            Err(refusal) => refused(&refusal),
+            Err(refusal) => refused(&refusal, head.target.split('?').next().unwrap_or_default()),
         };
         let status = u16::from(res.status());
         let route = res.ext().get::<RouteName>().map_or("-", |r| r.0);
@@ -360,12 +359,19 @@ fn no_body(status: u16) -> bool {
     matches!(status, 100..=199 | 204 | 304)
 }
 
-/// The answer to a request refused at the wire, as a problem.
-fn refused(refusal: &http1::Refusal) -> types::Response {
+/// The answer to a request refused at the wire, as a problem. It closes the connection: what
+/// follows a refused request cannot be trusted to be the next one. A 405 says which methods the
+/// path takes.
+fn refused(refusal: &http1::Refusal, path: &str) -> types::Response {
     let status = StatusCode::try_from(refusal.status).unwrap_or(StatusCode::BadRequest);
     let mut res: types::Response =
         tide::Response::from(Problem::new(status, refusal.code, refusal.detail.clone())).into();
     res.insert_header("Connection", "close");
+    if status == StatusCode::MethodNotAllowed
+        && let Some(allowed) = crate::app::allowed_methods(path)
+    {
+        res.insert_header("Allow", allowed);
+    }
     res
 }
 
@@ -385,11 +391,15 @@ fn request(
         // http-types matches methods ignoring case; HTTP's methods are case-sensitive.
         .filter(|m| m.to_string() == head.method)
         .ok_or_else(|| {
-            http1::Refusal::new(
-                501,
-                "unknown-method",
-                format!("the method {:?} is not one this server knows", head.method),
-            )
+            let path = head.target.split('?').next().unwrap_or_default();
+            match crate::app::allowed_methods(path) {
+                Some(_) => http1::Refusal::new(
+                    405,
+                    "method-not-allowed",
+                    format!("this path does not take the method {:?}", head.method),
+                ),
+                None => http1::Refusal::new(404, "no-such-route", "no route matches this path"),
+            }
         })?;
     let url = types::Url::parse(&format!("http://{}{}", head.host, head.target)).map_err(|e| {
         http1::Refusal::new(

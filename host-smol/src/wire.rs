@@ -180,17 +180,28 @@ pub struct CreateRoom {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Credentials {
     /// The user name (letters and digits of any script, `-`, `_`, `.`, inner spaces; at most 32).
-    #[schema(example = "ada")]
+    #[schema(
+        example = "ada",
+        min_length = 1,
+        max_length = 32,
+        pattern = r"^[\p{L}\p{N}_.\-]+( [\p{L}\p{N}_.\-]+)*$"
+    )]
     pub name: String,
-    /// 8 to 1024 bytes.
+    /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
 }
 
 /// Chat as a guest.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GuestRequest {
-    /// The name to show; must not be a registered user's.
-    #[schema(example = "visitor-7")]
+    /// The name to show (the user-name rules); must not be held by an account or a guest.
+    #[schema(
+        example = "visitor-7",
+        min_length = 1,
+        max_length = 32,
+        pattern = r"^[\p{L}\p{N}_.\-]+( [\p{L}\p{N}_.\-]+)*$"
+    )]
     pub nickname: String,
 }
 

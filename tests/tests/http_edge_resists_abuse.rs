@@ -122,7 +122,12 @@ fn a_request_after_an_early_answer_is_not_swallowed() {
         let mut conn = RawConn::connect(server.addr);
         conn.send(format!("{request}{}", get_request("/healthz")).as_bytes())
             .unwrap();
-        conn.response().unwrap().problem(status, code);
+        let res = conn.response().unwrap();
+        res.problem(status, code);
+        if status == 405 {
+            // RFC 9110: a 405 says what the path does take.
+            assert_eq!(res.header("allow"), Some("GET, HEAD, POST"), "{res:?}");
+        }
         let next = conn.response().expect("the next request is answered");
         assert_eq!(next.status(), 200, "after {status}: {next:?}");
     }
@@ -208,10 +213,18 @@ fn http_1_0_is_served_and_bad_requests_get_problems() {
     assert_eq!(res.header("connection"), Some("close"));
     assert!(conn.closes_within(PATIENCE));
 
+    // A method nothing here knows: a path that exists says what it takes; one that does not,
+    // that it does not.
     let mut conn = RawConn::connect(server.addr);
     conn.send(b"FROB /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    conn.response().unwrap().problem(501, "unknown-method");
+    let res = conn.response().unwrap();
+    res.problem(405, "method-not-allowed");
+    assert_eq!(res.header("allow"), Some("GET, HEAD"));
+    let mut conn = RawConn::connect(server.addr);
+    conn.send(b"QUERY /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    conn.response().unwrap().problem(404, "no-such-route");
 
     let mut conn = RawConn::connect(server.addr);
     conn.send(b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n")

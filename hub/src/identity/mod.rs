@@ -40,8 +40,9 @@ pub use attempts::{Allowance, Origin};
 use attempts::Buckets;
 use hashing::Hashing;
 
-/// The shortest and longest password accepted, in bytes.
-pub const PASSWORD_BYTES: std::ops::RangeInclusive<usize> = 8..=1024;
+/// The shortest and longest password accepted, in characters (at most 1 KiB of UTF-8, and a
+/// rule a schema can state).
+pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=256;
 /// Sign-in attempts for one account from one address: five, then one every 12 s.
 const SIGN_IN_PER_ACCOUNT_AND_ADDRESS: Allowance = Allowance {
     burst: 5,
@@ -135,8 +136,8 @@ pub enum AuthError {
     /// Guests are turned off on this server.
     #[error("guests are not allowed here: register or sign in")]
     GuestsOff,
-    /// A password outside [`PASSWORD_BYTES`].
-    #[error("a password must be 8 to 1024 bytes long")]
+    /// A password outside [`PASSWORD_CHARS`].
+    #[error("a password must be 8 to 256 characters long")]
     BadPassword,
     /// A name that breaks the user-name rules.
     #[error("invalid user name: {0}")]
@@ -498,7 +499,7 @@ impl Identity {
         from: IpAddr,
     ) -> Result<Issued, AuthError> {
         let name = self.name(&name)?;
-        if !PASSWORD_BYTES.contains(&password.len()) {
+        if !PASSWORD_CHARS.contains(&password.chars().count()) {
             return Err(AuthError::BadPassword);
         }
         self.admit_sign_up(from)?;
