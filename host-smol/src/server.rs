@@ -111,9 +111,12 @@ pub async fn serve(
 }
 
 /// Over-limit clients being answered at once; more than this are just closed.
-const MAX_REFUSING: usize = 64;
-/// How long an over-limit client gets to show what it asked for.
-const REFUSE_READ: Duration = Duration::from_millis(500);
+const MAX_REFUSING: usize = 256;
+/// How long an over-limit client gets to show what it asked for (a client sends its request
+/// as it connects; one that sends nothing must not hold a refusal for long).
+const REFUSE_READ: Duration = Duration::from_millis(100);
+/// How long a refused client's last bytes are read before its socket closes.
+const REFUSE_LINGER: Duration = Duration::from_millis(500);
 
 /// Answers a client over the connection cap and lets it go: an event stream gets a plain
 /// close (EventSource reconnects after a network error, but gives up on an error status);
@@ -150,7 +153,7 @@ fn refuse(stream: TcpStream) {
             let answer = encode(&mut res, true).await;
             let _ = stream.write_all(&answer).await;
         }
-        http1::linger_close(TimedStream::new(stream, REFUSE_READ)).await;
+        http1::linger_close(TimedStream::new(stream, REFUSE_READ), REFUSE_LINGER).await;
         REFUSING.fetch_sub(1, Ordering::AcqRel);
     })
     .detach();

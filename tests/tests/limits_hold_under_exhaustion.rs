@@ -53,7 +53,11 @@ fn over_the_connection_limit_clients_are_answered_at_once_then_served_again() {
             conn
         })
         .collect();
-    // Twenty more are told at once to come back, with a problem that says why.
+    // Over-limit clients that send nothing do not use up the answers: after eighty of them,
+    // twenty more are still told at once to come back, with a problem that says why.
+    let silent: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
     for _ in 0..20 {
         let mut conn = RawConn::connect(server.addr);
         conn.send(get_request("/healthz").as_bytes()).unwrap();
@@ -65,7 +69,7 @@ fn over_the_connection_limit_clients_are_answered_at_once_then_served_again() {
     let warnings = server.log_lines_containing("connection limit");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     // When the held ones leave, newcomers are served again.
-    drop(held);
+    drop((held, silent));
     let deadline = Instant::now() + PATIENCE;
     loop {
         let mut conn = RawConn::connect(server.addr);

@@ -243,7 +243,7 @@ impl<S: Transport> Conn<S> {
     /// client is still sending for a moment, so the kernel does not answer it with a reset that
     /// could destroy the response before the client reads it.
     pub async fn close(self) {
-        linger_close(self.writer).await;
+        linger_close(self.writer, LINGER).await;
     }
 
     /// Gives up the connection (for an upgrade or an event stream): the transport, and bytes
@@ -257,18 +257,18 @@ impl<S: Transport> Conn<S> {
 }
 
 /// How long a closing connection keeps reading what the client still sends.
-const LINGER: Duration = Duration::from_secs(2);
+pub const LINGER: Duration = Duration::from_secs(2);
 /// How much it reads while lingering.
 const LINGER_BYTES: usize = 64 * 1024;
 
-/// Shuts the sending side of `io`, then reads and drops what arrives for [`LINGER`] (at most
+/// Shuts the sending side of `io`, then reads and drops what arrives for `linger` (at most
 /// [`LINGER_BYTES`]) before dropping it.
-pub async fn linger_close<S: Transport>(mut io: S) {
+pub async fn linger_close<S: Transport>(mut io: S, linger: Duration) {
     let _ = io.flush().await;
     io.shutdown_write();
     let mut sink = [0u8; 1024];
     let mut read = 0;
-    let deadline = Instant::now() + LINGER;
+    let deadline = Instant::now() + linger;
     while read < LINGER_BYTES {
         let n = futures_lite::AsyncReadExt::read(&mut io, &mut sink)
             .or(async {
