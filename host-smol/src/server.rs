@@ -150,7 +150,7 @@ fn refuse(stream: TcpStream) {
             );
             problem.retry_after = Some(Duration::from_secs(1));
             let mut res: types::Response = tide::Response::from(problem).into();
-            let answer = encode(&mut res, true).await;
+            let answer = encode(&mut res, true, false).await;
             let _ = stream.write_all(&answer).await;
         }
         http1::linger_close(TimedStream::new(stream, REFUSE_READ), REFUSE_LINGER).await;
@@ -200,7 +200,7 @@ async fn serve_requests(
             Ok(None) => return,
             Err(refusal) => {
                 let mut res = refused(&refusal, "");
-                let bytes = encode(&mut res, true).await;
+                let bytes = encode(&mut res, true, false).await;
                 if conn.write_all(&bytes).await.is_ok() {
                     conn.close().await;
                 }
@@ -250,7 +250,7 @@ async fn serve_requests(
         if head_only && let Some(frames) = crate::sse::take_events(&mut res) {
             // HEAD of an event stream: its head, and no stream.
             drop(frames);
-            let (bytes, _) = encode_head(&res, BodyFraming::None, true);
+            let bytes = encode_head(&res, BodyFraming::None, true);
             if conn.write_all(&bytes).await.is_ok() {
                 conn.close().await;
             }
@@ -264,7 +264,7 @@ async fn serve_requests(
             } else {
                 BodyFraming::UntilClose
             };
-            let (bytes, _) = encode_head(&res, framing, !chunked);
+            let bytes = encode_head(&res, framing, !chunked);
             let Some((mut stream, _)) = conn.into_parts() else {
                 return;
             };
@@ -284,7 +284,7 @@ async fn serve_requests(
             && head.method == "GET"
             && head.has_token("connection", "upgrade")
         {
-            let (bytes, _) = encode_head(&res, BodyFraming::None, false);
+            let bytes = encode_head(&res, BodyFraming::None, false);
             let upgrade = res.send_upgrade();
             if conn.write_all(&bytes).await.is_err() {
                 return;
@@ -298,16 +298,7 @@ async fn serve_requests(
                 .await;
             return;
         }
-        let body = res.take_body().into_bytes().await.unwrap_or_default();
-        let framing = if no_body(status) {
-            BodyFraming::None
-        } else {
-            BodyFraming::Length(body.len() as u64)
-        };
-        let (mut bytes, _) = encode_head(&res, framing, close);
-        if !head_only && !no_body(status) {
-            bytes.extend_from_slice(&body);
-        }
+        let bytes = encode(&mut res, close, head_only).await;
         if conn.write_all(&bytes).await.is_err() {
             return;
         }
@@ -326,7 +317,7 @@ async fn serve_requests(
 }
 
 /// A response's head, its header fields checked as they are written.
-fn encode_head(res: &types::Response, framing: BodyFraming, close: bool) -> (Vec<u8>, Vec<String>) {
+fn encode_head(res: &types::Response, framing: BodyFraming, close: bool) -> Vec<u8> {
     let status = res.status();
     let headers = res
         .iter()
@@ -346,14 +337,23 @@ fn encode_head(res: &types::Response, framing: BodyFraming, close: bool) -> (Vec
             "header fields with invalid names or values were not sent"
         );
     }
-    (bytes, skipped)
+    bytes
 }
 
-/// A whole in-memory response (a refusal): head and body.
-async fn encode(res: &mut types::Response, close: bool) -> Vec<u8> {
+/// A whole in-memory response: its head, and its body unless it is the answer to HEAD or a
+/// status that has none.
+async fn encode(res: &mut types::Response, close: bool, head_only: bool) -> Vec<u8> {
     let body = res.take_body().into_bytes().await.unwrap_or_default();
-    let (mut bytes, _) = encode_head(res, BodyFraming::Length(body.len() as u64), close);
-    bytes.extend_from_slice(&body);
+    let status = u16::from(res.status());
+    let framing = if no_body(status) {
+        BodyFraming::None
+    } else {
+        BodyFraming::Length(body.len() as u64)
+    };
+    let mut bytes = encode_head(res, framing, close);
+    if !head_only && !no_body(status) {
+        bytes.extend_from_slice(&body);
+    }
     bytes
 }
 

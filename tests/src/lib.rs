@@ -291,9 +291,8 @@ impl Answer {
 /// takes the tokens issued before, as a real client keeps its token across a restart; and a
 /// guest name stays held, so asking again would be refused.
 pub fn guest_token(addr: SocketAddr, user: &str) -> Option<String> {
-    let key = (server_key(addr), user.to_owned());
-    if let Some(token) = tokens().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Some(token.clone());
+    if let Some(token) = known_token(addr, user) {
+        return Some(token);
     }
     let res = answer(
         agent()

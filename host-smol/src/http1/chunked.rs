@@ -3,7 +3,7 @@
 //! by exactly CRLF, and trailer fields are bounded and discarded. Lenient chunk parsing (bare
 //! LF in an extension, an empty size line) is a known way to smuggle a request past a proxy.
 
-use super::Refusal;
+use super::{Refusal, is_field_text, is_token};
 
 /// The longest chunk-size line, extension included.
 const MAX_SIZE_LINE: usize = 1024;
@@ -145,10 +145,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, Refusal> {
     let malformed = || Refusal::body("a chunk-size line is malformed");
     let body = line.strip_suffix(b"\r\n").ok_or_else(malformed)?;
     let starts_with_digit = body.first().is_some_and(u8::is_ascii_hexdigit);
-    let clean = body
-        .iter()
-        .all(|b| *b == b'\t' || (b' '..=b'~').contains(b));
-    if !starts_with_digit || !clean {
+    if !starts_with_digit || !is_field_text(body) {
         return Err(malformed());
     }
     match httparse::parse_chunk_size(line) {
@@ -165,14 +162,7 @@ fn is_field_line(line: &[u8]) -> bool {
     let Some(colon) = body.iter().position(|b| *b == b':') else {
         return false;
     };
-    let (name, value) = (&body[..colon], &body[colon + 1..]);
-    !name.is_empty()
-        && name
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
-        && value
-            .iter()
-            .all(|b| *b == b'\t' || (b' '..=b'~').contains(b))
+    is_token(&body[..colon]) && is_field_text(&body[colon + 1..])
 }
 
 #[cfg(test)]

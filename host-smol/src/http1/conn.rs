@@ -197,11 +197,6 @@ impl<S: Transport> Conn<S> {
         }
     }
 
-    /// Whether the current request's body has been read to its end.
-    pub fn body_done(&self) -> bool {
-        matches!(self.lock().body, Body::Done)
-    }
-
     /// After a response: reads what is left of the request's body (at most `drain` bytes, by
     /// its deadline) so the next request can follow, or says to close.
     pub async fn finish(&mut self, drain: u64) -> After {
@@ -232,11 +227,6 @@ impl<S: Transport> Conn<S> {
     /// Writes response bytes.
     pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.writer.write_all(bytes).await
-    }
-
-    /// Flushes written bytes.
-    pub async fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush().await
     }
 
     /// Closes without losing the last response: stops sending, then reads (and drops) what the

@@ -3,7 +3,7 @@
 //! lengths that disagree, a transfer coding other than `chunked`, both framings at once) is
 //! refused and the connection closed, so no request can be smuggled past it.
 
-use super::Refusal;
+use super::{Refusal, is_field_text};
 
 /// Header lines a request may carry.
 pub const MAX_HEADERS: usize = 64;
@@ -122,7 +122,7 @@ pub fn parse(head: &[u8]) -> Result<RequestHead, Refusal> {
     for field in request.headers.iter() {
         let value = std::str::from_utf8(field.value)
             .ok()
-            .filter(|v| v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
+            .filter(|v| is_field_text(v.as_bytes()))
             .ok_or_else(|| {
                 Refusal::malformed(format!(
                     "header {} holds bytes that are not visible ASCII",

@@ -20,7 +20,23 @@ use std::time::Duration;
 
 pub use conn::{After, BodyReader, Conn, Transport, linger_close};
 pub use head::{Framing, RequestHead, Version};
-pub use response::{BodyFraming, ResponseHead, is_field_value, is_token};
+pub use response::{BodyFraming, ResponseHead};
+
+/// An RFC 9110 token (a header field's name).
+fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+}
+
+/// Text a header field's value (or a chunk extension) may hold: visible ASCII, spaces and
+/// tabs, and nothing else (no CR, LF, NUL or other control character).
+fn is_field_text(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|b| *b == b'\t' || (b' '..=b'~').contains(b))
+}
 
 /// How much a client may send, and how slowly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

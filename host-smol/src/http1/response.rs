@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use super::{is_field_text, is_token};
+
 /// How the body after the head is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
@@ -47,7 +49,7 @@ impl ResponseHead<'_> {
             if FRAMING_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)) {
                 continue;
             }
-            if is_token(name) && is_field_value(value) {
+            if is_token(name.as_bytes()) && is_field_text(value.as_bytes()) {
                 let _ = write!(out, "{name}: {value}\r\n");
             } else {
                 skipped.push(name.escape_debug().to_string());
@@ -74,18 +76,6 @@ impl ResponseHead<'_> {
         out.push_str("\r\n");
         (out.into_bytes(), skipped)
     }
-}
-
-/// A header name: an RFC 9110 token.
-pub fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// A header value: visible ASCII, spaces and tabs, nothing else.
-pub fn is_field_value(s: &str) -> bool {
-    s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 #[cfg(test)]

@@ -312,7 +312,10 @@ impl GuestNames {
 pub struct Identity {
     encoding: EncodingKey,
     decoding: DecodingKey,
-    external: Option<(Algorithm, DecodingKey)>,
+    /// What an HS256 token must satisfy, made once.
+    validation: Validation,
+    /// Tokens minted elsewhere: their algorithm, key, and what they must satisfy.
+    external: Option<(Algorithm, DecodingKey, Validation)>,
     store: Option<Arc<Store>>,
     /// Accounts when there is no store: name → password hash.
     memory: Mutex<HashMap<String, String>>,
@@ -333,7 +336,7 @@ impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
             .field("guests", &self.options.guests)
-            .field("external", &self.external.as_ref().map(|(alg, _)| *alg))
+            .field("external", &self.external.as_ref().map(|(alg, _, _)| *alg))
             .finish_non_exhaustive()
     }
 }
@@ -385,7 +388,7 @@ impl Identity {
                     _ => DecodingKey::from_rsa_pem(pem),
                 }
                 .map_err(|e| IdentityError::PublicKey(e.to_string()))?;
-                Some((*alg, key))
+                Some((*alg, key, validation(*alg, &options)))
             }
         };
         let load = |e: roomcast_store::StoreError| IdentityError::Store(e.to_string());
@@ -417,6 +420,7 @@ impl Identity {
             .map_err(IdentityError::Threads)?;
         Ok(Identity {
             encoding: EncodingKey::from_secret(&secret),
+            validation: validation(Algorithm::HS256, &options),
             decoding: DecodingKey::from_secret(&secret),
             external,
             store,
@@ -441,29 +445,16 @@ impl Identity {
     /// Checks a token and says who it names.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(refusal)?;
-        let key = match (&self.external, header.alg) {
-            (_, Algorithm::HS256) => &self.decoding,
-            (Some((alg, key)), used) if *alg == used => key,
+        let (key, validation) = match (&self.external, header.alg) {
+            (_, Algorithm::HS256) => (&self.decoding, &self.validation),
+            (Some((alg, key, validation)), used) if *alg == used => (key, validation),
             (_, used) => {
                 return Err(AuthError::InvalidToken(format!(
                     "tokens signed with {used:?} are not accepted here"
                 )));
             }
         };
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = 5;
-        validation.validate_nbf = true;
-        let mut required = vec!["exp", "sub"];
-        if let Some(issuer) = &self.options.issuer {
-            validation.set_issuer(&[issuer]);
-            required.push("iss");
-        }
-        if let Some(audience) = &self.options.audience {
-            validation.set_audience(&[audience]);
-            required.push("aud");
-        }
-        validation.set_required_spec_claims(&required);
-        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(refusal)?
             .claims;
         UserName::parse(&claims.sub, self.options.max_name_chars)
@@ -783,6 +774,26 @@ impl Identity {
             expires_at,
         })
     }
+}
+
+/// What a token signed with `alg` must satisfy: a signature, `exp` and `sub`, `nbf` if it has
+/// one, and the configured issuer and audience (without a configured audience, a token that
+/// names one is refused by the library).
+fn validation(alg: Algorithm, options: &IdentityOptions) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.leeway = 5;
+    validation.validate_nbf = true;
+    let mut required = vec!["exp", "sub"];
+    if let Some(issuer) = &options.issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    if let Some(audience) = &options.audience {
+        validation.set_audience(&[audience]);
+        required.push("aud");
+    }
+    validation.set_required_spec_claims(&required);
+    validation
 }
 
 /// A token the JWT library refused, said in words a client can act on.
