@@ -6,7 +6,9 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use roomcast_core::{Config, Core, Limits, Resume, Seq, Submit, Timestamp};
+use roomcast_core::{
+    CloseListener, Config, Core, CreateRoom, Limits, OpenListener, Resume, Seq, Submit, Timestamp,
+};
 
 fn core_with_listeners(listeners: usize) -> Core {
     let config = Config {
@@ -19,13 +21,28 @@ fn core_with_listeners(listeners: usize) -> Core {
     };
     let mut core = Core::new(config);
     let now = Timestamp::from_unix_millis(1);
-    core.create_room(now, "bench", "lobby").expect("valid room");
+    let create = CreateRoom {
+        user: "bench".into(),
+        room: "lobby".into(),
+        private: false,
+    };
+    core.ask(now, create).expect("valid room");
     for i in 0..listeners {
-        core.open_listener(now, &format!("user{i}"), "lobby", Resume::Live)
+        core.ask(now, open(&format!("user{i}"), Resume::Live))
             .expect("under the limit");
     }
     while core.poll_event().is_some() {}
     core
+}
+
+fn open(user: &str, resume: Resume) -> OpenListener {
+    OpenListener {
+        user: user.into(),
+        room: "lobby".into(),
+        resume,
+        create_if_missing: false,
+        replacing: None,
+    }
 }
 
 fn submit(c: &mut Criterion) {
@@ -45,9 +62,10 @@ fn submit(c: &mut Criterion) {
                         room: "lobby".into(),
                         text: "hello, room: a message of typical chat length 👋".into(),
                         idempotency_key: None,
+                        create_if_missing: false,
                     };
                     let done = core
-                        .submit(Timestamp::from_unix_millis(t), submit)
+                        .ask(Timestamp::from_unix_millis(t), submit)
                         .expect("accepted");
                     black_box(done);
                     while let Some(event) = core.poll_event() {
@@ -70,8 +88,9 @@ fn resume(c: &mut Criterion) {
             room: "lobby".into(),
             text: format!("message {i}"),
             idempotency_key: None,
+            create_if_missing: false,
         };
-        core.submit(now, submit).expect("accepted");
+        core.ask(now, submit).expect("accepted");
     }
     while core.poll_event().is_some() {}
     // The ring holds 1001..=2000. Resume with nothing missed, 100 missed, 1,000 missed, and from too long ago (a gap).
@@ -84,9 +103,10 @@ fn resume(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 let opened = core
-                    .open_listener(now, "reader", "lobby", Resume::After(Seq(after)))
+                    .ask(now, open("reader", Resume::After(Seq(after))))
                     .expect("open");
-                core.close_listener(now, black_box(opened).listener);
+                let listener = black_box(opened).listener;
+                let _ = core.ask(now, CloseListener { listener });
                 while let Some(event) = core.poll_event() {
                     black_box(event);
                 }

@@ -17,7 +17,10 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
 use std::time::SystemTime;
 
-use roomcast_core::{Config, Core, Cursor, Event, ListenerId, Resume, Seq, Submit, Timestamp};
+use roomcast_core::{
+    CloseListener, Config, Core, Cursor, DeleteRoom, Event, History, ListRooms, ListenerId,
+    OpenListener, Resume, Seq, Submit, Timestamp, ViewRoom,
+};
 
 fn now() -> Timestamp {
     Timestamp::from(SystemTime::now())
@@ -53,57 +56,92 @@ fn main() -> io::Result<()> {
             ("/join", _) => {
                 let key = (user.clone(), arg.to_owned());
                 let after = listening.get(&key).map_or(Seq::ZERO, |(_, seen)| *seen);
-                core.create_room(now(), &user, arg)
-                    .and_then(|_| core.open_listener(now(), &user, arg, Resume::After(after)))
-                    .map(|opened| {
-                        if let Some(gap) = opened.gap {
-                            let _ = writeln!(
-                                out,
-                                "  (messages {}..{} are no longer held)",
-                                gap.after.next(),
-                                gap.first_held
-                            );
-                        }
-                        for m in &opened.backlog {
-                            let _ = writeln!(out, "  #{} {}: {}", m.seq, m.user, m.text);
-                        }
-                        listening.insert(key, (Some(opened.listener), opened.latest));
-                        rooms.insert(user.clone(), arg.to_owned());
-                    })
+                let open = OpenListener {
+                    user: user.clone(),
+                    room: arg.to_owned(),
+                    resume: Resume::After(after),
+                    create_if_missing: true,
+                    replacing: None,
+                };
+                core.ask(now(), open).map(|opened| {
+                    if let Some(gap) = opened.gap {
+                        let _ = writeln!(
+                            out,
+                            "  (messages {}..{} are no longer held)",
+                            gap.after.next(),
+                            gap.first_held
+                        );
+                    }
+                    for m in &opened.backlog {
+                        let _ = writeln!(out, "  #{} {}: {}", m.seq, m.user, m.text);
+                    }
+                    listening.insert(key, (Some(opened.listener), opened.latest));
+                    rooms.insert(user.clone(), arg.to_owned());
+                })
             }
             ("/leave", Some(r)) => {
                 if let Some((listener, _)) = listening.get_mut(&(user.clone(), r))
                     && let Some(id) = listener.take()
                 {
-                    core.close_listener(now(), id);
+                    let _ = core.ask(now(), CloseListener { listener: id });
                 }
                 rooms.remove(&user);
                 Ok(())
             }
-            ("/history", Some(r)) => core.history(&user, &r, Cursor::Newest, 20).map(|page| {
-                for m in page.messages {
-                    let _ = writeln!(out, "  #{} {}: {}", m.seq, m.user, m.text);
-                }
-            }),
-            ("/who", Some(r)) => core.presence(&user, &r).map(|who| {
-                for p in who {
-                    let _ = writeln!(out, "  {} ({} open)", p.user, p.listeners);
-                }
-            }),
-            ("/rooms", _) => core.rooms(&user, None, 100).map(|page| {
-                for r in page.rooms {
-                    let _ = writeln!(out, "  {} (latest #{}, {} here)", r.id, r.latest, r.users);
-                }
-            }),
-            ("/delete", Some(r)) => core.delete_room(now(), &user, &r),
+            ("/history", Some(room)) => {
+                let history = History {
+                    user: user.clone(),
+                    room,
+                    cursor: Cursor::Newest,
+                    limit: None,
+                };
+                core.ask(now(), history).map(|page| {
+                    for m in page.messages {
+                        let _ = writeln!(out, "  #{} {}: {}", m.seq, m.user, m.text);
+                    }
+                })
+            }
+            ("/who", Some(room)) => {
+                let view = ViewRoom {
+                    user: user.clone(),
+                    room,
+                    create_if_missing: false,
+                };
+                core.ask(now(), view).map(|view| {
+                    for p in view.presence {
+                        let _ = writeln!(out, "  {} ({} open)", p.user, p.listeners);
+                    }
+                })
+            }
+            ("/rooms", _) => {
+                let list = ListRooms {
+                    user: user.clone(),
+                    after: None,
+                    limit: None,
+                };
+                core.ask(now(), list).map(|page| {
+                    for r in page.rooms {
+                        let _ =
+                            writeln!(out, "  {} (latest #{}, {} here)", r.id, r.latest, r.users);
+                    }
+                })
+            }
+            ("/delete", Some(room)) => core.ask(
+                now(),
+                DeleteRoom {
+                    user: user.clone(),
+                    room,
+                },
+            ),
             (_, Some(r)) if !word.starts_with('/') => {
                 let submit = Submit {
                     user: user.clone(),
                     room: r,
                     text: line.clone(),
                     idempotency_key: None,
+                    create_if_missing: false,
                 };
-                core.submit(now(), submit).map(drop)
+                core.ask(now(), submit).map(drop)
             }
             _ => {
                 writeln!(out, "  join a room first, or /help")?;
@@ -135,7 +173,22 @@ fn main() -> io::Result<()> {
                     writeln!(out, "  * {closed} closed: {reason:?}")?
                 }
                 Event::RoomCreated { room, .. } => writeln!(out, "  * {room} created")?,
-                _ => {}
+                Event::ListenerClosed {
+                    listener, reason, ..
+                } => {
+                    for (open, _) in listening.values_mut() {
+                        if *open == Some(*listener) {
+                            *open = None;
+                        }
+                    }
+                    writeln!(out, "  * your listener closed: {}", reason.code())?
+                }
+                Event::MemberAdded { room, user } => {
+                    writeln!(out, "  * {user} may now enter {room}")?
+                }
+                Event::MemberRemoved { room, user } => {
+                    writeln!(out, "  * {user} left {room}'s members")?
+                }
             }
         }
     }

@@ -1,11 +1,14 @@
-//! Inputs to core and its synchronous answers.
+//! Inputs to core and its synchronous answers, as plain data.
 //!
-//! Each command is also a method on [`Core`](crate::Core); the [`Command`] enum exists so a host
-//! can send any of them down one channel, and so a recorded `(time, Command)` sequence can be
-//! replayed. Names come in as the client sent them and are checked by core, so the rules live
-//! in one place for every host.
+//! Each input is a struct; [`Command`] holds any of them, so a host sends every input down one
+//! channel as a value, and a recorded `(time, Command)` sequence can be replayed. [`Ask`] ties
+//! each input to the type of its answer, so a host that sends a [`Submit`] gets a [`Submitted`]
+//! back without matching on [`Reply`]. Names come in as the client sent them and are checked by
+//! core, so the rules live in one place for every host.
 
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::history::Gap;
 use crate::ids::{ListenerId, RoomId, Seq};
@@ -14,7 +17,7 @@ use crate::presence::PresenceEntry;
 use crate::room::{RoomPage, RoomSummary};
 
 /// Where a new listener starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Resume {
     /// Only messages posted from now on.
     Live,
@@ -24,7 +27,7 @@ pub enum Resume {
 }
 
 /// Which page of history to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cursor {
     /// The newest messages.
     Newest,
@@ -34,8 +37,111 @@ pub enum Cursor {
     Before(Seq),
 }
 
-/// A message to post.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Creates a room, or returns it as it is if it exists. A private room is owned by its creator,
+/// its only member until they invite others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRoom {
+    /// The acting user.
+    pub user: String,
+    /// The room to create.
+    pub room: String,
+    /// Whether only members may see it.
+    pub private: bool,
+}
+
+/// Finds or creates the direct-message room of two users: private, both members, no owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenDirect {
+    /// The acting user.
+    pub user: String,
+    /// The other user.
+    pub other: String,
+}
+
+/// Adds a member to a private room, or removes one (closing their listeners on it at once).
+/// Owners and admins only; the owner cannot be removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeMember {
+    /// The acting user.
+    pub user: String,
+    /// The private room.
+    pub room: String,
+    /// Who to add or remove.
+    pub member: String,
+    /// Which.
+    pub change: MemberChange,
+}
+
+/// What [`ChangeMember`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// Make them a member.
+    Add,
+    /// Make them no longer a member.
+    Remove,
+}
+
+/// Deletes a room with its history, closing every listener on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteRoom {
+    /// The acting user.
+    pub user: String,
+    /// The room to delete.
+    pub room: String,
+}
+
+/// A page of the rooms the user may see, by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRooms {
+    /// The acting user.
+    pub user: String,
+    /// List rooms whose ids sort after this one.
+    pub after: Option<String>,
+    /// How many at most; `None` for [`Limits::rooms_page_len`](crate::Limits::rooms_page_len).
+    /// Capped at [`Limits::max_page_len`](crate::Limits::max_page_len).
+    pub limit: Option<usize>,
+}
+
+/// One room as the user sees it: its summary, who is present and what they may do there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewRoom {
+    /// The acting user.
+    pub user: String,
+    /// The room to look at.
+    pub room: String,
+    /// Create it (public, owned by `user`) if it does not exist: the seed's routes do that.
+    pub create_if_missing: bool,
+}
+
+/// Opens a listener on a room, with the backlog to deliver before live events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenListener {
+    /// The acting user.
+    pub user: String,
+    /// The room to listen to.
+    pub room: String,
+    /// Where to start.
+    pub resume: Resume,
+    /// Create the room (public, owned by `user`) if it does not exist.
+    pub create_if_missing: bool,
+    /// A listener of the same user on the same room that this one replaces (a listener that fell
+    /// behind and resumes): it is closed in the same step, after the new one opens so presence
+    /// does not flicker, or before if the room or the user's share of it is full.
+    pub replacing: Option<ListenerId>,
+}
+
+/// Closes a listener. Closing one that is not open (already closed, or its room deleted) is not
+/// an error: the answer says whether it was open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseListener {
+    /// The listener to close.
+    pub listener: ListenerId,
+}
+
+/// Posts a message. On success it has the room's next sequence number and is published as
+/// [`Event::Published`](crate::Event::Published); a retry with the same idempotency key returns
+/// the original instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submit {
     /// The poster, as the host vouches for them.
     pub user: String,
@@ -45,134 +151,90 @@ pub struct Submit {
     pub text: String,
     /// A client-chosen key: a retry with the same key returns the original message.
     pub idempotency_key: Option<String>,
+    /// Create the room (public, owned by `user`) if it does not exist.
+    pub create_if_missing: bool,
 }
 
-/// Every input to core, for hosts that drive it through one channel and for replay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Command {
-    /// See [`Core::create_room`](crate::Core::create_room).
-    CreateRoom {
-        /// The acting user.
-        user: String,
-        /// The room to create.
-        room: String,
-    },
-    /// See [`Core::create_private_room`](crate::Core::create_private_room).
-    CreatePrivateRoom {
-        /// The acting user, its owner.
-        user: String,
-        /// The room to create.
-        room: String,
-    },
-    /// See [`Core::open_direct`](crate::Core::open_direct).
-    OpenDirect {
-        /// The acting user.
-        user: String,
-        /// The other user.
-        other: String,
-    },
-    /// See [`Core::invite`](crate::Core::invite).
-    Invite {
-        /// The acting user.
-        user: String,
-        /// The private room.
-        room: String,
-        /// Who to add.
-        member: String,
-    },
-    /// See [`Core::remove_member`](crate::Core::remove_member).
-    RemoveMember {
-        /// The acting user.
-        user: String,
-        /// The private room.
-        room: String,
-        /// Who to remove.
-        member: String,
-    },
-    /// See [`Core::delete_room`](crate::Core::delete_room).
-    DeleteRoom {
-        /// The acting user.
-        user: String,
-        /// The room to delete.
-        room: String,
-    },
-    /// See [`Core::rooms`](crate::Core::rooms).
-    ListRooms {
-        /// The acting user.
-        user: String,
-        /// List rooms whose ids sort after this one.
-        after: Option<String>,
-        /// How many at most.
-        limit: usize,
-    },
-    /// See [`Core::open_listener`](crate::Core::open_listener).
-    OpenListener {
-        /// The acting user.
-        user: String,
-        /// The room to listen to.
-        room: String,
-        /// Where to start.
-        resume: Resume,
-    },
-    /// See [`Core::close_listener`](crate::Core::close_listener).
-    CloseListener {
-        /// The listener to close.
-        listener: ListenerId,
-    },
-    /// See [`Core::submit`](crate::Core::submit).
-    Submit(Submit),
-    /// See [`Core::history`](crate::Core::history).
-    History {
-        /// The acting user.
-        user: String,
-        /// The room to read.
-        room: String,
-        /// Which page.
-        cursor: Cursor,
-        /// How many messages at most.
-        limit: usize,
-    },
-    /// See [`Core::room`](crate::Core::room).
-    Room {
-        /// The acting user.
-        user: String,
-        /// The room to look at.
-        room: String,
-    },
-    /// See [`Core::presence`](crate::Core::presence).
-    Presence {
-        /// The acting user.
-        user: String,
-        /// The room to look at.
-        room: String,
-    },
+/// A page of a room's history, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// The acting user.
+    pub user: String,
+    /// The room to read.
+    pub room: String,
+    /// Which page.
+    pub cursor: Cursor,
+    /// How many messages at most; `None` for
+    /// [`Limits::history_page_len`](crate::Limits::history_page_len). Capped at
+    /// [`Limits::max_page_len`](crate::Limits::max_page_len).
+    pub limit: Option<usize>,
 }
 
-/// The synchronous answer to a [`Command`], one variant per command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Reply {
-    /// To [`Command::CreateRoom`], [`Command::CreatePrivateRoom`] and [`Command::OpenDirect`].
-    RoomCreated(Created),
-    /// To [`Command::Invite`] and [`Command::RemoveMember`]: whether membership changed.
-    MembershipChanged(bool),
-    /// To [`Command::DeleteRoom`].
-    RoomDeleted,
-    /// To [`Command::ListRooms`].
-    Rooms(RoomPage),
-    /// To [`Command::OpenListener`].
-    ListenerOpened(Opened),
-    /// To [`Command::CloseListener`]: whether it was open.
-    ListenerClosed(bool),
-    /// To [`Command::Submit`].
-    Submitted(Submitted),
-    /// To [`Command::History`].
-    History(HistoryPage),
-    /// To [`Command::Presence`].
-    Presence(Vec<PresenceEntry>),
-    /// To [`Command::Room`].
-    Room(RoomSummary),
+/// An input whose answer has a type of its own. [`Core::ask`](crate::Core::ask) and hosts use
+/// it to get that answer back from a [`Reply`].
+pub trait Ask: Into<Command> {
+    /// What core answers.
+    type Answer;
+    /// The answer inside `reply`, if `reply` answers this kind of input.
+    fn answer(reply: Reply) -> Option<Self::Answer>;
+}
+
+macro_rules! commands {
+    ($($(#[$doc:meta])* $name:ident => $answer:ty),* $(,)?) => {
+        /// Every input to core, for hosts that drive it through one channel and for replay.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum Command {
+            $($(#[$doc])* $name($name),)*
+        }
+
+        /// The synchronous answer to a [`Command`]: the variant of the same name.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Reply {
+            $($(#[$doc])* $name($answer),)*
+        }
+
+        $(
+            impl From<$name> for Command {
+                fn from(command: $name) -> Self {
+                    Command::$name(command)
+                }
+            }
+
+            impl Ask for $name {
+                type Answer = $answer;
+                fn answer(reply: Reply) -> Option<$answer> {
+                    match reply {
+                        Reply::$name(answer) => Some(answer),
+                        #[allow(clippy::wildcard_enum_match_arm, reason = "every other reply answers another command")]
+                        _ => None,
+                    }
+                }
+            }
+        )*
+    };
+}
+
+commands! {
+    /// See [`CreateRoom`].
+    CreateRoom => Created,
+    /// See [`OpenDirect`].
+    OpenDirect => Created,
+    /// See [`ChangeMember`]; the answer says whether membership changed.
+    ChangeMember => bool,
+    /// See [`DeleteRoom`].
+    DeleteRoom => (),
+    /// See [`ListRooms`].
+    ListRooms => RoomPage,
+    /// See [`ViewRoom`].
+    ViewRoom => RoomView,
+    /// See [`OpenListener`].
+    OpenListener => Opened,
+    /// See [`CloseListener`]; the answer says whether it was open.
+    CloseListener => bool,
+    /// See [`Submit`].
+    Submit => Submitted,
+    /// See [`History`].
+    History => HistoryPage,
 }
 
 /// The answer to creating a room.
@@ -182,6 +244,22 @@ pub struct Created {
     pub room: RoomSummary,
     /// False if it already existed (creating is idempotent).
     pub created: bool,
+}
+
+/// One room as the asking user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomView {
+    /// The room.
+    pub room: RoomSummary,
+    /// Who is present, by name.
+    pub presence: Vec<PresenceEntry>,
+    /// Whether the asking user may invite and remove members (the owner of a private room, or
+    /// an admin).
+    pub may_manage_members: bool,
+    /// Whether the asking user may delete the room.
+    pub may_delete: bool,
+    /// False if [`ViewRoom::create_if_missing`] created it just now.
+    pub existed: bool,
 }
 
 /// The answer to opening a listener: the backlog to deliver before any live message.
@@ -195,6 +273,8 @@ pub struct Opened {
     pub listener: ListenerId,
     /// Its room.
     pub room: RoomId,
+    /// Who is present, this listener's user included.
+    pub presence: Vec<PresenceEntry>,
     /// Set if the resume point is older than what is held: deliver it before the backlog.
     pub gap: Option<Gap>,
     /// Held messages after the resume point, oldest first (empty for [`Resume::Live`]).
@@ -216,6 +296,8 @@ pub struct Submitted {
 /// A page of history, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryPage {
+    /// The room.
+    pub room: RoomId,
     /// The messages.
     pub messages: Vec<Arc<Message>>,
     /// Set if a forward read started before what is held.
@@ -224,4 +306,7 @@ pub struct HistoryPage {
     pub first_held: Seq,
     /// The room's newest sequence number.
     pub latest: Seq,
+    /// The page length this page was cut to (the asked limit, or the default, at most the
+    /// maximum): a host that completes the page from older storage fills it up to this.
+    pub limit: usize,
 }

@@ -10,7 +10,6 @@ use crate::policy::Action;
 
 /// A refused command. Every variant names the rule or limit that refused it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
 pub enum Error {
     /// The room name breaks the room-id rules.
     #[error("invalid room id: {0}")]
@@ -87,18 +86,30 @@ pub enum Error {
         /// What was refused.
         action: Action,
     },
-    /// Membership was changed in a way that cannot be: members of a public room, the owner's
-    /// own membership, a direct message with oneself.
-    #[error("{reason}")]
-    Membership {
-        /// What is wrong, in words.
-        reason: &'static str,
-    },
+    /// Membership was changed in a way that cannot be.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+}
+
+/// Why a membership change cannot be, whoever asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum MembershipError {
+    /// Members are managed in private rooms only.
+    #[error("a public room has no members to manage")]
+    PublicRoom,
+    /// The owner of a room stays its member.
+    #[error("the owner of a room cannot be removed from it")]
+    OwnerStays,
+    /// A direct-message room keeps its two members.
+    #[error("a direct-message room keeps its two members")]
+    DirectRoom,
+    /// A direct message needs two different users.
+    #[error("a direct message needs two different users")]
+    DirectWithSelf,
 }
 
 /// The broad kind of a refusal, for picking an HTTP status or gRPC code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ErrorClass {
     /// The request itself is malformed (400, `INVALID_ARGUMENT`).
     Invalid,
@@ -135,7 +146,7 @@ impl Error {
                 ErrorClass::RateLimited
             }
             Error::ResumeAhead { .. } => ErrorClass::OutOfRange,
-            Error::IdempotencyConflict { .. } | Error::Membership { .. } => ErrorClass::Conflict,
+            Error::IdempotencyConflict { .. } | Error::Membership(_) => ErrorClass::Conflict,
             Error::PermissionDenied { .. } => ErrorClass::Denied,
         }
     }
@@ -158,7 +169,7 @@ impl Error {
             Error::ResumeAhead { .. } => "resume-ahead",
             Error::IdempotencyConflict { .. } => "idempotency-conflict",
             Error::PermissionDenied { .. } => "permission-denied",
-            Error::Membership { .. } => "membership",
+            Error::Membership(_) => "membership",
         }
     }
 }
@@ -166,7 +177,6 @@ impl Error {
 /// Why a name (room id, user name, idempotency key) was refused. The name itself is not echoed:
 /// it may be megabytes long or meant to be logged.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
 pub enum NameError {
     /// Nothing was given.
     #[error("must not be empty")]
@@ -195,7 +205,6 @@ pub enum NameError {
 
 /// Why a message text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
 pub enum MessageError {
     /// Nothing but white space.
     #[error("message is empty")]

@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use crate::ids::{RoomId, UserName};
+use crate::error::Error;
+use crate::ids::{ListenerId, RoomId, UserName};
 use crate::message::Message;
 use crate::time::Timestamp;
 
-/// Something that happened, addressed to a room. Hosts deliver room events to every listener
-/// they hold on that room; core says each thing once, however many listen.
+/// Something that happened, addressed as precisely as it happened: to a room (hosts deliver it
+/// to every listener they hold on that room; core says it once, however many listen), or to one
+/// listener ([`Event::ListenerClosed`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Event {
     /// A room now exists.
     RoomCreated {
@@ -29,8 +30,8 @@ pub enum Event {
         /// The new member.
         user: UserName,
     },
-    /// A member was removed from a private room. Their listeners on it are closed: end those
-    /// streams (the others in the room may show it as a departure).
+    /// A member was removed from a private room. Each of their listeners on it gets its own
+    /// [`Event::ListenerClosed`] before this.
     MemberRemoved {
         /// The room.
         room: RoomId,
@@ -43,6 +44,16 @@ pub enum Event {
         /// The room.
         room: RoomId,
         /// Why it closed.
+        reason: CloseReason,
+    },
+    /// One listener was closed by core while its room goes on: end that one stream with
+    /// `reason`.
+    ListenerClosed {
+        /// The listener.
+        listener: ListenerId,
+        /// Its room.
+        room: RoomId,
+        /// Why.
         reason: CloseReason,
     },
     /// A message was accepted: persist it (if the host keeps history), then deliver it to the
@@ -73,20 +84,75 @@ impl Event {
             | Event::MemberAdded { room, .. }
             | Event::MemberRemoved { room, .. }
             | Event::Joined { room, .. }
-            | Event::Left { room, .. } => room,
+            | Event::Left { room, .. }
+            | Event::ListenerClosed { room, .. } => room,
             Event::Published(message) => &message.room,
+        }
+    }
+
+    /// Whether a host that keeps history must persist this event before anyone hears of it
+    /// (rooms, their members and messages; not presence, not listeners).
+    pub fn is_durable(&self) -> bool {
+        match self {
+            Event::RoomCreated { .. }
+            | Event::MemberAdded { .. }
+            | Event::MemberRemoved { .. }
+            | Event::RoomClosed { .. }
+            | Event::Published(_) => true,
+            Event::Joined { .. } | Event::Left { .. } | Event::ListenerClosed { .. } => false,
         }
     }
 }
 
-/// Why a room closed.
+/// Why a listener's stream ended: one name from core to the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
-    /// A user deleted it.
+    /// The room was deleted (by this user, when known).
     Deleted {
-        /// Who.
-        by: UserName,
+        /// Who deleted it.
+        by: Option<UserName>,
     },
-    /// It had no listeners for the configured idle time.
+    /// The room expired after having no listeners for the configured idle time.
     Expired,
+    /// The listener's user was removed from the private room.
+    Removed,
+    /// A listener that fell behind could not be reopened: core refused it for this reason.
+    Refused(Error),
+    /// The server is stopping. Core never emits it; the host that stops says it.
+    ShuttingDown,
+}
+
+impl CloseReason {
+    /// A short machine name: `deleted`, `expired`, `removed`, `shutdown`, or the refusal's
+    /// [`Error::code`].
+    pub fn code(&self) -> &'static str {
+        match self {
+            CloseReason::Deleted { .. } => "deleted",
+            CloseReason::Expired => "expired",
+            CloseReason::Removed => "removed",
+            CloseReason::Refused(error) => error.code(),
+            CloseReason::ShuttingDown => "shutdown",
+        }
+    }
+
+    /// Who deleted the room, when that is why and it is known.
+    pub fn by(&self) -> Option<&UserName> {
+        match self {
+            CloseReason::Deleted { by } => by.as_ref(),
+            CloseReason::Expired
+            | CloseReason::Removed
+            | CloseReason::Refused(_)
+            | CloseReason::ShuttingDown => None,
+        }
+    }
+
+    /// Why a listener that fell behind ends when reopening it is refused: a room that is gone
+    /// was deleted, a room it may no longer read means its user was removed.
+    pub fn of_refused_reopen(error: Error) -> Self {
+        match error {
+            Error::RoomNotFound { .. } => CloseReason::Deleted { by: None },
+            Error::PermissionDenied { .. } => CloseReason::Removed,
+            error => CloseReason::Refused(error),
+        }
+    }
 }

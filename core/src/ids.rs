@@ -8,6 +8,8 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::NameError;
 
 /// The longest idempotency key accepted, in bytes.
@@ -122,9 +124,36 @@ macro_rules! text_id {
 }
 text_id!(RoomId, UserName, IdempotencyKey);
 
+/// Names travel as plain strings. Reading one back (a recording, a replay) checks the rules
+/// again, without the configured length limits, which the recording's own config applies.
+macro_rules! text_id_serde {
+    ($($t:ty => $parse:expr),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                let parse: fn(&str) -> Result<$t, NameError> = $parse;
+                parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+text_id_serde!(
+    RoomId => |s| RoomId::parse(s, usize::MAX),
+    UserName => |s| UserName::parse(s, usize::MAX),
+    IdempotencyKey => IdempotencyKey::parse
+);
+
 /// A message's position in its room: 1 for the first message, then 2, 3, ... with no gaps and
 /// never reused. `Seq::ZERO` means "before the first message".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
 pub struct Seq(pub u64);
 
 impl Seq {
@@ -144,7 +173,8 @@ impl fmt::Display for Seq {
 }
 
 /// Names one open listener (a browser tab, a device, a stream). Allocated by core, never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ListenerId(pub u64);
 
 impl fmt::Display for ListenerId {
@@ -155,7 +185,8 @@ impl fmt::Display for ListenerId {
 
 /// A message's unique id across all rooms. Allocated by core in increasing order and never
 /// reused, including across a room's deletion and re-creation (where sequence numbers restart).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct MessageId(pub u64);
 
 impl fmt::Display for MessageId {

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::deadlines::Deadlines;
 use crate::error::{Error, MessageError};
 use crate::ids::UserName;
@@ -11,7 +13,7 @@ use crate::time::Timestamp;
 
 /// Limits on what clients may send and how much the server holds. Every one is configurable;
 /// the defaults suit a public chat server on a small machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Longest room id, in bytes (default 64).
     pub room_id_max_len: usize,
@@ -31,8 +33,12 @@ pub struct Limits {
     pub max_listeners: usize,
     /// Per-user submit rate across all rooms; `None` for no limit (default 10 at once, 5 per second).
     pub submit_rate: Option<Rate>,
-    /// Most messages one history page returns; longer requests are cut to this (default 500).
+    /// Most rooms or messages one page returns; longer requests are cut to this (default 500).
     pub max_page_len: usize,
+    /// Rooms on a page of the room list when the client does not say (default 100).
+    pub rooms_page_len: usize,
+    /// Messages on a page of history when the client does not say (default 50).
+    pub history_page_len: usize,
     /// Joins and leaves are announced to the room only while at most this many users are
     /// present (default 1,000). Past that, every join would cost a delivery to everyone
     /// (quadratic in the room's size); listeners still get the snapshot when they open.
@@ -54,13 +60,15 @@ impl Default for Limits {
                 per_second: 5,
             }),
             max_page_len: 500,
+            rooms_page_len: 100,
+            history_page_len: 50,
             announce_presence_up_to: 1000,
         }
     }
 }
 
 /// A token-bucket rate: up to `burst` submits at once, refilled at `per_second`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rate {
     /// Bucket size: how many submits may come back to back (at least 1).
     pub burst: u32,

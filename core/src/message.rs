@@ -1,11 +1,13 @@
 //! A chat message as stored and published.
 
+use serde::{Deserialize, Serialize};
+
 use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserName};
 use crate::time::Timestamp;
 
 /// An accepted message. Shared as `Arc<Message>` between history, events and every listener, so
 /// publishing it copies nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Unique across rooms and time.
     pub id: MessageId,

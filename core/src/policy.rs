@@ -8,13 +8,14 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Error;
 use crate::ids::UserName;
 use crate::room::Access;
 
 /// Something a user asks to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
 pub enum Action {
     /// Create a room.
     CreateRoom,
@@ -47,7 +48,7 @@ impl fmt::Display for Action {
 }
 
 /// Who may do a guarded action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Who {
     /// Every user.
     #[default]
@@ -57,7 +58,7 @@ pub enum Who {
 }
 
 /// The authorization rules, part of [`Config`](crate::Config).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Policy {
     /// Users who may do anything.
     pub admins: BTreeSet<String>,

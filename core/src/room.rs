@@ -1,29 +1,36 @@
 //! One room's state: its history, its listeners and who is present. Everything a room needs to
 //! sequence and replay its messages sits here, so a room could later be backed by a shared log.
 
-use std::collections::BTreeSet;
-
-use crate::ids::UserName;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
 use crate::history::History;
-use crate::ids::{ListenerId, RoomId, Seq};
+use crate::ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
 use crate::message::Message;
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
-/// A room as [`Core`](crate::Core) holds it.
+/// A room as [`Core`](crate::Core) holds it. It sequences its own messages and keeps its own
+/// listeners and presence; the engine decides who may do what and keeps the indexes across rooms.
 #[derive(Debug, Clone)]
 pub(crate) struct Room {
-    pub(crate) id: RoomId,
-    pub(crate) created_at: Timestamp,
+    id: RoomId,
+    created_at: Timestamp,
     /// The last time a message was posted or a listener opened or closed.
-    pub(crate) last_active: Timestamp,
-    pub(crate) history: History,
-    pub(crate) access: Access,
-    pub(crate) presence: Presence,
-    pub(crate) listeners: BTreeSet<ListenerId>,
+    last_active: Timestamp,
+    history: History,
+    access: Access,
+    presence: Presence,
+    /// Its open listeners and whose each is.
+    listeners: BTreeMap<ListenerId, UserName>,
 }
+
+/// Whether a change in presence is announced to the room ([`Event::Joined`](crate::Event) or
+/// `Left`): only while few enough are present.
+pub(crate) type Announce = bool;
 
 impl Room {
     pub(crate) fn new(id: RoomId, now: Timestamp, history_len: usize, access: Access) -> Self {
@@ -34,7 +41,7 @@ impl Room {
             history: History::new(history_len),
             access,
             presence: Presence::default(),
-            listeners: BTreeSet::new(),
+            listeners: BTreeMap::new(),
         }
     }
 
@@ -45,6 +52,115 @@ impl Room {
             created_at: stored.created_at,
             ..Room::new(stored.id, now, history_len, stored.access)
         }
+    }
+
+    pub(crate) fn id(&self) -> &RoomId {
+        &self.id
+    }
+
+    pub(crate) fn access(&self) -> &Access {
+        &self.access
+    }
+
+    pub(crate) fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub(crate) fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
+    pub(crate) fn listener_count(&self) -> usize {
+        self.listeners.len()
+    }
+
+    pub(crate) fn listeners(&self) -> impl Iterator<Item = ListenerId> + '_ {
+        self.listeners.keys().copied()
+    }
+
+    /// Whose listener this is, if it is open here.
+    pub(crate) fn listener_user(&self, listener: ListenerId) -> Option<&UserName> {
+        self.listeners.get(&listener)
+    }
+
+    /// Sequences a message: it gets the room's next number and joins the history.
+    pub(crate) fn publish(
+        &mut self,
+        id: MessageId,
+        user: UserName,
+        text: String,
+        idempotency_key: Option<IdempotencyKey>,
+        now: Timestamp,
+    ) -> Arc<Message> {
+        let message = Arc::new(Message {
+            id,
+            room: self.id.clone(),
+            seq: self.history.latest().next(),
+            user,
+            text,
+            sent_at: now,
+            idempotency_key,
+        });
+        self.history.push(message.clone());
+        self.last_active = now;
+        message
+    }
+
+    /// Adds a listener of `user`; announced if it is their first and few enough are present.
+    pub(crate) fn join(
+        &mut self,
+        listener: ListenerId,
+        user: &UserName,
+        now: Timestamp,
+        announce_up_to: usize,
+    ) -> Announce {
+        self.listeners.insert(listener, user.clone());
+        self.last_active = now;
+        self.presence.add(user) && self.presence.users() <= announce_up_to
+    }
+
+    /// Removes a listener; announced if it was its user's last and few enough are present.
+    /// `None` if it was not this room's.
+    pub(crate) fn leave(
+        &mut self,
+        listener: ListenerId,
+        now: Timestamp,
+        announce_up_to: usize,
+    ) -> Option<(UserName, Announce)> {
+        let user = self.listeners.remove(&listener)?;
+        self.last_active = now;
+        let left = self.presence.remove(&user) && self.presence.users() < announce_up_to;
+        Some((user, left))
+    }
+
+    /// Makes `user` a member; false if they were one.
+    pub(crate) fn add_member(&mut self, user: UserName) -> bool {
+        self.access.members.insert(user)
+    }
+
+    /// Ends `user`'s membership and closes their listeners here: the listeners closed, and
+    /// whether their leaving is announced. `None` if they were not a member.
+    pub(crate) fn remove_member(
+        &mut self,
+        user: &UserName,
+        now: Timestamp,
+        announce_up_to: usize,
+    ) -> Option<(Vec<ListenerId>, Announce)> {
+        if !self.access.members.remove(user) {
+            return None;
+        }
+        let theirs: Vec<ListenerId> = self
+            .listeners
+            .iter()
+            .filter(|(_, u)| *u == user)
+            .map(|(l, _)| *l)
+            .collect();
+        for listener in &theirs {
+            self.listeners.remove(listener);
+        }
+        self.last_active = now;
+        let left = self.presence.forget(user) && self.presence.users() < announce_up_to;
+        Some((theirs, left))
     }
 
     pub(crate) fn summary(&self) -> RoomSummary {
@@ -98,7 +214,7 @@ pub struct RoomSummary {
 }
 
 /// Who a room belongs to and who may see it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Access {
     /// Who created it: deletes it and manages its members. `None` for direct-message rooms and
     /// rooms stored before owners existed (only admins manage those).
@@ -117,7 +233,7 @@ impl Access {
 }
 
 /// A room as durable storage holds it: enough to rebuild it after a restart.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRoom {
     /// The room.
     pub id: RoomId,
@@ -130,4 +246,53 @@ pub struct StoredRoom {
     /// Its newest messages, oldest first, ending at `latest`; the history ring holds them again
     /// (with their idempotency keys). May be fewer than the ring holds, or none.
     pub recent: Vec<Arc<Message>>,
+}
+
+impl StoredRoom {
+    /// What a durable event changes in the stored rooms: the fold a store performs (in its own
+    /// form) when it persists events, written once here so tests and tools need not repeat it.
+    pub fn apply(rooms: &mut BTreeMap<RoomId, StoredRoom>, event: &Event) {
+        match event {
+            Event::RoomCreated {
+                room,
+                created_at,
+                owner,
+                private,
+            } => {
+                let access = Access {
+                    owner: owner.clone(),
+                    private: *private,
+                    members: BTreeSet::new(),
+                };
+                let stored = StoredRoom {
+                    id: room.clone(),
+                    created_at: *created_at,
+                    access,
+                    latest: Seq::ZERO,
+                    recent: Vec::new(),
+                };
+                rooms.insert(room.clone(), stored);
+            }
+            Event::MemberAdded { room, user } => {
+                if let Some(r) = rooms.get_mut(room) {
+                    r.access.members.insert(user.clone());
+                }
+            }
+            Event::MemberRemoved { room, user } => {
+                if let Some(r) = rooms.get_mut(room) {
+                    r.access.members.remove(user);
+                }
+            }
+            Event::RoomClosed { room, .. } => {
+                rooms.remove(room);
+            }
+            Event::Published(m) => {
+                if let Some(r) = rooms.get_mut(&m.room) {
+                    r.latest = m.seq;
+                    r.recent.push(m.clone());
+                }
+            }
+            Event::Joined { .. } | Event::Left { .. } | Event::ListenerClosed { .. } => {}
+        }
+    }
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use crate::command::{Cursor, Resume, Submit};
+use crate::command::{
+    Ask, CloseListener, CreateRoom, Cursor, DeleteRoom, History, ListRooms, OpenListener, Resume,
+    Submit, ViewRoom,
+};
 use crate::engine::{Config, Core};
 use crate::error::Error;
 use crate::event::{CloseReason, Event};
@@ -55,6 +58,8 @@ pub fn sim_config() -> Config {
                 per_second: 2,
             }),
             max_page_len: 3,
+            rooms_page_len: 2,
+            history_page_len: 2,
             announce_presence_up_to: ANNOUNCE_UP_TO,
         },
         history_len: 4,
@@ -93,6 +98,15 @@ pub enum Op {
         room: u8,
         /// `None` for live only; otherwise resume after this sequence number.
         after: Option<u8>,
+        /// Create the room first if it is missing.
+        create: bool,
+    },
+    /// Replace a listener with a new one of its user on its room (a resync).
+    Reopen {
+        /// Index into the listeners opened so far (open or not).
+        listener: u8,
+        /// `None` for live only; otherwise resume after this sequence number.
+        after: Option<u8>,
     },
     /// Close a listener.
     Close {
@@ -109,6 +123,8 @@ pub enum Op {
         text: u8,
         /// Index into [`KEYS`], if any.
         key: Option<u8>,
+        /// Create the room first if it is missing.
+        create: bool,
     },
     /// Read a page of history.
     History {
@@ -118,7 +134,7 @@ pub enum Op {
         cursor: u8,
         /// The cursor's sequence number.
         at: u8,
-        /// Page size asked for.
+        /// Page size asked for (0: the default).
         limit: u8,
     },
     /// Read presence.
@@ -230,6 +246,64 @@ impl Harness {
         Timestamp::from_unix_millis(self.now)
     }
 
+    /// Sends a command through [`Core::handle`], as hosts do.
+    fn ask<C: Ask>(&mut self, command: C) -> Result<C::Answer, Error> {
+        let now = self.ts();
+        self.core.ask(now, command)
+    }
+
+    /// The model's side of creating a public room on first use: the refusal it predicts, or
+    /// none (with the creation recorded and announced if the room was missing).
+    fn create_if_missing(
+        &mut self,
+        user: &str,
+        room: &str,
+        expected: &mut Vec<Event>,
+    ) -> Option<&'static str> {
+        if let Some(refusal) = Self::name_refusal(user, room) {
+            return Some(refusal);
+        }
+        if self.model.rooms.contains_key(room) {
+            return None;
+        }
+        if self.model.rooms.len() >= self.config.limits.max_rooms {
+            return Some("too-many-rooms");
+        }
+        let mr = ModelRoom {
+            owner: user.to_owned(),
+            last_active: self.now,
+            ..ModelRoom::default()
+        };
+        self.model.rooms.insert(room.to_owned(), mr);
+        expected.push(Event::RoomCreated {
+            room: crate::RoomId::parse(room, 8).expect("checked valid above"),
+            created_at: self.ts(),
+            owner: Some(crate::UserName::parse(user, 16).expect("checked valid above")),
+            private: false,
+        });
+        None
+    }
+
+    /// The model's side of closing a listener: whether it was open, with its leave announced.
+    fn model_close(&mut self, id: ListenerId, expected: &mut Vec<Event>) -> bool {
+        let Some((room, user)) = self.model.listeners.remove(&id) else {
+            return false;
+        };
+        self.received.remove(&id);
+        if let Some(mr) = self.model.rooms.get_mut(&room) {
+            mr.last_active = self.now;
+        }
+        let present = self.model.presence(&room);
+        // A leave is announced if the room had at most ANNOUNCE_UP_TO before it.
+        if !present.contains_key(&user) && present.len() < ANNOUNCE_UP_TO {
+            expected.push(Event::Left {
+                room: crate::RoomId::parse(&room, 8).expect("valid"),
+                user: crate::UserName::parse(&user, 16).expect("valid"),
+            });
+        }
+        true
+    }
+
     fn history_len(&self) -> usize {
         self.config.history_len
     }
@@ -249,13 +323,16 @@ impl Harness {
     /// invariant. Panics with a description on any difference.
     pub fn apply(&mut self, op: &Op) {
         let rooms_before: BTreeSet<String> = self.model.rooms.keys().cloned().collect();
-        let ts = self.ts();
         let mut expected_events: Vec<Event> = Vec::new();
         match *op {
             Op::Advance { ms } => self.now += u64::from(ms),
             Op::Create { user, room } => {
                 let (user, room) = (pick(&USERS, user), pick(&ROOMS, room));
-                let r = self.core.create_room(ts, user, room);
+                let r = self.ask(CreateRoom {
+                    user: user.to_owned(),
+                    room: room.to_owned(),
+                    private: false,
+                });
                 let want = Self::name_refusal(user, room).or_else(|| {
                     (!self.model.rooms.contains_key(room)
                         && self.model.rooms.len() >= self.config.limits.max_rooms)
@@ -284,7 +361,10 @@ impl Harness {
             }
             Op::Delete { user, room } => {
                 let (user, room) = (pick(&USERS, user), pick(&ROOMS, room));
-                let r = self.core.delete_room(ts, user, room);
+                let r = self.ask(DeleteRoom {
+                    user: user.to_owned(),
+                    room: room.to_owned(),
+                });
                 let want =
                     Self::name_refusal(user, room).or_else(|| match self.model.rooms.get(room) {
                         None => Some("room-not-found"),
@@ -298,53 +378,62 @@ impl Harness {
                     expected_events.push(Event::RoomClosed {
                         room: crate::RoomId::parse(room, 8).expect("pool room ids are valid"),
                         reason: CloseReason::Deleted {
-                            by: crate::UserName::parse(user, 16).expect("checked valid above"),
+                            by: Some(
+                                crate::UserName::parse(user, 16).expect("checked valid above"),
+                            ),
                         },
                     });
                 }
             }
-            Op::Open { user, room, after } => self.open(
+            Op::Open {
+                user,
+                room,
+                after,
+                create,
+            } => self.open(
                 pick(&USERS, user),
                 pick(&ROOMS, room),
                 after,
+                (create, None),
                 &mut expected_events,
             ),
+            Op::Reopen { listener, after } => {
+                if self.opened.is_empty() {
+                    return self.check_invariants(&rooms_before, &[]);
+                }
+                let id = self.opened[usize::from(listener) % self.opened.len()];
+                let (room, user) =
+                    self.model
+                        .listeners
+                        .get(&id)
+                        .map_or((ROOMS[0], USERS[0]), |(r, u)| {
+                            (
+                                pick(&ROOMS, index_of(&ROOMS, r)),
+                                pick(&USERS, index_of(&USERS, u)),
+                            )
+                        });
+                self.open(user, room, after, (false, Some(id)), &mut expected_events);
+            }
             Op::Close { listener } => {
                 if self.opened.is_empty() {
                     return self.check_invariants(&rooms_before, &[]);
                 }
                 let id = self.opened[usize::from(listener) % self.opened.len()];
-                let was_open = self.model.listeners.remove(&id);
-                assert_eq!(
-                    self.core.close_listener(ts, id),
-                    was_open.is_some(),
-                    "close {id}"
-                );
-                if let Some((room, user)) = was_open {
-                    self.received.remove(&id);
-                    if let Some(mr) = self.model.rooms.get_mut(&room) {
-                        mr.last_active = self.now;
-                    }
-                    let present = self.model.presence(&room);
-                    // A leave is announced if the room had at most ANNOUNCE_UP_TO before it.
-                    if !present.contains_key(&user) && present.len() < ANNOUNCE_UP_TO {
-                        expected_events.push(Event::Left {
-                            room: crate::RoomId::parse(&room, 8).expect("valid"),
-                            user: crate::UserName::parse(&user, 16).expect("valid"),
-                        });
-                    }
-                }
+                let was_open = self.model_close(id, &mut expected_events);
+                let closed = self.ask(CloseListener { listener: id });
+                assert_eq!(closed, Ok(was_open), "close {id}");
             }
             Op::Submit {
                 user,
                 room,
                 text,
                 key,
+                create,
             } => self.submit(
                 pick(&USERS, user),
                 pick(&ROOMS, room),
                 pick(&TEXTS, text),
-                key.map(|k| pick(&KEYS, k)),
+                (key.map(|k| pick(&KEYS, k)), create),
                 &mut expected_events,
             ),
             Op::History {
@@ -355,12 +444,27 @@ impl Harness {
             } => self.history(pick(&ROOMS, room), cursor, at, limit),
             Op::Presence { room } => {
                 let room = pick(&ROOMS, room);
-                let r = self.core.presence(USERS[0], room);
+                let r = self.ask(ViewRoom {
+                    user: USERS[0].to_owned(),
+                    room: room.to_owned(),
+                    create_if_missing: false,
+                });
                 let want = Self::name_refusal(USERS[0], room)
                     .or_else(|| (!self.model.rooms.contains_key(room)).then_some("room-not-found"));
                 assert_eq!(code(&r), want);
-                if let Ok(entries) = r {
-                    let got: BTreeMap<String, usize> = entries
+                if let Ok(view) = r {
+                    let mr = &self.model.rooms[room];
+                    assert_eq!(
+                        view.may_delete,
+                        mr.owner == USERS[0],
+                        "who may delete {room}"
+                    );
+                    assert!(
+                        !view.may_manage_members,
+                        "a public room has no members to manage"
+                    );
+                    let got: BTreeMap<String, usize> = view
+                        .presence
                         .into_iter()
                         .map(|e| (e.user.to_string(), e.listeners))
                         .collect();
@@ -370,8 +474,11 @@ impl Harness {
             Op::List { after } => {
                 let after = after.map(|a| pick(&ROOMS, a));
                 let got: Vec<String> = self
-                    .core
-                    .rooms(USERS[1], after, 100)
+                    .ask(ListRooms {
+                        user: USERS[1].to_owned(),
+                        after: after.map(str::to_owned),
+                        limit: None,
+                    })
                     .expect("listing is always allowed")
                     .rooms
                     .into_iter()
@@ -382,7 +489,7 @@ impl Harness {
                     .rooms
                     .keys()
                     .filter(|r| after.is_none_or(|a| r.as_str() > a))
-                    .take(self.config.limits.max_page_len)
+                    .take(self.config.limits.rooms_page_len)
                     .cloned()
                     .collect();
                 assert_eq!(got, want, "rooms after {after:?}");
@@ -429,41 +536,64 @@ impl Harness {
         self.check_invariants(&rooms_before, &events);
     }
 
-    fn open(&mut self, user: &str, room: &str, after: Option<u8>, expected: &mut Vec<Event>) {
+    fn open(
+        &mut self,
+        user: &str,
+        room: &str,
+        after: Option<u8>,
+        (create, replacing): (bool, Option<ListenerId>),
+        expected: &mut Vec<Event>,
+    ) {
         let resume = after.map_or(Resume::Live, |n| Resume::After(Seq(u64::from(n))));
-        let r = self.core.open_listener(self.ts(), user, room, resume);
+        let created = if create {
+            self.create_if_missing(user, room, expected)
+        } else {
+            None
+        };
+        // Only a listener of the same user on the same room is replaced.
+        let replacing_open = replacing.filter(|id| {
+            self.model
+                .listeners
+                .get(id)
+                .is_some_and(|(r, u)| r == room && u == user)
+        });
+        let mut want = created.or_else(|| self.open_refusal(user, room, after));
+        let capacity = [
+            "too-many-listeners",
+            "server-full",
+            "too-many-user-listeners",
+        ];
+        let mut closed_first = false;
+        if let Some(old) = replacing_open {
+            // A full room (or share, or server) makes the old listener close first.
+            if want.is_some_and(|w| capacity.contains(&w)) {
+                self.model_close(old, expected);
+                closed_first = true;
+                want = self.open_refusal(user, room, after);
+            }
+        }
+        let r = self.ask(OpenListener {
+            user: user.to_owned(),
+            room: room.to_owned(),
+            resume,
+            create_if_missing: create,
+            replacing,
+        });
+        let close_after = replacing_open.filter(|_| !closed_first);
         let mr = self.model.rooms.get(room);
         let latest = mr.map_or(0, |m| m.messages.len() as u64);
-        let want = Self::name_refusal(user, room)
-            .or_else(|| mr.is_none().then_some("room-not-found"))
-            .or_else(|| {
-                after
-                    .is_some_and(|n| u64::from(n) > latest)
-                    .then_some("resume-ahead")
-            })
-            .or_else(|| {
-                (self.model.listeners_of(room).count() >= self.config.limits.max_listeners_per_room)
-                    .then_some("too-many-listeners")
-            })
-            .or_else(|| {
-                (self.model.listeners.len() >= self.config.limits.max_listeners)
-                    .then_some("server-full")
-            })
-            .or_else(|| {
-                (self
-                    .model
-                    .listeners_of(room)
-                    .filter(|(_, u)| *u == user)
-                    .count()
-                    >= self.config.limits.max_listeners_per_user)
-                    .then_some("too-many-user-listeners")
-            });
         assert_eq!(
             code(&r),
             want,
-            "open {room} by {user} after {after:?}: {r:?}"
+            "open {room} by {user} after {after:?} replacing {replacing:?}: {r:?}"
         );
-        let Ok(opened) = r else { return };
+        let Ok(opened) = r else {
+            // A refused replacement still closes the listener it was to replace.
+            if let Some(old) = close_after {
+                self.model_close(old, expected);
+            }
+            return;
+        };
         let mr = &self.model.rooms[room];
         let first_held = mr.first_held(self.history_len());
         assert_eq!(opened.latest, Seq(latest));
@@ -515,10 +645,57 @@ impl Harness {
         self.received.insert(opened.listener, received);
         if joined {
             expected.push(Event::Joined {
-                room: opened.room,
+                room: opened.room.clone(),
                 user: crate::UserName::parse(user, 16).expect("valid"),
             });
         }
+        if let Some(old) = close_after {
+            self.model_close(old, expected);
+        }
+        let present: BTreeMap<String, usize> = opened
+            .presence
+            .iter()
+            .map(|e| (e.user.to_string(), e.listeners))
+            .collect();
+        let mut want_present = self.model.presence(room);
+        if close_after.is_some() {
+            // The snapshot is taken when the new listener opens, before the old one closes.
+            *want_present.entry(user.to_owned()).or_insert(0) += 1;
+        }
+        assert_eq!(
+            present, want_present,
+            "presence when {user} opens on {room}"
+        );
+    }
+
+    /// The refusal the model predicts for opening a listener, in core's order.
+    fn open_refusal(&self, user: &str, room: &str, after: Option<u8>) -> Option<&'static str> {
+        let mr = self.model.rooms.get(room);
+        let latest = mr.map_or(0, |m| m.messages.len() as u64);
+        Self::name_refusal(user, room)
+            .or_else(|| mr.is_none().then_some("room-not-found"))
+            .or_else(|| {
+                after
+                    .is_some_and(|n| u64::from(n) > latest)
+                    .then_some("resume-ahead")
+            })
+            .or_else(|| {
+                (self.model.listeners_of(room).count() >= self.config.limits.max_listeners_per_room)
+                    .then_some("too-many-listeners")
+            })
+            .or_else(|| {
+                (self.model.listeners.len() >= self.config.limits.max_listeners)
+                    .then_some("server-full")
+            })
+            .or_else(|| {
+                (self
+                    .model
+                    .listeners_of(room)
+                    .filter(|(_, u)| *u == user)
+                    .count()
+                    >= self.config.limits.max_listeners_per_user)
+                    .then_some("too-many-user-listeners")
+            })
     }
 
     fn submit(
@@ -526,16 +703,21 @@ impl Harness {
         user: &str,
         room: &str,
         (text, text_refusal): (&str, Option<&str>),
-        key: Option<&str>,
+        (key, create): (Option<&str>, bool),
         expected: &mut Vec<Event>,
     ) {
-        let submit = Submit {
+        let created = if create {
+            self.create_if_missing(user, room, expected)
+        } else {
+            None
+        };
+        let r = self.ask(Submit {
             user: user.to_owned(),
             room: room.to_owned(),
             text: text.to_owned(),
             idempotency_key: key.map(str::to_owned),
-        };
-        let r = self.core.submit(self.ts(), submit);
+            create_if_missing: create,
+        });
         let normalized = text.replace("\r\n", "\n");
         let history_len = self.history_len();
         let mr = self.model.rooms.get(room);
@@ -549,7 +731,8 @@ impl Harness {
                 .find(|(_, m)| m.user == user && m.key.as_deref() == Some(key))
                 .map(|(i, m)| (i as u64 + 1, m.text == normalized))
         });
-        let want = Self::name_refusal(user, room)
+        let want = created
+            .or_else(|| Self::name_refusal(user, room))
             .or_else(|| {
                 key.filter(|k| *k == KEYS[2])
                     .map(|_| "invalid-idempotency-key")
@@ -610,9 +793,12 @@ impl Harness {
             1 => Cursor::After(at),
             _ => Cursor::Before(at),
         };
-        let r = self
-            .core
-            .history(USERS[2], room, cursor, usize::from(limit));
+        let r = self.ask(History {
+            user: USERS[2].to_owned(),
+            room: room.to_owned(),
+            cursor,
+            limit: (limit > 0).then_some(usize::from(limit)),
+        });
         let mr = self.model.rooms.get(room);
         let latest = mr.map_or(0, |m| m.messages.len() as u64);
         let want = Self::name_refusal(USERS[2], room)
@@ -623,7 +809,14 @@ impl Harness {
         assert_eq!(code(&r), want, "history {room} {cursor:?}: {r:?}");
         let Ok(page) = r else { return };
         let first_held = mr.expect("exists").first_held(self.history_len());
-        let limit = usize::from(limit).min(self.config.limits.max_page_len) as u64;
+        let limits = &self.config.limits;
+        let asked = if limit == 0 {
+            limits.history_page_len
+        } else {
+            usize::from(limit)
+        };
+        let limit = asked.min(limits.max_page_len) as u64;
+        assert_eq!(page.limit as u64, limit, "the page length used");
         let held: Vec<u64> = (first_held..=latest).collect();
         let want: Vec<u64> = match cursor {
             Cursor::Newest => newest(held, limit),
@@ -687,7 +880,7 @@ impl Harness {
             // Sequence numbers are contiguous and history is the bounded suffix of accepted messages.
             assert_eq!(core.latest(name), Some(Seq(mr.messages.len() as u64)));
             let first = mr.first_held(self.history_len());
-            let held: Vec<_> = room.history.iter().collect();
+            let held: Vec<_> = room.history().iter().collect();
             assert!(held.len() <= self.history_len());
             assert_eq!(
                 held.len() as u64,
@@ -702,10 +895,10 @@ impl Harness {
                     (want.user.as_str(), want.text.as_str())
                 );
             }
-            assert!(room.history.key_count() <= held.len());
+            assert!(room.history().key_count() <= held.len());
             // Presence equals the users holding listeners.
             let presence: BTreeMap<String, usize> = room
-                .presence
+                .presence()
                 .entries()
                 .into_iter()
                 .map(|e| (e.user.to_string(), e.listeners))
@@ -713,7 +906,11 @@ impl Harness {
             assert_eq!(presence, self.model.presence(name), "presence of {name}");
             let listeners: BTreeSet<ListenerId> =
                 self.model.listeners_of(name).map(|(id, _)| *id).collect();
-            assert_eq!(room.listeners, listeners, "listeners of {name}");
+            assert_eq!(
+                room.listeners().collect::<BTreeSet<_>>(),
+                listeners,
+                "listeners of {name}"
+            );
         }
         // Every listener core holds is one the model holds, in the same room, for the same user.
         for (id, (room, user)) in &self.model.listeners {
@@ -751,6 +948,12 @@ impl Harness {
         );
         assert_eq!(core.stats().events_dropped, 0);
     }
+}
+
+/// The index of `value` in `pool`, so [`pick`] finds it again.
+fn index_of(pool: &[&str], value: &str) -> u8 {
+    let at = pool.iter().position(|p| *p == value).unwrap_or(0);
+    u8::try_from(at).unwrap_or(0)
 }
 
 /// The last `limit` of `seqs`.
@@ -792,10 +995,11 @@ mod tests {
             2 => (0u16..3000).prop_map(|ms| Op::Advance { ms }),
             2 => (idx(), idx()).prop_map(|(user, room)| Op::Create { user, room }),
             1 => (idx(), idx()).prop_map(|(user, room)| Op::Delete { user, room }),
-            3 => (idx(), idx(), proptest::option::of(0u8..12)).prop_map(|(user, room, after)| Op::Open { user, room, after }),
+            3 => (idx(), idx(), proptest::option::of(0u8..12), any::<bool>()).prop_map(|(user, room, after, create)| Op::Open { user, room, after, create }),
+            2 => (any::<u8>(), proptest::option::of(0u8..12)).prop_map(|(listener, after)| Op::Reopen { listener, after }),
             2 => any::<u8>().prop_map(|listener| Op::Close { listener }),
-            6 => (idx(), idx(), idx(), proptest::option::of(0u8..3))
-                .prop_map(|(user, room, text, key)| Op::Submit { user, room, text, key }),
+            6 => (idx(), idx(), idx(), proptest::option::of(0u8..3), proptest::bool::weighted(0.2))
+                .prop_map(|(user, room, text, key, create)| Op::Submit { user, room, text, key, create }),
             1 => (idx(), 0u8..3, 0u8..12, 0u8..6).prop_map(|(room, cursor, at, limit)| Op::History { room, cursor, at, limit }),
             1 => idx().prop_map(|room| Op::Presence { room }),
             1 => proptest::option::of(idx()).prop_map(|after| Op::List { after }),
@@ -821,6 +1025,11 @@ mod tests {
                 user: i,
                 room: i % 3,
                 after: Some(i % 5),
+                create: i % 4 == 0,
+            });
+            ops.push(Op::Reopen {
+                listener: i,
+                after: Some(i % 7),
             });
             for t in 0..8 {
                 ops.push(Op::Submit {
@@ -828,6 +1037,7 @@ mod tests {
                     room: i % 3,
                     text: t,
                     key: Some(t % 2),
+                    create: t == 0,
                 });
             }
             ops.push(Op::Close { listener: i / 2 });

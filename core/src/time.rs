@@ -1,6 +1,8 @@
 //! Time as the host hands it in: core never reads a clock.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, as passed in by the host.
@@ -8,7 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Wall-clock time, because it is also the timestamp a message carries. Core never lets it run
 /// backwards: a `now` older than one already seen is treated as the newest seen (see
 /// [`Core`](crate::Core)), so a host whose clock steps back cannot reorder deadlines or messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp(u64);
 
 impl Timestamp {

@@ -3,14 +3,16 @@
 //!
 //! The test plays the host: it keeps the listeners core opened (ending them as the events say)
 //! and a mirror of every room's membership built from the events alone. Each event is delivered
-//! to the host's listeners on its room, and each recipient must be a member.
+//! to the host's listeners on its room, and each recipient must be a member. Beside it, an
+//! oracle built from the rules (owners manage their private rooms, nobody else; the owner stays)
+//! predicts every command's answer, and the events' mirror must agree with it.
+
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use roomcast_core::{
-    Config, Core, Cursor, Event, Limits, ListenerId, Resume, RoomId, Submit, Timestamp, UserName,
-};
+use support::*;
 
 const USERS: [&str; 4] = ["ada", "bob", "cy", "dee"];
 const ROOMS: [&str; 2] = ["p", "q"];
@@ -47,6 +49,14 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// What the rules say each room is: its owner and, for a private room, its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Expected {
+    owner: Option<String>,
+    /// `None` for a public room.
+    members: Option<BTreeSet<String>>,
+}
+
 /// The host's view, built from answers and events only.
 #[derive(Default)]
 struct Host {
@@ -67,15 +77,6 @@ impl Host {
                 .cloned()
                 .unwrap_or_else(|| "nowhere".to_owned()),
         }
-    }
-
-    /// Whether `user` may see `room` as the events told it (unknown rooms: no).
-    fn admits(&self, room: &str, user: &str) -> bool {
-        self.members.iter().any(|(id, m)| {
-            id.as_str() == room
-                && m.as_ref()
-                    .is_none_or(|m| m.iter().any(|u| u.as_str() == user))
-        })
     }
 
     fn deliver(&mut self, event: Event) {
@@ -99,9 +100,34 @@ impl Host {
                 if let Some(Some(m)) = self.members.get_mut(&room) {
                     m.remove(user);
                 }
-                // The contract: their listeners on the room are closed; end those streams.
-                self.listeners
-                    .retain(|_, (r, u)| !(r == &room && u == user));
+                // Their listeners were each closed by a ListenerClosed before this.
+                assert!(
+                    !self
+                        .listeners
+                        .values()
+                        .any(|(r, u)| r == &room && u == user),
+                    "{user} was removed from {room} with listeners left open"
+                );
+                return;
+            }
+            Event::ListenerClosed {
+                listener, reason, ..
+            } => {
+                assert_eq!(reason, &CloseReason::Removed);
+                let (r, user) = self
+                    .listeners
+                    .remove(listener)
+                    .expect("core closes only open listeners");
+                assert_eq!(r, room, "the closed listener was on the event's room");
+                let still_member = self
+                    .members
+                    .get(&room)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|m| m.contains(&user));
+                assert!(
+                    still_member,
+                    "{user} is closed as removed while the mirror still has them"
+                );
                 return;
             }
             Event::RoomClosed { .. } => {
@@ -109,7 +135,7 @@ impl Host {
                 self.listeners.retain(|_, (r, _)| r != &room);
                 return;
             }
-            _ => {}
+            Event::Published(_) | Event::Joined { .. } | Event::Left { .. } => {}
         }
         let Some(Some(members)) = self.members.get(&room) else {
             return; // Public: anyone may hear it.
@@ -125,39 +151,132 @@ impl Host {
     }
 }
 
+/// The rooms as the rules say they are; the answer each command must get.
+#[derive(Default)]
+struct Oracle {
+    rooms: BTreeMap<String, Expected>,
+}
+
+impl Oracle {
+    fn admits(&self, room: &str, user: &str) -> bool {
+        self.rooms
+            .get(room)
+            .is_some_and(|r| r.members.as_ref().is_none_or(|m| m.contains(user)))
+    }
+
+    /// Whether `user` may manage the members of `room` (owners of private rooms; no admins here).
+    fn manages(&self, room: &str, user: &str) -> bool {
+        self.rooms
+            .get(room)
+            .is_some_and(|r| r.members.is_some() && r.owner.as_deref() == Some(user))
+    }
+
+    fn view(&self) -> BTreeMap<String, Option<BTreeSet<String>>> {
+        self.rooms
+            .iter()
+            .map(|(id, r)| (id.clone(), r.members.clone()))
+            .collect()
+    }
+}
+
 fn run(ops: Vec<Op>) {
-    let mut core = Core::new(Config {
-        limits: Limits {
-            submit_rate: None,
-            ..Limits::default()
-        },
-        ..Config::default()
-    });
+    let mut core = Core::new(unlimited());
     let mut host = Host::default();
+    let mut oracle = Oracle::default();
     for (step, op) in ops.into_iter().enumerate() {
-        let now = Timestamp::from_unix_millis(step as u64 + 1);
+        let now = t(step as u64 + 1);
         let user_of = |i: usize| USERS[i];
         match op {
-            Op::CreatePublic(u, r) => {
-                let _ = core.create_room(now, user_of(u), &host.room_name(r));
-            }
-            Op::CreatePrivate(u, r) => {
-                let _ = core.create_private_room(now, user_of(u), &host.room_name(r));
+            Op::CreatePublic(u, r) | Op::CreatePrivate(u, r) => {
+                let (user, room) = (user_of(u), host.room_name(r));
+                let private = matches!(op, Op::CreatePrivate(..));
+                let created = if private {
+                    create_private_room(&mut core, now, user, &room)
+                } else {
+                    create_room(&mut core, now, user, &room)
+                };
+                match oracle.rooms.get(&room) {
+                    None => {
+                        assert!(created.as_ref().is_ok_and(|c| c.created), "{created:?}");
+                        let members = private.then(|| BTreeSet::from([user.to_owned()]));
+                        let owner = Some(user.to_owned());
+                        oracle.rooms.insert(room, Expected { owner, members });
+                    }
+                    Some(_) => assert_eq!(
+                        created.as_ref().map(|c| c.created).ok(),
+                        oracle.admits(&room, user).then_some(false),
+                        "create {room} again by {user}: {created:?}"
+                    ),
+                }
             }
             Op::Invite(u, r, m) => {
-                let _ = core.invite(now, user_of(u), &host.room_name(r), user_of(m));
+                let (user, room, member) = (user_of(u), host.room_name(r), user_of(m));
+                let invited = invite(&mut core, now, user, &room, member);
+                if oracle.manages(&room, user) {
+                    let members = oracle
+                        .rooms
+                        .get_mut(&room)
+                        .and_then(|r| r.members.as_mut())
+                        .expect("private");
+                    assert_eq!(
+                        invited,
+                        Ok(members.insert(member.to_owned())),
+                        "invite {member} to {room}"
+                    );
+                } else {
+                    assert!(
+                        invited.is_err(),
+                        "{user} may not invite to {room}: {invited:?}"
+                    );
+                }
             }
             Op::Remove(u, r, m) => {
-                let _ = core.remove_member(now, user_of(u), &host.room_name(r), user_of(m));
+                let (user, room, member) = (user_of(u), host.room_name(r), user_of(m));
+                let removed = remove_member(&mut core, now, user, &room, member);
+                if oracle.manages(&room, user) && member != user {
+                    let members = oracle
+                        .rooms
+                        .get_mut(&room)
+                        .and_then(|r| r.members.as_mut())
+                        .expect("private");
+                    assert_eq!(
+                        removed,
+                        Ok(members.remove(member)),
+                        "remove {member} from {room}"
+                    );
+                } else {
+                    assert!(
+                        removed.is_err(),
+                        "{user} may not remove {member} from {room}: {removed:?}"
+                    );
+                }
             }
             Op::Direct(u, o) => {
-                let _ = core.open_direct(now, user_of(u), user_of(o));
+                let (user, other) = (user_of(u), user_of(o));
+                let direct = open_direct(&mut core, now, user, other);
+                assert_eq!(direct.is_ok(), user != other, "{direct:?}");
+                if let Ok(created) = direct {
+                    let members = Some(BTreeSet::from([user.to_owned(), other.to_owned()]));
+                    let expected = Expected {
+                        owner: None,
+                        members,
+                    };
+                    let id = created.room.id.to_string();
+                    assert_eq!(created.created, !oracle.rooms.contains_key(&id));
+                    assert_eq!(
+                        oracle
+                            .rooms
+                            .insert(id, expected.clone())
+                            .unwrap_or(expected.clone()),
+                        expected
+                    );
+                }
             }
             Op::Open(u, r) => {
                 let room = host.room_name(r);
-                let admitted = host.admits(&room, user_of(u));
+                let admitted = oracle.admits(&room, user_of(u));
                 let opened =
-                    core.open_listener(now, user_of(u), &room, Resume::After(Default::default()));
+                    open_listener(&mut core, now, user_of(u), &room, Resume::After(Seq::ZERO));
                 assert_eq!(
                     opened.is_ok(),
                     admitted,
@@ -165,29 +284,24 @@ fn run(ops: Vec<Op>) {
                     user_of(u)
                 );
                 if let Ok(opened) = opened {
-                    let user = UserName::parse(user_of(u), 32).unwrap();
-                    host.listeners.insert(opened.listener, (opened.room, user));
+                    host.listeners
+                        .insert(opened.listener, (opened.room, user(user_of(u))));
                 }
             }
             Op::Close(i) => {
                 if !host.listeners.is_empty() {
                     let id = *host.listeners.keys().nth(i % host.listeners.len()).unwrap();
                     host.listeners.remove(&id);
-                    assert!(core.close_listener(now, id), "an open listener closes");
+                    assert!(
+                        close_listener(&mut core, now, id),
+                        "an open listener closes"
+                    );
                 }
             }
             Op::Post(u, r) => {
                 let room = host.room_name(r);
-                let admitted = host.admits(&room, user_of(u));
-                let posted = core.submit(
-                    now,
-                    Submit {
-                        user: user_of(u).into(),
-                        room: room.clone(),
-                        text: "x".into(),
-                        idempotency_key: None,
-                    },
-                );
+                let admitted = oracle.admits(&room, user_of(u));
+                let posted = submit(&mut core, now, submit_to(&room, user_of(u), "x", None));
                 assert_eq!(
                     posted.is_ok(),
                     admitted,
@@ -197,13 +311,26 @@ fn run(ops: Vec<Op>) {
             }
             Op::Read(u, r) => {
                 let room = host.room_name(r);
-                let admitted = host.admits(&room, user_of(u));
-                let history = core.history(user_of(u), &room, Cursor::Newest, 10);
-                let presence = core.presence(user_of(u), &room);
+                let admitted = oracle.admits(&room, user_of(u));
+                let history = history(&mut core, user_of(u), &room, Cursor::Newest, 10);
+                let presence = presence(&mut core, user_of(u), &room);
                 assert_eq!((history.is_ok(), presence.is_ok()), (admitted, admitted));
             }
             Op::Delete(u, r) => {
-                let _ = core.delete_room(now, user_of(u), &host.room_name(r));
+                let (user, room) = (user_of(u), host.room_name(r));
+                let owns = oracle
+                    .rooms
+                    .get(&room)
+                    .is_some_and(|r| r.owner.as_deref() == Some(user));
+                let deleted = delete_room(&mut core, now, user, &room);
+                assert_eq!(
+                    deleted.is_ok(),
+                    owns,
+                    "delete {room} by {user}: {deleted:?}"
+                );
+                if owns {
+                    oracle.rooms.remove(&room);
+                }
             }
         }
         while let Some(event) = core.poll_event() {
@@ -213,6 +340,22 @@ fn run(ops: Vec<Op>) {
             core.stats().listeners,
             host.listeners.len(),
             "core closed exactly the listeners the events ended"
+        );
+        let mirrored: BTreeMap<String, Option<BTreeSet<String>>> = host
+            .members
+            .iter()
+            .map(|(id, m)| {
+                (
+                    id.to_string(),
+                    m.as_ref()
+                        .map(|m| m.iter().map(ToString::to_string).collect()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            mirrored,
+            oracle.view(),
+            "the events tell the rooms the rules made"
         );
     }
 }

@@ -1,10 +1,13 @@
 //! The JSON API under `/api/v1/`, the seed's JSON routes, and the operations endpoints.
 
-use roomcast_core::{Created, Cursor, Seq, Submit, Submitted};
+use roomcast_core::{
+    ChangeMember, Created, Cursor, DeleteRoom, History, ListRooms, MemberChange, OpenDirect, Seq,
+    Submit, Submitted, ViewRoom,
+};
 use serde::Deserialize;
 use tide::{Request, Response, StatusCode};
 
-use crate::app::{State, actor, room_param, same_user};
+use crate::app::{State, actor, caller, room_param};
 use crate::problem::{Problem, ProblemBody, json_body, query};
 use crate::wire::{
     CreateRoom, HistoryBody, MessageBody, PostMessage, PresenceBody, PresenceList, RoomBody,
@@ -34,13 +37,12 @@ struct ListQuery {
     responses((status = 200, body = RoomList), (status = 400, body = ProblemBody, content_type = "application/problem+json")))]
 pub async fn list_rooms(req: Request<State>) -> Result<Response, Problem> {
     let (q, user): (ListQuery, _) = (query(&req)?, actor(&req)?);
-    let limit = q.limit.unwrap_or(100);
-    let after = q.after;
-    let page = req
-        .state()
-        .hub
-        .with_core(move |core, _| core.rooms(&user, after.as_deref(), limit))
-        .await?;
+    let list = ListRooms {
+        user,
+        after: q.after,
+        limit: q.limit,
+    };
+    let page = req.state().hub.ask(list).await?;
     Ok(json(
         StatusCode::Ok,
         &RoomList {
@@ -64,17 +66,12 @@ pub async fn list_rooms(req: Request<State>) -> Result<Response, Problem> {
 pub async fn create_room(mut req: Request<State>) -> Result<Response, Problem> {
     let user = actor(&req)?;
     let body: CreateRoom = json_body(&mut req).await?;
-    let created = req
-        .state()
-        .hub
-        .with_core(move |core, now| {
-            if body.private {
-                core.create_private_room(now, &user, &body.room)
-            } else {
-                core.create_room(now, &user, &body.room)
-            }
-        })
-        .await?;
+    let create = roomcast_core::CreateRoom {
+        user,
+        room: body.room,
+        private: body.private,
+    };
+    let created = req.state().hub.ask(create).await?;
     Ok(created_response(&created))
 }
 
@@ -102,10 +99,13 @@ fn created_response(created: &Created) -> Response {
 pub async fn invite(mut req: Request<State>) -> Result<Response, Problem> {
     let (user, room) = (actor(&req)?, room_param(&req));
     let body: UserRef = json_body(&mut req).await?;
-    req.state()
-        .hub
-        .with_core(move |core, now| core.invite(now, &user, &room, &body.user))
-        .await?;
+    let change = ChangeMember {
+        user,
+        room,
+        member: body.user,
+        change: MemberChange::Add,
+    };
+    req.state().hub.ask(change).await?;
     Ok(Response::new(StatusCode::NoContent))
 }
 
@@ -122,10 +122,13 @@ pub async fn invite(mut req: Request<State>) -> Result<Response, Problem> {
 pub async fn remove_member(req: Request<State>) -> Result<Response, Problem> {
     let (user, room) = (actor(&req)?, room_param(&req));
     let member = req.param("user").unwrap_or_default().to_owned();
-    req.state()
-        .hub
-        .with_core(move |core, now| core.remove_member(now, &user, &room, &member))
-        .await?;
+    let change = ChangeMember {
+        user,
+        room,
+        member,
+        change: MemberChange::Remove,
+    };
+    req.state().hub.ask(change).await?;
     Ok(Response::new(StatusCode::NoContent))
 }
 
@@ -143,11 +146,11 @@ pub async fn remove_member(req: Request<State>) -> Result<Response, Problem> {
 pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
     let user = actor(&req)?;
     let body: UserRef = json_body(&mut req).await?;
-    let created = req
-        .state()
-        .hub
-        .with_core(move |core, now| core.open_direct(now, &user, &body.user))
-        .await?;
+    let direct = OpenDirect {
+        user,
+        other: body.user,
+    };
+    let created = req.state().hub.ask(direct).await?;
     Ok(created_response(&created))
 }
 
@@ -161,12 +164,13 @@ pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
     ))]
 pub async fn room(req: Request<State>) -> Result<Response, Problem> {
     let (user, room) = (actor(&req)?, room_param(&req));
-    let summary = req
-        .state()
-        .hub
-        .with_core(move |core, _| core.room(&user, &room))
-        .await?;
-    Ok(json(StatusCode::Ok, &RoomBody::from(&summary)))
+    let view = ViewRoom {
+        user,
+        room,
+        create_if_missing: false,
+    };
+    let view = req.state().hub.ask(view).await?;
+    Ok(json(StatusCode::Ok, &RoomBody::from(&view.room)))
 }
 
 /// Delete a room with its history; its streams end with a `closed` event.
@@ -179,10 +183,7 @@ pub async fn room(req: Request<State>) -> Result<Response, Problem> {
     ))]
 pub async fn delete_room(req: Request<State>) -> Result<Response, Problem> {
     let (user, room) = (actor(&req)?, room_param(&req));
-    req.state()
-        .hub
-        .with_core(move |core, now| core.delete_room(now, &user, &room))
-        .await?;
+    req.state().hub.ask(DeleteRoom { user, room }).await?;
     Ok(Response::new(StatusCode::NoContent))
 }
 
@@ -224,8 +225,13 @@ pub async fn history(req: Request<State>) -> Result<Response, Problem> {
         (None, Some(before)) => Cursor::Before(Seq(before)),
         (None, None) => Cursor::Newest,
     };
-    let (user, room, limit) = (actor(&req)?, room_param(&req), q.limit.unwrap_or(50));
-    let page = req.state().hub.history(user, room, cursor, limit).await?;
+    let history = History {
+        user: actor(&req)?,
+        room: room_param(&req),
+        cursor,
+        limit: q.limit,
+    };
+    let page = req.state().hub.history(history).await?;
     Ok(json(StatusCode::Ok, &HistoryBody::from(&page)))
 }
 
@@ -250,22 +256,17 @@ pub async fn history(req: Request<State>) -> Result<Response, Problem> {
 pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> {
     let room = room_param(&req);
     let header_key = req.header("Idempotency-Key").map(|v| v.as_str().to_owned());
-    let user = actor(&req)?;
+    let caller = caller(&req)?;
     let body: PostMessage = json_body(&mut req).await?;
-    if let Some(named) = &body.user {
-        same_user(named, &user)?;
-    }
+    caller.check_named(body.user.as_deref())?;
     let submit = Submit {
-        user,
+        user: caller.user,
         room,
         text: body.text,
         idempotency_key: body.idempotency_key.or(header_key),
+        create_if_missing: false,
     };
-    let done = req
-        .state()
-        .hub
-        .with_core(move |core, now| core.submit(now, submit))
-        .await?;
+    let done = req.state().hub.ask(submit).await?;
     Ok(posted(&done))
 }
 
@@ -280,27 +281,17 @@ fn posted(done: &Submitted) -> Response {
 
 /// The seed's `POST /submit`: `{room, user, text}`, creating the room if needed.
 pub async fn seed_submit(mut req: Request<State>) -> Result<Response, Problem> {
-    let user = actor(&req)?;
+    let caller = caller(&req)?;
     let body: SeedSubmit = json_body(&mut req).await?;
-    if let Some(named) = &body.user {
-        same_user(named, &user)?;
-    }
-    let done = req
-        .state()
-        .hub
-        .with_core(move |core, now| {
-            core.create_room(now, &user, &body.room)?;
-            core.submit(
-                now,
-                Submit {
-                    user,
-                    room: body.room,
-                    text: body.text,
-                    idempotency_key: None,
-                },
-            )
-        })
-        .await?;
+    caller.check_named(body.user.as_deref())?;
+    let submit = Submit {
+        user: caller.user,
+        room: body.room,
+        text: body.text,
+        idempotency_key: None,
+        create_if_missing: true,
+    };
+    let done = req.state().hub.ask(submit).await?;
     Ok(posted(&done))
 }
 
@@ -314,17 +305,17 @@ pub async fn seed_submit(mut req: Request<State>) -> Result<Response, Problem> {
     ))]
 pub async fn presence(req: Request<State>) -> Result<Response, Problem> {
     let (user, room) = (actor(&req)?, room_param(&req));
-    let id = room.clone();
-    let entries = req
-        .state()
-        .hub
-        .with_core(move |core, _| core.presence(&user, &room))
-        .await?;
+    let view = ViewRoom {
+        user,
+        room,
+        create_if_missing: false,
+    };
+    let view = req.state().hub.ask(view).await?;
     Ok(json(
         StatusCode::Ok,
         &PresenceList {
-            room: id,
-            users: entries.iter().map(PresenceBody::from).collect(),
+            room: view.room.id.to_string(),
+            users: view.presence.iter().map(PresenceBody::from).collect(),
         },
     ))
 }

@@ -295,11 +295,7 @@ pub const SESSION_COOKIE: &str = "roomcast_session";
 /// The token a request carries: `Authorization: Bearer`, else the session cookie. Never the URL.
 pub fn token(req: &Request<State>) -> Option<String> {
     let bearer = req.header("Authorization").and_then(|values| {
-        let value = values.last().as_str();
-        value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(|t| t.trim().to_owned())
+        roomcast_hub::identity::bearer(values.last().as_str()).map(str::to_owned)
     });
     bearer.or_else(|| cookie(req, SESSION_COOKIE))
 }
@@ -323,24 +319,14 @@ pub fn caller(req: &Request<State>) -> Result<Caller, Problem> {
     if let Some(access) = req.ext::<Access>() {
         access.set_user(&caller.user);
     }
-    if let Some(named) = crate::problem::query::<_, Actor>(req)?.user {
-        same_user(&named, &caller.user)?;
-    }
+    let named = crate::problem::query::<_, Actor>(req)?.user;
+    caller.check_named(named.as_deref())?;
     Ok(caller)
 }
 
 /// The verified caller's name.
 pub fn actor(req: &Request<State>) -> Result<String, Problem> {
     caller(req).map(|c| c.user)
-}
-
-/// Refuses a request body or query that names a user other than the caller.
-pub fn same_user(named: &str, caller: &str) -> Result<(), Problem> {
-    if named == caller {
-        Ok(())
-    } else {
-        Err(Problem::impersonation(named, caller))
-    }
 }
 
 /// The client's address (behind a trusted proxy, the one it forwarded), for per-address limits.

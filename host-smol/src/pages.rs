@@ -7,13 +7,16 @@
 //! cookie, so it cannot fill in the field.
 
 use askama::Template;
-use roomcast_core::{Cursor, Submit};
+use roomcast_core::{
+    ChangeMember, CreateRoom, Cursor, History, ListRooms, MemberChange, OpenDirect, Submit,
+    ViewRoom,
+};
 use roomcast_hub::identity::{Caller, Issued, random_token};
 use serde::Deserialize;
 use tide::http::mime;
 use tide::{Redirect, Request, Response, StatusCode};
 
-use crate::app::{SESSION_COOKIE, State, client_ip, cookie, room_param, same_user, token};
+use crate::app::{SESSION_COOKIE, State, client_ip, cookie, room_param, token};
 use crate::problem::{Problem, form_body};
 use crate::wire::rfc3339;
 use roomcast_hub::telemetry::Access;
@@ -192,7 +195,8 @@ struct RoomPage {
     first_held: u64,
     latest: u64,
     /// The visitor owns this private room: show its members and the invite form.
-    owner: bool,
+    /// The visitor may invite and remove members (the owner of a private room, or an admin).
+    may_manage_members: bool,
     members: Vec<String>,
     error: Option<String>,
 }
@@ -231,11 +235,13 @@ async fn render_index(
         Ok(me) => me,
         Err(redirect) => return Ok(*redirect),
     };
-    let rooms = req
-        .state()
-        .hub
-        .with_core(move |core, _| core.rooms(&me.user, None, 500))
-        .await?;
+    // As many as a page may hold.
+    let list = ListRooms {
+        user: me.user,
+        after: None,
+        limit: Some(usize::MAX),
+    };
+    let rooms = req.state().hub.ask(list).await?;
     let rooms = rooms
         .rooms
         .iter()
@@ -271,19 +277,13 @@ pub async fn create_room(mut req: Request<State>) -> Result<Response, Problem> {
         Ok(me) => me,
         Err(redirect) => return Ok(*redirect),
     };
-    let room = form.room.trim().to_owned();
-    let id = room.clone();
-    let created = req
-        .state()
-        .hub
-        .with_core(move |core, now| {
-            if form.private {
-                core.create_private_room(now, &me.user, &room)
-            } else {
-                core.create_room(now, &me.user, &room)
-            }
-        })
-        .await;
+    let id = form.room.trim().to_owned();
+    let create = CreateRoom {
+        user: me.user,
+        room: id.clone(),
+        private: form.private,
+    };
+    let created = req.state().hub.ask(create).await;
     match created {
         Ok(created) => Ok(Redirect::see_other(format!("/room/{}", created.room.id)).into()),
         Err(e) => {
@@ -308,13 +308,11 @@ pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
         Ok(me) => me,
         Err(redirect) => return Ok(*redirect),
     };
-    let other = form.user.trim().to_owned();
-    match req
-        .state()
-        .hub
-        .with_core(move |core, now| core.open_direct(now, &me.user, &other))
-        .await
-    {
+    let direct = OpenDirect {
+        user: me.user,
+        other: form.user.trim().to_owned(),
+    };
+    match req.state().hub.ask(direct).await {
         Ok(created) => Ok(Redirect::see_other(format!("/room/{}", created.room.id)).into()),
         Err(e) => {
             let problem = Problem::from(e);
@@ -348,21 +346,20 @@ async fn render_room(
         Err(redirect) => return Ok(*redirect),
     };
     let hub = &req.state().hub;
-    let user = me.user.clone();
-    let (summary, present) = hub
-        .with_core(move |core, now| {
-            let summary = core.create_room(now, &user, &room)?.room;
-            Ok((summary, core.presence(&user, &room)?))
-        })
-        .await?;
-    let page = hub
-        .history(
-            me.user.clone(),
-            room_param(req),
-            Cursor::Newest,
-            PAGE_MESSAGES,
-        )
-        .await?;
+    let view = ViewRoom {
+        user: me.user.clone(),
+        room: room.clone(),
+        create_if_missing: true,
+    };
+    let view = hub.ask(view).await?;
+    // As many as a page may hold.
+    let history = History {
+        user: me.user.clone(),
+        room,
+        cursor: Cursor::Newest,
+        limit: Some(PAGE_MESSAGES),
+    };
+    let page = hub.history(history).await?;
     let messages = page
         .messages
         .iter()
@@ -377,17 +374,14 @@ async fn render_room(
             }
         })
         .collect();
-    let present = present
+    let present = view
+        .presence
         .iter()
         .map(|p| PresentRow {
             user: p.user.to_string(),
         })
         .collect();
-    let owner = summary.private
-        && summary
-            .owner
-            .as_ref()
-            .is_some_and(|o| o.as_str() == me.user);
+
     let page = RoomPage {
         me: visit.me(),
         csrf: visit.csrf.clone(),
@@ -396,8 +390,8 @@ async fn render_room(
         present,
         first_held: page.first_held.0,
         latest: page.latest.0,
-        owner,
-        members: summary.members.iter().map(ToString::to_string).collect(),
+        may_manage_members: view.may_manage_members,
+        members: view.room.members.iter().map(ToString::to_string).collect(),
         error,
     };
     html(status, &page, &visit)
@@ -423,28 +417,20 @@ pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> 
         Ok(me) => me,
         Err(redirect) => return Ok(*redirect),
     };
-    if let Some(named) = form
+    let named = form
         .user
         .as_deref()
         .map(str::trim)
-        .filter(|n| !n.is_empty())
-    {
-        same_user(named, &me.user)?;
-    }
+        .filter(|n| !n.is_empty());
+    me.check_named(named)?;
     let submit = Submit {
         user: me.user,
         room: room.clone(),
         text: form.text,
         idempotency_key: None,
+        create_if_missing: true,
     };
-    let result = req
-        .state()
-        .hub
-        .with_core(move |core, now| {
-            core.create_room(now, &submit.user, &submit.room)?;
-            core.submit(now, submit)
-        })
-        .await;
+    let result = req.state().hub.ask(submit).await;
     match result {
         Ok(_) => Ok(Redirect::see_other(format!("/room/{room}")).into()),
         Err(e) => {
@@ -462,19 +448,17 @@ pub async fn members(mut req: Request<State>) -> Result<Response, Problem> {
         Ok(me) => me,
         Err(redirect) => return Ok(*redirect),
     };
-    let removing = req.url().path().ends_with("/remove");
-    let (id, member) = (room.clone(), form.user.trim().to_owned());
-    let changed = req
-        .state()
-        .hub
-        .with_core(move |core, now| {
-            if removing {
-                core.remove_member(now, &me.user, &id, &member)
-            } else {
-                core.invite(now, &me.user, &id, &member)
-            }
-        })
-        .await;
+    let change = ChangeMember {
+        user: me.user,
+        room: room.clone(),
+        member: form.user.trim().to_owned(),
+        change: if req.url().path().ends_with("/remove") {
+            MemberChange::Remove
+        } else {
+            MemberChange::Add
+        },
+    };
+    let changed = req.state().hub.ask(change).await;
     match changed {
         Ok(_) => Ok(Redirect::see_other(format!("/room/{room}")).into()),
         Err(e) => {

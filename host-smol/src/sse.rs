@@ -39,7 +39,7 @@ pub async fn seed_stream(req: Request<State>) -> Result<Response, Problem> {
 }
 
 async fn respond(req: &Request<State>, create: bool) -> Result<Response, Problem> {
-    let subscription = subscribe(req, "sse", create).await?;
+    let subscription = subscribe(req, Wire::Sse, create).await?;
     let peer = req.ext::<PeerWatch>().cloned();
     if let Some(peer) = &peer {
         peer.bound_send_buffer();

@@ -1,7 +1,7 @@
 //! What SSE and WebSocket share: who is listening, where they resume, and opening the listener.
 
-use roomcast_core::{Resume, Seq};
-use roomcast_hub::Subscription;
+use roomcast_core::{OpenListener, Resume, Seq};
+use roomcast_hub::{Subscription, Wire};
 use serde::Deserialize;
 use tide::{Request, StatusCode};
 
@@ -18,19 +18,17 @@ struct StreamQuery {
 /// missing room is created first (the seed's routes do that).
 pub async fn subscribe(
     req: &Request<State>,
-    transport: &'static str,
+    wire: Wire,
     create: bool,
 ) -> Result<Subscription, Problem> {
-    let resume = resume_point(req)?;
-    let user = actor(req)?;
-    let room = room_param(req);
-    let hub = &req.state().hub;
-    if create {
-        let (user, room) = (user.clone(), room.clone());
-        hub.with_core(move |core, now| core.create_room(now, &user, &room))
-            .await?;
-    }
-    Ok(hub.subscribe(&user, &room, resume, transport).await?)
+    let open = OpenListener {
+        user: actor(req)?,
+        room: room_param(req),
+        resume: resume_point(req)?,
+        create_if_missing: create,
+        replacing: None,
+    };
+    Ok(req.state().hub.subscribe(open, wire).await?)
 }
 
 /// Where a stream resumes: after `Last-Event-ID`, else `?since=`, else live.

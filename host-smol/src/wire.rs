@@ -4,7 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use roomcast_core::{Gap, HistoryPage, Message, PresenceEntry, RoomSummary, Timestamp};
-use roomcast_hub::{Delivery, Ending};
+use roomcast_hub::Delivery;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -393,20 +393,11 @@ impl From<Delivery> for StreamEvent {
             Delivery::Joined(user) => presence("joined", None, Some(user.to_string())),
             Delivery::Left(user) => presence("left", None, Some(user.to_string())),
             Delivery::Gap(gap) => StreamEvent::Gap(gap.into()),
-            Delivery::Closed(ending) => closed(&ending),
-            _ => closed(&Ending::ShuttingDown),
+            Delivery::Closed(reason) => StreamEvent::Closed {
+                reason: reason.code().into(),
+                by: reason.by().map(ToString::to_string),
+            },
         }
-    }
-}
-
-fn closed(ending: &Ending) -> StreamEvent {
-    let by = match ending {
-        Ending::Deleted { by } => by.as_ref().map(ToString::to_string),
-        _ => None,
-    };
-    StreamEvent::Closed {
-        reason: ending.code().into(),
-        by,
     }
 }
 
@@ -429,7 +420,7 @@ mod tests {
             left.to_json(),
             r#"{"type":"presence","kind":"left","user":"bob"}"#
         );
-        let closed = StreamEvent::from(Delivery::Closed(Ending::ShuttingDown));
+        let closed = StreamEvent::from(Delivery::Closed(roomcast_core::CloseReason::ShuttingDown));
         assert_eq!(closed.to_json(), r#"{"type":"closed","reason":"shutdown"}"#);
     }
 

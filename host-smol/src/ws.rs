@@ -14,7 +14,7 @@ use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use async_tungstenite::tungstenite::{Message, Utf8Bytes};
 use futures_lite::FutureExt;
 use futures_util::{SinkExt, StreamExt};
-use roomcast_core::{Resume, Submit};
+use roomcast_core::{CloseReason, OpenListener, Resume, Submit};
 use roomcast_hub::telemetry::ConnectionGauge;
 use roomcast_hub::{Delivery, Hub, Subscription, Wire};
 use tide::http::upgrade::Connection;
@@ -86,7 +86,8 @@ pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
     let (subscription, user) = match token(&req) {
         Some(_) => {
             let user = actor(&req)?;
-            let subscription = hub.subscribe(&user, &room, resume, "ws").await?;
+            let open = listen(&user, &room, resume);
+            let subscription = hub.subscribe(open, Wire::WebSocket).await?;
             (Some(subscription), Some(user))
         }
         None => (None, None),
@@ -253,9 +254,18 @@ async fn session(
 /// sets `end` if the stream ends after it.
 fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
     match &delivery {
-        Delivery::Closed(ending) if ending.code() == "shutdown" => *end = Some(CloseCode::Away),
-        Delivery::Closed(_) => *end = Some(CloseCode::Normal),
-        _ => {}
+        Delivery::Closed(CloseReason::ShuttingDown) => *end = Some(CloseCode::Away),
+        Delivery::Closed(
+            CloseReason::Deleted { .. }
+            | CloseReason::Expired
+            | CloseReason::Removed
+            | CloseReason::Refused(_),
+        ) => *end = Some(CloseCode::Normal),
+        Delivery::Presence(_)
+        | Delivery::Gap(_)
+        | Delivery::Message(_)
+        | Delivery::Joined(_)
+        | Delivery::Left(_) => {}
     }
     match delivery {
         Delivery::Message(shared) => {
@@ -320,12 +330,23 @@ async fn first_frame_auth(
     })?;
     who.user = caller.user;
     who.hub
-        .subscribe(&who.user, &who.room, resume, "ws")
+        .subscribe(listen(&who.user, &who.room, resume), Wire::WebSocket)
         .await
         .map_err(|e| {
             let problem = Problem::from(e);
             refusal(None, problem.code, problem.detail)
         })
+}
+
+/// Opens `user`'s listener on `room` (never creating it).
+fn listen(user: &str, room: &str, resume: Resume) -> OpenListener {
+    OpenListener {
+        user: user.to_owned(),
+        room: room.to_owned(),
+        resume,
+        create_if_missing: false,
+        replacing: None,
+    }
 }
 
 /// Handles one client frame; the answer always says what happened.
@@ -351,12 +372,9 @@ async fn submit(who: &Session, text: &[u8]) -> StreamEvent {
         room: who.room.clone(),
         text,
         idempotency_key,
+        create_if_missing: false,
     };
-    match who
-        .hub
-        .with_core(move |core, now| core.submit(now, submit))
-        .await
-    {
+    match who.hub.ask(submit).await {
         Ok(done) => StreamEvent::Ack {
             reference,
             message: MessageBody::from(&*done.message),

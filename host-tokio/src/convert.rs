@@ -2,7 +2,7 @@
 
 use roomcast_core::{Error, ErrorClass, Gap, HistoryPage, Message, PresenceEntry, RoomSummary};
 use roomcast_hub::identity::{AuthClass, AuthError, Issued};
-use roomcast_hub::{Delivery, Ending, HubError, Wire};
+use roomcast_hub::{Delivery, HubError, Wire};
 use roomcast_proto::EncodedEvent;
 use roomcast_proto::v1 as pb;
 use tonic::{Code, Status};
@@ -116,21 +116,12 @@ pub fn event(delivery: Delivery) -> pb::StreamEvent {
         Delivery::Joined(user) => Event::Joined(user.to_string()),
         Delivery::Left(user) => Event::Left(user.to_string()),
         Delivery::Gap(g) => Event::Gap(gap(g)),
-        Delivery::Closed(ending) => Event::Closed(closed(&ending)),
-        _ => Event::Closed(closed(&Ending::ShuttingDown)),
+        Delivery::Closed(reason) => Event::Closed(pb::Closed {
+            reason: reason.code().into(),
+            by: reason.by().map(ToString::to_string).unwrap_or_default(),
+        }),
     };
     pb::StreamEvent { event: Some(event) }
-}
-
-fn closed(ending: &Ending) -> pb::Closed {
-    let by = match ending {
-        Ending::Deleted { by } => by.as_ref().map(ToString::to_string).unwrap_or_default(),
-        _ => String::new(),
-    };
-    pb::Closed {
-        reason: ending.code().into(),
-        by,
-    }
 }
 
 /// A refusal as a gRPC status, with the core's reason as the message.

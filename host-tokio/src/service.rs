@@ -4,11 +4,15 @@
 use std::pin::Pin;
 
 use futures_util::Stream;
-use roomcast_core::{Cursor, Resume, Seq, Submit};
-use roomcast_hub::Hub;
+use roomcast_core::{
+    ChangeMember, CreateRoom, Cursor, DeleteRoom, History, ListRooms, MemberChange, OpenDirect,
+    OpenListener, Resume, Seq, Submit, ViewRoom,
+};
 use roomcast_hub::edge::EdgeArgs;
+use roomcast_hub::identity::bearer;
 use roomcast_hub::identity::{AuthError, Caller};
 use roomcast_hub::telemetry::Access;
+use roomcast_hub::{Hub, Wire};
 use roomcast_proto::EncodedEvent;
 use roomcast_proto::fast::chat_server::Chat;
 use roomcast_proto::v1 as pb;
@@ -32,26 +36,16 @@ impl Service {
             .metadata()
             .get(AUTHORIZATION_METADATA)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(bearer)
             .ok_or_else(|| auth_status(AuthError::Missing))?;
-        let caller = self
-            .hub
-            .identity()
-            .verify(token.trim())
-            .map_err(auth_status)?;
+        let caller = self.hub.identity().verify(token).map_err(auth_status)?;
         if let Some(access) = req.extensions().get::<Access>() {
             access.set_user(&caller.user);
         }
-        if let Some(named) = req.metadata().get(USER_METADATA)
-            && named.to_str().ok() != Some(caller.user.as_str())
-        {
-            return Err(Status::permission_denied(format!(
-                "signed in as {}, but {USER_METADATA} names someone else (impersonation)",
-                caller.user
-            )));
+        if let Some(named) = req.metadata().get(USER_METADATA) {
+            // Metadata that is not text names nobody the caller could be.
+            let named = named.to_str().unwrap_or("(not text)");
+            caller.check_named(Some(named)).map_err(auth_status)?;
         }
         Ok(caller)
     }
@@ -78,23 +72,24 @@ impl Service {
     async fn change_membership(
         &self,
         req: Request<pb::MemberRequest>,
-        remove: bool,
+        change: MemberChange,
     ) -> Result<Response<pb::MemberResponse>, Status> {
         let user = self.user(&req)?;
         let pb::MemberRequest { room, user: member } = req.into_inner();
-        let changed = self
-            .hub
-            .with_core(move |core, now| {
-                if remove {
-                    core.remove_member(now, &user, &room, &member)
-                } else {
-                    core.invite(now, &user, &room, &member)
-                }
-            })
-            .await
-            .map_err(status)?;
+        let change = ChangeMember {
+            user,
+            room,
+            member,
+            change,
+        };
+        let changed = self.hub.ask(change).await.map_err(status)?;
         Ok(Response::new(pb::MemberResponse { changed }))
     }
+}
+
+/// A page length as the proto carries it: 0 means the server's default.
+fn page_len(limit: u32) -> Option<usize> {
+    (limit > 0).then_some(limit as usize)
 }
 
 #[tonic::async_trait]
@@ -154,7 +149,7 @@ impl Chat for Service {
         let (user, other) = (self.user(&req)?, req.into_inner().user);
         let created = self
             .hub
-            .with_core(move |core, now| core.open_direct(now, &user, &other))
+            .ask(OpenDirect { user, other })
             .await
             .map_err(status)?;
         Ok(Response::new(pb::CreateRoomResponse {
@@ -167,14 +162,14 @@ impl Chat for Service {
         &self,
         req: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::MemberResponse>, Status> {
-        self.change_membership(req, false).await
+        self.change_membership(req, MemberChange::Add).await
     }
 
     async fn remove_member(
         &self,
         req: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::MemberResponse>, Status> {
-        self.change_membership(req, true).await
+        self.change_membership(req, MemberChange::Remove).await
     }
 
     async fn create_room(
@@ -183,17 +178,12 @@ impl Chat for Service {
     ) -> Result<Response<pb::CreateRoomResponse>, Status> {
         let user = self.user(&req)?;
         let pb::CreateRoomRequest { room, private } = req.into_inner();
-        let created = self
-            .hub
-            .with_core(move |core, now| {
-                if private {
-                    core.create_private_room(now, &user, &room)
-                } else {
-                    core.create_room(now, &user, &room)
-                }
-            })
-            .await
-            .map_err(status)?;
+        let create = CreateRoom {
+            user,
+            room,
+            private,
+        };
+        let created = self.hub.ask(create).await.map_err(status)?;
         Ok(Response::new(pb::CreateRoomResponse {
             room: Some(convert::room(&created.room)),
             created: created.created,
@@ -206,7 +196,7 @@ impl Chat for Service {
     ) -> Result<Response<pb::DeleteRoomResponse>, Status> {
         let (user, room) = (self.user(&req)?, req.into_inner().room);
         self.hub
-            .with_core(move |core, now| core.delete_room(now, &user, &room))
+            .ask(DeleteRoom { user, room })
             .await
             .map_err(status)?;
         Ok(Response::new(pb::DeleteRoomResponse {}))
@@ -218,14 +208,12 @@ impl Chat for Service {
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
         let user = self.user(&req)?;
         let pb::ListRoomsRequest { after, limit } = req.into_inner();
-        let limit = if limit == 0 { 100 } else { limit as usize };
-        let page = self
-            .hub
-            .with_core(move |core, _| {
-                core.rooms(&user, (!after.is_empty()).then_some(after.as_str()), limit)
-            })
-            .await
-            .map_err(status)?;
+        let list = ListRooms {
+            user,
+            after: (!after.is_empty()).then_some(after),
+            limit: page_len(limit),
+        };
+        let page = self.hub.ask(list).await.map_err(status)?;
         Ok(Response::new(pb::ListRoomsResponse {
             rooms: page.rooms.iter().map(convert::room).collect(),
             next_after: page.next_after.map(|id| id.to_string()).unwrap_or_default(),
@@ -248,12 +236,9 @@ impl Chat for Service {
             room,
             text,
             idempotency_key,
+            create_if_missing: false,
         };
-        let done = self
-            .hub
-            .with_core(move |core, now| core.submit(now, submit))
-            .await
-            .map_err(status)?;
+        let done = self.hub.ask(submit).await.map_err(status)?;
         Ok(Response::new(pb::SubmitResponse {
             message: Some(convert::message(&done.message)),
             duplicate: done.duplicate,
@@ -275,12 +260,13 @@ impl Chat for Service {
             Some(pb::history_request::Cursor::After(n)) => Cursor::After(Seq(n)),
             Some(pb::history_request::Cursor::Before(n)) => Cursor::Before(Seq(n)),
         };
-        let limit = if limit == 0 { 50 } else { limit as usize };
-        let page = self
-            .hub
-            .history(user, room, cursor, limit)
-            .await
-            .map_err(status)?;
+        let history = History {
+            user,
+            room,
+            cursor,
+            limit: page_len(limit),
+        };
+        let page = self.hub.history(history).await.map_err(status)?;
         Ok(Response::new(convert::history(&page)))
     }
 
@@ -289,13 +275,14 @@ impl Chat for Service {
         req: Request<pb::PresenceRequest>,
     ) -> Result<Response<pb::PresenceResponse>, Status> {
         let (user, room) = (self.user(&req)?, req.into_inner().room);
-        let entries = self
-            .hub
-            .with_core(move |core, _| core.presence(&user, &room))
-            .await
-            .map_err(status)?;
+        let view = ViewRoom {
+            user,
+            room,
+            create_if_missing: false,
+        };
+        let view = self.hub.ask(view).await.map_err(status)?;
         Ok(Response::new(pb::PresenceResponse {
-            users: convert::presence(&entries),
+            users: convert::presence(&view.presence),
         }))
     }
 
@@ -307,12 +294,14 @@ impl Chat for Service {
     ) -> Result<Response<Self::StreamStream>, Status> {
         let user = self.user(&req)?;
         let pb::StreamRequest { room, resume_after } = req.into_inner();
-        let resume = resume_after.map_or(Resume::Live, |n| Resume::After(Seq(n)));
-        let subscription = self
-            .hub
-            .subscribe(&user, &room, resume, "grpc")
-            .await
-            .map_err(status)?;
+        let open = OpenListener {
+            user,
+            room,
+            resume: resume_after.map_or(Resume::Live, |n| Resume::After(Seq(n))),
+            create_if_missing: false,
+            replacing: None,
+        };
+        let subscription = self.hub.subscribe(open, Wire::Grpc).await.map_err(status)?;
         let gauge = roomcast_hub::telemetry::ConnectionGauge::new("grpc");
         // h2 flow control polls this only when the client has room: a slow client's
         // subscription falls behind and is resynced, and nobody else waits for it.

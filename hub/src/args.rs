@@ -58,6 +58,10 @@ pub struct CoreArgs {
     /// Deliveries buffered per room; a listener further behind resumes from history.
     #[arg(long, env = "ROOMCAST_ROOM_BUFFER", default_value_t = HubOptions::default().room_buffer)]
     pub room_buffer: usize,
+    /// Record every input to the core and what it answered to this file (JSON lines), to replay
+    /// with `roomcast-replay`. It holds every message: keep it as private as the data dir.
+    #[arg(long, env = "ROOMCAST_RECORD_INPUTS")]
+    pub record_inputs: Option<PathBuf>,
     /// Where rooms and messages are kept (created if missing): `roomcast.db` with its WAL, and
     /// `roomcast.lock`, held while the server runs.
     #[arg(long, env = "ROOMCAST_DATA_DIR", default_value = "roomcast-data")]
@@ -208,6 +212,7 @@ impl CoreArgs {
     pub fn hub_options(&self) -> HubOptions {
         HubOptions {
             room_buffer: self.room_buffer,
+            record_inputs: self.record_inputs.clone(),
             ..HubOptions::default()
         }
     }

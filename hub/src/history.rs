@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use roomcast_core::{Cursor, Gap, HistoryPage, Message, RoomId, Seq};
+use roomcast_core::{Cursor, Gap, History, HistoryPage, Message, RoomId, Seq};
 use roomcast_store::{Store, StoreError};
 
 use crate::hub::{Hub, HubError};
@@ -14,20 +14,9 @@ pub(crate) const CATCH_UP_CHUNK: usize = 500;
 impl Hub {
     /// A page of a room's history, oldest first: the core's answer, completed from the store
     /// where the ring ends.
-    pub async fn history(
-        &self,
-        user: String,
-        room: String,
-        cursor: Cursor,
-        limit: usize,
-    ) -> Result<roomcast_core::HistoryPage, HubError> {
-        let (page, id, limit) = self
-            .with_core(move |core, _| {
-                let page = core.history(&user, &room, cursor, limit)?;
-                let id = core.room(&user, &room)?.id;
-                Ok((page, id, limit.min(core.config().limits.max_page_len)))
-            })
-            .await?;
+    pub async fn history(&self, history: History) -> Result<HistoryPage, HubError> {
+        let cursor = history.cursor;
+        let page = self.ask(history).await?;
         let Some(store) = self.store().cloned() else {
             return Ok(page);
         };
@@ -35,7 +24,7 @@ impl Hub {
             return Ok(page); // The ring holds the whole room.
         }
         let fallback = page.clone();
-        let extended = blocking::unblock(move || complete(&store, &id, cursor, limit, page)).await;
+        let extended = blocking::unblock(move || complete(&store, cursor, page)).await;
         Ok(extended.unwrap_or_else(|e| {
             tracing::error!(error = %e, "reading older history failed; answering from memory");
             fallback
@@ -46,11 +35,10 @@ impl Hub {
 /// Completes `page` (core's answer for `cursor`) with what the store holds before the ring.
 fn complete(
     store: &Store,
-    room: &RoomId,
     cursor: Cursor,
-    limit: usize,
     mut page: HistoryPage,
 ) -> Result<HistoryPage, StoreError> {
+    let (room, limit) = (&page.room.clone(), page.limit);
     let ring_first = page.first_held;
     match cursor {
         Cursor::Newest | Cursor::Before(_) => {

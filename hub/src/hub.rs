@@ -1,38 +1,44 @@
 //! [`Hub`]: the thread that owns the core.
 //!
-//! Every request is a closure run on that thread against the core, so each answer is typed and
-//! requests are processed one at a time in arrival order: opening a listener, its backlog and
-//! its place in the room's broadcast happen in one step, which makes the handoff from backlog to
-//! live gapless. Events go out through one `async_broadcast` channel per room, with overflow on:
-//! the hub never waits for a listener.
+//! Every request is a [`Command`], a value, run on that thread against the core with the time
+//! read once for the step, so each answer is typed and requests are processed one at a time in
+//! arrival order: opening a listener, its backlog and its place in the room's broadcast happen
+//! in one step, which makes the handoff from backlog to live gapless. Events go out through one
+//! `async_broadcast` channel per room, with overflow on: the hub never waits for a listener.
 //!
-//! With a store, the hub is also the durability barrier. What each step must persist goes to
-//! the store's writer as one batch; the step's outputs (deliveries, room closings, the answer,
-//! a new listener's place in the broadcast) wait, in order, until that batch and every earlier
-//! one is committed. So nobody is answered or shown anything a crash could take back, while the
-//! core goes on with the next request and the writer commits many steps at once.
+//! With a store, the hub is also the durability barrier ([`Barrier`]). What each step must
+//! persist goes to the store's writer as one batch; the step's outputs (deliveries, room
+//! closings, the answer, a new listener's place in the broadcast) wait, in order, until that
+//! batch and every earlier one is committed. So nobody is answered or shown anything a crash
+//! could take back, while the core goes on with the next request and the writer commits many
+//! steps at once.
+//!
+//! With `--record-inputs`, every input and what the core answered and emitted is written to a
+//! file that [`roomcast_core::record::Replay`] replays (see [`crate::recorder`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use async_broadcast::{InactiveReceiver, Receiver, Sender};
 use futures_lite::FutureExt;
+use roomcast_core::record::Input;
 use roomcast_core::{
-    CloseReason, Config, Core, Error, Event, ListenerId, Opened, PresenceEntry, Resume, RoomId,
-    Stats, Timestamp,
+    Ask, CloseListener, CloseReason, Command, Config, Core, Error, Event, ListenerId, Reply,
+    RoomId, Stats, Timestamp,
 };
-use roomcast_store::{Journal, Record, Retention, Store};
-
-use crate::identity::{Identity, IdentityError, IdentityOptions};
+use roomcast_store::{Journal, Progress, Retention, Store};
 use thiserror::Error;
 
-use crate::subscription::{Delivery, Ending};
+use crate::barrier::Barrier;
+use crate::identity::{Identity, IdentityError, IdentityOptions};
+use crate::recorder::Recorder;
+use crate::subscription::Delivery;
 
 /// Why a hub call did not return the core's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
 pub enum HubError {
     /// The core refused the command.
     #[error(transparent)]
@@ -43,13 +49,15 @@ pub enum HubError {
 }
 
 /// Tuning that belongs to the hub rather than the core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubOptions {
     /// Deliveries buffered per room for its listeners. A listener further behind than this is
     /// resynced from history (default 1,024).
     pub room_buffer: usize,
     /// Requests waiting for the hub before callers wait to send (default 4,096).
     pub queue: usize,
+    /// Record every input to the core, and its outputs, to this file (JSON lines).
+    pub record_inputs: Option<PathBuf>,
 }
 
 impl Default for HubOptions {
@@ -57,20 +65,40 @@ impl Default for HubOptions {
         HubOptions {
             room_buffer: 1024,
             queue: 4096,
+            record_inputs: None,
         }
     }
 }
 
-/// A request, run on the hub thread; what it returns is released once its step is durable.
-type Job = Box<dyn FnOnce(&mut Driver) -> Reply + Send>;
-/// The answer to a request, sent when released. It may place a new receiver in a room's
-/// broadcast, which must happen at exactly this point of the room's output.
-type Reply = Box<dyn FnOnce(&mut Rooms) + Send>;
+/// What a room's broadcast carries: a delivery for every listener on the room, or the end of
+/// one listener's stream (core addressed it to that listener alone).
+#[derive(Debug, Clone)]
+pub(crate) enum Broadcast {
+    Room(Delivery),
+    Listener(ListenerId, CloseReason),
+}
+
+/// A request to the hub thread: plain data, and where to send the answer.
+enum Request {
+    Command(Command, async_channel::Sender<Answer>),
+    Stats(async_channel::Sender<Stats>),
+    Shutdown(async_channel::Sender<()>),
+}
+
+/// The core's answer, released once durable. An opened listener comes with its receiver,
+/// placed in the room's broadcast at exactly the point of the room's output where it opened,
+/// and the guard that closes it: if the caller has gone by the time the answer arrives (its
+/// connection dropped mid-request), dropping the answer closes the listener, so none is ever
+/// left behind.
+pub(crate) struct Answer {
+    pub(crate) reply: Result<Reply, Error>,
+    pub(crate) opened: Option<(Receiver<Broadcast>, ListenerGuard)>,
+}
 
 /// A handle to the hub thread. Cheap to clone; the thread ends when the last handle is dropped.
 #[derive(Clone)]
 pub struct Hub {
-    jobs: async_channel::Sender<Job>,
+    requests: async_channel::Sender<Request>,
     stopping: Arc<AtomicBool>,
     store: Option<Arc<Store>>,
     identity: Arc<Identity>,
@@ -83,16 +111,6 @@ impl std::fmt::Debug for Hub {
             .field("store", &self.store.as_ref().map(|s| s.path().to_owned()))
             .finish_non_exhaustive()
     }
-}
-
-/// What the hub hands a new listener: the core's answer, who is present, its receiver, and
-/// the guard that closes it. If the caller has gone by the time this arrives (its connection
-/// dropped mid-request), dropping it closes the listener, so none is ever left behind.
-pub(crate) struct Opening {
-    pub(crate) opened: Opened,
-    pub(crate) presence: Vec<PresenceEntry>,
-    pub(crate) receiver: Receiver<Delivery>,
-    pub(crate) guard: ListenerGuard,
 }
 
 /// Closes a listener when dropped. `Drop` cannot wait, so closes have their own unbounded
@@ -115,7 +133,6 @@ pub(crate) fn now() -> Timestamp {
 
 /// Why the hub could not start.
 #[derive(Debug, Error)]
-#[non_exhaustive]
 pub enum StartError {
     /// The data dir cannot be used (the message says why and what to do).
     #[error(transparent)]
@@ -134,6 +151,14 @@ pub enum StartError {
     /// Token keys or accounts could not be set up.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// The file for `--record-inputs` could not be created.
+    #[error("cannot record inputs to {path}: {source}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
 }
 
 impl Hub {
@@ -149,10 +174,25 @@ impl Hub {
             identity,
             store.as_ref().map(|(store, _)| store.clone()),
         )?);
-        let (jobs, job_rx) = async_channel::bounded::<Job>(options.queue.max(1));
+        let (requests, request_rx) = async_channel::bounded(options.queue.max(1));
         let (closes, close_rx) = async_channel::unbounded();
+        let mut recorder = match &options.record_inputs {
+            Some(path) => {
+                Some(
+                    Recorder::create(path, &config).map_err(|source| StartError::Record {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
         let mut core = Core::new(config);
-        let durability = match &store {
+        let mut step = |core: &mut Core, input: Input| match &mut recorder {
+            Some(recorder) => recorder.run(core, now(), input),
+            None => drop(roomcast_core::record::run(core, now(), input)),
+        };
+        let journal = match &store {
             None => None,
             Some((store, retention)) => {
                 let restore = |source| StartError::Restore {
@@ -162,16 +202,11 @@ impl Hub {
                 let loaded = store.load(core.config().history_len).map_err(restore)?;
                 let (rooms, messages) = (loaded.rooms.len(), loaded.next_message_id);
                 for room in loaded.rooms {
-                    core.restore_room(now(), room);
+                    step(&mut core, Input::RestoreRoom(room));
                 }
-                core.restore_message_ids(loaded.next_message_id);
+                step(&mut core, Input::RestoreMessageIds(messages));
                 tracing::info!(rooms, next_message_id = messages.0, path = %store.path().display(), "restored");
-                Some(Durability {
-                    journal: store.journal(*retention).map_err(restore)?,
-                    written: 0,
-                    durable: 0,
-                    held: VecDeque::new(),
-                })
+                Some(store.journal(*retention, now).map_err(restore)?)
             }
         };
         let driver = Driver {
@@ -179,17 +214,19 @@ impl Hub {
             rooms: Rooms {
                 channels: HashMap::new(),
                 buffer: options.room_buffer.max(1),
+                closes,
             },
-            closes,
-            durability,
-            records: Vec::new(),
+            journal,
+            barrier: Barrier::default(),
+            recorder,
+            durable: Vec::new(),
             outputs: Vec::new(),
         };
         std::thread::Builder::new()
             .name("roomcast-hub".into())
-            .spawn(move || async_io::block_on(driver.run(job_rx, close_rx)))?;
+            .spawn(move || async_io::block_on(driver.run(request_rx, close_rx)))?;
         Ok(Hub {
-            jobs,
+            requests,
             stopping: Arc::new(AtomicBool::new(false)),
             store: store.map(|(store, _)| store),
             identity,
@@ -206,122 +243,89 @@ impl Hub {
         self.store.as_ref()
     }
 
-    /// Runs `f` against the core on the hub thread, with the current time, and returns its
-    /// answer once everything it changed is durable. Events it causes are broadcast before the
-    /// next request's.
-    pub async fn with_core<T, F>(&self, f: F) -> Result<T, HubError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Core, Timestamp) -> Result<T, Error> + Send + 'static,
-    {
-        self.run(move |driver| f(&mut driver.core, now()))
-            .await?
-            .map_err(HubError::Refused)
+    /// Runs `command` on the core and returns its typed answer once everything it changed is
+    /// durable. Events it causes are broadcast before the next command's.
+    pub async fn ask<C: Ask>(&self, command: C) -> Result<C::Answer, HubError> {
+        let answer = self.send(command.into()).await?;
+        Ok(Self::typed::<C>(answer.reply)?)
+    }
+
+    /// The answer inside `reply`, typed by the command that asked.
+    pub(crate) fn typed<C: Ask>(reply: Result<Reply, Error>) -> Result<C::Answer, Error> {
+        // The core answers each command with the reply of the same name.
+        reply.map(|reply| C::answer(reply).expect("core answers each command with its own reply"))
+    }
+
+    /// Sends a command and waits for its released answer.
+    pub(crate) async fn send(&self, command: Command) -> Result<Answer, HubError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(HubError::Stopped);
+        }
+        let (tx, rx) = async_channel::bounded(1);
+        self.requests
+            .send(Request::Command(command, tx))
+            .await
+            .map_err(|_| HubError::Stopped)?;
+        rx.recv().await.map_err(|_| HubError::Stopped)
     }
 
     /// The core's counters.
     pub async fn stats(&self) -> Result<Stats, HubError> {
-        self.run(|driver| driver.core.stats()).await
+        let (tx, rx) = async_channel::bounded(1);
+        self.requests
+            .send(Request::Stats(tx))
+            .await
+            .map_err(|_| HubError::Stopped)?;
+        rx.recv().await.map_err(|_| HubError::Stopped)
     }
 
-    /// Ends every subscription with [`Ending::ShuttingDown`] and refuses further calls. With a
-    /// store, returns once everything accepted is committed and the writer has stopped.
+    /// Ends every subscription with [`CloseReason::ShuttingDown`] and refuses further calls.
+    /// With a store, returns once everything accepted is committed and the writer has stopped.
     pub async fn shutdown(&self) {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
         let (tx, rx) = async_channel::bounded(1);
-        let job: Job = Box::new(move |driver| {
-            driver.stop();
-            Box::new(move |_| {
-                let _ = tx.try_send(());
-            })
-        });
-        if self.jobs.send(job).await.is_ok() {
+        if self.requests.send(Request::Shutdown(tx)).await.is_ok() {
             let _ = rx.recv().await;
         }
-    }
-
-    /// Opens a listener; with `replacing`, also closes that one in the same step (a resync).
-    pub(crate) async fn open(
-        &self,
-        user: String,
-        room: String,
-        resume: Resume,
-        replacing: Option<ListenerId>,
-    ) -> Result<Opening, HubError> {
-        self.call(move |driver| {
-            let opening = driver.open(&user, &room, resume, replacing);
-            move |rooms: &mut Rooms| opening.map(|place| place(rooms))
-        })
-        .await?
-        .map_err(HubError::Refused)
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Driver) -> T + Send + 'static,
-    ) -> Result<T, HubError> {
-        self.call(move |driver| {
-            let answer = f(driver);
-            move |_: &mut Rooms| answer
-        })
-        .await
-    }
-
-    /// Sends a job whose answer is made when released (`make` runs then, against the rooms).
-    async fn call<T: Send + 'static, M>(
-        &self,
-        f: impl FnOnce(&mut Driver) -> M + Send + 'static,
-    ) -> Result<T, HubError>
-    where
-        M: FnOnce(&mut Rooms) -> T + Send + 'static,
-    {
-        if self.stopping.load(Ordering::SeqCst) {
-            return Err(HubError::Stopped);
-        }
-        let (tx, rx) = async_channel::bounded(1);
-        let job: Job = Box::new(move |driver| {
-            let make = f(driver);
-            Box::new(move |rooms| {
-                let _ = tx.try_send(make(rooms));
-            })
-        });
-        self.jobs.send(job).await.map_err(|_| HubError::Stopped)?;
-        rx.recv().await.map_err(|_| HubError::Stopped)
     }
 }
 
 /// A room's broadcast channel. The inactive receiver keeps it open while nobody listens.
 struct Channel {
-    tx: Sender<Delivery>,
-    _keep_open: InactiveReceiver<Delivery>,
+    tx: Sender<Broadcast>,
+    _keep_open: InactiveReceiver<Broadcast>,
 }
 
 /// Every room's broadcast channel.
-pub(crate) struct Rooms {
+struct Rooms {
     channels: HashMap<RoomId, Channel>,
     buffer: usize,
+    /// Where listener guards send their closes.
+    closes: async_channel::Sender<ListenerId>,
 }
 
 impl Rooms {
-    fn deliver(&mut self, room: &RoomId, delivery: Delivery) {
+    fn broadcast(&mut self, room: &RoomId, broadcast: Broadcast) {
         if let Some(channel) = self.channels.get(room) {
             // Never waits: with overflow on, a full buffer drops its oldest entry and the
             // listeners that had not read it resync from history.
-            let _ = channel.tx.try_broadcast(delivery);
+            let _ = channel.tx.try_broadcast(broadcast);
         }
     }
 
-    fn close(&mut self, room: &RoomId, ending: Ending) {
+    fn close(&mut self, room: &RoomId, reason: CloseReason) {
         if let Some(channel) = self.channels.remove(room) {
-            let _ = channel.tx.try_broadcast(Delivery::Closed(ending));
+            let _ = channel
+                .tx
+                .try_broadcast(Broadcast::Room(Delivery::Closed(reason)));
             channel.tx.close();
         }
     }
 
     /// A receiver that gets everything broadcast to `room` from now on.
-    fn receiver(&mut self, room: &RoomId) -> Receiver<Delivery> {
+    fn receiver(&mut self, room: &RoomId) -> Receiver<Broadcast> {
         let buffer = self.buffer;
         let channel = self.channels.entry(room.clone()).or_insert_with(|| {
             let (mut tx, rx) = async_broadcast::broadcast(buffer);
@@ -335,9 +339,10 @@ impl Rooms {
         channel.tx.new_receiver()
     }
 
-    fn end_all(&mut self, ending: &Ending) {
+    fn end_all(&mut self) {
         for (_, channel) in self.channels.drain() {
-            let _ = channel.tx.try_broadcast(Delivery::Closed(ending.clone()));
+            let closed = Delivery::Closed(CloseReason::ShuttingDown);
+            let _ = channel.tx.try_broadcast(Broadcast::Room(closed));
             channel.tx.close();
         }
     }
@@ -345,110 +350,136 @@ impl Rooms {
 
 /// Something a step produced, released in order once the step is durable.
 enum Output {
-    Deliver(RoomId, Delivery),
-    Close(RoomId, Ending),
-    Reply(Reply),
+    Broadcast(RoomId, Broadcast),
+    Close(RoomId, CloseReason),
+    Answer(Result<Reply, Error>, async_channel::Sender<Answer>),
+    Stats(Stats, async_channel::Sender<Stats>),
 }
 
 impl Output {
     fn release(self, rooms: &mut Rooms) {
         match self {
-            Output::Deliver(room, delivery) => rooms.deliver(&room, delivery),
-            Output::Close(room, ending) => rooms.close(&room, ending),
-            Output::Reply(reply) => reply(rooms),
+            Output::Broadcast(room, broadcast) => rooms.broadcast(&room, broadcast),
+            Output::Close(room, reason) => rooms.close(&room, reason),
+            Output::Answer(reply, tx) => {
+                let opened = match &reply {
+                    Ok(Reply::OpenListener(opened)) => {
+                        let guard = ListenerGuard {
+                            closes: rooms.closes.clone(),
+                            listener: opened.listener,
+                        };
+                        Some((rooms.receiver(&opened.room), guard))
+                    }
+                    Ok(_) | Err(_) => None,
+                };
+                let _ = tx.try_send(Answer { reply, opened });
+            }
+            Output::Stats(stats, tx) => {
+                let _ = tx.try_send(stats);
+            }
         }
     }
 }
 
-/// The store's writer and the outputs waiting for it.
-struct Durability {
-    journal: Journal,
-    /// Batches handed to the writer so far.
-    written: u64,
-    /// Batches the writer has committed so far.
-    durable: u64,
-    /// Outputs waiting for the batch count next to them to be durable, oldest first.
-    held: VecDeque<(u64, Output)>,
-}
-
 /// The state owned by the hub thread.
-pub(crate) struct Driver {
+struct Driver {
     core: Core,
     rooms: Rooms,
-    closes: async_channel::Sender<ListenerId>,
-    durability: Option<Durability>,
+    journal: Option<Journal>,
+    barrier: Barrier<Output>,
+    recorder: Option<Recorder>,
     /// What the current step must persist.
-    records: Vec<Record>,
+    durable: Vec<Event>,
     /// What the current step produced.
     outputs: Vec<Output>,
 }
 
-enum Input {
-    Job(Job),
+/// What woke the hub thread.
+enum Wake {
+    Request(Request),
     Close(ListenerId),
     Timeout,
-    Durable(u64),
+    Progress(Progress),
     Disconnected,
 }
+
+/// The exit code when the store fails (EX_IOERR).
+const EXIT_STORAGE_FAILED: i32 = 74;
 
 impl Driver {
     async fn run(
         mut self,
-        jobs: async_channel::Receiver<Job>,
+        requests: async_channel::Receiver<Request>,
         closes: async_channel::Receiver<ListenerId>,
     ) {
-        let committed = self
-            .durability
-            .as_ref()
-            .map(|d| d.journal.committed().clone());
+        let progress = self.journal.as_ref().map(|j| j.progress().clone());
         loop {
             let deadline = self.core.poll_timeout();
             let timer = async {
                 match deadline {
                     Some(at) => {
                         async_io::Timer::at(Instant::now() + at.saturating_since(now())).await;
-                        Input::Timeout
+                        Wake::Timeout
                     }
                     None => std::future::pending().await,
                 }
             };
             let durable = async {
-                match &committed {
-                    // The writer stops only when the hub closes it.
+                match &progress {
+                    // The writer stops only when the hub closes it, or when it fails.
                     Some(rx) => match rx.recv().await {
-                        Ok(n) => Input::Durable(n),
+                        Ok(p) => Wake::Progress(p),
                         Err(_) => std::future::pending().await,
                     },
                     None => std::future::pending().await,
                 }
             };
-            let close = async {
-                closes
+            let close = async { closes.recv().await.map_or(Wake::Disconnected, Wake::Close) };
+            let request = async {
+                requests
                     .recv()
                     .await
-                    .map_or(Input::Disconnected, Input::Close)
+                    .map_or(Wake::Disconnected, Wake::Request)
             };
-            let job = async { jobs.recv().await.map_or(Input::Disconnected, Input::Job) };
-            match durable.or(close).or(job).or(timer).await {
-                Input::Durable(n) => {
-                    self.release(n);
+            let wake = durable.or(close).or(request).or(timer).await;
+            // The time is read once per step.
+            let now = now();
+            match wake {
+                Wake::Progress(Progress::Committed(n)) => {
+                    let released = self.barrier.committed(n);
+                    self.release(released);
                     continue;
                 }
-                Input::Job(job) => {
-                    let reply = job(&mut self);
-                    self.pump();
-                    self.outputs.push(Output::Reply(reply));
+                Wake::Progress(Progress::Failed(reason)) => {
+                    // Nothing uncommitted was acknowledged, and a restart resumes from the last
+                    // commit; carrying on would acknowledge messages that are not stored (as
+                    // PostgreSQL stops when fsync fails).
+                    tracing::error!(%reason, "storage failed; stopping so nothing uncommitted is acknowledged");
+                    std::process::exit(EXIT_STORAGE_FAILED);
                 }
-                Input::Close(listener) => {
-                    self.core.close_listener(now(), listener);
-                    self.pump();
+                Wake::Request(Request::Command(command, tx)) => {
+                    let reply = self.command(now, command);
+                    self.outputs.push(Output::Answer(reply, tx));
                 }
-                Input::Timeout => {
-                    self.core.handle_timeout(now());
-                    self.pump();
+                Wake::Request(Request::Stats(tx)) => {
+                    self.outputs.push(Output::Stats(self.core.stats(), tx));
                 }
-                // Every hub handle is gone (the driver's own close sender keeps `closes` open).
-                Input::Disconnected => {
+                Wake::Request(Request::Shutdown(tx)) => {
+                    self.stop();
+                    let _ = tx.try_send(());
+                    continue;
+                }
+                Wake::Close(listener) => {
+                    // Its answer (whether it was open) interests nobody.
+                    let _ = self.command(now, CloseListener { listener }.into());
+                }
+                Wake::Timeout => {
+                    self.core.handle_timeout(now);
+                    let recorded = self.recorder.is_some().then_some(Input::Timeout);
+                    self.drain(now, recorded, None);
+                }
+                // Every hub handle is gone.
+                Wake::Disconnected => {
                     self.stop();
                     return;
                 }
@@ -457,123 +488,99 @@ impl Driver {
         }
     }
 
-    fn open(
-        &mut self,
-        user: &str,
-        room: &str,
-        resume: Resume,
-        replacing: Option<ListenerId>,
-    ) -> Result<impl FnOnce(&mut Rooms) -> Opening + Send + use<>, Error> {
-        // Open the new listener before closing the old, so presence does not flicker; unless
-        // the room (or the user's share of it) is full, where the old one's place is needed.
-        let opened = match (
-            self.core.open_listener(now(), user, room, resume),
-            replacing,
-        ) {
-            (
-                Err(
-                    Error::TooManyListeners { .. }
-                    | Error::TooManyUserListeners { .. }
-                    | Error::ServerFull { .. },
-                ),
-                Some(old),
-            ) => {
-                self.core.close_listener(now(), old);
-                self.core.open_listener(now(), user, room, resume)?
-            }
-            (result, _) => {
-                let opened = result?;
-                if let Some(old) = replacing {
-                    self.core.close_listener(now(), old);
-                }
-                opened
-            }
-        };
-        // The listener's own join goes to the others (its receiver is placed after it); it
-        // sees itself in the snapshot.
-        self.pump();
-        let presence = self.core.presence(user, room).unwrap_or_default();
-        let guard = ListenerGuard {
-            closes: self.closes.clone(),
-            listener: opened.listener,
-        };
-        Ok(move |rooms: &mut Rooms| Opening {
-            receiver: rooms.receiver(&opened.room),
-            opened,
-            presence,
-            guard,
-        })
+    /// Runs a command on the core and drains what it caused. Returns its answer.
+    fn command(&mut self, now: Timestamp, command: Command) -> Result<Reply, Error> {
+        let recorded = self
+            .recorder
+            .is_some()
+            .then(|| Input::Command(command.clone()));
+        let reply = self.core.handle(now, command);
+        self.drain(now, recorded, Some(&reply));
+        reply
     }
 
-    /// Drains the core's events (the drain contract) into this step's records and outputs.
-    fn pump(&mut self) {
-        while let Some(event) = self.core.poll_event() {
-            if self.durability.is_some() {
-                self.records.extend(Record::of(&event));
-            }
-            let output = match event {
-                Event::Published(message) => {
-                    Output::Deliver(message.room.clone(), Delivery::Message(message.into()))
-                }
-                Event::Joined { room, user } => Output::Deliver(room, Delivery::Joined(user)),
-                Event::Left { room, user } => Output::Deliver(room, Delivery::Left(user)),
-                // Ends that member's subscriptions (their listeners are closed already).
-                Event::MemberRemoved { room, user } => {
-                    tracing::info!(%room, %user, "member removed");
-                    Output::Deliver(room, Delivery::Removed(user))
-                }
-                Event::RoomClosed { room, reason } => {
-                    match &reason {
-                        CloseReason::Deleted { by } => tracing::info!(%room, %by, "room deleted"),
-                        CloseReason::Expired => tracing::info!(%room, "room expired"),
-                    }
-                    Output::Close(room, Ending::from(reason))
-                }
-                _ => continue,
-            };
-            self.outputs.push(output);
+    /// Drains the core's events (the drain contract) into this step's durable batch and
+    /// outputs, recording the step first if asked.
+    fn drain(
+        &mut self,
+        now: Timestamp,
+        recorded: Option<Input>,
+        reply: Option<&Result<Reply, Error>>,
+    ) {
+        let events: Vec<Event> = std::iter::from_fn(|| self.core.poll_event()).collect();
+        if let (Some(recorder), Some(input)) = (&mut self.recorder, recorded) {
+            recorder.write(now, input, reply, &events);
+        }
+        for event in events {
+            self.output(event);
         }
     }
 
-    /// Hands the step's records to the writer and releases its outputs, or holds them until
-    /// the writer has committed them and everything before.
+    /// What one event becomes: a record for the store (if it is durable and there is one) and
+    /// an output for the listeners.
+    fn output(&mut self, event: Event) {
+        if self.journal.is_some() && event.is_durable() {
+            self.durable.push(event.clone());
+        }
+        let output = match event {
+            Event::Published(message) => Output::Broadcast(
+                message.room.clone(),
+                Broadcast::Room(Delivery::Message(message.into())),
+            ),
+            Event::Joined { room, user } => {
+                Output::Broadcast(room, Broadcast::Room(Delivery::Joined(user)))
+            }
+            Event::Left { room, user } => {
+                Output::Broadcast(room, Broadcast::Room(Delivery::Left(user)))
+            }
+            Event::ListenerClosed {
+                listener,
+                room,
+                reason,
+            } => Output::Broadcast(room, Broadcast::Listener(listener, reason)),
+            Event::RoomClosed { room, reason } => {
+                match &reason {
+                    CloseReason::Deleted { by: Some(by) } => {
+                        tracing::info!(%room, %by, "room deleted");
+                    }
+                    CloseReason::Deleted { by: None } => tracing::info!(%room, "room deleted"),
+                    CloseReason::Expired => tracing::info!(%room, "room expired"),
+                    CloseReason::Removed | CloseReason::Refused(_) | CloseReason::ShuttingDown => {}
+                }
+                Output::Close(room, reason)
+            }
+            Event::MemberRemoved { room, user } => {
+                tracing::info!(%room, %user, "member removed");
+                return;
+            }
+            // Stored, and seen by listeners through their answers and snapshots.
+            Event::RoomCreated { .. } | Event::MemberAdded { .. } => return,
+        };
+        self.outputs.push(output);
+    }
+
+    /// Hands the step's durable events to the writer and releases its outputs, or holds them
+    /// until the writer has committed them and everything before.
     fn end_step(&mut self) {
         let outputs = std::mem::take(&mut self.outputs);
-        let records = std::mem::take(&mut self.records);
-        let Some(d) = &mut self.durability else {
-            for output in outputs {
-                output.release(&mut self.rooms);
-            }
-            return;
-        };
-        if !records.is_empty() {
-            if d.journal.write(records).is_err() {
+        let durable = std::mem::take(&mut self.durable);
+        let mut wrote = false;
+        if let Some(journal) = &self.journal
+            && !durable.is_empty()
+        {
+            if journal.write(durable).is_err() {
                 // The writer is gone (stopping): nothing of this step may be acknowledged.
                 return;
             }
-            d.written += 1;
+            wrote = true;
         }
-        if d.durable >= d.written && d.held.is_empty() {
-            for output in outputs {
-                output.release(&mut self.rooms);
-            }
-        } else {
-            let at = d.written;
-            d.held
-                .extend(outputs.into_iter().map(|output| (at, output)));
-        }
+        let released = self.barrier.step(wrote, outputs);
+        self.release(released);
     }
 
-    /// Releases the outputs whose batches are now committed.
-    fn release(&mut self, durable: u64) {
-        let Some(d) = &mut self.durability else {
-            return;
-        };
-        d.durable = d.durable.max(durable);
-        while d.held.front().is_some_and(|(at, _)| *at <= d.durable) {
-            if let Some((_, output)) = d.held.pop_front() {
-                output.release(&mut self.rooms);
-            }
+    fn release(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
+            output.release(&mut self.rooms);
         }
     }
 
@@ -581,11 +588,14 @@ impl Driver {
     /// stream.
     fn stop(&mut self) {
         self.end_step();
-        if let Some(d) = &mut self.durability {
-            d.journal.close();
-            let all = d.written;
-            self.release(all);
+        if let Some(journal) = &mut self.journal {
+            journal.close();
         }
-        self.rooms.end_all(&Ending::ShuttingDown);
+        let released = self.barrier.flush();
+        self.release(released);
+        if let Some(recorder) = &mut self.recorder {
+            recorder.flush();
+        }
+        self.rooms.end_all();
     }
 }

@@ -1,8 +1,9 @@
 //! The async half that both roomcast hosts share, written once and runtime-agnostic.
 //!
 //! - [`Hub`]: one thread owns the [`Core`](roomcast_core::Core) and its timer; connection tasks
-//!   on any runtime (smol, tokio) talk to it over channels. After every call it drains the core's
-//!   events and broadcasts each one once per room.
+//!   on any runtime (smol, tokio) send it [`Command`](roomcast_core::Command)s, plain data, with
+//!   [`Hub::ask`]. After every command it drains the core's events and broadcasts each one once
+//!   per room (or to the one listener it names), released only once durable.
 //! - [`Subscription`]: one listener's ordered stream of [`Delivery`]s: presence snapshot, gap
 //!   notice, backlog, then live. A listener that falls more than the room buffer behind is
 //!   resynced from history, so a slow client never holds up a room.
@@ -13,10 +14,12 @@
 #![deny(missing_docs)]
 
 mod args;
+mod barrier;
 pub mod edge;
 mod history;
 mod hub;
 pub mod identity;
+mod recorder;
 mod shared;
 pub mod signal;
 mod subscription;
@@ -25,4 +28,4 @@ pub mod telemetry;
 pub use args::{CoreArgs, refuse_to_start};
 pub use hub::{Hub, HubError, HubOptions, StartError};
 pub use shared::{Shared, Wire};
-pub use subscription::{Delivery, Ending, Subscription};
+pub use subscription::{Delivery, Subscription};

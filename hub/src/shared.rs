@@ -21,6 +21,17 @@ pub enum Wire {
     Grpc,
 }
 
+impl Wire {
+    /// The transport's name in metrics: `sse`, `ws` or `grpc`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Wire::Sse => "sse",
+            Wire::WebSocket => "ws",
+            Wire::Grpc => "grpc",
+        }
+    }
+}
+
 /// A message and its encodings, behind one `Arc`: cloning it per listener is a reference count.
 #[derive(Clone)]
 pub struct Shared(Arc<Inner>);

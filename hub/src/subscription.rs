@@ -4,12 +4,13 @@ use std::collections::VecDeque;
 
 use async_broadcast::{Receiver, RecvError, TryRecvError};
 use roomcast_core::{
-    CloseReason, Error, Gap, ListenerId, Opened, PresenceEntry, Resume, RoomId, Seq, UserName,
+    CloseReason, Gap, ListenerId, OpenListener, Opened, PresenceEntry, Resume, RoomId, Seq,
+    UserName,
 };
 
 use crate::history::{CATCH_UP_CHUNK, fill_gap};
-use crate::hub::{Hub, HubError, ListenerGuard, Opening};
-use crate::shared::Shared;
+use crate::hub::{Broadcast, Hub, HubError, ListenerGuard};
+use crate::shared::{Shared, Wire};
 
 /// What a subscription still has to hand out before reading live deliveries.
 enum Pending {
@@ -20,7 +21,6 @@ enum Pending {
 
 /// One thing to tell a listener, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Delivery {
     /// Everyone present now. Comes first on every (re)subscription; replaces what was known.
     Presence(Vec<PresenceEntry>),
@@ -33,48 +33,34 @@ pub enum Delivery {
     Joined(UserName),
     /// A user closed their last listener on the room.
     Left(UserName),
-    /// A member was removed from the private room. Subscriptions only see it as their own
-    /// [`Delivery::Closed`] with [`Ending::Removed`]; others are not told.
-    Removed(UserName),
-    /// The stream ends; nothing follows.
-    Closed(Ending),
+    /// The stream ends, for this reason; nothing follows.
+    Closed(CloseReason),
 }
 
-/// Why a subscription ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Ending {
-    /// The room was deleted (by this user, if known).
-    Deleted {
-        /// Who deleted it.
-        by: Option<UserName>,
-    },
-    /// The room expired after being idle.
-    Expired,
-    /// This user was removed from the private room.
-    Removed,
-    /// The server is shutting down.
-    ShuttingDown,
+/// An opened listener as the hub hands it over: the core's answer, its receiver, and the
+/// guard that closes it. If the caller has gone by the time this arrives (its connection
+/// dropped mid-request), dropping it closes the listener, so none is ever left behind.
+struct Opening {
+    opened: Opened,
+    receiver: Receiver<Broadcast>,
+    guard: ListenerGuard,
 }
 
-impl From<CloseReason> for Ending {
-    fn from(reason: CloseReason) -> Self {
-        match reason {
-            CloseReason::Deleted { by } => Ending::Deleted { by: Some(by) },
-            CloseReason::Expired => Ending::Expired,
-        }
-    }
-}
-
-impl Ending {
-    /// A short machine name: `deleted`, `expired`, `removed` or `shutdown`.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Ending::Deleted { .. } => "deleted",
-            Ending::Expired => "expired",
-            Ending::Removed => "removed",
-            Ending::ShuttingDown => "shutdown",
-        }
+impl Hub {
+    /// Opens a listener (the command says on which room, for whom, from where, and whether it
+    /// replaces one) and hands it over with its receiver.
+    async fn open(&self, open: OpenListener) -> Result<Opening, HubError> {
+        let answer = self.send(open.into()).await?;
+        let opened = Hub::typed::<OpenListener>(answer.reply)?;
+        // An answer to an opened listener always carries its receiver and guard.
+        let (receiver, guard) = answer
+            .opened
+            .expect("an opened listener comes with its receiver");
+        Ok(Opening {
+            opened,
+            receiver,
+            guard,
+        })
     }
 }
 
@@ -91,7 +77,7 @@ pub struct Subscription {
     room: RoomId,
     /// Closes the current listener when the subscription is dropped.
     guard: ListenerGuard,
-    receiver: Receiver<Delivery>,
+    receiver: Receiver<Broadcast>,
     pending: VecDeque<Pending>,
     /// The newest sequence number handed out (or the room's latest at open, for live listeners).
     last: Seq,
@@ -114,25 +100,22 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Hub {
-    /// Opens a listener for `user` on `room`. `transport` labels its metrics (`sse`, `ws`, `grpc`).
+    /// Opens a listener as `open` says and streams it. `wire` labels its metrics.
     pub async fn subscribe(
         &self,
-        user: &str,
-        room: &str,
-        resume: Resume,
-        transport: &'static str,
+        open: OpenListener,
+        wire: Wire,
     ) -> Result<Subscription, HubError> {
+        let user = open.user.clone();
         let Opening {
             opened,
-            presence,
             receiver,
             guard,
-        } = self
-            .open(user.to_owned(), room.to_owned(), resume, None)
-            .await?;
+        } = self.open(open).await?;
+        let transport = wire.label();
         let mut subscription = Subscription {
             hub: self.clone(),
-            user: user.to_owned(),
+            user,
             room: opened.room.clone(),
             guard,
             receiver,
@@ -144,7 +127,7 @@ impl Hub {
             resyncs: metrics::counter!("roomcast_resyncs_total", "transport" => transport),
             gaps: metrics::counter!("roomcast_gaps_total", "transport" => transport),
         };
-        subscription.load(opened, presence);
+        subscription.load(opened);
         Ok(subscription)
     }
 }
@@ -238,22 +221,22 @@ impl Subscription {
         }
     }
 
-    /// What a delivery from the room's broadcast means for this listener: a removal ends it if
-    /// it names this user and is skipped otherwise.
-    fn received(&mut self, delivery: Delivery) -> Option<Delivery> {
-        match delivery {
-            Delivery::Removed(user) if user.as_str() == self.user => {
-                Some(self.deliver(Delivery::Closed(Ending::Removed)))
+    /// What the room's broadcast means for this listener: a delivery for the room, or the end
+    /// of a listener's stream, which is this one's only if it names it.
+    fn received(&mut self, broadcast: Broadcast) -> Option<Delivery> {
+        match broadcast {
+            Broadcast::Room(delivery) => Some(self.deliver(delivery)),
+            Broadcast::Listener(listener, reason) if listener == self.guard.listener => {
+                Some(self.deliver(Delivery::Closed(reason)))
             }
-            Delivery::Removed(_) => None,
-            delivery => Some(self.deliver(delivery)),
+            Broadcast::Listener(..) => None,
         }
     }
 
-    fn load(&mut self, opened: Opened, presence: Vec<PresenceEntry>) {
+    fn load(&mut self, opened: Opened) {
         self.last = opened.latest;
         self.pending
-            .push_back(Pending::Ready(Delivery::Presence(presence)));
+            .push_back(Pending::Ready(Delivery::Presence(opened.presence)));
         if let Some(gap) = opened.gap {
             self.pending.push_back(match self.hub.store() {
                 Some(_) => Pending::Older(gap),
@@ -308,49 +291,45 @@ impl Subscription {
             Delivery::Message(m) => self.last = m.seq,
             Delivery::Gap(_) => self.gaps.increment(1),
             Delivery::Closed(_) => self.done = true,
-            _ => {}
+            Delivery::Presence(_) | Delivery::Joined(_) | Delivery::Left(_) => {}
         }
         self.deliveries.increment(1);
         delivery
     }
 
-    /// Replaces the listener with one that resumes after the last delivered message. If this
-    /// is dropped half-way, `lagged` stays set and the next call does it again (the hub's
-    /// closing of the old listener is then a no-op).
+    /// Replaces the listener with one that resumes after the last delivered message (core
+    /// closes the old one in the same step). If this is dropped half-way, `lagged` stays set and
+    /// the next call does it again.
     async fn resync(&mut self) {
         self.resyncs.increment(1);
-        let resume = Resume::After(self.last);
-        let replacing = Some(self.guard.listener);
-        let reopened = self
-            .hub
-            .open(self.user.clone(), self.room.to_string(), resume, replacing)
-            .await;
+        let reopen = OpenListener {
+            user: self.user.clone(),
+            room: self.room.to_string(),
+            resume: Resume::After(self.last),
+            create_if_missing: false,
+            replacing: Some(self.guard.listener),
+        };
+        let reopened = self.hub.open(reopen).await;
         self.lagged = false;
         match reopened {
             Ok(Opening {
                 opened,
-                presence,
                 receiver,
                 guard,
             }) => {
-                // The hub closed the old listener; its guard's second close is a no-op.
+                // Core closed the old listener; its guard's second close is a no-op.
                 self.guard = guard;
                 self.receiver = receiver;
-                self.load(opened, presence);
+                self.load(opened);
             }
-            Err(HubError::Refused(Error::PermissionDenied { .. })) => {
+            Err(HubError::Refused(refused)) => {
+                let reason = CloseReason::of_refused_reopen(refused);
                 self.pending
-                    .push_back(Pending::Ready(Delivery::Closed(Ending::Removed)));
+                    .push_back(Pending::Ready(Delivery::Closed(reason)));
             }
-            Err(HubError::Refused(Error::RoomNotFound { .. })) => {
-                self.pending
-                    .push_back(Pending::Ready(Delivery::Closed(Ending::Deleted {
-                        by: None,
-                    })));
-            }
-            Err(_) => self
+            Err(HubError::Stopped) => self
                 .pending
-                .push_back(Pending::Ready(Delivery::Closed(Ending::ShuttingDown))),
+                .push_back(Pending::Ready(Delivery::Closed(CloseReason::ShuttingDown))),
         }
     }
 }

@@ -5,9 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::future::block_on;
-use roomcast_core::{Config, Cursor, Error, Limits, Resume, Seq, Submit};
+use roomcast_core::{
+    ChangeMember, CloseReason, Config, CreateRoom, Cursor, DeleteRoom, Error, History, Limits,
+    MemberChange, OpenListener, Resume, Seq, Submit, ViewRoom,
+};
 use roomcast_hub::identity::IdentityOptions;
-use roomcast_hub::{Delivery, Ending, Hub, HubError, HubOptions, Subscription};
+use roomcast_hub::{Delivery, Hub, HubError, HubOptions, Subscription, Wire};
 use roomcast_store::{Retention, Store};
 
 /// A hub without rate limits; with a store in `dir`, if given.
@@ -44,8 +47,53 @@ where
     block_on(case(hub(history_len, room_buffer, Some(dir.path()))));
 }
 
+fn listen(user: &str, room: &str, resume: Resume) -> OpenListener {
+    OpenListener {
+        user: user.into(),
+        room: room.into(),
+        resume,
+        create_if_missing: false,
+        replacing: None,
+    }
+}
+
+fn history(cursor: Cursor, limit: usize) -> History {
+    History {
+        user: "ada".into(),
+        room: "lobby".into(),
+        cursor,
+        limit: Some(limit),
+    }
+}
+
+fn create_room(user: &str, room: &str, private: bool) -> CreateRoom {
+    CreateRoom {
+        user: user.into(),
+        room: room.into(),
+        private,
+    }
+}
+
+fn view(user: &str, room: &str) -> ViewRoom {
+    ViewRoom {
+        user: user.into(),
+        room: room.into(),
+        create_if_missing: false,
+    }
+}
+
+/// Ada (the owner) adds or removes a member.
+fn member(room: &str, member: &str, change: MemberChange) -> ChangeMember {
+    ChangeMember {
+        user: "ada".into(),
+        room: room.into(),
+        member: member.into(),
+        change,
+    }
+}
+
 async fn create(hub: &Hub, room: &'static str) {
-    hub.with_core(move |core, now| core.create_room(now, "ada", room))
+    hub.ask(create_room("ada", room, false))
         .await
         .expect("room created");
 }
@@ -56,12 +104,9 @@ async fn post(hub: &Hub, room: &'static str, text: String) -> Seq {
         room: room.into(),
         text,
         idempotency_key: None,
+        create_if_missing: false,
     };
-    hub.with_core(move |core, now| core.submit(now, submit))
-        .await
-        .expect("accepted")
-        .message
-        .seq
+    hub.ask(submit).await.expect("accepted").message.seq
 }
 
 /// Creates `room` and posts `n` messages to it.
@@ -88,11 +133,11 @@ fn listeners_receive_presence_then_every_message_in_order() {
     both(100, 64, |hub| async move {
         create(&hub, "lobby").await;
         let mut a = hub
-            .subscribe("ada", "lobby", Resume::Live, "test")
+            .subscribe(listen("ada", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         let mut b = hub
-            .subscribe("bob", "lobby", Resume::Live, "test")
+            .subscribe(listen("bob", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         match b.next().await {
@@ -135,7 +180,7 @@ fn resume_hands_over_from_backlog_to_live_while_others_post() {
             })
         };
         let mut sub = hub
-            .subscribe("bob", "lobby", Resume::After(Seq(10)), "test")
+            .subscribe(listen("bob", "lobby", Resume::After(Seq(10))), Wire::Sse)
             .await
             .unwrap();
         let mut seen = Vec::new();
@@ -152,11 +197,11 @@ fn a_slow_listener_is_resynced_from_history_without_holding_the_room() {
     both(1000, 4, |hub| async move {
         create(&hub, "lobby").await;
         let mut slow = hub
-            .subscribe("slow", "lobby", Resume::Live, "test")
+            .subscribe(listen("slow", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         let mut watcher = hub
-            .subscribe("watcher", "lobby", Resume::Live, "test")
+            .subscribe(listen("watcher", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         // Far more than the room buffer, while the slow listener reads nothing: posting never waits.
@@ -192,7 +237,7 @@ fn a_listener_further_behind_than_history_is_told_of_the_gap() {
         let hub = hub(10, 4, None);
         create(&hub, "lobby").await;
         let mut slow = hub
-            .subscribe("slow", "lobby", Resume::Live, "test")
+            .subscribe(listen("slow", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         for n in 1..=30 {
@@ -227,7 +272,7 @@ fn draining_without_waiting_never_skips_past_an_overflow() {
         let hub = hub(10, 4, None);
         create(&hub, "lobby").await;
         let mut slow = hub
-            .subscribe("slow", "lobby", Resume::Live, "test")
+            .subscribe(listen("slow", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         for n in 1..=30 {
@@ -266,28 +311,33 @@ fn deleting_a_room_ends_its_streams_and_dropping_a_listener_leaves() {
     both(100, 64, |hub| async move {
         create(&hub, "lobby").await;
         let mut watcher = hub
-            .subscribe("watcher", "lobby", Resume::Live, "test")
+            .subscribe(listen("watcher", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         let bob = hub
-            .subscribe("bob", "lobby", Resume::Live, "test")
+            .subscribe(listen("bob", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         drop(bob);
         assert!(matches!(watcher.next().await, Some(Delivery::Presence(_))));
         assert!(matches!(watcher.next().await, Some(Delivery::Joined(u)) if u.as_str() == "bob"));
         assert!(matches!(watcher.next().await, Some(Delivery::Left(u)) if u.as_str() == "bob"));
-        hub.with_core(|core, now| core.delete_room(now, "ada", "lobby"))
-            .await
-            .unwrap();
+        hub.ask(DeleteRoom {
+            user: "ada".into(),
+            room: "lobby".into(),
+        })
+        .await
+        .unwrap();
         match watcher.next().await {
-            Some(Delivery::Closed(Ending::Deleted { by })) => {
+            Some(Delivery::Closed(CloseReason::Deleted { by })) => {
                 assert_eq!(by.unwrap().as_str(), "ada")
             }
             other => panic!("expected the end, got {other:?}"),
         }
         assert_eq!(watcher.next().await, None);
-        let gone = hub.subscribe("bob", "lobby", Resume::Live, "test").await;
+        let gone = hub
+            .subscribe(listen("bob", "lobby", Resume::Live), Wire::Sse)
+            .await;
         assert!(matches!(
             gone,
             Err(HubError::Refused(Error::RoomNotFound { .. }))
@@ -301,11 +351,11 @@ fn shutdown_ends_every_stream_and_refuses_new_calls() {
         create(&hub, "lobby").await;
         create(&hub, "dev").await;
         let mut a = hub
-            .subscribe("ada", "lobby", Resume::Live, "test")
+            .subscribe(listen("ada", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         let mut b = hub
-            .subscribe("bob", "dev", Resume::Live, "test")
+            .subscribe(listen("bob", "dev", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         hub.shutdown().await;
@@ -313,13 +363,11 @@ fn shutdown_ends_every_stream_and_refuses_new_calls() {
             assert!(matches!(sub.next().await, Some(Delivery::Presence(_))));
             assert_eq!(
                 sub.next().await,
-                Some(Delivery::Closed(Ending::ShuttingDown))
+                Some(Delivery::Closed(CloseReason::ShuttingDown))
             );
             assert_eq!(sub.next().await, None);
         }
-        let refused = hub
-            .with_core(|core, now| core.create_room(now, "ada", "x"))
-            .await;
+        let refused = hub.ask(create_room("ada", "x", false)).await;
         assert_eq!(refused.map(|_| ()), Err(HubError::Stopped));
     });
 }
@@ -362,7 +410,7 @@ fn a_subscribe_abandoned_mid_request_leaves_no_listener_behind() {
         for _ in 0..20 {
             // Send the request, then drop it before the answer is read (a client hanging up).
             // Rarely the hub answers within the first poll; that subscription is dropped too.
-            let pending = hub.subscribe("ghost", "lobby", Resume::Live, "test");
+            let pending = hub.subscribe(listen("ghost", "lobby", Resume::Live), Wire::Sse);
             if futures_lite::future::poll_once(Box::pin(pending))
                 .await
                 .is_none()
@@ -380,10 +428,7 @@ fn a_subscribe_abandoned_mid_request_leaves_no_listener_behind() {
             async_io::Timer::after(Duration::from_millis(5)).await;
         }
         assert_eq!(listeners, 0, "every abandoned listener was closed");
-        let who = hub
-            .with_core(|core, _| core.presence("ada", "lobby"))
-            .await
-            .unwrap();
+        let who = hub.ask(view("ada", "lobby")).await.unwrap().presence;
         assert!(who.is_empty(), "no ghost is present: {who:?}");
     });
 }
@@ -414,7 +459,7 @@ fn with_a_store_a_resume_older_than_the_ring_is_served_from_disk() {
         fill(&hub, "lobby", 1200).await;
         // More than one store chunk, then the ring, then live: no gap at all.
         let mut sub = hub
-            .subscribe("late", "lobby", Resume::After(Seq(3)), "test")
+            .subscribe(listen("late", "lobby", Resume::After(Seq(3))), Wire::Sse)
             .await
             .unwrap();
         post(&hub, "lobby", "live".into()).await;
@@ -424,7 +469,7 @@ fn with_a_store_a_resume_older_than_the_ring_is_served_from_disk() {
 
         // History pages cross from the ring into the store both ways.
         let page = hub
-            .history("ada".into(), "lobby".into(), Cursor::Before(Seq(1195)), 20)
+            .history(history(Cursor::Before(Seq(1195)), 20))
             .await
             .unwrap();
         let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq.0).collect();
@@ -435,15 +480,12 @@ fn with_a_store_a_resume_older_than_the_ring_is_served_from_disk() {
             "the page says how far back history goes"
         );
         let page = hub
-            .history("ada".into(), "lobby".into(), Cursor::After(Seq(0)), 3)
+            .history(history(Cursor::After(Seq(0)), 3))
             .await
             .unwrap();
         let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq.0).collect();
         assert_eq!((seqs, page.gap), (vec![1, 2, 3], None));
-        let page = hub
-            .history("ada".into(), "lobby".into(), Cursor::Newest, 15)
-            .await
-            .unwrap();
+        let page = hub.history(history(Cursor::Newest, 15)).await.unwrap();
         let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq.0).collect();
         assert_eq!(seqs, (1187..=1201).collect::<Vec<_>>());
         hub.shutdown().await;
@@ -456,6 +498,7 @@ fn keyed_submit() -> Submit {
         room: "lobby".into(),
         text: "once".into(),
         idempotency_key: Some("k1".into()),
+        create_if_missing: false,
     }
 }
 
@@ -466,25 +509,19 @@ fn a_restarted_hub_continues_numbering_and_resumes_exactly() {
         let hub = hub(5, 64, Some(dir.path()));
         fill(&hub, "lobby", 11).await;
         let keyed = keyed_submit();
-        let first = hub
-            .with_core(move |core, now| core.submit(now, keyed))
-            .await
-            .unwrap();
+        let first = hub.ask(keyed).await.unwrap();
         assert_eq!(first.message.seq, Seq(12));
         hub.shutdown().await;
     });
     block_on(async {
         let hub = hub(5, 64, Some(dir.path()));
         let mut sub = hub
-            .subscribe("bob", "lobby", Resume::After(Seq(9)), "test")
+            .subscribe(listen("bob", "lobby", Resume::After(Seq(9))), Wire::Sse)
             .await
             .unwrap();
         // A retry finds its message again across the restart.
         let keyed = keyed_submit();
-        let retry = hub
-            .with_core(move |core, now| core.submit(now, keyed))
-            .await
-            .unwrap();
+        let retry = hub.ask(keyed).await.unwrap();
         assert!(retry.duplicate);
         assert_eq!(retry.message.seq, Seq(12));
         assert_eq!(post(&hub, "lobby", "after restart".into()).await, Seq(13));
@@ -492,13 +529,10 @@ fn a_restarted_hub_continues_numbering_and_resumes_exactly() {
             messages_and_gaps(&mut sub, 4).await,
             ["10", "11", "12", "13"]
         );
-        let summary = hub
-            .with_core(|core, _| core.room("ada", "lobby"))
-            .await
-            .unwrap();
+        let summary = hub.ask(view("ada", "lobby")).await.unwrap().room;
         assert_eq!((summary.latest, summary.first_held), (Seq(13), Seq(9)));
         let mut from_start = hub
-            .subscribe("cy", "lobby", Resume::After(Seq::ZERO), "test")
+            .subscribe(listen("cy", "lobby", Resume::After(Seq::ZERO)), Wire::Sse)
             .await
             .unwrap();
         let got = messages_and_gaps(&mut from_start, 13).await;
@@ -513,32 +547,35 @@ fn a_restarted_hub_continues_numbering_and_resumes_exactly() {
 #[test]
 fn removing_a_member_ends_their_streams_at_once() {
     both(100, 64, |hub| async move {
-        hub.with_core(|core, now| core.create_private_room(now, "ada", "den"))
-            .await
-            .unwrap();
-        hub.with_core(|core, now| core.invite(now, "ada", "den", "bob"))
+        hub.ask(create_room("ada", "den", true)).await.unwrap();
+        hub.ask(member("den", "bob", MemberChange::Add))
             .await
             .unwrap();
         let mut bob = hub
-            .subscribe("bob", "den", Resume::Live, "test")
+            .subscribe(listen("bob", "den", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         let mut ada = hub
-            .subscribe("ada", "den", Resume::Live, "test")
+            .subscribe(listen("ada", "den", Resume::Live), Wire::Sse)
             .await
             .unwrap();
-        let outsider = hub.subscribe("cy", "den", Resume::Live, "test").await;
+        let outsider = hub
+            .subscribe(listen("cy", "den", Resume::Live), Wire::Sse)
+            .await;
         assert!(matches!(
             outsider,
             Err(HubError::Refused(Error::PermissionDenied { .. }))
         ));
-        hub.with_core(|core, now| core.remove_member(now, "ada", "den", "bob"))
+        hub.ask(member("den", "bob", MemberChange::Remove))
             .await
             .unwrap();
         assert!(matches!(bob.next().await, Some(Delivery::Presence(_))));
         assert!(matches!(bob.next().await, Some(Delivery::Joined(_))));
-        assert!(matches!(bob.next().await, Some(Delivery::Left(_))));
-        assert_eq!(bob.next().await, Some(Delivery::Closed(Ending::Removed)));
+        // Core closes bob's listener before it announces his leaving to the others.
+        assert_eq!(
+            bob.next().await,
+            Some(Delivery::Closed(CloseReason::Removed))
+        );
         assert_eq!(bob.next().await, None);
         // The owner's stream goes on and sees bob leave; it is not ended.
         assert!(matches!(ada.next().await, Some(Delivery::Presence(_))));
@@ -548,10 +585,9 @@ fn removing_a_member_ends_their_streams_at_once() {
             room: "den".into(),
             text: "still here".into(),
             idempotency_key: None,
+            create_if_missing: false,
         };
-        hub.with_core(move |core, now| core.submit(now, submit))
-            .await
-            .unwrap();
+        hub.ask(submit).await.unwrap();
         assert!(matches!(ada.next().await, Some(Delivery::Message(_))));
     });
 }

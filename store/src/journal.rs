@@ -1,82 +1,14 @@
-//! The writer thread: group commit of core's records, and retention between commits.
+//! The writer thread: group commit of core's durable events, and retention between commits.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use roomcast_core::{Event, Message, RoomId, Timestamp, UserName};
+use roomcast_core::{Event, RoomId, Timestamp};
 use rusqlite::{Connection, Transaction, params};
 
 use crate::{Store, StoreError};
-
-/// Something core decided that must survive a restart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    /// A room was created.
-    Created {
-        /// The room.
-        room: RoomId,
-        /// When.
-        created_at: Timestamp,
-        /// Who owns it.
-        owner: Option<UserName>,
-        /// Whether only members may see it.
-        private: bool,
-    },
-    /// A user became a member of a private room.
-    MemberAdded {
-        /// The room.
-        room: RoomId,
-        /// The member.
-        user: UserName,
-    },
-    /// A member left a private room.
-    MemberRemoved {
-        /// The room.
-        room: RoomId,
-        /// The former member.
-        user: UserName,
-    },
-    /// A room was deleted (or expired) with its history.
-    Deleted {
-        /// The room.
-        room: RoomId,
-    },
-    /// A message was accepted.
-    Appended(Arc<Message>),
-}
-
-impl Record {
-    /// What must be stored of `event`, if anything (presence is not stored).
-    pub fn of(event: &Event) -> Option<Record> {
-        match event {
-            Event::RoomCreated {
-                room,
-                created_at,
-                owner,
-                private,
-            } => Some(Record::Created {
-                room: room.clone(),
-                created_at: *created_at,
-                owner: owner.clone(),
-                private: *private,
-            }),
-            Event::MemberAdded { room, user } => Some(Record::MemberAdded {
-                room: room.clone(),
-                user: user.clone(),
-            }),
-            Event::MemberRemoved { room, user } => Some(Record::MemberRemoved {
-                room: room.clone(),
-                user: user.clone(),
-            }),
-            Event::RoomClosed { room, .. } => Some(Record::Deleted { room: room.clone() }),
-            Event::Published(message) => Some(Record::Appended(message.clone())),
-            _ => None,
-        }
-    }
-}
 
 /// How much history to keep. Applied in the background; `None` keeps everything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,23 +27,30 @@ const MAX_GROUP: usize = 16_384;
 const RETENTION_CHUNK: usize = 512;
 /// How often retention looks for work when it found none.
 const RETENTION_PERIOD: Duration = Duration::from_secs(1);
-/// The exit code when a commit fails (EX_IOERR).
-const EXIT_STORAGE_FAILED: i32 = 74;
 
-/// The handle to the writer thread. Batches are committed in the order written; [`committed`]
-/// reports how many are durable so far.
+/// The handle to the writer thread. Batches of core's durable [`Event`]s are committed in the
+/// order written; [`progress`] reports how many are durable so far, or that the writer failed
+/// (and stopped: nothing after the failure is committed). What to do then is the host's choice.
 ///
-/// A commit that fails stops the process (exit code 74), as PostgreSQL does when fsync fails:
-/// nothing uncommitted was acknowledged, and a restart resumes from the last commit. Carrying on
-/// would mean acknowledging messages that are not stored.
-///
-/// [`committed`]: Journal::committed
+/// [`progress`]: Journal::progress
 #[derive(Debug)]
 pub struct Journal {
-    batches: Option<SyncSender<Vec<Record>>>,
-    committed: async_channel::Receiver<u64>,
+    batches: Option<SyncSender<Vec<Event>>>,
+    progress: async_channel::Receiver<Progress>,
     thread: Option<JoinHandle<()>>,
 }
+
+/// What the writer reports after each commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// This many batches are durable so far.
+    Committed(u64),
+    /// A commit (or retention) failed, with this reason; the writer has stopped.
+    Failed(String),
+}
+
+/// Reads the wall clock for retention by age: the host's clock, passed in.
+pub type Clock = fn() -> Timestamp;
 
 /// The writer thread has stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -120,22 +59,23 @@ pub struct Stopped;
 
 impl Store {
     /// Starts the writer thread.
-    pub fn journal(&self, retention: Retention) -> Result<Journal, StoreError> {
+    pub fn journal(&self, retention: Retention, clock: Clock) -> Result<Journal, StoreError> {
         let conn = self.write_connection()?;
-        let writer = Writer::new(conn, retention)?;
+        let writer = Writer::new(conn, retention, clock)?;
         let (batches, batch_rx) = sync_channel(QUEUE);
-        let (committed_tx, committed) = async_channel::unbounded();
+        let (progress_tx, progress) = async_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("roomcast-store".into())
             .spawn(move || {
-                let run = std::panic::AssertUnwindSafe(|| writer.run(&batch_rx, &committed_tx));
+                let run = std::panic::AssertUnwindSafe(|| writer.run(&batch_rx, &progress_tx));
                 if std::panic::catch_unwind(run).is_err() {
-                    fail("the writer thread panicked");
+                    let failed = Progress::Failed("the writer thread panicked".into());
+                    let _ = progress_tx.try_send(failed);
                 }
             })?;
         Ok(Journal {
             batches: Some(batches),
-            committed,
+            progress,
             thread: Some(thread),
         })
     }
@@ -144,7 +84,7 @@ impl Store {
 impl Journal {
     /// Queues one batch (committed whole, after every earlier batch). Waits while the writer is
     /// far behind.
-    pub fn write(&self, batch: Vec<Record>) -> Result<(), Stopped> {
+    pub fn write(&self, batch: Vec<Event>) -> Result<(), Stopped> {
         let batches = self.batches.as_ref().ok_or(Stopped)?;
         match batches.try_send(batch) {
             Ok(()) => Ok(()),
@@ -153,9 +93,10 @@ impl Journal {
         }
     }
 
-    /// Yields the number of batches durable so far, after each commit.
-    pub fn committed(&self) -> &async_channel::Receiver<u64> {
-        &self.committed
+    /// Yields the number of batches durable so far after each commit, or the failure that
+    /// stopped the writer.
+    pub fn progress(&self) -> &async_channel::Receiver<Progress> {
+        &self.progress
     }
 
     /// Commits everything queued, stops the writer and waits for it.
@@ -173,15 +114,11 @@ impl Drop for Journal {
     }
 }
 
-fn fail(what: &str) -> ! {
-    tracing::error!("storage failed: {what}; stopping so nothing uncommitted is acknowledged");
-    std::process::exit(EXIT_STORAGE_FAILED);
-}
-
 /// The state of the writer thread.
 struct Writer {
     conn: Connection,
     retention: Retention,
+    clock: Clock,
     /// Each existing room's key in the `rooms` table.
     keys: HashMap<RoomId, i64>,
     next_message_id: u64,
@@ -194,7 +131,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(conn: Connection, retention: Retention) -> rusqlite::Result<Writer> {
+    fn new(conn: Connection, retention: Retention, clock: Clock) -> rusqlite::Result<Writer> {
         let mut keys = HashMap::new();
         {
             let mut rooms = conn.prepare("SELECT id, key FROM rooms")?;
@@ -214,6 +151,7 @@ impl Writer {
         Ok(Writer {
             conn,
             retention,
+            clock,
             grown: keys.values().copied().collect(),
             keys,
             next_message_id,
@@ -224,7 +162,7 @@ impl Writer {
         })
     }
 
-    fn run(mut self, batches: &Receiver<Vec<Record>>, committed: &async_channel::Sender<u64>) {
+    fn run(mut self, batches: &Receiver<Vec<Event>>, progress: &async_channel::Sender<Progress>) {
         let mut durable = 0u64;
         let mut retention_due = Instant::now();
         loop {
@@ -249,32 +187,36 @@ impl Writer {
                 }
                 let started = Instant::now();
                 if let Err(e) = self.commit(&group) {
-                    fail(&e.to_string());
+                    let _ = progress.try_send(Progress::Failed(e.to_string()));
+                    return;
                 }
                 self.commit_seconds.record(started.elapsed().as_secs_f64());
                 self.commits.increment(1);
                 self.records.increment(records as u64);
                 durable += group.len() as u64;
-                let _ = committed.try_send(durable);
+                let _ = progress.try_send(Progress::Committed(durable));
             }
             if Instant::now() >= retention_due {
                 match self.retain() {
                     // More to do: go on after whatever commits are waiting.
                     Ok(true) => retention_due = Instant::now(),
                     Ok(false) => retention_due = Instant::now() + RETENTION_PERIOD,
-                    Err(e) => fail(&e.to_string()),
+                    Err(e) => {
+                        let _ = progress.try_send(Progress::Failed(e.to_string()));
+                        return;
+                    }
                 }
             }
         }
     }
 
-    fn commit(&mut self, group: &[Vec<Record>]) -> rusqlite::Result<()> {
+    fn commit(&mut self, group: &[Vec<Event>]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         let mut latest: HashMap<i64, u64> = HashMap::new();
         let next_before = self.next_message_id;
-        for record in group.iter().flatten() {
-            match record {
-                Record::Created {
+        for event in group.iter().flatten() {
+            match event {
+                Event::RoomCreated {
                     room,
                     created_at,
                     owner,
@@ -286,7 +228,7 @@ impl Writer {
                         params![owner.as_ref().map(|o| o.as_str()), private, key],
                     )?;
                 }
-                Record::MemberAdded { room, user } => {
+                Event::MemberAdded { room, user } => {
                     if let Some(key) = self.keys.get(room) {
                         tx.execute(
                             "INSERT OR IGNORE INTO members (room, user) VALUES (?1, ?2)",
@@ -294,7 +236,7 @@ impl Writer {
                         )?;
                     }
                 }
-                Record::MemberRemoved { room, user } => {
+                Event::MemberRemoved { room, user } => {
                     if let Some(key) = self.keys.get(room) {
                         tx.execute(
                             "DELETE FROM members WHERE room = ?1 AND user = ?2",
@@ -302,7 +244,7 @@ impl Writer {
                         )?;
                     }
                 }
-                Record::Deleted { room } => {
+                Event::RoomClosed { room, .. } => {
                     if let Some(key) = self.keys.remove(room) {
                         tx.execute("DELETE FROM rooms WHERE key = ?1", [key])?;
                         tx.execute("DELETE FROM members WHERE room = ?1", [key])?;
@@ -310,7 +252,7 @@ impl Writer {
                         latest.remove(&key);
                     }
                 }
-                Record::Appended(m) => {
+                Event::Published(m) => {
                     let key = match self.keys.get(&m.room) {
                         Some(key) => *key,
                         // Core never publishes to a room it did not create; store the message
@@ -333,6 +275,8 @@ impl Writer {
                     latest.insert(key, m.seq.0);
                     self.next_message_id = self.next_message_id.max(m.id.0 + 1);
                 }
+                // Presence and listeners are not stored.
+                Event::Joined { .. } | Event::Left { .. } | Event::ListenerClosed { .. } => {}
             }
         }
         for (key, seq) in &latest {
@@ -374,7 +318,7 @@ impl Writer {
             return Ok(true);
         }
         if let Some(age) = self.retention.max_age {
-            let cutoff = Timestamp::from(SystemTime::now())
+            let cutoff = (self.clock)()
                 .as_unix_millis()
                 .saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
             // Ids are assigned in time order, so the old messages are the lowest ids: delete the

@@ -1,7 +1,8 @@
 //! Durable roomcast history in an embedded SQLite database (WAL mode, `synchronous = FULL`).
 //!
 //! The store keeps what core decided and nothing else: rooms, their messages and the message id
-//! counter. It never decides a chat rule; the host hands it core's events as [`Record`]s.
+//! counter. It never decides a chat rule; the host hands it core's durable
+//! [`Event`](roomcast_core::Event)s.
 //!
 //! - [`Store::open`] takes the data dir: creates it, locks it against a second server, checks
 //!   the file is a roomcast database, and migrates the schema.
@@ -28,7 +29,7 @@ mod schema;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use journal::{Journal, Record, Retention};
+pub use journal::{Clock, Journal, Progress, Retention, Stopped};
 pub use open::OpenError;
 pub use read::Loaded;
 
@@ -39,7 +40,6 @@ pub const LOCK_FILE: &str = "roomcast.lock";
 
 /// A failure reading or writing the database after it opened.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum StoreError {
     /// SQLite refused.
     #[error("database error: {0}")]

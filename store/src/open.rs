@@ -15,7 +15,6 @@ use crate::{DATABASE_FILE, LOCK_FILE, Store};
 /// Why a data dir cannot be used. Each message is one line that says what is wrong and what
 /// to do about it.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum OpenError {
     /// The dir cannot be created or written.
     #[error(

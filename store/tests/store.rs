@@ -3,15 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use roomcast_core::{IdempotencyKey, Message, MessageId, RoomId, Seq, Timestamp, UserName};
-use roomcast_store::{Journal, OpenError, Record, Retention, Store};
+use roomcast_core::{
+    CloseReason, Event, IdempotencyKey, Message, MessageId, RoomId, Seq, Timestamp, UserName,
+};
+use roomcast_store::{Journal, OpenError, Progress, Retention, Store};
 
 fn room(id: &str) -> RoomId {
     RoomId::parse(id, 64).unwrap()
 }
 
-fn message(id: u64, r: &str, seq: u64, at: u64, key: Option<&str>) -> Record {
-    Record::Appended(Arc::new(Message {
+fn message(id: u64, r: &str, seq: u64, at: u64, key: Option<&str>) -> Event {
+    Event::Published(Arc::new(Message {
         id: MessageId(id),
         room: room(r),
         seq: Seq(seq),
@@ -22,8 +24,8 @@ fn message(id: u64, r: &str, seq: u64, at: u64, key: Option<&str>) -> Record {
     }))
 }
 
-fn created(r: &str) -> Record {
-    Record::Created {
+fn created(r: &str) -> Event {
+    Event::RoomCreated {
         room: room(r),
         created_at: Timestamp::from_unix_millis(7),
         owner: Some(user("ada")),
@@ -36,15 +38,23 @@ fn user(name: &str) -> UserName {
 }
 
 /// Writes the batches and waits until all are durable.
-fn write_all(journal: &Journal, batches: Vec<Vec<Record>>) {
+fn write_all(journal: &Journal, batches: Vec<Vec<Event>>) {
     let n = batches.len() as u64;
     for batch in batches {
         journal.write(batch).unwrap();
     }
     let mut durable = 0;
     while durable < n {
-        durable = journal.committed().recv_blocking().unwrap();
+        match journal.progress().recv_blocking().unwrap() {
+            Progress::Committed(n) => durable = n,
+            Progress::Failed(reason) => panic!("the writer failed: {reason}"),
+        }
     }
+}
+
+/// The wall clock, as a host passes it for retention by age.
+fn wall_clock() -> Timestamp {
+    Timestamp::from(std::time::SystemTime::now())
 }
 
 fn seqs(messages: &[Arc<Message>]) -> Vec<u64> {
@@ -59,14 +69,17 @@ fn a_new_dir_starts_empty_and_appends_survive_reopening() {
         let loaded = store.load(10).unwrap();
         assert!(loaded.rooms.is_empty());
         assert_eq!(loaded.next_message_id, MessageId(1));
-        let journal = store.journal(Retention::default()).unwrap();
+        let journal = store.journal(Retention::default(), wall_clock).unwrap();
         let mut batches = vec![vec![created("lobby"), created("gone")]];
         batches.extend(
             (1..=30).map(|s| vec![message(s, "lobby", s, 100 + s, Some(&format!("k{s}")))]),
         );
         batches.push(vec![
             message(31, "gone", 1, 200, None),
-            Record::Deleted { room: room("gone") },
+            Event::RoomClosed {
+                room: room("gone"),
+                reason: CloseReason::Expired,
+            },
         ]);
         write_all(&journal, batches);
     }
@@ -119,14 +132,14 @@ fn a_new_dir_starts_empty_and_appends_survive_reopening() {
 fn owners_privacy_and_members_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let journal = store.journal(Retention::default()).unwrap();
-    let den = Record::Created {
+    let journal = store.journal(Retention::default(), wall_clock).unwrap();
+    let den = Event::RoomCreated {
         room: room("den"),
         created_at: Timestamp::from_unix_millis(9),
         owner: Some(user("ada")),
         private: true,
     };
-    let member = |u: &str| Record::MemberAdded {
+    let member = |u: &str| Event::MemberAdded {
         room: room("den"),
         user: user(u),
     };
@@ -140,7 +153,7 @@ fn owners_privacy_and_members_are_kept() {
                 member("bob"),
                 member("cy"),
             ],
-            vec![Record::MemberRemoved {
+            vec![Event::MemberRemoved {
                 room: room("den"),
                 user: user("bob"),
             }],
@@ -163,7 +176,7 @@ fn owners_privacy_and_members_are_kept() {
 fn a_room_created_again_after_deletion_starts_fresh() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let journal = store.journal(Retention::default()).unwrap();
+    let journal = store.journal(Retention::default(), wall_clock).unwrap();
     write_all(
         &journal,
         vec![
@@ -173,7 +186,10 @@ fn a_room_created_again_after_deletion_starts_fresh() {
                 message(2, "r", 2, 1, None),
             ],
             vec![
-                Record::Deleted { room: room("r") },
+                Event::RoomClosed {
+                    room: room("r"),
+                    reason: CloseReason::Expired,
+                },
                 created("r"),
                 message(3, "r", 1, 2, None),
             ],
@@ -202,7 +218,7 @@ fn retention_trims_by_count_and_age_and_purges_deleted_rooms() {
     let now = Timestamp::from(std::time::SystemTime::now()).as_unix_millis();
     let hour = 3_600_000;
     {
-        let journal = store.journal(Retention::default()).unwrap();
+        let journal = store.journal(Retention::default(), wall_clock).unwrap();
         let mut batch = vec![created("count"), created("age"), created("doomed")];
         // 1,500 messages: more than one retention chunk in each case.
         for s in 1..=1500 {
@@ -218,8 +234,9 @@ fn retention_trims_by_count_and_age_and_purges_deleted_rooms() {
         for s in 1..=1200 {
             batch.push(message(3000 + s, "count", s, now, None));
         }
-        batch.push(Record::Deleted {
+        batch.push(Event::RoomClosed {
             room: room("doomed"),
+            reason: CloseReason::Expired,
         });
         write_all(&journal, vec![batch]);
     }
@@ -227,7 +244,7 @@ fn retention_trims_by_count_and_age_and_purges_deleted_rooms() {
         messages_per_room: Some(100),
         max_age: Some(Duration::from_secs(24 * 3600)),
     };
-    let journal = store.journal(retention).unwrap();
+    let journal = store.journal(retention, wall_clock).unwrap();
     // Retention runs between commits; keep committing until it is done.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {

@@ -90,7 +90,6 @@ pub struct Issued {
 
 /// Why a caller was not identified, or an account request refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
 pub enum AuthError {
     /// No credentials at all.
     #[error(
@@ -145,6 +144,36 @@ pub enum AuthError {
     /// The account store failed.
     #[error("accounts are unavailable: {0}")]
     Unavailable(String),
+    /// The request names a user other than the signed-in one.
+    #[error("signed in as {caller}, but the request names {named} (impersonation)")]
+    Impersonation {
+        /// Who the request names.
+        named: String,
+        /// Who signed in.
+        caller: String,
+    },
+}
+
+/// The token in an `Authorization` header value: `Bearer <token>` (either case of the scheme).
+pub fn bearer(authorization: &str) -> Option<&str> {
+    authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+impl Caller {
+    /// A request may name its user (the seed's forms and routes did), but only as the caller:
+    /// naming anyone else is refused, never believed.
+    pub fn check_named(&self, named: Option<&str>) -> Result<(), AuthError> {
+        match named {
+            Some(named) if named != self.user => Err(AuthError::Impersonation {
+                named: named.to_owned(),
+                caller: self.user.clone(),
+            }),
+            Some(_) | None => Ok(()),
+        }
+    }
 }
 
 /// The broad kind of an [`AuthError`], for an HTTP status or gRPC code.
@@ -174,7 +203,7 @@ impl AuthError {
             | AuthError::NotYetValid
             | AuthError::Revoked
             | AuthError::BadCredentials => AuthClass::Unauthenticated,
-            AuthError::GuestsOff => AuthClass::Forbidden,
+            AuthError::GuestsOff | AuthError::Impersonation { .. } => AuthClass::Forbidden,
             AuthError::NameTaken(_) => AuthClass::Conflict,
             AuthError::TooManyAttempts { .. } | AuthError::TooManySignUps { .. } => {
                 AuthClass::RateLimited
@@ -201,6 +230,7 @@ impl AuthError {
             AuthError::BadPassword => "bad-password",
             AuthError::InvalidName(_) => "invalid-user-name",
             AuthError::Unavailable(_) => "accounts-unavailable",
+            AuthError::Impersonation { .. } => "impersonation",
         }
     }
 
@@ -210,7 +240,18 @@ impl AuthError {
             AuthError::TooManyAttempts { retry_after }
             | AuthError::TooManySignUps { retry_after }
             | AuthError::Busy { retry_after } => Some(*retry_after),
-            _ => None,
+            AuthError::Missing
+            | AuthError::InvalidToken(_)
+            | AuthError::Expired
+            | AuthError::NotYetValid
+            | AuthError::Revoked
+            | AuthError::BadCredentials
+            | AuthError::NameTaken(_)
+            | AuthError::GuestsOff
+            | AuthError::BadPassword
+            | AuthError::InvalidName(_)
+            | AuthError::Unavailable(_)
+            | AuthError::Impersonation { .. } => None,
         }
     }
 }
@@ -343,7 +384,6 @@ impl std::fmt::Debug for Identity {
 
 /// Why identity could not be set up (reported as one line at start).
 #[derive(Debug, Error)]
-#[non_exhaustive]
 pub enum IdentityError {
     /// The configured secret is too short to be safe.
     #[error("--jwt-secret must be at least 32 bytes; generate one with `openssl rand -hex 32`")]

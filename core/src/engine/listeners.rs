@@ -1,0 +1,139 @@
+//! Listeners: opening one with its backlog (or replacing one that fell behind), and closing.
+
+use super::Core;
+use crate::command::{OpenListener, Opened, Resume};
+use crate::error::Error;
+use crate::event::Event;
+use crate::ids::{ListenerId, RoomId};
+use crate::policy::Action;
+use crate::time::Timestamp;
+
+impl Core {
+    pub(super) fn open_listener(
+        &mut self,
+        now: Timestamp,
+        c: OpenListener,
+    ) -> Result<Opened, Error> {
+        if c.create_if_missing {
+            self.create_if_missing(now, &c.user, &c.room)?;
+        }
+        // Only a listener of the same user on the same room can be replaced.
+        let replaceable = |old: &ListenerId| {
+            self.listeners
+                .get(old)
+                .is_some_and(|room| room.as_str() == c.room)
+                && self
+                    .rooms
+                    .get(c.room.as_str())
+                    .and_then(|r| r.listener_user(*old))
+                    .is_some_and(|user| user.as_str() == c.user)
+        };
+        let Some(old) = c.replacing.filter(replaceable) else {
+            return self.open(now, &c.user, &c.room, c.resume);
+        };
+        // Open the new listener before closing the old, so presence does not flicker; unless
+        // the room (or the user's share of it, or the server) is full, where the old one's
+        // place is needed.
+        match self.open(now, &c.user, &c.room, c.resume) {
+            Err(
+                Error::TooManyListeners { .. }
+                | Error::TooManyUserListeners { .. }
+                | Error::ServerFull { .. },
+            ) => {
+                self.close_listener(now, old);
+                self.open(now, &c.user, &c.room, c.resume)
+            }
+            Err(refused) => {
+                self.close_listener(now, old);
+                Err(refused)
+            }
+            Ok(opened) => {
+                self.close_listener(now, old);
+                Ok(opened)
+            }
+        }
+    }
+
+    fn open(
+        &mut self,
+        now: Timestamp,
+        user: &str,
+        room: &str,
+        resume: Resume,
+    ) -> Result<Opened, Error> {
+        let (user, r) = self.authorized(user, room, Action::Listen)?;
+        let limits = &self.config.limits;
+        let latest = r.history().latest();
+        let (backlog, gap) = match resume {
+            Resume::Live => (Vec::new(), None),
+            Resume::After(after) if after > latest => {
+                return Err(Error::ResumeAhead { after, latest });
+            }
+            Resume::After(after) => r.history().after(after, usize::MAX),
+        };
+        let id = r.id().clone();
+        if r.listener_count() >= limits.max_listeners_per_room {
+            let max = limits.max_listeners_per_room;
+            return Err(Error::TooManyListeners { room: id, max });
+        }
+        if self.listeners.len() >= limits.max_listeners {
+            return Err(Error::ServerFull {
+                max: limits.max_listeners,
+            });
+        }
+        if r.presence().listeners_of(&user) >= limits.max_listeners_per_user {
+            let max = limits.max_listeners_per_user;
+            return Err(Error::TooManyUserListeners { room: id, max });
+        }
+        let listener = ListenerId(self.next_listener);
+        self.next_listener += 1;
+        let announce_up_to = limits.announce_presence_up_to;
+        let room = self.room_mut(&id);
+        let joined = room.join(listener, &user, now, announce_up_to);
+        let presence = room.presence().entries();
+        self.listeners.insert(listener, id.clone());
+        self.expiries.remove(&id);
+        if joined {
+            self.emit(Event::Joined {
+                room: id.clone(),
+                user,
+            });
+        }
+        Ok(Opened {
+            listener,
+            room: id,
+            presence,
+            gap,
+            backlog,
+            latest,
+        })
+    }
+
+    /// Closes a listener; false if it was not open.
+    pub(super) fn close_listener(&mut self, now: Timestamp, listener: ListenerId) -> bool {
+        let Some(room) = self.listeners.remove(&listener) else {
+            return false;
+        };
+        let announce_up_to = self.config.limits.announce_presence_up_to;
+        let Some(r) = self.rooms.get_mut(&room) else {
+            debug_assert!(false, "an open listener's room exists");
+            return true;
+        };
+        let Some((user, left)) = r.leave(listener, now, announce_up_to) else {
+            debug_assert!(false, "an open listener is in its room");
+            return true;
+        };
+        if r.listener_count() == 0 {
+            self.schedule_expiry(&room, now);
+        }
+        if left {
+            self.emit(Event::Left { room, user });
+        }
+        true
+    }
+
+    /// The room a listener is open on.
+    pub fn listener_room_id(&self, listener: ListenerId) -> Option<&RoomId> {
+        self.listeners.get(&listener)
+    }
+}

@@ -1,0 +1,69 @@
+//! Who belongs to a private room: owners and admins add and remove members; a removed member's
+//! listeners are closed at once, each told why.
+
+use super::Core;
+use crate::command::{ChangeMember, MemberChange};
+use crate::error::{Error, MembershipError};
+use crate::event::{CloseReason, Event};
+use crate::policy::Action;
+use crate::time::Timestamp;
+
+impl Core {
+    pub(super) fn change_member(&mut self, now: Timestamp, c: ChangeMember) -> Result<bool, Error> {
+        let user = self.user(&c.user)?;
+        let id = self.room_id(&c.room)?;
+        let member = self.user(&c.member)?;
+        let r = self.find_authorized(&user, &id, Action::ManageMembers)?;
+        let access = r.access();
+        if !access.private {
+            return Err(MembershipError::PublicRoom.into());
+        }
+        if access.owner.is_none() {
+            return Err(MembershipError::DirectRoom.into());
+        }
+        if c.change == MemberChange::Remove && access.owner.as_ref() == Some(&member) {
+            return Err(MembershipError::OwnerStays.into());
+        }
+        let announce_up_to = self.config.limits.announce_presence_up_to;
+        let room = self.room_mut(&id);
+        match c.change {
+            MemberChange::Add => {
+                if !room.add_member(member.clone()) {
+                    return Ok(false);
+                }
+                self.emit(Event::MemberAdded {
+                    room: id,
+                    user: member,
+                });
+            }
+            MemberChange::Remove => {
+                let Some((closed, left)) = room.remove_member(&member, now, announce_up_to) else {
+                    return Ok(false);
+                };
+                let empty = room.listener_count() == 0;
+                for listener in closed {
+                    self.listeners.remove(&listener);
+                    self.emit(Event::ListenerClosed {
+                        listener,
+                        room: id.clone(),
+                        reason: CloseReason::Removed,
+                    });
+                }
+                if empty {
+                    self.schedule_expiry(&id, now);
+                }
+                if left {
+                    self.emit(Event::Left {
+                        room: id.clone(),
+                        user: member.clone(),
+                    });
+                }
+                self.emit(Event::MemberRemoved {
+                    room: id,
+                    user: member,
+                });
+            }
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,97 @@
+//! Messages: posting (idempotent retries, the rate limit, sequencing by the room) and reading
+//! history.
+
+use super::Core;
+use crate::command::{Cursor, History, HistoryPage, Submit, Submitted};
+use crate::error::Error;
+use crate::event::Event;
+use crate::ids::{IdempotencyKey, MessageId};
+use crate::limits::check_text;
+use crate::policy::Action;
+use crate::time::Timestamp;
+
+impl Core {
+    pub(super) fn submit(&mut self, now: Timestamp, c: Submit) -> Result<Submitted, Error> {
+        let result = self.try_submit(now, c);
+        match &result {
+            Ok(Submitted {
+                duplicate: true, ..
+            }) => self.stats.duplicates += 1,
+            Ok(_) => self.stats.messages_accepted += 1,
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn try_submit(&mut self, now: Timestamp, c: Submit) -> Result<Submitted, Error> {
+        if c.create_if_missing {
+            self.create_if_missing(now, &c.user, &c.room)?;
+        }
+        let user = self.user(&c.user)?;
+        let id = self.room_id(&c.room)?;
+        let key = c
+            .idempotency_key
+            .as_deref()
+            .map(IdempotencyKey::parse)
+            .transpose()
+            .map_err(Error::InvalidIdempotencyKey)?;
+        let text = check_text(c.text, self.config.limits.message_max_bytes)?;
+        let r = self.find_authorized(&user, &id, Action::Post)?;
+        if let Some(key) = &key
+            && let Some(original) = r.history().find_key(&user, key)
+        {
+            if original.text != text {
+                return Err(Error::IdempotencyConflict {
+                    key: key.clone(),
+                    seq: original.seq,
+                });
+            }
+            return Ok(Submitted {
+                message: original.clone(),
+                duplicate: true,
+            });
+        }
+        self.rate.take(&user, now)?;
+        let message_id = MessageId(self.next_message);
+        self.next_message += 1;
+        let room = self.room_mut(&id);
+        let message = room.publish(message_id, user, text, key, now);
+        if room.listener_count() == 0 {
+            self.schedule_expiry(&id, now);
+        }
+        self.emit(Event::Published(message.clone()));
+        Ok(Submitted {
+            message,
+            duplicate: false,
+        })
+    }
+
+    /// A page of a room's history, oldest first, at most `limit` long (the default page length
+    /// if none is asked, never more than the maximum).
+    pub fn history(&self, c: &History) -> Result<HistoryPage, Error> {
+        let (_, r) = self.authorized(&c.user, &c.room, Action::ReadRoom)?;
+        let history = r.history();
+        let limits = &self.config.limits;
+        let limit = c
+            .limit
+            .unwrap_or(limits.history_page_len)
+            .min(limits.max_page_len);
+        let latest = history.latest();
+        let (messages, gap) = match c.cursor {
+            Cursor::Newest => (history.before(latest.next(), limit), None),
+            Cursor::Before(before) => (history.before(before, limit), None),
+            Cursor::After(after) if after > latest => {
+                return Err(Error::ResumeAhead { after, latest });
+            }
+            Cursor::After(after) => history.after(after, limit),
+        };
+        Ok(HistoryPage {
+            room: r.id().clone(),
+            messages,
+            gap,
+            first_held: history.first_held(),
+            latest,
+            limit,
+        })
+    }
+}

@@ -1,0 +1,329 @@
+//! [`Core`]: the state machine that ties rooms, listeners, history, presence, limits and policy
+//! together. One file per concern: [`rooms`] (create, direct, delete, list, view),
+//! [`membership`], [`listeners`] and [`messages`] (submit, history); this one holds the state,
+//! the one entry point [`Core::handle`], the outputs and the deadlines.
+
+mod listeners;
+mod membership;
+mod messages;
+mod rooms;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Ask, Command, Reply};
+use crate::deadlines::Deadlines;
+use crate::error::Error;
+use crate::event::{CloseReason, Event};
+use crate::ids::{ListenerId, MessageId, RoomId, UserName};
+use crate::limits::{Limits, RateLimiter};
+use crate::policy::{Action, Policy};
+use crate::room::{Room, StoredRoom};
+use crate::time::Timestamp;
+
+/// Most events held for the host between drains. The contract (drain after every call) keeps
+/// the queue far below this: no call emits more than [`EXPIRE_BATCH`] + 1 events, or one per
+/// listener a member holds on a room when they are removed.
+pub const MAX_QUEUED_EVENTS: usize = 4096;
+
+/// Most rooms one [`Core::handle_timeout`] expires; the rest stay due, so
+/// [`Core::poll_timeout`] asks the host to call again at once.
+pub const EXPIRE_BATCH: usize = 1024;
+
+/// Everything configurable about core.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// What clients may send and how much is held.
+    pub limits: Limits,
+    /// Messages kept per room for history and resume (default 1,000; at least 1).
+    pub history_len: usize,
+    /// Close rooms that have had no listener for this long; `None` keeps them (the default).
+    pub room_idle_expiry: Option<Duration>,
+    /// Who may do what.
+    pub policy: Policy,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits::default(),
+            history_len: 1000,
+            room_idle_expiry: None,
+            policy: Policy::default(),
+        }
+    }
+}
+
+/// Counters for metrics. All counts since the core was created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Rooms that exist now.
+    pub rooms: usize,
+    /// Listeners open now.
+    pub listeners: usize,
+    /// Messages accepted.
+    pub messages_accepted: u64,
+    /// Submits answered from an idempotency key without posting again.
+    pub duplicates: u64,
+    /// Commands refused, by [`Error::code`].
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Events dropped because the host did not drain [`Core::poll_event`]; non-zero means a
+    /// host bug.
+    pub events_dropped: u64,
+    /// Users currently held by the rate limiter.
+    pub rate_limited_users: usize,
+}
+
+/// The roomcast state machine. See the [crate docs](crate) for the drain contract and a host loop.
+#[derive(Debug, Clone)]
+pub struct Core {
+    config: Config,
+    rooms: BTreeMap<RoomId, Room>,
+    /// Which room each open listener is on.
+    listeners: BTreeMap<ListenerId, RoomId>,
+    /// Rooms without listeners, by when they expire. Empty unless `room_idle_expiry` is set.
+    expiries: Deadlines<RoomId>,
+    rate: RateLimiter,
+    events: VecDeque<Event>,
+    /// The newest time seen: time never runs backwards inside core.
+    now: Timestamp,
+    next_listener: u64,
+    next_message: u64,
+    stats: Stats,
+}
+
+impl Core {
+    /// A core with no rooms.
+    pub fn new(config: Config) -> Self {
+        Core {
+            rate: RateLimiter::new(config.limits.submit_rate),
+            config,
+            rooms: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            expiries: Deadlines::default(),
+            events: VecDeque::new(),
+            now: Timestamp::EPOCH,
+            next_listener: 1,
+            next_message: 1,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The configuration this core runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Rebuilds a room from durable storage, before serving. Emits no event (nothing new
+    /// happened) and is not subject to the room limit (what is stored stays). A room that
+    /// already exists is replaced.
+    pub fn restore_room(&mut self, now: Timestamp, stored: StoredRoom) {
+        let now = self.tick(now);
+        if let Some(newest) = stored.recent.iter().map(|m| m.id.0).max() {
+            self.next_message = self.next_message.max(newest.saturating_add(1));
+        }
+        let id = stored.id.clone();
+        self.remove_room_silently(&id);
+        self.rooms.insert(
+            id.clone(),
+            Room::restore(stored, now, self.config.history_len),
+        );
+        self.schedule_expiry(&id, now);
+    }
+
+    /// Makes new message ids start at `next` at the lowest, so ids stay unique across restarts
+    /// even for messages whose rooms are gone.
+    pub fn restore_message_ids(&mut self, next: MessageId) {
+        self.next_message = self.next_message.max(next.0);
+    }
+
+    /// The id the next accepted message will get (durable storage records it).
+    pub fn next_message_id(&self) -> MessageId {
+        MessageId(self.next_message)
+    }
+
+    /// Runs one command at `now`: the one entry point for every input. Refusals are counted in
+    /// [`Stats::refused`]; drain [`Core::poll_event`] afterwards.
+    pub fn handle(&mut self, now: Timestamp, command: Command) -> Result<Reply, Error> {
+        let now = self.tick(now);
+        let result = match command {
+            Command::CreateRoom(c) => self.create_room(now, c).map(Reply::CreateRoom),
+            Command::OpenDirect(c) => self.open_direct(now, c).map(Reply::OpenDirect),
+            Command::ChangeMember(c) => self.change_member(now, c).map(Reply::ChangeMember),
+            Command::DeleteRoom(c) => self.delete_room(c).map(Reply::DeleteRoom),
+            Command::ListRooms(c) => self.list_rooms(&c).map(Reply::ListRooms),
+            Command::ViewRoom(c) => self.view_room(now, c).map(Reply::ViewRoom),
+            Command::OpenListener(c) => self.open_listener(now, c).map(Reply::OpenListener),
+            Command::CloseListener(c) => {
+                Ok(Reply::CloseListener(self.close_listener(now, c.listener)))
+            }
+            Command::Submit(c) => self.submit(now, c).map(Reply::Submit),
+            Command::History(c) => self.history(&c).map(Reply::History),
+        };
+        if let Err(e) = &result {
+            *self.stats.refused.entry(e.code()).or_insert(0) += 1;
+        }
+        result
+    }
+
+    /// [`Core::handle`] with the answer typed by the command: `core.ask(now, submit)` is a
+    /// `Result<Submitted, Error>`.
+    pub fn ask<C: Ask>(&mut self, now: Timestamp, command: C) -> Result<C::Answer, Error> {
+        let reply = self.handle(now, command.into())?;
+        // `handle` answers each command with the reply of the same name.
+        Ok(C::answer(reply).expect("core answers each command with its own reply"))
+    }
+
+    /// The next event for the host, oldest first. Drain to `None` after every call.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Core::handle_timeout`] must next be called; `None` if nothing is pending. May be
+    /// in the past (work is due now).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        match (self.expiries.next(), self.rate.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Does whatever is due at `now`: expires idle rooms (at most [`EXPIRE_BATCH`] per call) and
+    /// forgets refilled rate buckets.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let now = self.tick(now);
+        self.rate.handle_timeout(now);
+        for _ in 0..EXPIRE_BATCH {
+            let Some(room) = self.expiries.pop_due(now) else {
+                break;
+            };
+            self.remove_room(&room, CloseReason::Expired);
+        }
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            rooms: self.rooms.len(),
+            listeners: self.listeners.len(),
+            rate_limited_users: self.rate.tracked_users(),
+            ..self.stats.clone()
+        }
+    }
+
+    fn tick(&mut self, now: Timestamp) -> Timestamp {
+        self.now = self.now.max(now);
+        self.now
+    }
+
+    fn user(&self, name: &str) -> Result<UserName, Error> {
+        UserName::parse(name, self.config.limits.user_name_max_chars)
+            .map_err(Error::InvalidUserName)
+    }
+
+    fn room_id(&self, id: &str) -> Result<RoomId, Error> {
+        RoomId::parse(id, self.config.limits.room_id_max_len).map_err(Error::InvalidRoomId)
+    }
+
+    /// The one preamble of every room command: checks both names, finds the room and asks the
+    /// policy whether `user` may do `action` there.
+    fn authorized(
+        &self,
+        user: &str,
+        room: &str,
+        action: Action,
+    ) -> Result<(UserName, &Room), Error> {
+        let user = self.user(user)?;
+        let id = self.room_id(room)?;
+        let r = self.find_authorized(&user, &id, action)?;
+        Ok((user, r))
+    }
+
+    /// The room `id`, if `user` may do `action` there.
+    fn find_authorized(
+        &self,
+        user: &UserName,
+        id: &RoomId,
+        action: Action,
+    ) -> Result<&Room, Error> {
+        let r = self
+            .rooms
+            .get(id)
+            .ok_or_else(|| Error::RoomNotFound { room: id.clone() })?;
+        self.config
+            .policy
+            .authorize_room(user, action, r.access())?;
+        Ok(r)
+    }
+
+    /// A room known to exist (checked earlier in the same command).
+    fn room_mut(&mut self, id: &RoomId) -> &mut Room {
+        self.rooms
+            .get_mut(id)
+            .expect("the command checked that the room exists")
+    }
+
+    fn schedule_expiry(&mut self, room: &RoomId, now: Timestamp) {
+        if let Some(idle) = self.config.room_idle_expiry {
+            self.expiries.set(room.clone(), now.saturating_add(idle));
+        }
+    }
+
+    fn remove_room_silently(&mut self, id: &RoomId) -> Option<Room> {
+        let room = self.rooms.remove(id)?;
+        for listener in room.listeners() {
+            self.listeners.remove(&listener);
+        }
+        self.expiries.remove(id);
+        Some(room)
+    }
+
+    fn remove_room(&mut self, id: &RoomId, reason: CloseReason) {
+        if let Some(room) = self.remove_room_silently(id) {
+            self.emit(Event::RoomClosed {
+                room: room.id().clone(),
+                reason,
+            });
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.stats.events_dropped += 1;
+            return;
+        }
+        self.events.push_back(event);
+    }
+
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn room_state(&self, id: &str) -> Option<&Room> {
+        self.rooms.get(id)
+    }
+
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn listener_room(&self, listener: ListenerId) -> Option<(&RoomId, &UserName)> {
+        let room = self.listeners.get(&listener)?;
+        let user = self.rooms.get(room)?.listener_user(listener)?;
+        Some((room, user))
+    }
+
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn expiry_count(&self) -> usize {
+        self.expiries.len()
+    }
+
+    /// The newest sequence number of a room, for tests.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn latest(&self, room: &str) -> Option<crate::ids::Seq> {
+        self.rooms.get(room).map(|r| r.history().latest())
+    }
+}

@@ -1,0 +1,210 @@
+//! Rooms: create (public, private, on first use), direct messages, delete, list and view.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+use super::Core;
+use crate::command::{CreateRoom, Created, DeleteRoom, ListRooms, OpenDirect, RoomView, ViewRoom};
+use crate::error::{Error, MembershipError};
+use crate::event::{CloseReason, Event};
+use crate::ids::{RoomId, UserName};
+use crate::policy::Action;
+use crate::room::{Access, Room, RoomPage, RoomSummary};
+use crate::time::Timestamp;
+
+/// The id of the direct-message room of a pair: `dm-` and a stable 64-bit FNV-1a hash of the two
+/// names, so it is the same on every server and version and needs no lookup table.
+fn direct_room_id(pair: &BTreeSet<UserName>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for name in pair {
+        for byte in name.as_str().bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("dm-{hash:016x}")
+}
+
+impl Core {
+    pub(super) fn create_room(&mut self, now: Timestamp, c: CreateRoom) -> Result<Created, Error> {
+        let user = self.user(&c.user)?;
+        let id = self.room_id(&c.room)?;
+        self.config.policy.authorize(&user, Action::CreateRoom)?;
+        if let Some(existing) = self.rooms.get(&id) {
+            // Creating is idempotent, but a private room is not revealed to outsiders.
+            self.config
+                .policy
+                .authorize_room(&user, Action::ReadRoom, existing.access())?;
+            return Ok(Created {
+                room: existing.summary(),
+                created: false,
+            });
+        }
+        let access = Access {
+            owner: Some(user.clone()),
+            private: c.private,
+            members: if c.private {
+                BTreeSet::from([user])
+            } else {
+                BTreeSet::new()
+            },
+        };
+        self.insert_room(id, now, access)
+    }
+
+    /// Creates the public room `room` for `user` if it does not exist yet (the seed's routes
+    /// create on first use); false if it existed.
+    pub(super) fn create_if_missing(
+        &mut self,
+        now: Timestamp,
+        user: &str,
+        room: &str,
+    ) -> Result<bool, Error> {
+        self.user(user)?;
+        let id = self.room_id(room)?;
+        if self.rooms.contains_key(&id) {
+            return Ok(false);
+        }
+        let create = CreateRoom {
+            user: user.to_owned(),
+            room: room.to_owned(),
+            private: false,
+        };
+        self.create_room(now, create).map(|created| created.created)
+    }
+
+    /// Adds a new room (the limit permitting) and announces it with its members.
+    fn insert_room(
+        &mut self,
+        id: RoomId,
+        now: Timestamp,
+        access: Access,
+    ) -> Result<Created, Error> {
+        if self.rooms.len() >= self.config.limits.max_rooms {
+            return Err(Error::TooManyRooms {
+                max: self.config.limits.max_rooms,
+            });
+        }
+        let new = Room::new(id.clone(), now, self.config.history_len, access.clone());
+        let summary = new.summary();
+        self.rooms.insert(id.clone(), new);
+        self.schedule_expiry(&id, now);
+        self.emit(Event::RoomCreated {
+            room: id.clone(),
+            created_at: now,
+            owner: access.owner,
+            private: access.private,
+        });
+        for user in access.members {
+            self.emit(Event::MemberAdded {
+                room: id.clone(),
+                user,
+            });
+        }
+        Ok(Created {
+            room: summary,
+            created: true,
+        })
+    }
+
+    pub(super) fn open_direct(&mut self, now: Timestamp, c: OpenDirect) -> Result<Created, Error> {
+        let user = self.user(&c.user)?;
+        let other = self.user(&c.other)?;
+        if user == other {
+            return Err(MembershipError::DirectWithSelf.into());
+        }
+        let pair = BTreeSet::from([user, other]);
+        // The id comes from the pair, so both find the same room; on the (unlikely) chance that
+        // another room holds it, the next suffix is tried.
+        let base = direct_room_id(&pair);
+        for n in 0u32.. {
+            let candidate = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            let id = RoomId::parse(&candidate, usize::MAX).expect("hex ids are valid room ids");
+            match self.rooms.get(&id) {
+                Some(existing)
+                    if existing.access().owner.is_none() && existing.access().members == pair =>
+                {
+                    return Ok(Created {
+                        room: existing.summary(),
+                        created: false,
+                    });
+                }
+                Some(_) => continue,
+                None => {
+                    let access = Access {
+                        owner: None,
+                        private: true,
+                        members: pair,
+                    };
+                    return self.insert_room(id, now, access);
+                }
+            }
+        }
+        unreachable!("some suffix is free")
+    }
+
+    pub(super) fn delete_room(&mut self, c: DeleteRoom) -> Result<(), Error> {
+        let (user, room) = self.authorized(&c.user, &c.room, Action::DeleteRoom)?;
+        let id = room.id().clone();
+        self.remove_room(&id, CloseReason::Deleted { by: Some(user) });
+        Ok(())
+    }
+
+    /// Up to `limit` rooms the user may see (the default page length if none is asked, never
+    /// more than the maximum) whose ids sort after `after`, by id.
+    pub fn list_rooms(&self, c: &ListRooms) -> Result<RoomPage, Error> {
+        let user = self.user(&c.user)?;
+        self.config.policy.authorize(&user, Action::ListRooms)?;
+        let start = c.after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let limits = &self.config.limits;
+        let limit = c
+            .limit
+            .unwrap_or(limits.rooms_page_len)
+            .min(limits.max_page_len);
+        let mut rest = self.rooms.range::<str, _>((start, Bound::Unbounded));
+        // Private rooms are listed to their members (and admins) only.
+        let admin = self.config.policy.is_admin(&user);
+        let mut rest = rest
+            .by_ref()
+            .filter(|(_, room)| admin || room.access().admits(&user))
+            .peekable();
+        let rooms: Vec<RoomSummary> = rest
+            .by_ref()
+            .take(limit)
+            .map(|(_, room)| room.summary())
+            .collect();
+        // Another page exists only if a room follows this one's last.
+        let next_after = match (rest.next(), rooms.last()) {
+            (Some(_), Some(last)) => Some(last.id.clone()),
+            _ => None,
+        };
+        Ok(RoomPage { rooms, next_after })
+    }
+
+    pub(super) fn view_room(&mut self, now: Timestamp, c: ViewRoom) -> Result<RoomView, Error> {
+        let created = c.create_if_missing && self.create_if_missing(now, &c.user, &c.room)?;
+        let mut view = self.room_view(&c.user, &c.room)?;
+        view.existed = !created;
+        Ok(view)
+    }
+
+    /// One room as `user` sees it: its summary, who is present, and what `user` may do there.
+    pub fn room_view(&self, user: &str, room: &str) -> Result<RoomView, Error> {
+        let (user, r) = self.authorized(user, room, Action::ReadRoom)?;
+        let policy = &self.config.policy;
+        let may = |action| policy.authorize_room(&user, action, r.access()).is_ok();
+        Ok(RoomView {
+            room: r.summary(),
+            presence: r.presence().entries(),
+            may_manage_members: r.access().private
+                && r.access().owner.is_some()
+                && may(Action::ManageMembers),
+            may_delete: may(Action::DeleteRoom),
+            existed: true,
+        })
+    }
+}
