@@ -336,7 +336,11 @@ async fn socketio_until(ws: &mut Ws, prefix: &str) -> anyhow::Result<String> {
             Message::Text(t) if t.as_str() == "2" => ws.send(Message::text("3")).await?,
             Message::Text(t) if t.starts_with(prefix) => return Ok(t.to_string()),
             Message::Close(_) => bail!("Socket.IO closed"),
-            _ => {}
+            Message::Text(_)
+            | Message::Binary(_)
+            | Message::Ping(_)
+            | Message::Pong(_)
+            | Message::Frame(_) => {}
         }
     }
 }

@@ -107,7 +107,9 @@ pub async fn run(scenario: Scenario, target: &Target, s: Settings) -> anyhow::Re
             rate(1000, 50),
             5,
         )),
-        _ => None,
+        Scenario::F2 | Scenario::P1 | Scenario::M2 | Scenario::S1 | Scenario::C1 | Scenario::C2 => {
+            None
+        }
     };
     if let Some((shape, first_rate, steps)) = search {
         let steps = if q { 1 } else { steps };

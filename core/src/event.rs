@@ -152,7 +152,18 @@ impl CloseReason {
         match error {
             Error::RoomNotFound { .. } => CloseReason::Deleted { by: None },
             Error::PermissionDenied { .. } => CloseReason::Removed,
-            error => CloseReason::Refused(error),
+            error @ (Error::InvalidRoomId(_)
+            | Error::InvalidUserName(_)
+            | Error::InvalidIdempotencyKey(_)
+            | Error::Message(_)
+            | Error::TooManyRooms { .. }
+            | Error::TooManyListeners { .. }
+            | Error::ServerFull { .. }
+            | Error::TooManyUserListeners { .. }
+            | Error::RateLimited { .. }
+            | Error::ResumeAhead { .. }
+            | Error::IdempotencyConflict { .. }
+            | Error::Membership(_)) => CloseReason::Refused(error),
         }
     }
 }

@@ -101,19 +101,19 @@ impl Replay {
     }
 
     /// Runs the next step and checks its outputs against the recorded ones.
-    pub fn step(&mut self, step: Step) -> Result<(), Divergence> {
+    pub fn step(&mut self, step: Step) -> Result<(), Box<Divergence>> {
         let got = run(&mut self.core, step.now, step.input.clone());
         let at = self.steps;
         self.steps += 1;
         if got == step.outputs {
             Ok(())
         } else {
-            Err(Divergence {
+            Err(Box::new(Divergence {
                 step: at,
                 input: step.input,
                 got,
                 recorded: step.outputs,
-            })
+            }))
         }
     }
 

@@ -157,7 +157,7 @@ fn play(commands: &[(Timestamp, Command)]) -> Vec<Step> {
     steps
 }
 
-fn replay(steps: Vec<Step>) -> Result<usize, record::Divergence> {
+fn replay(steps: Vec<Step>) -> Result<usize, Box<record::Divergence>> {
     let mut replay = Replay::new(Header { config: config() });
     for step in steps {
         replay.step(step)?;

@@ -107,6 +107,10 @@ impl Route<'_> {
         self.on(tide::http::Method::Delete, f)
     }
 
+    #[allow(
+        clippy::wildcard_enum_match_arm,
+        reason = "routes take GET, POST or DELETE"
+    )]
     fn on<F, Fut>(mut self, method: tide::http::Method, f: F) -> Self
     where
         F: Fn(Request<State>) -> Fut + Clone + Send + Sync + 'static,
@@ -255,6 +259,10 @@ struct RouterRefusals;
 
 #[tide::utils::async_trait]
 impl tide::Middleware<State> for RouterRefusals {
+    #[allow(
+        clippy::wildcard_enum_match_arm,
+        reason = "every other client error gets the generic words"
+    )]
     async fn handle(&self, req: Request<State>, next: tide::Next<'_, State>) -> tide::Result {
         let path = req.url().path().to_owned();
         let mut res = next.run(req).await;

@@ -105,11 +105,23 @@ impl From<Error> for Problem {
             ErrorClass::Capacity => StatusCode::ServiceUnavailable,
             ErrorClass::RateLimited => StatusCode::TooManyRequests,
             ErrorClass::Denied => StatusCode::Forbidden,
-            _ => StatusCode::BadRequest,
+            ErrorClass::Invalid => StatusCode::BadRequest,
         };
         let retry_after = match &e {
             Error::RateLimited { retry_after } => Some(*retry_after),
-            _ => None,
+            Error::InvalidRoomId(_)
+            | Error::InvalidUserName(_)
+            | Error::InvalidIdempotencyKey(_)
+            | Error::Message(_)
+            | Error::RoomNotFound { .. }
+            | Error::TooManyRooms { .. }
+            | Error::TooManyListeners { .. }
+            | Error::ServerFull { .. }
+            | Error::TooManyUserListeners { .. }
+            | Error::ResumeAhead { .. }
+            | Error::IdempotencyConflict { .. }
+            | Error::PermissionDenied { .. }
+            | Error::Membership(_) => None,
         };
         Problem {
             status,
@@ -164,6 +176,10 @@ impl From<HubError> for Problem {
 }
 
 /// Reads the request body, refusing more than the configured maximum without reading it all.
+#[allow(
+    clippy::wildcard_enum_match_arm,
+    reason = "any other failure to read is the client's"
+)]
 pub async fn read_body(req: &mut Request<State>) -> Result<Vec<u8>, Problem> {
     let limit = req.state().max_body;
     let too_large = |len: usize| {
@@ -228,7 +244,9 @@ pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, Problem> {
             "invalid-body",
             format!("the JSON does not fit: {e}"),
         ),
-        _ => Problem::new(
+        serde_json::error::Category::Io
+        | serde_json::error::Category::Syntax
+        | serde_json::error::Category::Eof => Problem::new(
             StatusCode::BadRequest,
             "malformed-json",
             format!("the body is not valid JSON: {e}"),

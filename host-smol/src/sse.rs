@@ -82,7 +82,11 @@ fn encode(delivery: Delivery) -> Bytes {
         Delivery::Message(shared) => shared.encoded(Wire::Sse, |m| {
             frame(&StreamEvent::Message(MessageBody::from(m))).into()
         }),
-        other => frame(&StreamEvent::from(other)).into(),
+        other @ (Delivery::Presence(_)
+        | Delivery::Gap(_)
+        | Delivery::Joined(_)
+        | Delivery::Left(_)
+        | Delivery::Closed(_)) => frame(&StreamEvent::from(other)).into(),
     }
 }
 

@@ -365,7 +365,10 @@ impl StreamEvent {
         match self {
             StreamEvent::Message(m) => Some(m.seq),
             StreamEvent::Gap(g) => Some(g.first_held - 1),
-            _ => None,
+            StreamEvent::Presence { .. }
+            | StreamEvent::Closed { .. }
+            | StreamEvent::Ack { .. }
+            | StreamEvent::Error { .. } => None,
         }
     }
 

@@ -186,7 +186,7 @@ async fn session(
                 Message::Close(_) => break,
                 // tungstenite has queued the pong: the writer flushes it.
                 Message::Ping(_) => None,
-                _ => continue,
+                Message::Pong(_) | Message::Frame(_) => continue,
             };
             if answers.send(answer).await.is_err() {
                 break;
@@ -275,7 +275,11 @@ fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
             // The JSON was made from a `String`, so it is UTF-8.
             Utf8Bytes::try_from(json).map_or_else(|_| Message::text(""), Message::Text)
         }
-        other => Message::text(StreamEvent::from(other).to_json()),
+        other @ (Delivery::Presence(_)
+        | Delivery::Gap(_)
+        | Delivery::Joined(_)
+        | Delivery::Left(_)
+        | Delivery::Closed(_)) => Message::text(StreamEvent::from(other).to_json()),
     }
 }
 

@@ -102,7 +102,11 @@ pub fn encoded_event(delivery: Delivery) -> EncodedEvent {
             })
             .0
         })),
-        other => EncodedEvent::new(&event(other)),
+        other @ (Delivery::Presence(_)
+        | Delivery::Gap(_)
+        | Delivery::Joined(_)
+        | Delivery::Left(_)
+        | Delivery::Closed(_)) => EncodedEvent::new(&event(other)),
     }
 }
 

@@ -44,7 +44,7 @@ fn complete(
         Cursor::Newest | Cursor::Before(_) => {
             let before = match cursor {
                 Cursor::Before(before) => before.min(page.latest.next()),
-                _ => page.latest.next(),
+                Cursor::Newest | Cursor::After(_) => page.latest.next(),
             };
             let top = page
                 .messages

@@ -123,7 +123,7 @@ async fn next_message(sub: &mut Subscription) -> Option<Seq> {
         match sub.next().await? {
             Delivery::Message(m) => return Some(m.seq),
             Delivery::Presence(_) | Delivery::Joined(_) | Delivery::Left(_) => {}
-            other => panic!("unexpected {other:?}"),
+            other @ (Delivery::Gap(_) | Delivery::Closed(_)) => panic!("unexpected {other:?}"),
         }
     }
 }
@@ -225,7 +225,10 @@ fn a_slow_listener_is_resynced_from_history_without_holding_the_room() {
                 Delivery::Message(m) if m.seq == Seq(101) => break,
                 Delivery::Message(_) => {}
                 Delivery::Presence(p) => assert_eq!(p.len(), 2, "both stay present"),
-                other => panic!("the watcher saw {other:?}"),
+                other @ (Delivery::Gap(_)
+                | Delivery::Joined(_)
+                | Delivery::Left(_)
+                | Delivery::Closed(_)) => panic!("the watcher saw {other:?}"),
             }
         }
     });
@@ -248,7 +251,10 @@ fn a_listener_further_behind_than_history_is_told_of_the_gap() {
             match slow.next().await.expect("open") {
                 Delivery::Gap(gap) => got.push(format!("gap {}..{}", gap.after, gap.first_held)),
                 Delivery::Message(m) => got.push(m.seq.to_string()),
-                _ => {}
+                Delivery::Presence(_)
+                | Delivery::Joined(_)
+                | Delivery::Left(_)
+                | Delivery::Closed(_) => {}
             }
         }
         // Read from the ring (1..=4 were buffered), then the gap, then what history holds.
@@ -300,7 +306,10 @@ fn draining_without_waiting_never_skips_past_an_overflow() {
                     assert_eq!(m.seq, Seq(expected), "in order, nothing skipped silently");
                     expected += 1;
                 }
-                _ => {}
+                Delivery::Presence(_)
+                | Delivery::Joined(_)
+                | Delivery::Left(_)
+                | Delivery::Closed(_) => {}
             }
         }
     });
@@ -445,7 +454,10 @@ async fn messages_and_gaps(sub: &mut Subscription, n: usize) -> Vec<String> {
         match sub.next().await.expect("open") {
             Delivery::Gap(gap) => got.push(format!("gap {}..{}", gap.after, gap.first_held)),
             Delivery::Message(m) => got.push(m.seq.to_string()),
-            _ => {}
+            Delivery::Presence(_)
+            | Delivery::Joined(_)
+            | Delivery::Left(_)
+            | Delivery::Closed(_) => {}
         }
     }
     got

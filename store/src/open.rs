@@ -70,6 +70,10 @@ pub enum OpenError {
 
 impl Store {
     /// Opens (creating if needed) the data dir `dir` and the database in it.
+    #[allow(
+        clippy::wildcard_enum_match_arm,
+        reason = "rusqlite_migration's errors are non_exhaustive"
+    )]
     pub fn open(dir: &Path) -> Result<Store, OpenError> {
         let unwritable = |source| OpenError::Unwritable {
             dir: dir.to_owned(),
@@ -309,6 +313,10 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+#[allow(
+    clippy::wildcard_enum_match_arm,
+    reason = "only SQLite's own failures carry a code; the enum is non_exhaustive"
+)]
 fn sqlite_code(e: &rusqlite::Error) -> Option<ErrorCode> {
     match e {
         rusqlite::Error::SqliteFailure(f, _) => Some(f.code),

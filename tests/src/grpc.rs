@@ -140,7 +140,7 @@ pub async fn next_seq(s: &mut Streaming<StreamEvent>) -> u64 {
         match next(s).await.expect("still open") {
             Event::Message(m) => return m.seq,
             Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
-            other => panic!("unexpected {other:?}"),
+            other @ (Event::Gap(_) | Event::Closed(_)) => panic!("unexpected {other:?}"),
         }
     }
 }

@@ -26,7 +26,9 @@ fn next(socket: &mut Socket) -> Value {
         match socket.read().expect("a frame") {
             Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
             Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected frame {other:?}"),
+            other @ (Message::Binary(_) | Message::Close(_) | Message::Frame(_)) => {
+                panic!("unexpected frame {other:?}")
+            }
         }
     }
 }

@@ -281,7 +281,7 @@ impl<S: Transport> Inner<S> {
         let read = Pin::new(&mut self.io).poll_read(cx, &mut self.buf[old..]);
         let n = match &read {
             Poll::Ready(Ok(n)) => *n,
-            _ => 0,
+            Poll::Ready(Err(_)) | Poll::Pending => 0,
         };
         self.buf.truncate(old + n);
         read

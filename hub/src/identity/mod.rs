@@ -410,6 +410,10 @@ pub enum IdentityError {
 impl Identity {
     /// Sets up keys, loads accounts, live sessions and held guest names, and starts the hashing
     /// threads.
+    #[allow(
+        clippy::wildcard_enum_match_arm,
+        reason = "the key flag accepts EdDSA and the RSA family only"
+    )]
     pub fn new(
         options: IdentityOptions,
         store: Option<Arc<Store>>,
@@ -837,6 +841,10 @@ fn validation(alg: Algorithm, options: &IdentityOptions) -> Validation {
 }
 
 /// A token the JWT library refused, said in words a client can act on.
+#[allow(
+    clippy::wildcard_enum_match_arm,
+    reason = "jsonwebtoken's error kinds are non_exhaustive; the rest are malformed tokens"
+)]
 fn refusal(e: jsonwebtoken::errors::Error) -> AuthError {
     let why = match e.kind() {
         ErrorKind::ExpiredSignature => return AuthError::Expired,
