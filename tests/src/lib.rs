@@ -34,8 +34,15 @@ pub fn binary(package: &str, bin: &str) -> PathBuf {
         .expect("target profile dir")
         .to_path_buf();
     if !built.iter().any(|b| b == bin) {
+        // Build with the profile whose directory this test runs from, so `cargo test --release`
+        // never runs a stale release binary left by `cargo run --release`.
+        let profile = match dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(name) => name,
+        };
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--package", package, "--bin", bin])
+            .args(["build", "--quiet", "--profile", profile])
+            .args(["--package", package, "--bin", bin])
             .env("CARGO_TARGET_DIR", dir.parent().expect("target dir"))
             .status()
             .expect("cargo runs");
