@@ -11,7 +11,7 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use async_tungstenite::tungstenite::{Message, Utf8Bytes};
+use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use futures_lite::FutureExt;
 use futures_util::{SinkExt, StreamExt};
 use roomcast_core::{CloseReason, OpenListener, Resume, Submit};
@@ -168,24 +168,33 @@ async fn session(
     // Answers to submits (and to pings), from the reading half to the writing half. Bounded:
     // while the writer cannot get rid of them (a client that sends and never reads), the
     // reader stops reading.
-    let (answers, answered) = async_channel::bounded::<Option<StreamEvent>>(16);
+    let (answers, answered) = async_channel::bounded::<Answer>(16);
     let heartbeat_every = who.heartbeat;
 
     // Its own task: polled only when the client sends something. (In one task with the
     // writer, every delivery would poll the socket for reading too: a `recv` per message.)
     // When it ends (the client closed), `answers` closes and the writer stops.
     let reading = crate::server::spawn(async move {
-        while let Some(Ok(frame)) = incoming.next().await {
+        while let Some(frame) = incoming.next().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                // A frame or message over the limit: say so with 1009 (RFC 6455 7.4.1).
+                Err(WsError::Capacity(_)) => {
+                    let _ = answers.send(Answer::Close(CloseCode::Size)).await;
+                    break;
+                }
+                Err(_) => break,
+            };
             let answer = match frame {
-                Message::Text(text) => Some(submit(&who, text.as_bytes()).await),
-                Message::Binary(_) => Some(refusal(
+                Message::Text(text) => Answer::Event(submit(&who, text.as_bytes()).await),
+                Message::Binary(_) => Answer::Event(refusal(
                     None,
                     "binary-frame",
                     "send JSON in text frames".into(),
                 )),
                 Message::Close(_) => break,
                 // tungstenite has queued the pong: the writer flushes it.
-                Message::Ping(_) => None,
+                Message::Ping(_) => Answer::Pong,
                 Message::Pong(_) | Message::Frame(_) => continue,
             };
             if answers.send(answer).await.is_err() {
@@ -209,8 +218,18 @@ async fn session(
                     end = Some(CloseCode::Normal);
                     Message::Close(None)
                 }
-                Some(Some(Delivered::Answer(Some(event)))) => Message::text(event.to_json()),
-                Some(Some(Delivered::Answer(None))) => {
+                Some(Some(Delivered::Answer(Answer::Event(event)))) => {
+                    Message::text(event.to_json())
+                }
+                Some(Some(Delivered::Answer(Answer::Close(code)))) => {
+                    let close = CloseFrame {
+                        code,
+                        reason: "message too big".into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                    return;
+                }
+                Some(Some(Delivered::Answer(Answer::Pong))) => {
                     // A ping was answered: send the pong before reading on.
                     if sink.flush().await.is_err() {
                         return;
@@ -285,8 +304,17 @@ fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
 
 enum Delivered {
     Event(Delivery),
-    /// An answer to send, or `None`: flush the pong tungstenite queued.
-    Answer(Option<StreamEvent>),
+    Answer(Answer),
+}
+
+/// What the reading half asks the writing half to send.
+enum Answer {
+    /// An answer to a client frame.
+    Event(StreamEvent),
+    /// Flush the pong tungstenite queued.
+    Pong,
+    /// Close with this code: the client broke a rule of the protocol.
+    Close(CloseCode),
 }
 
 fn refusal(reference: Option<String>, code: &str, detail: String) -> StreamEvent {

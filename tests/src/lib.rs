@@ -535,6 +535,19 @@ pub fn create_room(server: &Server, room: &str) {
     );
 }
 
+/// The value of one Prometheus series (its name and labels exactly as exposed) in `text`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+}
+
 /// Posts a message through the API, asserting it was accepted; returns the stored message.
 pub fn say(server: &Server, room: &str, user: &str, text: &str) -> Value {
     let res = post_json(

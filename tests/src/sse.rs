@@ -305,6 +305,30 @@ impl SseStream {
         None
     }
 
+    /// Reads heartbeat comments until `n` have been seen in all; an event meanwhile fails the
+    /// test (the stream was to be idle), as does reaching the patience.
+    pub fn wait_for_comments(&mut self, n: usize) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let mut line = Vec::new();
+        while self.comments < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no heartbeat within the patience"
+            );
+            line.clear();
+            let read = self
+                .body
+                .read_until(b'\n', &mut line)
+                .expect("the stream is open");
+            assert!(read > 0, "the stream ended while idle");
+            let text = String::from_utf8(line.clone()).expect("UTF-8 stream");
+            for raw in text.trim_end_matches('\n').split('\r') {
+                let event = self.line(raw);
+                assert!(event.is_none(), "an event on an idle stream: {event:?}");
+            }
+        }
+    }
+
     /// The next event of this type, skipping others.
     pub fn next_of(&mut self, kind: &str) -> Option<SseEvent> {
         loop {

@@ -91,7 +91,10 @@ fn a_recorded_smol_server_replays_identically_across_a_restart() {
     assert_eq!(code, 0, "{output}");
 
     // The checker can fail: a recording whose outputs were changed is caught at that step.
-    assert!(text.contains("seq: Seq(4)"), "the new message is the fourth");
+    assert!(
+        text.contains("seq: Seq(4)"),
+        "the new message is the fourth"
+    );
     let tampered = dir.path().join("tampered.jsonl");
     std::fs::write(&tampered, text.replace("seq: Seq(4)", "seq: Seq(5)")).unwrap();
     let (code, output) = replay(&tampered);
@@ -120,7 +123,9 @@ async fn a_recorded_grpc_server_replays_identically() {
     assert_eq!(refused.unwrap_err().code(), tonic::Code::NotFound);
     // The server stops once its clients have gone; their connections close on this runtime.
     drop(c);
-    tokio::task::spawn_blocking(move || stop(server)).await.unwrap();
+    tokio::task::spawn_blocking(move || stop(server))
+        .await
+        .unwrap();
     let (code, output) = replay(&path);
     assert_eq!(code, 0, "{output}");
     assert!(steps(&output) >= 4, "{output}");

@@ -45,6 +45,16 @@ fn conforms(doc: &Value, method: &str, path: &str, answer: &Answer) {
     );
 }
 
+/// Checks that `answer` has the status this call must get, then that it conforms.
+fn expect(doc: &Value, method: &str, path: &str, status: u16, answer: &Answer) {
+    assert_eq!(
+        answer.status, status,
+        "{method} {path} must answer {status}: {}",
+        answer.body
+    );
+    conforms(doc, method, path, answer);
+}
+
 #[test]
 fn sampled_responses_match_the_document() {
     let server = Server::smol(&["--in-memory", "--rate-burst=0", "--history-len=3"]);
@@ -59,123 +69,209 @@ fn sampled_responses_match_the_document() {
     let messages = "/api/v1/rooms/{room}/messages";
     let presence = "/api/v1/rooms/{room}/presence";
 
-    conforms(
+    expect(
         &doc,
         "post",
         rooms,
+        201,
         &post_json(&server.url(rooms), &json!({"room": "spec"})),
     );
-    conforms(
+    expect(
         &doc,
         "post",
         rooms,
+        200,
         &post_json(&server.url(rooms), &json!({"room": "spec"})),
     );
-    conforms(
+    expect(
         &doc,
         "post",
         rooms,
+        400,
         &post_json(&server.url(rooms), &json!({"room": "sp/ec"})),
     );
-    conforms(
+    expect(
         &doc,
         "post",
         rooms,
+        415,
         &post(&server.url(rooms), "text/plain", "spec"),
     );
-    conforms(
+    expect(
         &doc,
         "get",
         rooms,
+        200,
         &get(&server.url("/api/v1/rooms?limit=1")),
     );
-    conforms(&doc, "get", room, &get(&server.url("/api/v1/rooms/spec")));
-    conforms(&doc, "get", room, &get(&server.url("/api/v1/rooms/absent")));
+    expect(
+        &doc,
+        "get",
+        room,
+        200,
+        &get(&server.url("/api/v1/rooms/spec")),
+    );
+    expect(
+        &doc,
+        "get",
+        room,
+        404,
+        &get(&server.url("/api/v1/rooms/absent")),
+    );
     for n in 0..5 {
         say(&server, "spec", "ada", &format!("m{n}"));
     }
     let post_to = server.url("/api/v1/rooms/spec/messages");
-    conforms(
+    expect(
         &doc,
         "post",
         messages,
+        201,
         &post_json(
             &post_to,
             &json!({"user": "ada", "text": "hi", "idempotency_key": "k"}),
         ),
     );
-    conforms(
+    expect(
         &doc,
         "post",
         messages,
+        200,
         &post_json(
             &post_to,
             &json!({"user": "ada", "text": "hi", "idempotency_key": "k"}),
         ),
     );
-    conforms(
+    expect(
         &doc,
         "post",
         messages,
+        409,
         &post_json(
             &post_to,
             &json!({"user": "ada", "text": "bye", "idempotency_key": "k"}),
         ),
     );
-    conforms(
+    expect(
         &doc,
         "post",
         messages,
+        400,
         &post_json(&post_to, &json!({"user": "ada", "text": ""})),
     );
-    conforms(
+    expect(
         &doc,
         "post",
         messages,
+        422,
         &post_json(&post_to, &json!({"user": "ada"})),
     );
-    conforms(
+    expect(
         &doc,
         "post",
         messages,
+        400,
         &post(&post_to, "application/json", "{"),
     );
-    conforms(
+    expect(
         &doc,
         "get",
         messages,
+        200,
         &get(&server.url("/api/v1/rooms/spec/messages")),
     );
-    conforms(
+    expect(
         &doc,
         "get",
         messages,
+        200,
         &get(&server.url("/api/v1/rooms/spec/messages?after=1&limit=2")),
     );
-    conforms(
+    expect(
         &doc,
         "get",
         messages,
+        409,
         &get(&server.url("/api/v1/rooms/spec/messages?after=60")),
     );
-    conforms(
+    expect(
         &doc,
         "get",
         presence,
+        200,
         &get(&server.url("/api/v1/rooms/spec/presence")),
     );
-    conforms(
+    expect(
         &doc,
         "delete",
         room,
+        204,
         &delete(&server.url("/api/v1/rooms/spec")),
     );
-    conforms(
+    expect(
         &doc,
         "delete",
         room,
+        404,
         &delete(&server.url("/api/v1/rooms/spec")),
     );
+
+    // Members, direct messages and signing in, each with its answer pinned.
+    let members = "/api/v1/rooms/{room}/members";
+    let member = "/api/v1/rooms/{room}/members/{user}";
+    let den = post_json(
+        &server.url("/api/v1/rooms?user=ada"),
+        &json!({"room": "den", "private": true}),
+    );
+    expect(&doc, "post", rooms, 201, &den);
+    let invite = |who: &str| server.url(&format!("/api/v1/rooms/den/members?user={who}"));
+    expect(
+        &doc,
+        "post",
+        members,
+        204,
+        &post_json(&invite("ada"), &json!({"user": "bob"})),
+    );
+    expect(
+        &doc,
+        "post",
+        members,
+        403,
+        &post_json(&invite("bob"), &json!({"user": "cy"})),
+    );
+    let remove = |who: &str, member: &str| {
+        server.url(&format!("/api/v1/rooms/den/members/{member}?user={who}"))
+    };
+    expect(&doc, "delete", member, 409, &delete(&remove("ada", "ada")));
+    expect(&doc, "delete", member, 204, &delete(&remove("ada", "bob")));
+    expect(
+        &doc,
+        "get",
+        room,
+        403,
+        &get(&server.url("/api/v1/rooms/den?user=bob")),
+    );
+    let direct = "/api/v1/direct";
+    let dm = |who: &str, with: &str| {
+        post_json(
+            &server.url(&format!("{direct}?user={who}")),
+            &json!({"user": with}),
+        )
+    };
+    expect(&doc, "post", direct, 201, &dm("ada", "bob"));
+    expect(&doc, "post", direct, 200, &dm("bob", "ada"));
+    expect(&doc, "post", direct, 409, &dm("ada", "ada"));
+    let guest = "/api/v1/auth/guest";
+    let nickname = |name: &str| post_json(&server.url(guest), &json!({"nickname": name}));
+    expect(&doc, "post", guest, 201, &nickname("newcomer"));
+    expect(&doc, "post", guest, 409, &nickname("newcomer"));
+    expect(&doc, "post", guest, 400, &nickname("bad name!"));
+    let sign_in = "/api/v1/auth/sign-in";
+    let wrong = post_json(
+        &server.url(sign_in),
+        &json!({"name": "nobody", "password": "a long password"}),
+    );
+    expect(&doc, "post", sign_in, 401, &wrong);
 
     // The check itself has teeth: a body that breaks the schema fails it.
     let forged = Answer {
@@ -197,7 +293,7 @@ fn sampled_responses_match_the_document() {
     }
     let gappy = get(&server.url("/api/v1/rooms/gappy/messages?after=0"));
     assert_eq!(gappy.json()["gap"], json!({"after": 0, "first_held": 4}));
-    conforms(&doc, "get", messages, &gappy);
+    expect(&doc, "get", messages, 200, &gappy);
 }
 
 /// One way of calling an operation: headers, body, and the URL (path and query).

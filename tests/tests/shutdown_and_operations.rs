@@ -4,7 +4,7 @@
 
 use std::net::TcpStream;
 
-use roomcast_e2e::{PATIENCE, Server, SseStream, create_room, get, post_json, say};
+use roomcast_e2e::{PATIENCE, Server, SseStream, create_room, get, metric, post_json, say};
 use serde_json::json;
 use tungstenite::Message;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -29,23 +29,22 @@ fn health_and_metrics_report_what_happens() {
     assert_eq!(metrics.status, 200);
     assert!(metrics.content_type.starts_with("text/plain"));
     let text = metrics.body;
-    for expected in [
-        "roomcast_connections{transport=\"sse\"} 1",
-        "roomcast_rooms 1",
-        "roomcast_listeners 1",
-        "roomcast_messages_accepted_total 1",
-        "roomcast_refused_total{reason=\"empty-message\"} 1",
+    for (series, value) in [
+        ("roomcast_connections{transport=\"sse\"}", 1.0),
+        ("roomcast_rooms", 1.0),
+        ("roomcast_listeners", 1.0),
+        ("roomcast_messages_accepted_total", 1.0),
+        ("roomcast_refused_total{reason=\"empty-message\"}", 1.0),
         // Room creation and the message, committed by the store's writer.
-        "roomcast_store_records_total 2",
+        ("roomcast_store_records_total", 2.0),
     ] {
-        assert!(
-            text.contains(expected),
-            "metrics lack {expected:?}:\n{text}"
-        );
+        assert_eq!(metric(&text, series), Some(value), "{series} in:\n{text}");
     }
+    // The presence snapshot and the message, at least, went out on the stream.
+    let deliveries = metric(&text, "roomcast_deliveries_total{transport=\"sse\"}");
     assert!(
-        text.contains("roomcast_deliveries_total{transport=\"sse\"}"),
-        "{text}"
+        deliveries.is_some_and(|n| n >= 2.0),
+        "{deliveries:?} in:\n{text}"
     );
 }
 
