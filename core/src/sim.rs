@@ -184,6 +184,8 @@ struct Model {
     rooms: BTreeMap<String, ModelRoom>,
     /// Open listeners: room and user.
     listeners: BTreeMap<ListenerId, (String, String)>,
+    /// Each poster's token bucket: thousandths of a token, and when it was last filled up.
+    buckets: BTreeMap<String, (u64, u64)>,
 }
 
 impl Model {
@@ -195,6 +197,22 @@ impl Model {
             .iter()
             .filter(move |(_, (r, _))| r == room)
             .map(|(id, (_, u))| (id, u))
+    }
+
+    /// Takes a token of `user`'s bucket at `now` (ms): `None` if there was one, else how many
+    /// milliseconds until there is. Buckets start full and refill at the configured rate.
+    fn take_token(&mut self, user: &str, now: u64, config: &Config) -> Option<u64> {
+        let rate = config.limits.submit_rate?;
+        let full = u64::from(rate.burst) * 1000;
+        let per_ms = u64::from(rate.per_second);
+        let (tokens, updated) = self.buckets.entry(user.to_owned()).or_insert((full, now));
+        *tokens = full.min(*tokens + (now - *updated) * per_ms);
+        *updated = now;
+        if *tokens < 1000 {
+            return Some((1000 - *tokens).div_ceil(per_ms));
+        }
+        *tokens -= 1000;
+        None
     }
 
     fn presence(&self, room: &str) -> BTreeMap<String, usize> {
@@ -744,20 +762,24 @@ impl Harness {
                     .filter(|(_, same)| !same)
                     .map(|_| "idempotency-conflict")
             });
-        match (&r, want) {
-            // The rate limit is the one refusal the model does not predict.
-            (Err(Error::RateLimited { retry_after }), None) if matched.is_none() => {
-                assert!(
-                    *retry_after > Duration::ZERO && *retry_after <= Duration::from_millis(500)
-                );
-                return;
-            }
-            _ => assert_eq!(
-                code(&r),
-                want,
-                "submit {text:?} to {room} by {user} key {key:?}: {r:?}"
-            ),
+        // A new message (not a retry) spends a token of the poster's bucket.
+        let wait = match (want, matched) {
+            (None, None) => self.model.take_token(user, self.now, &self.config),
+            _ => None,
+        };
+        if let Some(wait) = wait {
+            let want = Err::<(), _>(Error::RateLimited {
+                retry_after: Duration::from_millis(wait),
+            });
+            assert_eq!(r.as_ref().map(|_| ()), want.as_ref().map(|_| ()));
+            assert_eq!(r.err(), want.err(), "rate of {user}");
+            return;
         }
+        assert_eq!(
+            code(&r),
+            want,
+            "submit {text:?} to {room} by {user} key {key:?}: {r:?}"
+        );
         let Ok(submitted) = r else { return };
         if let Some((seq, _)) = matched {
             assert!(submitted.duplicate, "a retried key returns the original");
@@ -962,12 +984,14 @@ fn newest(seqs: Vec<u64>, limit: u64) -> Vec<u64> {
     seqs[skip..].to_vec()
 }
 
-/// Runs `ops` through a fresh [`Harness`], checking everything after every step.
-pub fn run_ops(ops: &[Op]) {
+/// Runs `ops` through a fresh [`Harness`], checking everything after every step; returns the
+/// core's counters, so a caller can check what the run exercised.
+pub fn run_ops(ops: &[Op]) -> crate::Stats {
     let mut harness = Harness::default();
     for op in ops {
         harness.apply(op);
     }
+    harness.core.stats()
 }
 
 /// The fuzz target's body: decode up to 2,000 operations from raw bytes and run them.
@@ -1044,7 +1068,34 @@ mod tests {
             ops.push(Op::Advance { ms: 700 });
             ops.push(Op::Timeout);
         }
-        run_ops(&ops);
+        // A burst of posts by one user, faster than the rate refills.
+        ops.push(Op::Create { user: 0, room: 0 });
+        for t in 0..6 {
+            ops.push(Op::Submit {
+                user: 0,
+                room: 0,
+                text: t % 2,
+                key: None,
+                create: false,
+            });
+        }
+        let stats = run_ops(&ops);
+        for limit in [
+            "too-many-rooms",
+            "too-many-listeners",
+            "too-many-user-listeners",
+            "server-full",
+            "rate-limited",
+            "message-too-large",
+            "resume-ahead",
+            "idempotency-conflict",
+        ] {
+            assert!(
+                stats.refused.get(limit).is_some_and(|n| *n > 0),
+                "the script never reached {limit}: {:?}",
+                stats.refused
+            );
+        }
     }
 }
 
@@ -1063,8 +1114,9 @@ mod corpus {
             super::run_fuzz_input(&data);
             inputs += 1;
         }
+        // The committed corpus holds over a thousand inputs; far fewer means it was lost.
         assert!(
-            inputs >= 10,
+            inputs >= 1000,
             "expected a seeded corpus in {}, found {inputs} inputs",
             dir.display()
         );
