@@ -169,7 +169,7 @@ pub use error::{Error, ErrorClass, MembershipError, MessageError, NameError};
 pub use event::{CloseReason, Event};
 pub use history::Gap;
 pub use ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
-pub use limits::{Limits, Rate};
+pub use limits::{Limits, Rate, RateLimiter, Refill};
 pub use message::Message;
 pub use policy::{Action, Policy, Who};
 pub use presence::PresenceEntry;

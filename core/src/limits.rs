@@ -1,14 +1,13 @@
-//! Configurable limits and the checks that enforce them: message text rules and the per-user
-//! submit rate (a token bucket on the injected time).
-
+//! Configurable limits and the checks that enforce them: message text rules, and token
+//! buckets on the injected time ([`RateLimiter`], for the per-user submit rate and for anything
+//! else a host limits by key, such as sign-in attempts per address).
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::deadlines::Deadlines;
-use crate::error::{Error, MessageError};
-use crate::ids::UserName;
+use crate::error::MessageError;
 use crate::time::Timestamp;
 
 /// Limits on what clients may send and how much the server holds. Every one is configurable;
@@ -105,85 +104,120 @@ pub fn check_text(text: String, max_bytes: usize) -> Result<String, MessageError
     Ok(text)
 }
 
-/// Thousandths of a token, so refills at any whole rate stay exact in integer milliseconds.
-const MILLI: u64 = 1000;
+/// A token bucket's shape: up to `burst` at once, refilled by `tokens` every `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refill {
+    /// Tokens a full bucket holds (at least 1).
+    pub burst: u32,
+    /// Tokens added each `period` (at least 1).
+    pub tokens: u32,
+    /// How often `tokens` are added (at least 1 ms).
+    pub period: Duration,
+}
 
+impl Refill {
+    /// `burst` at once, then one more each time `every` passes.
+    pub fn every(burst: u32, every: Duration) -> Self {
+        Refill {
+            burst,
+            tokens: 1,
+            period: every,
+        }
+    }
+}
+
+impl From<Rate> for Refill {
+    fn from(rate: Rate) -> Self {
+        Refill {
+            burst: rate.burst,
+            tokens: rate.per_second,
+            period: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A bucket's level in units of 1/period-in-ms of a token, so any refill stays exact in
+/// integer milliseconds: each millisecond adds `tokens` units, and a token is `period` units.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
-    millitokens: u64,
+    units: u64,
     updated: Timestamp,
 }
 
-/// Per-user token buckets. Only users who are below a full bucket are held: a full bucket is the
-/// same as no bucket, so each is dropped when it refills (a deadline), keeping memory bounded by
-/// recently active users.
+/// Token buckets by key (a user, an address), on the injected time. Only keys below a full
+/// bucket are held: a full bucket is the same as none, so each is dropped when it refills (a
+/// deadline that [`RateLimiter::handle_timeout`] honours), keeping memory bounded by the keys
+/// active within one refill.
 #[derive(Debug, Clone)]
-pub(crate) struct RateLimiter {
-    rate: Option<Rate>,
-    buckets: BTreeMap<UserName, Bucket>,
-    refilled: Deadlines<UserName>,
+pub struct RateLimiter<K: Ord + Clone> {
+    /// Units per token, units a full bucket holds, units added per millisecond.
+    shape: Option<(u64, u64, u64)>,
+    buckets: BTreeMap<K, Bucket>,
+    refilled: Deadlines<K>,
 }
 
-impl RateLimiter {
-    pub(crate) fn new(rate: Option<Rate>) -> Self {
-        let rate = rate.map(|r| Rate {
-            burst: r.burst.max(1),
-            per_second: r.per_second.max(1),
+impl<K: Ord + Clone> RateLimiter<K> {
+    /// Buckets of this shape; `None` limits nothing and holds nothing.
+    pub fn new(refill: Option<Refill>) -> Self {
+        let shape = refill.map(|r| {
+            let token = crate::time::millis(r.period).max(1);
+            (token, u64::from(r.burst.max(1)) * token, u64::from(r.tokens.max(1)))
         });
         RateLimiter {
-            rate,
+            shape,
             buckets: BTreeMap::new(),
             refilled: Deadlines::default(),
         }
     }
 
-    /// Takes one token for `user`, or says how long until one is available.
-    pub(crate) fn take(&mut self, user: &UserName, now: Timestamp) -> Result<(), Error> {
-        let Some(rate) = self.rate else { return Ok(()) };
-        let capacity = u64::from(rate.burst) * MILLI;
-        let per_ms = u64::from(rate.per_second);
-        let bucket = self.buckets.entry(user.clone()).or_insert(Bucket {
-            millitokens: capacity,
-            updated: now,
+    /// `key`'s bucket level at `now`, with the limiter's shape.
+    fn level(&self, key: &K, now: Timestamp) -> Option<(u64, (u64, u64, u64))> {
+        let shape @ (_, full, per_ms) = self.shape?;
+        let level = self.buckets.get(key).map_or(full, |bucket| {
+            let elapsed = now.as_unix_millis().saturating_sub(bucket.updated.as_unix_millis());
+            full.min(bucket.units.saturating_add(elapsed.saturating_mul(per_ms)))
         });
-        let elapsed = now
-            .as_unix_millis()
-            .saturating_sub(bucket.updated.as_unix_millis());
-        bucket.millitokens = capacity.min(
-            bucket
-                .millitokens
-                .saturating_add(elapsed.saturating_mul(per_ms)),
-        );
-        bucket.updated = now;
-        if bucket.millitokens < MILLI {
-            let wait = (MILLI - bucket.millitokens).div_ceil(per_ms);
-            return Err(Error::RateLimited {
-                retry_after: Duration::from_millis(wait),
-            });
+        Some((level, shape))
+    }
+
+    /// Whether `key` has a token at `now`, or how long until it will; takes nothing.
+    pub fn check(&self, key: &K, now: Timestamp) -> Result<(), Duration> {
+        match self.level(key, now) {
+            Some((level, (token, _, per_ms))) if level < token => {
+                Err(Duration::from_millis((token - level).div_ceil(per_ms)))
+            }
+            Some(_) | None => Ok(()),
         }
-        bucket.millitokens -= MILLI;
-        let full_in = (capacity - bucket.millitokens).div_ceil(per_ms);
-        self.refilled.set(
-            user.clone(),
-            now.saturating_add(Duration::from_millis(full_in)),
-        );
+    }
+
+    /// Takes one token for `key`, or says how long until one is available.
+    pub fn take(&mut self, key: &K, now: Timestamp) -> Result<(), Duration> {
+        self.check(key, now)?;
+        let Some((level, (token, full, per_ms))) = self.level(key, now) else {
+            return Ok(());
+        };
+        let units = level - token;
+        self.buckets.insert(key.clone(), Bucket { units, updated: now });
+        let full_in = (full - units).div_ceil(per_ms);
+        self.refilled
+            .set(key.clone(), now.saturating_add(Duration::from_millis(full_in)));
         Ok(())
     }
 
     /// When the next bucket becomes full and can be forgotten.
-    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.refilled.next()
     }
 
     /// Forgets every bucket that is full by `now`.
-    pub(crate) fn handle_timeout(&mut self, now: Timestamp) {
-        while let Some(user) = self.refilled.pop_due(now) {
-            self.buckets.remove(&user);
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        while let Some(key) = self.refilled.pop_due(now) {
+            self.buckets.remove(&key);
         }
     }
 
-    /// How many users are held below a full bucket.
-    pub(crate) fn tracked_users(&self) -> usize {
+    /// How many keys are held below a full bucket.
+    pub fn tracked(&self) -> usize {
         self.buckets.len()
     }
 }
@@ -191,6 +225,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::UserName;
 
     fn t(ms: u64) -> Timestamp {
         Timestamp::from_unix_millis(ms)
@@ -241,23 +276,19 @@ mod tests {
     #[test]
     fn bucket_allows_burst_then_refills() {
         let ada = UserName::parse("ada", 32).unwrap();
-        let mut rl = RateLimiter::new(Some(Rate {
+        let mut rl = RateLimiter::new(Some(Refill::from(Rate {
             burst: 2,
             per_second: 4,
-        }));
+        })));
         assert!(rl.take(&ada, t(0)).is_ok());
         assert!(rl.take(&ada, t(0)).is_ok());
         assert_eq!(
             rl.take(&ada, t(0)),
-            Err(Error::RateLimited {
-                retry_after: Duration::from_millis(250)
-            })
+            Err(Duration::from_millis(250))
         );
         assert_eq!(
             rl.take(&ada, t(100)),
-            Err(Error::RateLimited {
-                retry_after: Duration::from_millis(150)
-            })
+            Err(Duration::from_millis(150))
         );
         assert!(rl.take(&ada, t(250)).is_ok());
         // Other users have their own bucket.
@@ -268,17 +299,17 @@ mod tests {
     #[test]
     fn full_buckets_are_forgotten_on_their_deadline() {
         let ada = UserName::parse("ada", 32).unwrap();
-        let mut rl = RateLimiter::new(Some(Rate {
+        let mut rl = RateLimiter::new(Some(Refill::from(Rate {
             burst: 2,
             per_second: 1,
-        }));
+        })));
         rl.take(&ada, t(0)).unwrap();
-        assert_eq!(rl.tracked_users(), 1);
+        assert_eq!(rl.tracked(), 1);
         assert_eq!(rl.poll_timeout(), Some(t(1000)));
         rl.handle_timeout(t(999));
-        assert_eq!(rl.tracked_users(), 1);
+        assert_eq!(rl.tracked(), 1);
         rl.handle_timeout(t(1000));
-        assert_eq!(rl.tracked_users(), 0);
+        assert_eq!(rl.tracked(), 0);
         assert_eq!(rl.poll_timeout(), None);
         // Forgetting a full bucket changes nothing: the burst is whole again.
         assert!(rl.take(&ada, t(1000)).is_ok());
@@ -287,13 +318,26 @@ mod tests {
     }
 
     #[test]
+    fn slow_refills_stay_exact() {
+        // One every 12 s, as sign-in attempts are limited: no rounding lets an early one in.
+        let ada = UserName::parse("ada", 32).unwrap();
+        let mut rl = RateLimiter::new(Some(Refill::every(1, Duration::from_secs(12))));
+        assert!(rl.take(&ada, t(0)).is_ok());
+        assert_eq!(rl.check(&ada, t(0)), Err(Duration::from_secs(12)));
+        assert_eq!(rl.check(&ada, t(11_999)), Err(Duration::from_millis(1)));
+        assert_eq!(rl.check(&ada, t(12_000)), Ok(()), "check takes nothing");
+        assert!(rl.take(&ada, t(12_000)).is_ok());
+        assert!(rl.take(&ada, t(12_000)).is_err());
+    }
+
+    #[test]
     fn no_rate_means_no_limit_and_no_state() {
         let ada = UserName::parse("ada", 32).unwrap();
-        let mut rl = RateLimiter::new(None);
+        let mut rl = RateLimiter::<UserName>::new(None);
         for _ in 0..1000 {
             assert!(rl.take(&ada, t(0)).is_ok());
         }
-        assert_eq!(rl.tracked_users(), 0);
+        assert_eq!(rl.tracked(), 0);
         assert_eq!(rl.poll_timeout(), None);
     }
 }

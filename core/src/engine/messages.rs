@@ -51,7 +51,9 @@ impl Core {
                 duplicate: true,
             });
         }
-        self.rate.take(&user, now)?;
+        self.rate
+            .take(&user, now)
+            .map_err(|retry_after| Error::RateLimited { retry_after })?;
         let message_id = MessageId(self.next_message);
         self.next_message += 1;
         let room = self.room_mut(&id);

@@ -18,7 +18,7 @@ use crate::deadlines::Deadlines;
 use crate::error::Error;
 use crate::event::{CloseReason, Event};
 use crate::ids::{ListenerId, MessageId, RoomId, UserName};
-use crate::limits::{Limits, RateLimiter};
+use crate::limits::{Limits, RateLimiter, Refill};
 use crate::policy::{Action, Policy};
 use crate::room::{Room, StoredRoom};
 use crate::time::Timestamp;
@@ -85,7 +85,7 @@ pub struct Core {
     listeners: BTreeMap<ListenerId, RoomId>,
     /// Rooms without listeners, by when they expire. Empty unless `room_idle_expiry` is set.
     expiries: Deadlines<RoomId>,
-    rate: RateLimiter,
+    rate: RateLimiter<UserName>,
     events: VecDeque<Event>,
     /// The newest time seen: time never runs backwards inside core.
     now: Timestamp,
@@ -98,7 +98,7 @@ impl Core {
     /// A core with no rooms.
     pub fn new(config: Config) -> Self {
         Core {
-            rate: RateLimiter::new(config.limits.submit_rate),
+            rate: RateLimiter::new(config.limits.submit_rate.map(Refill::from)),
             config,
             rooms: BTreeMap::new(),
             listeners: BTreeMap::new(),
@@ -210,7 +210,7 @@ impl Core {
         Stats {
             rooms: self.rooms.len(),
             listeners: self.listeners.len(),
-            rate_limited_users: self.rate.tracked_users(),
+            rate_limited_users: self.rate.tracked(),
             ..self.stats.clone()
         }
     }
