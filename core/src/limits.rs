@@ -1,6 +1,7 @@
 //! Configurable limits and the checks that enforce them: message text rules, and token
 //! buckets on the injected time ([`RateLimiter`], for the per-user submit rate and for anything
 //! else a host limits by key, such as sign-in attempts per address).
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -161,7 +162,11 @@ impl<K: Ord + Clone> RateLimiter<K> {
     pub fn new(refill: Option<Refill>) -> Self {
         let shape = refill.map(|r| {
             let token = crate::time::millis(r.period).max(1);
-            (token, u64::from(r.burst.max(1)) * token, u64::from(r.tokens.max(1)))
+            (
+                token,
+                u64::from(r.burst.max(1)) * token,
+                u64::from(r.tokens.max(1)),
+            )
         });
         RateLimiter {
             shape,
@@ -174,7 +179,9 @@ impl<K: Ord + Clone> RateLimiter<K> {
     fn level(&self, key: &K, now: Timestamp) -> Option<(u64, (u64, u64, u64))> {
         let shape @ (_, full, per_ms) = self.shape?;
         let level = self.buckets.get(key).map_or(full, |bucket| {
-            let elapsed = now.as_unix_millis().saturating_sub(bucket.updated.as_unix_millis());
+            let elapsed = now
+                .as_unix_millis()
+                .saturating_sub(bucket.updated.as_unix_millis());
             full.min(bucket.units.saturating_add(elapsed.saturating_mul(per_ms)))
         });
         Some((level, shape))
@@ -197,10 +204,18 @@ impl<K: Ord + Clone> RateLimiter<K> {
             return Ok(());
         };
         let units = level - token;
-        self.buckets.insert(key.clone(), Bucket { units, updated: now });
+        self.buckets.insert(
+            key.clone(),
+            Bucket {
+                units,
+                updated: now,
+            },
+        );
         let full_in = (full - units).div_ceil(per_ms);
-        self.refilled
-            .set(key.clone(), now.saturating_add(Duration::from_millis(full_in)));
+        self.refilled.set(
+            key.clone(),
+            now.saturating_add(Duration::from_millis(full_in)),
+        );
         Ok(())
     }
 
@@ -282,14 +297,8 @@ mod tests {
         })));
         assert!(rl.take(&ada, t(0)).is_ok());
         assert!(rl.take(&ada, t(0)).is_ok());
-        assert_eq!(
-            rl.take(&ada, t(0)),
-            Err(Duration::from_millis(250))
-        );
-        assert_eq!(
-            rl.take(&ada, t(100)),
-            Err(Duration::from_millis(150))
-        );
+        assert_eq!(rl.take(&ada, t(0)), Err(Duration::from_millis(250)));
+        assert_eq!(rl.take(&ada, t(100)), Err(Duration::from_millis(150)));
         assert!(rl.take(&ada, t(250)).is_ok());
         // Other users have their own bucket.
         let bob = UserName::parse("bob", 32).unwrap();

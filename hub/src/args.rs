@@ -8,10 +8,8 @@ use std::time::Duration;
 use roomcast_core::{Config, Limits, Policy, Rate, Who};
 use roomcast_store::{Retention, Store};
 
-use jsonwebtoken::Algorithm;
-
 use crate::hub::{Hub, HubOptions, StartError};
-use crate::identity::{Allowance, IdentityError, IdentityOptions};
+use crate::identity::{Algorithm, Allowance, IdentityError, IdentityOptions};
 
 /// Core and hub settings, flattened into each binary's command line.
 #[derive(Debug, Clone, clap::Args)]

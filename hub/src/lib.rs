@@ -18,12 +18,14 @@ mod barrier;
 pub mod edge;
 mod history;
 mod hub;
-pub mod identity;
 mod recorder;
 mod shared;
 pub mod signal;
 mod subscription;
 pub mod telemetry;
+
+/// Who is calling: accounts, guests and tokens (the `roomcast-identity` crate).
+pub use roomcast_identity as identity;
 
 pub use args::{CoreArgs, refuse_to_start};
 pub use hub::{Hub, HubError, HubOptions, StartError};

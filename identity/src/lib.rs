@@ -1,4 +1,4 @@
-//! Identity: accounts, guests and signed tokens, the same for both hosts.
+//! roomcast identity: accounts, guests and signed tokens, the same for both hosts.
 //!
 //! A host turns whatever credentials a request carries (a bearer token, the session cookie, a
 //! WebSocket's first frame, gRPC `authorization` metadata) into a verified [`Caller`] here, and
@@ -18,41 +18,48 @@
 //! can spend is bounded: sign-ups per address, sign-in attempts per (account, address) and per
 //! address (never per account alone, which would let anyone lock anyone out), and password
 //! hashing on one thread per core with a bounded queue.
+//!
+//! The rules sit in modules of their own, on time passed in: who holds which name
+//! ([`names`]), which sessions live ([`sessions`]), what an address may still try
+//! ([`attempts`], core's [`RateLimiter`](roomcast_core::RateLimiter)). Hashing
+//! ([`hashing`]) and token signing ([`tokens`]) are the edge; [`Identity`] ties them to the
+//! store and reads the clock once per call.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod attempts;
+mod caller;
+mod error;
 mod hashing;
+mod names;
+mod sessions;
+mod tokens;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use roomcast_core::{NameError, Timestamp, UserName};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use roomcast_core::{Timestamp, UserName};
 use roomcast_store::Store;
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 pub use attempts::{Allowance, Origin};
+pub use caller::{Caller, Issued, bearer};
+pub use error::{AuthClass, AuthError, IdentityError};
+/// The signing algorithms, as `--jwt-public-key` names them.
+pub use jsonwebtoken::Algorithm;
 
-use attempts::Buckets;
+use attempts::Attempts;
 use hashing::Hashing;
+use names::Names;
+use sessions::Sessions;
+use tokens::{Claims, refusal, secret_file, validation};
 
 /// The shortest and longest password accepted, in characters (at most 1 KiB of UTF-8, and a
 /// rule a schema can state).
 pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=256;
-/// Sign-in attempts for one account from one address: five, then one every 12 s.
-const SIGN_IN_PER_ACCOUNT_AND_ADDRESS: Allowance = Allowance {
-    burst: 5,
-    every: Duration::from_secs(12),
-};
-/// Sign-in attempts from one address, whatever the account: twenty, then one every 3 s.
-const SIGN_IN_PER_ADDRESS: Allowance = Allowance {
-    burst: 20,
-    every: Duration::from_secs(3),
-};
 /// How long a guest's nickname stays held after its session ends (signed out or expired), so
 /// that a newcomer is not mistaken for the guest who just left.
 pub const GUEST_NAME_GRACE: Duration = Duration::from_secs(3600);
@@ -63,198 +70,6 @@ const HASHES_WAITING_PER_THREAD: usize = 16;
 const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$cm9vbWNhc3QtZGVjb3khIQ$8FIIQXCSG8Zy0kr1xTBKJWQh6sUM5VSprjbEjLRz5vs";
 /// The token secret's file in the data dir, created on first start.
 const SECRET_FILE: &str = "jwt-secret";
-
-/// A verified user, as a host passes it on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// The user's name.
-    pub user: String,
-    /// True for a guest (a nickname without an account).
-    pub guest: bool,
-    /// The session the token belongs to; `None` for tokens minted by another application.
-    session: Option<String>,
-}
-
-/// A token handed to a client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Issued {
-    /// The JWT: send it as `Authorization: Bearer`.
-    pub token: String,
-    /// Who it names.
-    pub user: String,
-    /// True for a guest token.
-    pub guest: bool,
-    /// When it expires, in seconds since the Unix epoch.
-    pub expires_at: u64,
-}
-
-/// Why a caller was not identified, or an account request refused.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum AuthError {
-    /// No credentials at all.
-    #[error(
-        "sign in first: send a token as `Authorization: Bearer <token>` (or the session cookie)"
-    )]
-    Missing,
-    /// The token is malformed, wrongly signed, for an unknown algorithm, or its claims do not fit.
-    #[error("the token is not valid: {0}")]
-    InvalidToken(String),
-    /// The token's `exp` has passed.
-    #[error("the token has expired: sign in again")]
-    Expired,
-    /// The token's `nbf` has not come yet.
-    #[error("the token is not valid yet (its nbf is in the future): check the issuer's clock")]
-    NotYetValid,
-    /// The token's session was signed out (or its guest name has since been registered).
-    #[error("the token was revoked: sign in again")]
-    Revoked,
-    /// Wrong name or password (which of the two is not said).
-    #[error("wrong user name or password")]
-    BadCredentials,
-    /// Too many sign-in attempts for this account from this address, or from this address.
-    #[error("too many sign-in attempts: try again in {} s", retry_after.as_secs().max(1))]
-    TooManyAttempts {
-        /// When the next attempt is allowed.
-        retry_after: Duration,
-    },
-    /// Too many accounts or guests made from this address.
-    #[error("too many sign-ups from this address: try again in {} s", retry_after.as_secs().max(1))]
-    TooManySignUps {
-        /// When the next sign-up is allowed.
-        retry_after: Duration,
-    },
-    /// Password hashing is at capacity.
-    #[error("too many sign-ins at once: try again in {} s", retry_after.as_secs().max(1))]
-    Busy {
-        /// When to try again.
-        retry_after: Duration,
-    },
-    /// Registering, or a guest nickname, with a name an account or a guest holds.
-    #[error("the name {0} is taken")]
-    NameTaken(String),
-    /// Guests are turned off on this server.
-    #[error("guests are not allowed here: register or sign in")]
-    GuestsOff,
-    /// A password outside [`PASSWORD_CHARS`].
-    #[error("a password must be 8 to 256 characters long")]
-    BadPassword,
-    /// A name that breaks the user-name rules.
-    #[error("invalid user name: {0}")]
-    InvalidName(NameError),
-    /// The account store failed.
-    #[error("accounts are unavailable: {0}")]
-    Unavailable(String),
-    /// The request names a user other than the signed-in one.
-    #[error("signed in as {caller}, but the request names {named} (impersonation)")]
-    Impersonation {
-        /// Who the request names.
-        named: String,
-        /// Who signed in.
-        caller: String,
-    },
-}
-
-/// The token in an `Authorization` header value: `Bearer <token>` (either case of the scheme).
-pub fn bearer(authorization: &str) -> Option<&str> {
-    authorization
-        .strip_prefix("Bearer ")
-        .or_else(|| authorization.strip_prefix("bearer "))
-        .map(str::trim)
-}
-
-impl Caller {
-    /// A request may name its user (the seed's forms and routes did), but only as the caller:
-    /// naming anyone else is refused, never believed.
-    pub fn check_named(&self, named: Option<&str>) -> Result<(), AuthError> {
-        match named {
-            Some(named) if named != self.user => Err(AuthError::Impersonation {
-                named: named.to_owned(),
-                caller: self.user.clone(),
-            }),
-            Some(_) | None => Ok(()),
-        }
-    }
-}
-
-/// The broad kind of an [`AuthError`], for an HTTP status or gRPC code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthClass {
-    /// 401 / `UNAUTHENTICATED`.
-    Unauthenticated,
-    /// 403 / `PERMISSION_DENIED`.
-    Forbidden,
-    /// 409 / `ALREADY_EXISTS`.
-    Conflict,
-    /// 429 / `RESOURCE_EXHAUSTED`.
-    RateLimited,
-    /// 400 / `INVALID_ARGUMENT`.
-    Invalid,
-    /// 503 / `UNAVAILABLE`.
-    Unavailable,
-}
-
-impl AuthError {
-    /// The broad kind.
-    pub fn class(&self) -> AuthClass {
-        match self {
-            AuthError::Missing
-            | AuthError::InvalidToken(_)
-            | AuthError::Expired
-            | AuthError::NotYetValid
-            | AuthError::Revoked
-            | AuthError::BadCredentials => AuthClass::Unauthenticated,
-            AuthError::GuestsOff | AuthError::Impersonation { .. } => AuthClass::Forbidden,
-            AuthError::NameTaken(_) => AuthClass::Conflict,
-            AuthError::TooManyAttempts { .. } | AuthError::TooManySignUps { .. } => {
-                AuthClass::RateLimited
-            }
-            AuthError::BadPassword | AuthError::InvalidName(_) => AuthClass::Invalid,
-            AuthError::Busy { .. } | AuthError::Unavailable(_) => AuthClass::Unavailable,
-        }
-    }
-
-    /// A stable kebab-case name.
-    pub fn code(&self) -> &'static str {
-        match self {
-            AuthError::Missing => "unauthenticated",
-            AuthError::InvalidToken(_) => "invalid-token",
-            AuthError::Expired => "token-expired",
-            AuthError::NotYetValid => "token-not-yet-valid",
-            AuthError::Revoked => "token-revoked",
-            AuthError::BadCredentials => "bad-credentials",
-            AuthError::TooManyAttempts { .. } => "too-many-attempts",
-            AuthError::TooManySignUps { .. } => "too-many-sign-ups",
-            AuthError::Busy { .. } => "busy",
-            AuthError::NameTaken(_) => "name-taken",
-            AuthError::GuestsOff => "guests-off",
-            AuthError::BadPassword => "bad-password",
-            AuthError::InvalidName(_) => "invalid-user-name",
-            AuthError::Unavailable(_) => "accounts-unavailable",
-            AuthError::Impersonation { .. } => "impersonation",
-        }
-    }
-
-    /// When to try again, for the refusals that say.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            AuthError::TooManyAttempts { retry_after }
-            | AuthError::TooManySignUps { retry_after }
-            | AuthError::Busy { retry_after } => Some(*retry_after),
-            AuthError::Missing
-            | AuthError::InvalidToken(_)
-            | AuthError::Expired
-            | AuthError::NotYetValid
-            | AuthError::Revoked
-            | AuthError::BadCredentials
-            | AuthError::NameTaken(_)
-            | AuthError::GuestsOff
-            | AuthError::BadPassword
-            | AuthError::InvalidName(_)
-            | AuthError::Unavailable(_)
-            | AuthError::Impersonation { .. } => None,
-        }
-    }
-}
 
 /// How tokens are signed and checked, who may come in, and how much they may spend.
 #[derive(Debug, Clone)]
@@ -302,54 +117,10 @@ impl Default for IdentityOptions {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iat: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iss: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    aud: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    sid: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    guest: bool,
-}
-
-/// What hostile clients may spend, by where they come from.
-#[derive(Debug)]
-struct Limits {
-    sign_in_pairs: Buckets<(String, Origin)>,
-    sign_in_origins: Buckets<Origin>,
-    sign_ups: Option<Buckets<Origin>>,
-}
-
-/// Guest nicknames held, with when each is released (Unix seconds).
-#[derive(Debug, Default)]
-struct GuestNames {
-    held: HashMap<String, u64>,
-    sweep_at: usize,
-}
-
-impl GuestNames {
-    fn is_held(&self, name: &str, now: u64) -> bool {
-        self.held.get(name).is_some_and(|until| *until > now)
-    }
-
-    fn hold(&mut self, name: String, until: u64, now: u64) {
-        self.held.insert(name, until);
-        if self.held.len() >= self.sweep_at.max(1024) {
-            self.held.retain(|_, until| *until > now);
-            self.sweep_at = self.held.len() * 2;
-        }
-    }
-}
-
 /// Accounts, sessions, guest names and token keys. Shared by every connection. Password work
 /// runs on the hashing threads; store writes on the blocking pool; both through the async
-/// methods here, so hosts never block their runtime.
+/// methods here, so hosts never block their runtime. Each public call reads the wall clock
+/// once and hands that time to the rules ([`Names`], [`Sessions`], [`Attempts`]).
 pub struct Identity {
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -360,15 +131,11 @@ pub struct Identity {
     store: Option<Arc<Store>>,
     /// Accounts when there is no store: name → password hash.
     memory: Mutex<HashMap<String, String>>,
-    /// Every registered name, for guest checks on each request.
-    names: RwLock<HashSet<String>>,
-    /// Live sessions: id → (user, expiry in Unix seconds). Expired ones are pruned as new
-    /// ones open, so the map stays as large as the sessions in use.
-    sessions: RwLock<HashMap<String, (String, u64)>>,
-    /// Held guest nicknames. Its lock also orders "is this name free?" before "take it", for
+    /// Who holds which name. Its lock also orders "is this name free?" before "take it", for
     /// guests and registrations alike.
-    guests: Mutex<GuestNames>,
-    limits: Mutex<Limits>,
+    names: RwLock<Names>,
+    sessions: RwLock<Sessions>,
+    attempts: Mutex<Attempts>,
     hashing: Hashing,
     options: IdentityOptions,
 }
@@ -382,29 +149,27 @@ impl std::fmt::Debug for Identity {
     }
 }
 
-/// Why identity could not be set up (reported as one line at start).
-#[derive(Debug, Error)]
-pub enum IdentityError {
-    /// The configured secret is too short to be safe.
-    #[error("--jwt-secret must be at least 32 bytes; generate one with `openssl rand -hex 32`")]
-    WeakSecret,
-    /// The secret file cannot be read or written.
-    #[error("cannot use the token secret {path}: {source}")]
-    SecretFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// The public key cannot be parsed.
-    #[error("cannot use --jwt-public-key: {0}")]
-    PublicKey(String),
-    /// Accounts or sessions could not be loaded.
-    #[error("cannot load accounts: {0}")]
-    Store(String),
-    /// The hashing threads could not be started.
-    #[error("cannot start the password hashing threads: {0}")]
-    Threads(std::io::Error),
+/// The wall clock, read once per call and passed to the rules.
+fn now() -> Timestamp {
+    Timestamp::from(SystemTime::now())
+}
+
+/// Whole seconds since the Unix epoch, as JWT claims count time.
+fn seconds(t: Timestamp) -> u64 {
+    t.as_unix_millis() / 1000
+}
+
+/// A lock's data even if a panicking thread poisoned it: every update here is one step.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Identity {
@@ -418,6 +183,7 @@ impl Identity {
         options: IdentityOptions,
         store: Option<Arc<Store>>,
     ) -> Result<Identity, IdentityError> {
+        let now = now();
         let secret = match (&options.secret, &store) {
             (Some(secret), _) if secret.len() < 32 => return Err(IdentityError::WeakSecret),
             (Some(secret), _) => secret.clone(),
@@ -436,28 +202,18 @@ impl Identity {
             }
         };
         let load = |e: roomcast_store::StoreError| IdentityError::Store(e.to_string());
-        let (names, sessions, guests) = match &store {
+        let (registered, sessions, guests) = match &store {
             Some(store) => (
                 store.account_names().map_err(load)?.into_iter().collect(),
                 store
-                    .live_sessions(now())
+                    .live_sessions(now)
                     .map_err(load)?
                     .into_iter()
-                    .map(|(id, user, exp)| (id, (user, exp.as_unix_millis() / 1000)))
+                    .map(|(id, user, exp)| (id, (user, exp)))
                     .collect(),
-                store
-                    .guest_names(now())
-                    .map_err(load)?
-                    .into_iter()
-                    .map(|(name, until)| (name, until.as_unix_millis() / 1000))
-                    .collect(),
+                store.guest_names(now).map_err(load)?.into_iter().collect(),
             ),
             None => (HashSet::new(), HashMap::new(), HashMap::new()),
-        };
-        let limits = Limits {
-            sign_in_pairs: Buckets::new(SIGN_IN_PER_ACCOUNT_AND_ADDRESS),
-            sign_in_origins: Buckets::new(SIGN_IN_PER_ADDRESS),
-            sign_ups: options.sign_ups.map(Buckets::new),
         };
         let threads = options.hashing_threads.max(1);
         let hashing = Hashing::start(threads, threads * HASHES_WAITING_PER_THREAD)
@@ -469,13 +225,9 @@ impl Identity {
             external,
             store,
             memory: Mutex::new(HashMap::new()),
-            names: RwLock::new(names),
-            sessions: RwLock::new(sessions),
-            guests: Mutex::new(GuestNames {
-                held: guests,
-                sweep_at: 1024,
-            }),
-            limits: Mutex::new(limits),
+            names: RwLock::new(Names::new(registered, guests)),
+            sessions: RwLock::new(Sessions::new(sessions)),
+            attempts: Mutex::new(Attempts::new(options.sign_ups)),
             hashing,
             options,
         })
@@ -503,18 +255,17 @@ impl Identity {
             .claims;
         UserName::parse(&claims.sub, self.options.max_name_chars)
             .map_err(|e| AuthError::InvalidToken(format!("its sub is not a user name: {e}")))?;
-        if let Some(sid) = &claims.sid {
-            let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
-            if sessions.get(sid).map(|(user, _)| user) != Some(&claims.sub) {
-                return Err(AuthError::Revoked);
-            }
+        if let Some(sid) = &claims.sid
+            && !read(&self.sessions).belongs_to(sid, &claims.sub)
+        {
+            return Err(AuthError::Revoked);
         }
         if claims.guest {
             if !self.options.guests {
                 return Err(AuthError::GuestsOff);
             }
             // A name registered since the guest took it belongs to its account now.
-            if self.is_registered(&claims.sub) {
+            if read(&self.names).is_registered(&claims.sub) {
                 return Err(AuthError::Revoked);
             }
         }
@@ -533,13 +284,14 @@ impl Identity {
         password: String,
         from: IpAddr,
     ) -> Result<Issued, AuthError> {
+        let now = now();
         let name = self.name(&name)?;
         if !PASSWORD_CHARS.contains(&password.chars().count()) {
             return Err(AuthError::BadPassword);
         }
-        self.admit_sign_up(from)?;
+        self.admit_sign_up(from, now)?;
         // Checked again when the account is made; this spares the hashing.
-        if self.is_taken(&name, unix_seconds()) {
+        if read(&self.names).is_taken(&name, now) {
             return Err(AuthError::NameTaken(name));
         }
         let salt = random_bytes::<16>();
@@ -549,7 +301,7 @@ impl Identity {
             .await?
             .map_err(AuthError::Unavailable)?;
         let me = Arc::clone(self);
-        blocking::unblock(move || me.create_account(name, hash)).await
+        blocking::unblock(move || me.create_account(name, hash, now)).await
     }
 
     /// Checks a name and password and signs in. Attempts are limited per (account, address)
@@ -560,14 +312,18 @@ impl Identity {
         password: String,
         from: IpAddr,
     ) -> Result<Issued, AuthError> {
-        let attempt = self.admit_sign_in(&name, from);
-        let outcome = match attempt {
-            Err(e) => Err(e),
-            Ok(None) => Err(AuthError::BadCredentials), // Not a user name: no such account.
-            Ok(Some(name)) => {
+        let now = now();
+        let user = self.name(&name).ok();
+        let attempt = lock(&self.attempts)
+            .sign_in(user.as_deref(), Origin::from(from), now)
+            .map_err(|retry_after| AuthError::TooManyAttempts { retry_after });
+        let outcome = match (attempt, user) {
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(AuthError::BadCredentials), // No such account can exist.
+            (Ok(()), Some(user)) => {
                 let me = Arc::clone(self);
                 self.hashing
-                    .run(move |memory| me.check_password(memory, name, &password))
+                    .run(move |memory| me.check_password(memory, user, &password, now))
                     .await
                     .and_then(|checked| checked)
             }
@@ -589,13 +345,14 @@ impl Identity {
         nickname: String,
         from: IpAddr,
     ) -> Result<Issued, AuthError> {
+        let now = now();
         if !self.options.guests {
             return Err(AuthError::GuestsOff);
         }
         let name = self.name(&nickname)?;
-        self.admit_sign_up(from)?;
+        self.admit_sign_up(from, now)?;
         let me = Arc::clone(self);
-        let outcome = blocking::unblock(move || me.take_guest_name(name)).await;
+        let outcome = blocking::unblock(move || me.take_guest_name(name, now)).await;
         if let Err(e @ AuthError::NameTaken(_)) = &outcome {
             tracing::info!(user = ?nickname, %from, reason = e.code(), "guest refused");
         }
@@ -605,35 +362,31 @@ impl Identity {
     /// Ends the caller's session: its tokens stop working everywhere at once. A guest's name
     /// stays held for [`GUEST_NAME_GRACE`] more.
     pub async fn sign_out(self: &Arc<Self>, caller: Caller) -> Result<(), AuthError> {
+        let now = now();
         let me = Arc::clone(self);
-        blocking::unblock(move || me.end_session(&caller)).await
+        blocking::unblock(move || me.end_session(&caller, now)).await
     }
 
-    fn end_session(&self, caller: &Caller) -> Result<(), AuthError> {
+    fn end_session(&self, caller: &Caller, now: Timestamp) -> Result<(), AuthError> {
         let Some(sid) = &caller.session else {
             return Ok(()); // Minted elsewhere: only its expiry ends it.
         };
-        self.sessions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(sid);
+        write(&self.sessions).end(sid);
         if let Some(store) = &self.store {
             store.remove_session(sid).map_err(unavailable)?;
         }
         if caller.guest {
-            let now = unix_seconds();
-            let until = now + GUEST_NAME_GRACE.as_secs();
-            let mut guests = self.guests.lock().unwrap_or_else(|e| e.into_inner());
-            if guests
-                .held
-                .get(&caller.user)
-                .is_some_and(|held| *held > until)
+            let until = now.saturating_add(GUEST_NAME_GRACE);
+            let mut names = write(&self.names);
+            if names
+                .held_until(&caller.user)
+                .is_some_and(|held| held > until)
             {
-                guests.hold(caller.user.clone(), until, now);
-                drop(guests);
+                names.hold(caller.user.clone(), until, now);
+                drop(names);
                 if let Some(store) = &self.store {
                     store
-                        .hold_guest_name(&caller.user, Timestamp::from_unix_millis(until * 1000))
+                        .hold_guest_name(&caller.user, until)
                         .map_err(unavailable)?;
                 }
             }
@@ -643,44 +396,13 @@ impl Identity {
     }
 
     /// Takes one sign-up from `from`'s allowance.
-    fn admit_sign_up(&self, from: IpAddr) -> Result<(), AuthError> {
-        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(sign_ups) = &mut limits.sign_ups else {
-            return Ok(());
-        };
-        sign_ups
-            .admit(Origin::from(from), Instant::now())
+    fn admit_sign_up(&self, from: IpAddr, now: Timestamp) -> Result<(), AuthError> {
+        lock(&self.attempts)
+            .sign_up(Origin::from(from), now)
             .map_err(|retry_after| {
                 tracing::warn!(%from, "sign-ups limited");
                 AuthError::TooManySignUps { retry_after }
             })
-    }
-
-    /// Takes one sign-in attempt for `name` from `from`, from both the pair's and the
-    /// address's allowance (or from neither). `Ok(None)` if `name` cannot be a user's.
-    fn admit_sign_in(&self, name: &str, from: IpAddr) -> Result<Option<String>, AuthError> {
-        let origin = Origin::from(from);
-        let now = Instant::now();
-        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
-        let name = self.name(name).ok();
-        // A name that cannot exist costs the address only, and keeps no per-name state.
-        let pair = name.clone().map(|n| (n, origin));
-        let refused = limits
-            .sign_in_origins
-            .check(&origin, now)
-            .err()
-            .or_else(|| {
-                pair.as_ref()
-                    .and_then(|p| limits.sign_in_pairs.check(p, now).err())
-            });
-        if let Some(retry_after) = refused {
-            return Err(AuthError::TooManyAttempts { retry_after });
-        }
-        limits.sign_in_origins.take(origin, now);
-        if let Some(pair) = pair {
-            limits.sign_in_pairs.take(pair, now);
-        }
-        Ok(name)
     }
 
     /// On a hashing thread: checks the password (against a decoy when there is no such
@@ -690,87 +412,65 @@ impl Identity {
         memory: &mut hashing::Memory,
         name: String,
         password: &str,
+        now: Timestamp,
     ) -> Result<Issued, AuthError> {
         let stored = match &self.store {
             Some(store) => store.password_hash(&name).map_err(unavailable)?,
-            None => self
-                .memory
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&name)
-                .cloned(),
+            None => lock(&self.memory).get(&name).cloned(),
         };
         let hash = stored.as_deref().unwrap_or(DECOY);
         let matches = memory.verify(password.as_bytes(), hash);
         if !matches || stored.is_none() {
             return Err(AuthError::BadCredentials);
         }
-        self.issue(name, false, self.options.token_ttl)
+        self.issue(name, false, self.options.token_ttl, now)
     }
 
     /// Makes the account if the name is still free, under the lock that orders name takers.
-    fn create_account(&self, name: String, hash: String) -> Result<Issued, AuthError> {
+    fn create_account(
+        &self,
+        name: String,
+        hash: String,
+        now: Timestamp,
+    ) -> Result<Issued, AuthError> {
         {
-            let guests = self.guests.lock().unwrap_or_else(|e| e.into_inner());
-            if guests.is_held(&name, unix_seconds()) {
+            let mut names = write(&self.names);
+            if names.is_held(&name, now) {
                 return Err(AuthError::NameTaken(name));
             }
             let created = match &self.store {
                 Some(store) => store
-                    .create_account(&name, &hash, now())
+                    .create_account(&name, &hash, now)
                     .map_err(unavailable)?,
                 None => {
-                    let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut memory = lock(&self.memory);
                     !memory.contains_key(&name) && memory.insert(name.clone(), hash).is_none()
                 }
             };
             if !created {
                 return Err(AuthError::NameTaken(name));
             }
-            self.names
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(name.clone());
+            names.register(name.clone());
         }
         tracing::info!(user = %name, "account registered");
-        self.issue(name, false, self.options.token_ttl)
+        self.issue(name, false, self.options.token_ttl, now)
     }
 
     /// Holds `name` for a new guest if it is free, and signs a token for it.
-    fn take_guest_name(&self, name: String) -> Result<Issued, AuthError> {
-        let now = unix_seconds();
-        let ttl = self.options.guest_ttl;
-        let until = now + ttl.as_secs().max(1) + GUEST_NAME_GRACE.as_secs();
+    fn take_guest_name(&self, name: String, now: Timestamp) -> Result<Issued, AuthError> {
+        let ttl = self.options.guest_ttl.max(Duration::from_secs(1));
+        let until = now.saturating_add(ttl + GUEST_NAME_GRACE);
         {
-            let mut guests = self.guests.lock().unwrap_or_else(|e| e.into_inner());
-            if self.is_registered(&name) || guests.is_held(&name, now) {
+            let mut names = write(&self.names);
+            if names.is_taken(&name, now) {
                 return Err(AuthError::NameTaken(name));
             }
-            guests.hold(name.clone(), until, now);
+            names.hold(name.clone(), until, now);
         }
         if let Some(store) = &self.store {
-            store
-                .hold_guest_name(&name, Timestamp::from_unix_millis(until * 1000))
-                .map_err(unavailable)?;
+            store.hold_guest_name(&name, until).map_err(unavailable)?;
         }
-        self.issue(name, true, ttl)
-    }
-
-    /// Whether an account or a guest holds `name`.
-    fn is_taken(&self, name: &str, now: u64) -> bool {
-        self.is_registered(name)
-            || self
-                .guests
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_held(name, now)
-    }
-
-    fn is_registered(&self, name: &str) -> bool {
-        self.names
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(name)
+        self.issue(name, true, ttl, now)
     }
 
     fn name(&self, name: &str) -> Result<String, AuthError> {
@@ -780,30 +480,28 @@ impl Identity {
     }
 
     /// Opens a session for `user` lasting `ttl` and signs a token for it.
-    fn issue(&self, user: String, guest: bool, ttl: Duration) -> Result<Issued, AuthError> {
-        let issued_at = unix_seconds();
-        let expires_at = issued_at + ttl.as_secs().max(1);
+    fn issue(
+        &self,
+        user: String,
+        guest: bool,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Issued, AuthError> {
+        let expires = now.saturating_add(ttl.max(Duration::from_secs(1)));
         let sid = random_token();
         if let Some(store) = &self.store {
             store
-                .add_session(&sid, &user, Timestamp::from_unix_millis(expires_at * 1000))
+                .add_session(&sid, &user, expires)
                 .map_err(unavailable)?;
         }
-        let mut sessions = self.sessions.write().unwrap_or_else(|e| e.into_inner());
-        sessions.insert(sid.clone(), (user.clone(), expires_at));
-        // Forget expired sessions whenever the map reaches a power of two: amortised O(1).
-        let prune = sessions.len() >= 1024 && sessions.len().is_power_of_two();
-        if prune {
-            sessions.retain(|_, (_, exp)| *exp > issued_at);
-        }
-        drop(sessions);
-        if prune && let Some(store) = &self.store {
-            store.prune_sessions(now()).map_err(unavailable)?;
+        let pruned = write(&self.sessions).open(sid.clone(), user.clone(), expires, now);
+        if pruned && let Some(store) = &self.store {
+            store.prune_sessions(now).map_err(unavailable)?;
         }
         let claims = Claims {
             sub: user.clone(),
-            exp: expires_at,
-            iat: Some(issued_at),
+            exp: seconds(expires),
+            iat: Some(seconds(now)),
             iss: self.options.issuer.clone(),
             aud: self.options.audience.clone(),
             sid: Some(sid),
@@ -815,82 +513,13 @@ impl Identity {
             token,
             user,
             guest,
-            expires_at,
+            expires_at: seconds(expires),
         })
     }
 }
 
-/// What a token signed with `alg` must satisfy: a signature, `exp` and `sub`, `nbf` if it has
-/// one, and the configured issuer and audience (without a configured audience, a token that
-/// names one is refused by the library).
-fn validation(alg: Algorithm, options: &IdentityOptions) -> Validation {
-    let mut validation = Validation::new(alg);
-    validation.leeway = 5;
-    validation.validate_nbf = true;
-    let mut required = vec!["exp", "sub"];
-    if let Some(issuer) = &options.issuer {
-        validation.set_issuer(&[issuer]);
-        required.push("iss");
-    }
-    if let Some(audience) = &options.audience {
-        validation.set_audience(&[audience]);
-        required.push("aud");
-    }
-    validation.set_required_spec_claims(&required);
-    validation
-}
-
-/// A token the JWT library refused, said in words a client can act on.
-#[allow(
-    clippy::wildcard_enum_match_arm,
-    reason = "jsonwebtoken's error kinds are non_exhaustive; the rest are malformed tokens"
-)]
-fn refusal(e: jsonwebtoken::errors::Error) -> AuthError {
-    let why = match e.kind() {
-        ErrorKind::ExpiredSignature => return AuthError::Expired,
-        ErrorKind::ImmatureSignature => return AuthError::NotYetValid,
-        ErrorKind::InvalidSignature => "its signature does not match".to_owned(),
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-            "it is signed with an algorithm that is not accepted here".to_owned()
-        }
-        ErrorKind::InvalidIssuer => "it was issued by someone this server does not trust".into(),
-        ErrorKind::InvalidAudience => "it is meant for another audience".to_owned(),
-        ErrorKind::MissingRequiredClaim(claim) => format!("it lacks the {claim} claim"),
-        ErrorKind::InvalidClaimFormat(claim) => format!("its {claim} claim is malformed"),
-        _ => "it is malformed".to_owned(),
-    };
-    AuthError::InvalidToken(why)
-}
-
 fn unavailable(e: roomcast_store::StoreError) -> AuthError {
     AuthError::Unavailable(e.to_string())
-}
-
-/// Reads the data dir's secret, creating it (readable by the owner only) on first start.
-fn secret_file(path: &Path) -> Result<Vec<u8>, IdentityError> {
-    let failed = |source| IdentityError::SecretFile {
-        path: path.to_owned(),
-        source,
-    };
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(text.trim().as_bytes().to_vec()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let secret = hex(&random_bytes::<32>());
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(failed)?;
-            writeln!(file, "{secret}")
-                .and_then(|()| file.sync_all())
-                .map_err(failed)?;
-            Ok(secret.into_bytes())
-        }
-        Err(e) => Err(failed(e)),
-    }
 }
 
 /// A fresh random 128-bit token, as 32 hex digits (session ids, CSRF tokens).
@@ -898,25 +527,15 @@ pub fn random_token() -> String {
     hex(&random_bytes::<16>())
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     // The OS random source failing is not something a chat server can work around.
     getrandom::fill(&mut bytes).expect("the OS provides random bytes");
     bytes
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn now() -> Timestamp {
-    Timestamp::from(SystemTime::now())
 }
 
 #[cfg(test)]
@@ -926,6 +545,10 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn unix_seconds() -> u64 {
+        seconds(now())
+    }
 
     fn options() -> IdentityOptions {
         IdentityOptions {

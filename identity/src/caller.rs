@@ -1,0 +1,53 @@
+//! [`Caller`]: who a request comes from, once verified; how a host finds the token
+//! ([`bearer`]) and the one rule about naming a user ([`Caller::check_named`]), written once
+//! for both hosts.
+
+use serde::Serialize;
+
+use crate::error::AuthError;
+
+/// A verified user, as a host passes it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The user's name.
+    pub user: String,
+    /// True for a guest (a nickname without an account).
+    pub guest: bool,
+    /// The session the token belongs to; `None` for tokens minted by another application.
+    pub(crate) session: Option<String>,
+}
+
+/// A token handed to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issued {
+    /// The JWT: send it as `Authorization: Bearer`.
+    pub token: String,
+    /// Who it names.
+    pub user: String,
+    /// True for a guest token.
+    pub guest: bool,
+    /// When it expires, in seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// The token in an `Authorization` header value: `Bearer <token>` (either case of the scheme).
+pub fn bearer(authorization: &str) -> Option<&str> {
+    authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+impl Caller {
+    /// A request may name its user (the seed's forms and routes did), but only as the caller:
+    /// naming anyone else is refused, never believed.
+    pub fn check_named(&self, named: Option<&str>) -> Result<(), AuthError> {
+        match named {
+            Some(named) if named != self.user => Err(AuthError::Impersonation {
+                named: named.to_owned(),
+                caller: self.user.clone(),
+            }),
+            Some(_) | None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Tokens at the edge: the claims roomcast signs and reads, what each algorithm must satisfy,
+//! the library's refusals in words a client can act on, and the data dir's secret.
+
+use std::path::Path;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AuthError, IdentityError};
+use crate::{IdentityOptions, hex, random_bytes};
+
+/// The claims of a token: `sub` and `exp` are all another application needs to mint one.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Claims {
+    pub(crate) sub: String,
+    pub(crate) exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sid: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) guest: bool,
+}
+
+/// What a token signed with `alg` must satisfy: a signature, `exp` and `sub`, `nbf` if it has
+/// one, and the configured issuer and audience (without a configured audience, a token that
+/// names one is refused by the library).
+pub(crate) fn validation(alg: Algorithm, options: &IdentityOptions) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.leeway = 5;
+    validation.validate_nbf = true;
+    let mut required = vec!["exp", "sub"];
+    if let Some(issuer) = &options.issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    if let Some(audience) = &options.audience {
+        validation.set_audience(&[audience]);
+        required.push("aud");
+    }
+    validation.set_required_spec_claims(&required);
+    validation
+}
+
+/// A token the JWT library refused, said in words a client can act on.
+#[allow(
+    clippy::wildcard_enum_match_arm,
+    reason = "jsonwebtoken's error kinds are non_exhaustive; the rest are malformed tokens"
+)]
+pub(crate) fn refusal(e: jsonwebtoken::errors::Error) -> AuthError {
+    let why = match e.kind() {
+        ErrorKind::ExpiredSignature => return AuthError::Expired,
+        ErrorKind::ImmatureSignature => return AuthError::NotYetValid,
+        ErrorKind::InvalidSignature => "its signature does not match".to_owned(),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "it is signed with an algorithm that is not accepted here".to_owned()
+        }
+        ErrorKind::InvalidIssuer => "it was issued by someone this server does not trust".into(),
+        ErrorKind::InvalidAudience => "it is meant for another audience".to_owned(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("it lacks the {claim} claim"),
+        ErrorKind::InvalidClaimFormat(claim) => format!("its {claim} claim is malformed"),
+        _ => "it is malformed".to_owned(),
+    };
+    AuthError::InvalidToken(why)
+}
+
+/// Reads the data dir's secret, creating it (readable by the owner only) on first start.
+pub(crate) fn secret_file(path: &Path) -> Result<Vec<u8>, IdentityError> {
+    let failed = |source| IdentityError::SecretFile {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.trim().as_bytes().to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let secret = hex(&random_bytes::<32>());
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(failed)?;
+            writeln!(file, "{secret}")
+                .and_then(|()| file.sync_all())
+                .map_err(failed)?;
+            Ok(secret.into_bytes())
+        }
+        Err(e) => Err(failed(e)),
+    }
+}
