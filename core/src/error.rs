@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::ids::{IdempotencyKey, RoomId, Seq};
-use crate::policy::Action;
+use crate::action::Action;
+use crate::ids::{IdempotencyKey, NameError, RoomId, Seq};
 
 /// A refused command. Every variant names the rule or limit that refused it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -172,35 +172,6 @@ impl Error {
             Error::Membership(_) => "membership",
         }
     }
-}
-
-/// Why a name (room id, user name, idempotency key) was refused. The name itself is not echoed:
-/// it may be megabytes long or meant to be logged.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum NameError {
-    /// Nothing was given.
-    #[error("must not be empty")]
-    Empty,
-    /// Longer than allowed (bytes for room ids and keys, characters for user names).
-    #[error("{len} is longer than the maximum of {max}")]
-    TooLong {
-        /// The length given.
-        len: usize,
-        /// The configured maximum.
-        max: usize,
-    },
-    /// Contains a character the rules do not allow.
-    #[error("character {ch:?} is not allowed")]
-    BadCharacter {
-        /// The first such character.
-        ch: char,
-    },
-    /// Room ids must start with a letter or digit.
-    #[error("must start with a letter or digit")]
-    BadStart,
-    /// User names must not start or end with a space, nor hold two in a row.
-    #[error("must not start or end with a space, nor hold two spaces in a row")]
-    BadSpacing,
 }
 
 /// Why a message text was refused.

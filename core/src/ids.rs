@@ -10,7 +10,36 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::NameError;
+use thiserror::Error;
+
+/// Why a name (room id, user name, idempotency key) was refused. The name itself is not echoed:
+/// it may be megabytes long or meant to be logged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NameError {
+    /// Nothing was given.
+    #[error("must not be empty")]
+    Empty,
+    /// Longer than allowed (bytes for room ids and keys, characters for user names).
+    #[error("{len} is longer than the maximum of {max}")]
+    TooLong {
+        /// The length given.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// Contains a character the rules do not allow.
+    #[error("character {ch:?} is not allowed")]
+    BadCharacter {
+        /// The first such character.
+        ch: char,
+    },
+    /// Room ids must start with a letter or digit.
+    #[error("must start with a letter or digit")]
+    BadStart,
+    /// User names must not start or end with a space, nor hold two in a row.
+    #[error("must not start or end with a space, nor hold two spaces in a row")]
+    BadSpacing,
+}
 
 /// The longest idempotency key accepted, in bytes.
 pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 64;

@@ -142,6 +142,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod action;
 mod command;
 mod deadlines;
 mod engine;
@@ -165,10 +166,10 @@ pub use command::{
     RoomView, Submit, Submitted, ViewRoom,
 };
 pub use engine::{Config, Core, EXPIRE_BATCH, MAX_QUEUED_EVENTS, Stats};
-pub use error::{Error, ErrorClass, MembershipError, MessageError, NameError};
+pub use error::{Error, ErrorClass, MembershipError, MessageError};
 pub use event::{CloseReason, Event};
 pub use history::Gap;
-pub use ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
+pub use ids::{IdempotencyKey, ListenerId, MessageId, NameError, RoomId, Seq, UserName};
 pub use limits::{Limits, Rate, RateLimiter, Refill};
 pub use message::Message;
 pub use policy::{Action, Policy, Who};

@@ -6,46 +6,13 @@
 //! members; admins may do anything. An operator can reserve room creation and deletion for admins.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::action::Action;
 use crate::error::Error;
 use crate::ids::UserName;
 use crate::room::Access;
-
-/// Something a user asks to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Action {
-    /// Create a room.
-    CreateRoom,
-    /// Delete a room, ending its listeners.
-    DeleteRoom,
-    /// List the rooms.
-    ListRooms,
-    /// Read a room's history or presence.
-    ReadRoom,
-    /// Open a listener on a room.
-    Listen,
-    /// Post a message to a room.
-    Post,
-    /// Invite members to a private room, or remove them.
-    ManageMembers,
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Action::CreateRoom => "create a room",
-            Action::DeleteRoom => "delete a room",
-            Action::ListRooms => "list rooms",
-            Action::ReadRoom => "read this room",
-            Action::Listen => "listen to this room",
-            Action::Post => "post in this room",
-            Action::ManageMembers => "manage this room's members",
-        })
-    }
-}
 
 /// Who may do a guarded action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -7,8 +7,9 @@ use roomcast_core::{
 use serde::Deserialize;
 use tide::{Request, Response, StatusCode};
 
-use crate::app::{State, actor, caller, room_param};
-use crate::problem::{Problem, ProblemBody, json_body, query};
+use crate::problem::{Problem, ProblemBody};
+use crate::request::{State, actor, caller, room_param};
+use crate::request::{json_body, query};
 use crate::wire::{
     CreateRoom, HistoryBody, MessageBody, PostMessage, PresenceBody, PresenceList, RoomBody,
     RoomList, SeedSubmit, UserRef,

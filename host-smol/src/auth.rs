@@ -4,8 +4,9 @@
 use tide::{Request, Response, StatusCode};
 
 use crate::api::json;
-use crate::app::{State, caller, client_ip};
-use crate::problem::{Problem, ProblemBody, json_body};
+use crate::problem::{Problem, ProblemBody};
+use crate::request::json_body;
+use crate::request::{State, caller, client_ip};
 use crate::wire::{Credentials, GuestRequest, MeBody, TokenBody};
 
 /// Create an account; the answer carries a token for it.

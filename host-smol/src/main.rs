@@ -2,17 +2,26 @@
 //! and WebSocket over one port. See `--help` for the flags (each also an environment variable).
 #![forbid(unsafe_code)]
 
+// In layers, each using only those below it: the server loop, the route table, the
+// handlers, what SSE and WebSocket share, the request toolbox, then problems and wire shapes.
+mod server;
+
+mod routes;
+
 mod api;
-mod app;
 mod auth;
 mod openapi;
 mod pages;
-mod problem;
-mod server;
 mod sse;
-mod stream;
-mod wire;
 mod ws;
+
+mod stream;
+
+mod request;
+mod runtime;
+
+mod problem;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,15 +81,15 @@ fn main() -> anyhow::Result<()> {
     let metrics = Metrics::install();
     let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;
     let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
-    server::run(async move {
+    runtime::run(async move {
         let (listener, limit) = cli
             .edge
             .listen(cli.listen)
             .with_context(|| format!("cannot listen on {}", cli.listen))?;
         let listener = smol::net::TcpListener::try_from(listener)?;
         let addr = listener.local_addr()?;
-        let streams = app::Streams::default();
-        let state = app::State {
+        let streams = request::Streams::default();
+        let state = request::State {
             hub: hub.clone(),
             metrics,
             max_body: cli.max_body_bytes,
@@ -88,7 +97,7 @@ fn main() -> anyhow::Result<()> {
             streams: streams.clone(),
         };
         let (stop, stopped) = async_channel::bounded(1);
-        server::spawn(async move {
+        runtime::spawn(async move {
             shutdown.wait().await;
             let _ = stop.send(()).await;
         })
@@ -106,7 +115,7 @@ fn main() -> anyhow::Result<()> {
         };
         server::serve(
             listener,
-            app::build(state),
+            routes::build(state),
             Arc::new(settings),
             limit,
             stopped,

@@ -4,8 +4,8 @@
 use tide::{Request, Response, StatusCode};
 use utoipa::OpenApi;
 
-use crate::app::State;
 use crate::problem::{Problem, ProblemBody};
+use crate::request::State;
 use crate::wire;
 
 #[derive(OpenApi)]

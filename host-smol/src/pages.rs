@@ -16,8 +16,9 @@ use serde::Deserialize;
 use tide::http::mime;
 use tide::{Redirect, Request, Response, StatusCode};
 
-use crate::app::{SESSION_COOKIE, State, client_ip, cookie, room_param, token};
-use crate::problem::{Problem, form_body};
+use crate::problem::Problem;
+use crate::request::form_body;
+use crate::request::{SESSION_COOKIE, State, client_ip, cookie, room_param, token};
 use crate::wire::rfc3339;
 use roomcast_hub::telemetry::Access;
 
@@ -482,14 +483,14 @@ enum AuthPage {
 
 /// `GET /sign-in`: the guest nickname form (if guests are on) and the sign-in form.
 pub async fn sign_in_page(req: Request<State>) -> Result<Response, Problem> {
-    let next: NextQuery = crate::problem::query(&req)?;
+    let next: NextQuery = crate::request::query(&req)?;
     let next = next.next.unwrap_or_default();
     render_auth_page(&req, AuthPage::SignIn, StatusCode::Ok, &next, None)
 }
 
 /// `GET /register`.
 pub async fn register_page(req: Request<State>) -> Result<Response, Problem> {
-    let next: NextQuery = crate::problem::query(&req)?;
+    let next: NextQuery = crate::request::query(&req)?;
     let next = next.next.unwrap_or_default();
     render_auth_page(&req, AuthPage::Register, StatusCode::Ok, &next, None)
 }

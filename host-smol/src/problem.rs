@@ -1,19 +1,14 @@
-//! Errors as clients see them: `application/problem+json` (RFC 9457) naming the cause, and the
-//! request-body checks that produce most of them. Every refusal passes through here.
+//! Errors as clients see them: `application/problem+json` (RFC 9457) naming the cause. Every
+//! refusal passes through here: core's, identity's and the hub's map to a status and a code.
 
 use std::time::Duration;
 
-use futures_lite::AsyncReadExt;
 use roomcast_core::{Error, ErrorClass};
 use roomcast_hub::HubError;
 use roomcast_hub::identity::{AuthClass, AuthError};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tide::http::mime;
-use tide::{Request, Response, StatusCode};
+use tide::{Response, StatusCode};
 use utoipa::ToSchema;
-
-use crate::app::State;
 
 /// A refusal on its way to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,109 +170,6 @@ impl From<HubError> for Problem {
     }
 }
 
-/// Reads the request body, refusing more than the configured maximum without reading it all.
-#[allow(
-    clippy::wildcard_enum_match_arm,
-    reason = "any other failure to read is the client's"
-)]
-pub async fn read_body(req: &mut Request<State>) -> Result<Vec<u8>, Problem> {
-    let limit = req.state().max_body;
-    let too_large = |len: usize| {
-        Problem::new(
-            StatusCode::PayloadTooLarge,
-            "body-too-large",
-            format!("the request body is {len} bytes or more, over the limit of {limit}"),
-        )
-    };
-    if let Some(len) = req.len().filter(|len| *len > limit) {
-        return Err(too_large(len));
-    }
-    let mut body = Vec::new();
-    let limit_plus_one = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    req.take_body()
-        .take(limit_plus_one)
-        .read_to_end(&mut body)
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::TimedOut => Problem::new(
-                StatusCode::RequestTimeout,
-                "request-timeout",
-                format!("the body did not arrive in time: {e}"),
-            ),
-            _ => Problem::new(
-                StatusCode::BadRequest,
-                "unreadable-body",
-                format!("could not read the body: {e}"),
-            ),
-        })?;
-    if body.len() > limit {
-        return Err(too_large(body.len()));
-    }
-    Ok(body)
-}
-
-fn require_content_type<S>(req: &Request<S>, wanted: &mime::Mime) -> Result<(), Problem> {
-    let given = req.content_type();
-    if given.as_ref().map(mime::Mime::essence) == Some(wanted.essence()) {
-        return Ok(());
-    }
-    let given = given.map_or_else(|| "none".to_owned(), |m| m.essence().to_owned());
-    Err(Problem::new(
-        StatusCode::UnsupportedMediaType,
-        "unsupported-media-type",
-        format!("expected Content-Type {}, got {given}", wanted.essence()),
-    ))
-}
-
-/// Parses a JSON body into `T`.
-pub async fn json_body<T: DeserializeOwned>(req: &mut Request<State>) -> Result<T, Problem> {
-    require_content_type(req, &mime::JSON)?;
-    let body = read_body(req).await?;
-    parse_json(&body)
-}
-
-/// Parses JSON text into `T`, telling malformed JSON (400) from the wrong shape (422).
-pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, Problem> {
-    serde_json::from_slice(text).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => Problem::new(
-            StatusCode::UnprocessableEntity,
-            "invalid-body",
-            format!("the JSON does not fit: {e}"),
-        ),
-        serde_json::error::Category::Io
-        | serde_json::error::Category::Syntax
-        | serde_json::error::Category::Eof => Problem::new(
-            StatusCode::BadRequest,
-            "malformed-json",
-            format!("the body is not valid JSON: {e}"),
-        ),
-    })
-}
-
-/// Parses an HTML form body into `T`.
-pub async fn form_body<T: DeserializeOwned>(req: &mut Request<State>) -> Result<T, Problem> {
-    require_content_type(req, &mime::FORM)?;
-    let body = read_body(req).await?;
-    serde_urlencoded::from_bytes(&body).map_err(|e| {
-        Problem::new(
-            StatusCode::BadRequest,
-            "invalid-form",
-            format!("the form does not fit: {e}"),
-        )
-    })
-}
-
-/// Parses the query string into `T`.
-pub fn query<S, T: DeserializeOwned>(req: &Request<S>) -> Result<T, Problem> {
-    serde_urlencoded::from_str(req.url().query().unwrap_or("")).map_err(|e| {
-        Problem::new(
-            StatusCode::BadRequest,
-            "invalid-query",
-            format!("the query string does not fit: {e}"),
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,20 +193,5 @@ mod tests {
         assert_eq!(res.header("Retry-After").map(|h| h.as_str()), Some("2"));
         let body = Problem::from(HubError::Stopped).body();
         assert_eq!((body.status, body.code.as_str()), (503, "shutting-down"));
-    }
-
-    #[test]
-    fn json_errors_tell_syntax_from_shape() {
-        let e = parse_json::<crate::wire::PostMessage>(b"{\"user\": ").unwrap_err();
-        assert_eq!(
-            (e.status, e.code),
-            (StatusCode::BadRequest, "malformed-json")
-        );
-        let e = parse_json::<crate::wire::PostMessage>(b"{\"user\": \"ada\"}").unwrap_err();
-        assert_eq!(
-            (e.status, e.code),
-            (StatusCode::UnprocessableEntity, "invalid-body")
-        );
-        assert!(e.detail.contains("missing field `text`"), "{}", e.detail);
     }
 }

@@ -13,12 +13,12 @@ use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_io::{Async, Timer};
+use async_io::Timer;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use roomcast_hub::edge::{AcceptErrors, ConnectionLimit, ConnectionSlot, EdgeArgs};
 use roomcast_hub::telemetry::Access;
@@ -26,30 +26,12 @@ use roomcast_smol::http1::{
     self, After, BodyFraming, Conn, Framing, RequestHead, ResponseHead, Transport, Version,
 };
 use smol::net::{TcpListener, TcpStream};
-use smol::{Executor, Task};
 use tide::http::upgrade::Connection;
 use tide::http::{self as types, StatusCode};
 
-use crate::app::State;
 use crate::problem::{Problem, Refused};
-
-static EXECUTOR: LazyLock<Executor<'static>> = LazyLock::new(Executor::new);
-
-/// Spawns a task on the server's executor.
-pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
-    EXECUTOR.spawn(future)
-}
-
-/// Runs `main` on the server's executor, with one worker thread per core.
-pub fn run<T>(main: impl Future<Output = T>) -> T {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for i in 0..workers.saturating_sub(1) {
-        let _ = std::thread::Builder::new()
-            .name(format!("roomcast-worker-{i}"))
-            .spawn(|| async_io::block_on(EXECUTOR.run(std::future::pending::<()>())));
-    }
-    async_io::block_on(EXECUTOR.run(main))
-}
+use crate::request::{ClientIp, PeerWatch, RouteName, State};
+use crate::runtime::spawn;
 
 /// How connections are served.
 #[derive(Debug, Clone)]
@@ -158,14 +140,6 @@ fn refuse(stream: TcpStream) {
     })
     .detach();
 }
-
-/// The client's address (behind a trusted proxy, the one it forwarded), in request extensions.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub IpAddr);
-
-/// The route a response came from (its pattern, not the path), in response extensions.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteName(pub &'static str);
 
 async fn connection(
     app: tide::Server<State>,
@@ -371,7 +345,7 @@ fn refused(refusal: &http1::Refusal, path: &str) -> types::Response {
         tide::Response::from(Problem::new(status, refusal.code, refusal.detail.clone())).into();
     res.insert_header("Connection", "close");
     if status == StatusCode::MethodNotAllowed
-        && let Some(allowed) = crate::app::allowed_methods(path)
+        && let Some(allowed) = crate::routes::allowed_methods(path)
     {
         res.insert_header("Allow", allowed);
     }
@@ -395,7 +369,7 @@ fn request(
         .filter(|m| m.to_string() == head.method)
         .ok_or_else(|| {
             let path = head.target.split('?').next().unwrap_or_default();
-            match crate::app::allowed_methods(path) {
+            match crate::routes::allowed_methods(path) {
                 Some(_) => http1::Refusal::new(
                     405,
                     "method-not-allowed",
@@ -499,46 +473,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_close(cx)
-    }
-}
-
-/// Lets a streaming response notice that its client hung up while nothing is being written,
-/// so the listener closes (and presence says so) at once rather than at the next heartbeat.
-#[derive(Clone)]
-pub struct PeerWatch(Arc<Async<std::net::TcpStream>>);
-
-/// The kernel send buffer of a stream's socket. Autotuning would let a client that stops
-/// reading park up to 4 MiB in the kernel; a chat stream needs far less in flight, and a
-/// small buffer also makes a stalled client meet the write timeout sooner.
-const STREAM_SEND_BUFFER_BYTES: usize = 64 * 1024;
-
-impl PeerWatch {
-    /// Bounds the socket's send buffer for a long-lived stream.
-    pub fn bound_send_buffer(&self) {
-        let socket = socket2::SockRef::from(self.0.get_ref());
-        if let Err(e) = socket.set_send_buffer_size(STREAM_SEND_BUFFER_BYTES) {
-            tracing::debug!(error = %e, "cannot bound the send buffer");
-        }
-    }
-
-    /// Resolves when the peer has closed its side of the connection. A peer that sends more
-    /// (a pipelined request) is left alone: this then never resolves.
-    ///
-    /// Peeks only when the socket turns readable (`Async::peek` would peek again at every
-    /// poll of the task, that is at every message sent on the stream).
-    pub async fn closed(&self) {
-        let mut byte = [0u8; 1];
-        loop {
-            match self.0.get_ref().peek(&mut byte) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.0.readable().await.is_err() {
-                        return;
-                    }
-                }
-                Ok(0) | Err(_) => return,
-                Ok(_) => std::future::pending().await,
-            }
-        }
     }
 }
 

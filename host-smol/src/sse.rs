@@ -1,7 +1,7 @@
 //! Server-Sent Events: `id:` is the room sequence number, `event:` the kind, `data:` JSON.
 //!
 //! The handler answers with the stream's frames attached to the response; the connection
-//! loop ([`crate::server`]) hands them to [`write`], which writes the head and then, each time
+//! loop above the routes hands them to [`write`], which writes the head and then, each time
 //! the socket takes more, every frame already waiting as one chunk in one syscall. A message's
 //! frame is made once per message and shared by every listener. A client that stops reading
 //! stops being written to; its subscription falls behind in the room's ring and later resyncs
@@ -19,9 +19,9 @@ use roomcast_hub::telemetry::ConnectionGauge;
 use roomcast_hub::{Delivery, Subscription, Wire};
 use tide::{Request, Response, StatusCode};
 
-use crate::app::State;
 use crate::problem::Problem;
-use crate::server::PeerWatch;
+use crate::request::PeerWatch;
+use crate::request::State;
 use crate::stream::subscribe;
 use crate::wire::{MessageBody, StreamEvent};
 
@@ -99,7 +99,7 @@ pub struct Frames {
     heartbeat: Timer,
     /// Made once: a fresh watch per frame would cost a `recv` and an epoll change each.
     hung_up: Pin<Box<dyn Future<Output = ()> + Send>>,
-    _open: crate::app::StreamGuard,
+    _open: crate::request::StreamGuard,
     _gauge: ConnectionGauge,
     ended: bool,
 }

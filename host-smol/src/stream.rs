@@ -5,8 +5,9 @@ use roomcast_hub::{Subscription, Wire};
 use serde::Deserialize;
 use tide::{Request, StatusCode};
 
-use crate::app::{State, actor, room_param};
-use crate::problem::{Problem, query};
+use crate::problem::Problem;
+use crate::request::query;
+use crate::request::{State, actor, room_param};
 
 #[derive(Debug, Deserialize)]
 struct StreamQuery {

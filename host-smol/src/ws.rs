@@ -20,8 +20,9 @@ use roomcast_hub::{Delivery, Hub, Subscription, Wire};
 use tide::http::upgrade::Connection;
 use tide::{Request, Response, StatusCode};
 
-use crate::app::{State, actor, room_param, token};
-use crate::problem::{Problem, parse_json};
+use crate::problem::Problem;
+use crate::request::parse_json;
+use crate::request::{State, actor, room_param, token};
 use crate::stream::resume_point;
 use crate::wire::{ClientFrame, MessageBody, StreamEvent};
 
@@ -94,7 +95,7 @@ pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
     };
     let heartbeat = req.state().heartbeat;
     let open = req.state().streams.open();
-    if let Some(peer) = req.ext::<crate::server::PeerWatch>() {
+    if let Some(peer) = req.ext::<crate::request::PeerWatch>() {
         peer.bound_send_buffer();
     }
 
@@ -104,7 +105,7 @@ pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
     res.insert_header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()));
     let http: &mut tide::http::Response = res.as_mut();
     let upgraded = http.recv_upgrade().await;
-    crate::server::spawn(async move {
+    crate::runtime::spawn(async move {
         let _open = open;
         if let Some(connection) = upgraded.await {
             session(
@@ -174,7 +175,7 @@ async fn session(
     // Its own task: polled only when the client sends something. (In one task with the
     // writer, every delivery would poll the socket for reading too: a `recv` per message.)
     // When it ends (the client closed), `answers` closes and the writer stops.
-    let reading = crate::server::spawn(async move {
+    let reading = crate::runtime::spawn(async move {
         while let Some(frame) = incoming.next().await {
             let frame = match frame {
                 Ok(frame) => frame,

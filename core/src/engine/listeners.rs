@@ -1,11 +1,11 @@
 //! Listeners: opening one with its backlog (or replacing one that fell behind), and closing.
 
 use super::Core;
+use crate::action::Action;
 use crate::command::{OpenListener, Opened, Resume};
 use crate::error::Error;
 use crate::event::Event;
 use crate::ids::{ListenerId, RoomId};
-use crate::policy::Action;
 use crate::time::Timestamp;
 
 impl Core {

@@ -2,10 +2,10 @@
 //! listeners are closed at once, each told why.
 
 use super::Core;
+use crate::action::Action;
 use crate::command::{ChangeMember, MemberChange};
 use crate::error::{Error, MembershipError};
 use crate::event::{CloseReason, Event};
-use crate::policy::Action;
 use crate::time::Timestamp;
 
 impl Core {

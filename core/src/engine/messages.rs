@@ -2,12 +2,12 @@
 //! history.
 
 use super::Core;
+use crate::action::Action;
 use crate::command::{Cursor, History, HistoryPage, Submit, Submitted};
 use crate::error::Error;
 use crate::event::Event;
 use crate::ids::{IdempotencyKey, MessageId};
 use crate::limits::check_text;
-use crate::policy::Action;
 use crate::time::Timestamp;
 
 impl Core {

@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::action::Action;
 use crate::command::{Ask, Command, Reply};
 use crate::deadlines::Deadlines;
 use crate::error::Error;
 use crate::event::{CloseReason, Event};
 use crate::ids::{ListenerId, MessageId, RoomId, UserName};
 use crate::limits::{Limits, RateLimiter, Refill};
-use crate::policy::{Action, Policy};
+use crate::policy::Policy;
 use crate::room::{Room, StoredRoom};
 use crate::time::Timestamp;
 

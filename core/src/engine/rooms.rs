@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use super::Core;
+use crate::action::Action;
 use crate::command::{CreateRoom, Created, DeleteRoom, ListRooms, OpenDirect, RoomView, ViewRoom};
 use crate::error::{Error, MembershipError};
 use crate::event::{CloseReason, Event};
 use crate::ids::{RoomId, UserName};
-use crate::policy::Action;
 use crate::room::{Access, Room, RoomPage, RoomSummary};
 use crate::time::Timestamp;
 

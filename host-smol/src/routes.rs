@@ -1,61 +1,14 @@
-//! The routes and what they share. Handlers translate HTTP to hub calls and back; chat rules
-//! live in the core.
+//! The route table: which handler answers which method on which path, and what the router
+//! itself answers (404 and 405, as problems, with `Allow`). Handlers translate HTTP to hub
+//! commands and back; chat rules live in the core.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use roomcast_hub::Hub;
-use roomcast_hub::identity::{AuthError, Caller};
-use roomcast_hub::telemetry::Metrics;
 use tide::{Request, Response, StatusCode};
 
 use crate::problem::Problem;
-use crate::server::{ClientIp, RouteName};
+use crate::request::{RouteName, State};
 use crate::{api, auth, openapi, pages, sse, ws};
-use roomcast_hub::telemetry::Access;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct State {
-    /// The core's owner.
-    pub hub: Hub,
-    /// The Prometheus recorder.
-    pub metrics: Metrics,
-    /// Largest request body accepted, in bytes.
-    pub max_body: usize,
-    /// How often idle streams send a heartbeat.
-    pub heartbeat: Duration,
-    /// Counts open streams, so shutdown can wait for them to say goodbye.
-    pub streams: Streams,
-}
-
-/// The number of open SSE and WebSocket streams.
-#[derive(Clone, Default)]
-pub struct Streams(Arc<AtomicUsize>);
-
-impl Streams {
-    /// Counts a stream until the returned guard is dropped.
-    pub fn open(&self) -> StreamGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        StreamGuard(self.0.clone())
-    }
-
-    /// How many are open.
-    pub fn active(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// One open stream; see [`Streams`].
-pub struct StreamGuard(Arc<AtomicUsize>);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// Adapts a handler that fails with a [`Problem`] into a tide endpoint that answers with it,
 /// naming its route for the access log.
@@ -285,60 +238,4 @@ impl tide::Middleware<State> for RouterRefusals {
         }
         Ok(res)
     }
-}
-
-/// The `:room` path segment.
-pub fn room_param(req: &Request<State>) -> String {
-    req.param("room").unwrap_or_default().to_owned()
-}
-
-#[derive(serde::Deserialize)]
-struct Actor {
-    user: Option<String>,
-}
-
-/// The cookie that carries a browser's session token (HttpOnly, SameSite=Lax).
-pub const SESSION_COOKIE: &str = "roomcast_session";
-
-/// The token a request carries: `Authorization: Bearer`, else the session cookie. Never the URL.
-pub fn token(req: &Request<State>) -> Option<String> {
-    let bearer = req.header("Authorization").and_then(|values| {
-        roomcast_hub::identity::bearer(values.last().as_str()).map(str::to_owned)
-    });
-    bearer.or_else(|| cookie(req, SESSION_COOKIE))
-}
-
-/// A cookie's value from the `Cookie` header(s).
-pub fn cookie(req: &Request<State>, name: &str) -> Option<String> {
-    req.header("Cookie")?
-        .iter()
-        .flat_map(|v| v.as_str().split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then(|| value.to_owned())
-        })
-}
-
-/// The verified caller (recorded for the access log). A `?user=` naming someone else is
-/// refused, never believed.
-pub fn caller(req: &Request<State>) -> Result<Caller, Problem> {
-    let token = token(req).ok_or(AuthError::Missing)?;
-    let caller = req.state().hub.identity().verify(&token)?;
-    if let Some(access) = req.ext::<Access>() {
-        access.set_user(&caller.user);
-    }
-    let named = crate::problem::query::<_, Actor>(req)?.user;
-    caller.check_named(named.as_deref())?;
-    Ok(caller)
-}
-
-/// The verified caller's name.
-pub fn actor(req: &Request<State>) -> Result<String, Problem> {
-    caller(req).map(|c| c.user)
-}
-
-/// The client's address (behind a trusted proxy, the one it forwarded), for per-address limits.
-pub fn client_ip(req: &Request<State>) -> std::net::IpAddr {
-    req.ext::<ClientIp>()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0)
 }
