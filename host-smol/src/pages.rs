@@ -13,12 +13,12 @@ use roomcast_core::{
 };
 use roomcast_hub::identity::{Caller, Issued, random_token};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tide::http::mime;
 use tide::{Redirect, Request, Response, StatusCode};
 
 use crate::problem::Problem;
-use crate::request::form_body;
-use crate::request::{SESSION_COOKIE, State, client_ip, cookie, room_param, token};
+use crate::request::{SESSION_COOKIE, State, client_ip, cookie, form_body, room_param, token};
 use crate::wire::rfc3339;
 use roomcast_hub::telemetry::Access;
 
@@ -75,15 +75,44 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-/// A form post from a signed-in visitor: the CSRF field must match, and without a session the
-/// answer is a redirect to sign in (then back to `next`).
-fn form_poster(
-    req: &Request<State>,
-    csrf: &str,
+/// A form of the page: every one carries the visitor's CSRF token.
+trait Form: DeserializeOwned {
+    fn csrf(&self) -> &str;
+}
+
+macro_rules! forms {
+    ($($form:ty),*) => {$(
+        impl Form for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        }
+    )*};
+}
+forms!(
+    RoomForm,
+    UserForm,
+    MessageForm,
+    CredentialsForm,
+    GuestForm,
+    CsrfForm
+);
+
+/// The one way a form post is read: the body as `T`, refused unless its CSRF field matches.
+async fn form_post<T: Form>(req: &mut Request<State>) -> Result<T, Problem> {
+    let form: T = form_body(req).await?;
+    check_csrf(req, form.csrf())?;
+    Ok(form)
+}
+
+/// A form post from a signed-in visitor, with the poster; without a session, the redirect to
+/// sign in that comes back to `next`.
+async fn signed_in_post<T: Form>(
+    req: &mut Request<State>,
     next: &str,
-) -> Result<Result<Caller, Box<Response>>, Problem> {
-    check_csrf(req, csrf)?;
-    Ok(signed_in(&Visit::of(req), next))
+) -> Result<Result<(T, Caller), Box<Response>>, Problem> {
+    let form = form_post(req).await?;
+    Ok(signed_in(&Visit::of(req), next).map(|me| (form, me)))
 }
 
 /// The signed-in caller, or a redirect to the sign-in page that comes back to `next`.
@@ -273,9 +302,8 @@ struct RoomForm {
 
 /// `POST /rooms` (a form): opens the room (public or private) and goes there.
 pub async fn create_room(mut req: Request<State>) -> Result<Response, Problem> {
-    let form: RoomForm = form_body(&mut req).await?;
-    let me = match form_poster(&req, &form.csrf, "/")? {
-        Ok(me) => me,
+    let (form, me) = match signed_in_post::<RoomForm>(&mut req, "/").await? {
+        Ok(posted) => posted,
         Err(redirect) => return Ok(*redirect),
     };
     let id = form.room.trim().to_owned();
@@ -304,9 +332,8 @@ struct UserForm {
 
 /// `POST /direct` (a form): the direct-message room with another user.
 pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
-    let form: UserForm = form_body(&mut req).await?;
-    let me = match form_poster(&req, &form.csrf, "/")? {
-        Ok(me) => me,
+    let (form, me) = match signed_in_post::<UserForm>(&mut req, "/").await? {
+        Ok(posted) => posted,
         Err(redirect) => return Ok(*redirect),
     };
     let direct = OpenDirect {
@@ -412,10 +439,10 @@ struct MessageForm {
 /// `POST /room/{room}` (a form, works without JavaScript): posts, then goes back to the room.
 /// A refusal re-renders the page with the reason and the refusal's status.
 pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> {
-    let form: MessageForm = form_body(&mut req).await?;
     let room = room_param(&req);
-    let me = match form_poster(&req, &form.csrf, &format!("/room/{room}"))? {
-        Ok(me) => me,
+    let (form, me) = match signed_in_post::<MessageForm>(&mut req, &format!("/room/{room}")).await?
+    {
+        Ok(posted) => posted,
         Err(redirect) => return Ok(*redirect),
     };
     let named = form
@@ -443,10 +470,9 @@ pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> 
 
 /// `POST /room/{room}/members` and `/members/remove` (forms): the owner invites or removes.
 pub async fn members(mut req: Request<State>) -> Result<Response, Problem> {
-    let form: UserForm = form_body(&mut req).await?;
     let room = room_param(&req);
-    let me = match form_poster(&req, &form.csrf, &format!("/room/{room}"))? {
-        Ok(me) => me,
+    let (form, me) = match signed_in_post::<UserForm>(&mut req, &format!("/room/{room}")).await? {
+        Ok(posted) => posted,
         Err(redirect) => return Ok(*redirect),
     };
     let change = ChangeMember {
@@ -541,8 +567,7 @@ struct CredentialsForm {
 
 /// `POST /sign-in` (a form).
 pub async fn sign_in(mut req: Request<State>) -> Result<Response, Problem> {
-    let form: CredentialsForm = form_body(&mut req).await?;
-    check_csrf(&req, &form.csrf)?;
+    let form: CredentialsForm = form_post(&mut req).await?;
     let from = client_ip(&req);
     match req
         .state()
@@ -567,8 +592,7 @@ pub async fn sign_in(mut req: Request<State>) -> Result<Response, Problem> {
 
 /// `POST /register` (a form).
 pub async fn register(mut req: Request<State>) -> Result<Response, Problem> {
-    let form: CredentialsForm = form_body(&mut req).await?;
-    check_csrf(&req, &form.csrf)?;
+    let form: CredentialsForm = form_post(&mut req).await?;
     let from = client_ip(&req);
     match req
         .state()
@@ -602,8 +626,7 @@ struct GuestForm {
 
 /// `POST /guest` (a form): a guest session for a nickname.
 pub async fn guest(mut req: Request<State>) -> Result<Response, Problem> {
-    let form: GuestForm = form_body(&mut req).await?;
-    check_csrf(&req, &form.csrf)?;
+    let form: GuestForm = form_post(&mut req).await?;
     let from = client_ip(&req);
     match req
         .state()
@@ -634,8 +657,7 @@ struct CsrfForm {
 
 /// `POST /sign-out` (a form): ends the session for real and clears the cookie.
 pub async fn sign_out(mut req: Request<State>) -> Result<Response, Problem> {
-    let form: CsrfForm = form_body(&mut req).await?;
-    check_csrf(&req, &form.csrf)?;
+    form_post::<CsrfForm>(&mut req).await?;
     if let Some(me) = Visit::of(&req).me {
         req.state().hub.identity().sign_out(me).await?;
     }

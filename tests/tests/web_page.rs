@@ -210,3 +210,27 @@ fn the_page_needs_nothing_from_outside() {
     );
     get(&server.url("/assets/nope.js")).problem(404, "no-such-asset");
 }
+
+#[test]
+fn admins_manage_members_on_the_page_as_owners_do() {
+    let server = Server::smol(&["--admins=root"]);
+    let mut ada = Browser::guest(&server, "ada");
+    let private = ada.post_form("/rooms", &[("room", "den"), ("private", "true")]);
+    assert_eq!(private.status, 303);
+    // The policy lets admins manage members; the page offers them the forms to do it.
+    let mut root = Browser::guest(&server, "root");
+    let page = root.get("/room/den");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("action=\"/room/den/members\""),
+        "an admin sees the invite form"
+    );
+    let invited = root.post_form("/room/den/members", &[("user", "bob")]);
+    assert_eq!(invited.status, 303, "{}", invited.body);
+    assert!(ada.get("/room/den").body.contains(">bob"), "bob is a member");
+    // A member who is neither owner nor admin gets no such form.
+    let mut bob = Browser::guest(&server, "bob");
+    let page = bob.get("/room/den");
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("action=\"/room/den/members\""));
+}
