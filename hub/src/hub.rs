@@ -33,9 +33,9 @@ use roomcast_store::{Journal, Progress, Retention, Store};
 use thiserror::Error;
 
 use crate::barrier::Barrier;
+use crate::delivery::{Broadcast, Delivery};
 use crate::identity::{Identity, IdentityError, IdentityOptions};
 use crate::recorder::Recorder;
-use crate::subscription::Delivery;
 
 /// Why a hub call did not return the core's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -68,14 +68,6 @@ impl Default for HubOptions {
             record_inputs: None,
         }
     }
-}
-
-/// What a room's broadcast carries: a delivery for every listener on the room, or the end of
-/// one listener's stream (core addressed it to that listener alone).
-#[derive(Debug, Clone)]
-pub(crate) enum Broadcast {
-    Room(Delivery),
-    Listener(ListenerId, CloseReason),
 }
 
 /// A request to the hub thread: plain data, and where to send the answer.

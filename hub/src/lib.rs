@@ -15,6 +15,7 @@
 
 mod args;
 mod barrier;
+mod delivery;
 pub mod edge;
 mod history;
 mod hub;
@@ -28,6 +29,7 @@ pub mod telemetry;
 pub use roomcast_identity as identity;
 
 pub use args::{CoreArgs, refuse_to_start};
+pub use delivery::Delivery;
 pub use hub::{Hub, HubError, HubOptions, StartError};
 pub use shared::{Shared, Wire};
-pub use subscription::{Delivery, Subscription};
+pub use subscription::Subscription;

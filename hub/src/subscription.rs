@@ -3,38 +3,18 @@
 use std::collections::VecDeque;
 
 use async_broadcast::{Receiver, RecvError, TryRecvError};
-use roomcast_core::{
-    CloseReason, Gap, ListenerId, OpenListener, Opened, PresenceEntry, Resume, RoomId, Seq,
-    UserName,
-};
+use roomcast_core::{CloseReason, Gap, ListenerId, OpenListener, Opened, Resume, RoomId, Seq};
 
+use crate::delivery::{Broadcast, Delivery};
 use crate::history::{CATCH_UP_CHUNK, fill_gap};
-use crate::hub::{Broadcast, Hub, HubError, ListenerGuard};
-use crate::shared::{Shared, Wire};
+use crate::hub::{Hub, HubError, ListenerGuard};
+use crate::shared::Wire;
 
 /// What a subscription still has to hand out before reading live deliveries.
 enum Pending {
     Ready(Delivery),
     /// Messages the ring no longer holds, to read from the store a chunk at a time.
     Older(Gap),
-}
-
-/// One thing to tell a listener, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// Everyone present now. Comes first on every (re)subscription; replaces what was known.
-    Presence(Vec<PresenceEntry>),
-    /// Messages after `gap.after` and before `gap.first_held` are no longer held.
-    Gap(Gap),
-    /// A message, in sequence order, each exactly once; its encodings are shared by every
-    /// listener.
-    Message(Shared),
-    /// A user opened their first listener on the room.
-    Joined(UserName),
-    /// A user closed their last listener on the room.
-    Left(UserName),
-    /// The stream ends, for this reason; nothing follows.
-    Closed(CloseReason),
 }
 
 /// An opened listener as the hub hands it over: the core's answer, its receiver, and the

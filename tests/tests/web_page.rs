@@ -227,7 +227,10 @@ fn admins_manage_members_on_the_page_as_owners_do() {
     );
     let invited = root.post_form("/room/den/members", &[("user", "bob")]);
     assert_eq!(invited.status, 303, "{}", invited.body);
-    assert!(ada.get("/room/den").body.contains(">bob"), "bob is a member");
+    assert!(
+        ada.get("/room/den").body.contains(">bob"),
+        "bob is a member"
+    );
     // A member who is neither owner nor admin gets no such form.
     let mut bob = Browser::guest(&server, "bob");
     let page = bob.get("/room/den");
