@@ -123,8 +123,11 @@ pub enum ErrorClass {
     Capacity,
     /// The caller is going too fast, or holds too much (429, `RESOURCE_EXHAUSTED`).
     RateLimited,
-    /// A position outside what exists (400, `OUT_OF_RANGE`).
+    /// A position outside what exists (409, `OUT_OF_RANGE`).
     OutOfRange,
+    /// The room is not in a state where this can be done, whoever asks (409,
+    /// `FAILED_PRECONDITION`): membership of a public room, the owner's own membership.
+    Precondition,
     /// The caller may not do this (403, `PERMISSION_DENIED`).
     Denied,
 }
@@ -146,7 +149,8 @@ impl Error {
                 ErrorClass::RateLimited
             }
             Error::ResumeAhead { .. } => ErrorClass::OutOfRange,
-            Error::IdempotencyConflict { .. } | Error::Membership(_) => ErrorClass::Conflict,
+            Error::IdempotencyConflict { .. } => ErrorClass::Conflict,
+            Error::Membership(_) => ErrorClass::Precondition,
             Error::PermissionDenied { .. } => ErrorClass::Denied,
         }
     }

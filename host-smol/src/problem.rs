@@ -95,7 +95,9 @@ impl From<Error> for Problem {
     fn from(e: Error) -> Self {
         let status = match e.class() {
             ErrorClass::NotFound => StatusCode::NotFound,
-            ErrorClass::Conflict | ErrorClass::OutOfRange => StatusCode::Conflict,
+            ErrorClass::Conflict | ErrorClass::OutOfRange | ErrorClass::Precondition => {
+                StatusCode::Conflict
+            }
             ErrorClass::TooLarge => StatusCode::PayloadTooLarge,
             ErrorClass::Capacity => StatusCode::ServiceUnavailable,
             ErrorClass::RateLimited => StatusCode::TooManyRequests,

@@ -140,6 +140,7 @@ fn refusal(e: &Error) -> Status {
     let code = match e.class() {
         ErrorClass::NotFound => Code::NotFound,
         ErrorClass::Conflict => Code::AlreadyExists,
+        ErrorClass::Precondition => Code::FailedPrecondition,
         ErrorClass::TooLarge | ErrorClass::Capacity | ErrorClass::RateLimited => {
             Code::ResourceExhausted
         }
@@ -153,7 +154,7 @@ fn refusal(e: &Error) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roomcast_core::{MessageError, Seq};
+    use roomcast_core::{MembershipError, MessageError, Seq};
     use std::time::Duration;
 
     #[test]
@@ -179,6 +180,10 @@ mod tests {
         assert_eq!(
             code(Error::Message(MessageError::Empty)),
             Code::InvalidArgument
+        );
+        assert_eq!(
+            code(Error::Membership(MembershipError::OwnerStays)),
+            Code::FailedPrecondition
         );
         assert_eq!(status(HubError::Stopped).code(), Code::Unavailable);
         let s = status(HubError::Refused(Error::Message(MessageError::Empty)));
