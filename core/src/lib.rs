@@ -136,9 +136,11 @@
 //!
 //! # Modules
 //!
-//! One concept each: [`ids`] names things, [`limits`] checks what clients send, [`policy`]
-//! decides who may do what; history, presence and rooms are internal and seen through the
-//! answers ([`HistoryPage`], [`PresenceEntry`], [`RoomSummary`]).
+//! One concept each: [`ids`] names things, [`limits`] checks what clients send and holds the
+//! token buckets, [`policy`] decides who may do what, [`record`] records and replays inputs;
+//! the commands, events, errors and the engine (split by rooms, membership, listeners and
+//! messages) are re-exported at the top. History, presence and rooms are internal and seen
+//! through the answers ([`HistoryPage`], [`PresenceEntry`], [`RoomSummary`], [`RoomView`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -43,7 +43,7 @@ pub struct Step {
     pub now: Timestamp,
     /// The input.
     pub input: Input,
-    /// The answer (for a command) and then every event drained, as [`render`] writes them.
+    /// The answer (for a command) and then every event drained, as [`render_reply`] and [`render_event`] write them.
     pub outputs: Vec<String>,
 }
 

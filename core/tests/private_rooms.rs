@@ -171,6 +171,14 @@ impl Oracle {
             .is_some_and(|r| r.members.is_some() && r.owner.as_deref() == Some(user))
     }
 
+    /// The members of a private room the rules say exists.
+    fn members_mut(&mut self, room: &str) -> &mut BTreeSet<String> {
+        self.rooms
+            .get_mut(room)
+            .and_then(|r| r.members.as_mut())
+            .expect("a private room")
+    }
+
     fn view(&self) -> BTreeMap<String, Option<BTreeSet<String>>> {
         self.rooms
             .iter()
@@ -213,11 +221,7 @@ fn run(ops: Vec<Op>) {
                 let (user, room, member) = (user_of(u), host.room_name(r), user_of(m));
                 let invited = invite(&mut core, now, user, &room, member);
                 if oracle.manages(&room, user) {
-                    let members = oracle
-                        .rooms
-                        .get_mut(&room)
-                        .and_then(|r| r.members.as_mut())
-                        .expect("private");
+                    let members = oracle.members_mut(&room);
                     assert_eq!(
                         invited,
                         Ok(members.insert(member.to_owned())),
@@ -234,11 +238,7 @@ fn run(ops: Vec<Op>) {
                 let (user, room, member) = (user_of(u), host.room_name(r), user_of(m));
                 let removed = remove_member(&mut core, now, user, &room, member);
                 if oracle.manages(&room, user) && member != user {
-                    let members = oracle
-                        .rooms
-                        .get_mut(&room)
-                        .and_then(|r| r.members.as_mut())
-                        .expect("private");
+                    let members = oracle.members_mut(&room);
                     assert_eq!(
                         removed,
                         Ok(members.remove(member)),

@@ -10,6 +10,9 @@
 //! - [`CoreArgs`], [`edge`], [`telemetry`] and [`signal`]: the flags, the connection edge
 //!   (file limit, backlog, connection cap, client addresses), logs, metrics and the shutdown
 //!   signal, which both binaries take the same way.
+//! - [`identity`]: the `roomcast-identity` crate, re-exported for the hosts.
+//! - `--record-inputs` writes what the core was given and answered; the `roomcast-replay`
+//!   binary replays it ([`roomcast_core::record`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

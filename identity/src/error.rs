@@ -53,7 +53,7 @@ pub enum AuthError {
     /// Guests are turned off on this server.
     #[error("guests are not allowed here: register or sign in")]
     GuestsOff,
-    /// A password outside [`PASSWORD_CHARS`].
+    /// A password outside [`PASSWORD_CHARS`](crate::PASSWORD_CHARS).
     #[error("a password must be 8 to 256 characters long")]
     BadPassword,
     /// A name that breaks the user-name rules.

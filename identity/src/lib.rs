@@ -20,9 +20,9 @@
 //! hashing on one thread per core with a bounded queue.
 //!
 //! The rules sit in modules of their own, on time passed in: who holds which name
-//! ([`names`]), which sessions live ([`sessions`]), what an address may still try
-//! ([`attempts`], core's [`RateLimiter`](roomcast_core::RateLimiter)). Hashing
-//! ([`hashing`]) and token signing ([`tokens`]) are the edge; [`Identity`] ties them to the
+//! (`names.rs`), which sessions live (`sessions.rs`), what an address may still try
+//! (`attempts.rs`, core's [`RateLimiter`](roomcast_core::RateLimiter)). Hashing
+//! (`hashing.rs`) and token signing (`tokens.rs`) are the edge; [`Identity`] ties them to the
 //! store and reads the clock once per call.
 
 #![forbid(unsafe_code)]
@@ -120,7 +120,7 @@ impl Default for IdentityOptions {
 /// Accounts, sessions, guest names and token keys. Shared by every connection. Password work
 /// runs on the hashing threads; store writes on the blocking pool; both through the async
 /// methods here, so hosts never block their runtime. Each public call reads the wall clock
-/// once and hands that time to the rules ([`Names`], [`Sessions`], [`Attempts`]).
+/// once and hands that time to the rules (`Names`, `Sessions`, `Attempts`).
 pub struct Identity {
     encoding: EncodingKey,
     decoding: DecodingKey,
