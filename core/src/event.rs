@@ -147,10 +147,13 @@ impl CloseReason {
     }
 
     /// Why a listener that fell behind ends when reopening it is refused: a room that is gone
-    /// was deleted, a room it may no longer read means its user was removed.
+    /// was deleted; a room that is behind the listener's own last message was deleted and made
+    /// again; a room it may no longer read means its user was removed.
     pub fn of_refused_reopen(error: Error) -> Self {
         match error {
-            Error::RoomNotFound { .. } => CloseReason::Deleted { by: None },
+            Error::RoomNotFound { .. } | Error::ResumeAhead { .. } => {
+                CloseReason::Deleted { by: None }
+            }
             Error::PermissionDenied { .. } => CloseReason::Removed,
             error @ (Error::InvalidRoomId(_)
             | Error::InvalidUserName(_)
@@ -161,7 +164,6 @@ impl CloseReason {
             | Error::ServerFull { .. }
             | Error::TooManyUserListeners { .. }
             | Error::RateLimited { .. }
-            | Error::ResumeAhead { .. }
             | Error::IdempotencyConflict { .. }
             | Error::Membership(_)) => CloseReason::Refused(error),
         }

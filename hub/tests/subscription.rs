@@ -608,3 +608,48 @@ fn removing_a_member_ends_their_streams_at_once() {
         assert!(matches!(ada.next().await, Some(Delivery::Message(_))));
     });
 }
+
+#[test]
+fn a_listener_that_missed_its_room_being_remade_is_told_it_was_deleted() {
+    block_on(async {
+        let hub = hub(10, 4, None);
+        create(&hub, "lobby").await;
+        let mut slow = hub
+            .subscribe(listen("slow", "lobby", Resume::Live), Wire::Sse)
+            .await
+            .unwrap();
+        for n in 1..=3 {
+            post(&hub, "lobby", format!("m{n}")).await;
+        }
+        assert_eq!(next_message(&mut slow).await, Some(Seq(1)));
+        assert_eq!(next_message(&mut slow).await, Some(Seq(2)));
+        // It falls behind, the room is deleted and made again with fewer messages than it has
+        // seen: its resync finds the room behind its own last message. That is a deletion, and
+        // the stream says so (it said "shutdown" before).
+        for n in 4..=12 {
+            post(&hub, "lobby", format!("m{n}")).await;
+        }
+        let delete = DeleteRoom {
+            user: "ada".into(),
+            room: "lobby".into(),
+        };
+        hub.ask(delete).await.unwrap();
+        create(&hub, "lobby").await;
+        post(&hub, "lobby", "new".into()).await;
+        let ending = async {
+            let mut last = None;
+            while let Some(delivery) = slow.next().await {
+                last = Some(delivery);
+            }
+            last
+        };
+        let timeout = async {
+            async_io::Timer::after(PATIENCE).await;
+            panic!("the stream did not end within the patience")
+        };
+        assert_eq!(
+            futures_lite::future::or(ending, timeout).await,
+            Some(Delivery::Closed(CloseReason::Deleted { by: None }))
+        );
+    });
+}
