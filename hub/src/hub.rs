@@ -499,11 +499,17 @@ impl Driver {
         recorded: Option<Input>,
         reply: Option<&Result<Reply, Error>>,
     ) {
-        let events: Vec<Event> = std::iter::from_fn(|| self.core.poll_event()).collect();
-        if let (Some(recorder), Some(input)) = (&mut self.recorder, recorded) {
-            recorder.write(now, input, reply, &events);
+        if let (Some(_), Some(input)) = (&self.recorder, recorded) {
+            let events: Vec<Event> = std::iter::from_fn(|| self.core.poll_event()).collect();
+            if let Some(recorder) = &mut self.recorder {
+                recorder.write(now, input, reply, &events);
+            }
+            for event in events {
+                self.output(event);
+            }
+            return;
         }
-        for event in events {
+        while let Some(event) = self.core.poll_event() {
             self.output(event);
         }
     }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use roomcast_e2e::{PATIENCE, Server, get};
+use roomcast_e2e::{PATIENCE, Server, get, say};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -171,6 +171,14 @@ async fn a_message_posted_in_one_browser_appears_in_another() {
     assert_eq!(
         get(&server.url("/api/v1/rooms/browsers/messages")).json()["messages"][0]["text"],
         text
+    );
+    // Once means once: after a second message arrives, the first is still there only once.
+    say(&server, "browsers", "ada", "second");
+    let seen = wait_for(&bob, "the second message", "const t = [...document.querySelectorAll('#messages .message .text')].map(p => p.textContent); return t.length >= 2 ? t : null;").await;
+    assert_eq!(
+        seen,
+        json!([text, "second"]),
+        "each message exactly once, in order"
     );
 
     if let Ok(dir) = std::env::var("ROOMCAST_SCREENSHOTS") {

@@ -91,11 +91,25 @@ fn forms_without_the_csrf_token_are_refused() {
     let mut stranger = Browser::new(&server);
     let refused = stranger.post_form("/guest", &[("nickname", "mallory"), ("csrf", "x")]);
     assert_eq!(refused.status, 403);
+    // None of the refused forms did anything: no message, no room, no direct room, and zoe is
+    // still signed in.
     assert!(
         get(&server.url("/api/v1/rooms/guarded/messages")).json()["messages"]
             .as_array()
             .unwrap()
             .is_empty()
+    );
+    assert_eq!(get(&server.url("/api/v1/rooms/other")).status, 404);
+    let rooms = get(&server.url("/api/v1/rooms?user=ada")).json();
+    assert!(
+        !rooms.to_string().contains("dm-"),
+        "no direct room was made: {rooms}"
+    );
+    // Signed out, the page would send her to sign in (303).
+    assert_eq!(
+        zoe.get("/room/guarded").status,
+        200,
+        "zoe is still signed in"
     );
 }
 
