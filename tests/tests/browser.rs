@@ -173,7 +173,7 @@ async fn a_message_posted_in_one_browser_appears_in_another() {
         text
     );
     // Once means once: after a second message arrives, the first is still there only once.
-    say(&server, "browsers", "ada", "second");
+    say(&server, "browsers", "cy", "second");
     let seen = wait_for(&bob, "the second message", "const t = [...document.querySelectorAll('#messages .message .text')].map(p => p.textContent); return t.length >= 2 ? t : null;").await;
     assert_eq!(
         seen,
