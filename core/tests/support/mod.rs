@@ -65,11 +65,11 @@ pub fn user(name: &str) -> UserName {
     UserName::parse(name, 32).unwrap()
 }
 
-pub fn create_room(
+fn create(
     core: &mut Core,
     now: Timestamp,
-    user: &str,
-    room: &str,
+    (user, room): (&str, &str),
+    private: bool,
 ) -> Result<Created, Error> {
     let (user, room) = (user.into(), room.into());
     core.ask(
@@ -77,9 +77,18 @@ pub fn create_room(
         CreateRoom {
             user,
             room,
-            private: false,
+            private,
         },
     )
+}
+
+pub fn create_room(
+    core: &mut Core,
+    now: Timestamp,
+    user: &str,
+    room: &str,
+) -> Result<Created, Error> {
+    create(core, now, (user, room), false)
 }
 
 pub fn create_private_room(
@@ -88,15 +97,7 @@ pub fn create_private_room(
     user: &str,
     room: &str,
 ) -> Result<Created, Error> {
-    let (user, room) = (user.into(), room.into());
-    core.ask(
-        now,
-        CreateRoom {
-            user,
-            room,
-            private: true,
-        },
-    )
+    create(core, now, (user, room), true)
 }
 
 pub fn open_direct(
