@@ -147,6 +147,18 @@ pub enum Op {
         /// Index into [`ROOMS`] to list after, if any.
         after: Option<u8>,
     },
+    /// Add or remove a member. The simulation's rooms are public, so this is always refused;
+    /// the model checks it is refused for the right reason, in core's order.
+    Member {
+        /// Index into [`USERS`]: who asks.
+        user: u8,
+        /// Index into [`ROOMS`].
+        room: u8,
+        /// Index into [`USERS`]: whom it is about.
+        member: u8,
+        /// Add (else remove).
+        add: bool,
+    },
     /// Honour the deadline if it is due.
     Timeout,
 }
@@ -511,6 +523,33 @@ impl Harness {
                     .cloned()
                     .collect();
                 assert_eq!(got, want, "rooms after {after:?}");
+            }
+            Op::Member {
+                user,
+                room,
+                member,
+                add,
+            } => {
+                let (user, room, member) =
+                    (pick(&USERS, user), pick(&ROOMS, room), pick(&USERS, member));
+                let r = self.ask(crate::command::ChangeMember {
+                    user: user.to_owned(),
+                    room: room.to_owned(),
+                    member: member.to_owned(),
+                    change: if add {
+                        crate::command::MemberChange::Add
+                    } else {
+                        crate::command::MemberChange::Remove
+                    },
+                });
+                let want = Self::name_refusal(user, room)
+                    .or_else(|| (member == USERS[3]).then_some("invalid-user-name"))
+                    .or_else(|| match self.model.rooms.get(room) {
+                        None => Some("room-not-found"),
+                        Some(mr) if mr.owner != user => Some("permission-denied"),
+                        Some(_) => Some("membership"),
+                    });
+                assert_eq!(code(&r), want, "member {member} of {room} by {user}: {r:?}");
             }
             Op::Timeout => {
                 let Some(due) = self.core.poll_timeout() else {
@@ -1027,6 +1066,7 @@ mod tests {
             1 => (idx(), 0u8..3, 0u8..12, 0u8..6).prop_map(|(room, cursor, at, limit)| Op::History { room, cursor, at, limit }),
             1 => idx().prop_map(|room| Op::Presence { room }),
             1 => proptest::option::of(idx()).prop_map(|after| Op::List { after }),
+            1 => (idx(), idx(), idx(), any::<bool>()).prop_map(|(user, room, member, add)| Op::Member { user, room, member, add }),
             1 => Just(Op::Timeout),
         ]
     }
@@ -1065,6 +1105,12 @@ mod tests {
                 });
             }
             ops.push(Op::Close { listener: i / 2 });
+            ops.push(Op::Member {
+                user: i,
+                room: i,
+                member: i + 1,
+                add: i % 2 == 0,
+            });
             ops.push(Op::Advance { ms: 700 });
             ops.push(Op::Timeout);
         }
@@ -1089,6 +1135,8 @@ mod tests {
             "message-too-large",
             "resume-ahead",
             "idempotency-conflict",
+            "membership",
+            "permission-denied",
         ] {
             assert!(
                 stats.refused.get(limit).is_some_and(|n| *n > 0),
