@@ -202,6 +202,8 @@ impl CoreArgs {
                 every: self.sign_up_interval,
             }),
             max_name_chars: Limits::default().user_name_max_chars,
+            // An admin is whoever holds the name: never a guest.
+            reserved: self.admins.iter().cloned().collect(),
             ..IdentityOptions::default()
         })
     }

@@ -95,6 +95,8 @@ pub struct IdentityOptions {
     pub hashing_threads: usize,
     /// The longest user name, in characters (core's limit).
     pub max_name_chars: usize,
+    /// Names only an account may hold (the admins): a guest's nickname is anyone's claim.
+    pub reserved: HashSet<String>,
 }
 
 impl Default for IdentityOptions {
@@ -113,6 +115,7 @@ impl Default for IdentityOptions {
             }),
             hashing_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_name_chars: roomcast_core::Limits::default().user_name_max_chars,
+            reserved: HashSet::new(),
         }
     }
 }
@@ -264,8 +267,11 @@ impl Identity {
             if !self.options.guests {
                 return Err(AuthError::GuestsOff);
             }
-            // A name registered since the guest took it belongs to its account now.
-            if read(&self.names).is_registered(&claims.sub) {
+            // A name registered since the guest took it belongs to its account now, and a
+            // reserved name never was a guest's.
+            if read(&self.names).is_registered(&claims.sub)
+                || self.options.reserved.contains(&claims.sub)
+            {
                 return Err(AuthError::Revoked);
             }
         }
@@ -462,7 +468,7 @@ impl Identity {
         let until = now.saturating_add(ttl + GUEST_NAME_GRACE);
         {
             let mut names = write(&self.names);
-            if names.is_taken(&name, now) {
+            if names.is_taken(&name, now) || self.options.reserved.contains(&name) {
                 return Err(AuthError::NameTaken(name));
             }
             names.hold(name.clone(), until, now);
@@ -644,6 +650,26 @@ mod tests {
             register(&id, "", "long enough"),
             Err(AuthError::InvalidName(_))
         ));
+    }
+
+    #[test]
+    fn an_admins_name_is_never_a_guests() {
+        let reserved = IdentityOptions {
+            reserved: HashSet::from(["root".to_owned()]),
+            ..options()
+        };
+        // A guest token for the name, minted with the secret (no session to look up).
+        let before = mint(&serde_json::json!({
+            "sub": "root", "exp": unix_seconds() + 60, "guest": true
+        }));
+        let id = identity(reserved);
+        assert_eq!(
+            guest(&id, "root"),
+            Err(AuthError::NameTaken("root".into()))
+        );
+        assert!(matches!(id.verify(&before), Err(AuthError::Revoked)));
+        let account = register(&id, "root", "correct horse").unwrap();
+        assert_eq!(id.verify(&account.token).unwrap().user, "root");
     }
 
     #[test]

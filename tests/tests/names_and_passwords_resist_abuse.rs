@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use roomcast_e2e::grpc::{client, with_token};
 use roomcast_e2e::raw::{RawConn, RawResponse};
-use roomcast_e2e::{Answer, Server, request_with};
+use roomcast_e2e::{Answer, Server, post_json, request_with};
 use roomcast_proto::v1 as pb;
 use serde_json::{Value, json};
 use tonic::Code;
@@ -359,4 +359,22 @@ async fn grpc_guest_names_are_exclusive_too() {
     // Each call has its access line, with its outcome.
     let line = server.wait_for_log("method=/roomcast.v1.Chat/Guest status=AlreadyExists");
     assert!(line.contains("client=127.0.0.1"), "{line}");
+}
+
+#[test]
+fn a_guest_cannot_take_an_admins_name() {
+    // Admins are named by --admins; a guest is anyone who types a nickname. Were the nickname
+    // free, a stranger would be an admin.
+    let server = Server::smol(&["--admins=root"]);
+    let guest = post_json(
+        &server.url("/api/v1/auth/guest"),
+        &json!({"nickname": "root"}),
+    );
+    guest.problem(409, "name-taken");
+    // The admin signs up as an account (before exposing the server), and is one.
+    let account = post_json(
+        &server.url("/api/v1/auth/register"),
+        &json!({"name": "root", "password": "a long password"}),
+    );
+    assert_eq!(account.status, 201, "{}", account.body);
 }
