@@ -663,10 +663,7 @@ mod tests {
             "sub": "root", "exp": unix_seconds() + 60, "guest": true
         }));
         let id = identity(reserved);
-        assert_eq!(
-            guest(&id, "root"),
-            Err(AuthError::NameTaken("root".into()))
-        );
+        assert_eq!(guest(&id, "root"), Err(AuthError::NameTaken("root".into())));
         assert!(matches!(id.verify(&before), Err(AuthError::Revoked)));
         let account = register(&id, "root", "correct horse").unwrap();
         assert_eq!(id.verify(&account.token).unwrap().user, "root");
