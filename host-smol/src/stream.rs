@@ -29,7 +29,7 @@ pub async fn subscribe(
         create_if_missing: create,
         replacing: None,
     };
-    Ok(req.state().hub.subscribe(open, wire).await?)
+    Ok(Subscription::open(&req.state().hub, open, wire).await?)
 }
 
 /// Where a stream resumes: after `Last-Event-ID`, else `?since=`, else live.

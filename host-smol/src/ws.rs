@@ -88,7 +88,7 @@ pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
         Some(_) => {
             let user = actor(&req)?;
             let open = listen(&user, &room, resume);
-            let subscription = hub.subscribe(open, Wire::WebSocket).await?;
+            let subscription = Subscription::open(&hub, open, Wire::WebSocket).await?;
             (Some(subscription), Some(user))
         }
         None => (None, None),
@@ -362,13 +362,16 @@ async fn first_frame_auth(
         refusal(None, problem.code, problem.detail)
     })?;
     who.user = caller.user;
-    who.hub
-        .subscribe(listen(&who.user, &who.room, resume), Wire::WebSocket)
-        .await
-        .map_err(|e| {
-            let problem = Problem::from(e);
-            refusal(None, problem.code, problem.detail)
-        })
+    Subscription::open(
+        &who.hub,
+        listen(&who.user, &who.room, resume),
+        Wire::WebSocket,
+    )
+    .await
+    .map_err(|e| {
+        let problem = Problem::from(e);
+        refusal(None, problem.code, problem.detail)
+    })
 }
 
 /// Opens `user`'s listener on `room` (never creating it).

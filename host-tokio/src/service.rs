@@ -12,7 +12,7 @@ use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::identity::bearer;
 use roomcast_hub::identity::{AuthError, Caller};
 use roomcast_hub::telemetry::Access;
-use roomcast_hub::{Hub, Wire};
+use roomcast_hub::{Hub, Subscription, Wire};
 use roomcast_proto::EncodedEvent;
 use roomcast_proto::fast::chat_server::Chat;
 use roomcast_proto::v1 as pb;
@@ -301,7 +301,9 @@ impl Chat for Service {
             create_if_missing: false,
             replacing: None,
         };
-        let subscription = self.hub.subscribe(open, Wire::Grpc).await.map_err(status)?;
+        let subscription = Subscription::open(&self.hub, open, Wire::Grpc)
+            .await
+            .map_err(status)?;
         let gauge = roomcast_hub::telemetry::ConnectionGauge::new("grpc");
         // h2 flow control polls this only when the client has room: a slow client's
         // subscription falls behind and is resynced, and nobody else waits for it.

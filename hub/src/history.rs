@@ -3,37 +3,14 @@
 
 use std::sync::Arc;
 
-use roomcast_core::{Cursor, Gap, History, HistoryPage, Message, RoomId, Seq};
+use roomcast_core::{Cursor, Gap, HistoryPage, Message, RoomId};
 use roomcast_store::{Store, StoreError};
-
-use crate::hub::{Hub, HubError};
 
 /// Messages read from the store at a time while a listener catches up.
 pub(crate) const CATCH_UP_CHUNK: usize = 500;
 
-impl Hub {
-    /// A page of a room's history, oldest first: the core's answer, completed from the store
-    /// where the ring ends.
-    pub async fn history(&self, history: History) -> Result<HistoryPage, HubError> {
-        let cursor = history.cursor;
-        let page = self.ask(history).await?;
-        let Some(store) = self.store().cloned() else {
-            return Ok(page);
-        };
-        if page.first_held <= Seq(1) {
-            return Ok(page); // The ring holds the whole room.
-        }
-        let fallback = page.clone();
-        let extended = blocking::unblock(move || complete(&store, cursor, page)).await;
-        Ok(extended.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "reading older history failed; answering from memory");
-            fallback
-        }))
-    }
-}
-
 /// Completes `page` (core's answer for `cursor`) with what the store holds before the ring.
-fn complete(
+pub(crate) fn complete(
     store: &Store,
     cursor: Cursor,
     mut page: HistoryPage,

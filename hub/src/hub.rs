@@ -26,14 +26,15 @@ use async_broadcast::{InactiveReceiver, Receiver, Sender};
 use futures_lite::FutureExt;
 use roomcast_core::record::Input;
 use roomcast_core::{
-    Ask, CloseListener, CloseReason, Command, Config, Core, Error, Event, ListenerId, Reply,
-    RoomId, Stats, Timestamp,
+    Ask, CloseListener, CloseReason, Command, Config, Core, Error, Event, History, HistoryPage,
+    ListenerId, OpenListener, Opened, Reply, RoomId, Seq, Stats, Timestamp,
 };
 use roomcast_store::{Journal, Progress, Retention, Store};
 use thiserror::Error;
 
 use crate::barrier::Barrier;
 use crate::delivery::{Broadcast, Delivery};
+use crate::history;
 use crate::identity::{Identity, IdentityError, IdentityOptions};
 use crate::recorder::Recorder;
 
@@ -103,6 +104,15 @@ impl std::fmt::Debug for Hub {
             .field("store", &self.store.as_ref().map(|s| s.path().to_owned()))
             .finish_non_exhaustive()
     }
+}
+
+/// An opened listener as the hub hands it over: the core's answer, its receiver, and the
+/// guard that closes it. If the caller has gone by the time this arrives (its connection
+/// dropped mid-request), dropping it closes the listener, so none is ever left behind.
+pub(crate) struct Opening {
+    pub(crate) opened: Opened,
+    pub(crate) receiver: Receiver<Broadcast>,
+    pub(crate) guard: ListenerGuard,
 }
 
 /// Closes a listener when dropped. `Drop` cannot wait, so closes have their own unbounded
@@ -259,6 +269,41 @@ impl Hub {
             .await
             .map_err(|_| HubError::Stopped)?;
         rx.recv().await.map_err(|_| HubError::Stopped)
+    }
+
+    /// A page of a room's history, oldest first: the core's answer, completed from the store
+    /// where the ring ends.
+    pub async fn history(&self, history: History) -> Result<HistoryPage, HubError> {
+        let cursor = history.cursor;
+        let page = self.ask(history).await?;
+        let Some(store) = self.store().cloned() else {
+            return Ok(page);
+        };
+        if page.first_held <= Seq(1) {
+            return Ok(page); // The ring holds the whole room.
+        }
+        let fallback = page.clone();
+        let extended = blocking::unblock(move || history::complete(&store, cursor, page)).await;
+        Ok(extended.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading older history failed; answering from memory");
+            fallback
+        }))
+    }
+
+    /// Opens a listener (the command says on which room, for whom, from where, and whether it
+    /// replaces one) and hands it over with its receiver.
+    pub(crate) async fn open(&self, open: OpenListener) -> Result<Opening, HubError> {
+        let answer = self.send(open.into()).await?;
+        let opened = Hub::typed::<OpenListener>(answer.reply)?;
+        // An answer to an opened listener always carries its receiver and guard.
+        let (receiver, guard) = answer
+            .opened
+            .expect("an opened listener comes with its receiver");
+        Ok(Opening {
+            opened,
+            receiver,
+            guard,
+        })
     }
 
     /// The core's counters.

@@ -7,7 +7,7 @@ use roomcast_core::{CloseReason, Gap, ListenerId, OpenListener, Opened, Resume, 
 
 use crate::delivery::{Broadcast, Delivery};
 use crate::history::{CATCH_UP_CHUNK, fill_gap};
-use crate::hub::{Hub, HubError, ListenerGuard};
+use crate::hub::{Hub, HubError, ListenerGuard, Opening};
 use crate::shared::Wire;
 
 /// What a subscription still has to hand out before reading live deliveries.
@@ -15,33 +15,6 @@ enum Pending {
     Ready(Delivery),
     /// Messages the ring no longer holds, to read from the store a chunk at a time.
     Older(Gap),
-}
-
-/// An opened listener as the hub hands it over: the core's answer, its receiver, and the
-/// guard that closes it. If the caller has gone by the time this arrives (its connection
-/// dropped mid-request), dropping it closes the listener, so none is ever left behind.
-struct Opening {
-    opened: Opened,
-    receiver: Receiver<Broadcast>,
-    guard: ListenerGuard,
-}
-
-impl Hub {
-    /// Opens a listener (the command says on which room, for whom, from where, and whether it
-    /// replaces one) and hands it over with its receiver.
-    async fn open(&self, open: OpenListener) -> Result<Opening, HubError> {
-        let answer = self.send(open.into()).await?;
-        let opened = Hub::typed::<OpenListener>(answer.reply)?;
-        // An answer to an opened listener always carries its receiver and guard.
-        let (receiver, guard) = answer
-            .opened
-            .expect("an opened listener comes with its receiver");
-        Ok(Opening {
-            opened,
-            receiver,
-            guard,
-        })
-    }
 }
 
 /// A listener on a room. Yields a presence snapshot, what it missed (from the store where the
@@ -79,22 +52,18 @@ impl std::fmt::Debug for Subscription {
     }
 }
 
-impl Hub {
+impl Subscription {
     /// Opens a listener as `open` says and streams it. `wire` labels its metrics.
-    pub async fn subscribe(
-        &self,
-        open: OpenListener,
-        wire: Wire,
-    ) -> Result<Subscription, HubError> {
+    pub async fn open(hub: &Hub, open: OpenListener, wire: Wire) -> Result<Subscription, HubError> {
         let user = open.user.clone();
         let Opening {
             opened,
             receiver,
             guard,
-        } = self.open(open).await?;
+        } = hub.open(open).await?;
         let transport = wire.label();
         let mut subscription = Subscription {
-            hub: self.clone(),
+            hub: hub.clone(),
             user,
             room: opened.room.clone(),
             guard,
@@ -110,9 +79,7 @@ impl Hub {
         subscription.load(opened);
         Ok(subscription)
     }
-}
 
-impl Subscription {
     /// The room listened to.
     pub fn room(&self) -> &RoomId {
         &self.room

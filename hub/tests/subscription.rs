@@ -135,12 +135,10 @@ async fn next_message(sub: &mut Subscription) -> Option<Seq> {
 fn listeners_receive_presence_then_every_message_in_order() {
     both(100, 64, |hub| async move {
         create(&hub, "lobby").await;
-        let mut a = hub
-            .subscribe(listen("ada", "lobby", Resume::Live), Wire::Sse)
+        let mut a = Subscription::open(&hub, listen("ada", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
-        let mut b = hub
-            .subscribe(listen("bob", "lobby", Resume::Live), Wire::Sse)
+        let mut b = Subscription::open(&hub, listen("bob", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         match b.next().await {
@@ -182,10 +180,13 @@ fn resume_hands_over_from_backlog_to_live_while_others_post() {
                 })
             })
         };
-        let mut sub = hub
-            .subscribe(listen("bob", "lobby", Resume::After(Seq(10))), Wire::Sse)
-            .await
-            .unwrap();
+        let mut sub = Subscription::open(
+            &hub,
+            listen("bob", "lobby", Resume::After(Seq(10))),
+            Wire::Sse,
+        )
+        .await
+        .unwrap();
         let mut seen = Vec::new();
         while seen.len() < 240 {
             seen.push(next_message(&mut sub).await.expect("stream open").0);
@@ -199,14 +200,13 @@ fn resume_hands_over_from_backlog_to_live_while_others_post() {
 fn a_slow_listener_is_resynced_from_history_without_holding_the_room() {
     both(1000, 4, |hub| async move {
         create(&hub, "lobby").await;
-        let mut slow = hub
-            .subscribe(listen("slow", "lobby", Resume::Live), Wire::Sse)
+        let mut slow = Subscription::open(&hub, listen("slow", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
-        let mut watcher = hub
-            .subscribe(listen("watcher", "lobby", Resume::Live), Wire::Sse)
-            .await
-            .unwrap();
+        let mut watcher =
+            Subscription::open(&hub, listen("watcher", "lobby", Resume::Live), Wire::Sse)
+                .await
+                .unwrap();
         // Far more than the room buffer, while the slow listener reads nothing: posting never waits.
         for n in 1..=100 {
             post(&hub, "lobby", format!("m{n}")).await;
@@ -242,8 +242,7 @@ fn a_listener_further_behind_than_history_is_told_of_the_gap() {
     block_on(async {
         let hub = hub(10, 4, None);
         create(&hub, "lobby").await;
-        let mut slow = hub
-            .subscribe(listen("slow", "lobby", Resume::Live), Wire::Sse)
+        let mut slow = Subscription::open(&hub, listen("slow", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         for n in 1..=30 {
@@ -280,8 +279,7 @@ fn draining_without_waiting_never_skips_past_an_overflow() {
     block_on(async {
         let hub = hub(10, 4, None);
         create(&hub, "lobby").await;
-        let mut slow = hub
-            .subscribe(listen("slow", "lobby", Resume::Live), Wire::Sse)
+        let mut slow = Subscription::open(&hub, listen("slow", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         for n in 1..=30 {
@@ -322,12 +320,11 @@ fn draining_without_waiting_never_skips_past_an_overflow() {
 fn deleting_a_room_ends_its_streams_and_dropping_a_listener_leaves() {
     both(100, 64, |hub| async move {
         create(&hub, "lobby").await;
-        let mut watcher = hub
-            .subscribe(listen("watcher", "lobby", Resume::Live), Wire::Sse)
-            .await
-            .unwrap();
-        let bob = hub
-            .subscribe(listen("bob", "lobby", Resume::Live), Wire::Sse)
+        let mut watcher =
+            Subscription::open(&hub, listen("watcher", "lobby", Resume::Live), Wire::Sse)
+                .await
+                .unwrap();
+        let bob = Subscription::open(&hub, listen("bob", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         drop(bob);
@@ -347,9 +344,7 @@ fn deleting_a_room_ends_its_streams_and_dropping_a_listener_leaves() {
             other => panic!("expected the end, got {other:?}"),
         }
         assert_eq!(watcher.next().await, None);
-        let gone = hub
-            .subscribe(listen("bob", "lobby", Resume::Live), Wire::Sse)
-            .await;
+        let gone = Subscription::open(&hub, listen("bob", "lobby", Resume::Live), Wire::Sse).await;
         assert!(matches!(
             gone,
             Err(HubError::Refused(Error::RoomNotFound { .. }))
@@ -362,12 +357,10 @@ fn shutdown_ends_every_stream_and_refuses_new_calls() {
     both(100, 64, |hub| async move {
         create(&hub, "lobby").await;
         create(&hub, "dev").await;
-        let mut a = hub
-            .subscribe(listen("ada", "lobby", Resume::Live), Wire::Sse)
+        let mut a = Subscription::open(&hub, listen("ada", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
-        let mut b = hub
-            .subscribe(listen("bob", "dev", Resume::Live), Wire::Sse)
+        let mut b = Subscription::open(&hub, listen("bob", "dev", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         hub.shutdown().await;
@@ -423,7 +416,8 @@ fn a_subscribe_abandoned_mid_request_leaves_no_listener_behind() {
         for _ in 0..20 {
             // Send the request, then drop it before the answer is read (a client hanging up).
             // Rarely the hub answers within the first poll; that subscription is dropped too.
-            let pending = hub.subscribe(listen("ghost", "lobby", Resume::Live), Wire::Sse);
+            let pending =
+                Subscription::open(&hub, listen("ghost", "lobby", Resume::Live), Wire::Sse);
             if futures_lite::future::poll_once(Box::pin(pending))
                 .await
                 .is_none()
@@ -475,10 +469,13 @@ fn with_a_store_a_resume_older_than_the_ring_is_served_from_disk() {
         let hub = hub(10, 4, Some(dir.path()));
         fill(&hub, "lobby", 1200).await;
         // More than one store chunk, then the ring, then live: no gap at all.
-        let mut sub = hub
-            .subscribe(listen("late", "lobby", Resume::After(Seq(3))), Wire::Sse)
-            .await
-            .unwrap();
+        let mut sub = Subscription::open(
+            &hub,
+            listen("late", "lobby", Resume::After(Seq(3))),
+            Wire::Sse,
+        )
+        .await
+        .unwrap();
         post(&hub, "lobby", "live".into()).await;
         let got = messages_and_gaps(&mut sub, 1198).await;
         let want: Vec<String> = (4..=1201).map(|n| n.to_string()).collect();
@@ -532,10 +529,13 @@ fn a_restarted_hub_continues_numbering_and_resumes_exactly() {
     });
     block_on(async {
         let hub = hub(5, 64, Some(dir.path()));
-        let mut sub = hub
-            .subscribe(listen("bob", "lobby", Resume::After(Seq(9))), Wire::Sse)
-            .await
-            .unwrap();
+        let mut sub = Subscription::open(
+            &hub,
+            listen("bob", "lobby", Resume::After(Seq(9))),
+            Wire::Sse,
+        )
+        .await
+        .unwrap();
         // A retry finds its message again across the restart.
         let keyed = keyed_submit();
         let retry = hub.ask(keyed).await.unwrap();
@@ -548,10 +548,13 @@ fn a_restarted_hub_continues_numbering_and_resumes_exactly() {
         );
         let summary = hub.ask(view("ada", "lobby")).await.unwrap().room;
         assert_eq!((summary.latest, summary.first_held), (Seq(13), Seq(9)));
-        let mut from_start = hub
-            .subscribe(listen("cy", "lobby", Resume::After(Seq::ZERO)), Wire::Sse)
-            .await
-            .unwrap();
+        let mut from_start = Subscription::open(
+            &hub,
+            listen("cy", "lobby", Resume::After(Seq::ZERO)),
+            Wire::Sse,
+        )
+        .await
+        .unwrap();
         let got = messages_and_gaps(&mut from_start, 13).await;
         assert_eq!(got, (1..=13).map(|n| n.to_string()).collect::<Vec<_>>());
         hub.shutdown().await;
@@ -568,17 +571,13 @@ fn removing_a_member_ends_their_streams_at_once() {
         hub.ask(member("den", "bob", MemberChange::Add))
             .await
             .unwrap();
-        let mut bob = hub
-            .subscribe(listen("bob", "den", Resume::Live), Wire::Sse)
+        let mut bob = Subscription::open(&hub, listen("bob", "den", Resume::Live), Wire::Sse)
             .await
             .unwrap();
-        let mut ada = hub
-            .subscribe(listen("ada", "den", Resume::Live), Wire::Sse)
+        let mut ada = Subscription::open(&hub, listen("ada", "den", Resume::Live), Wire::Sse)
             .await
             .unwrap();
-        let outsider = hub
-            .subscribe(listen("cy", "den", Resume::Live), Wire::Sse)
-            .await;
+        let outsider = Subscription::open(&hub, listen("cy", "den", Resume::Live), Wire::Sse).await;
         assert!(matches!(
             outsider,
             Err(HubError::Refused(Error::PermissionDenied { .. }))
@@ -614,8 +613,7 @@ fn a_listener_that_missed_its_room_being_remade_is_told_it_was_deleted() {
     block_on(async {
         let hub = hub(10, 4, None);
         create(&hub, "lobby").await;
-        let mut slow = hub
-            .subscribe(listen("slow", "lobby", Resume::Live), Wire::Sse)
+        let mut slow = Subscription::open(&hub, listen("slow", "lobby", Resume::Live), Wire::Sse)
             .await
             .unwrap();
         for n in 1..=3 {
