@@ -108,7 +108,8 @@ pub enum MembershipError {
     DirectWithSelf,
 }
 
-/// The broad kind of a refusal, for picking an HTTP status or gRPC code.
+/// The broad kind of a refusal, for picking an HTTP status or gRPC code: one vocabulary for
+/// every refusal a host maps (core's, and identity's, which adds the last two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// The request itself is malformed (400, `INVALID_ARGUMENT`).
@@ -130,6 +131,10 @@ pub enum ErrorClass {
     Precondition,
     /// The caller may not do this (403, `PERMISSION_DENIED`).
     Denied,
+    /// The caller is not who they need to be signed in as (401, `UNAUTHENTICATED`); identity's.
+    Unauthenticated,
+    /// The server cannot do this now, try again (503, `UNAVAILABLE`); identity's.
+    Unavailable,
 }
 
 impl Error {

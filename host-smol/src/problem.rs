@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use roomcast_core::{Error, ErrorClass};
 use roomcast_hub::HubError;
-use roomcast_hub::identity::{AuthClass, AuthError};
+use roomcast_hub::identity::AuthError;
 use serde::{Deserialize, Serialize};
 use tide::{Response, StatusCode};
 use utoipa::ToSchema;
@@ -91,19 +91,24 @@ impl From<Problem> for Response {
     }
 }
 
+/// The status each class of refusal gets: one table for core's and identity's refusals.
+fn status(class: ErrorClass) -> StatusCode {
+    match class {
+        ErrorClass::Invalid => StatusCode::BadRequest,
+        ErrorClass::Unauthenticated => StatusCode::Unauthorized,
+        ErrorClass::Denied => StatusCode::Forbidden,
+        ErrorClass::NotFound => StatusCode::NotFound,
+        ErrorClass::Conflict | ErrorClass::OutOfRange | ErrorClass::Precondition => {
+            StatusCode::Conflict
+        }
+        ErrorClass::TooLarge => StatusCode::PayloadTooLarge,
+        ErrorClass::RateLimited => StatusCode::TooManyRequests,
+        ErrorClass::Capacity | ErrorClass::Unavailable => StatusCode::ServiceUnavailable,
+    }
+}
+
 impl From<Error> for Problem {
     fn from(e: Error) -> Self {
-        let status = match e.class() {
-            ErrorClass::NotFound => StatusCode::NotFound,
-            ErrorClass::Conflict | ErrorClass::OutOfRange | ErrorClass::Precondition => {
-                StatusCode::Conflict
-            }
-            ErrorClass::TooLarge => StatusCode::PayloadTooLarge,
-            ErrorClass::Capacity => StatusCode::ServiceUnavailable,
-            ErrorClass::RateLimited => StatusCode::TooManyRequests,
-            ErrorClass::Denied => StatusCode::Forbidden,
-            ErrorClass::Invalid => StatusCode::BadRequest,
-        };
         let retry_after = match &e {
             Error::RateLimited { retry_after } => Some(*retry_after),
             Error::InvalidRoomId(_)
@@ -121,7 +126,7 @@ impl From<Error> for Problem {
             | Error::Membership(_) => None,
         };
         Problem {
-            status,
+            status: status(e.class()),
             code: e.code(),
             detail: e.to_string(),
             retry_after,
@@ -131,16 +136,8 @@ impl From<Error> for Problem {
 
 impl From<AuthError> for Problem {
     fn from(e: AuthError) -> Self {
-        let status = match e.class() {
-            AuthClass::Unauthenticated => StatusCode::Unauthorized,
-            AuthClass::Forbidden => StatusCode::Forbidden,
-            AuthClass::Conflict => StatusCode::Conflict,
-            AuthClass::RateLimited => StatusCode::TooManyRequests,
-            AuthClass::Invalid => StatusCode::BadRequest,
-            AuthClass::Unavailable => StatusCode::ServiceUnavailable,
-        };
         Problem {
-            status,
+            status: status(e.class()),
             code: e.code(),
             detail: e.to_string(),
             retry_after: e.retry_after(),

@@ -1,7 +1,7 @@
 //! Between the hub's types and the protobuf messages, and from refusals to gRPC statuses.
 
 use roomcast_core::{Error, ErrorClass, Gap, HistoryPage, Message, PresenceEntry, RoomSummary};
-use roomcast_hub::identity::{AuthClass, AuthError, Issued};
+use roomcast_hub::identity::{AuthError, Issued};
 use roomcast_hub::{Delivery, HubError, Wire};
 use roomcast_proto::EncodedEvent;
 use roomcast_proto::v1 as pb;
@@ -45,15 +45,7 @@ pub fn token(i: Issued) -> pb::Token {
 
 /// An identity refusal as a gRPC status.
 pub fn auth_status(e: AuthError) -> Status {
-    let code = match e.class() {
-        AuthClass::Unauthenticated => Code::Unauthenticated,
-        AuthClass::Forbidden => Code::PermissionDenied,
-        AuthClass::Conflict => Code::AlreadyExists,
-        AuthClass::RateLimited => Code::ResourceExhausted,
-        AuthClass::Invalid => Code::InvalidArgument,
-        AuthClass::Unavailable => Code::Unavailable,
-    };
-    Status::new(code, format!("{} ({})", e, e.code()))
+    Status::new(code(e.class()), format!("{} ({})", e, e.code()))
 }
 
 pub fn message(m: &Message) -> pb::ChatMessage {
@@ -137,18 +129,24 @@ pub fn status(e: HubError) -> Status {
 }
 
 fn refusal(e: &Error) -> Status {
-    let code = match e.class() {
+    Status::new(code(e.class()), format!("{} ({})", e, e.code()))
+}
+
+/// The code each class of refusal gets: one table for core's and identity's refusals.
+fn code(class: ErrorClass) -> Code {
+    match class {
+        ErrorClass::Invalid => Code::InvalidArgument,
+        ErrorClass::Unauthenticated => Code::Unauthenticated,
+        ErrorClass::Denied => Code::PermissionDenied,
         ErrorClass::NotFound => Code::NotFound,
         ErrorClass::Conflict => Code::AlreadyExists,
         ErrorClass::Precondition => Code::FailedPrecondition,
+        ErrorClass::OutOfRange => Code::OutOfRange,
         ErrorClass::TooLarge | ErrorClass::Capacity | ErrorClass::RateLimited => {
             Code::ResourceExhausted
         }
-        ErrorClass::OutOfRange => Code::OutOfRange,
-        ErrorClass::Denied => Code::PermissionDenied,
-        _ => Code::InvalidArgument,
-    };
-    Status::new(code, format!("{} ({})", e, e.code()))
+        ErrorClass::Unavailable => Code::Unavailable,
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Why a caller was not identified or an account request refused ([`AuthError`], with its
-//! class and stable code for the hosts' edges), and why identity could not start.
+//! class, core's [`ErrorClass`], and a stable code for the hosts' edges), and why identity could
+//! not start.
 
 use std::time::Duration;
 
-use roomcast_core::NameError;
+use roomcast_core::{ErrorClass, NameError};
 use thiserror::Error;
 
 /// Why a caller was not identified, or an account request refused.
@@ -72,40 +73,23 @@ pub enum AuthError {
     },
 }
 
-/// The broad kind of an [`AuthError`], for an HTTP status or gRPC code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthClass {
-    /// 401 / `UNAUTHENTICATED`.
-    Unauthenticated,
-    /// 403 / `PERMISSION_DENIED`.
-    Forbidden,
-    /// 409 / `ALREADY_EXISTS`.
-    Conflict,
-    /// 429 / `RESOURCE_EXHAUSTED`.
-    RateLimited,
-    /// 400 / `INVALID_ARGUMENT`.
-    Invalid,
-    /// 503 / `UNAVAILABLE`.
-    Unavailable,
-}
-
 impl AuthError {
     /// The broad kind.
-    pub fn class(&self) -> AuthClass {
+    pub fn class(&self) -> ErrorClass {
         match self {
             AuthError::Missing
             | AuthError::InvalidToken(_)
             | AuthError::Expired
             | AuthError::NotYetValid
             | AuthError::Revoked
-            | AuthError::BadCredentials => AuthClass::Unauthenticated,
-            AuthError::GuestsOff | AuthError::Impersonation { .. } => AuthClass::Forbidden,
-            AuthError::NameTaken(_) => AuthClass::Conflict,
+            | AuthError::BadCredentials => ErrorClass::Unauthenticated,
+            AuthError::GuestsOff | AuthError::Impersonation { .. } => ErrorClass::Denied,
+            AuthError::NameTaken(_) => ErrorClass::Conflict,
             AuthError::TooManyAttempts { .. } | AuthError::TooManySignUps { .. } => {
-                AuthClass::RateLimited
+                ErrorClass::RateLimited
             }
-            AuthError::BadPassword | AuthError::InvalidName(_) => AuthClass::Invalid,
-            AuthError::Busy { .. } | AuthError::Unavailable(_) => AuthClass::Unavailable,
+            AuthError::BadPassword | AuthError::InvalidName(_) => ErrorClass::Invalid,
+            AuthError::Busy { .. } | AuthError::Unavailable(_) => ErrorClass::Unavailable,
         }
     }
 

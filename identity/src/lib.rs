@@ -47,7 +47,7 @@ use roomcast_store::Store;
 
 pub use attempts::{Allowance, Origin};
 pub use caller::{Caller, Issued, bearer};
-pub use error::{AuthClass, AuthError, IdentityError};
+pub use error::{AuthError, IdentityError};
 /// The signing algorithms, as `--jwt-public-key` names them.
 pub use jsonwebtoken::Algorithm;
 
