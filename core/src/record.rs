@@ -43,31 +43,48 @@ pub struct Step {
     pub now: Timestamp,
     /// The input.
     pub input: Input,
-    /// The answer (for a command) and then every event drained, as [`render_reply`] and [`render_event`] write them.
+    /// The answer (for a command) and then every event drained, as [`outputs`] writes them.
     pub outputs: Vec<String>,
 }
 
 /// The text an answer is recorded as.
-pub fn render_reply(reply: &Result<Reply, Error>) -> String {
+fn render_reply(reply: &Result<Reply, Error>) -> String {
     format!("{reply:?}")
 }
 
 /// The text an event is recorded as.
-pub fn render_event(event: &Event) -> String {
+fn render_event(event: &Event) -> String {
     format!("{event:?}")
+}
+
+/// A step's outputs as recorded: its answer (for a command), then every event it caused.
+pub fn outputs(reply: Option<&Result<Reply, Error>>, events: &[Event]) -> Vec<String> {
+    reply
+        .map(render_reply)
+        .into_iter()
+        .chain(events.iter().map(render_event))
+        .collect()
 }
 
 /// Runs `input` on `core` at `now` and drains its events: the step's outputs, rendered.
 pub fn run(core: &mut Core, now: Timestamp, input: Input) -> Vec<String> {
-    let mut outputs = Vec::new();
-    match input {
-        Input::RestoreRoom(room) => core.restore_room(now, room),
-        Input::RestoreMessageIds(next) => core.restore_message_ids(next),
-        Input::Command(command) => outputs.push(render_reply(&core.handle(now, command))),
-        Input::Timeout => core.handle_timeout(now),
-    }
-    outputs.extend(std::iter::from_fn(|| core.poll_event()).map(|e| render_event(&e)));
-    outputs
+    let reply = match input {
+        Input::RestoreRoom(room) => {
+            core.restore_room(now, room);
+            None
+        }
+        Input::RestoreMessageIds(next) => {
+            core.restore_message_ids(next);
+            None
+        }
+        Input::Command(command) => Some(core.handle(now, command)),
+        Input::Timeout => {
+            core.handle_timeout(now);
+            None
+        }
+    };
+    let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+    outputs(reply.as_ref(), &events)
 }
 
 /// Where a replay first differed from its recording.

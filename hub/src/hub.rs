@@ -260,12 +260,21 @@ impl Hub {
 
     /// Sends a command and waits for its released answer.
     pub(crate) async fn send(&self, command: Command) -> Result<Answer, HubError> {
+        self.request(|tx| Request::Command(command, tx)).await
+    }
+
+    /// Sends a request with a channel for its answer, and waits for the answer; refused once
+    /// the hub is stopping.
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(async_channel::Sender<T>) -> Request,
+    ) -> Result<T, HubError> {
         if self.stopping.load(Ordering::SeqCst) {
             return Err(HubError::Stopped);
         }
         let (tx, rx) = async_channel::bounded(1);
         self.requests
-            .send(Request::Command(command, tx))
+            .send(make(tx))
             .await
             .map_err(|_| HubError::Stopped)?;
         rx.recv().await.map_err(|_| HubError::Stopped)
@@ -308,12 +317,7 @@ impl Hub {
 
     /// The core's counters.
     pub async fn stats(&self) -> Result<Stats, HubError> {
-        let (tx, rx) = async_channel::bounded(1);
-        self.requests
-            .send(Request::Stats(tx))
-            .await
-            .map_err(|_| HubError::Stopped)?;
-        rx.recv().await.map_err(|_| HubError::Stopped)
+        self.request(Request::Stats).await
     }
 
     /// Ends every subscription with [`CloseReason::ShuttingDown`] and refuses further calls.
@@ -544,11 +548,10 @@ impl Driver {
         recorded: Option<Input>,
         reply: Option<&Result<Reply, Error>>,
     ) {
-        if let (Some(_), Some(input)) = (&self.recorder, recorded) {
+        // `recorded` is set exactly when there is a recorder.
+        if let (Some(recorder), Some(input)) = (&mut self.recorder, recorded) {
             let events: Vec<Event> = std::iter::from_fn(|| self.core.poll_event()).collect();
-            if let Some(recorder) = &mut self.recorder {
-                recorder.write(now, input, reply, &events);
-            }
+            recorder.write(now, input, reply, &events);
             for event in events {
                 self.output(event);
             }

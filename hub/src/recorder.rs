@@ -52,15 +52,10 @@ impl Recorder {
         reply: Option<&Result<Reply, Error>>,
         events: &[Event],
     ) {
-        let outputs = reply
-            .map(record::render_reply)
-            .into_iter()
-            .chain(events.iter().map(record::render_event))
-            .collect();
         self.line(&Step {
             now,
             input,
-            outputs,
+            outputs: record::outputs(reply, events),
         });
     }
 

@@ -374,6 +374,8 @@ fn shutdown_ends_every_stream_and_refuses_new_calls() {
         }
         let refused = hub.ask(create_room("ada", "x", false)).await;
         assert_eq!(refused.map(|_| ()), Err(HubError::Stopped));
+        // Health checks read the counters: a stopping hub says it is stopping.
+        assert_eq!(hub.stats().await.map(|_| ()), Err(HubError::Stopped));
     });
 }
 
