@@ -17,16 +17,13 @@ impl Core {
         if c.create_if_missing {
             self.create_if_missing(now, &c.user, &c.room)?;
         }
-        // Only a listener of the same user on the same room can be replaced.
+        // Only a listener of the same user on the same room can be replaced (a room knows its
+        // own listeners and whose each is).
         let replaceable = |old: &ListenerId| {
-            self.listeners
-                .get(old)
-                .is_some_and(|room| room.as_str() == c.room)
-                && self
-                    .rooms
-                    .get(c.room.as_str())
-                    .and_then(|r| r.listener_user(*old))
-                    .is_some_and(|user| user.as_str() == c.user)
+            self.rooms
+                .get(c.room.as_str())
+                .and_then(|r| r.listener_user(*old))
+                .is_some_and(|user| user.as_str() == c.user)
         };
         let Some(old) = c.replacing.filter(replaceable) else {
             return self.open(now, &c.user, &c.room, c.resume);
@@ -43,13 +40,10 @@ impl Core {
                 self.close_listener(now, old);
                 self.open(now, &c.user, &c.room, c.resume)
             }
-            Err(refused) => {
+            // Opened or refused, the old listener is done.
+            result => {
                 self.close_listener(now, old);
-                Err(refused)
-            }
-            Ok(opened) => {
-                self.close_listener(now, old);
-                Ok(opened)
+                result
             }
         }
     }
