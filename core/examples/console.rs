@@ -189,6 +189,11 @@ fn main() -> io::Result<()> {
                 Event::MemberRemoved { room, user } => {
                     writeln!(out, "  * {user} left {room}'s members")?
                 }
+                Event::Gap { room, gap } => {
+                    writeln!(out, "  * {room}: messages after {} are lost", gap.after)?
+                }
+                // This console numbers its own messages: no shared log to read.
+                Event::Fetch { .. } => {}
             }
         }
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::Gap;
 use crate::ids::{ListenerId, RoomId, Seq};
+use crate::log::{Applied, Committed};
 use crate::message::Message;
 use crate::presence::PresenceEntry;
 use crate::room::{RoomPage, RoomSummary};
@@ -191,6 +192,10 @@ macro_rules! commands {
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub enum Reply {
             $($(#[$doc])* $name($answer),)*
+            /// The answer to a [`Submit`] when a shared log numbers messages
+            /// ([`Sequencer::Shared`](crate::log::Sequencer)): it is valid and may be posted;
+            /// the host appends the draft and answers the poster with what the log committed.
+            Append(crate::log::Draft),
         }
 
         $(
@@ -235,6 +240,26 @@ commands! {
     Submit => Submitted,
     /// See [`History`].
     History => HistoryPage,
+    /// See [`Committed`]: entries of a shared log, handed to core by the host.
+    Committed => Applied,
+}
+
+impl Command {
+    /// The room the command names, if it names one (a host with a shared log makes sure it
+    /// holds that room first).
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            Command::CreateRoom(c) => Some(&c.room),
+            Command::ChangeMember(c) => Some(&c.room),
+            Command::DeleteRoom(c) => Some(&c.room),
+            Command::ViewRoom(c) => Some(&c.room),
+            Command::OpenListener(c) => Some(&c.room),
+            Command::Submit(c) => Some(&c.room),
+            Command::History(c) => Some(&c.room),
+            Command::Committed(c) => Some(c.room.as_str()),
+            Command::OpenDirect(_) | Command::ListRooms(_) | Command::CloseListener(_) => None,
+        }
+    }
 }
 
 /// The answer to creating a room.

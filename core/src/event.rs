@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::ids::{ListenerId, RoomId, UserName};
+use crate::history::Gap;
+use crate::ids::{ListenerId, RoomId, Seq, UserName};
 use crate::message::Message;
 use crate::time::Timestamp;
 
@@ -73,6 +74,23 @@ pub enum Event {
         /// Who left.
         user: UserName,
     },
+    /// The shared log no longer holds messages its listeners have not seen (it trimmed them):
+    /// tell them, then the messages from `gap.first_held` on follow.
+    Gap {
+        /// The room.
+        room: RoomId,
+        /// What is missing.
+        gap: Gap,
+    },
+    /// For the host's shared log: read the room's entries after `after` and hand them back as
+    /// [`Committed`](crate::log::Committed) with what the read found. Core asks when a hole in
+    /// the sequence does not fill in time, or the log is known to be ahead.
+    Fetch {
+        /// The room.
+        room: RoomId,
+        /// The newest entry applied.
+        after: Seq,
+    },
 }
 
 impl Event {
@@ -85,7 +103,9 @@ impl Event {
             | Event::MemberRemoved { room, .. }
             | Event::Joined { room, .. }
             | Event::Left { room, .. }
-            | Event::ListenerClosed { room, .. } => room,
+            | Event::ListenerClosed { room, .. }
+            | Event::Gap { room, .. }
+            | Event::Fetch { room, .. } => room,
             Event::Published(message) => &message.room,
         }
     }
@@ -99,7 +119,11 @@ impl Event {
             | Event::MemberRemoved { .. }
             | Event::RoomClosed { .. }
             | Event::Published(_) => true,
-            Event::Joined { .. } | Event::Left { .. } | Event::ListenerClosed { .. } => false,
+            Event::Joined { .. }
+            | Event::Left { .. }
+            | Event::ListenerClosed { .. }
+            | Event::Gap { .. }
+            | Event::Fetch { .. } => false,
         }
     }
 }
@@ -120,6 +144,10 @@ pub enum CloseReason {
     Refused(Error),
     /// The server is stopping. Core never emits it; the host that stops says it.
     ShuttingDown,
+    /// The shared log lost the room's history (its epoch changed: Redis restarted without
+    /// persistence, or failed over to a replica that was behind): numbering starts again, so a
+    /// listener's position means nothing now. Reconnect without one.
+    Reset,
 }
 
 impl CloseReason {
@@ -132,6 +160,7 @@ impl CloseReason {
             CloseReason::Removed => "removed",
             CloseReason::Refused(error) => error.code(),
             CloseReason::ShuttingDown => "shutdown",
+            CloseReason::Reset => "reset",
         }
     }
 
@@ -142,7 +171,8 @@ impl CloseReason {
             CloseReason::Expired
             | CloseReason::Removed
             | CloseReason::Refused(_)
-            | CloseReason::ShuttingDown => None,
+            | CloseReason::ShuttingDown
+            | CloseReason::Reset => None,
         }
     }
 

@@ -92,6 +92,13 @@ impl History {
         self.messages.push_back(message);
     }
 
+    /// Forgets everything held and continues the numbering after `latest`: the log no longer
+    /// holds what came between (a trimmed shared log), or its history was lost (`Seq::ZERO`).
+    pub(crate) fn skip_to(&mut self, latest: Seq) {
+        *self = History::new(self.capacity);
+        self.latest = latest;
+    }
+
     /// The held message with this sequence number.
     pub(crate) fn get(&self, seq: Seq) -> Option<&Arc<Message>> {
         let index = seq.0.checked_sub(self.first_held().0)?;

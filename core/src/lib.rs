@@ -89,12 +89,16 @@
 //!                 | Event::MemberRemoved { .. }
 //!                 | Event::Published(_)
 //!                 | Event::Joined { .. }
-//!                 | Event::Left { .. } => {
+//!                 | Event::Left { .. }
+//!                 | Event::Gap { .. } => {
 //!                     if let Some(listeners) = outboxes.get_mut(&room) {
 //!                         // A real host uses bounded queues and turns overflow into a gap notice.
 //!                         listeners.retain(|(_, outbox)| outbox.send(event.clone()).is_ok());
 //!                     }
 //!                 }
+//!                 // Only with a shared log (`log::Sequencer::Shared`): read it and hand back
+//!                 // what it holds as `Committed`.
+//!                 Event::Fetch { .. } => {}
 //!             }
 //!         }
 //!     }
@@ -153,6 +157,7 @@ mod event;
 mod history;
 pub mod ids;
 pub mod limits;
+pub mod log;
 mod message;
 pub mod policy;
 mod presence;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::Event;
 use crate::history::History;
 use crate::ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
+use crate::log::Replica;
 use crate::message::Message;
 use crate::presence::Presence;
 use crate::time::Timestamp;
@@ -26,6 +27,8 @@ pub(crate) struct Room {
     presence: Presence,
     /// Its open listeners and whose each is.
     listeners: BTreeMap<ListenerId, UserName>,
+    /// Its place in a shared log (unused while core numbers messages itself).
+    pub(crate) replica: Replica,
 }
 
 /// Whether a change in presence is announced to the room ([`Event::Joined`](crate::Event) or
@@ -42,6 +45,7 @@ impl Room {
             access,
             presence: Presence::default(),
             listeners: BTreeMap::new(),
+            replica: Replica::default(),
         }
     }
 
@@ -50,6 +54,10 @@ impl Room {
         Room {
             history: History::restore(history_len, stored.latest, stored.recent),
             created_at: stored.created_at,
+            replica: Replica {
+                epoch: stored.epoch,
+                ..Replica::default()
+            },
             ..Room::new(stored.id, now, history_len, stored.access)
         }
     }
@@ -83,16 +91,16 @@ impl Room {
         self.listeners.get(&listener)
     }
 
-    /// Sequences a message: it gets the room's next number and joins the history.
-    pub(crate) fn publish(
-        &mut self,
+    /// Sequences a message (core is the sequencer): it gets the room's next number.
+    pub(crate) fn sequence(
+        &self,
         id: MessageId,
         user: UserName,
         text: String,
         idempotency_key: Option<IdempotencyKey>,
         now: Timestamp,
     ) -> Arc<Message> {
-        let message = Arc::new(Message {
+        Arc::new(Message {
             id,
             room: self.id.clone(),
             seq: self.history.latest().next(),
@@ -100,10 +108,20 @@ impl Room {
             text,
             sent_at: now,
             idempotency_key,
-        });
-        self.history.push(message.clone());
+        })
+    }
+
+    /// Applies the room's next committed message: it joins the history. Its number must be
+    /// `latest + 1` (see [`crate::log`]).
+    pub(crate) fn apply(&mut self, message: Arc<Message>, now: Timestamp) {
+        self.history.push(message);
         self.last_active = now;
-        message
+    }
+
+    /// Continues after `latest`, forgetting what is held: see [`History::skip_to`].
+    pub(crate) fn skip_to(&mut self, latest: Seq) {
+        self.history.skip_to(latest);
+        self.replica.held.retain(|seq, _| *seq > latest);
     }
 
     /// Adds a listener of `user`; announced if it is their first and few enough are present.
@@ -246,6 +264,9 @@ pub struct StoredRoom {
     /// Its newest messages, oldest first, ending at `latest`; the history ring holds them again
     /// (with their idempotency keys). May be fewer than the ring holds, or none.
     pub recent: Vec<Arc<Message>>,
+    /// The shared log's epoch for the room (0 with the embedded store).
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 impl StoredRoom {
@@ -270,6 +291,7 @@ impl StoredRoom {
                     access,
                     latest: Seq::ZERO,
                     recent: Vec::new(),
+                    epoch: 0,
                 };
                 rooms.insert(room.clone(), stored);
             }
@@ -292,7 +314,11 @@ impl StoredRoom {
                     r.recent.push(m.clone());
                 }
             }
-            Event::Joined { .. } | Event::Left { .. } | Event::ListenerClosed { .. } => {}
+            Event::Joined { .. }
+            | Event::Left { .. }
+            | Event::ListenerClosed { .. }
+            | Event::Gap { .. }
+            | Event::Fetch { .. } => {}
         }
     }
 }

@@ -65,6 +65,7 @@ pub fn sim_config() -> Config {
         history_len: 4,
         room_idle_expiry: Some(Duration::from_secs(5)),
         policy: Policy::default(),
+        ..Config::default()
     }
 }
 

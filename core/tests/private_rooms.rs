@@ -135,7 +135,10 @@ impl Host {
                 self.listeners.retain(|_, (r, _)| r != &room);
                 return;
             }
-            Event::Published(_) | Event::Joined { .. } | Event::Left { .. } => {}
+            // Core numbers its own messages here: it never asks a shared log for anything.
+            Event::Fetch { .. } => panic!("a fetch without a shared log"),
+            Event::Published(_) | Event::Joined { .. } | Event::Left { .. } | Event::Gap { .. } => {
+            }
         }
         let Some(Some(members)) = self.members.get(&room) else {
             return; // Public: anyone may hear it.

@@ -323,8 +323,21 @@ pub async fn presence(req: Request<State>) -> Result<Response, Problem> {
 
 /// Liveness: 200 while the hub answers.
 pub async fn health(req: Request<State>) -> Result<Response, Problem> {
-    req.state().hub.stats().await?;
-    Ok(json(StatusCode::Ok, &serde_json::json!({ "status": "ok" })))
+    let hub = &req.state().hub;
+    hub.stats().await?;
+    let Some(node) = hub.node_id() else {
+        return Ok(json(StatusCode::Ok, &serde_json::json!({ "status": "ok" })));
+    };
+    // With a shared log, a pub/sub subscription that stopped delivering is being replaced:
+    // say so, so a load balancer can route around this node meanwhile.
+    let (status, code, pubsub) = match hub.log_healthy() {
+        Some(false) => (StatusCode::ServiceUnavailable, "degraded", "reconnecting"),
+        Some(true) | None => (StatusCode::Ok, "ok", "ok"),
+    };
+    Ok(json(
+        status,
+        &serde_json::json!({ "status": code, "node": node, "pubsub": pubsub }),
+    ))
 }
 
 /// Prometheus metrics.

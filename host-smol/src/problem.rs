@@ -160,11 +160,14 @@ impl From<HubError> for Problem {
     fn from(e: HubError) -> Self {
         match e {
             HubError::Refused(e) => e.into(),
-            other => Problem::new(
+            HubError::Stopped => Problem::new(
                 StatusCode::ServiceUnavailable,
                 "shutting-down",
-                other.to_string(),
+                e.to_string(),
             ),
+            HubError::Unavailable(_) => {
+                Problem::new(StatusCode::ServiceUnavailable, "unavailable", e.to_string())
+            }
         }
     }
 }

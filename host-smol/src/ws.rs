@@ -279,7 +279,8 @@ fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
             CloseReason::Deleted { .. }
             | CloseReason::Expired
             | CloseReason::Removed
-            | CloseReason::Refused(_),
+            | CloseReason::Refused(_)
+            | CloseReason::Reset,
         ) => *end = Some(CloseCode::Normal),
         Delivery::Presence(_)
         | Delivery::Gap(_)

@@ -124,7 +124,9 @@ pub fn event(delivery: Delivery) -> pb::StreamEvent {
 pub fn status(e: HubError) -> Status {
     match e {
         HubError::Refused(e) => refusal(&e),
-        other => Status::unavailable(other.to_string()),
+        other @ (HubError::Stopped | HubError::Unavailable(_)) => {
+            Status::unavailable(other.to_string())
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use roomcast_store::{Retention, Store};
 
 use crate::hub::{Hub, HubOptions, StartError};
 use crate::identity::{Algorithm, Allowance, IdentityError, IdentityOptions};
+use crate::redis::RedisOptions;
 
 /// Core and hub settings, flattened into each binary's command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -107,6 +108,17 @@ pub struct CoreArgs {
     /// After the burst, one more sign-up per address each time this passes.
     #[arg(long, env = "ROOMCAST_SIGN_UP_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub sign_up_interval: Duration,
+    /// Share rooms with other nodes through this Redis (`redis://[:password@]host:port/db`, or
+    /// `rediss://` for TLS). Without it the node is a single node with the embedded store.
+    #[arg(long = "redis", env = "ROOMCAST_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// This node's name in logs, metrics and `/healthz` (default: hostname and process id).
+    #[arg(long, env = "ROOMCAST_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Messages each room's stream keeps in Redis (approximately); a resume from further back
+    /// gets an explicit gap.
+    #[arg(long, env = "ROOMCAST_REDIS_HISTORY", default_value_t = 10_000)]
+    pub redis_history: usize,
 }
 
 /// The algorithm of `--jwt-public-key`.
@@ -151,7 +163,18 @@ impl CoreArgs {
                 create_rooms: who(self.admin_only_create),
                 delete_rooms: who(self.admin_only_delete),
             },
+            ..Config::default()
         }
+    }
+
+    /// This node's name: `--node-id`, or the hostname and process id.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "node".to_owned());
+            format!("{host}-{}", std::process::id())
+        })
     }
 
     /// Opens the data dir (unless `--in-memory`), restores from it and starts the hub.
@@ -213,6 +236,11 @@ impl CoreArgs {
         HubOptions {
             room_buffer: self.room_buffer,
             record_inputs: self.record_inputs.clone(),
+            redis: self.redis_url.as_ref().map(|url| RedisOptions {
+                url: url.clone(),
+                node_id: self.node_id(),
+                history: self.redis_history.max(1),
+            }),
             ..HubOptions::default()
         }
     }

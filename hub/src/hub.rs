@@ -24,11 +24,13 @@ use std::time::{Instant, SystemTime};
 
 use async_broadcast::{InactiveReceiver, Receiver, Sender};
 use futures_lite::FutureExt;
+use roomcast_core::log::{Committed, Sequencer};
 use roomcast_core::record::Input;
 use roomcast_core::{
     Ask, CloseListener, CloseReason, Command, Config, Core, Error, Event, History, HistoryPage,
     ListenerId, OpenListener, Opened, Reply, RoomId, Seq, Stats, Timestamp,
 };
+use roomcast_core::{MessageId, Submitted};
 use roomcast_store::{Journal, Progress, Retention, Store};
 use thiserror::Error;
 
@@ -37,6 +39,7 @@ use crate::delivery::{Broadcast, Delivery};
 use crate::history;
 use crate::identity::{Identity, IdentityError, IdentityOptions};
 use crate::recorder::Recorder;
+use crate::redis::{self as log, AppendError, Job, LogHealth, Outcome, RedisLog, RedisOptions};
 
 /// Why a hub call did not return the core's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -47,6 +50,9 @@ pub enum HubError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     Stopped,
+    /// The shared log (Redis) could not take the request; nothing was posted. Retry later.
+    #[error("the shared log is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Tuning that belongs to the hub rather than the core.
@@ -59,6 +65,8 @@ pub struct HubOptions {
     pub queue: usize,
     /// Record every input to the core, and its outputs, to this file (JSON lines).
     pub record_inputs: Option<PathBuf>,
+    /// Share rooms with other nodes through this Redis (see [`crate::redis`]).
+    pub redis: Option<RedisOptions>,
 }
 
 impl Default for HubOptions {
@@ -67,6 +75,7 @@ impl Default for HubOptions {
             room_buffer: 1024,
             queue: 4096,
             record_inputs: None,
+            redis: None,
         }
     }
 }
@@ -84,7 +93,7 @@ enum Request {
 /// connection dropped mid-request), dropping the answer closes the listener, so none is ever
 /// left behind.
 pub(crate) struct Answer {
-    pub(crate) reply: Result<Reply, Error>,
+    pub(crate) reply: Result<Reply, HubError>,
     pub(crate) opened: Option<(Receiver<Broadcast>, ListenerGuard)>,
 }
 
@@ -95,6 +104,8 @@ pub struct Hub {
     stopping: Arc<AtomicBool>,
     store: Option<Arc<Store>>,
     identity: Arc<Identity>,
+    log_health: Option<Arc<LogHealth>>,
+    node_id: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -153,6 +164,9 @@ pub enum StartError {
     /// Token keys or accounts could not be set up.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// Redis could not be reached or set up.
+    #[error("{0}")]
+    Redis(String),
     /// The file for `--record-inputs` could not be created.
     #[error("cannot record inputs to {path}: {source}")]
     Record {
@@ -189,14 +203,30 @@ impl Hub {
             }
             None => None,
         };
+        let redis = match &options.redis {
+            Some(redis) => {
+                let started = log::start(redis.clone()).map_err(StartError::Redis)?;
+                tracing::info!(node = %redis.node_id, redis = %log::redact(&redis.url), "sharing rooms through Redis");
+                Some(started)
+            }
+            None => None,
+        };
+        let mut config = config;
+        if redis.is_some() {
+            config.sequencer = Sequencer::Shared;
+        }
         let mut core = Core::new(config);
         let mut step = |core: &mut Core, input: Input| match &mut recorder {
             Some(recorder) => recorder.run(core, now(), input),
             None => drop(roomcast_core::record::run(core, now(), input)),
         };
-        let journal = match &store {
-            None => None,
-            Some((store, retention)) => {
+        let writer = match (&store, redis) {
+            (_, Some(redis)) => {
+                step(&mut core, Input::RestoreMessageIds(redis.first_ids));
+                Some(Writer::Redis(redis))
+            }
+            (None, None) => None,
+            (Some((store, retention)), None) => {
                 let restore = |source| StartError::Restore {
                     path: store.path().to_owned(),
                     source,
@@ -208,8 +238,14 @@ impl Hub {
                 }
                 step(&mut core, Input::RestoreMessageIds(messages));
                 tracing::info!(rooms, next_message_id = messages.0, path = %store.path().display(), "restored");
-                Some(store.journal(*retention, now).map_err(restore)?)
+                Some(Writer::Store(
+                    store.journal(*retention, now).map_err(restore)?,
+                ))
             }
+        };
+        let log_health = match &writer {
+            Some(Writer::Redis(redis)) => Some(redis.health.clone()),
+            Some(Writer::Store(_)) | None => None,
         };
         let driver = Driver {
             core,
@@ -218,8 +254,11 @@ impl Hub {
                 buffer: options.room_buffer.max(1),
                 closes,
             },
-            journal,
+            writer,
             barrier: Barrier::default(),
+            appending: HashMap::new(),
+            loading: HashMap::new(),
+            catching_up: HashMap::new(),
             recorder,
             durable: Vec::new(),
             outputs: Vec::new(),
@@ -232,7 +271,25 @@ impl Hub {
             stopping: Arc::new(AtomicBool::new(false)),
             store: store.map(|(store, _)| store),
             identity,
+            log_health,
+            node_id: options
+                .redis
+                .as_ref()
+                .map(|r| Arc::from(r.node_id.as_str())),
         })
+    }
+
+    /// This node's name, when it shares rooms with others.
+    pub fn node_id(&self) -> Option<&str> {
+        self.node_id.as_deref()
+    }
+
+    /// With a shared log: whether its pub/sub delivers (a wedged subscription is being
+    /// replaced when not). `None` on a single node.
+    pub fn log_healthy(&self) -> Option<bool> {
+        self.log_health
+            .as_ref()
+            .map(|h| h.pubsub_ok.load(Ordering::SeqCst))
     }
 
     /// Accounts, guests and tokens; signing in and up.
@@ -249,13 +306,15 @@ impl Hub {
     /// durable. Events it causes are broadcast before the next command's.
     pub async fn ask<C: Ask>(&self, command: C) -> Result<C::Answer, HubError> {
         let answer = self.send(command.into()).await?;
-        Ok(Self::typed::<C>(answer.reply)?)
+        Self::typed::<C>(answer.reply)
     }
 
     /// The answer inside `reply`, typed by the command that asked.
-    pub(crate) fn typed<C: Ask>(reply: Result<Reply, Error>) -> Result<C::Answer, Error> {
-        // The core answers each command with the reply of the same name.
-        reply.map(|reply| C::answer(reply).expect("core answers each command with its own reply"))
+    pub(crate) fn typed<C: Ask>(reply: Result<Reply, HubError>) -> Result<C::Answer, HubError> {
+        // The hub answers each command with the reply of the same name (a submit the shared
+        // log numbered included).
+        reply
+            .map(|reply| C::answer(reply).expect("the hub answers each command with its own reply"))
     }
 
     /// Sends a command and waits for its released answer.
@@ -393,7 +452,7 @@ impl Rooms {
 enum Output {
     Broadcast(RoomId, Broadcast),
     Close(RoomId, CloseReason),
-    Answer(Result<Reply, Error>, async_channel::Sender<Answer>),
+    Answer(Result<Reply, HubError>, async_channel::Sender<Answer>),
     Stats(Stats, async_channel::Sender<Stats>),
 }
 
@@ -422,11 +481,65 @@ impl Output {
     }
 }
 
+/// Where durable changes go: the embedded store, or the shared log (Redis), which has the
+/// messages already and takes room changes.
+enum Writer {
+    Store(Journal),
+    Redis(RedisLog),
+}
+
+impl Writer {
+    fn progress(&self) -> async_channel::Receiver<Progress> {
+        match self {
+            Writer::Store(journal) => journal.progress().clone(),
+            Writer::Redis(redis) => redis.progress.clone(),
+        }
+    }
+
+    /// Whether this writer stores `event`.
+    fn keeps(&self, event: &Event) -> bool {
+        match self {
+            Writer::Store(_) => event.is_durable(),
+            Writer::Redis(_) => event.is_durable() && !matches!(event, Event::Published(_)),
+        }
+    }
+
+    fn write(&self, events: Vec<Event>) -> Result<(), ()> {
+        match self {
+            Writer::Store(journal) => journal.write(events).map_err(|_| ()),
+            Writer::Redis(redis) => redis.write(events),
+        }
+    }
+
+    fn close(&mut self) {
+        match self {
+            Writer::Store(journal) => journal.close(),
+            Writer::Redis(redis) => redis.close(),
+        }
+    }
+
+    fn redis(&self) -> Option<&RedisLog> {
+        match self {
+            Writer::Redis(redis) => Some(redis),
+            Writer::Store(_) => None,
+        }
+    }
+}
+
+/// A command and whom to answer.
+type Waiting = (Command, async_channel::Sender<Answer>);
+
 /// The state owned by the hub thread.
 struct Driver {
     core: Core,
     rooms: Rooms,
-    journal: Option<Journal>,
+    writer: Option<Writer>,
+    /// Submits the shared log is numbering, by message id.
+    appending: HashMap<MessageId, async_channel::Sender<Answer>>,
+    /// Commands waiting for their room to be loaded from the shared log.
+    loading: HashMap<RoomId, Vec<Waiting>>,
+    /// Listeners that resume past what this node has applied, waiting for a read of the log.
+    catching_up: HashMap<RoomId, Vec<Waiting>>,
     barrier: Barrier<Output>,
     recorder: Option<Recorder>,
     /// What the current step must persist.
@@ -441,8 +554,15 @@ enum Wake {
     Close(ListenerId),
     Timeout,
     Progress(Progress),
+    Log(Outcome),
+    /// Time to read every room's log again (the quiet-room check).
+    Check,
     Disconnected,
 }
+
+/// How often every room this node serves is read from the shared log, so a message lost on a
+/// quiet room's pub/sub is found.
+const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The exit code when the store fails (EX_IOERR).
 const EXIT_STORAGE_FAILED: i32 = 74;
@@ -453,7 +573,13 @@ impl Driver {
         requests: async_channel::Receiver<Request>,
         closes: async_channel::Receiver<ListenerId>,
     ) {
-        let progress = self.journal.as_ref().map(|j| j.progress().clone());
+        let progress = self.writer.as_ref().map(Writer::progress);
+        let outcomes = self
+            .writer
+            .as_ref()
+            .and_then(Writer::redis)
+            .map(|r| r.outcomes.clone());
+        let mut next_check = Instant::now() + CHECK_EVERY;
         loop {
             let deadline = self.core.poll_timeout();
             let timer = async {
@@ -475,6 +601,24 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            let shared = async {
+                match &outcomes {
+                    Some(rx) => {
+                        let outcome = async {
+                            match rx.recv().await {
+                                Ok(o) => Wake::Log(o),
+                                Err(_) => std::future::pending().await,
+                            }
+                        };
+                        let check = async {
+                            async_io::Timer::at(next_check).await;
+                            Wake::Check
+                        };
+                        outcome.or(check).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             let close = async { closes.recv().await.map_or(Wake::Disconnected, Wake::Close) };
             let request = async {
                 requests
@@ -482,7 +626,7 @@ impl Driver {
                     .await
                     .map_or(Wake::Disconnected, Wake::Request)
             };
-            let wake = durable.or(close).or(request).or(timer).await;
+            let wake = durable.or(shared).or(close).or(request).or(timer).await;
             // The time is read once per step.
             let now = now();
             match wake {
@@ -499,8 +643,12 @@ impl Driver {
                     std::process::exit(EXIT_STORAGE_FAILED);
                 }
                 Wake::Request(Request::Command(command, tx)) => {
-                    let reply = self.command(now, command);
-                    self.outputs.push(Output::Answer(reply, tx));
+                    self.request(now, command, tx, true);
+                }
+                Wake::Log(outcome) => self.outcome(now, outcome),
+                Wake::Check => {
+                    next_check = Instant::now() + CHECK_EVERY;
+                    self.read_all();
                 }
                 Wake::Request(Request::Stats(tx)) => {
                     self.outputs.push(Output::Stats(self.core.stats(), tx));
@@ -526,6 +674,206 @@ impl Driver {
                 }
             }
             self.end_step();
+        }
+    }
+
+    /// Answers a request: with a shared log, first loads the room it names if this node does
+    /// not hold it, sends a submit's draft to be numbered, and lets a listener that resumes
+    /// past what this node has applied wait for a read of the log (once).
+    fn request(
+        &mut self,
+        now: Timestamp,
+        command: Command,
+        tx: async_channel::Sender<Answer>,
+        first_try: bool,
+    ) {
+        let Some(jobs) = self
+            .writer
+            .as_ref()
+            .and_then(Writer::redis)
+            .map(|r| r.jobs.clone())
+        else {
+            let reply = self.command(now, command).map_err(HubError::from);
+            self.outputs.push(Output::Answer(reply, tx));
+            return;
+        };
+        if let Some(room) = command
+            .room()
+            .and_then(|r| RoomId::parse(r, usize::MAX).ok())
+            && !self.core.holds(room.as_str())
+        {
+            let waiting = self.loading.entry(room.clone()).or_default();
+            if waiting.is_empty() {
+                let history_len = self.core.config().history_len;
+                let _ = jobs.try_send(Job::Load { room, history_len });
+            }
+            waiting.push((command, tx));
+            return;
+        }
+        let retry = first_try.then(|| command.clone());
+        match self.command(now, command) {
+            Ok(Reply::Append(draft)) => {
+                let id = draft.id;
+                if jobs.try_send(Job::Append(draft)).is_ok() {
+                    self.appending.insert(id, tx);
+                } else {
+                    let stopped = Err(HubError::Stopped);
+                    self.outputs.push(Output::Answer(stopped, tx));
+                }
+                if self.core.next_message_id().0 % log::ID_BLOCK == log::ID_BLOCK / 2 {
+                    let _ = jobs.try_send(Job::ReserveIds);
+                }
+            }
+            Err(Error::ResumeAhead { .. }) if retry.is_some() => {
+                let room = retry
+                    .as_ref()
+                    .and_then(Command::room)
+                    .and_then(|r| RoomId::parse(r, usize::MAX).ok());
+                if let (Some(room), Some(retry)) = (room, retry) {
+                    let after = self
+                        .core
+                        .heads()
+                        .find(|(id, _)| **id == room)
+                        .map_or(Seq::ZERO, |(_, s)| s);
+                    let _ = jobs.try_send(Job::Fetch {
+                        room: room.clone(),
+                        after,
+                    });
+                    self.catching_up.entry(room).or_default().push((retry, tx));
+                }
+            }
+            reply => self
+                .outputs
+                .push(Output::Answer(reply.map_err(HubError::from), tx)),
+        }
+    }
+
+    /// What the shared log said.
+    fn outcome(&mut self, now: Timestamp, outcome: Outcome) {
+        match outcome {
+            Outcome::Appended { id, result } => {
+                let Some(tx) = self.appending.remove(&id) else {
+                    return;
+                };
+                let reply = match result {
+                    Ok((committed, message, duplicate)) => {
+                        let _ = self.command(now, committed.into());
+                        Ok(Reply::Submit(Submitted { message, duplicate }))
+                    }
+                    Err(AppendError::RoomGone) => Err(HubError::Refused(Error::RoomNotFound {
+                        room: RoomId::parse("gone", usize::MAX).expect("a valid id"),
+                    })),
+                    Err(AppendError::Conflict(seq)) => Err(HubError::Unavailable(format!(
+                        "this idempotency key was used for another message, numbered {seq}"
+                    ))),
+                    Err(AppendError::Unavailable(reason)) => {
+                        tracing::warn!(%reason, "append failed");
+                        Err(HubError::Unavailable(reason))
+                    }
+                };
+                self.outputs.push(Output::Answer(reply, tx));
+            }
+            Outcome::Committed(committed) => {
+                let room = committed.room.clone();
+                let read = committed.read.is_some();
+                let _ = self.command(now, committed.into());
+                if read && let Some(waiting) = self.catching_up.remove(&room) {
+                    for (command, tx) in waiting {
+                        self.request(now, command, tx, false);
+                    }
+                }
+            }
+            Outcome::Loaded { room, stored } => {
+                let waiting = self.loading.remove(&room).unwrap_or_default();
+                match stored {
+                    Ok(Some(stored)) => {
+                        self.restore(now, stored);
+                    }
+                    Ok(None) => {}
+                    Err(reason) => {
+                        for (_, tx) in waiting {
+                            let unavailable = Err(HubError::Unavailable(reason.clone()));
+                            self.outputs.push(Output::Answer(unavailable, tx));
+                        }
+                        return;
+                    }
+                }
+                for (command, tx) in waiting {
+                    if self.core.holds(room.as_str()) {
+                        self.request(now, command, tx, true);
+                    } else {
+                        // Redis does not have it: core refuses, or creates it (and the writer
+                        // stores it).
+                        let reply = self.command(now, command);
+                        match reply {
+                            Ok(Reply::Append(draft)) => {
+                                // Created by this very submit: number it now.
+                                let id = draft.id;
+                                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
+                                    let _ = redis.jobs.try_send(Job::Append(draft));
+                                }
+                                self.appending.insert(id, tx);
+                            }
+                            reply => self
+                                .outputs
+                                .push(Output::Answer(reply.map_err(HubError::from), tx)),
+                        }
+                    }
+                }
+            }
+            Outcome::Missing { room, deleted } => {
+                if deleted {
+                    let gone = Committed {
+                        room,
+                        epoch: 0,
+                        messages: Vec::new(),
+                        read: None,
+                        gone: true,
+                    };
+                    let _ = self.command(now, gone.into());
+                } else if let (Some(summary), Some(redis)) = (
+                    self.core.summary(room.as_str()),
+                    self.writer.as_ref().and_then(Writer::redis),
+                ) {
+                    let access = roomcast_core::Access {
+                        owner: summary.owner,
+                        private: summary.private,
+                        members: summary.members.into_iter().collect(),
+                    };
+                    let _ = redis.jobs.try_send(Job::Recreate {
+                        room,
+                        access,
+                        created_at: summary.created_at,
+                    });
+                }
+            }
+            Outcome::Resubscribed => self.read_all(),
+            Outcome::Ids(start) => self.core.restore_message_ids(start),
+        }
+    }
+
+    /// Asks the shared log for every held room's entries after what is applied.
+    fn read_all(&mut self) {
+        let Some(redis) = self.writer.as_ref().and_then(Writer::redis) else {
+            return;
+        };
+        for (room, after) in self.core.heads() {
+            let _ = redis.jobs.try_send(Job::Fetch {
+                room: room.clone(),
+                after,
+            });
+        }
+    }
+
+    /// Serves a room loaded from the shared log.
+    fn restore(&mut self, now: Timestamp, stored: roomcast_core::StoredRoom) {
+        match &mut self.recorder {
+            Some(recorder) => recorder.run(&mut self.core, now, Input::RestoreRoom(stored)),
+            None => drop(roomcast_core::record::run(
+                &mut self.core,
+                now,
+                Input::RestoreRoom(stored),
+            )),
         }
     }
 
@@ -565,7 +913,7 @@ impl Driver {
     /// What one event becomes: a record for the store (if it is durable and there is one) and
     /// an output for the listeners.
     fn output(&mut self, event: Event) {
-        if self.journal.is_some() && event.is_durable() {
+        if self.writer.as_ref().is_some_and(|w| w.keeps(&event)) {
             self.durable.push(event.clone());
         }
         let output = match event {
@@ -591,12 +939,24 @@ impl Driver {
                     }
                     CloseReason::Deleted { by: None } => tracing::info!(%room, "room deleted"),
                     CloseReason::Expired => tracing::info!(%room, "room expired"),
-                    CloseReason::Removed | CloseReason::Refused(_) | CloseReason::ShuttingDown => {}
+                    CloseReason::Removed
+                    | CloseReason::Refused(_)
+                    | CloseReason::ShuttingDown
+                    | CloseReason::Reset => {}
                 }
                 Output::Close(room, reason)
             }
             Event::MemberRemoved { room, user } => {
                 tracing::info!(%room, %user, "member removed");
+                return;
+            }
+            Event::Gap { room, gap } => {
+                Output::Broadcast(room, Broadcast::Room(Delivery::Gap(gap)))
+            }
+            Event::Fetch { room, after } => {
+                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
+                    let _ = redis.jobs.try_send(Job::Fetch { room, after });
+                }
                 return;
             }
             // Stored, and seen by listeners through their answers and snapshots.
@@ -611,10 +971,10 @@ impl Driver {
         let outputs = std::mem::take(&mut self.outputs);
         let durable = std::mem::take(&mut self.durable);
         let mut wrote = false;
-        if let Some(journal) = &self.journal
+        if let Some(writer) = &self.writer
             && !durable.is_empty()
         {
-            if journal.write(durable).is_err() {
+            if writer.write(durable).is_err() {
                 // The writer is gone (stopping): nothing of this step may be acknowledged.
                 return;
             }
@@ -634,8 +994,8 @@ impl Driver {
     /// stream.
     fn stop(&mut self) {
         self.end_step();
-        if let Some(journal) = &mut self.journal {
-            journal.close();
+        if let Some(writer) = &mut self.writer {
+            writer.close();
         }
         let released = self.barrier.flush();
         self.release(released);

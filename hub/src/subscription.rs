@@ -274,7 +274,8 @@ impl Subscription {
                 self.pending
                     .push_back(Pending::Ready(Delivery::Closed(reason)));
             }
-            Err(HubError::Stopped) => self
+            // Either way the client reconnects, to this node or another.
+            Err(HubError::Stopped | HubError::Unavailable(_)) => self
                 .pending
                 .push_back(Pending::Ready(Delivery::Closed(CloseReason::ShuttingDown))),
         }

@@ -276,7 +276,11 @@ impl Writer {
                     self.next_message_id = self.next_message_id.max(m.id.0 + 1);
                 }
                 // Presence and listeners are not stored.
-                Event::Joined { .. } | Event::Left { .. } | Event::ListenerClosed { .. } => {}
+                Event::Joined { .. }
+                | Event::Left { .. }
+                | Event::ListenerClosed { .. }
+                | Event::Gap { .. }
+                | Event::Fetch { .. } => {}
             }
         }
         for (key, seq) in &latest {

@@ -70,6 +70,7 @@ impl Store {
                     created_at: Timestamp::from_unix_millis(row.get(2)?),
                     latest,
                     recent,
+                    epoch: 0,
                 });
             }
             Ok(Loaded {

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod grpc;
 pub mod raw;
+pub mod redis;
 pub mod sse;
 
 pub use sse::{SseEvent, SseStream};

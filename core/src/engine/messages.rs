@@ -3,27 +3,30 @@
 
 use super::Core;
 use crate::action::Action;
-use crate::command::{Cursor, History, HistoryPage, Submit, Submitted};
+use crate::command::{Cursor, History, HistoryPage, Reply, Submit, Submitted};
 use crate::error::Error;
 use crate::event::Event;
 use crate::ids::{IdempotencyKey, MessageId};
 use crate::limits::check_text;
+use crate::log::{Draft, Sequencer};
 use crate::time::Timestamp;
 
 impl Core {
-    pub(super) fn submit(&mut self, now: Timestamp, c: Submit) -> Result<Submitted, Error> {
+    /// A submit's answer: [`Reply::Submit`] once numbered, or [`Reply::Append`] when a shared
+    /// log numbers it.
+    pub(super) fn submit(&mut self, now: Timestamp, c: Submit) -> Result<Reply, Error> {
         let result = self.try_submit(now, c);
         match &result {
-            Ok(Submitted {
+            Ok(Reply::Submit(Submitted {
                 duplicate: true, ..
-            }) => self.stats.duplicates += 1,
+            })) => self.stats.duplicates += 1,
             Ok(_) => self.stats.messages_accepted += 1,
             Err(_) => {}
         }
         result
     }
 
-    fn try_submit(&mut self, now: Timestamp, c: Submit) -> Result<Submitted, Error> {
+    fn try_submit(&mut self, now: Timestamp, c: Submit) -> Result<Reply, Error> {
         if c.create_if_missing {
             self.create_if_missing(now, &c.user, &c.room)?;
         }
@@ -46,26 +49,49 @@ impl Core {
                     seq: original.seq,
                 });
             }
-            return Ok(Submitted {
+            return Ok(Reply::Submit(Submitted {
                 message: original.clone(),
                 duplicate: true,
-            });
+            }));
         }
         self.rate
             .take(&user, now)
             .map_err(|retry_after| Error::RateLimited { retry_after })?;
         let message_id = MessageId(self.next_message);
         self.next_message += 1;
-        let room = self.room_mut(&id);
-        let message = room.publish(message_id, user, text, key, now);
-        if room.listener_count() == 0 {
-            self.schedule_expiry(&id, now);
+        match self.config.sequencer {
+            Sequencer::Shared => {
+                return Ok(Reply::Append(Draft {
+                    id: message_id,
+                    room: id,
+                    user,
+                    text,
+                    sent_at: now,
+                    idempotency_key: key,
+                }));
+            }
+            Sequencer::Core => {}
         }
-        self.emit(Event::Published(message.clone()));
-        Ok(Submitted {
+        let message = self
+            .room_mut(&id)
+            .sequence(message_id, user, text, key, now);
+        self.apply(now, message.clone());
+        Ok(Reply::Submit(Submitted {
             message,
             duplicate: false,
-        })
+        }))
+    }
+
+    /// Applies a room's next message, numbered by core or by the shared log: into its history,
+    /// and out to its listeners.
+    pub(super) fn apply(&mut self, now: Timestamp, message: std::sync::Arc<crate::Message>) {
+        let room = self.room_mut(&message.room);
+        room.apply(message.clone(), now);
+        if room.listener_count() == 0 {
+            let id = message.room.clone();
+            self.schedule_expiry(&id, now);
+        }
+        self.emit(Event::Published(message));
     }
 
     /// A page of a room's history, oldest first, at most `limit` long (the default page length

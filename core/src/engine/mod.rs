@@ -6,6 +6,7 @@
 mod listeners;
 mod membership;
 mod messages;
+mod replica;
 mod rooms;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -20,6 +21,7 @@ use crate::error::Error;
 use crate::event::{CloseReason, Event};
 use crate::ids::{ListenerId, MessageId, RoomId, UserName};
 use crate::limits::{Limits, RateLimiter, Refill};
+use crate::log::Sequencer;
 use crate::policy::Policy;
 use crate::room::{Room, StoredRoom};
 use crate::time::Timestamp;
@@ -44,6 +46,17 @@ pub struct Config {
     pub room_idle_expiry: Option<Duration>,
     /// Who may do what.
     pub policy: Policy,
+    /// Who numbers messages: core itself (one node), or a shared log core replicates.
+    #[serde(default)]
+    pub sequencer: Sequencer,
+    /// With a shared log, how long a hole in a room's sequence may wait for the missing entry
+    /// before core asks the host to read it from the log (default 50 ms).
+    #[serde(default = "default_fetch_after")]
+    pub fetch_after: Duration,
+}
+
+fn default_fetch_after() -> Duration {
+    Duration::from_millis(50)
 }
 
 impl Default for Config {
@@ -53,6 +66,8 @@ impl Default for Config {
             history_len: 1000,
             room_idle_expiry: None,
             policy: Policy::default(),
+            sequencer: Sequencer::Core,
+            fetch_after: default_fetch_after(),
         }
     }
 }
@@ -87,6 +102,8 @@ pub struct Core {
     /// Rooms without listeners, by when they expire. Empty unless `room_idle_expiry` is set.
     expiries: Deadlines<RoomId>,
     rate: RateLimiter<UserName>,
+    /// Rooms with a hole in their shared log's sequence, by when to read the log.
+    fetches: Deadlines<RoomId>,
     events: VecDeque<Event>,
     /// The newest time seen: time never runs backwards inside core.
     now: Timestamp,
@@ -104,6 +121,7 @@ impl Core {
             rooms: BTreeMap::new(),
             listeners: BTreeMap::new(),
             expiries: Deadlines::default(),
+            fetches: Deadlines::default(),
             events: VecDeque::new(),
             now: Timestamp::EPOCH,
             next_listener: 1,
@@ -160,8 +178,9 @@ impl Core {
             Command::CloseListener(c) => {
                 Ok(Reply::CloseListener(self.close_listener(now, c.listener)))
             }
-            Command::Submit(c) => self.submit(now, c).map(Reply::Submit),
+            Command::Submit(c) => self.submit(now, c),
             Command::History(c) => self.history(&c).map(Reply::History),
+            Command::Committed(c) => Ok(Reply::Committed(self.committed(now, c))),
         };
         if let Err(e) = &result {
             *self.stats.refused.entry(e.code()).or_insert(0) += 1;
@@ -187,23 +206,44 @@ impl Core {
     /// in the past (work is due now).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        match (self.expiries.next(), self.rate.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.expiries.next(),
+            self.rate.poll_timeout(),
+            self.fetches.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Does whatever is due at `now`: expires idle rooms (at most [`EXPIRE_BATCH`] per call) and
-    /// forgets refilled rate buckets.
+    /// Does whatever is due at `now`: expires idle rooms (at most [`EXPIRE_BATCH`] per call),
+    /// forgets refilled rate buckets and asks for reads of holes that did not fill.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let now = self.tick(now);
         self.rate.handle_timeout(now);
+        self.fetch_due(now);
         for _ in 0..EXPIRE_BATCH {
             let Some(room) = self.expiries.pop_due(now) else {
                 break;
             };
             self.remove_room(&room, CloseReason::Expired);
         }
+    }
+
+    /// Every room this core holds, with its newest applied sequence number: a host following a
+    /// shared log reads each one's log after it now and then.
+    pub fn heads(&self) -> impl Iterator<Item = (&RoomId, crate::ids::Seq)> {
+        self.rooms.iter().map(|(id, r)| (id, r.history().latest()))
+    }
+
+    /// Whether this core holds the room `id` (a host with a shared log loads it first if not).
+    pub fn holds(&self, id: &str) -> bool {
+        self.rooms.contains_key(id)
+    }
+
+    /// What a room listing shows of the room `id`, for the host (no policy is asked).
+    pub fn summary(&self, id: &str) -> Option<crate::room::RoomSummary> {
+        self.rooms.get(id).map(Room::summary)
     }
 
     /// Counters for metrics.
@@ -280,6 +320,7 @@ impl Core {
             self.listeners.remove(&listener);
         }
         self.expiries.remove(id);
+        self.fetches.remove(id);
         Some(room)
     }
 

@@ -1,0 +1,156 @@
+//! Following a shared log ([`crate::log`]): committed entries applied strictly in sequence
+//! order, holes read back from the log, trims told as gaps, lost history as a reset.
+
+use super::Core;
+use crate::event::{CloseReason, Event};
+use crate::history::Gap;
+use crate::ids::{RoomId, Seq};
+use crate::log::{Applied, Committed, LogRead};
+use crate::time::Timestamp;
+
+/// Most entries held ahead of a hole; past this, later ones are dropped and read back once the
+/// hole is filled (the log has them all).
+const MAX_HELD: usize = 4096;
+
+impl Core {
+    /// Applies what the log committed for a room this core serves; a room it does not serve is
+    /// left alone (the host loads it when someone asks for it).
+    pub(super) fn committed(&mut self, now: Timestamp, c: Committed) -> Applied {
+        let Some(room) = self.rooms.get_mut(&c.room) else {
+            return Applied::default();
+        };
+        if c.gone {
+            self.remove_room(&c.room, CloseReason::Deleted { by: None });
+            return Applied::default();
+        }
+        // Epochs only grow: an entry of an older one is from before the log lost its history
+        // (delayed in flight) and is dropped; a newer one means the history was lost.
+        if c.epoch < room.replica.epoch {
+            return Applied {
+                latest: room.history().latest(),
+                ..Applied::default()
+            };
+        }
+        let mut read = c.read;
+        if room.replica.epoch != c.epoch {
+            if room.replica.epoch != 0 {
+                self.reset(&c.room, now);
+                // A read's `after` counted in the old numbering: read the new one from the
+                // start instead of taking what it skipped for a gap.
+                read = read.map(|r| LogRead {
+                    after: Seq::ZERO,
+                    first_held: Seq::ZERO,
+                    ..r
+                });
+            }
+            self.room_mut(&c.room).replica.epoch = c.epoch;
+        }
+        let room = self.room_mut(&c.room);
+        let mut gap = None;
+        if let Some(read) = read {
+            room.replica.known_latest = room.replica.known_latest.max(read.latest);
+            let latest = room.history().latest();
+            // The log trimmed entries this room has not applied: skip them, and say so.
+            if read.after <= latest && read.first_held > latest.next() {
+                gap = Some(Gap {
+                    after: latest,
+                    first_held: read.first_held,
+                });
+                room.skip_to(Seq(read.first_held.0 - 1));
+            }
+        }
+        for message in c.messages {
+            if message.room != c.room {
+                continue;
+            }
+            room.replica.known_latest = room.replica.known_latest.max(message.seq);
+            if message.seq > room.history().latest() && room.replica.held.len() < MAX_HELD {
+                room.replica.held.insert(message.seq, message);
+            }
+        }
+        if let Some(gap) = gap {
+            self.emit(Event::Gap {
+                room: c.room.clone(),
+                gap,
+            });
+        }
+        let mut applied = 0;
+        loop {
+            let room = self.room_mut(&c.room);
+            let next = room.history().latest().next();
+            let Some(message) = room.replica.held.remove(&next) else {
+                break;
+            };
+            self.apply(now, message);
+            applied += 1;
+        }
+        let room = self.room_mut(&c.room);
+        let latest = room.history().latest();
+        room.replica.held.retain(|seq, _| *seq > latest);
+        let held = room.replica.held.len();
+        let behind = room.replica.known_latest > latest;
+        if !behind {
+            room.replica.hole_since = None;
+            self.fetches.remove(&c.room);
+        } else if c.read.is_some() {
+            // A read that stopped short (it reads a page at a time): read on at once.
+            self.fetches.remove(&c.room);
+            self.emit(Event::Fetch {
+                room: c.room.clone(),
+                after: latest,
+            });
+        } else if room.replica.hole_since.is_none() {
+            room.replica.hole_since = Some(now);
+            let at = now.saturating_add(self.config.fetch_after);
+            self.fetches.set(c.room.clone(), at);
+        }
+        Applied {
+            applied,
+            latest,
+            held,
+        }
+    }
+
+    /// Asks for reads of the rooms whose holes did not fill in time; asks again later if the
+    /// read does not come back.
+    pub(super) fn fetch_due(&mut self, now: Timestamp) {
+        while let Some(room) = self.fetches.pop_due(now) {
+            let Some(r) = self.rooms.get(&room) else {
+                continue;
+            };
+            let after = r.history().latest();
+            let retry = now.saturating_add(self.config.fetch_after * 4);
+            self.fetches.set(room.clone(), retry);
+            self.emit(Event::Fetch { room, after });
+        }
+    }
+
+    /// The log lost the room's history: its listeners' positions mean nothing now, so they are
+    /// closed with [`CloseReason::Reset`], and numbering starts again.
+    fn reset(&mut self, id: &RoomId, now: Timestamp) {
+        let announce_up_to = self.config.limits.announce_presence_up_to;
+        let room = self.room_mut(id);
+        let listeners: Vec<_> = room.listeners().collect();
+        room.skip_to(Seq::ZERO);
+        room.replica.held.clear();
+        room.replica.known_latest = Seq::ZERO;
+        room.replica.hole_since = None;
+        for listener in listeners {
+            self.listeners.remove(&listener);
+            let left = self.room_mut(id).leave(listener, now, announce_up_to);
+            self.emit(Event::ListenerClosed {
+                listener,
+                room: id.clone(),
+                reason: CloseReason::Reset,
+            });
+            if let Some((user, true)) = left {
+                self.emit(Event::Left {
+                    room: id.clone(),
+                    user,
+                });
+            }
+        }
+        self.fetches.remove(id);
+        self.schedule_expiry(id, now);
+    }
+}

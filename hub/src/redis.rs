@@ -1,0 +1,908 @@
+//! The shared log on Redis: rooms shared by several nodes (`--redis URL`).
+//!
+//! Redis numbers each room's messages in one place: the `append` script checks the poster's
+//! idempotency key, increments the room's counter, `XADD`s the message to the room's stream
+//! with the explicit ID `<seq>-0` (trimmed to about `--redis-history` entries), `PUBLISH`es it
+//! with its sequence number and the room's epoch, and remembers the key. Every key of a room
+//! shares one hash tag (`rc:{room}`), so the scripts also run on Redis Cluster.
+//!
+//! Nodes learn of messages through pub/sub on the rooms they serve. Pub/sub may lose messages;
+//! core sees every loss as a hole in the sequence and asks for a read (`XRANGE` after what it
+//! applied), so a loss is repaired, never silent. The safety nets where Centrifugo and
+//! Socket.IO lost messages: every room is read again after the pub/sub connection reconnects
+//! and every few seconds while quiet, and a probe published to this node's own channel every
+//! second shows that pub/sub still delivers; when it does not, the connection is replaced and
+//! `/healthz` says so meanwhile.
+//!
+//! All Redis I/O runs on one thread with smol's executor (the `redis` crate's `smol-comp`),
+//! whichever host runs: the hub sends [`Job`]s and receives [`Outcome`]s on channels.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{PushKind, Script, Value};
+use roomcast_core::log::{Committed, Draft, LogRead};
+use roomcast_core::{
+    Access, CloseReason, Event, Message, MessageId, RoomId, Seq, StoredRoom, Timestamp, UserName,
+};
+use roomcast_store::Progress;
+
+/// How long an idempotency key is remembered by the log.
+const IDEMPOTENCY_TTL_SECS: u64 = 3600;
+/// How long a deleted room's tombstone says "deleted" rather than "lost".
+const TOMBSTONE_TTL_SECS: u64 = 86_400;
+/// Entries per read.
+const READ_PAGE: usize = 512;
+/// Message ids each node takes at a time.
+pub(crate) const ID_BLOCK: u64 = 1 << 24;
+/// How often the probe is published, and how long pub/sub may stay silent before it is
+/// considered wedged.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+const PROBE_DEADLINE: Duration = Duration::from_secs(4);
+
+/// How this node reaches Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// `redis://` or `rediss://`, with a password if needed.
+    pub url: String,
+    /// This node's name (logs, metrics, `/healthz`, its probe channel).
+    pub node_id: String,
+    /// Entries each room's stream keeps (approximately).
+    pub history: usize,
+}
+
+/// What the hub asks of the log.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// Number and store a message.
+    Append(Draft),
+    /// Read a room's entries after `after`.
+    Fetch { room: RoomId, after: Seq },
+    /// Read a room to serve it here (`history_len` newest messages).
+    Load { room: RoomId, history_len: usize },
+    /// Restore a room whose history Redis lost, under a new epoch.
+    Recreate {
+        room: RoomId,
+        access: Access,
+        created_at: Timestamp,
+    },
+    /// Take another block of message ids.
+    ReserveIds,
+}
+
+/// Why an append failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AppendError {
+    /// The room is not in the log (deleted on another node, or lost).
+    RoomGone,
+    /// The same key was used for a different text; the original has this number.
+    Conflict(Seq),
+    /// Redis could not be reached or answered an error.
+    Unavailable(String),
+}
+
+/// What the log tells the hub.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// An append's result: the message as committed, and whether it was a retry.
+    Appended {
+        id: MessageId,
+        result: Result<(Committed, Arc<Message>, bool), AppendError>,
+    },
+    /// Entries for a room (pub/sub, or a read).
+    Committed(Committed),
+    /// A room read for loading: `None` if Redis does not have it.
+    Loaded {
+        room: RoomId,
+        stored: Result<Option<StoredRoom>, String>,
+    },
+    /// A room this node serves is no longer in Redis. `deleted`: another node deleted it (a
+    /// tombstone says so); otherwise Redis lost it, and the hub recreates it.
+    Missing { room: RoomId, deleted: bool },
+    /// Pub/sub (re)connected: every room must be read again.
+    Resubscribed,
+    /// A new block of message ids starts here.
+    Ids(MessageId),
+}
+
+/// The log's health, for `/healthz`.
+#[derive(Debug, Default)]
+pub struct LogHealth {
+    /// Pub/sub delivered the last probe in time.
+    pub pubsub_ok: AtomicBool,
+    /// Probes that did not come back in time (each replaced the connection).
+    pub wedged: AtomicU64,
+}
+
+/// The hub's handle on the log thread.
+pub(crate) struct RedisLog {
+    pub(crate) jobs: async_channel::Sender<Job>,
+    pub(crate) outcomes: async_channel::Receiver<Outcome>,
+    pub(crate) progress: async_channel::Receiver<Progress>,
+    writes: async_channel::Sender<Vec<Event>>,
+    pub(crate) health: Arc<LogHealth>,
+    pub(crate) first_ids: MessageId,
+}
+
+impl RedisLog {
+    /// Hands room changes to the log's writer; its progress says when they are stored.
+    pub(crate) fn write(&self, events: Vec<Event>) -> Result<(), ()> {
+        self.writes.try_send(events).map_err(|_| ())
+    }
+
+    /// Stops taking work.
+    pub(crate) fn close(&self) {
+        self.jobs.close();
+        self.writes.close();
+    }
+}
+
+/// Keys of one room, all with the room's hash tag.
+struct Keys {
+    meta: String,
+    members: String,
+    log: String,
+    gone: String,
+    channel: String,
+}
+
+impl Keys {
+    fn of(room: &str) -> Keys {
+        let tag = format!("rc:{{{room}}}");
+        Keys {
+            members: format!("{tag}:m"),
+            log: format!("{tag}:log"),
+            gone: format!("{tag}:gone"),
+            channel: tag.clone(),
+            meta: tag,
+        }
+    }
+
+    fn idempotency(room: &str, user: &str, key: &str) -> String {
+        format!("rc:{{{room}}}:k:{user}:{key}")
+    }
+
+    /// The room a channel belongs to.
+    fn room_of(channel: &str) -> Option<&str> {
+        channel.strip_prefix("rc:{")?.strip_suffix('}')
+    }
+}
+
+const APPEND: &str = r"
+local meta, log, idem = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('HEXISTS', meta, 'c') == 0 then return {-1} end
+local e = redis.call('HGET', meta, 'e')
+if ARGV[5] == '1' then
+  local seen = redis.call('GET', idem)
+  if seen then
+    local entry = redis.call('XRANGE', log, seen .. '-0', seen .. '-0')
+    local body = false
+    if entry[1] then body = entry[1][2][2] end
+    return {tonumber(seen), e, 1, body}
+  end
+end
+local seq = redis.call('HINCRBY', meta, 's', 1)
+redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], seq .. '-0', 'm', ARGV[1])
+redis.call('PUBLISH', ARGV[3], e .. ' ' .. seq .. ' ' .. ARGV[1])
+if ARGV[5] == '1' then redis.call('SET', idem, seq, 'EX', ARGV[4]) end
+return {seq, e, 0}
+";
+
+const READ: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'e', 's', 'c')
+if not f[3] then return {0, 0, {}, redis.call('EXISTS', KEYS[3])} end
+local entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+return {f[1], f[2], entries, 0}
+";
+
+const LOAD: &str = r"
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return 0 end
+return {h, redis.call('SMEMBERS', KEYS[2]), redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[1])}
+";
+
+/// Creates a room unless it exists; a new epoch unless one is set.
+const CREATE: &str = r"
+if redis.call('HEXISTS', KEYS[1], 'c') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'c', ARGV[1], 'p', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'o', ARGV[3]) end
+redis.call('HSET', KEYS[1], 'e', ARGV[4], 's', 0)
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+for i = 5, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
+return 1
+";
+
+const DELETE: &str = r"
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('SET', KEYS[4], '1', 'EX', ARGV[1])
+redis.call('PUBLISH', ARGV[2], 'closed')
+return 1
+";
+
+/// The scripts, loaded by hash (EVALSHA, with the script sent again on NOSCRIPT).
+struct Scripts {
+    append: Script,
+    read: Script,
+    load: Script,
+    create: Script,
+    delete: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            append: Script::new(APPEND),
+            read: Script::new(READ),
+            load: Script::new(LOAD),
+            create: Script::new(CREATE),
+            delete: Script::new(DELETE),
+        }
+    }
+}
+
+/// A new epoch: greater than any made before it (milliseconds since 1970, with the process id
+/// in the low bits so two nodes recreating a room in the same millisecond differ).
+fn new_epoch() -> u64 {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX >> 16)
+        });
+    (millis << 16) | u64::from(std::process::id() & 0xffff) | 1
+}
+
+#[allow(
+    clippy::wildcard_enum_match_arm,
+    reason = "a foreign, non-exhaustive enum"
+)]
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        #[allow(
+            clippy::wildcard_enum_match_arm,
+            reason = "a foreign, non-exhaustive enum"
+        )]
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<u64> {
+    if let Value::Int(i) = v {
+        return u64::try_from(*i).ok();
+    }
+    text(v)?.parse().ok()
+}
+
+#[allow(
+    clippy::wildcard_enum_match_arm,
+    reason = "a foreign, non-exhaustive enum"
+)]
+fn array(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(items) => items,
+        #[allow(
+            clippy::wildcard_enum_match_arm,
+            reason = "a foreign, non-exhaustive enum"
+        )]
+        _ => &[],
+    }
+}
+
+/// Stream entries (`[[id, [field, value]], ...]`) as messages.
+fn entries(v: &Value) -> Vec<Arc<Message>> {
+    array(v)
+        .iter()
+        .filter_map(|entry| {
+            let [id, fields] = array(entry) else {
+                return None;
+            };
+            let seq: u64 = text(id)?.split('-').next()?.parse().ok()?;
+            let body = text(array(fields).get(1)?)?;
+            let draft: Draft = serde_json::from_str(&body).ok()?;
+            Some(Arc::new(draft.at(Seq(seq))))
+        })
+        .collect()
+}
+
+/// Starts the log thread: connects (failing here if Redis cannot be reached), takes the
+/// first block of message ids, and serves jobs until the hub closes it.
+pub(crate) fn start(options: RedisOptions) -> Result<RedisLog, String> {
+    let client = redis::Client::open(resp3(&options.url))
+        .map_err(|e| format!("--redis {}: {e}", redact(&options.url)))?;
+    let (jobs, job_rx) = async_channel::unbounded::<Job>();
+    let (outcome_tx, outcomes) = async_channel::unbounded();
+    let (progress_tx, progress) = async_channel::unbounded();
+    let (writes, write_rx) = async_channel::unbounded();
+    let health = Arc::new(LogHealth::default());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread_health = health.clone();
+    std::thread::Builder::new()
+        .name("roomcast-redis".into())
+        .spawn(move || {
+            let ex = smol::Executor::new();
+            smol::block_on(ex.run(async {
+                let node = match Node::connect(client, options, outcome_tx, thread_health).await {
+                    Ok((node, first)) => {
+                        let _ = ready_tx.send(Ok(first));
+                        node
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let node = Arc::new(node);
+                ex.spawn(node.clone().write_loop(write_rx, progress_tx))
+                    .detach();
+                ex.spawn(node.clone().watch_pubsub()).detach();
+                while let Ok(job) = job_rx.recv().await {
+                    ex.spawn(node.clone().run(job)).detach();
+                }
+            }));
+        })
+        .map_err(|e| e.to_string())?;
+    let first_ids = ready_rx
+        .recv()
+        .map_err(|_| "the Redis thread ended".to_owned())??;
+    Ok(RedisLog {
+        jobs,
+        outcomes,
+        progress,
+        writes,
+        health,
+        first_ids,
+    })
+}
+
+/// Pub/sub needs RESP3 (push messages on a multiplexed connection).
+fn resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}
+
+/// The URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The log thread's state.
+struct Node {
+    client: redis::Client,
+    options: RedisOptions,
+    commands: ConnectionManager,
+    pubsub: Mutex<ConnectionManager>,
+    /// Channels subscribed to (the rooms this node serves).
+    channels: Mutex<BTreeSet<String>>,
+    outcomes: async_channel::Sender<Outcome>,
+    scripts: Scripts,
+    health: Arc<LogHealth>,
+    /// When the last probe came back.
+    probed: Mutex<Instant>,
+    pushes: async_channel::Receiver<redis::PushInfo>,
+    push_tx: async_channel::Sender<redis::PushInfo>,
+}
+
+impl Node {
+    async fn connect(
+        client: redis::Client,
+        options: RedisOptions,
+        outcomes: async_channel::Sender<Outcome>,
+        health: Arc<LogHealth>,
+    ) -> Result<(Node, MessageId), String> {
+        let url = redact(&options.url);
+        let timeouts = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        let mut commands = client
+            .get_connection_manager_with_config(timeouts.clone())
+            .await
+            .map_err(|e| format!("cannot reach Redis at {url}: {e}"))?;
+        let (push_tx, pushes) = async_channel::unbounded();
+        let pubsub = pubsub_connection(&client, &push_tx, timeouts)
+            .await
+            .map_err(|e| format!("cannot reach Redis at {url}: {e}"))?;
+        let end: u64 = redis::cmd("INCRBY")
+            .arg("rc:ids")
+            .arg(ID_BLOCK)
+            .query_async(&mut commands)
+            .await
+            .map_err(|e| format!("cannot reserve message ids on Redis at {url}: {e}"))?;
+        health.pubsub_ok.store(true, Ordering::SeqCst);
+        let node = Node {
+            client,
+            options,
+            commands,
+            pubsub: Mutex::new(pubsub),
+            channels: Mutex::new(BTreeSet::new()),
+            outcomes,
+            scripts: Scripts::new(),
+            health,
+            probed: Mutex::new(Instant::now()),
+            pushes,
+            push_tx,
+        };
+        node.subscribe(node.probe_channel()).await;
+        Ok((node, MessageId(end - ID_BLOCK + 1)))
+    }
+
+    fn probe_channel(&self) -> String {
+        format!("rc:probe:{}", self.options.node_id)
+    }
+
+    fn tell(&self, outcome: Outcome) {
+        let _ = self.outcomes.try_send(outcome);
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.commands.clone()
+    }
+
+    async fn subscribe(&self, channel: String) {
+        let mut pubsub = self.pubsub.lock().expect("not poisoned").clone();
+        if let Err(e) = pubsub.subscribe(&channel).await {
+            tracing::warn!(%channel, error = %e, "subscribe failed; the room is read every few seconds");
+        }
+        self.channels.lock().expect("not poisoned").insert(channel);
+    }
+
+    async fn run(self: Arc<Self>, job: Job) {
+        match job {
+            Job::Append(draft) => {
+                let id = draft.id;
+                let result = self.append(draft).await;
+                self.tell(Outcome::Appended { id, result });
+            }
+            Job::Fetch { room, after } => {
+                if let Some(outcome) = self.read(&room, after).await {
+                    self.tell(outcome);
+                }
+            }
+            Job::Load { room, history_len } => {
+                let stored = self.load(&room, history_len).await;
+                if let Ok(Some(_)) = &stored {
+                    self.subscribe(Keys::of(room.as_str()).channel).await;
+                }
+                self.tell(Outcome::Loaded { room, stored });
+            }
+            Job::Recreate {
+                room,
+                access,
+                created_at,
+            } => {
+                let epoch = new_epoch();
+                let _ = self.create(&room, &access, created_at, epoch).await;
+                tracing::warn!(%room, "Redis lost this room's history; recreated it under a new epoch");
+                self.tell(Outcome::Committed(Committed {
+                    room,
+                    epoch,
+                    messages: Vec::new(),
+                    read: Some(LogRead {
+                        after: Seq::ZERO,
+                        first_held: Seq(1),
+                        latest: Seq::ZERO,
+                    }),
+                    gone: false,
+                }));
+            }
+            Job::ReserveIds => {
+                let reserved: redis::RedisResult<u64> = redis::cmd("INCRBY")
+                    .arg("rc:ids")
+                    .arg(ID_BLOCK)
+                    .query_async(&mut self.conn())
+                    .await;
+                match reserved {
+                    Ok(end) => self.tell(Outcome::Ids(MessageId(end - ID_BLOCK + 1))),
+                    Err(e) => tracing::error!(error = %e, "cannot reserve message ids"),
+                }
+            }
+        }
+    }
+
+    async fn append(&self, draft: Draft) -> Result<(Committed, Arc<Message>, bool), AppendError> {
+        let keys = Keys::of(draft.room.as_str());
+        let key = draft.idempotency_key.as_ref();
+        let idem = key.map_or_else(String::new, |k| {
+            Keys::idempotency(draft.room.as_str(), draft.user.as_str(), k.as_str())
+        });
+        let body = serde_json::to_string(&draft).expect("a draft serializes");
+        let reply: Value = self
+            .scripts
+            .append
+            .key(&keys.meta)
+            .key(&keys.log)
+            .key(if key.is_some() { &idem } else { &keys.meta })
+            .arg(&body)
+            .arg(self.options.history)
+            .arg(&keys.channel)
+            .arg(IDEMPOTENCY_TTL_SECS)
+            .arg(if key.is_some() { "1" } else { "0" })
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| AppendError::Unavailable(e.to_string()))?;
+        let fields = array(&reply);
+        let bad = || AppendError::Unavailable(format!("unexpected append reply {reply:?}"));
+        let seq = match fields.first() {
+            Some(Value::Int(-1)) => return Err(AppendError::RoomGone),
+            Some(v) => int(v).ok_or_else(bad)?,
+            None => return Err(bad()),
+        };
+        let epoch = fields.get(1).and_then(int).ok_or_else(bad)?;
+        let duplicate = fields.get(2).and_then(int) == Some(1);
+        let message = match fields.get(3).and_then(text) {
+            Some(original) if duplicate => {
+                let original: Draft = serde_json::from_str(&original).map_err(|_| bad())?;
+                if original.text != draft.text {
+                    return Err(AppendError::Conflict(Seq(seq)));
+                }
+                Arc::new(original.at(Seq(seq)))
+            }
+            Some(_) | None => Arc::new(draft.at(Seq(seq))),
+        };
+        let committed = Committed {
+            room: draft.room.clone(),
+            epoch,
+            messages: if duplicate {
+                Vec::new()
+            } else {
+                vec![message.clone()]
+            },
+            read: None,
+            gone: false,
+        };
+        Ok((committed, message, duplicate))
+    }
+
+    async fn read(&self, room: &RoomId, after: Seq) -> Option<Outcome> {
+        let keys = Keys::of(room.as_str());
+        let reply: Value = match self
+            .scripts
+            .read
+            .key(&keys.meta)
+            .key(&keys.log)
+            .key(&keys.gone)
+            .arg(after.0)
+            .arg(READ_PAGE)
+            .invoke_async(&mut self.conn())
+            .await
+        {
+            Ok(reply) => reply,
+            Err(e) => {
+                // Core asks again if the hole stays.
+                tracing::warn!(%room, error = %e, "reading the room's log failed");
+                return None;
+            }
+        };
+        let fields = array(&reply);
+        let epoch = fields.first().and_then(int).unwrap_or(0);
+        if epoch == 0 {
+            let deleted = fields.get(3).and_then(int) == Some(1);
+            return Some(Outcome::Missing {
+                room: room.clone(),
+                deleted,
+            });
+        }
+        let latest = Seq(fields.get(1).and_then(int).unwrap_or(0));
+        let messages = fields.get(2).map(entries).unwrap_or_default();
+        let first_held = messages.first().map_or(latest.next(), |m| m.seq);
+        Some(Outcome::Committed(Committed {
+            room: room.clone(),
+            epoch,
+            messages,
+            read: Some(LogRead {
+                after,
+                first_held,
+                latest,
+            }),
+            gone: false,
+        }))
+    }
+
+    async fn load(&self, room: &RoomId, history_len: usize) -> Result<Option<StoredRoom>, String> {
+        let keys = Keys::of(room.as_str());
+        let reply: Value = self
+            .scripts
+            .load
+            .key(&keys.meta)
+            .key(&keys.members)
+            .key(&keys.log)
+            .arg(history_len)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| e.to_string())?;
+        let parts = array(&reply);
+        let [meta, members, newest] = parts else {
+            return Ok(None);
+        };
+        let mut field = std::collections::HashMap::new();
+        for pair in array(meta).chunks(2) {
+            if let [k, v] = pair
+                && let (Some(k), Some(v)) = (text(k), text(v))
+            {
+                field.insert(k, v);
+            }
+        }
+        let get = |k: &str| field.get(k).cloned();
+        let Some(created) = get("c").and_then(|c| c.parse::<u64>().ok()) else {
+            return Ok(None);
+        };
+        let user = |s: String| UserName::parse(&s, usize::MAX).ok();
+        let access = Access {
+            owner: get("o").and_then(user),
+            private: get("p").as_deref() == Some("1"),
+            members: array(members)
+                .iter()
+                .filter_map(text)
+                .filter_map(user)
+                .collect(),
+        };
+        let mut recent = entries(newest);
+        recent.reverse();
+        Ok(Some(StoredRoom {
+            id: room.clone(),
+            created_at: Timestamp::from_unix_millis(created),
+            access,
+            latest: Seq(get("s").and_then(|s| s.parse().ok()).unwrap_or(0)),
+            recent,
+            epoch: get("e").and_then(|e| e.parse().ok()).unwrap_or(0),
+        }))
+    }
+
+    async fn create(
+        &self,
+        room: &RoomId,
+        access: &Access,
+        created_at: Timestamp,
+        epoch: u64,
+    ) -> redis::RedisResult<()> {
+        let keys = Keys::of(room.as_str());
+        let mut invocation = self.scripts.create.prepare_invoke();
+        invocation
+            .key(&keys.meta)
+            .key(&keys.members)
+            .key(&keys.log)
+            .key(&keys.gone)
+            .arg(created_at.as_unix_millis())
+            .arg(if access.private { "1" } else { "0" })
+            .arg(access.owner.as_ref().map_or("", |o| o.as_str()))
+            .arg(epoch);
+        for member in &access.members {
+            invocation.arg(member.as_str());
+        }
+        let _: Value = invocation.invoke_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    /// Persists one durable room change.
+    async fn write_event(&self, event: &Event) -> redis::RedisResult<()> {
+        match event {
+            Event::RoomCreated {
+                room,
+                created_at,
+                owner,
+                private,
+            } => {
+                let access = Access {
+                    owner: owner.clone(),
+                    private: *private,
+                    members: BTreeSet::new(),
+                };
+                self.create(room, &access, *created_at, new_epoch()).await?;
+                self.subscribe(Keys::of(room.as_str()).channel).await;
+            }
+            Event::MemberAdded { room, user } => {
+                let _: Value = redis::cmd("SADD")
+                    .arg(Keys::of(room.as_str()).members)
+                    .arg(user.as_str())
+                    .query_async(&mut self.conn())
+                    .await?;
+            }
+            Event::MemberRemoved { room, user } => {
+                let _: Value = redis::cmd("SREM")
+                    .arg(Keys::of(room.as_str()).members)
+                    .arg(user.as_str())
+                    .query_async(&mut self.conn())
+                    .await?;
+            }
+            Event::RoomClosed { room, reason } => match reason {
+                CloseReason::Deleted { .. } | CloseReason::Expired => {
+                    let keys = Keys::of(room.as_str());
+                    let _: Value = self
+                        .scripts
+                        .delete
+                        .key(&keys.meta)
+                        .key(&keys.members)
+                        .key(&keys.log)
+                        .key(&keys.gone)
+                        .arg(TOMBSTONE_TTL_SECS)
+                        .arg(&keys.channel)
+                        .invoke_async(&mut self.conn())
+                        .await?;
+                }
+                // Not a change to the room itself.
+                CloseReason::Removed
+                | CloseReason::Refused(_)
+                | CloseReason::ShuttingDown
+                | CloseReason::Reset => {}
+            },
+            // Messages are in the log already; the rest is never stored.
+            Event::Published(_)
+            | Event::Joined { .. }
+            | Event::Left { .. }
+            | Event::ListenerClosed { .. }
+            | Event::Gap { .. }
+            | Event::Fetch { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Writes room changes in the order the hub made them, reporting each batch stored.
+    async fn write_loop(
+        self: Arc<Self>,
+        writes: async_channel::Receiver<Vec<Event>>,
+        progress: async_channel::Sender<Progress>,
+    ) {
+        let mut done = 0u64;
+        while let Ok(batch) = writes.recv().await {
+            for event in &batch {
+                // The connection manager reconnects; a write is retried until Redis takes it
+                // or the hub gives up on the node.
+                let mut tries = 0;
+                while let Err(e) = self.write_event(event).await {
+                    tries += 1;
+                    if tries >= 20 {
+                        let _ = progress.try_send(Progress::Failed(format!("Redis: {e}")));
+                        return;
+                    }
+                    smol::Timer::after(Duration::from_millis(250)).await;
+                }
+            }
+            done += 1;
+            let _ = progress.try_send(Progress::Committed(done));
+        }
+    }
+
+    /// Turns pub/sub pushes into entries, and probes that pub/sub still delivers.
+    async fn watch_pubsub(self: Arc<Self>) {
+        let probe = self.clone();
+        let probing = async move {
+            loop {
+                smol::Timer::after(PROBE_EVERY).await;
+                let _: redis::RedisResult<Value> = redis::cmd("PUBLISH")
+                    .arg(probe.probe_channel())
+                    .arg("probe")
+                    .query_async(&mut probe.conn())
+                    .await;
+                let silent = probe.probed.lock().expect("not poisoned").elapsed();
+                if silent > PROBE_DEADLINE {
+                    probe.health.pubsub_ok.store(false, Ordering::SeqCst);
+                    probe.health.wedged.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(?silent, "pub/sub delivered no probe; reconnecting it");
+                    probe.reconnect_pubsub().await;
+                }
+            }
+        };
+        let this = self.clone();
+        let receiving = async move {
+            while let Ok(push) = this.pushes.recv().await {
+                this.on_push(push);
+            }
+        };
+        futures_lite::future::or(probing, receiving).await;
+    }
+
+    async fn reconnect_pubsub(&self) {
+        let timeouts = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        match pubsub_connection(&self.client, &self.push_tx, timeouts).await {
+            Ok(mut fresh) => {
+                let channels: Vec<String> = self
+                    .channels
+                    .lock()
+                    .expect("not poisoned")
+                    .iter()
+                    .cloned()
+                    .collect();
+                for channel in &channels {
+                    let _ = fresh.subscribe(channel).await;
+                }
+                *self.pubsub.lock().expect("not poisoned") = fresh;
+                *self.probed.lock().expect("not poisoned") = Instant::now();
+                self.tell(Outcome::Resubscribed);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reconnect pub/sub"),
+        }
+    }
+
+    #[allow(
+        clippy::wildcard_enum_match_arm,
+        reason = "a foreign, non-exhaustive enum"
+    )]
+    fn on_push(&self, push: redis::PushInfo) {
+        match push.kind {
+            PushKind::Message => {
+                let (Some(channel), Some(payload)) = (
+                    push.data.first().and_then(text),
+                    push.data.get(1).and_then(text),
+                ) else {
+                    return;
+                };
+                if channel == self.probe_channel() {
+                    *self.probed.lock().expect("not poisoned") = Instant::now();
+                    self.health.pubsub_ok.store(true, Ordering::SeqCst);
+                    return;
+                }
+                let Some(room) =
+                    Keys::room_of(&channel).and_then(|r| RoomId::parse(r, usize::MAX).ok())
+                else {
+                    return;
+                };
+                if payload == "closed" {
+                    self.tell(Outcome::Missing {
+                        room,
+                        deleted: true,
+                    });
+                    return;
+                }
+                let mut parts = payload.splitn(3, ' ');
+                let (Some(epoch), Some(seq), Some(body)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return;
+                };
+                let (Ok(epoch), Ok(seq), Ok(draft)) = (
+                    epoch.parse(),
+                    seq.parse(),
+                    serde_json::from_str::<Draft>(body),
+                ) else {
+                    return;
+                };
+                self.tell(Outcome::Committed(Committed {
+                    room,
+                    epoch,
+                    messages: vec![Arc::new(draft.at(Seq(seq)))],
+                    read: None,
+                    gone: false,
+                }));
+            }
+            PushKind::Disconnection => {
+                // The manager reconnects and resubscribes; what was published meanwhile is read.
+                self.tell(Outcome::Resubscribed);
+            }
+            #[allow(
+                clippy::wildcard_enum_match_arm,
+                reason = "a foreign, non-exhaustive enum"
+            )]
+            _ => {}
+        }
+    }
+}
+
+async fn pubsub_connection(
+    client: &redis::Client,
+    push_tx: &async_channel::Sender<redis::PushInfo>,
+    timeouts: ConnectionManagerConfig,
+) -> redis::RedisResult<ConnectionManager> {
+    let tx = push_tx.clone();
+    let config = timeouts
+        .set_push_sender(move |info: redis::PushInfo| {
+            tx.try_send(info).map_err(|_| redis::aio::SendError)
+        })
+        .set_automatic_resubscription();
+    client.get_connection_manager_with_config(config).await
+}

@@ -1,0 +1,114 @@
+//! A real `redis-server` (Debian's) for the tests that share rooms between nodes: each test
+//! starts its own on a free loopback port with its own dir, and stops it by its process id.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::PATIENCE;
+
+/// A running `redis-server`.
+pub struct Redis {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+/// Whether `redis-server` can be run here. Without it, tests that need it say so and pass on a
+/// developer's machine; under CI (`CI` set, where `.ci/run` installs it) they fail.
+pub fn available() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "redis-server is not installed (apt-get install redis-server)"
+    );
+    if !found {
+        eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+    }
+    found
+}
+
+impl Redis {
+    /// Starts one with these extra settings (e.g. `--appendonly yes`).
+    pub fn start(extra: &[&str]) -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("a dir for redis");
+        let args: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let child = spawn(port, &dir.path().to_path_buf(), &args);
+        let redis = Redis {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+            args,
+        };
+        redis.wait_ready();
+        redis
+    }
+
+    /// The URL nodes are given.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Runs one command (inline protocol) and returns the reply's first line.
+    pub fn cmd(&self, command: &str) -> String {
+        let stream = TcpStream::connect(self.addr).expect("connect to redis");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        (&stream)
+            .write_all(format!("{command}\r\n").as_bytes())
+            .expect("send");
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).expect("reply");
+        line.trim_end().to_owned()
+    }
+
+    /// Kills it (SIGKILL) and starts it again on the same port and dir, with the same settings.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.addr.port(), &self.dir.path().to_path_buf(), &self.args);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.addr).is_ok() && self.cmd("PING") == "+PONG" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on {}", self.addr);
+    }
+}
+
+fn spawn(port: u16, dir: &PathBuf, extra: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--save", "", "--protected-mode", "no"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server")
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

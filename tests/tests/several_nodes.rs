@@ -1,0 +1,260 @@
+//! Several nodes sharing rooms through a real Redis (`--redis`): roomcast-smol and
+//! roomcast-tokio nodes side by side, each test with its own `redis-server`.
+
+use std::collections::BTreeMap;
+use std::thread;
+
+use roomcast_e2e::grpc::{self, client, next};
+use roomcast_e2e::redis::{self, Redis};
+use roomcast_e2e::sse::SseStream;
+use roomcast_e2e::{Server, create_room, post_json, post_with, say};
+use roomcast_proto::v1::stream_event::Event;
+use serde_json::json;
+
+const SECRET: &str = "a shared secret every node of the test cluster is given";
+
+/// Flags for a node of the cluster on `redis` (posting unthrottled, so tests can be quick).
+fn node_args<'a>(redis: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--redis", redis, "--jwt-secret", SECRET, "--rate-burst=0"];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The next `n` messages of an SSE stream, as (seq, text).
+fn sse_messages(stream: &mut SseStream, n: usize) -> Vec<(u64, String)> {
+    (0..n)
+        .map(|_| {
+            let m = stream.next_of("message").expect("a message").json();
+            (
+                m["seq"].as_u64().expect("seq"),
+                m["text"].as_str().expect("text").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Checks that `got` is 1..=n in order with no hole or repeat.
+fn assert_contiguous(who: &str, got: &[(u64, String)], n: usize) {
+    let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+    let expected: Vec<u64> = (1..=n as u64).collect();
+    assert_eq!(seqs, expected, "{who} saw a hole, a repeat or a reorder");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_agree_on_each_rooms_one_order() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let a = Server::smol(&node_args(&url, &[]));
+    let b = Server::smol(&node_args(&url, &[]));
+    let c = Server::tokio(&node_args(&url, &[]));
+    create_room(&a, "hall");
+
+    // A listener on every node: SSE on the two smol nodes, a gRPC stream on the tokio node.
+    let mut on_a =
+        SseStream::open(a.addr, "/api/v1/rooms/hall/events?user=ann", None).expect("SSE on node a");
+    let mut on_b =
+        SseStream::open(b.addr, "/api/v1/rooms/hall/events?user=ben", None).expect("SSE on node b");
+    let mut grpc_c = client(&c).await;
+    let mut on_c = grpc::open(&mut grpc_c, "cat", "hall", None).await;
+
+    // Posts on all three nodes at once.
+    const EACH: usize = 40;
+    let total = 3 * EACH;
+    let posting: Vec<_> = [(&a, "ann"), (&b, "ben")]
+        .into_iter()
+        .map(|(server, user)| {
+            let url = server.url("/api/v1/rooms/hall/messages");
+            let user = user.to_owned();
+            thread::spawn(move || {
+                for i in 0..EACH {
+                    let res = post_json(
+                        &url,
+                        &json!({ "user": user, "text": format!("{user} {i}") }),
+                    );
+                    assert_eq!(res.status, 201, "{}", res.body);
+                }
+            })
+        })
+        .collect();
+    let mut poster_c = client(&c).await;
+    let grpc_posts = tokio::spawn(async move {
+        for i in 0..EACH {
+            grpc::submit(&mut poster_c, "cat", "hall", &format!("cat {i}")).await;
+        }
+    });
+    let read_a = thread::spawn(move || sse_messages(&mut on_a, total));
+    let read_b = thread::spawn(move || sse_messages(&mut on_b, total));
+    let mut seen_c = Vec::new();
+    while seen_c.len() < total {
+        match next(&mut on_c).await.expect("the gRPC stream stays open") {
+            Event::Message(m) => seen_c.push((m.seq, m.text)),
+            Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
+            other @ (Event::Gap(_) | Event::Closed(_)) => panic!("unexpected {other:?}"),
+        }
+    }
+    for p in posting {
+        p.join().expect("posting on a smol node");
+    }
+    grpc_posts.await.expect("posting on the tokio node");
+    let seen_a = read_a.join().expect("reading on node a");
+    let seen_b = read_b.join().expect("reading on node b");
+
+    assert_contiguous("node a", &seen_a, total);
+    assert_contiguous("node b", &seen_b, total);
+    assert_contiguous("node c", &seen_c, total);
+    assert_eq!(seen_a, seen_b, "nodes a and b disagree on the order");
+    assert_eq!(seen_a, seen_c, "nodes a and c disagree on the order");
+    // Every message posted anywhere is there exactly once.
+    let mut texts: Vec<&str> = seen_a.iter().map(|(_, t)| t.as_str()).collect();
+    texts.sort_unstable();
+    texts.dedup();
+    assert_eq!(texts.len(), total);
+
+    // A node that joins later loads the room from Redis with the same history.
+    let d = Server::smol(&node_args(&url, &[]));
+    let page = roomcast_e2e::get(&d.url("/api/v1/rooms/hall/messages?user=dan&limit=500"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let history: Vec<(u64, String)> = page.json()["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_u64().expect("seq"),
+                m["text"].as_str().expect("text").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(history, seen_a, "a fresh node's history differs");
+}
+
+#[test]
+fn a_retry_on_another_node_gets_the_original_number() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let a = Server::smol(&node_args(&url, &[]));
+    let b = Server::smol(&node_args(&url, &[]));
+    create_room(&a, "retry");
+    say(&a, "retry", "eve", "first");
+    let body = json!({ "user": "eve", "text": "only once" }).to_string();
+    let key = [
+        ("Idempotency-Key", "k-123"),
+        ("Content-Type", "application/json"),
+    ];
+    let original = post_with(&a.url("/api/v1/rooms/retry/messages"), &key, &body);
+    assert_eq!(original.status, 201, "{}", original.body);
+    // The node that took the post dies; the client retries on another.
+    drop(a);
+    let retried = post_with(&b.url("/api/v1/rooms/retry/messages"), &key, &body);
+    assert!(
+        retried.status == 200 || retried.status == 201,
+        "{}",
+        retried.body
+    );
+    assert_eq!(retried.json()["seq"], original.json()["seq"]);
+    assert_eq!(retried.json()["id"], original.json()["id"]);
+    let next = say(&b, "retry", "eve", "second");
+    assert_eq!(next["seq"], 3, "the retry posted nothing new");
+}
+
+#[test]
+fn a_resume_past_what_redis_keeps_gets_an_explicit_gap() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let a = Server::smol(&node_args(&url, &["--redis-history", "10"]));
+    create_room(&a, "long");
+    for i in 0..300 {
+        say(&a, "long", "fay", &format!("m{i}"));
+    }
+    let kept: u64 = redis
+        .cmd("XLEN rc:{long}:log")
+        .trim_start_matches(':')
+        .parse()
+        .expect("a length");
+    assert!(kept < 300, "Redis trimmed nothing ({kept} kept)");
+    // A node that never served the room resumes a client from message 1.
+    let b = Server::smol(&node_args(&url, &["--redis-history", "10"]));
+    let mut stream = SseStream::open(b.addr, "/api/v1/rooms/long/events?user=gus", Some("1"))
+        .expect("SSE on node b");
+    let gap = stream.next_of("gap").expect("a gap").json();
+    assert_eq!(gap["after"], 1);
+    let first_held = gap["first_held"].as_u64().expect("first_held");
+    assert!(first_held > 2 && first_held <= 300, "{gap}");
+    let first = stream.next_of("message").expect("a message").json();
+    assert_eq!(
+        first["seq"].as_u64(),
+        Some(first_held),
+        "messages follow the gap"
+    );
+}
+
+#[test]
+fn a_lost_pubsub_connection_is_backfilled_without_a_hole() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let a = Server::smol(&node_args(&url, &[]));
+    let b = Server::smol(&node_args(&url, &[]));
+    create_room(&a, "flaky");
+    let mut on_b = SseStream::open(b.addr, "/api/v1/rooms/flaky/events?user=hal", None)
+        .expect("SSE on node b");
+    let total = 200;
+    let poster = {
+        let url = a.url("/api/v1/rooms/flaky/messages");
+        thread::spawn(move || {
+            for i in 0..total {
+                let res = post_json(&url, &json!({ "user": "ida", "text": format!("m{i}") }));
+                assert_eq!(res.status, 201, "{}", res.body);
+            }
+        })
+    };
+    // Cut every subscriber off, twice, while messages flow.
+    for _ in 0..2 {
+        thread::sleep(std::time::Duration::from_millis(150));
+        let killed = redis.cmd("CLIENT KILL TYPE pubsub");
+        assert!(killed.starts_with(':'), "{killed}");
+    }
+    poster.join().expect("posting");
+    let seen = sse_messages(&mut on_b, total);
+    assert_contiguous("node b", &seen, total);
+    let by_seq: BTreeMap<u64, &str> = seen.iter().map(|(s, t)| (*s, t.as_str())).collect();
+    assert_eq!(by_seq.len(), total);
+}
+
+#[test]
+fn a_redis_that_lost_its_data_resets_listeners_plainly() {
+    if !redis::available() {
+        return;
+    }
+    // No persistence: a restart loses every room's history.
+    let mut redis = Redis::start(&["--appendonly", "no"]);
+    let url = redis.url();
+    let a = Server::smol(&node_args(&url, &[]));
+    create_room(&a, "fragile");
+    say(&a, "fragile", "jo", "before");
+    let mut stream =
+        SseStream::open(a.addr, "/api/v1/rooms/fragile/events?user=kim", Some("0")).expect("SSE");
+    assert_eq!(
+        stream.next_of("message").expect("a message").json()["seq"],
+        1
+    );
+    redis.kill_and_restart();
+    // The node finds the room gone from Redis (not deleted: no tombstone), recreates it under
+    // a new epoch, and closes its listeners with `reset` rather than going on silently.
+    let closed = stream.next_of("closed").expect("a close").json();
+    assert_eq!(closed["reason"], "reset", "{closed}");
+    // Numbering starts again, and posting works.
+    let after = say(&a, "fragile", "jo", "after");
+    assert_eq!(after["seq"], 1);
+}
