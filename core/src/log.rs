@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserName};
 use crate::message::Message;
+use crate::room::Access;
 use crate::time::Timestamp;
 
 /// Who assigns a room's sequence numbers.
@@ -79,6 +80,10 @@ pub struct Committed {
     /// The room is no longer in the log: another node deleted it. Core closes it here too.
     #[serde(default)]
     pub gone: bool,
+    /// Who may see the room now, when another node changed it: listeners whose users may no
+    /// longer listen are closed as removed.
+    #[serde(default)]
+    pub access: Option<Access>,
 }
 
 /// What a read of a room's log found besides its entries.

@@ -151,6 +151,11 @@ impl Room {
         Some((user, left))
     }
 
+    /// Replaces who may see the room (another node changed it).
+    pub(crate) fn set_access(&mut self, access: Access) {
+        self.access = access;
+    }
+
     /// Makes `user` a member; false if they were one.
     pub(crate) fn add_member(&mut self, user: UserName) -> bool {
         self.access.members.insert(user)

@@ -93,6 +93,7 @@ impl Log {
                 latest: self.latest,
             }),
             gone: false,
+            access: None,
         }
     }
 }
@@ -253,6 +254,7 @@ fn run(ops: Vec<Op>) {
                         messages: vec![message],
                         read: None,
                         gone: false,
+                        access: None,
                     },
                 );
             }
@@ -314,6 +316,7 @@ fn an_entry_that_arrives_early_waits_for_the_one_before() {
         messages: vec![m.clone()],
         read: None,
         gone: false,
+        access: None,
     };
     r.feed(&log, committed(&two));
     assert_eq!(r.shown, Seq::ZERO, "2 is held until 1 comes");

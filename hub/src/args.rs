@@ -240,6 +240,7 @@ impl CoreArgs {
                 url: url.clone(),
                 node_id: self.node_id(),
                 history: self.redis_history.max(1),
+                rate: self.config().limits.submit_rate,
             }),
             ..HubOptions::default()
         }

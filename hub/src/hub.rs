@@ -36,6 +36,7 @@ use thiserror::Error;
 
 use crate::barrier::Barrier;
 use crate::delivery::{Broadcast, Delivery};
+use crate::directory::RedisDirectory;
 use crate::history;
 use crate::identity::{Identity, IdentityError, IdentityOptions};
 use crate::recorder::Recorder;
@@ -186,10 +187,31 @@ impl Hub {
         store: Option<(Arc<Store>, Retention)>,
         identity: IdentityOptions,
     ) -> Result<Hub, StartError> {
-        let identity = Arc::new(Identity::new(
-            identity,
-            store.as_ref().map(|(store, _)| store.clone()),
-        )?);
+        let redis = match &options.redis {
+            Some(redis) => {
+                let started = log::start(redis.clone()).map_err(StartError::Redis)?;
+                tracing::info!(node = %redis.node_id, redis = %log::redact(&redis.url), "sharing rooms through Redis");
+                Some(started)
+            }
+            None => None,
+        };
+        let identity = match &options.redis {
+            Some(redis) => {
+                let directory =
+                    RedisDirectory::connect(log::client(&redis.url).map_err(StartError::Redis)?)
+                        .map_err(StartError::Redis)?;
+                let secret = directory
+                    .agree_secret(identity.secret.as_deref())
+                    .map_err(StartError::Redis)?;
+                let options = IdentityOptions {
+                    secret: Some(secret),
+                    ..identity
+                };
+                Identity::shared(options, Arc::new(directory))?
+            }
+            None => Identity::new(identity, store.as_ref().map(|(store, _)| store.clone()))?,
+        };
+        let identity = Arc::new(identity);
         let (requests, request_rx) = async_channel::bounded(options.queue.max(1));
         let (closes, close_rx) = async_channel::unbounded();
         let mut recorder = match &options.record_inputs {
@@ -200,14 +222,6 @@ impl Hub {
                         source,
                     })?,
                 )
-            }
-            None => None,
-        };
-        let redis = match &options.redis {
-            Some(redis) => {
-                let started = log::start(redis.clone()).map_err(StartError::Redis)?;
-                tracing::info!(node = %redis.node_id, redis = %log::redact(&redis.url), "sharing rooms through Redis");
-                Some(started)
             }
             None => None,
         };
@@ -259,6 +273,7 @@ impl Hub {
             appending: HashMap::new(),
             loading: HashMap::new(),
             catching_up: HashMap::new(),
+            identity: identity.clone(),
             recorder,
             durable: Vec::new(),
             outputs: Vec::new(),
@@ -540,6 +555,8 @@ struct Driver {
     loading: HashMap<RoomId, Vec<Waiting>>,
     /// Listeners that resume past what this node has applied, waiting for a read of the log.
     catching_up: HashMap<RoomId, Vec<Waiting>>,
+    /// Told of revocations and new accounts on other nodes.
+    identity: Arc<Identity>,
     barrier: Barrier<Output>,
     recorder: Option<Recorder>,
     /// What the current step must persist.
@@ -751,7 +768,7 @@ impl Driver {
     /// What the shared log said.
     fn outcome(&mut self, now: Timestamp, outcome: Outcome) {
         match outcome {
-            Outcome::Appended { id, result } => {
+            Outcome::Appended { id, room, result } => {
                 let Some(tx) = self.appending.remove(&id) else {
                     return;
                 };
@@ -760,12 +777,15 @@ impl Driver {
                         let _ = self.command(now, committed.into());
                         Ok(Reply::Submit(Submitted { message, duplicate }))
                     }
-                    Err(AppendError::RoomGone) => Err(HubError::Refused(Error::RoomNotFound {
-                        room: RoomId::parse("gone", usize::MAX).expect("a valid id"),
-                    })),
-                    Err(AppendError::Conflict(seq)) => Err(HubError::Unavailable(format!(
-                        "this idempotency key was used for another message, numbered {seq}"
-                    ))),
+                    Err(AppendError::RoomGone) => {
+                        Err(HubError::Refused(Error::RoomNotFound { room }))
+                    }
+                    Err(AppendError::RateLimited(retry_after)) => {
+                        Err(HubError::Refused(Error::RateLimited { retry_after }))
+                    }
+                    Err(AppendError::Conflict(key, seq)) => {
+                        Err(HubError::Refused(Error::IdempotencyConflict { key, seq }))
+                    }
                     Err(AppendError::Unavailable(reason)) => {
                         tracing::warn!(%reason, "append failed");
                         Err(HubError::Unavailable(reason))
@@ -781,6 +801,30 @@ impl Driver {
                     for (command, tx) in waiting {
                         self.request(now, command, tx, false);
                     }
+                }
+            }
+            Outcome::AccessChanged(room) => {
+                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
+                    let history_len = self.core.config().history_len;
+                    let _ = redis.jobs.try_send(Job::Load { room, history_len });
+                }
+            }
+            Outcome::Loaded {
+                room,
+                stored: Ok(Some(stored)),
+            } if self.core.holds(room.as_str()) => {
+                // Read again because its access changed elsewhere.
+                let access = Committed {
+                    room: room.clone(),
+                    epoch: stored.epoch,
+                    messages: Vec::new(),
+                    read: None,
+                    gone: false,
+                    access: Some(stored.access),
+                };
+                let _ = self.command(now, access.into());
+                for (command, tx) in self.loading.remove(&room).unwrap_or_default() {
+                    self.request(now, command, tx, true);
                 }
             }
             Outcome::Loaded { room, stored } => {
@@ -829,6 +873,7 @@ impl Driver {
                         messages: Vec::new(),
                         read: None,
                         gone: true,
+                        access: None,
                     };
                     let _ = self.command(now, gone.into());
                 } else if let (Some(summary), Some(redis)) = (
@@ -847,7 +892,21 @@ impl Driver {
                     });
                 }
             }
-            Outcome::Resubscribed => self.read_all(),
+            Outcome::Resubscribed => {
+                self.read_all();
+                // Revocations published while pub/sub was down were missed: read them all.
+                let identity = self.identity.clone();
+                std::thread::spawn(move || {
+                    if let Err(e) = identity.reload_shared() {
+                        tracing::warn!(error = %e, "cannot reload revocations");
+                    }
+                });
+            }
+            Outcome::Identity(event) => match event.split_once(' ') {
+                Some(("revoked", sid)) => self.identity.on_revoked(sid),
+                Some(("registered", name)) => self.identity.on_registered(name),
+                Some(_) | None => {}
+            },
             Outcome::Ids(start) => self.core.restore_message_ids(start),
         }
     }

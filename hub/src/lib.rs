@@ -19,6 +19,7 @@
 mod args;
 mod barrier;
 mod delivery;
+mod directory;
 pub mod edge;
 mod history;
 mod hub;

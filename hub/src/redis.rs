@@ -52,6 +52,8 @@ pub struct RedisOptions {
     pub node_id: String,
     /// Entries each room's stream keeps (approximately).
     pub history: usize,
+    /// Each poster's rate, held across nodes (core's own bucket is per node).
+    pub rate: Option<roomcast_core::Rate>,
 }
 
 /// What the hub asks of the log.
@@ -79,7 +81,9 @@ pub(crate) enum AppendError {
     /// The room is not in the log (deleted on another node, or lost).
     RoomGone,
     /// The same key was used for a different text; the original has this number.
-    Conflict(Seq),
+    Conflict(roomcast_core::IdempotencyKey, Seq),
+    /// The poster is over their rate on the cluster; retry after this long.
+    RateLimited(Duration),
     /// Redis could not be reached or answered an error.
     Unavailable(String),
 }
@@ -90,6 +94,7 @@ pub(crate) enum Outcome {
     /// An append's result: the message as committed, and whether it was a retry.
     Appended {
         id: MessageId,
+        room: RoomId,
         result: Result<(Committed, Arc<Message>, bool), AppendError>,
     },
     /// Entries for a room (pub/sub, or a read).
@@ -102,10 +107,15 @@ pub(crate) enum Outcome {
     /// A room this node serves is no longer in Redis. `deleted`: another node deleted it (a
     /// tombstone says so); otherwise Redis lost it, and the hub recreates it.
     Missing { room: RoomId, deleted: bool },
+    /// Another node changed who may see this room.
+    AccessChanged(RoomId),
     /// Pub/sub (re)connected: every room must be read again.
     Resubscribed,
     /// A new block of message ids starts here.
     Ids(MessageId),
+    /// Another node revoked a session or registered a name (`revoked <sid>`,
+    /// `registered <name>`).
+    Identity(String),
 }
 
 /// The log's health, for `/healthz`.
@@ -191,6 +201,21 @@ if ARGV[5] == '1' then redis.call('SET', idem, seq, 'EX', ARGV[4]) end
 return {seq, e, 0}
 ";
 
+/// A poster's rate across nodes, as GCRA on Redis's clock (the same allowance as core's token
+/// bucket: `burst` at once, then one per interval): 0 if admitted, else the milliseconds to wait.
+/// Its key is the user's own (`rc:{u:<user>}:rate`), so it runs on any cluster slot.
+const RATE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - tolerance > now then return tat - tolerance - now end
+local new = tat + interval
+redis.call('SET', KEYS[1], new, 'PX', new - now + 1000)
+return 0
+";
+
 const READ: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'e', 's', 'c')
 if not f[3] then return {0, 0, {}, redis.call('EXISTS', KEYS[3])} end
@@ -224,6 +249,7 @@ return 1
 
 /// The scripts, loaded by hash (EVALSHA, with the script sent again on NOSCRIPT).
 struct Scripts {
+    rate: Script,
     append: Script,
     read: Script,
     load: Script,
@@ -234,6 +260,7 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
+            rate: Script::new(RATE),
             append: Script::new(APPEND),
             read: Script::new(READ),
             load: Script::new(LOAD),
@@ -312,8 +339,7 @@ fn entries(v: &Value) -> Vec<Arc<Message>> {
 /// Starts the log thread: connects (failing here if Redis cannot be reached), takes the
 /// first block of message ids, and serves jobs until the hub closes it.
 pub(crate) fn start(options: RedisOptions) -> Result<RedisLog, String> {
-    let client = redis::Client::open(resp3(&options.url))
-        .map_err(|e| format!("--redis {}: {e}", redact(&options.url)))?;
+    let client = client(&options.url)?;
     let (jobs, job_rx) = async_channel::unbounded::<Job>();
     let (outcome_tx, outcomes) = async_channel::unbounded();
     let (progress_tx, progress) = async_channel::unbounded();
@@ -357,6 +383,11 @@ pub(crate) fn start(options: RedisOptions) -> Result<RedisLog, String> {
         health,
         first_ids,
     })
+}
+
+/// A client for `url`, speaking RESP3.
+pub(crate) fn client(url: &str) -> Result<redis::Client, String> {
+    redis::Client::open(resp3(url)).map_err(|e| format!("--redis {}: {e}", redact(url)))
 }
 
 /// Pub/sub needs RESP3 (push messages on a multiplexed connection).
@@ -437,6 +468,7 @@ impl Node {
             push_tx,
         };
         node.subscribe(node.probe_channel()).await;
+        node.subscribe(crate::directory::EVENTS.to_owned()).await;
         Ok((node, MessageId(end - ID_BLOCK + 1)))
     }
 
@@ -463,9 +495,9 @@ impl Node {
     async fn run(self: Arc<Self>, job: Job) {
         match job {
             Job::Append(draft) => {
-                let id = draft.id;
+                let (id, room) = (draft.id, draft.room.clone());
                 let result = self.append(draft).await;
-                self.tell(Outcome::Appended { id, result });
+                self.tell(Outcome::Appended { id, room, result });
             }
             Job::Fetch { room, after } => {
                 if let Some(outcome) = self.read(&room, after).await {
@@ -497,6 +529,7 @@ impl Node {
                         latest: Seq::ZERO,
                     }),
                     gone: false,
+                    access: None,
                 }));
             }
             Job::ReserveIds => {
@@ -513,7 +546,30 @@ impl Node {
         }
     }
 
+    /// Takes one post from the poster's allowance on the cluster.
+    async fn admit(&self, user: &UserName) -> Result<(), AppendError> {
+        let Some(rate) = self.options.rate.filter(|r| r.per_second > 0) else {
+            return Ok(());
+        };
+        let interval = 1000 / u64::from(rate.per_second).max(1);
+        let tolerance = interval * u64::from(rate.burst.saturating_sub(1));
+        let wait: u64 = self
+            .scripts
+            .rate
+            .key(format!("rc:{{u:{user}}}:rate"))
+            .arg(interval)
+            .arg(tolerance)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| AppendError::Unavailable(e.to_string()))?;
+        match wait {
+            0 => Ok(()),
+            ms => Err(AppendError::RateLimited(Duration::from_millis(ms))),
+        }
+    }
+
     async fn append(&self, draft: Draft) -> Result<(Committed, Arc<Message>, bool), AppendError> {
+        self.admit(&draft.user).await?;
         let keys = Keys::of(draft.room.as_str());
         let key = draft.idempotency_key.as_ref();
         let idem = key.map_or_else(String::new, |k| {
@@ -546,8 +602,10 @@ impl Node {
         let message = match fields.get(3).and_then(text) {
             Some(original) if duplicate => {
                 let original: Draft = serde_json::from_str(&original).map_err(|_| bad())?;
-                if original.text != draft.text {
-                    return Err(AppendError::Conflict(Seq(seq)));
+                if original.text != draft.text
+                    && let Some(key) = draft.idempotency_key.clone()
+                {
+                    return Err(AppendError::Conflict(key, Seq(seq)));
                 }
                 Arc::new(original.at(Seq(seq)))
             }
@@ -563,6 +621,7 @@ impl Node {
             },
             read: None,
             gone: false,
+            access: None,
         };
         Ok((committed, message, duplicate))
     }
@@ -609,6 +668,7 @@ impl Node {
                 latest,
             }),
             gone: false,
+            access: None,
         }))
     }
 
@@ -704,17 +764,22 @@ impl Node {
                 self.create(room, &access, *created_at, new_epoch()).await?;
                 self.subscribe(Keys::of(room.as_str()).channel).await;
             }
-            Event::MemberAdded { room, user } => {
-                let _: Value = redis::cmd("SADD")
-                    .arg(Keys::of(room.as_str()).members)
+            Event::MemberAdded { room, user } | Event::MemberRemoved { room, user } => {
+                let keys = Keys::of(room.as_str());
+                let change = if matches!(event, Event::MemberAdded { .. }) {
+                    "SADD"
+                } else {
+                    "SREM"
+                };
+                // The other nodes serving the room read its access again.
+                let _: Value = redis::pipe()
+                    .atomic()
+                    .cmd(change)
+                    .arg(&keys.members)
                     .arg(user.as_str())
-                    .query_async(&mut self.conn())
-                    .await?;
-            }
-            Event::MemberRemoved { room, user } => {
-                let _: Value = redis::cmd("SREM")
-                    .arg(Keys::of(room.as_str()).members)
-                    .arg(user.as_str())
+                    .cmd("PUBLISH")
+                    .arg(&keys.channel)
+                    .arg("access")
                     .query_async(&mut self.conn())
                     .await?;
             }
@@ -842,6 +907,10 @@ impl Node {
                 ) else {
                     return;
                 };
+                if channel == crate::directory::EVENTS {
+                    self.tell(Outcome::Identity(payload));
+                    return;
+                }
                 if channel == self.probe_channel() {
                     *self.probed.lock().expect("not poisoned") = Instant::now();
                     self.health.pubsub_ok.store(true, Ordering::SeqCst);
@@ -857,6 +926,10 @@ impl Node {
                         room,
                         deleted: true,
                     });
+                    return;
+                }
+                if payload == "access" {
+                    self.tell(Outcome::AccessChanged(room));
                     return;
                 }
                 let mut parts = payload.splitn(3, ' ');
@@ -878,6 +951,7 @@ impl Node {
                     messages: vec![Arc::new(draft.at(Seq(seq)))],
                     read: None,
                     gone: false,
+                    access: None,
                 }));
             }
             PushKind::Disconnection => {

@@ -30,6 +30,7 @@
 
 mod attempts;
 mod caller;
+mod directory;
 mod error;
 mod hashing;
 mod names;
@@ -47,6 +48,7 @@ use roomcast_store::Store;
 
 pub use attempts::{Allowance, Origin};
 pub use caller::{Caller, Issued, bearer};
+pub use directory::Directory;
 pub use error::{AuthError, IdentityError};
 /// The signing algorithms, as `--jwt-public-key` names them.
 pub use jsonwebtoken::Algorithm;
@@ -55,6 +57,7 @@ use attempts::Attempts;
 use hashing::Hashing;
 use names::Names;
 use sessions::Sessions;
+pub use tokens::secret_fingerprint;
 use tokens::{Claims, refusal, secret_file, validation};
 
 /// The shortest and longest password accepted, in characters (at most 1 KiB of UTF-8, and a
@@ -132,6 +135,11 @@ pub struct Identity {
     /// Tokens minted elsewhere: their algorithm, key, and what they must satisfy.
     external: Option<(Algorithm, DecodingKey, Validation)>,
     store: Option<Arc<Store>>,
+    /// Shared with other nodes instead of the store, when set.
+    shared: Option<Arc<dyn Directory>>,
+    /// With a shared directory: sessions revoked on any node (tokens are otherwise good on
+    /// every node until they expire).
+    revoked: RwLock<HashSet<String>>,
     /// Accounts when there is no store: name → password hash.
     memory: Mutex<HashMap<String, String>>,
     /// Who holds which name. Its lock also orders "is this name free?" before "take it", for
@@ -178,13 +186,35 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Identity {
     /// Sets up keys, loads accounts, live sessions and held guest names, and starts the hashing
     /// threads.
+    pub fn new(
+        options: IdentityOptions,
+        store: Option<Arc<Store>>,
+    ) -> Result<Identity, IdentityError> {
+        Identity::build(options, store, None)
+    }
+
+    /// An identity shared with other nodes through `directory` (the secret must be the
+    /// cluster's, in `options`).
+    pub fn shared(
+        options: IdentityOptions,
+        directory: Arc<dyn Directory>,
+    ) -> Result<Identity, IdentityError> {
+        if options.secret.is_none() {
+            return Err(IdentityError::Store(
+                "a shared identity needs the cluster's secret".into(),
+            ));
+        }
+        Identity::build(options, None, Some(directory))
+    }
+
     #[allow(
         clippy::wildcard_enum_match_arm,
         reason = "the key flag accepts EdDSA and the RSA family only"
     )]
-    pub fn new(
+    fn build(
         options: IdentityOptions,
         store: Option<Arc<Store>>,
+        shared: Option<Arc<dyn Directory>>,
     ) -> Result<Identity, IdentityError> {
         let now = now();
         let secret = match (&options.secret, &store) {
@@ -218,6 +248,15 @@ impl Identity {
             ),
             None => (HashSet::new(), HashMap::new(), HashMap::new()),
         };
+        let (registered, revoked) = match &shared {
+            Some(directory) => {
+                let load = |e: String| IdentityError::Store(e);
+                let names = directory.account_names().map_err(load)?;
+                let revoked = directory.revoked_sessions(now).map_err(load)?;
+                (names.into_iter().collect(), revoked.into_iter().collect())
+            }
+            None => (registered, HashSet::new()),
+        };
         let threads = options.hashing_threads.max(1);
         let hashing = Hashing::start(threads, threads * HASHES_WAITING_PER_THREAD)
             .map_err(IdentityError::Threads)?;
@@ -227,6 +266,8 @@ impl Identity {
             decoding: DecodingKey::from_secret(&secret),
             external,
             store,
+            shared,
+            revoked: RwLock::new(revoked),
             memory: Mutex::new(HashMap::new()),
             names: RwLock::new(Names::new(registered, guests)),
             sessions: RwLock::new(Sessions::new(sessions)),
@@ -258,10 +299,14 @@ impl Identity {
             .claims;
         UserName::parse(&claims.sub, self.options.max_name_chars)
             .map_err(|e| AuthError::InvalidToken(format!("its sub is not a user name: {e}")))?;
-        if let Some(sid) = &claims.sid
-            && !read(&self.sessions).belongs_to(sid, &claims.sub)
-        {
-            return Err(AuthError::Revoked);
+        if let Some(sid) = &claims.sid {
+            let live = match &self.shared {
+                Some(_) => !read(&self.revoked).contains(sid),
+                None => read(&self.sessions).belongs_to(sid, &claims.sub),
+            };
+            if !live {
+                return Err(AuthError::Revoked);
+            }
         }
         if claims.guest {
             if !self.options.guests {
@@ -373,6 +418,34 @@ impl Identity {
         blocking::unblock(move || me.end_session(&caller, now)).await
     }
 
+    /// Another node revoked this session: its tokens stop working here too.
+    pub fn on_revoked(&self, sid: &str) {
+        write(&self.revoked).insert(sid.to_owned());
+    }
+
+    /// Another node registered this name: a guest token for it is no longer good here.
+    pub fn on_registered(&self, name: &str) {
+        write(&self.names).register(name.to_owned());
+    }
+
+    /// Reads every revocation and account again (after the link to the other nodes was
+    /// down, when some may have been missed).
+    pub fn reload_shared(&self) -> Result<(), AuthError> {
+        let Some(directory) = &self.shared else {
+            return Ok(());
+        };
+        let revoked = directory
+            .revoked_sessions(now())
+            .map_err(AuthError::Unavailable)?;
+        let names = directory.account_names().map_err(AuthError::Unavailable)?;
+        write(&self.revoked).extend(revoked);
+        let mut known = write(&self.names);
+        for name in names {
+            known.register(name);
+        }
+        Ok(())
+    }
+
     fn end_session(&self, caller: &Caller, now: Timestamp) -> Result<(), AuthError> {
         let Some(sid) = &caller.session else {
             return Ok(()); // Minted elsewhere: only its expiry ends it.
@@ -380,6 +453,13 @@ impl Identity {
         write(&self.sessions).end(sid);
         if let Some(store) = &self.store {
             store.remove_session(sid).map_err(unavailable)?;
+        }
+        if let Some(directory) = &self.shared {
+            let longest = self.options.token_ttl.max(self.options.guest_ttl);
+            directory
+                .revoke_session(sid, now.saturating_add(longest))
+                .map_err(AuthError::Unavailable)?;
+            write(&self.revoked).insert(sid.clone());
         }
         if caller.guest {
             let until = now.saturating_add(GUEST_NAME_GRACE);
@@ -394,6 +474,11 @@ impl Identity {
                     store
                         .hold_guest_name(&caller.user, until)
                         .map_err(unavailable)?;
+                }
+                if let Some(directory) = &self.shared {
+                    directory
+                        .shorten_guest_hold(&caller.user, until)
+                        .map_err(AuthError::Unavailable)?;
                 }
             }
         }
@@ -420,9 +505,12 @@ impl Identity {
         password: &str,
         now: Timestamp,
     ) -> Result<Issued, AuthError> {
-        let stored = match &self.store {
-            Some(store) => store.password_hash(&name).map_err(unavailable)?,
-            None => lock(&self.memory).get(&name).cloned(),
+        let stored = match (&self.shared, &self.store) {
+            (Some(directory), _) => directory
+                .password_hash(&name)
+                .map_err(AuthError::Unavailable)?,
+            (None, Some(store)) => store.password_hash(&name).map_err(unavailable)?,
+            (None, None) => lock(&self.memory).get(&name).cloned(),
         };
         let hash = stored.as_deref().unwrap_or(DECOY);
         let matches = memory.verify(password.as_bytes(), hash);
@@ -444,11 +532,14 @@ impl Identity {
             if names.is_held(&name, now) {
                 return Err(AuthError::NameTaken(name));
             }
-            let created = match &self.store {
-                Some(store) => store
+            let created = match (&self.shared, &self.store) {
+                (Some(directory), _) => directory
+                    .create_account(&name, &hash)
+                    .map_err(AuthError::Unavailable)?,
+                (None, Some(store)) => store
                     .create_account(&name, &hash, now)
                     .map_err(unavailable)?,
-                None => {
+                (None, None) => {
                     let mut memory = lock(&self.memory);
                     !memory.contains_key(&name) && memory.insert(name.clone(), hash).is_none()
                 }
@@ -469,6 +560,13 @@ impl Identity {
         {
             let mut names = write(&self.names);
             if names.is_taken(&name, now) || self.options.reserved.contains(&name) {
+                return Err(AuthError::NameTaken(name));
+            }
+            if let Some(directory) = &self.shared
+                && !directory
+                    .hold_guest_name(&name, until)
+                    .map_err(AuthError::Unavailable)?
+            {
                 return Err(AuthError::NameTaken(name));
             }
             names.hold(name.clone(), until, now);

@@ -258,3 +258,205 @@ fn a_redis_that_lost_its_data_resets_listeners_plainly() {
     let after = say(&a, "fragile", "jo", "after");
     assert_eq!(after["seq"], 1);
 }
+
+/// A POST of JSON with exactly this bearer token (or none).
+fn post_as(url: &str, token: Option<&str>, body: &serde_json::Value) -> roomcast_e2e::Answer {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth.as_str()));
+    }
+    post_with(url, &headers, &body.to_string())
+}
+
+#[test]
+fn who_someone_is_holds_on_every_node() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let a = Server::smol(&node_args(&url, &[]));
+    let b = Server::smol(&node_args(&url, &[]));
+    create_room(&a, "town");
+
+    // A guest's name is theirs on every node: nobody takes it on another.
+    let guest = post_as(
+        &a.url("/api/v1/auth/guest"),
+        None,
+        &json!({ "nickname": "lena" }),
+    );
+    assert_eq!(guest.status, 201, "{}", guest.body);
+    let token = guest.json()["token"].as_str().expect("a token").to_owned();
+    let impostor = post_as(
+        &b.url("/api/v1/auth/guest"),
+        None,
+        &json!({ "nickname": "lena" }),
+    );
+    impostor.problem(409, "name-taken");
+    let squatter = post_as(
+        &b.url("/api/v1/auth/register"),
+        None,
+        &json!({ "name": "lena", "password": "a long enough password" }),
+    );
+    squatter.problem(409, "name-taken");
+
+    // Their token works on the other node.
+    let posted = post_as(
+        &b.url("/api/v1/rooms/town/messages"),
+        Some(&token),
+        &json!({ "text": "hello from b" }),
+    );
+    assert_eq!(posted.status, 201, "{}", posted.body);
+    assert_eq!(posted.json()["user"], "lena");
+
+    // Signing out on one node ends the session on every node.
+    let out = post_as(&a.url("/api/v1/auth/sign-out"), Some(&token), &json!({}));
+    assert!(out.status == 204 || out.status == 200, "{}", out.body);
+    let mut refused = None;
+    for _ in 0..100 {
+        let res = post_as(
+            &b.url("/api/v1/rooms/town/messages"),
+            Some(&token),
+            &json!({ "text": "still me?" }),
+        );
+        if res.status == 401 {
+            refused = Some(res);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    refused
+        .expect("node b still takes a signed-out token")
+        .problem(401, "token-revoked");
+
+    // An account made on one node signs in on another.
+    let account = json!({ "name": "mona", "password": "a long enough password" });
+    let made = post_as(&a.url("/api/v1/auth/register"), None, &account);
+    assert_eq!(made.status, 201, "{}", made.body);
+    let signed_in = post_as(&b.url("/api/v1/auth/sign-in"), None, &account);
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let wrong = post_as(
+        &b.url("/api/v1/auth/sign-in"),
+        None,
+        &json!({ "name": "mona", "password": "not the password at all" }),
+    );
+    wrong.problem(401, "bad-credentials");
+}
+
+#[test]
+fn a_node_with_another_secret_refuses_to_start() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let _a = Server::smol(&node_args(&url, &[]));
+    let (status, stderr) = roomcast_e2e::refused_start(
+        "roomcast-smol",
+        "roomcast-smol",
+        &[
+            "--redis",
+            &url,
+            "--in-memory",
+            "--jwt-secret",
+            "another secret, at least thirty-two bytes long",
+        ],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("--jwt-secret"), "{stderr}");
+    // Without a secret of its own, a node takes the cluster's... unless the cluster's came
+    // from a flag, which this node was not given.
+    let (status, stderr) = roomcast_e2e::refused_start(
+        "roomcast-tokio",
+        "roomcast-tokio",
+        &["--redis", &url, "--in-memory"],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("--jwt-secret"), "{stderr}");
+}
+
+#[test]
+fn a_posters_rate_holds_across_nodes() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let limited = [
+        "--redis",
+        &url,
+        "--jwt-secret",
+        SECRET,
+        "--rate-burst=3",
+        "--rate-per-second=1",
+    ];
+    let a = Server::smol(&limited);
+    let b = Server::smol(&limited);
+    create_room(&a, "calm");
+    for i in 0..3 {
+        say(&a, "calm", "ned", &format!("m{i}"));
+    }
+    // Another node would have a full bucket of its own; the rate is the poster's, everywhere.
+    let token = roomcast_e2e::guest_token(a.addr, "ned").expect("ned's token");
+    let res = post_as(
+        &b.url("/api/v1/rooms/calm/messages"),
+        Some(&token),
+        &json!({ "text": "one more, elsewhere" }),
+    );
+    let problem = res.problem(429, "rate-limited");
+    assert!(
+        problem["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0),
+        "{problem}"
+    );
+}
+
+#[test]
+fn a_member_removed_on_one_node_is_cut_off_on_every_node() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let a = Server::smol(&node_args(&url, &[]));
+    let b = Server::smol(&node_args(&url, &[]));
+    let owner = roomcast_e2e::guest_token(a.addr, "olga").expect("olga");
+    let made = post_as(
+        &a.url("/api/v1/rooms"),
+        Some(&owner),
+        &json!({ "room": "club", "private": true }),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let invited = post_as(
+        &a.url("/api/v1/rooms/club/members"),
+        Some(&owner),
+        &json!({ "user": "pete" }),
+    );
+    assert_eq!(invited.status, 204, "{}", invited.body);
+    // Pete listens on the other node, which loads the room with him as a member.
+    let pete = roomcast_e2e::guest_token(a.addr, "pete").expect("pete");
+    let mut stream = SseStream::open_with_token(b.addr, "/api/v1/rooms/club/events", &pete)
+        .expect("a member listens on node b");
+    stream.next_of("presence").expect("a snapshot");
+    // The owner removes him on node a: node b closes his stream and refuses him from then on.
+    let removed = roomcast_e2e::request_with(
+        "DELETE",
+        &a.url("/api/v1/rooms/club/members/pete"),
+        &[("Authorization", &format!("Bearer {owner}"))],
+        None,
+    );
+    assert!(
+        removed.status == 200 || removed.status == 204,
+        "{}",
+        removed.body
+    );
+    let closed = stream.next_of("closed").expect("closed").json();
+    assert_eq!(closed["reason"], "removed", "{closed}");
+    let read = roomcast_e2e::request_with(
+        "GET",
+        &b.url("/api/v1/rooms/club/messages"),
+        &[("Authorization", &format!("Bearer {pete}"))],
+        None,
+    );
+    read.problem(403, "permission-denied");
+}

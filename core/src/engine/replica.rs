@@ -2,10 +2,12 @@
 //! order, holes read back from the log, trims told as gaps, lost history as a reset.
 
 use super::Core;
+use crate::action::Action;
 use crate::event::{CloseReason, Event};
 use crate::history::Gap;
 use crate::ids::{RoomId, Seq};
 use crate::log::{Applied, Committed, LogRead};
+use crate::room::Access;
 use crate::time::Timestamp;
 
 /// Most entries held ahead of a hole; past this, later ones are dropped and read back once the
@@ -16,13 +18,17 @@ impl Core {
     /// Applies what the log committed for a room this core serves; a room it does not serve is
     /// left alone (the host loads it when someone asks for it).
     pub(super) fn committed(&mut self, now: Timestamp, c: Committed) -> Applied {
-        let Some(room) = self.rooms.get_mut(&c.room) else {
+        if !self.rooms.contains_key(&c.room) {
             return Applied::default();
-        };
+        }
         if c.gone {
             self.remove_room(&c.room, CloseReason::Deleted { by: None });
             return Applied::default();
         }
+        if let Some(access) = c.access {
+            self.replace_access(&c.room, access, now);
+        }
+        let room = self.room_mut(&c.room);
         // Epochs only grow: an entry of an older one is from before the log lost its history
         // (delayed in flight) and is dropped; a newer one means the history was lost.
         if c.epoch < room.replica.epoch {
@@ -122,6 +128,40 @@ impl Core {
             let retry = now.saturating_add(self.config.fetch_after * 4);
             self.fetches.set(room.clone(), retry);
             self.emit(Event::Fetch { room, after });
+        }
+    }
+
+    /// Another node changed who may see the room: listeners whose users may no longer listen
+    /// are closed as removed (and leave).
+    fn replace_access(&mut self, id: &RoomId, access: Access, now: Timestamp) {
+        let announce_up_to = self.config.limits.announce_presence_up_to;
+        let policy = self.config.policy.clone();
+        let room = self.room_mut(id);
+        room.set_access(access);
+        let barred: Vec<_> = room
+            .listeners()
+            .filter(|l| {
+                room.listener_user(*l).is_some_and(|user| {
+                    policy
+                        .authorize_room(user, Action::Listen, room.access())
+                        .is_err()
+                })
+            })
+            .collect();
+        for listener in barred {
+            self.listeners.remove(&listener);
+            let left = self.room_mut(id).leave(listener, now, announce_up_to);
+            self.emit(Event::ListenerClosed {
+                listener,
+                room: id.clone(),
+                reason: CloseReason::Removed,
+            });
+            if let Some((user, true)) = left {
+                self.emit(Event::Left {
+                    room: id.clone(),
+                    user,
+                });
+            }
         }
     }
 
