@@ -82,6 +82,17 @@ pub enum Event {
         /// What is missing.
         gap: Gap,
     },
+    /// For the host's shared log: `user`'s first listener on the room opened on this node
+    /// (`here`), or their last here closed. The log announces [`Event::Joined`] or
+    /// [`Event::Left`] on every node when that changes whether they are present anywhere.
+    Here {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        user: UserName,
+        /// Whether they are here now.
+        here: bool,
+    },
     /// For the host's shared log: read the room's entries after `after` and hand them back as
     /// [`Committed`](crate::log::Committed) with what the read found. Core asks when a hole in
     /// the sequence does not fill in time, or the log is known to be ahead.
@@ -105,6 +116,7 @@ impl Event {
             | Event::Left { room, .. }
             | Event::ListenerClosed { room, .. }
             | Event::Gap { room, .. }
+            | Event::Here { room, .. }
             | Event::Fetch { room, .. } => room,
             Event::Published(message) => &message.room,
         }
@@ -123,6 +135,7 @@ impl Event {
             | Event::Left { .. }
             | Event::ListenerClosed { .. }
             | Event::Gap { .. }
+            | Event::Here { .. }
             | Event::Fetch { .. } => false,
         }
     }

@@ -84,6 +84,29 @@ pub struct Committed {
     /// longer listen are closed as removed.
     #[serde(default)]
     pub access: Option<Access>,
+    /// Who the log announced as now present somewhere (`true`) or nowhere (`false`).
+    #[serde(default)]
+    pub presence: Vec<(UserName, bool)>,
+    /// Who is present anywhere, as a read of the log found: joins and leaves this node missed
+    /// are announced.
+    #[serde(default)]
+    pub present: Option<Vec<UserName>>,
+}
+
+impl Committed {
+    /// Nothing yet about `room` at `epoch`: a base to fill in with what the log reported.
+    pub fn of(room: RoomId, epoch: u64) -> Self {
+        Committed {
+            room,
+            epoch,
+            messages: Vec::new(),
+            read: None,
+            gone: false,
+            access: None,
+            presence: Vec::new(),
+            present: None,
+        }
+    }
 }
 
 /// What a read of a room's log found besides its entries.

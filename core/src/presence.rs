@@ -1,6 +1,6 @@
 //! Who is in a room: users holding at least one listener, with how many each holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::UserName;
 
@@ -14,9 +14,12 @@ pub struct PresenceEntry {
 }
 
 /// Listener counts per user. A user joins with their first listener and leaves with their last.
+/// With a shared log, also who is present on any node, as the log announced it: a user is
+/// present once however many nodes hold their listeners.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Presence {
     counts: BTreeMap<UserName, usize>,
+    cluster: BTreeSet<UserName>,
 }
 
 impl Presence {
@@ -52,20 +55,53 @@ impl Presence {
         self.counts.get(user).copied().unwrap_or(0)
     }
 
-    /// How many distinct users are present.
+    /// How many distinct users are present (here, or anywhere per the shared log).
     pub(crate) fn users(&self) -> usize {
-        self.counts.len()
+        if self.cluster.is_empty() {
+            return self.counts.len();
+        }
+        self.cluster
+            .union(&self.counts.keys().cloned().collect())
+            .count()
     }
 
-    /// Everyone present, by name.
+    /// Everyone present, by name: with a shared log, those present on other nodes too (with
+    /// the listeners they hold here, or 1).
     pub(crate) fn entries(&self) -> Vec<PresenceEntry> {
-        self.counts
-            .iter()
-            .map(|(user, &listeners)| PresenceEntry {
+        let mut entries: BTreeMap<&UserName, usize> =
+            self.cluster.iter().map(|user| (user, 1)).collect();
+        for (user, &listeners) in &self.counts {
+            entries.insert(user, listeners);
+        }
+        entries
+            .into_iter()
+            .map(|(user, listeners)| PresenceEntry {
                 user: user.clone(),
                 listeners,
             })
             .collect()
+    }
+
+    /// Whether `user` is present: here, or anywhere per the shared log.
+    pub(crate) fn contains(&self, user: &UserName) -> bool {
+        self.counts.contains_key(user) || self.cluster.contains(user)
+    }
+
+    /// The shared log says `user` is present somewhere (or no longer anywhere); true if that
+    /// changed whether they are present as this room sees it.
+    pub(crate) fn announced(&mut self, user: &UserName, present: bool) -> bool {
+        let before = self.contains(user);
+        if present {
+            self.cluster.insert(user.clone());
+        } else {
+            self.cluster.remove(user);
+        }
+        before != self.contains(user)
+    }
+
+    /// Who the shared log says is present anywhere.
+    pub(crate) fn cluster(&self) -> &BTreeSet<UserName> {
+        &self.cluster
     }
 }
 

@@ -31,9 +31,9 @@ pub(crate) struct Room {
     pub(crate) replica: Replica,
 }
 
-/// Whether a change in presence is announced to the room ([`Event::Joined`](crate::Event) or
-/// `Left`): only while few enough are present.
-pub(crate) type Announce = bool;
+/// Whether a user's first listener here opened, or their last closed: a change in who is
+/// present (announced as the engine decides: see `Core::presence_changed`).
+pub(crate) type Changed = bool;
 
 impl Room {
     pub(crate) fn new(id: RoomId, now: Timestamp, history_len: usize, access: Access) -> Self {
@@ -124,31 +124,34 @@ impl Room {
         self.replica.held.retain(|seq, _| *seq > latest);
     }
 
-    /// Adds a listener of `user`; announced if it is their first and few enough are present.
+    /// Adds a listener of `user`; true if it is their first here.
     pub(crate) fn join(
         &mut self,
         listener: ListenerId,
         user: &UserName,
         now: Timestamp,
-        announce_up_to: usize,
-    ) -> Announce {
+    ) -> Changed {
         self.listeners.insert(listener, user.clone());
         self.last_active = now;
-        self.presence.add(user) && self.presence.users() <= announce_up_to
+        self.presence.add(user)
     }
 
-    /// Removes a listener; announced if it was its user's last and few enough are present.
-    /// `None` if it was not this room's.
+    /// Removes a listener, and says whose it was and whether it was their last here. `None` if
+    /// it was not this room's.
     pub(crate) fn leave(
         &mut self,
         listener: ListenerId,
         now: Timestamp,
-        announce_up_to: usize,
-    ) -> Option<(UserName, Announce)> {
+    ) -> Option<(UserName, Changed)> {
         let user = self.listeners.remove(&listener)?;
         self.last_active = now;
-        let left = self.presence.remove(&user) && self.presence.users() < announce_up_to;
+        let left = self.presence.remove(&user);
         Some((user, left))
+    }
+
+    /// Who is present as the shared log reports it (shared mode).
+    pub(crate) fn presence_mut(&mut self) -> &mut Presence {
+        &mut self.presence
     }
 
     /// Replaces who may see the room (another node changed it).
@@ -162,13 +165,12 @@ impl Room {
     }
 
     /// Ends `user`'s membership and closes their listeners here: the listeners closed, and
-    /// whether their leaving is announced. `None` if they were not a member.
+    /// whether they were present here. `None` if they were not a member.
     pub(crate) fn remove_member(
         &mut self,
         user: &UserName,
         now: Timestamp,
-        announce_up_to: usize,
-    ) -> Option<(Vec<ListenerId>, Announce)> {
+    ) -> Option<(Vec<ListenerId>, Changed)> {
         if !self.access.members.remove(user) {
             return None;
         }
@@ -182,7 +184,7 @@ impl Room {
             self.listeners.remove(listener);
         }
         self.last_active = now;
-        let left = self.presence.forget(user) && self.presence.users() < announce_up_to;
+        let left = self.presence.forget(user);
         Some((theirs, left))
     }
 
@@ -323,6 +325,7 @@ impl StoredRoom {
             | Event::Left { .. }
             | Event::ListenerClosed { .. }
             | Event::Gap { .. }
+            | Event::Here { .. }
             | Event::Fetch { .. } => {}
         }
     }

@@ -136,7 +136,7 @@ impl Host {
                 return;
             }
             // Core numbers its own messages here: it never asks a shared log for anything.
-            Event::Fetch { .. } => panic!("a fetch without a shared log"),
+            Event::Fetch { .. } | Event::Here { .. } => panic!("a shared-log request without one"),
             Event::Published(_) | Event::Joined { .. } | Event::Left { .. } | Event::Gap { .. } => {
             }
         }

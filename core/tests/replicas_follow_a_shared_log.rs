@@ -94,6 +94,8 @@ impl Log {
             }),
             gone: false,
             access: None,
+            presence: Vec::new(),
+            present: None,
         }
     }
 }
@@ -193,6 +195,7 @@ impl Replica {
                 | Event::MemberAdded { .. }
                 | Event::MemberRemoved { .. }
                 | Event::Joined { .. }
+                | Event::Here { .. }
                 | Event::Left { .. } => {}
             }
         }
@@ -255,6 +258,8 @@ fn run(ops: Vec<Op>) {
                         read: None,
                         gone: false,
                         access: None,
+                        presence: Vec::new(),
+                        present: None,
                     },
                 );
             }
@@ -317,6 +322,8 @@ fn an_entry_that_arrives_early_waits_for_the_one_before() {
         read: None,
         gone: false,
         access: None,
+        presence: Vec::new(),
+        present: None,
     };
     r.feed(&log, committed(&two));
     assert_eq!(r.shown, Seq::ZERO, "2 is held until 1 comes");

@@ -113,7 +113,7 @@ pub struct CoreArgs {
     #[arg(long = "redis", env = "ROOMCAST_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// This node's name in logs, metrics and `/healthz` (default: hostname and process id).
-    #[arg(long, env = "ROOMCAST_NODE_ID")]
+    #[arg(long, env = "ROOMCAST_NODE_ID", value_parser = node_id)]
     pub node_id: Option<String>,
     /// Messages each room's stream keeps in Redis (approximately); a resume from further back
     /// gets an explicit gap.
@@ -122,6 +122,15 @@ pub struct CoreArgs {
 }
 
 /// The algorithm of `--jwt-public-key`.
+/// A node id names keys and presence entries in Redis: letters, digits, `-`, `_` and `.`.
+fn node_id(s: &str) -> Result<String, String> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if s.is_empty() || s.len() > 64 || !s.chars().all(fits) {
+        return Err("1 to 64 letters, digits, '-', '_' or '.'".into());
+    }
+    Ok(s.to_owned())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyAlg {
     /// RSA with SHA-256.
@@ -173,6 +182,11 @@ impl CoreArgs {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_owned())
                 .unwrap_or_else(|_| "node".to_owned());
+            let host: String = host
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .take(40)
+                .collect();
             format!("{host}-{}", std::process::id())
         })
     }

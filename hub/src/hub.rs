@@ -811,16 +811,12 @@ impl Driver {
             }
             Outcome::Loaded {
                 room,
-                stored: Ok(Some(stored)),
+                stored: Ok(Some(loaded)),
             } if self.core.holds(room.as_str()) => {
                 // Read again because its access changed elsewhere.
                 let access = Committed {
-                    room: room.clone(),
-                    epoch: stored.epoch,
-                    messages: Vec::new(),
-                    read: None,
-                    gone: false,
-                    access: Some(stored.access),
+                    access: Some(loaded.stored.access),
+                    ..Committed::of(room.clone(), loaded.stored.epoch)
                 };
                 let _ = self.command(now, access.into());
                 for (command, tx) in self.loading.remove(&room).unwrap_or_default() {
@@ -830,8 +826,23 @@ impl Driver {
             Outcome::Loaded { room, stored } => {
                 let waiting = self.loading.remove(&room).unwrap_or_default();
                 match stored {
-                    Ok(Some(stored)) => {
+                    Ok(Some(log::Loaded { stored, present })) => {
+                        // Who is present on other nodes, before anyone opens a listener here;
+                        // and a read at once of what was posted between the load and the
+                        // subscription.
+                        let (after, epoch) = (stored.latest, stored.epoch);
                         self.restore(now, stored);
+                        let present = Committed {
+                            present: Some(present),
+                            ..Committed::of(room.clone(), epoch)
+                        };
+                        let _ = self.command(now, present.into());
+                        if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
+                            let _ = redis.jobs.try_send(Job::Fetch {
+                                room: room.clone(),
+                                after,
+                            });
+                        }
                     }
                     Ok(None) => {}
                     Err(reason) => {
@@ -874,6 +885,8 @@ impl Driver {
                         read: None,
                         gone: true,
                         access: None,
+                        presence: Vec::new(),
+                        present: None,
                     };
                     let _ = self.command(now, gone.into());
                 } else if let (Some(summary), Some(redis)) = (
@@ -1012,6 +1025,12 @@ impl Driver {
             Event::Gap { room, gap } => {
                 Output::Broadcast(room, Broadcast::Room(Delivery::Gap(gap)))
             }
+            Event::Here { room, user, here } => {
+                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
+                    let _ = redis.jobs.try_send(Job::Here { room, user, here });
+                }
+                return;
+            }
             Event::Fetch { room, after } => {
                 if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
                     let _ = redis.jobs.try_send(Job::Fetch { room, after });
@@ -1053,6 +1072,13 @@ impl Driver {
     /// stream.
     fn stop(&mut self) {
         self.end_step();
+        if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
+            // This node's users leave now rather than when the others reap it.
+            let (done, left) = std::sync::mpsc::channel();
+            if redis.jobs.try_send(Job::Leave(done)).is_ok() {
+                let _ = left.recv_timeout(std::time::Duration::from_secs(2));
+            }
+        }
         if let Some(writer) = &mut self.writer {
             writer.close();
         }

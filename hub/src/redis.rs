@@ -73,6 +73,21 @@ pub(crate) enum Job {
     },
     /// Take another block of message ids.
     ReserveIds,
+    /// A user's first listener on a room opened on this node, or their last here closed.
+    Here {
+        room: RoomId,
+        user: UserName,
+        here: bool,
+    },
+    /// This node stops: its users leave every room (as the others would reap them).
+    Leave(std::sync::mpsc::Sender<()>),
+}
+
+/// A room as Redis has it: enough to serve it here, and who is present on any node.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) stored: StoredRoom,
+    pub(crate) present: Vec<UserName>,
 }
 
 /// Why an append failed.
@@ -102,7 +117,7 @@ pub(crate) enum Outcome {
     /// A room read for loading: `None` if Redis does not have it.
     Loaded {
         room: RoomId,
-        stored: Result<Option<StoredRoom>, String>,
+        stored: Result<Option<Loaded>, String>,
     },
     /// A room this node serves is no longer in Redis. `deleted`: another node deleted it (a
     /// tombstone says so); otherwise Redis lost it, and the hub recreates it.
@@ -156,6 +171,10 @@ struct Keys {
     members: String,
     log: String,
     gone: String,
+    /// Who is present from which node: `<node>|<user>` → 1.
+    present: String,
+    /// On how many nodes each present user is: user → count.
+    users: String,
     channel: String,
 }
 
@@ -166,6 +185,8 @@ impl Keys {
             members: format!("{tag}:m"),
             log: format!("{tag}:log"),
             gone: format!("{tag}:gone"),
+            present: format!("{tag}:p"),
+            users: format!("{tag}:pu"),
             channel: tag.clone(),
             meta: tag,
         }
@@ -220,13 +241,56 @@ const READ: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'e', 's', 'c')
 if not f[3] then return {0, 0, {}, redis.call('EXISTS', KEYS[3])} end
 local entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
-return {f[1], f[2], entries, 0}
+return {f[1], f[2], entries, 0, redis.call('HKEYS', KEYS[4])}
 ";
+
+/// A user's presence from one node: announced on the room's channel when it changes whether
+/// they are present anywhere (counted per node in `users`, as Centrifugo counts per user).
+const HERE: &str = r"
+if ARGV[3] == '1' then
+  if redis.call('HSETNX', KEYS[1], ARGV[1], 1) == 1 and redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
+    redis.call('PUBLISH', ARGV[4], 'joined ' .. ARGV[2])
+  end
+elseif redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+  redis.call('PUBLISH', ARGV[4], 'left ' .. ARGV[2])
+end
+return 1
+";
+
+/// Removes one node's presence from a room (it died, or stops): its users leave unless
+/// present from another node.
+const REAP: &str = r"
+local prefix = ARGV[1] .. '|'
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, #prefix) == prefix then
+    redis.call('HDEL', KEYS[1], f)
+    local user = string.sub(f, #prefix + 1)
+    if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
+      redis.call('HDEL', KEYS[2], user)
+      redis.call('PUBLISH', ARGV[2], 'left ' .. user)
+    end
+  end
+end
+return 1
+";
+
+/// Nodes by their last heartbeat (milliseconds).
+const NODES: &str = "rc:nodes";
+/// How often a node says it lives, and how long a silent one is given before the others reap
+/// its users' presence (within the 10 s the design promises).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+const DEAD_AFTER: Duration = Duration::from_secs(7);
+
+/// The rooms where a node has presence.
+fn node_rooms(node: &str) -> String {
+    format!("rc:node:{node}:rooms")
+}
 
 const LOAD: &str = r"
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return 0 end
-return {h, redis.call('SMEMBERS', KEYS[2]), redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[1])}
+return {h, redis.call('SMEMBERS', KEYS[2]), redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[1]), redis.call('HKEYS', KEYS[4])}
 ";
 
 /// Creates a room unless it exists; a new epoch unless one is set.
@@ -249,6 +313,8 @@ return 1
 
 /// The scripts, loaded by hash (EVALSHA, with the script sent again on NOSCRIPT).
 struct Scripts {
+    here: Script,
+    reap: Script,
     rate: Script,
     append: Script,
     read: Script,
@@ -260,6 +326,8 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
+            here: Script::new(HERE),
+            reap: Script::new(REAP),
             rate: Script::new(RATE),
             append: Script::new(APPEND),
             read: Script::new(READ),
@@ -366,6 +434,7 @@ pub(crate) fn start(options: RedisOptions) -> Result<RedisLog, String> {
                 ex.spawn(node.clone().write_loop(write_rx, progress_tx))
                     .detach();
                 ex.spawn(node.clone().watch_pubsub()).detach();
+                ex.spawn(node.clone().heartbeat()).detach();
                 while let Ok(job) = job_rx.recv().await {
                     ex.spawn(node.clone().run(job)).detach();
                 }
@@ -530,7 +599,39 @@ impl Node {
                     }),
                     gone: false,
                     access: None,
+                    presence: Vec::new(),
+                    present: None,
                 }));
+            }
+            Job::Here { room, user, here } => {
+                let keys = Keys::of(room.as_str());
+                let node = &self.options.node_id;
+                let mut conn = self.conn();
+                if here {
+                    let _: redis::RedisResult<Value> = redis::cmd("SADD")
+                        .arg(node_rooms(node))
+                        .arg(room.as_str())
+                        .query_async(&mut conn)
+                        .await;
+                }
+                let done: redis::RedisResult<Value> = self
+                    .scripts
+                    .here
+                    .key(&keys.present)
+                    .key(&keys.users)
+                    .arg(format!("{node}|{user}"))
+                    .arg(user.as_str())
+                    .arg(if here { "1" } else { "0" })
+                    .arg(&keys.channel)
+                    .invoke_async(&mut conn)
+                    .await;
+                if let Err(e) = done {
+                    tracing::warn!(%room, %user, error = %e, "presence not shared");
+                }
+            }
+            Job::Leave(done) => {
+                self.reap(&self.options.node_id).await;
+                let _ = done.send(());
             }
             Job::ReserveIds => {
                 let reserved: redis::RedisResult<u64> = redis::cmd("INCRBY")
@@ -622,6 +723,8 @@ impl Node {
             read: None,
             gone: false,
             access: None,
+            presence: Vec::new(),
+            present: None,
         };
         Ok((committed, message, duplicate))
     }
@@ -634,6 +737,7 @@ impl Node {
             .key(&keys.meta)
             .key(&keys.log)
             .key(&keys.gone)
+            .key(&keys.users)
             .arg(after.0)
             .arg(READ_PAGE)
             .invoke_async(&mut self.conn())
@@ -658,6 +762,13 @@ impl Node {
         let latest = Seq(fields.get(1).and_then(int).unwrap_or(0));
         let messages = fields.get(2).map(entries).unwrap_or_default();
         let first_held = messages.first().map_or(latest.next(), |m| m.seq);
+        let present = fields.get(4).map(|users| {
+            array(users)
+                .iter()
+                .filter_map(text)
+                .filter_map(|u| UserName::parse(&u, usize::MAX).ok())
+                .collect()
+        });
         Some(Outcome::Committed(Committed {
             room: room.clone(),
             epoch,
@@ -669,10 +780,12 @@ impl Node {
             }),
             gone: false,
             access: None,
+            presence: Vec::new(),
+            present,
         }))
     }
 
-    async fn load(&self, room: &RoomId, history_len: usize) -> Result<Option<StoredRoom>, String> {
+    async fn load(&self, room: &RoomId, history_len: usize) -> Result<Option<Loaded>, String> {
         let keys = Keys::of(room.as_str());
         let reply: Value = self
             .scripts
@@ -680,12 +793,13 @@ impl Node {
             .key(&keys.meta)
             .key(&keys.members)
             .key(&keys.log)
+            .key(&keys.users)
             .arg(history_len)
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| e.to_string())?;
         let parts = array(&reply);
-        let [meta, members, newest] = parts else {
+        let [meta, members, newest, present] = parts else {
             return Ok(None);
         };
         let mut field = std::collections::HashMap::new();
@@ -712,14 +826,20 @@ impl Node {
         };
         let mut recent = entries(newest);
         recent.reverse();
-        Ok(Some(StoredRoom {
+        let present = array(present)
+            .iter()
+            .filter_map(text)
+            .filter_map(|u| UserName::parse(&u, usize::MAX).ok())
+            .collect();
+        let stored = StoredRoom {
             id: room.clone(),
             created_at: Timestamp::from_unix_millis(created),
             access,
             latest: Seq(get("s").and_then(|s| s.parse().ok()).unwrap_or(0)),
             recent,
             epoch: get("e").and_then(|e| e.parse().ok()).unwrap_or(0),
-        }))
+        };
+        Ok(Some(Loaded { stored, present }))
     }
 
     async fn create(
@@ -810,6 +930,7 @@ impl Node {
             | Event::Left { .. }
             | Event::ListenerClosed { .. }
             | Event::Gap { .. }
+            | Event::Here { .. }
             | Event::Fetch { .. } => {}
         }
         Ok(())
@@ -838,6 +959,81 @@ impl Node {
             }
             done += 1;
             let _ = progress.try_send(Progress::Committed(done));
+        }
+    }
+
+    /// Removes `node`'s presence from every room it had any in.
+    async fn reap(&self, node: &str) {
+        let mut conn = self.conn();
+        let rooms: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(node_rooms(node))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        for room in rooms {
+            let keys = Keys::of(&room);
+            let _: redis::RedisResult<Value> = self
+                .scripts
+                .reap
+                .key(&keys.present)
+                .key(&keys.users)
+                .arg(node)
+                .arg(&keys.channel)
+                .invoke_async(&mut conn)
+                .await;
+        }
+        let _: redis::RedisResult<Value> = redis::pipe()
+            .cmd("DEL")
+            .arg(node_rooms(node))
+            .cmd("ZREM")
+            .arg(NODES)
+            .arg(node)
+            .query_async(&mut conn)
+            .await;
+    }
+
+    /// Says every [`HEARTBEAT_EVERY`] that this node lives, and reaps the presence of nodes
+    /// silent for [`DEAD_AFTER`] (one survivor each, by a lease).
+    async fn heartbeat(self: Arc<Self>) {
+        // A node restarted under the same id: what its last run left is stale.
+        self.reap(&self.options.node_id).await;
+        loop {
+            let now = u64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis()),
+            )
+            .unwrap_or(u64::MAX);
+            let mut conn = self.conn();
+            let _: redis::RedisResult<Value> = redis::cmd("ZADD")
+                .arg(NODES)
+                .arg(now)
+                .arg(&self.options.node_id)
+                .query_async(&mut conn)
+                .await;
+            let dead: Vec<String> = redis::cmd("ZRANGE")
+                .arg(NODES)
+                .arg("-inf")
+                .arg(now.saturating_sub(u64::try_from(DEAD_AFTER.as_millis()).unwrap_or(0)))
+                .arg("BYSCORE")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            for node in dead {
+                let lease: redis::RedisResult<Option<String>> = redis::cmd("SET")
+                    .arg(format!("rc:reap:{node}"))
+                    .arg(&self.options.node_id)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(30_000)
+                    .query_async(&mut conn)
+                    .await;
+                if let Ok(Some(_)) = lease {
+                    tracing::warn!(%node, "a node went silent; its users leave");
+                    self.reap(&node).await;
+                }
+            }
+            smol::Timer::after(HEARTBEAT_EVERY).await;
         }
     }
 
@@ -932,6 +1128,20 @@ impl Node {
                     self.tell(Outcome::AccessChanged(room));
                     return;
                 }
+                let announced = match payload.split_once(' ') {
+                    Some(("joined", user)) => Some((user, true)),
+                    Some(("left", user)) => Some((user, false)),
+                    Some(_) | None => None,
+                };
+                if let Some((user, present)) = announced {
+                    if let Ok(user) = UserName::parse(user, usize::MAX) {
+                        self.tell(Outcome::Committed(Committed {
+                            presence: vec![(user, present)],
+                            ..Committed::of(room, 0)
+                        }));
+                    }
+                    return;
+                }
                 let mut parts = payload.splitn(3, ' ');
                 let (Some(epoch), Some(seq), Some(body)) =
                     (parts.next(), parts.next(), parts.next())
@@ -952,6 +1162,8 @@ impl Node {
                     read: None,
                     gone: false,
                     access: None,
+                    presence: Vec::new(),
+                    present: None,
                 }));
             }
             PushKind::Disconnection => {

@@ -280,6 +280,7 @@ impl Writer {
                 | Event::Left { .. }
                 | Event::ListenerClosed { .. }
                 | Event::Gap { .. }
+                | Event::Here { .. }
                 | Event::Fetch { .. } => {}
             }
         }

@@ -142,10 +142,15 @@ fn a_retry_on_another_node_gets_the_original_number() {
     let b = Server::smol(&node_args(&url, &[]));
     create_room(&a, "retry");
     say(&a, "retry", "eve", "first");
-    let body = json!({ "user": "eve", "text": "only once" }).to_string();
+    let body = json!({ "text": "only once" }).to_string();
+    let token = format!(
+        "Bearer {}",
+        roomcast_e2e::guest_token(a.addr, "eve").expect("eve")
+    );
     let key = [
         ("Idempotency-Key", "k-123"),
         ("Content-Type", "application/json"),
+        ("Authorization", token.as_str()),
     ];
     let original = post_with(&a.url("/api/v1/rooms/retry/messages"), &key, &body);
     assert_eq!(original.status, 201, "{}", original.body);
@@ -159,8 +164,12 @@ fn a_retry_on_another_node_gets_the_original_number() {
     );
     assert_eq!(retried.json()["seq"], original.json()["seq"]);
     assert_eq!(retried.json()["id"], original.json()["id"]);
-    let next = say(&b, "retry", "eve", "second");
-    assert_eq!(next["seq"], 3, "the retry posted nothing new");
+    let next = post_with(
+        &b.url("/api/v1/rooms/retry/messages"),
+        &key[1..],
+        &json!({ "text": "second" }).to_string(),
+    );
+    assert_eq!(next.json()["seq"], 3, "the retry posted nothing new");
 }
 
 #[test]
@@ -459,4 +468,84 @@ fn a_member_removed_on_one_node_is_cut_off_on_every_node() {
         None,
     );
     read.problem(403, "permission-denied");
+}
+
+/// The next presence event of `kind` (`snapshot`, `joined`, `left`) on an SSE stream.
+fn presence(stream: &mut SseStream, kind: &str) -> serde_json::Value {
+    loop {
+        let event = stream.next_of("presence").expect("a presence event").json();
+        if event["kind"] == kind {
+            return event;
+        }
+    }
+}
+
+#[test]
+fn presence_is_one_per_user_across_nodes_and_a_dead_nodes_users_leave() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let a = Server::smol(&node_args(&url, &[]));
+    let mut b = Server::smol(&node_args(&url, &[]));
+    create_room(&a, "plaza");
+    let token = |user: &str| roomcast_e2e::guest_token(a.addr, user).expect("a token");
+    let (quin, rita, sam) = (token("quin"), token("rita"), token("sam"));
+    let path = "/api/v1/rooms/plaza/events";
+    let mut watcher = SseStream::open_with_token(a.addr, path, &quin).expect("quin on a");
+    presence(&mut watcher, "snapshot");
+
+    // Sam listens on both nodes: present once, announced once.
+    let _sam_a = SseStream::open_with_token(a.addr, path, &sam).expect("sam on a");
+    assert_eq!(presence(&mut watcher, "joined")["user"], "sam");
+    let _sam_b = SseStream::open_with_token(b.addr, path, &sam).expect("sam on b");
+    // Rita listens on node b only; node a's listeners hear of her.
+    let mut rita_b = SseStream::open_with_token(b.addr, path, &rita).expect("rita on b");
+    // Node b sees who is on node a: in its snapshot, or announced right after (presence
+    // travels between nodes in milliseconds, not in the same step).
+    let snapshot = presence(&mut rita_b, "snapshot");
+    let mut seen: std::collections::BTreeSet<String> = snapshot["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["user"].as_str().map(str::to_owned))
+        .collect();
+    while !seen.contains("quin") {
+        seen.insert(
+            presence(&mut rita_b, "joined")["user"]
+                .as_str()
+                .expect("a user")
+                .to_owned(),
+        );
+    }
+    assert!(seen.contains("sam"), "{seen:?}");
+    assert_eq!(
+        presence(&mut watcher, "joined")["user"],
+        "rita",
+        "sam's second listener was announced as a second join"
+    );
+
+    // Node b dies. Within 10 s its users leave on node a, except sam, who is still on a.
+    let killed = std::time::Instant::now();
+    b.signal("KILL");
+    let _ = b.wait();
+    let left = presence(&mut watcher, "left");
+    assert_eq!(left["user"], "rita", "{left}");
+    assert!(
+        killed.elapsed() < std::time::Duration::from_secs(12),
+        "reaped after {:?}",
+        killed.elapsed()
+    );
+    let now = roomcast_e2e::get(&a.url("/api/v1/rooms/plaza/presence?user=quin")).json();
+    let present: Vec<&str> = now["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["user"].as_str())
+        .collect();
+    assert!(
+        present.contains(&"sam") && !present.contains(&"rita"),
+        "{now}"
+    );
 }

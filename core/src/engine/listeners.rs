@@ -4,7 +4,6 @@ use super::Core;
 use crate::action::Action;
 use crate::command::{OpenListener, Opened, Resume};
 use crate::error::Error;
-use crate::event::Event;
 use crate::ids::{ListenerId, RoomId};
 use crate::time::Timestamp;
 
@@ -81,17 +80,13 @@ impl Core {
         }
         let listener = ListenerId(self.next_listener);
         self.next_listener += 1;
-        let announce_up_to = limits.announce_presence_up_to;
         let room = self.room_mut(&id);
-        let joined = room.join(listener, &user, now, announce_up_to);
+        let joined = room.join(listener, &user, now);
         let presence = room.presence().entries();
         self.listeners.insert(listener, id.clone());
         self.expiries.remove(&id);
         if joined {
-            self.emit(Event::Joined {
-                room: id.clone(),
-                user,
-            });
+            self.presence_changed(&id, user, true);
         }
         Ok(Opened {
             listener,
@@ -108,12 +103,11 @@ impl Core {
         let Some(room) = self.listeners.remove(&listener) else {
             return false;
         };
-        let announce_up_to = self.config.limits.announce_presence_up_to;
         let Some(r) = self.rooms.get_mut(&room) else {
             debug_assert!(false, "an open listener's room exists");
             return true;
         };
-        let Some((user, left)) = r.leave(listener, now, announce_up_to) else {
+        let Some((user, left)) = r.leave(listener, now) else {
             debug_assert!(false, "an open listener is in its room");
             return true;
         };
@@ -121,7 +115,7 @@ impl Core {
             self.schedule_expiry(&room, now);
         }
         if left {
-            self.emit(Event::Left { room, user });
+            self.presence_changed(&room, user, false);
         }
         true
     }

@@ -24,7 +24,6 @@ impl Core {
         if c.change == MemberChange::Remove && access.owner.as_ref() == Some(&member) {
             return Err(MembershipError::OwnerStays.into());
         }
-        let announce_up_to = self.config.limits.announce_presence_up_to;
         let room = self.room_mut(&id);
         match c.change {
             MemberChange::Add => {
@@ -37,7 +36,7 @@ impl Core {
                 });
             }
             MemberChange::Remove => {
-                let Some((closed, left)) = room.remove_member(&member, now, announce_up_to) else {
+                let Some((closed, left)) = room.remove_member(&member, now) else {
                     return Ok(false);
                 };
                 let empty = room.listener_count() == 0;
@@ -53,10 +52,7 @@ impl Core {
                     self.schedule_expiry(&id, now);
                 }
                 if left {
-                    self.emit(Event::Left {
-                        room: id.clone(),
-                        user: member.clone(),
-                    });
+                    self.presence_changed(&id, member.clone(), false);
                 }
                 self.emit(Event::MemberRemoved {
                     room: id,

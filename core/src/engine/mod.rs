@@ -333,6 +333,43 @@ impl Core {
         }
     }
 
+    /// A user's first listener on a room opened here (`here`), or their last here closed.
+    /// When core numbers messages this is the room's news, announced while few enough are
+    /// present. With a shared log it is this node's share: the log hears of it
+    /// ([`Event::Here`]) and announces a join or leave once for every node; a join that no
+    /// node had announced yet is told here at once, and a leave only when the log says the
+    /// user is nowhere.
+    fn presence_changed(&mut self, room: &RoomId, user: UserName, here: bool) {
+        let up_to = self.config.limits.announce_presence_up_to;
+        match self.config.sequencer {
+            Sequencer::Shared => {
+                let new = self.rooms.get(room).is_some_and(|r| {
+                    here && !r.presence().cluster().contains(&user) && r.presence().users() <= up_to
+                });
+                if new {
+                    self.emit(Event::Joined {
+                        room: room.clone(),
+                        user: user.clone(),
+                    });
+                }
+                self.emit(Event::Here {
+                    room: room.clone(),
+                    user,
+                    here,
+                });
+            }
+            Sequencer::Core => {
+                let users = self.rooms.get(room).map_or(0, |r| r.presence().users());
+                let room = room.clone();
+                if here && users <= up_to {
+                    self.emit(Event::Joined { room, user });
+                } else if !here && users < up_to {
+                    self.emit(Event::Left { room, user });
+                }
+            }
+        }
+    }
+
     fn emit(&mut self, event: Event) {
         if self.events.len() >= MAX_QUEUED_EVENTS {
             self.stats.events_dropped += 1;

@@ -5,7 +5,7 @@ use super::Core;
 use crate::action::Action;
 use crate::event::{CloseReason, Event};
 use crate::history::Gap;
-use crate::ids::{RoomId, Seq};
+use crate::ids::{RoomId, Seq, UserName};
 use crate::log::{Applied, Committed, LogRead};
 use crate::room::Access;
 use crate::time::Timestamp;
@@ -27,6 +27,19 @@ impl Core {
         }
         if let Some(access) = c.access {
             self.replace_access(&c.room, access, now);
+        }
+        for (user, present) in c.presence {
+            self.announced(&c.room, &user, present);
+        }
+        if let Some(present) = c.present {
+            let known = self.room_mut(&c.room).presence().cluster().clone();
+            let present: std::collections::BTreeSet<_> = present.into_iter().collect();
+            for user in known.difference(&present) {
+                self.announced(&c.room, user, false);
+            }
+            for user in present.difference(&known) {
+                self.announced(&c.room, user, true);
+            }
         }
         let room = self.room_mut(&c.room);
         // Epochs only grow: an entry of an older one is from before the log lost its history
@@ -131,10 +144,27 @@ impl Core {
         }
     }
 
+    /// The log says `user` is now present on some node (or on none): announced to this node's
+    /// listeners while few enough are present.
+    fn announced(&mut self, id: &RoomId, user: &UserName, present: bool) {
+        let up_to = self.config.limits.announce_presence_up_to;
+        let presence = self.room_mut(id).presence_mut();
+        if !presence.announced(user, present) {
+            return;
+        }
+        let users = presence.users();
+        let room = id.clone();
+        let user = user.clone();
+        if present && users <= up_to {
+            self.emit(Event::Joined { room, user });
+        } else if !present && users < up_to {
+            self.emit(Event::Left { room, user });
+        }
+    }
+
     /// Another node changed who may see the room: listeners whose users may no longer listen
     /// are closed as removed (and leave).
     fn replace_access(&mut self, id: &RoomId, access: Access, now: Timestamp) {
-        let announce_up_to = self.config.limits.announce_presence_up_to;
         let policy = self.config.policy.clone();
         let room = self.room_mut(id);
         room.set_access(access);
@@ -150,17 +180,14 @@ impl Core {
             .collect();
         for listener in barred {
             self.listeners.remove(&listener);
-            let left = self.room_mut(id).leave(listener, now, announce_up_to);
+            let left = self.room_mut(id).leave(listener, now);
             self.emit(Event::ListenerClosed {
                 listener,
                 room: id.clone(),
                 reason: CloseReason::Removed,
             });
             if let Some((user, true)) = left {
-                self.emit(Event::Left {
-                    room: id.clone(),
-                    user,
-                });
+                self.presence_changed(id, user, false);
             }
         }
     }
@@ -168,7 +195,6 @@ impl Core {
     /// The log lost the room's history: its listeners' positions mean nothing now, so they are
     /// closed with [`CloseReason::Reset`], and numbering starts again.
     fn reset(&mut self, id: &RoomId, now: Timestamp) {
-        let announce_up_to = self.config.limits.announce_presence_up_to;
         let room = self.room_mut(id);
         let listeners: Vec<_> = room.listeners().collect();
         room.skip_to(Seq::ZERO);
@@ -177,17 +203,14 @@ impl Core {
         room.replica.hole_since = None;
         for listener in listeners {
             self.listeners.remove(&listener);
-            let left = self.room_mut(id).leave(listener, now, announce_up_to);
+            let left = self.room_mut(id).leave(listener, now);
             self.emit(Event::ListenerClosed {
                 listener,
                 room: id.clone(),
                 reason: CloseReason::Reset,
             });
             if let Some((user, true)) = left {
-                self.emit(Event::Left {
-                    room: id.clone(),
-                    user,
-                });
+                self.presence_changed(id, user, false);
             }
         }
         self.fetches.remove(id);
