@@ -161,6 +161,21 @@ impl SseStream {
         SseStream::connect(addr, path, None, Some(format!("Bearer {token}")))
     }
 
+    /// Opens `path` on `addr` with this bearer token, resuming after `last_event_id`.
+    pub fn resume_with_token(
+        addr: SocketAddr,
+        path: &str,
+        token: &str,
+        last_event_id: &str,
+    ) -> Result<SseStream, Refused> {
+        SseStream::connect(
+            addr,
+            path,
+            Some(last_event_id),
+            Some(format!("Bearer {token}")),
+        )
+    }
+
     /// Opens `path` on `addr`, optionally with a `Last-Event-ID`, signed in as the user
     /// `?user=` names (or `anonymous`).
     pub fn open(
