@@ -103,6 +103,10 @@ struct Common {
     /// Start roomcast with a store in a fresh data dir rather than in memory.
     #[arg(long)]
     durable: bool,
+    /// Start this many roomcast nodes sharing rooms through a fresh `redis-server` (listeners
+    /// on the first, publishers on the last, so every delivery crosses Redis).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Bytes of padding per message.
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -162,7 +166,7 @@ async fn async_main() -> anyhow::Result<()> {
                     ensure!(addr.ip().is_loopback(), "loopback only, not {addr}");
                     Target::attach(kind, addr, pid)
                 }
-                None => Target::spawn(kind, &common.bin_dir()?, common.durable)?,
+                None => Target::spawn(kind, &common.bin_dir()?, common.durable, common.nodes)?,
             };
             let outcome = scenario::run(scenario, &target, settings).await?;
             report(&command_line, &[outcome], &common, None)
@@ -208,7 +212,7 @@ async fn async_main() -> anyhow::Result<()> {
                         continue;
                     }
                     eprintln!("{} on {} ...", scenario.name(), kind.name());
-                    let target = Target::spawn(*kind, &bin_dir, common.durable)?;
+                    let target = Target::spawn(*kind, &bin_dir, common.durable, common.nodes)?;
                     let outcome = scenario::run(*scenario, &target, settings)
                         .await
                         .with_context(|| format!("{} on {}", scenario.name(), kind.name()))?;

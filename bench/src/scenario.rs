@@ -303,7 +303,7 @@ struct Audience {
 
 impl Audience {
     async fn gather(target: &Target, shape: Shape, prefix: &str) -> anyhow::Result<Audience> {
-        let (kind, addr) = (target.kind, target.addr);
+        let (kind, addr) = (target.kind, target.publish_addr);
         let started = Instant::now();
         let rooms: Vec<String> = (0..shape.rooms).map(|i| room_name(prefix, i)).collect();
         // Publishers: enough connections that a closed-loop acknowledgement per message keeps up.
@@ -799,13 +799,14 @@ async fn ingress(
         "bounded runs only"
     );
     let room = room_name("P1", 0);
-    let mut admin = Publisher::connect(target.kind, target.addr, "admin").await?;
+    let mut admin = Publisher::connect(target.kind, target.publish_addr, "admin").await?;
     admin.create_room(&room).await?;
     let text = Arc::new(format!("t=0 {}", "x".repeat(s.size)));
     // Everyone connected and signed in first: the window measures posting alone.
     let mut publishers = Vec::with_capacity(submitters);
     for i in 0..submitters {
-        publishers.push(Publisher::connect(target.kind, target.addr, &format!("sub{i}")).await?);
+        publishers
+            .push(Publisher::connect(target.kind, target.publish_addr, &format!("sub{i}")).await?);
     }
     let cpu_before = target.cpu_seconds();
     let until = Instant::now() + Duration::from_secs_f64(seconds);

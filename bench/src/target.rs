@@ -16,6 +16,11 @@ pub struct Target {
     pub kind: Kind,
     /// Where it listens (loopback).
     pub addr: SocketAddr,
+    /// Where publishers connect: `addr`, or with several nodes another node than the
+    /// listeners', so every delivery crosses Redis.
+    pub publish_addr: SocketAddr,
+    /// With several nodes: Redis and the other nodes, stopped with this one.
+    others: Vec<Child>,
     /// Its process, to read its memory.
     pub pid: Option<u32>,
     child: Option<Child>,
@@ -38,6 +43,8 @@ impl Target {
         Target {
             kind,
             addr,
+            publish_addr: addr,
+            others: Vec::new(),
             pid,
             child: None,
             _data: None,
@@ -46,8 +53,18 @@ impl Target {
 
     /// Starts the server for `kind` on a free loopback port: roomcast binaries from `bin_dir`
     /// (in memory unless `durable`, rate and sign-up limits off), the Socket.IO peer with node, or the floor
-    /// writer (this binary's `floor-server`). Returns once it accepts connections.
-    pub fn spawn(kind: Kind, bin_dir: &Path, durable: bool) -> anyhow::Result<Target> {
+    /// writer (this binary's `floor-server`). Returns once it accepts connections. With
+    /// `nodes` above 1, a `redis-server` and that many roomcast nodes sharing rooms through it
+    /// (listeners on the first, publishers on the last).
+    pub fn spawn(
+        kind: Kind,
+        bin_dir: &Path,
+        durable: bool,
+        nodes: usize,
+    ) -> anyhow::Result<Target> {
+        if nodes > 1 {
+            return Target::spawn_cluster(kind, bin_dir, nodes);
+        }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut data = None;
@@ -109,21 +126,93 @@ impl Target {
         let target = Target {
             kind,
             addr,
+            publish_addr: addr,
+            others: Vec::new(),
             pid: Some(child.id()),
             child: Some(child),
             _data: data,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(addr).is_err() {
-            if Instant::now() > deadline {
-                bail!(
-                    "the {} server did not listen on {addr} within 30 s",
-                    kind.name()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        wait_listening(kind, addr)?;
         Ok(target)
+    }
+
+    /// A `redis-server` (appendonly, fsync every second) and `nodes` roomcast nodes on it.
+    fn spawn_cluster(kind: Kind, bin_dir: &Path, nodes: usize) -> anyhow::Result<Target> {
+        let bin = match kind {
+            Kind::Sse | Kind::Ws => "roomcast-smol",
+            Kind::Grpc => "roomcast-tokio",
+            Kind::Socketio | Kind::Floor => bail!("--nodes is for roomcast's own servers"),
+        };
+        let free = || -> anyhow::Result<SocketAddr> {
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+        };
+        let dir = tempfile::tempdir()?;
+        let redis_addr = free()?;
+        let redis = Command::new("redis-server")
+            .args([
+                "--port",
+                &redis_addr.port().to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start redis-server (apt-get install redis-server)")?;
+        let mut others = vec![redis];
+        wait_listening(kind, redis_addr)?;
+        let mut addrs = Vec::new();
+        let mut first = None;
+        for n in 0..nodes {
+            let addr = free()?;
+            let child = Command::new(bin_dir.join(bin))
+                .args([
+                    "--listen",
+                    &addr.to_string(),
+                    "--in-memory",
+                    "--rate-burst=0",
+                ])
+                .args(["--max-listeners-per-room=20000", "--max-rooms=20000"])
+                .arg("--sign-up-burst=0")
+                .args(["--redis", &format!("redis://{redis_addr}")])
+                .args(["--node-id", &format!("load{n}")])
+                .args([
+                    "--jwt-secret",
+                    "roomcast-load's secret for its test cluster",
+                ])
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .with_context(|| format!("cannot start {bin}"))?;
+            wait_listening(kind, addr)?;
+            addrs.push(addr);
+            match first {
+                None => first = Some(child),
+                Some(_) => others.push(child),
+            }
+        }
+        let child = first.context("at least one node")?;
+        Ok(Target {
+            kind,
+            addr: addrs[0],
+            publish_addr: addrs[addrs.len() - 1],
+            others,
+            pid: Some(child.id()),
+            child: Some(child),
+            _data: Some(dir),
+        })
     }
 
     /// The server's resident memory, in KiB.
@@ -147,11 +236,26 @@ impl Target {
 
 impl Drop for Target {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
+        for child in self.child.iter_mut().chain(self.others.iter_mut().rev()) {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// Waits until `addr` accepts connections (30 s at most).
+fn wait_listening(kind: Kind, addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            bail!(
+                "the {} server did not listen on {addr} within 30 s",
+                kind.name()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Ok(())
 }
 
 /// Whether the server binary at `path` takes `flag` (from its `--help`).

@@ -93,6 +93,12 @@ pub enum Event {
         /// Whether they are here now.
         here: bool,
     },
+    /// With a shared log: the room had no listeners for `unload_after` and is no longer held
+    /// here (the log keeps it). The host stops following it and loads it again when asked.
+    Unloaded {
+        /// The room.
+        room: RoomId,
+    },
     /// For the host's shared log: read the room's entries after `after` and hand them back as
     /// [`Committed`](crate::log::Committed) with what the read found. Core asks when a hole in
     /// the sequence does not fill in time, or the log is known to be ahead.
@@ -117,6 +123,7 @@ impl Event {
             | Event::ListenerClosed { room, .. }
             | Event::Gap { room, .. }
             | Event::Here { room, .. }
+            | Event::Unloaded { room }
             | Event::Fetch { room, .. } => room,
             Event::Published(message) => &message.room,
         }
@@ -136,6 +143,7 @@ impl Event {
             | Event::ListenerClosed { .. }
             | Event::Gap { .. }
             | Event::Here { .. }
+            | Event::Unloaded { .. }
             | Event::Fetch { .. } => false,
         }
     }

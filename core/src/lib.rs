@@ -98,7 +98,7 @@
 //!                 }
 //!                 // Only with a shared log (`log::Sequencer::Shared`): read it and hand back
 //!                 // what it holds as `Committed`.
-//!                 Event::Fetch { .. } | Event::Here { .. } => {}
+//!                 Event::Fetch { .. } | Event::Here { .. } | Event::Unloaded { .. } => {}
 //!             }
 //!         }
 //!     }

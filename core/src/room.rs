@@ -326,6 +326,7 @@ impl StoredRoom {
             | Event::ListenerClosed { .. }
             | Event::Gap { .. }
             | Event::Here { .. }
+            | Event::Unloaded { .. }
             | Event::Fetch { .. } => {}
         }
     }

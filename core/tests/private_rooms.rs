@@ -136,7 +136,9 @@ impl Host {
                 return;
             }
             // Core numbers its own messages here: it never asks a shared log for anything.
-            Event::Fetch { .. } | Event::Here { .. } => panic!("a shared-log request without one"),
+            Event::Fetch { .. } | Event::Here { .. } | Event::Unloaded { .. } => {
+                panic!("a shared-log request without one")
+            }
             Event::Published(_) | Event::Joined { .. } | Event::Left { .. } | Event::Gap { .. } => {
             }
         }

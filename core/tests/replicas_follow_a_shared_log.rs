@@ -196,6 +196,7 @@ impl Replica {
                 | Event::MemberRemoved { .. }
                 | Event::Joined { .. }
                 | Event::Here { .. }
+                | Event::Unloaded { .. }
                 | Event::Left { .. } => {}
             }
         }
@@ -331,4 +332,40 @@ fn an_entry_that_arrives_early_waits_for_the_one_before() {
     assert_eq!(r.shown, Seq(2));
     r.feed(&log, committed(&two));
     assert_eq!(r.shown, Seq(2), "a duplicate is dropped");
+}
+
+#[test]
+fn a_room_nobody_listens_to_is_unloaded_and_one_with_listeners_stays() {
+    let mut r = Replica::new(1);
+    let unload_after = r.core.config().unload_after.as_millis() as u64;
+    let open = OpenListener {
+        user: "ada".into(),
+        room: ROOM.into(),
+        resume: Resume::Live,
+        create_if_missing: false,
+        replacing: None,
+    };
+    let opened = r.core.ask(t(1), open).expect("opens");
+    r.core.handle_timeout(t(2 + unload_after * 2));
+    assert!(r.core.holds(ROOM), "a room with a listener stays loaded");
+    while r.core.poll_event().is_some() {}
+    r.core
+        .ask(
+            t(3 + unload_after * 2),
+            CloseListener {
+                listener: opened.listener,
+            },
+        )
+        .expect("closes");
+    while r.core.poll_event().is_some() {}
+    r.core.handle_timeout(t(3 + unload_after * 3));
+    assert!(!r.core.holds(ROOM), "an idle room is unloaded");
+    let events: Vec<Event> = std::iter::from_fn(|| r.core.poll_event()).collect();
+    assert_eq!(
+        events,
+        vec![Event::Unloaded {
+            room: RoomId::parse(ROOM, 64).unwrap()
+        }],
+        "unloading deletes nothing"
+    );
 }

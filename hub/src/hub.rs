@@ -1025,6 +1025,15 @@ impl Driver {
             Event::Gap { room, gap } => {
                 Output::Broadcast(room, Broadcast::Room(Delivery::Gap(gap)))
             }
+            Event::Unloaded { room } => {
+                if let Some(channel) = self.rooms.channels.remove(&room) {
+                    channel.tx.close();
+                }
+                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
+                    let _ = redis.jobs.try_send(Job::Unsubscribe(room));
+                }
+                return;
+            }
             Event::Here { room, user, here } => {
                 if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
                     let _ = redis.jobs.try_send(Job::Here { room, user, here });

@@ -73,6 +73,8 @@ pub(crate) enum Job {
     },
     /// Take another block of message ids.
     ReserveIds,
+    /// Stop following a room (unloaded here).
+    Unsubscribe(RoomId),
     /// A user's first listener on a room opened on this node, or their last here closed.
     Here {
         room: RoomId,
@@ -436,7 +438,13 @@ pub(crate) fn start(options: RedisOptions) -> Result<RedisLog, String> {
                 ex.spawn(node.clone().watch_pubsub()).detach();
                 ex.spawn(node.clone().heartbeat()).detach();
                 while let Ok(job) = job_rx.recv().await {
-                    ex.spawn(node.clone().run(job)).detach();
+                    // In order with the loads that subscribe again, so a room unloaded and
+                    // loaded at once stays followed.
+                    if matches!(job, Job::Unsubscribe(_)) {
+                        node.clone().run(job).await;
+                    } else {
+                        ex.spawn(node.clone().run(job)).detach();
+                    }
                 }
             }));
         })
@@ -628,6 +636,12 @@ impl Node {
                 if let Err(e) = done {
                     tracing::warn!(%room, %user, error = %e, "presence not shared");
                 }
+            }
+            Job::Unsubscribe(room) => {
+                let channel = Keys::of(room.as_str()).channel;
+                self.channels.lock().expect("not poisoned").remove(&channel);
+                let mut pubsub = self.pubsub.lock().expect("not poisoned").clone();
+                let _ = pubsub.unsubscribe(&channel).await;
             }
             Job::Leave(done) => {
                 self.reap(&self.options.node_id).await;
@@ -931,6 +945,7 @@ impl Node {
             | Event::ListenerClosed { .. }
             | Event::Gap { .. }
             | Event::Here { .. }
+            | Event::Unloaded { .. }
             | Event::Fetch { .. } => {}
         }
         Ok(())

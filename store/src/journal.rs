@@ -281,6 +281,7 @@ impl Writer {
                 | Event::ListenerClosed { .. }
                 | Event::Gap { .. }
                 | Event::Here { .. }
+                | Event::Unloaded { .. }
                 | Event::Fetch { .. } => {}
             }
         }

@@ -53,6 +53,14 @@ pub struct Config {
     /// before core asks the host to read it from the log (default 50 ms).
     #[serde(default = "default_fetch_after")]
     pub fetch_after: Duration,
+    /// With a shared log and no `room_idle_expiry`, how long a room without listeners stays
+    /// in memory before it is unloaded (default 60 s).
+    #[serde(default = "default_unload_after")]
+    pub unload_after: Duration,
+}
+
+fn default_unload_after() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_fetch_after() -> Duration {
@@ -68,6 +76,7 @@ impl Default for Config {
             policy: Policy::default(),
             sequencer: Sequencer::Core,
             fetch_after: default_fetch_after(),
+            unload_after: default_unload_after(),
         }
     }
 }
@@ -226,7 +235,16 @@ impl Core {
             let Some(room) = self.expiries.pop_due(now) else {
                 break;
             };
-            self.remove_room(&room, CloseReason::Expired);
+            match (self.config.room_idle_expiry, self.config.sequencer) {
+                (None, Sequencer::Shared) => {
+                    if self.remove_room_silently(&room).is_some() {
+                        self.emit(Event::Unloaded { room });
+                    }
+                }
+                (Some(_), _) | (None, Sequencer::Core) => {
+                    self.remove_room(&room, CloseReason::Expired);
+                }
+            }
         }
     }
 
@@ -308,10 +326,16 @@ impl Core {
             .expect("the command checked that the room exists")
     }
 
+    /// A room without listeners ends after `room_idle_expiry` if set; with a shared log it is
+    /// otherwise unloaded after `unload_after` (the log keeps it; the host loads it again on
+    /// use), so a node's memory follows its activity.
     fn schedule_expiry(&mut self, room: &RoomId, now: Timestamp) {
-        if let Some(idle) = self.config.room_idle_expiry {
-            self.expiries.set(room.clone(), now.saturating_add(idle));
-        }
+        let idle = match (self.config.room_idle_expiry, self.config.sequencer) {
+            (Some(idle), _) => idle,
+            (None, Sequencer::Shared) => self.config.unload_after,
+            (None, Sequencer::Core) => return,
+        };
+        self.expiries.set(room.clone(), now.saturating_add(idle));
     }
 
     fn remove_room_silently(&mut self, id: &RoomId) -> Option<Room> {
