@@ -138,11 +138,15 @@ impl Target {
 
     /// A `redis-server` (appendonly, fsync every second) and `nodes` roomcast nodes on it.
     fn spawn_cluster(kind: Kind, bin_dir: &Path, nodes: usize) -> anyhow::Result<Target> {
-        let bin = match kind {
-            Kind::Sse | Kind::Ws => "roomcast-smol",
-            Kind::Grpc => "roomcast-tokio",
-            Kind::Socketio | Kind::Floor => bail!("--nodes is for roomcast's own servers"),
-        };
+        if kind == Kind::Floor {
+            bail!("--nodes is for roomcast and the Socket.IO peer");
+        }
+        if kind == Kind::Socketio && !socketio_installed() {
+            bail!(
+                "the Socket.IO peer is not installed: run `npm ci` in {}",
+                socketio_dir().display()
+            );
+        }
         let free = || -> anyhow::Result<SocketAddr> {
             let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
             Ok(SocketAddr::from(([127, 0, 0, 1], port)))
@@ -176,26 +180,48 @@ impl Target {
         let mut first = None;
         for n in 0..nodes {
             let addr = free()?;
-            let child = Command::new(bin_dir.join(bin))
-                .args([
-                    "--listen",
-                    &addr.to_string(),
-                    "--in-memory",
-                    "--rate-burst=0",
-                ])
-                .args(["--max-listeners-per-room=20000", "--max-rooms=20000"])
-                .arg("--sign-up-burst=0")
-                .args(["--redis", &format!("redis://{redis_addr}")])
-                .args(["--node-id", &format!("load{n}")])
-                .args([
-                    "--jwt-secret",
-                    "roomcast-load's secret for its test cluster",
-                ])
-                .env("RUST_LOG", "warn")
+            let redis_url = format!("redis://{redis_addr}");
+            let mut command = match kind {
+                // Socket.IO 4 with @socket.io/redis-adapter: the peer on as many nodes.
+                Kind::Socketio => {
+                    let mut command = Command::new("node");
+                    command
+                        .arg(socketio_dir().join("server.js"))
+                        .arg(addr.port().to_string())
+                        .env("REDIS_URL", &redis_url);
+                    command
+                }
+                Kind::Sse | Kind::Ws | Kind::Grpc | Kind::Floor => {
+                    let bin = if kind == Kind::Grpc {
+                        "roomcast-tokio"
+                    } else {
+                        "roomcast-smol"
+                    };
+                    let mut command = Command::new(bin_dir.join(bin));
+                    command
+                        .args([
+                            "--listen",
+                            &addr.to_string(),
+                            "--in-memory",
+                            "--rate-burst=0",
+                        ])
+                        .args(["--max-listeners-per-room=20000", "--max-rooms=20000"])
+                        .arg("--sign-up-burst=0")
+                        .args(["--redis", &redis_url])
+                        .args(["--node-id", &format!("load{n}")])
+                        .args([
+                            "--jwt-secret",
+                            "roomcast-load's secret for its test cluster",
+                        ])
+                        .env("RUST_LOG", "warn");
+                    command
+                }
+            };
+            let child = command
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
-                .with_context(|| format!("cannot start {bin}"))?;
+                .with_context(|| format!("cannot start the {} server", kind.name()))?;
             wait_listening(kind, addr)?;
             addrs.push(addr);
             match first {
