@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::history::Gap;
-use crate::ids::{ListenerId, RoomId, Seq};
+use crate::ids::{ListenerId, RoomId, Seq, UserName};
 use crate::log::{Applied, Committed};
 use crate::message::Message;
 use crate::presence::PresenceEntry;
@@ -245,20 +245,27 @@ commands! {
 }
 
 impl Command {
-    /// The room the command names, if it names one (a host with a shared log makes sure it
-    /// holds that room first).
-    pub fn room(&self) -> Option<&str> {
-        match self {
-            Command::CreateRoom(c) => Some(&c.room),
-            Command::ChangeMember(c) => Some(&c.room),
-            Command::DeleteRoom(c) => Some(&c.room),
-            Command::ViewRoom(c) => Some(&c.room),
-            Command::OpenListener(c) => Some(&c.room),
-            Command::Submit(c) => Some(&c.room),
-            Command::History(c) => Some(&c.room),
-            Command::Committed(c) => Some(c.room.as_str()),
-            Command::OpenDirect(_) | Command::ListRooms(_) | Command::CloseListener(_) => None,
-        }
+    /// The room the command names, if it names a valid one (a host with a shared log makes
+    /// sure it holds that room first); for a direct message, the pair's room.
+    pub fn room(&self) -> Option<RoomId> {
+        let named = match self {
+            Command::CreateRoom(c) => &c.room,
+            Command::ChangeMember(c) => &c.room,
+            Command::DeleteRoom(c) => &c.room,
+            Command::ViewRoom(c) => &c.room,
+            Command::OpenListener(c) => &c.room,
+            Command::Submit(c) => &c.room,
+            Command::History(c) => &c.room,
+            Command::Committed(c) => return Some(c.room.clone()),
+            Command::OpenDirect(c) => {
+                let user = UserName::parse(&c.user, usize::MAX).ok()?;
+                let other = UserName::parse(&c.other, usize::MAX).ok()?;
+                let pair = std::collections::BTreeSet::from([user, other]);
+                return RoomId::parse(&crate::ids::direct_room_id(&pair), usize::MAX).ok();
+            }
+            Command::ListRooms(_) | Command::CloseListener(_) => return None,
+        };
+        RoomId::parse(named, usize::MAX).ok()
     }
 }
 

@@ -100,7 +100,7 @@ pub enum Event {
         room: RoomId,
     },
     /// For the host's shared log: read the room's entries after `after` and hand them back as
-    /// [`Committed`](crate::log::Committed) with what the read found. Core asks when a hole in
+    /// `log::Committed` with what the read found. Core asks when a hole in
     /// the sequence does not fill in time, or the log is known to be ahead.
     Fetch {
         /// The room.

@@ -224,6 +224,19 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// The id of the direct-message room of a pair: `dm-` and a stable 64-bit FNV-1a hash of the two
+/// names, so it is the same on every server and version and needs no lookup table.
+pub(crate) fn direct_room_id(pair: &std::collections::BTreeSet<UserName>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for name in pair {
+        for byte in name.as_str().bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("dm-{hash:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,6 @@
 //! longer holds as a gap, and closes them with [`CloseReason::Reset`](crate::CloseReason) when
 //! the log's history was lost (its epoch changed). Applying is the same code in both modes.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -130,17 +129,4 @@ pub struct Applied {
     pub latest: Seq,
     /// Entries waiting for an earlier one.
     pub held: usize,
-}
-
-/// A room's place in the shared log, beside its history.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Replica {
-    /// The log's epoch for the room; 0 until known.
-    pub(crate) epoch: u64,
-    /// Entries that arrived before the one they follow, by sequence number.
-    pub(crate) held: BTreeMap<Seq, Arc<Message>>,
-    /// The newest sequence number the log is known to have, if ahead of what is applied.
-    pub(crate) known_latest: Seq,
-    /// When the current hole was first seen (`None` without one).
-    pub(crate) hole_since: Option<Timestamp>,
 }

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use crate::event::Event;
 use crate::history::History;
 use crate::ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
-use crate::log::Replica;
 use crate::message::Message;
 use crate::presence::Presence;
 use crate::time::Timestamp;
@@ -112,7 +111,7 @@ impl Room {
     }
 
     /// Applies the room's next committed message: it joins the history. Its number must be
-    /// `latest + 1` (see [`crate::log`]).
+    /// `latest + 1` (the log contract: see the `log` module).
     pub(crate) fn apply(&mut self, message: Arc<Message>, now: Timestamp) {
         self.history.push(message);
         self.last_active = now;
@@ -330,4 +329,17 @@ impl StoredRoom {
             | Event::Fetch { .. } => {}
         }
     }
+}
+
+/// A room's place in the shared log, beside its history.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Replica {
+    /// The log's epoch for the room; 0 until known.
+    pub(crate) epoch: u64,
+    /// Entries that arrived before the one they follow, by sequence number.
+    pub(crate) held: BTreeMap<Seq, Arc<Message>>,
+    /// The newest sequence number the log is known to have, if ahead of what is applied.
+    pub(crate) known_latest: Seq,
+    /// When the current hole was first seen (`None` without one).
+    pub(crate) hole_since: Option<Timestamp>,
 }

@@ -170,7 +170,7 @@ impl Directory for RedisDirectory {
     }
 
     fn revoke_session(&self, sid: &str, until: Timestamp) -> Result<(), String> {
-        let now = crate::hub::now();
+        let now = Timestamp::from(std::time::SystemTime::now());
         self.with(|c| {
             Script::new(REVOKE)
                 .key(REVOKED)

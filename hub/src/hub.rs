@@ -187,6 +187,14 @@ impl Hub {
         store: Option<(Arc<Store>, Retention)>,
         identity: IdentityOptions,
     ) -> Result<Hub, StartError> {
+        if options.redis.is_some() && config.room_idle_expiry.is_some() {
+            // A node sees only its own listeners: expiring would delete a room others use.
+            return Err(StartError::Redis(
+                "--room-idle-expiry cannot be combined with --redis yet: a node sees only its own \
+                 listeners, so it could delete a room people listen to on other nodes"
+                    .into(),
+            ));
+        }
         let redis = match &options.redis {
             Some(redis) => {
                 let started = log::start(redis.clone()).map_err(StartError::Redis)?;
@@ -292,6 +300,13 @@ impl Hub {
                 .as_ref()
                 .map(|r| Arc::from(r.node_id.as_str())),
         })
+    }
+
+    /// With a shared log: how many times its pub/sub was found wedged and replaced.
+    pub fn log_wedged(&self) -> u64 {
+        self.log_health
+            .as_ref()
+            .map_or(0, |h| h.wedged.load(Ordering::Relaxed))
     }
 
     /// This node's name, when it shares rooms with others.
@@ -714,9 +729,7 @@ impl Driver {
             self.outputs.push(Output::Answer(reply, tx));
             return;
         };
-        if let Some(room) = command
-            .room()
-            .and_then(|r| RoomId::parse(r, usize::MAX).ok())
+        if let Some(room) = command.room()
             && !self.core.holds(room.as_str())
         {
             let waiting = self.loading.entry(room.clone()).or_default();
@@ -742,10 +755,7 @@ impl Driver {
                 }
             }
             Err(Error::ResumeAhead { .. }) if retry.is_some() => {
-                let room = retry
-                    .as_ref()
-                    .and_then(Command::room)
-                    .and_then(|r| RoomId::parse(r, usize::MAX).ok());
+                let room = retry.as_ref().and_then(Command::room);
                 if let (Some(room), Some(retry)) = (room, retry) {
                     let after = self
                         .core

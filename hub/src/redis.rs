@@ -862,7 +862,7 @@ impl Node {
         access: &Access,
         created_at: Timestamp,
         epoch: u64,
-    ) -> redis::RedisResult<()> {
+    ) -> redis::RedisResult<bool> {
         let keys = Keys::of(room.as_str());
         let mut invocation = self.scripts.create.prepare_invoke();
         invocation
@@ -877,8 +877,8 @@ impl Node {
         for member in &access.members {
             invocation.arg(member.as_str());
         }
-        let _: Value = invocation.invoke_async(&mut self.conn()).await?;
-        Ok(())
+        let created: i64 = invocation.invoke_async(&mut self.conn()).await?;
+        Ok(created == 1)
     }
 
     /// Persists one durable room change.
@@ -895,7 +895,11 @@ impl Node {
                     private: *private,
                     members: BTreeSet::new(),
                 };
-                self.create(room, &access, *created_at, new_epoch()).await?;
+                if !self.create(room, &access, *created_at, new_epoch()).await? {
+                    // Another node made it first: theirs stands, and this node takes its
+                    // owner, privacy and members from Redis.
+                    self.tell(Outcome::AccessChanged(room.clone()));
+                }
                 self.subscribe(Keys::of(room.as_str()).channel).await;
             }
             Event::MemberAdded { room, user } | Event::MemberRemoved { room, user } => {

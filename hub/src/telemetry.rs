@@ -60,6 +60,16 @@ impl Metrics {
         for (reason, count) in stats.refused {
             metrics::counter!("roomcast_refused_total", "reason" => reason).absolute(count);
         }
+        if let Some(node) = hub.node_id() {
+            // Several nodes: which one this is, and how its following of the shared log goes.
+            metrics::gauge!("roomcast_node_info", "node" => node.to_owned()).set(1.0);
+            let up = hub.log_healthy().unwrap_or(false);
+            metrics::gauge!("roomcast_pubsub_up").set(if up { 1.0 } else { 0.0 });
+            metrics::counter!("roomcast_pubsub_wedged_total").absolute(hub.log_wedged());
+            metrics::counter!("roomcast_log_fetches_total").absolute(stats.log_fetches);
+            metrics::counter!("roomcast_log_gaps_total").absolute(stats.log_gaps);
+            metrics::counter!("roomcast_log_resets_total").absolute(stats.log_resets);
+        }
         Ok(self.handle.render())
     }
 }

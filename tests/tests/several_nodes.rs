@@ -214,7 +214,7 @@ fn a_lost_pubsub_connection_is_backfilled_without_a_hole() {
     let redis = Redis::start(&[]);
     let url = redis.url();
     let a = Server::smol(&node_args(&url, &[]));
-    let b = Server::smol(&node_args(&url, &[]));
+    let b = Server::smol(&node_args(&url, &["--node-id", "beta"]));
     create_room(&a, "flaky");
     let mut on_b = SseStream::open(b.addr, "/api/v1/rooms/flaky/events?user=hal", None)
         .expect("SSE on node b");
@@ -239,6 +239,19 @@ fn a_lost_pubsub_connection_is_backfilled_without_a_hole() {
     assert_contiguous("node b", &seen, total);
     let by_seq: BTreeMap<u64, &str> = seen.iter().map(|(s, t)| (*s, t.as_str())).collect();
     assert_eq!(by_seq.len(), total);
+    // The node says who it is, and that its pub/sub is up again.
+    let health = roomcast_e2e::get(&b.url("/healthz"));
+    assert_eq!(health.json()["node"], "beta", "{}", health.body);
+    let metrics = roomcast_e2e::get(&b.url("/metrics")).body;
+    assert_eq!(
+        roomcast_e2e::metric(&metrics, "roomcast_node_info{node=\"beta\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        roomcast_e2e::metric(&metrics, "roomcast_log_fetches_total").is_some(),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -743,4 +756,71 @@ fn with_appendfsync_always_a_redis_crash_loses_nothing_acknowledged() {
         "{}",
         page.body
     );
+}
+
+#[test]
+fn a_direct_message_is_one_room_on_every_node() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let a = Server::smol(&node_args(&url, &[]));
+    let b = Server::smol(&node_args(&url, &[]));
+    let (cleo, dirk) = (
+        roomcast_e2e::guest_token(a.addr, "cleo").expect("cleo"),
+        roomcast_e2e::guest_token(a.addr, "dirk").expect("dirk"),
+    );
+    let opened = post_as(
+        &a.url("/api/v1/direct"),
+        Some(&cleo),
+        &json!({ "user": "dirk" }),
+    );
+    assert!(
+        opened.status == 200 || opened.status == 201,
+        "{}",
+        opened.body
+    );
+    let room = opened.json()["id"].as_str().expect("the room").to_owned();
+    let said = post_as(
+        &a.url(&format!("/api/v1/rooms/{room}/messages")),
+        Some(&cleo),
+        &json!({ "text": "psst" }),
+    );
+    assert_eq!(said.status, 201, "{}", said.body);
+    // Dirk opens the same conversation on the other node and finds it, with its message.
+    let theirs = post_as(
+        &b.url("/api/v1/direct"),
+        Some(&dirk),
+        &json!({ "user": "cleo" }),
+    );
+    assert_eq!(theirs.json()["id"], room.as_str(), "{}", theirs.body);
+    let page = roomcast_e2e::request_with(
+        "GET",
+        &b.url(&format!("/api/v1/rooms/{room}/messages")),
+        &[("Authorization", &format!("Bearer {dirk}"))],
+        None,
+    );
+    assert_eq!(page.json()["messages"][0]["text"], "psst", "{}", page.body);
+}
+
+#[test]
+fn idle_expiry_is_refused_with_shared_rooms() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let (status, stderr) = roomcast_e2e::refused_start(
+        "roomcast-smol",
+        "roomcast-smol",
+        &[
+            "--redis",
+            &redis.url(),
+            "--in-memory",
+            "--room-idle-expiry",
+            "1h",
+        ],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("--room-idle-expiry"), "{stderr}");
 }

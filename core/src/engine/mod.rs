@@ -99,6 +99,12 @@ pub struct Stats {
     pub events_dropped: u64,
     /// Users currently held by the rate limiter.
     pub rate_limited_users: usize,
+    /// With a shared log: reads asked for because a hole did not fill or the log was ahead.
+    pub log_fetches: u64,
+    /// With a shared log: gaps told to listeners because the log had trimmed what they missed.
+    pub log_gaps: u64,
+    /// With a shared log: rooms whose history the log lost (a new epoch).
+    pub log_resets: u64,
 }
 
 /// The roomcast state machine. See the [crate docs](crate) for the drain contract and a host loop.

@@ -53,6 +53,7 @@ impl Core {
         let mut read = c.read;
         if room.replica.epoch != c.epoch {
             if room.replica.epoch != 0 {
+                self.stats.log_resets += 1;
                 self.reset(&c.room, now);
                 // A read's `after` counted in the old numbering: read the new one from the
                 // start instead of taking what it skipped for a gap.
@@ -88,6 +89,7 @@ impl Core {
             }
         }
         if let Some(gap) = gap {
+            self.stats.log_gaps += 1;
             self.emit(Event::Gap {
                 room: c.room.clone(),
                 gap,
@@ -114,6 +116,7 @@ impl Core {
         } else if c.read.is_some() {
             // A read that stopped short (it reads a page at a time): read on at once.
             self.fetches.remove(&c.room);
+            self.stats.log_fetches += 1;
             self.emit(Event::Fetch {
                 room: c.room.clone(),
                 after: latest,
@@ -140,6 +143,7 @@ impl Core {
             let after = r.history().latest();
             let retry = now.saturating_add(self.config.fetch_after * 4);
             self.fetches.set(room.clone(), retry);
+            self.stats.log_fetches += 1;
             self.emit(Event::Fetch { room, after });
         }
     }

@@ -8,22 +8,9 @@ use crate::action::Action;
 use crate::command::{CreateRoom, Created, DeleteRoom, ListRooms, OpenDirect, RoomView, ViewRoom};
 use crate::error::{Error, MembershipError};
 use crate::event::{CloseReason, Event};
-use crate::ids::{RoomId, UserName};
+use crate::ids::RoomId;
 use crate::room::{Access, Room, RoomPage, RoomSummary};
 use crate::time::Timestamp;
-
-/// The id of the direct-message room of a pair: `dm-` and a stable 64-bit FNV-1a hash of the two
-/// names, so it is the same on every server and version and needs no lookup table.
-fn direct_room_id(pair: &BTreeSet<UserName>) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for name in pair {
-        for byte in name.as_str().bytes().chain([0]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("dm-{hash:016x}")
-}
 
 impl Core {
     pub(super) fn create_room(&mut self, now: Timestamp, c: CreateRoom) -> Result<Created, Error> {
@@ -116,7 +103,7 @@ impl Core {
         let pair = BTreeSet::from([user, other]);
         // The id comes from the pair, so both find the same room; on the (unlikely) chance that
         // another room holds it, the next suffix is tried.
-        let base = direct_room_id(&pair);
+        let base = crate::ids::direct_room_id(&pair);
         for n in 0u32.. {
             let candidate = if n == 0 {
                 base.clone()
