@@ -112,6 +112,9 @@ pub struct CoreArgs {
     /// `rediss://` for TLS). Without it the node is a single node with the embedded store.
     #[arg(long = "redis", env = "ROOMCAST_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// `--redis` names a Redis Cluster (its seed nodes, comma-separated).
+    #[arg(long, env = "ROOMCAST_REDIS_CLUSTER", requires = "redis_url")]
+    pub redis_cluster: bool,
     /// This node's name in logs, metrics and `/healthz` (default: hostname and process id).
     #[arg(long, env = "ROOMCAST_NODE_ID", value_parser = node_id)]
     pub node_id: Option<String>,
@@ -255,6 +258,7 @@ impl CoreArgs {
                 node_id: self.node_id(),
                 history: self.redis_history.max(1),
                 rate: self.config().limits.submit_rate,
+                cluster: self.redis_cluster,
             }),
             ..HubOptions::default()
         }

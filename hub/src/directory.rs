@@ -5,12 +5,12 @@
 //! published on `rc:{id}:events`; the log thread relays them to this node's identity.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
-use redis::{Connection, Script};
+use redis::{ConnectionLike, Script};
 use roomcast_core::Timestamp;
 
 use crate::identity::{Directory, secret_fingerprint};
+use crate::redis::Target;
 
 const ACCOUNTS: &str = "rc:{id}:accounts";
 const REVOKED: &str = "rc:{id}:revoked";
@@ -46,15 +46,15 @@ return 1
 /// Identity's directory on Redis, over one blocking connection (calls come from the blocking
 /// pool and the hashing threads).
 pub(crate) struct RedisDirectory {
-    client: redis::Client,
-    conn: Mutex<Option<Connection>>,
+    target: Target,
+    conn: Mutex<Option<Box<dyn ConnectionLike + Send>>>,
 }
 
 impl RedisDirectory {
     /// Connects, failing if Redis cannot be reached.
-    pub(crate) fn connect(client: redis::Client) -> Result<RedisDirectory, String> {
+    pub(crate) fn connect(target: Target) -> Result<RedisDirectory, String> {
         let directory = RedisDirectory {
-            client,
+            target,
             conn: Mutex::new(None),
         };
         directory.with(|_| Ok(()))?;
@@ -64,7 +64,7 @@ impl RedisDirectory {
     /// Runs `f` on the connection, connecting (again) first if needed.
     fn with<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+        f: impl FnOnce(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T, String> {
         let mut slot = self
             .conn
@@ -72,16 +72,13 @@ impl RedisDirectory {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.is_none() {
             let conn = self
-                .client
-                .get_connection_with_timeout(Duration::from_secs(5))
-                .map_err(|e| format!("Redis: {e}"))?;
-            conn.set_read_timeout(Some(Duration::from_secs(5)))
-                .and_then(|()| conn.set_write_timeout(Some(Duration::from_secs(5))))
+                .target
+                .connect_blocking()
                 .map_err(|e| format!("Redis: {e}"))?;
             *slot = Some(conn);
         }
         let conn = slot.as_mut().expect("connected just now");
-        let result = f(conn);
+        let result = f(conn.as_mut());
         if let Err(e) = &result
             && (e.is_io_error() || e.is_connection_dropped() || e.is_timeout())
         {

@@ -205,9 +205,10 @@ impl Hub {
         };
         let identity = match &options.redis {
             Some(redis) => {
-                let directory =
-                    RedisDirectory::connect(log::client(&redis.url).map_err(StartError::Redis)?)
-                        .map_err(StartError::Redis)?;
+                let directory = RedisDirectory::connect(
+                    log::Target::parse(&redis.url, redis.cluster).map_err(StartError::Redis)?,
+                )
+                .map_err(StartError::Redis)?;
                 let secret = directory
                     .agree_secret(identity.secret.as_deref())
                     .map_err(StartError::Redis)?;
@@ -281,7 +282,9 @@ impl Hub {
             appending: HashMap::new(),
             loading: HashMap::new(),
             catching_up: HashMap::new(),
-            identity: identity.clone(),
+            // Only a shared identity hears from other nodes; a single node's stays with its
+            // handles (and its store is released when the last handle goes).
+            shared_identity: log_health.as_ref().map(|_| identity.clone()),
             recorder,
             durable: Vec::new(),
             outputs: Vec::new(),
@@ -570,8 +573,8 @@ struct Driver {
     loading: HashMap<RoomId, Vec<Waiting>>,
     /// Listeners that resume past what this node has applied, waiting for a read of the log.
     catching_up: HashMap<RoomId, Vec<Waiting>>,
-    /// Told of revocations and new accounts on other nodes.
-    identity: Arc<Identity>,
+    /// With a shared log: told of revocations and new accounts on other nodes.
+    shared_identity: Option<Arc<Identity>>,
     barrier: Barrier<Output>,
     recorder: Option<Recorder>,
     /// What the current step must persist.
@@ -918,18 +921,24 @@ impl Driver {
             Outcome::Resubscribed => {
                 self.read_all();
                 // Revocations published while pub/sub was down were missed: read them all.
-                let identity = self.identity.clone();
-                std::thread::spawn(move || {
-                    if let Err(e) = identity.reload_shared() {
-                        tracing::warn!(error = %e, "cannot reload revocations");
-                    }
-                });
+                if let Some(identity) = self.shared_identity.clone() {
+                    std::thread::spawn(move || {
+                        if let Err(e) = identity.reload_shared() {
+                            tracing::warn!(error = %e, "cannot reload revocations");
+                        }
+                    });
+                }
             }
-            Outcome::Identity(event) => match event.split_once(' ') {
-                Some(("revoked", sid)) => self.identity.on_revoked(sid),
-                Some(("registered", name)) => self.identity.on_registered(name),
-                Some(_) | None => {}
-            },
+            Outcome::Identity(event) => {
+                let Some(identity) = &self.shared_identity else {
+                    return;
+                };
+                match event.split_once(' ') {
+                    Some(("revoked", sid)) => identity.on_revoked(sid),
+                    Some(("registered", name)) => identity.on_registered(name),
+                    Some(_) | None => {}
+                }
+            }
             Outcome::Ids(start) => self.core.restore_message_ids(start),
         }
     }

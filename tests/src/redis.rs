@@ -112,3 +112,58 @@ impl Drop for Redis {
         let _ = self.child.wait();
     }
 }
+
+/// A Redis Cluster of `masters` `redis-server`s on one machine (no replicas), made with
+/// `redis-cli --cluster create`, each on a free loopback port with its own dir.
+pub struct RedisCluster {
+    /// Its members; the first is the seed nodes are given.
+    pub nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    /// Starts the servers and joins them, waiting until the cluster says `cluster_state:ok`.
+    pub fn start(masters: usize) -> RedisCluster {
+        let nodes: Vec<Redis> = (0..masters)
+            .map(|_| {
+                Redis::start(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ])
+            })
+            .collect();
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(nodes.iter().map(|n| n.addr.to_string()))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli (apt-get install redis-tools)");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + PATIENCE;
+        for node in &nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &node.addr.port().to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster did not become ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// The seed URL nodes are given (with `--redis-cluster`).
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+}

@@ -22,13 +22,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+mod link;
+
 use redis::{PushKind, Script, Value};
 use roomcast_core::log::{Committed, Draft, LogRead};
 use roomcast_core::{
     Access, CloseReason, Event, Message, MessageId, RoomId, Seq, StoredRoom, Timestamp, UserName,
 };
 use roomcast_store::Progress;
+
+use link::Link;
+pub(crate) use link::Target;
 
 /// How long an idempotency key is remembered by the log.
 const IDEMPOTENCY_TTL_SECS: u64 = 3600;
@@ -52,6 +56,8 @@ pub struct RedisOptions {
     pub node_id: String,
     /// Entries each room's stream keeps (approximately).
     pub history: usize,
+    /// `url` names a Redis Cluster's seed nodes (comma-separated).
+    pub cluster: bool,
     /// Each poster's rate, held across nodes (core's own bucket is per node).
     pub rate: Option<roomcast_core::Rate>,
 }
@@ -306,6 +312,13 @@ for i = 5, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
 return 1
 ";
 
+/// A member added or removed, and the room's nodes told to read its access again.
+const MEMBER: &str = r"
+redis.call(ARGV[1], KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], 'access')
+return 1
+";
+
 const DELETE: &str = r"
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('SET', KEYS[4], '1', 'EX', ARGV[1])
@@ -315,6 +328,7 @@ return 1
 
 /// The scripts, loaded by hash (EVALSHA, with the script sent again on NOSCRIPT).
 struct Scripts {
+    member: Script,
     here: Script,
     reap: Script,
     rate: Script,
@@ -328,6 +342,7 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
+            member: Script::new(MEMBER),
             here: Script::new(HERE),
             reap: Script::new(REAP),
             rate: Script::new(RATE),
@@ -409,7 +424,7 @@ fn entries(v: &Value) -> Vec<Arc<Message>> {
 /// Starts the log thread: connects (failing here if Redis cannot be reached), takes the
 /// first block of message ids, and serves jobs until the hub closes it.
 pub(crate) fn start(options: RedisOptions) -> Result<RedisLog, String> {
-    let client = client(&options.url)?;
+    let target = Target::parse(&options.url, options.cluster)?;
     let (jobs, job_rx) = async_channel::unbounded::<Job>();
     let (outcome_tx, outcomes) = async_channel::unbounded();
     let (progress_tx, progress) = async_channel::unbounded();
@@ -422,7 +437,7 @@ pub(crate) fn start(options: RedisOptions) -> Result<RedisLog, String> {
         .spawn(move || {
             let ex = smol::Executor::new();
             smol::block_on(ex.run(async {
-                let node = match Node::connect(client, options, outcome_tx, thread_health).await {
+                let node = match Node::connect(target, options, outcome_tx, thread_health).await {
                     Ok((node, first)) => {
                         let _ = ready_tx.send(Ok(first));
                         node
@@ -462,22 +477,6 @@ pub(crate) fn start(options: RedisOptions) -> Result<RedisLog, String> {
     })
 }
 
-/// A client for `url`, speaking RESP3.
-pub(crate) fn client(url: &str) -> Result<redis::Client, String> {
-    redis::Client::open(resp3(url)).map_err(|e| format!("--redis {}: {e}", redact(url)))
-}
-
-/// Pub/sub needs RESP3 (push messages on a multiplexed connection).
-fn resp3(url: &str) -> String {
-    if url.contains("protocol=") {
-        url.to_owned()
-    } else if url.contains('?') {
-        format!("{url}&protocol=resp3")
-    } else {
-        format!("{url}?protocol=resp3")
-    }
-}
-
 /// The URL without its password, for messages.
 pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -490,10 +489,10 @@ pub(crate) fn redact(url: &str) -> String {
 
 /// The log thread's state.
 struct Node {
-    client: redis::Client,
+    target: Target,
     options: RedisOptions,
-    commands: ConnectionManager,
-    pubsub: Mutex<ConnectionManager>,
+    commands: Link,
+    pubsub: Mutex<Link>,
     /// Channels subscribed to (the rooms this node serves).
     channels: Mutex<BTreeSet<String>>,
     outcomes: async_channel::Sender<Outcome>,
@@ -507,23 +506,16 @@ struct Node {
 
 impl Node {
     async fn connect(
-        client: redis::Client,
+        target: Target,
         options: RedisOptions,
         outcomes: async_channel::Sender<Outcome>,
         health: Arc<LogHealth>,
     ) -> Result<(Node, MessageId), String> {
         let url = redact(&options.url);
-        let timeouts = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
-        let mut commands = client
-            .get_connection_manager_with_config(timeouts.clone())
-            .await
-            .map_err(|e| format!("cannot reach Redis at {url}: {e}"))?;
+        let unreachable = |e: redis::RedisError| format!("cannot reach Redis at {url}: {e}");
+        let mut commands = target.connect(None).await.map_err(unreachable)?;
         let (push_tx, pushes) = async_channel::unbounded();
-        let pubsub = pubsub_connection(&client, &push_tx, timeouts)
-            .await
-            .map_err(|e| format!("cannot reach Redis at {url}: {e}"))?;
+        let pubsub = target.connect(Some(&push_tx)).await.map_err(unreachable)?;
         let end: u64 = redis::cmd("INCRBY")
             .arg("rc:ids")
             .arg(ID_BLOCK)
@@ -532,7 +524,7 @@ impl Node {
             .map_err(|e| format!("cannot reserve message ids on Redis at {url}: {e}"))?;
         health.pubsub_ok.store(true, Ordering::SeqCst);
         let node = Node {
-            client,
+            target,
             options,
             commands,
             pubsub: Mutex::new(pubsub),
@@ -557,7 +549,7 @@ impl Node {
         let _ = self.outcomes.try_send(outcome);
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Link {
         self.commands.clone()
     }
 
@@ -910,15 +902,14 @@ impl Node {
                     "SREM"
                 };
                 // The other nodes serving the room read its access again.
-                let _: Value = redis::pipe()
-                    .atomic()
-                    .cmd(change)
-                    .arg(&keys.members)
+                let _: Value = self
+                    .scripts
+                    .member
+                    .key(&keys.members)
+                    .arg(change)
                     .arg(user.as_str())
-                    .cmd("PUBLISH")
                     .arg(&keys.channel)
-                    .arg("access")
-                    .query_async(&mut self.conn())
+                    .invoke_async(&mut self.conn())
                     .await?;
             }
             Event::RoomClosed { room, reason } => match reason {
@@ -1001,10 +992,12 @@ impl Node {
                 .invoke_async(&mut conn)
                 .await;
         }
-        let _: redis::RedisResult<Value> = redis::pipe()
-            .cmd("DEL")
+        // Two keys in different slots of a cluster: two commands.
+        let _: redis::RedisResult<Value> = redis::cmd("DEL")
             .arg(node_rooms(node))
-            .cmd("ZREM")
+            .query_async(&mut conn)
+            .await;
+        let _: redis::RedisResult<Value> = redis::cmd("ZREM")
             .arg(NODES)
             .arg(node)
             .query_async(&mut conn)
@@ -1086,10 +1079,7 @@ impl Node {
     }
 
     async fn reconnect_pubsub(&self) {
-        let timeouts = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
-        match pubsub_connection(&self.client, &self.push_tx, timeouts).await {
+        match self.target.connect(Some(&self.push_tx)).await {
             Ok(mut fresh) => {
                 let channels: Vec<String> = self
                     .channels
@@ -1196,18 +1186,4 @@ impl Node {
             _ => {}
         }
     }
-}
-
-async fn pubsub_connection(
-    client: &redis::Client,
-    push_tx: &async_channel::Sender<redis::PushInfo>,
-    timeouts: ConnectionManagerConfig,
-) -> redis::RedisResult<ConnectionManager> {
-    let tx = push_tx.clone();
-    let config = timeouts
-        .set_push_sender(move |info: redis::PushInfo| {
-            tx.try_send(info).map_err(|_| redis::aio::SendError)
-        })
-        .set_automatic_resubscription();
-    client.get_connection_manager_with_config(config).await
 }
