@@ -167,3 +167,86 @@ impl RedisCluster {
         self.nodes[0].url()
     }
 }
+
+/// A TCP proxy in front of a Redis that can freeze connections: what Redis sends on them stops
+/// arriving, the sockets stay open. This is how a wedged pub/sub subscriber looks to a client
+/// (centrifugo#1189): publishes succeed, nothing comes back.
+pub struct FreezingProxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    state: std::sync::Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    /// Connections accepted so far.
+    accepted: std::sync::atomic::AtomicUsize,
+    /// Connections frozen, by their order of arrival.
+    frozen: std::sync::Mutex<std::collections::BTreeSet<usize>>,
+    /// New connections are frozen too.
+    freeze_new: std::sync::atomic::AtomicBool,
+}
+
+impl FreezingProxy {
+    /// Forwards to `upstream` until dropped (its threads end with their sockets).
+    pub fn start(upstream: SocketAddr) -> FreezingProxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a proxy port");
+        let addr = listener.local_addr().expect("its address");
+        let state = std::sync::Arc::new(ProxyState::default());
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    break;
+                };
+                let n = shared.accepted.fetch_add(1, Ordering::SeqCst);
+                if shared.freeze_new.load(Ordering::SeqCst) {
+                    shared.frozen.lock().expect("not poisoned").insert(n);
+                }
+                let (mut c_read, mut s_write) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                let state = shared.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(read @ 1..) = std::io::Read::read(&mut s_read, &mut buf) {
+                        // A frozen connection swallows what Redis says.
+                        if state.frozen.lock().expect("not poisoned").contains(&n) {
+                            continue;
+                        }
+                        if c_write.write_all(&buf[..read]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        FreezingProxy { addr, state }
+    }
+
+    /// The URL clients are given.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Freezes the connection that arrived `n`th (from 0), and every new one while `new` holds.
+    pub fn freeze(&self, n: usize, new: bool) {
+        use std::sync::atomic::Ordering;
+        self.state.frozen.lock().expect("not poisoned").insert(n);
+        self.state.freeze_new.store(new, Ordering::SeqCst);
+    }
+
+    /// Lets new connections through again (frozen ones stay frozen).
+    pub fn thaw_new(&self) {
+        self.state
+            .freeze_new
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}

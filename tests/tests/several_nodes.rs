@@ -847,3 +847,55 @@ fn idle_expiry_is_refused_with_shared_rooms() {
     assert!(!status.success());
     assert!(stderr.contains("--room-idle-expiry"), "{stderr}");
 }
+
+#[test]
+fn a_wedged_subscriber_is_found_replaced_and_backfilled_and_healthz_says_so() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let proxy = roomcast_e2e::redis::FreezingProxy::start(redis.addr);
+    let a = Server::smol(&node_args(&redis.url(), &[]));
+    // Node b reaches Redis through the proxy: its first connection carries commands, its
+    // second pub/sub.
+    let b = Server::smol(&node_args(&proxy.url(), &["--node-id", "wedged"]));
+    create_room(&a, "quiet");
+    let mut on_b = SseStream::open(b.addr, "/api/v1/rooms/quiet/events?user=gil", None)
+        .expect("SSE on node b");
+    presence(&mut on_b, "snapshot");
+    assert_eq!(roomcast_e2e::get(&b.url("/healthz")).status, 200);
+
+    // Pub/sub goes silent (and so does any new connection, for now); publishing still works.
+    proxy.freeze(1, true);
+    for i in 0..20 {
+        say(&a, "quiet", "hal", &format!("m{i}"));
+    }
+    let degraded = (0..200).find_map(|_| {
+        let health = roomcast_e2e::get(&b.url("/healthz"));
+        if health.status == 503 {
+            return Some(health.json());
+        }
+        thread::sleep(std::time::Duration::from_millis(50));
+        None
+    });
+    let degraded = degraded.expect("/healthz never said the subscriber was wedged");
+    assert_eq!(degraded["pubsub"], "reconnecting", "{degraded}");
+
+    // Connections work again: the node replaces its subscriber and reads what it missed.
+    proxy.thaw_new();
+    let healthy = (0..400).any(|_| {
+        if roomcast_e2e::get(&b.url("/healthz")).status == 200 {
+            return true;
+        }
+        thread::sleep(std::time::Duration::from_millis(50));
+        false
+    });
+    assert!(healthy, "the node did not recover");
+    let seen = sse_messages(&mut on_b, 20);
+    assert_contiguous("node b", &seen, 20);
+    let metrics = roomcast_e2e::get(&b.url("/metrics")).body;
+    assert!(
+        roomcast_e2e::metric(&metrics, "roomcast_pubsub_wedged_total").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+}
