@@ -152,7 +152,8 @@ impl Event {
 /// Why a listener's stream ended: one name from core to the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
-    /// The room was deleted (by this user, when known).
+    /// The room was deleted (by this user, when known; `None` when a shared log reported it
+    /// deleted elsewhere).
     Deleted {
         /// Who deleted it.
         by: Option<UserName>,

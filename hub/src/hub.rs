@@ -533,7 +533,19 @@ impl Writer {
     fn keeps(&self, event: &Event) -> bool {
         match self {
             Writer::Store(_) => event.is_durable(),
-            Writer::Redis(_) => event.is_durable() && !matches!(event, Event::Published(_)),
+            // Messages are in the log already, and so is a deletion core learnt from the log
+            // (`Deleted { by: None }`): writing it again could delete a room re-created since.
+            Writer::Redis(_) => {
+                event.is_durable()
+                    && !matches!(
+                        event,
+                        Event::Published(_)
+                            | Event::RoomClosed {
+                                reason: CloseReason::Deleted { by: None },
+                                ..
+                            }
+                    )
+            }
         }
     }
 
@@ -791,6 +803,12 @@ impl Driver {
                         Ok(Reply::Submit(Submitted { message, duplicate }))
                     }
                     Err(AppendError::RoomGone) => {
+                        // Deleted on another node (and the word of it lost): close it here too.
+                        let gone = Committed {
+                            gone: true,
+                            ..Committed::of(room.clone(), 0)
+                        };
+                        let _ = self.command(now, gone.into());
                         Err(HubError::Refused(Error::RoomNotFound { room }))
                     }
                     Err(AppendError::RateLimited(retry_after)) => {

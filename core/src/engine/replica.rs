@@ -22,6 +22,8 @@ impl Core {
             return Applied::default();
         }
         if c.gone {
+            // Nobody here deleted it (`by: None`): the log already has, so the host does not
+            // write the deletion again.
             self.remove_room(&c.room, CloseReason::Deleted { by: None });
             return Applied::default();
         }
