@@ -93,8 +93,10 @@ pub enum Event {
         /// Whether they are here now.
         here: bool,
     },
-    /// With a shared log: the room had no listeners for `unload_after` and is no longer held
-    /// here (the log keeps it). The host stops following it and loads it again when asked.
+    /// The room had no listeners or posts for `unload_after`: its messages left memory (the
+    /// store or log keeps them; pages and resumes read them there). With a shared log the room
+    /// is no longer held here at all: the host stops following it and loads it again when
+    /// asked.
     Unloaded {
         /// The room.
         room: RoomId,

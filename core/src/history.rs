@@ -60,6 +60,11 @@ impl History {
         history
     }
 
+    /// How many messages it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.messages.len()
+    }
+
     /// The newest sequence number ever assigned; `Seq::ZERO` before the first message.
     pub(crate) fn latest(&self) -> Seq {
         self.latest

@@ -51,7 +51,7 @@ impl Default for Limits {
             room_id_max_len: 64,
             user_name_max_chars: 32,
             message_max_bytes: 4096,
-            max_rooms: 10_000,
+            max_rooms: 200_000,
             max_listeners_per_room: 50_000,
             max_listeners_per_user: 16,
             max_listeners: 100_000,

@@ -130,7 +130,11 @@ fn rate_limit_is_per_user_on_injected_time() {
         0,
         "refilled buckets are forgotten"
     );
-    assert_eq!(core.poll_timeout(), None);
+    assert_eq!(
+        core.poll_timeout(),
+        Some(t(2000 + 600_000)),
+        "only the idle room's unloading is left"
+    );
 }
 
 #[test]
@@ -274,4 +278,37 @@ fn history_pages_forward_and_back() {
             latest: Seq(10)
         })
     );
+}
+
+#[test]
+fn an_idle_rooms_messages_leave_memory_and_its_numbering_goes_on() {
+    let mut core = core_with_room(unlimited());
+    post(&mut core, 1000, "ada", "one").unwrap();
+    post(&mut core, 1000, "ada", "two").unwrap();
+    drain(&mut core);
+    let idle = core.config().unload_after.as_millis() as u64;
+    core.handle_timeout(t(1000 + idle));
+    let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
+    assert_eq!(
+        events,
+        vec![Event::Unloaded {
+            room: RoomId::parse("lobby", 64).unwrap()
+        }]
+    );
+    // Nothing is held; the page says where the store must take over, and numbering goes on.
+    let page = core
+        .ask(
+            t(2000 + idle),
+            History {
+                user: "ada".into(),
+                room: "lobby".into(),
+                cursor: Cursor::Newest,
+                limit: None,
+            },
+        )
+        .unwrap();
+    assert!(page.messages.is_empty());
+    assert_eq!((page.first_held, page.latest), (Seq(3), Seq(2)));
+    let three = post(&mut core, 2000 + idle, "ada", "three").unwrap();
+    assert_eq!(three.message.seq, Seq(3));
 }

@@ -112,6 +112,10 @@ pub struct CoreArgs {
     /// `rediss://` for TLS). Without it the node is a single node with the embedded store.
     #[arg(long = "redis", env = "ROOMCAST_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// How long a room without listeners or posts keeps its messages in memory (with
+    /// `--redis`: stays loaded at all); then its history is read from the store or Redis.
+    #[arg(long, env = "ROOMCAST_ROOM_UNLOAD_AFTER", value_parser = humantime::parse_duration, default_value = "10m")]
+    pub room_unload_after: Duration,
     /// `--redis` names a Redis Cluster (its seed nodes, comma-separated).
     #[arg(long, env = "ROOMCAST_REDIS_CLUSTER", requires = "redis_url")]
     pub redis_cluster: bool,
@@ -170,6 +174,7 @@ impl CoreArgs {
             },
             history_len: self.history_len,
             room_idle_expiry: self.room_idle_expiry,
+            unload_after: self.room_unload_after,
             policy: Policy {
                 admins: self.admins.iter().cloned().collect::<BTreeSet<_>>(),
                 create_rooms: who(self.admin_only_create),

@@ -254,7 +254,12 @@ impl Hub {
                     path: store.path().to_owned(),
                     source,
                 };
-                let loaded = store.load(core.config().history_len).map_err(restore)?;
+                // Rooms idle longer than they would stay in memory come back without their
+                // messages (read from disk when asked for).
+                let warm_since = Timestamp::from(SystemTime::now() - core.config().unload_after);
+                let loaded = store
+                    .load_warm(core.config().history_len, warm_since)
+                    .map_err(restore)?;
                 let (rooms, messages) = (loaded.rooms.len(), loaded.next_message_id);
                 for room in loaded.rooms {
                     step(&mut core, Input::RestoreRoom(room));

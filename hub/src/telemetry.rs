@@ -54,6 +54,7 @@ impl Metrics {
         metrics::gauge!("roomcast_rooms").set(stats.rooms as f64);
         metrics::gauge!("roomcast_listeners").set(stats.listeners as f64);
         metrics::gauge!("roomcast_rate_limited_users").set(stats.rate_limited_users as f64);
+        metrics::gauge!("roomcast_messages_held").set(stats.messages_held as f64);
         metrics::counter!("roomcast_messages_accepted_total").absolute(stats.messages_accepted);
         metrics::counter!("roomcast_duplicate_submits_total").absolute(stats.duplicates);
         metrics::counter!("roomcast_events_dropped_total").absolute(stats.events_dropped);

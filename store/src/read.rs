@@ -23,6 +23,13 @@ const COLUMNS: &str = "m.id, m.seq, m.user, m.text, m.sent_at, m.idempotency_key
 impl Store {
     /// Every room, each with its last sequence number and up to `recent` of its newest messages.
     pub fn load(&self, recent: usize) -> Result<Loaded, StoreError> {
+        self.load_warm(recent, Timestamp::EPOCH)
+    }
+
+    /// Every room with its last sequence number; those whose newest message was posted at or
+    /// after `warm_since` also with up to `recent` of their newest messages. An idle room costs
+    /// its numbering and access only; its history is read from disk when asked for.
+    pub fn load_warm(&self, recent: usize, warm_since: Timestamp) -> Result<Loaded, StoreError> {
         self.read(|conn| {
             let next_message_id = conn.query_row(
                 "SELECT value FROM counters WHERE name = 'next_message_id'",
@@ -38,6 +45,9 @@ impl Store {
             let mut messages = conn.prepare(&format!(
                 "SELECT {COLUMNS} FROM messages m WHERE m.room = ?1 AND m.seq > ?2 ORDER BY m.seq"
             ))?;
+            let mut newest =
+                conn.prepare("SELECT sent_at FROM messages WHERE room = ?1 AND seq = ?2")?;
+            let since = i64::try_from(warm_since.as_unix_millis()).unwrap_or(i64::MAX);
             let mut rows = list.query([])?;
             while let Some(row) = rows.next()? {
                 let (key, id): (i64, String) = (row.get(0)?, row.get(1)?);
@@ -45,11 +55,19 @@ impl Store {
                     continue;
                 };
                 let latest = Seq(row.get(3)?);
+                let warm = newest
+                    .query_row(params![key, latest.0], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .is_some_and(|sent_at| sent_at >= since);
                 let oldest = latest.0.saturating_sub(recent as u64);
-                let recent = messages
-                    .query_map(params![key, oldest], |r| message(r, &id))?
-                    .filter_map(Result::transpose)
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let recent = if warm {
+                    messages
+                        .query_map(params![key, oldest], |r| message(r, &id))?
+                        .filter_map(Result::transpose)
+                        .collect::<rusqlite::Result<Vec<_>>>()?
+                } else {
+                    Vec::new()
+                };
                 let owner: Option<String> = row.get(4)?;
                 let access = Access {
                     owner: owner

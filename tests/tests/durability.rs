@@ -381,3 +381,61 @@ fn retention_trims_disk_and_a_resume_past_it_is_told_of_the_gap() {
     assert_eq!(seqs, [10, 11, 12]);
     assert_eq!(say(&server, "r", "ada", "next")["seq"], 13);
 }
+
+/// A room nobody uses lets its messages leave memory (`--room-unload-after`), at once or across
+/// a restart; its history, resumes and numbering are all still there, read from disk.
+#[test]
+fn an_idle_rooms_messages_leave_memory_and_are_read_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = on_dir(dir.path(), &["--room-unload-after=1s"]);
+    let flags = strs(&flags);
+    let mut server = Server::smol(&flags);
+    create_room(&server, "attic");
+    for i in 1..=5 {
+        say(&server, "attic", "ann", &format!("m{i}"));
+    }
+    let held = |server: &Server| {
+        let text = get(&server.url("/metrics")).body;
+        roomcast_e2e::metric(&text, "roomcast_messages_held")
+    };
+    assert_eq!(held(&server), Some(5.0));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        held(&server),
+        Some(0.0),
+        "an idle room's messages left memory"
+    );
+    // Cold now: a resume from the start and a history page come from disk.
+    let mut stream = SseStream::open(
+        server.addr,
+        "/api/v1/rooms/attic/events?user=bob",
+        Some("0"),
+    )
+    .expect("a resume");
+    assert_eq!(stream.message_seqs(5), vec![1, 2, 3, 4, 5]);
+    say(&server, "attic", "ann", "m6");
+    assert_eq!(
+        stream.message_seqs(1),
+        vec![6],
+        "live after the backlog from disk"
+    );
+    drop(stream);
+    server.signal("TERM");
+    let _ = server.wait();
+
+    // Restarted after longer than that: the room comes back without its messages in memory.
+    std::thread::sleep(Duration::from_millis(1100));
+    let server = Server::smol(&flags);
+    assert_eq!(
+        held(&server),
+        Some(0.0),
+        "restored without its messages in memory"
+    );
+    let page = get(&server.url("/api/v1/rooms/attic/messages?user=bob&limit=10")).json();
+    assert_eq!(page_seqs(&page), vec![1, 2, 3, 4, 5, 6], "{page}");
+    assert_eq!(
+        say(&server, "attic", "ann", "m7")["seq"],
+        7,
+        "numbering goes on"
+    );
+}

@@ -53,14 +53,16 @@ pub struct Config {
     /// before core asks the host to read it from the log (default 50 ms).
     #[serde(default = "default_fetch_after")]
     pub fetch_after: Duration,
-    /// With a shared log and no `room_idle_expiry`, how long a room without listeners stays
-    /// in memory before it is unloaded (default 60 s).
+    /// Without `room_idle_expiry`, how long a room without listeners or posts keeps its
+    /// messages in memory (default 10 minutes): then they leave it ([`Event::Unloaded`]), and
+    /// its history is read from the store or log. With a shared log the whole room is unloaded;
+    /// otherwise core keeps what it needs to number and authorize (a few hundred bytes).
     #[serde(default = "default_unload_after")]
     pub unload_after: Duration,
 }
 
 fn default_unload_after() -> Duration {
-    Duration::from_secs(60)
+    Duration::from_secs(600)
 }
 
 fn default_fetch_after() -> Duration {
@@ -99,6 +101,8 @@ pub struct Stats {
     pub events_dropped: u64,
     /// Users currently held by the rate limiter.
     pub rate_limited_users: usize,
+    /// Messages held in memory across every room's ring (idle rooms hold none).
+    pub messages_held: usize,
     /// With a shared log: reads asked for because a hole did not fill or the log was ahead.
     pub log_fetches: u64,
     /// With a shared log: gaps told to listeners because the log had trimmed what they missed.
@@ -247,9 +251,14 @@ impl Core {
                         self.emit(Event::Unloaded { room });
                     }
                 }
-                (Some(_), _) | (None, Sequencer::Core) => {
-                    self.remove_room(&room, CloseReason::Expired);
+                (None, Sequencer::Core) => {
+                    if let Some(r) = self.rooms.get_mut(&room) {
+                        let latest = r.history().latest();
+                        r.skip_to(latest);
+                        self.emit(Event::Unloaded { room });
+                    }
                 }
+                (Some(_), _) => self.remove_room(&room, CloseReason::Expired),
             }
         }
     }
@@ -276,6 +285,7 @@ impl Core {
             rooms: self.rooms.len(),
             listeners: self.listeners.len(),
             rate_limited_users: self.rate.tracked(),
+            messages_held: self.rooms.values().map(|r| r.history().len()).sum(),
             ..self.stats.clone()
         }
     }
@@ -332,15 +342,14 @@ impl Core {
             .expect("the command checked that the room exists")
     }
 
-    /// A room without listeners ends after `room_idle_expiry` if set; with a shared log it is
-    /// otherwise unloaded after `unload_after` (the log keeps it; the host loads it again on
-    /// use), so a node's memory follows its activity.
+    /// A room without listeners ends after `room_idle_expiry` if set; otherwise its messages
+    /// leave memory after `unload_after` (the store or log keeps them), so a node's memory
+    /// follows its activity.
     fn schedule_expiry(&mut self, room: &RoomId, now: Timestamp) {
-        let idle = match (self.config.room_idle_expiry, self.config.sequencer) {
-            (Some(idle), _) => idle,
-            (None, Sequencer::Shared) => self.config.unload_after,
-            (None, Sequencer::Core) => return,
-        };
+        let idle = self
+            .config
+            .room_idle_expiry
+            .unwrap_or(self.config.unload_after);
         self.expiries.set(room.clone(), now.saturating_add(idle));
     }
 
