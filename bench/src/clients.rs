@@ -401,6 +401,18 @@ impl Publisher {
         Ok(())
     }
 
+    /// Reads the newest page of `room`'s history over REST; how many messages it held.
+    pub async fn history(&mut self, room: &str) -> anyhow::Result<usize> {
+        let Publisher::Rest(conn, token) = self else {
+            anyhow::bail!("history is read over REST");
+        };
+        let path = format!("/api/v1/rooms/{room}/messages?limit=50");
+        let (status, body) = request(conn, "GET", &path, "", Some(token)).await?;
+        ensure!(status == 200, "history of {room}: {status}");
+        let page: serde_json::Value = serde_json::from_slice(&body)?;
+        Ok(page["messages"].as_array().map_or(0, Vec::len))
+    }
+
     /// Publishes `text` to `room`; true once the server acknowledged it (the floor has no
     /// acknowledgements: true once written).
     pub async fn post(&mut self, room: &str, text: &str) -> bool {

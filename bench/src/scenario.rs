@@ -38,6 +38,9 @@ pub enum Scenario {
     /// A reconnect storm: 10,000 listeners drop at once and reconnect at once, as after a
     /// restart; the time until every one is streaming again.
     C2,
+    /// Memory follows activity: 100,000 rooms with history, idle; the server's memory, and the
+    /// latency of the first read of a cold room (its history comes from disk).
+    M3,
 }
 
 impl Scenario {
@@ -53,13 +56,16 @@ impl Scenario {
             Scenario::S1 => "S1",
             Scenario::C1 => "C1",
             Scenario::C2 => "C2",
+            Scenario::M3 => "M3",
         }
     }
 
     /// Whether it applies to `kind` (the peer and the floor only take part where compared).
     pub fn applies_to(self, kind: Kind) -> bool {
         match kind {
-            Kind::Sse | Kind::Ws | Kind::Grpc => true,
+            // M3 reads history over REST.
+            Kind::Sse | Kind::Ws => true,
+            Kind::Grpc => !matches!(self, Scenario::M3),
             Kind::Socketio => matches!(self, Scenario::F1 | Scenario::F2 | Scenario::M2),
             Kind::Floor => matches!(self, Scenario::F1 | Scenario::F2 | Scenario::F3),
         }
@@ -107,9 +113,13 @@ pub async fn run(scenario: Scenario, target: &Target, s: Settings) -> anyhow::Re
             rate(1000, 50),
             5,
         )),
-        Scenario::F2 | Scenario::P1 | Scenario::M2 | Scenario::S1 | Scenario::C1 | Scenario::C2 => {
-            None
-        }
+        Scenario::F2
+        | Scenario::P1
+        | Scenario::M2
+        | Scenario::S1
+        | Scenario::C1
+        | Scenario::C2
+        | Scenario::M3 => None,
     };
     if let Some((shape, first_rate, steps)) = search {
         let steps = if q { 1 } else { steps };
@@ -134,6 +144,7 @@ pub async fn run(scenario: Scenario, target: &Target, s: Settings) -> anyhow::Re
         Scenario::P1 => ingress(target, pick(64, 8), seconds.max(1.0), s).await,
         Scenario::M2 => idle(target, pick(10_000, 200), if q { 10 } else { 100 }).await,
         Scenario::C2 => storm(target, pick(10_000, 200), if q { 10 } else { 100 }).await,
+        Scenario::M3 => rooms(target, pick(100_000, 200), 5, if q { 50 } else { 500 }).await,
         Scenario::F1 | Scenario::F3 | Scenario::R1 => unreachable!("searched above"),
     }
 }
@@ -944,6 +955,84 @@ async fn storm(target: &Target, connections: usize, rooms: usize) -> anyhow::Res
             "scenario": "C2", "target": kind.name(), "connections": connections, "rooms": rooms,
             "all_back_seconds": all_back, "back": back, "failed": failed, "retried": retried,
             "reconnect_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": ms(1.0) },
+        }),
+    })
+}
+
+/// How long roomcast servers the generator starts keep an idle room's messages in memory
+/// (`--room-unload-after`), so M3 finds its rooms cold without waiting ten minutes.
+pub const UNLOAD_AFTER_SECONDS: u64 = 3;
+
+/// M3: `count` rooms with `per` messages each, left idle until their messages leave memory;
+/// the server's memory then, and the latency of the first history read of `reads` of them.
+async fn rooms(target: &Target, count: usize, per: usize, reads: usize) -> anyhow::Result<Outcome> {
+    ensure!(count <= 200_000, "bounded runs only");
+    let (kind, addr) = (target.kind, target.publish_addr);
+    let prefix = room_name("M3", 0);
+    let before = target.rss_kib().context("M3 needs the server's pid")?;
+    let started = Instant::now();
+    // 32 connections, each creating and filling its share of the rooms.
+    let mut filling = tokio::task::JoinSet::new();
+    for p in 0..32 {
+        let prefix = prefix.clone();
+        filling.spawn(async move {
+            let mut publisher = Publisher::connect(kind, addr, &format!("m3pub{p}")).await?;
+            for i in (p..count).step_by(32) {
+                let room = format!("{prefix}-{i}");
+                publisher.create_room(&room).await?;
+                for m in 0..per {
+                    ensure!(
+                        publisher.post(&room, &format!("m{m}")).await,
+                        "a post failed"
+                    );
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = filling.join_next().await {
+        done??;
+    }
+    let fill_seconds = started.elapsed().as_secs_f64();
+    let warm = target.rss_kib().context("the server's memory")?;
+    tokio::time::sleep(Duration::from_secs(UNLOAD_AFTER_SECONDS + 2)).await;
+    let cold = target.rss_kib().context("the server's memory")?;
+    let mut reader = Publisher::connect(kind, addr, "m3reader").await?;
+    let mut times = Histogram::<u64>::new(3)?;
+    let mut failed = 0u64;
+    for r in 0..reads {
+        // Spread over the rooms, each read once: every read is a first read.
+        let room = format!("{prefix}-{}", r * (count / reads.max(1)).max(1) % count);
+        let took = Instant::now();
+        if reader.history(&room).await? == per {
+            let _ = times.record((took.elapsed().as_micros() as u64).max(1));
+        } else {
+            failed += 1;
+        }
+    }
+    let ms = |q: f64| times.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Outcome {
+        row: [
+            "M3".into(),
+            kind.name().into(),
+            format!("{count} rooms × {per} messages, idle"),
+            format!(
+                "RSS {cold} KiB cold ({:.0} B/room)",
+                (cold.saturating_sub(before) * 1024) as f64 / count as f64
+            ),
+            format!("{:.2}", ms(0.5)),
+            format!("{:.2}", ms(0.99)),
+            format!("{:.2}", ms(0.999)),
+            format!(
+                "first reads of cold rooms; RSS {before} → {warm} (filled) → {cold} KiB; {failed} failed"
+            ),
+        ],
+        complete: failed == 0,
+        json: json!({
+            "scenario": "M3", "target": kind.name(), "rooms": count, "messages_per_room": per,
+            "fill_seconds": fill_seconds, "rss_before_kib": before, "rss_filled_kib": warm,
+            "rss_cold_kib": cold, "reads": reads, "failed": failed,
+            "first_read_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": ms(1.0) },
         }),
     })
 }

@@ -89,6 +89,13 @@ impl Target {
                 if knows_flag(&path, "--sign-up-burst") {
                     command.arg("--sign-up-burst=0");
                 }
+                // M3 waits for idle rooms to go cold (builds from before have no such flag).
+                if knows_flag(&path, "--room-unload-after") {
+                    command.arg(format!(
+                        "--room-unload-after={}s",
+                        crate::scenario::UNLOAD_AFTER_SECONDS
+                    ));
+                }
                 if durable {
                     let dir = tempfile::tempdir()?;
                     command.arg("--data-dir").arg(dir.path());
