@@ -68,7 +68,7 @@ impl Target {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut data = None;
-        let mut command = match kind {
+        let command = match kind {
             Kind::Sse | Kind::Ws | Kind::Grpc => {
                 let bin = if kind == Kind::Grpc {
                     "roomcast-tokio"
@@ -125,11 +125,7 @@ impl Target {
                 command
             }
         };
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start the {} server", kind.name()))?;
+        let child = launch(command, kind)?;
         let target = Target {
             kind,
             addr,
@@ -188,7 +184,7 @@ impl Target {
         for n in 0..nodes {
             let addr = free()?;
             let redis_url = format!("redis://{redis_addr}");
-            let mut command = match kind {
+            let command = match kind {
                 // Socket.IO 4 with @socket.io/redis-adapter: the peer on as many nodes.
                 Kind::Socketio => {
                     let mut command = Command::new("node");
@@ -224,11 +220,7 @@ impl Target {
                     command
                 }
             };
-            let child = command
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .with_context(|| format!("cannot start the {} server", kind.name()))?;
+            let child = launch(command, kind)?;
             wait_listening(kind, addr)?;
             addrs.push(addr);
             match first {
@@ -274,6 +266,15 @@ impl Drop for Target {
             let _ = child.wait();
         }
     }
+}
+
+/// Starts a server process, its output discarded.
+fn launch(mut command: Command, kind: Kind) -> anyhow::Result<Child> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start the {} server", kind.name()))
 }
 
 /// Waits until `addr` accepts connections (30 s at most).
