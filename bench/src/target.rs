@@ -82,7 +82,7 @@ impl Target {
                     &addr.to_string(),
                     "--rate-burst=0",
                     "--max-listeners-per-room=20000",
-                    "--max-rooms=20000",
+                    "--max-rooms=200000",
                 ]);
                 // Every client signs up from this one address. (Builds from before the
                 // sign-up limit lack the flag; asking keeps them comparable.)
@@ -208,7 +208,7 @@ impl Target {
                             "--in-memory",
                             "--rate-burst=0",
                         ])
-                        .args(["--max-listeners-per-room=20000", "--max-rooms=20000"])
+                        .args(["--max-listeners-per-room=20000", "--max-rooms=200000"])
                         .arg("--sign-up-burst=0")
                         .args(["--redis", &redis_url])
                         .args(["--node-id", &format!("load{n}")])

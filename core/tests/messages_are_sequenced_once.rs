@@ -286,7 +286,7 @@ fn an_idle_rooms_messages_leave_memory_and_its_numbering_goes_on() {
     post(&mut core, 1000, "ada", "one").unwrap();
     post(&mut core, 1000, "ada", "two").unwrap();
     drain(&mut core);
-    let idle = core.config().unload_after.as_millis() as u64;
+    let idle = core.config().unload_after.unwrap().as_millis() as u64;
     core.handle_timeout(t(1000 + idle));
     let events: Vec<Event> = std::iter::from_fn(|| core.poll_event()).collect();
     assert_eq!(

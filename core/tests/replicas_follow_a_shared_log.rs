@@ -337,7 +337,7 @@ fn an_entry_that_arrives_early_waits_for_the_one_before() {
 #[test]
 fn a_room_nobody_listens_to_is_unloaded_and_one_with_listeners_stays() {
     let mut r = Replica::new(1);
-    let unload_after = r.core.config().unload_after.as_millis() as u64;
+    let unload_after = r.core.config().unload_after.unwrap().as_millis() as u64;
     let open = OpenListener {
         user: "ada".into(),
         room: ROOM.into(),

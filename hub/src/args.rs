@@ -174,7 +174,7 @@ impl CoreArgs {
             },
             history_len: self.history_len,
             room_idle_expiry: self.room_idle_expiry,
-            unload_after: self.room_unload_after,
+            unload_after: Some(self.room_unload_after),
             policy: Policy {
                 admins: self.admins.iter().cloned().collect::<BTreeSet<_>>(),
                 create_rooms: who(self.admin_only_create),

@@ -1,20 +1,63 @@
-//! History beyond core's ring: pages and resumes that reach further back are completed from the
-//! store (on the blocking pool), so a client sees one continuous history.
+//! History beyond core's ring: pages and resumes that reach further back are completed from
+//! where the messages are kept, the store or the shared log's streams (on the blocking pool), so a
+//! client sees one continuous history.
 
 use std::sync::Arc;
 
-use roomcast_core::{Cursor, Gap, HistoryPage, Message, RoomId};
-use roomcast_store::{Store, StoreError};
+use roomcast_core::{Cursor, Gap, HistoryPage, Message, RoomId, Seq};
+use roomcast_store::Store;
+
+/// Where messages older than core's ring are read: the embedded store, or Redis.
+pub(crate) trait Older: Send + Sync {
+    /// Up to `limit` messages of `room` after `after` and before `below`, oldest first.
+    fn after(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        below: Seq,
+        limit: usize,
+    ) -> Result<Vec<Arc<Message>>, String>;
+    /// Up to `limit` messages of `room` before `before`, oldest first.
+    fn before(&self, room: &RoomId, before: Seq, limit: usize)
+    -> Result<Vec<Arc<Message>>, String>;
+    /// The oldest sequence number kept for `room`.
+    fn first_seq(&self, room: &RoomId) -> Result<Option<Seq>, String>;
+}
+
+impl Older for Store {
+    fn after(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        below: Seq,
+        limit: usize,
+    ) -> Result<Vec<Arc<Message>>, String> {
+        Store::after(self, room, after, below, limit).map_err(|e| e.to_string())
+    }
+
+    fn before(
+        &self,
+        room: &RoomId,
+        before: Seq,
+        limit: usize,
+    ) -> Result<Vec<Arc<Message>>, String> {
+        Store::before(self, room, before, limit).map_err(|e| e.to_string())
+    }
+
+    fn first_seq(&self, room: &RoomId) -> Result<Option<Seq>, String> {
+        Store::first_seq(self, room).map_err(|e| e.to_string())
+    }
+}
 
 /// Messages read from the store at a time while a listener catches up.
 pub(crate) const CATCH_UP_CHUNK: usize = 500;
 
 /// Completes `page` (core's answer for `cursor`) with what the store holds before the ring.
 pub(crate) fn complete(
-    store: &Store,
+    store: &dyn Older,
     cursor: Cursor,
     mut page: HistoryPage,
-) -> Result<HistoryPage, StoreError> {
+) -> Result<HistoryPage, String> {
     let (room, limit) = (&page.room.clone(), page.limit);
     let ring_first = page.first_held;
     match cursor {
@@ -55,11 +98,11 @@ pub(crate) fn complete(
 /// Up to `limit` messages of a gap from the store, and what remains of the gap before them
 /// (retention may have dropped the start).
 pub(crate) fn fill_gap(
-    store: &Store,
+    store: &dyn Older,
     room: &RoomId,
     gap: Gap,
     limit: usize,
-) -> Result<(Vec<Arc<Message>>, Option<Gap>), StoreError> {
+) -> Result<(Vec<Arc<Message>>, Option<Gap>), String> {
     let older = store.after(room, gap.after, gap.first_held, limit)?;
     let rest = match older.first() {
         None => Some(gap),

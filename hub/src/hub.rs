@@ -103,7 +103,8 @@ pub(crate) struct Answer {
 pub struct Hub {
     requests: async_channel::Sender<Request>,
     stopping: Arc<AtomicBool>,
-    store: Option<Arc<Store>>,
+    /// Where messages older than core's ring are read: the store, or Redis's streams.
+    older: Option<Arc<dyn history::Older>>,
     identity: Arc<Identity>,
     log_health: Option<Arc<LogHealth>>,
     node_id: Option<Arc<str>>,
@@ -113,7 +114,7 @@ impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
             .field("stopping", &self.stopping)
-            .field("store", &self.store.as_ref().map(|s| s.path().to_owned()))
+            .field("older", &self.older.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -238,10 +239,21 @@ impl Hub {
         if redis.is_some() {
             config.sequencer = Sequencer::Shared;
         }
+        if redis.is_none() && store.is_none() {
+            // Memory holds the only copy of every message.
+            config.unload_after = None;
+        }
         let mut core = Core::new(config);
         let mut step = |core: &mut Core, input: Input| match &mut recorder {
             Some(recorder) => recorder.run(core, now(), input),
             None => drop(roomcast_core::record::run(core, now(), input)),
+        };
+        let older: Option<Arc<dyn history::Older>> = match (&store, &redis) {
+            (_, Some(redis)) => Some(Arc::new(log::RedisOlder {
+                jobs: redis.jobs.clone(),
+            })),
+            (Some((store, _)), None) => Some(store.clone()),
+            (None, None) => None,
         };
         let writer = match (&store, redis) {
             (_, Some(redis)) => {
@@ -256,7 +268,10 @@ impl Hub {
                 };
                 // Rooms idle longer than they would stay in memory come back without their
                 // messages (read from disk when asked for).
-                let warm_since = Timestamp::from(SystemTime::now() - core.config().unload_after);
+                let warm_since = match core.config().unload_after {
+                    Some(idle) => Timestamp::from(SystemTime::now() - idle),
+                    None => Timestamp::EPOCH,
+                };
                 let loaded = store
                     .load_warm(core.config().history_len, warm_since)
                     .map_err(restore)?;
@@ -300,7 +315,7 @@ impl Hub {
         Ok(Hub {
             requests,
             stopping: Arc::new(AtomicBool::new(false)),
-            store: store.map(|(store, _)| store),
+            older,
             identity,
             log_health,
             node_id: options
@@ -335,9 +350,9 @@ impl Hub {
         &self.identity
     }
 
-    /// The store behind this hub, if history is durable.
-    pub(crate) fn store(&self) -> Option<&Arc<Store>> {
-        self.store.as_ref()
+    /// Where messages older than core's ring are read, if anywhere.
+    pub(crate) fn older(&self) -> Option<&Arc<dyn history::Older>> {
+        self.older.as_ref()
     }
 
     /// Runs `command` on the core and returns its typed answer once everything it changed is
@@ -382,14 +397,15 @@ impl Hub {
     pub async fn history(&self, history: History) -> Result<HistoryPage, HubError> {
         let cursor = history.cursor;
         let page = self.ask(history).await?;
-        let Some(store) = self.store().cloned() else {
+        let Some(store) = self.older().cloned() else {
             return Ok(page);
         };
         if page.first_held <= Seq(1) {
             return Ok(page); // The ring holds the whole room.
         }
         let fallback = page.clone();
-        let extended = blocking::unblock(move || history::complete(&store, cursor, page)).await;
+        let extended =
+            blocking::unblock(move || history::complete(store.as_ref(), cursor, page)).await;
         Ok(extended.unwrap_or_else(|e| {
             tracing::error!(error = %e, "reading older history failed; answering from memory");
             fallback

@@ -185,7 +185,7 @@ impl Subscription {
         self.pending
             .push_back(Pending::Ready(Delivery::Presence(opened.presence)));
         if let Some(gap) = opened.gap {
-            self.pending.push_back(match self.hub.store() {
+            self.pending.push_back(match self.hub.older() {
                 Some(_) => Pending::Older(gap),
                 None => Pending::Ready(Delivery::Gap(gap)),
             });
@@ -201,13 +201,14 @@ impl Subscription {
     /// Reads the next chunk of `gap` (at the front of the queue) from the store and replaces it
     /// with a gap notice for what the store no longer has, the messages, and the rest of the gap.
     async fn catch_up(&mut self, gap: Gap) {
-        let Some(store) = self.hub.store().cloned() else {
+        let Some(store) = self.hub.older().cloned() else {
             self.pending.pop_front();
             self.pending.push_front(Pending::Ready(Delivery::Gap(gap)));
             return;
         };
         let room = self.room.clone();
-        let read = blocking::unblock(move || fill_gap(&store, &room, gap, CATCH_UP_CHUNK)).await;
+        let read =
+            blocking::unblock(move || fill_gap(store.as_ref(), &room, gap, CATCH_UP_CHUNK)).await;
         let (older, missing) = read.unwrap_or_else(|e| {
             tracing::error!(error = %e, room = %self.room, "reading older history failed; sending a gap");
             (Vec::new(), Some(gap))

@@ -439,3 +439,16 @@ fn an_idle_rooms_messages_leave_memory_and_are_read_from_disk() {
         "numbering goes on"
     );
 }
+
+/// Without a store, memory is the only copy: an idle room keeps its messages.
+#[test]
+fn in_memory_an_idle_room_keeps_its_messages() {
+    let server = Server::smol(&["--in-memory", "--rate-burst=0", "--room-unload-after=1s"]);
+    create_room(&server, "only");
+    for i in 1..=3 {
+        say(&server, "only", "ann", &format!("m{i}"));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let page = get(&server.url("/api/v1/rooms/only/messages?user=bob")).json();
+    assert_eq!(page_seqs(&page), vec![1, 2, 3], "{page}");
+}

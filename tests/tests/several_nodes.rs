@@ -892,3 +892,35 @@ fn a_wedged_subscriber_is_found_replaced_and_backfilled_and_healthz_says_so() {
         "{metrics}"
     );
 }
+
+#[test]
+fn history_and_resumes_older_than_the_ring_come_from_redis() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    // A ring of 5: everything older is read from the room's stream in Redis.
+    let a = Server::smol(&node_args(&url, &["--history-len", "5"]));
+    let b = Server::smol(&node_args(&url, &["--history-len", "5"]));
+    create_room(&a, "deep");
+    for i in 1..=20 {
+        say(&a, "deep", "ian", &format!("m{i}"));
+    }
+    let page = roomcast_e2e::get(&b.url("/api/v1/rooms/deep/messages?user=jan&limit=20")).json();
+    let seqs: Vec<u64> = page["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, (1..=20).collect::<Vec<u64>>(), "{page}");
+    let mut stream = SseStream::open(b.addr, "/api/v1/rooms/deep/events?user=jan", Some("2"))
+        .expect("a resume on node b");
+    let seen = sse_messages(&mut stream, 18);
+    assert_eq!(
+        seen.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (3..=20).collect::<Vec<u64>>(),
+        "a resume older than the ring came without a gap"
+    );
+}

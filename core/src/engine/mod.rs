@@ -57,12 +57,13 @@ pub struct Config {
     /// messages in memory (default 10 minutes): then they leave it ([`Event::Unloaded`]), and
     /// its history is read from the store or log. With a shared log the whole room is unloaded;
     /// otherwise core keeps what it needs to number and authorize (a few hundred bytes).
+    /// `None` keeps every message in memory: a host without a store has no other copy.
     #[serde(default = "default_unload_after")]
-    pub unload_after: Duration,
+    pub unload_after: Option<Duration>,
 }
 
-fn default_unload_after() -> Duration {
-    Duration::from_secs(600)
+fn default_unload_after() -> Option<Duration> {
+    Some(Duration::from_secs(600))
 }
 
 fn default_fetch_after() -> Duration {
@@ -346,11 +347,9 @@ impl Core {
     /// leave memory after `unload_after` (the store or log keeps them), so a node's memory
     /// follows its activity.
     fn schedule_expiry(&mut self, room: &RoomId, now: Timestamp) {
-        let idle = self
-            .config
-            .room_idle_expiry
-            .unwrap_or(self.config.unload_after);
-        self.expiries.set(room.clone(), now.saturating_add(idle));
+        if let Some(idle) = self.config.room_idle_expiry.or(self.config.unload_after) {
+            self.expiries.set(room.clone(), now.saturating_add(idle));
+        }
     }
 
     fn remove_room_silently(&mut self, id: &RoomId) -> Option<Room> {

@@ -81,6 +81,12 @@ pub(crate) enum Job {
     ReserveIds,
     /// Stop following a room (unloaded here).
     Unsubscribe(RoomId),
+    /// Read messages older than a node's ring from the room's stream.
+    Older {
+        room: RoomId,
+        read: OlderRead,
+        reply: async_channel::Sender<Result<Vec<Arc<Message>>, String>>,
+    },
     /// A user's first listener on a room opened on this node, or their last here closed.
     Here {
         room: RoomId,
@@ -96,6 +102,70 @@ pub(crate) enum Job {
 pub(crate) struct Loaded {
     pub(crate) stored: StoredRoom,
     pub(crate) present: Vec<UserName>,
+}
+
+/// Which older messages to read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OlderRead {
+    /// Up to `limit` after `after` and before `below`.
+    After {
+        after: Seq,
+        below: Seq,
+        limit: usize,
+    },
+    /// Up to `limit` before `before`.
+    Before { before: Seq, limit: usize },
+    /// The oldest one.
+    First,
+}
+
+/// Messages older than core's ring, read from Redis's streams: blocking calls for the history
+/// code (made from the blocking pool), served by the log thread.
+pub(crate) struct RedisOlder {
+    pub(crate) jobs: async_channel::Sender<Job>,
+}
+
+impl RedisOlder {
+    fn ask(&self, room: &RoomId, read: OlderRead) -> Result<Vec<Arc<Message>>, String> {
+        let (reply, answer) = async_channel::bounded(1);
+        let room = room.clone();
+        self.jobs
+            .try_send(Job::Older { room, read, reply })
+            .map_err(|_| "the Redis thread stopped".to_owned())?;
+        async_io::block_on(answer.recv()).map_err(|_| "the Redis thread stopped".to_owned())?
+    }
+}
+
+impl crate::history::Older for RedisOlder {
+    fn after(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        below: Seq,
+        limit: usize,
+    ) -> Result<Vec<Arc<Message>>, String> {
+        self.ask(
+            room,
+            OlderRead::After {
+                after,
+                below,
+                limit,
+            },
+        )
+    }
+
+    fn before(
+        &self,
+        room: &RoomId,
+        before: Seq,
+        limit: usize,
+    ) -> Result<Vec<Arc<Message>>, String> {
+        self.ask(room, OlderRead::Before { before, limit })
+    }
+
+    fn first_seq(&self, room: &RoomId) -> Result<Option<Seq>, String> {
+        Ok(self.ask(room, OlderRead::First)?.first().map(|m| m.seq))
+    }
 }
 
 /// Why an append failed.
@@ -628,6 +698,47 @@ impl Node {
                 if let Err(e) = done {
                     tracing::warn!(%room, %user, error = %e, "presence not shared");
                 }
+            }
+            Job::Older { room, read, reply } => {
+                let log = Keys::of(room.as_str()).log;
+                let cmd = match read {
+                    OlderRead::After {
+                        after,
+                        below,
+                        limit,
+                    } => {
+                        let mut cmd = redis::cmd("XRANGE");
+                        cmd.arg(&log)
+                            .arg(format!("({}-0", after.0))
+                            .arg(format!("({}-0", below.0))
+                            .arg("COUNT")
+                            .arg(limit.max(1));
+                        cmd
+                    }
+                    OlderRead::Before { before, limit } => {
+                        let mut cmd = redis::cmd("XREVRANGE");
+                        cmd.arg(&log)
+                            .arg(format!("({}-0", before.0))
+                            .arg("-")
+                            .arg("COUNT")
+                            .arg(limit.max(1));
+                        cmd
+                    }
+                    OlderRead::First => {
+                        let mut cmd = redis::cmd("XRANGE");
+                        cmd.arg(&log).arg("-").arg("+").arg("COUNT").arg(1);
+                        cmd
+                    }
+                };
+                let read_back: redis::RedisResult<Value> = cmd.query_async(&mut self.conn()).await;
+                let answer = read_back.map_err(|e| e.to_string()).map(|v| {
+                    let mut messages = entries(&v);
+                    if matches!(read, OlderRead::Before { .. }) {
+                        messages.reverse();
+                    }
+                    messages
+                });
+                let _ = reply.try_send(answer);
             }
             Job::Unsubscribe(room) => {
                 let channel = Keys::of(room.as_str()).channel;
