@@ -193,7 +193,10 @@ fn main() -> io::Result<()> {
                     writeln!(out, "  * {room}: messages after {} are lost", gap.after)?
                 }
                 // This console numbers its own messages: no shared log to read.
-                Event::Fetch { .. } | Event::Here { .. } | Event::Unloaded { .. } => {}
+                Event::Fetch { .. }
+                | Event::Here { .. }
+                | Event::Unloaded { .. }
+                | Event::Diverged { .. } => {}
             }
         }
     }

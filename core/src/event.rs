@@ -101,6 +101,16 @@ pub enum Event {
         /// The room.
         room: RoomId,
     },
+    /// For the host's shared log: it went back on what this room applied (numbering fell
+    /// behind, or a number now holds another message) without changing its `epoch`, as after a
+    /// failover to a replica that was behind. Start a new epoch for the room in the log if it
+    /// is still `epoch`; every node then closes its listeners with `CloseReason::Reset`.
+    Diverged {
+        /// The room.
+        room: RoomId,
+        /// The epoch that went back.
+        epoch: u64,
+    },
     /// For the host's shared log: read the room's entries after `after` and hand them back as
     /// `log::Committed` with what the read found. Core asks when a hole in
     /// the sequence does not fill in time, or the log is known to be ahead.
@@ -126,6 +136,7 @@ impl Event {
             | Event::Gap { room, .. }
             | Event::Here { room, .. }
             | Event::Unloaded { room }
+            | Event::Diverged { room, .. }
             | Event::Fetch { room, .. } => room,
             Event::Published(message) => &message.room,
         }
@@ -146,6 +157,7 @@ impl Event {
             | Event::Gap { .. }
             | Event::Here { .. }
             | Event::Unloaded { .. }
+            | Event::Diverged { .. }
             | Event::Fetch { .. } => false,
         }
     }

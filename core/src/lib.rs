@@ -98,7 +98,10 @@
 //!                 }
 //!                 // Only with a shared log (`log::Sequencer::Shared`): read it and hand back
 //!                 // what it holds as `Committed`.
-//!                 Event::Fetch { .. } | Event::Here { .. } | Event::Unloaded { .. } => {}
+//!                 Event::Fetch { .. }
+//!                 | Event::Here { .. }
+//!                 | Event::Unloaded { .. }
+//!                 | Event::Diverged { .. } => {}
 //!             }
 //!         }
 //!     }

@@ -326,6 +326,7 @@ impl StoredRoom {
             | Event::Gap { .. }
             | Event::Here { .. }
             | Event::Unloaded { .. }
+            | Event::Diverged { .. }
             | Event::Fetch { .. } => {}
         }
     }
@@ -342,4 +343,6 @@ pub(crate) struct Replica {
     pub(crate) known_latest: Seq,
     /// When the current hole was first seen (`None` without one).
     pub(crate) hole_since: Option<Timestamp>,
+    /// The epoch in which the log went back on what this room applied, once told.
+    pub(crate) diverged: Option<u64>,
 }

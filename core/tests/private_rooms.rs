@@ -136,7 +136,10 @@ impl Host {
                 return;
             }
             // Core numbers its own messages here: it never asks a shared log for anything.
-            Event::Fetch { .. } | Event::Here { .. } | Event::Unloaded { .. } => {
+            Event::Fetch { .. }
+            | Event::Here { .. }
+            | Event::Unloaded { .. }
+            | Event::Diverged { .. } => {
                 panic!("a shared-log request without one")
             }
             Event::Published(_) | Event::Joined { .. } | Event::Left { .. } | Event::Gap { .. } => {

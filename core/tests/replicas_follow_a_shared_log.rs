@@ -189,6 +189,7 @@ impl Replica {
                     self.shown = Seq(gap.first_held.0 - 1);
                 }
                 Event::Fetch { after, .. } => reads.push(after),
+                Event::Diverged { .. } => panic!("the log never went back, yet a replica said so"),
                 Event::ListenerClosed { .. }
                 | Event::RoomClosed { .. }
                 | Event::RoomCreated { .. }
@@ -368,4 +369,61 @@ fn a_room_nobody_listens_to_is_unloaded_and_one_with_listeners_stays() {
         }],
         "unloading deletes nothing"
     );
+}
+
+#[test]
+fn a_log_that_goes_back_in_the_same_epoch_is_told_once_and_not_followed() {
+    let mut log = Log {
+        epoch: 5,
+        entries: Vec::new(),
+        latest: Seq::ZERO,
+        made: BTreeMap::new(),
+        next_id: 0,
+    };
+    let mut r = Replica::new(5);
+    for _ in 0..4 {
+        log.append();
+    }
+    let page = log.read(Seq::ZERO);
+    r.feed(&log, page);
+    let page = log.read(Seq(3));
+    r.feed(&log, page);
+    assert_eq!(r.shown, Seq(4));
+    // A failover to a replica that had only two: same epoch, numbering behind, and its next
+    // message takes a number this room already showed.
+    log.entries.truncate(2);
+    log.latest = Seq(2);
+    let rewritten = log.append();
+    let went_back = |r: &mut Replica, c: Committed| {
+        r.core.handle(t(r.now), c.into()).unwrap();
+        std::iter::from_fn(|| r.core.poll_event()).collect::<Vec<_>>()
+    };
+    let events = went_back(
+        &mut r,
+        Committed {
+            messages: vec![rewritten],
+            ..Committed::of(RoomId::parse(ROOM, 64).unwrap(), 5)
+        },
+    );
+    assert_eq!(
+        events,
+        vec![Event::Diverged {
+            room: RoomId::parse(ROOM, 64).unwrap(),
+            epoch: 5
+        }]
+    );
+    let events = went_back(&mut r, log.read(Seq(4)));
+    assert!(events.is_empty(), "told once per epoch: {events:?}");
+    // The host starts a new epoch over what the stream holds; the room resets and follows it
+    // from the start.
+    log.epoch = 6;
+    for m in &log.entries {
+        log.made.insert((6, m.seq), m.clone());
+    }
+    let page = log.read(Seq(4));
+    r.feed(&log, page);
+    for _ in 0..4 {
+        r.tick(&log, 500);
+    }
+    assert_eq!((r.epoch, r.shown), (6, Seq(3)));
 }

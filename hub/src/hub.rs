@@ -832,6 +832,11 @@ impl Driver {
                         let _ = self.command(now, gone.into());
                         Err(HubError::Refused(Error::RoomNotFound { room }))
                     }
+                    Err(AppendError::Repaired) => Err(HubError::Unavailable(
+                        "the room's log had gone back and was repaired (listeners were reset); \
+                         nothing was posted: post again"
+                            .into(),
+                    )),
                     Err(AppendError::RateLimited(retry_after)) => {
                         Err(HubError::Refused(Error::RateLimited { retry_after }))
                     }
@@ -853,6 +858,17 @@ impl Driver {
                     for (command, tx) in waiting {
                         self.request(now, command, tx, false);
                     }
+                }
+            }
+            Outcome::EpochChanged(room) => {
+                // A read brings the new epoch, which core applies as a reset.
+                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
+                    let after = self
+                        .core
+                        .heads()
+                        .find(|(id, _)| **id == room)
+                        .map_or(Seq::ZERO, |(_, s)| s);
+                    let _ = redis.jobs.try_send(Job::Fetch { room, after });
                 }
             }
             Outcome::AccessChanged(room) => {
@@ -1089,6 +1105,13 @@ impl Driver {
                 }
                 if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
                     let _ = redis.jobs.try_send(Job::Unsubscribe(room));
+                }
+                return;
+            }
+            Event::Diverged { room, epoch } => {
+                tracing::warn!(%room, epoch, "the shared log went back on this room; starting a new epoch");
+                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
+                    let _ = redis.jobs.try_send(Job::NewEpoch { room, epoch });
                 }
                 return;
             }

@@ -282,6 +282,7 @@ impl Writer {
                 | Event::Gap { .. }
                 | Event::Here { .. }
                 | Event::Unloaded { .. }
+                | Event::Diverged { .. }
                 | Event::Fetch { .. } => {}
             }
         }

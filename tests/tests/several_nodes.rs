@@ -924,3 +924,64 @@ fn history_and_resumes_older_than_the_ring_come_from_redis() {
         "a resume older than the ring came without a gap"
     );
 }
+
+#[test]
+fn a_log_that_goes_back_resets_listeners_instead_of_diverging() {
+    let Some((redis, a, _b)) = two_nodes() else {
+        return;
+    };
+    create_room(&a, "lag");
+    for i in 1..=6 {
+        say(&a, "lag", "kai", &format!("m{i}"));
+    }
+    let mut stream =
+        SseStream::open(a.addr, "/api/v1/rooms/lag/events?user=lou", Some("0")).expect("SSE");
+    assert_eq!(stream.message_seqs(6), (1..=6).collect::<Vec<u64>>());
+    // What a failover to a replica that was two messages behind leaves: the same epoch, the
+    // counter at 4, messages 5 and 6 gone.
+    assert_eq!(redis.cmd("HSET rc:{lag} s 4"), ":0");
+    assert_eq!(redis.cmd("XDEL rc:{lag}:log 5-0 6-0"), ":2");
+    assert_eq!(redis.cmd("XSETID rc:{lag}:log 4-0"), "+OK");
+    // The next message takes number 5 again: the node sees its 5 replaced, starts a new
+    // epoch, and closes its listeners with `reset` rather than show another message as 5.
+    say(&a, "lag", "kai", "after the failover");
+    let closed = stream.next_of("closed").expect("a close").json();
+    assert_eq!(closed["reason"], "reset", "{closed}");
+    let metrics = roomcast_e2e::get(&a.url("/metrics")).body;
+    assert_eq!(
+        roomcast_e2e::metric(&metrics, "roomcast_log_resets_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_counter_behind_its_stream_is_repaired_under_a_new_epoch() {
+    let Some((redis, a, _b)) = two_nodes() else {
+        return;
+    };
+    create_room(&a, "ahead");
+    for i in 1..=6 {
+        say(&a, "ahead", "kai", &format!("m{i}"));
+    }
+    let mut stream =
+        SseStream::open(a.addr, "/api/v1/rooms/ahead/events?user=lou", Some("0")).expect("SSE");
+    assert_eq!(stream.message_seqs(6), (1..=6).collect::<Vec<u64>>());
+    // The room's counter went back while its stream kept 5 and 6.
+    assert_eq!(redis.cmd("HSET rc:{ahead} s 4"), ":0");
+    let refused = post_json(
+        &a.url("/api/v1/rooms/ahead/messages"),
+        &json!({ "user": "kai", "text": "lost?" }),
+    );
+    let problem = refused.problem(503, "unavailable");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("post again")),
+        "{problem}"
+    );
+    let closed = stream.next_of("closed").expect("a close").json();
+    assert_eq!(closed["reason"], "reset", "{closed}");
+    // Numbering goes on after the stream's newest, never reusing a number listeners saw.
+    assert_eq!(say(&a, "ahead", "kai", "again")["seq"], 7);
+}

@@ -67,6 +67,14 @@ impl Core {
             }
             self.room_mut(&c.room).replica.epoch = c.epoch;
         }
+        if self.diverged(&c.room, read.as_ref(), &c.messages) {
+            // What follows is not this room's history as listeners saw it: take none of it
+            // until the log's new epoch says where numbering stands.
+            return Applied {
+                latest: self.room_mut(&c.room).history().latest(),
+                ..Applied::default()
+            };
+        }
         let room = self.room_mut(&c.room);
         let mut gap = None;
         if let Some(read) = read {
@@ -133,6 +141,41 @@ impl Core {
             latest,
             held,
         }
+    }
+
+    /// Whether the log went back on what this room applied, in the same epoch: it reports a
+    /// newest number below ours, or another message at a number we applied (a failover to a
+    /// replica that was behind, which does not change the epoch). Said once per epoch as
+    /// [`Event::Diverged`], for the host to start a new epoch in the log, which every node then
+    /// applies as a reset.
+    fn diverged(
+        &mut self,
+        id: &RoomId,
+        read: Option<&LogRead>,
+        messages: &[std::sync::Arc<crate::Message>],
+    ) -> bool {
+        let room = self.room_mut(id);
+        let latest = room.history().latest();
+        let behind = read.is_some_and(|r| r.latest < latest);
+        let rewritten = messages.iter().any(|m| {
+            m.seq <= latest
+                && room
+                    .history()
+                    .get(m.seq)
+                    .is_some_and(|held| held.id != m.id)
+        });
+        if !(behind || rewritten) {
+            return false;
+        }
+        let epoch = room.replica.epoch;
+        if room.replica.diverged != Some(epoch) {
+            room.replica.diverged = Some(epoch);
+            self.emit(Event::Diverged {
+                room: id.clone(),
+                epoch,
+            });
+        }
+        true
     }
 
     /// Asks for reads of the rooms whose holes did not fill in time; asks again later if the

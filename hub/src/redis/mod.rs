@@ -81,6 +81,8 @@ pub(crate) enum Job {
     ReserveIds,
     /// Stop following a room (unloaded here).
     Unsubscribe(RoomId),
+    /// The log went back on a room in `epoch`: start a new one (unless another node has).
+    NewEpoch { room: RoomId, epoch: u64 },
     /// Read messages older than a node's ring from the room's stream.
     Older {
         room: RoomId,
@@ -175,6 +177,9 @@ pub(crate) enum AppendError {
     RoomGone,
     /// The same key was used for a different text; the original has this number.
     Conflict(roomcast_core::IdempotencyKey, Seq),
+    /// The room's counter was behind its stream (its state went back): Redis repaired it under
+    /// a new epoch; nothing was posted, and a retry will be.
+    Repaired,
     /// The poster is over their rate on the cluster; retry after this long.
     RateLimited(Duration),
     /// Redis could not be reached or answered an error.
@@ -202,6 +207,8 @@ pub(crate) enum Outcome {
     Missing { room: RoomId, deleted: bool },
     /// Another node changed who may see this room.
     AccessChanged(RoomId),
+    /// The room's log has a new epoch: read it.
+    EpochChanged(RoomId),
     /// Pub/sub (re)connected: every room must be read again.
     Resubscribed,
     /// A new block of message ids starts here.
@@ -294,7 +301,17 @@ if ARGV[5] == '1' then
   end
 end
 local seq = redis.call('HINCRBY', meta, 's', 1)
-redis.call('XADD', log, 'MAXLEN', '~', ARGV[2], seq .. '-0', 'm', ARGV[1])
+local added = redis.pcall('XADD', log, 'MAXLEN', '~', ARGV[2], seq .. '-0', 'm', ARGV[1])
+if type(added) == 'table' and added.err then
+  -- The stream is ahead of the counter: the room's state went back. Go on after the stream's
+  -- newest entry, under a new epoch that every node applies as a reset.
+  local top = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+  local last = 0
+  if top[1] then last = tonumber(string.match(top[1][1], '^(%d+)')) end
+  redis.call('HSET', meta, 's', last, 'e', ARGV[6])
+  redis.call('PUBLISH', ARGV[3], 'epoch')
+  return {-2}
+end
 redis.call('PUBLISH', ARGV[3], e .. ' ' .. seq .. ' ' .. ARGV[1])
 if ARGV[5] == '1' then redis.call('SET', idem, seq, 'EX', ARGV[4]) end
 return {seq, e, 0}
@@ -382,6 +399,16 @@ for i = 5, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
 return 1
 ";
 
+/// A new epoch for a room whose log went back, unless one was started already; the room's
+/// nodes are told to read it.
+const NEW_EPOCH: &str = r"
+if redis.call('HGET', KEYS[1], 'e') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'e', ARGV[2])
+  redis.call('PUBLISH', ARGV[3], 'epoch')
+end
+return 1
+";
+
 /// A member added or removed, and the room's nodes told to read its access again.
 const MEMBER: &str = r"
 redis.call(ARGV[1], KEYS[1], ARGV[2])
@@ -398,6 +425,7 @@ return 1
 
 /// The scripts, loaded by hash (EVALSHA, with the script sent again on NOSCRIPT).
 struct Scripts {
+    new_epoch: Script,
     member: Script,
     here: Script,
     reap: Script,
@@ -412,6 +440,7 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
+            new_epoch: Script::new(NEW_EPOCH),
             member: Script::new(MEMBER),
             here: Script::new(HERE),
             reap: Script::new(REAP),
@@ -740,6 +769,21 @@ impl Node {
                 });
                 let _ = reply.try_send(answer);
             }
+            Job::NewEpoch { room, epoch } => {
+                let keys = Keys::of(room.as_str());
+                let started: redis::RedisResult<Value> = self
+                    .scripts
+                    .new_epoch
+                    .key(&keys.meta)
+                    .arg(epoch)
+                    .arg(new_epoch())
+                    .arg(&keys.channel)
+                    .invoke_async(&mut self.conn())
+                    .await;
+                if let Err(e) = started {
+                    tracing::warn!(%room, error = %e, "cannot start a new epoch");
+                }
+            }
             Job::Unsubscribe(room) => {
                 let channel = Keys::of(room.as_str()).channel;
                 self.channels.lock().expect("not poisoned").remove(&channel);
@@ -805,6 +849,7 @@ impl Node {
             .arg(&keys.channel)
             .arg(IDEMPOTENCY_TTL_SECS)
             .arg(if key.is_some() { "1" } else { "0" })
+            .arg(new_epoch())
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| AppendError::Unavailable(e.to_string()))?;
@@ -812,6 +857,7 @@ impl Node {
         let bad = || AppendError::Unavailable(format!("unexpected append reply {reply:?}"));
         let seq = match fields.first() {
             Some(Value::Int(-1)) => return Err(AppendError::RoomGone),
+            Some(Value::Int(-2)) => return Err(AppendError::Repaired),
             Some(v) => int(v).ok_or_else(bad)?,
             None => return Err(bad()),
         };
@@ -1052,6 +1098,7 @@ impl Node {
             | Event::Gap { .. }
             | Event::Here { .. }
             | Event::Unloaded { .. }
+            | Event::Diverged { .. }
             | Event::Fetch { .. } => {}
         }
         Ok(())
@@ -1246,6 +1293,10 @@ impl Node {
                 }
                 if payload == "access" {
                     self.tell(Outcome::AccessChanged(room));
+                    return;
+                }
+                if payload == "epoch" {
+                    self.tell(Outcome::EpochChanged(room));
                     return;
                 }
                 let announced = match payload.split_once(' ') {
