@@ -45,6 +45,13 @@ pub struct Limits {
     pub announce_presence_up_to: usize,
 }
 
+impl Limits {
+    /// How many rooms a listing page holds when `asked` for so many (or not).
+    pub fn rooms_page(&self, asked: Option<usize>) -> usize {
+        asked.unwrap_or(self.rooms_page_len).min(self.max_page_len)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

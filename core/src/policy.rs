@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::action::Action;
 use crate::error::Error;
 use crate::ids::UserName;
-use crate::room::Access;
+use crate::room::{Access, RoomPage, RoomSummary};
 
 /// Who may do a guarded action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -69,6 +69,28 @@ impl Policy {
     /// Whether `user` is an admin, who may do anything.
     pub fn is_admin(&self, user: &UserName) -> bool {
         self.admins.contains(user.as_str())
+    }
+
+    /// A page of `limit` rooms from `rooms` (in id order) that `user` may see: private rooms
+    /// are listed to their members and admins only. The one rule for every listing, of the
+    /// rooms core holds or of a shared log's index of rooms.
+    pub fn list(
+        &self,
+        user: &UserName,
+        rooms: impl Iterator<Item = RoomSummary>,
+        limit: usize,
+    ) -> RoomPage {
+        let admin = self.is_admin(user);
+        let mut rest = rooms
+            .filter(|room| admin || !room.private || room.members.contains(user))
+            .peekable();
+        let rooms: Vec<RoomSummary> = rest.by_ref().take(limit).collect();
+        // Another page exists only if a room follows this one's last.
+        let next_after = match (rest.next(), rooms.last()) {
+            (Some(_), Some(last)) => Some(last.id.clone()),
+            _ => None,
+        };
+        RoomPage { rooms, next_after }
     }
 }
 

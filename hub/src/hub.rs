@@ -30,7 +30,7 @@ use roomcast_core::{
     Ask, CloseListener, CloseReason, Command, Config, Core, Error, Event, History, HistoryPage,
     ListenerId, OpenListener, Opened, Reply, RoomId, Seq, Stats, Timestamp,
 };
-use roomcast_core::{MessageId, Submitted};
+use roomcast_core::{MessageId, Submitted, UserName};
 use roomcast_store::{Journal, Progress, Retention, Store};
 use thiserror::Error;
 
@@ -765,6 +765,29 @@ impl Driver {
             self.outputs.push(Output::Answer(reply, tx));
             return;
         };
+        if let Command::ListRooms(list) = &command {
+            // Every room is in Redis's index, not only those this node holds: core checks the
+            // asker, then the log thread reads a page and lists it by core's rule.
+            match self.core.list_rooms(list) {
+                Err(refused) => {
+                    self.outputs
+                        .push(Output::Answer(Err(HubError::Refused(refused)), tx));
+                }
+                Ok(_) => {
+                    let limits = &self.core.config().limits;
+                    let job = Job::ListRooms {
+                        user: UserName::parse(&list.user, usize::MAX)
+                            .expect("core checked the name"),
+                        after: list.after.clone(),
+                        limit: limits.rooms_page(list.limit),
+                        policy: self.core.config().policy.clone(),
+                        tx,
+                    };
+                    let _ = jobs.try_send(job);
+                }
+            }
+            return;
+        }
         if let Some(room) = command.room()
             && !self.core.holds(room.as_str())
         {
@@ -859,6 +882,22 @@ impl Driver {
                         self.request(now, command, tx, false);
                     }
                 }
+            }
+            Outcome::Listed { tx, page } => {
+                let reply = page
+                    .map(|mut page| {
+                        // What only this node knows of the rooms it holds: its listeners, and
+                        // when they were last active here.
+                        for room in &mut page.rooms {
+                            if let Some(here) = self.core.summary(room.id.as_str()) {
+                                room.listeners = here.listeners;
+                                room.last_active = room.last_active.max(here.last_active);
+                            }
+                        }
+                        Reply::ListRooms(page)
+                    })
+                    .map_err(HubError::Unavailable);
+                self.outputs.push(Output::Answer(reply, tx));
             }
             Outcome::EpochChanged(room) => {
                 // A read brings the new epoch, which core applies as a reset.

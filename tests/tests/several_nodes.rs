@@ -985,3 +985,61 @@ fn a_counter_behind_its_stream_is_repaired_under_a_new_epoch() {
     // Numbering goes on after the stream's newest, never reusing a number listeners saw.
     assert_eq!(say(&a, "ahead", "kai", "again")["seq"], 7);
 }
+
+#[test]
+fn every_node_lists_every_room_its_asker_may_see() {
+    let Some((_redis, a, b)) = two_nodes() else {
+        return;
+    };
+    create_room(&a, "open-1");
+    create_room(&a, "open-2");
+    let owner = roomcast_e2e::guest_token(a.addr, "meg").expect("meg");
+    let made = post_as(
+        &a.url("/api/v1/rooms"),
+        Some(&owner),
+        &json!({ "room": "secret", "private": true }),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    // Node b never served these rooms; its lobby shows them all the same.
+    let ids = |user: &str| -> Vec<String> {
+        let token = roomcast_e2e::guest_token(a.addr, user).expect("a token from node a");
+        let page = roomcast_e2e::request_with(
+            "GET",
+            &b.url("/api/v1/rooms"),
+            &[("Authorization", &format!("Bearer {token}"))],
+            None,
+        )
+        .json();
+        page["rooms"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{page}"))
+            .iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        ids("ned"),
+        ["open-1", "open-2"],
+        "a private room is listed to its members only"
+    );
+    assert_eq!(ids("meg"), ["open-1", "open-2", "secret"]);
+    // Deleted on a: gone from b's list too.
+    let deleted = roomcast_e2e::request_with(
+        "DELETE",
+        &a.url("/api/v1/rooms/open-2"),
+        &[(
+            "Authorization",
+            &format!(
+                "Bearer {}",
+                roomcast_e2e::guest_token(a.addr, "anonymous").expect("the creator")
+            ),
+        )],
+        None,
+    );
+    assert!(
+        deleted.status == 204 || deleted.status == 200,
+        "{}",
+        deleted.body
+    );
+    assert_eq!(ids("ned"), ["open-1"]);
+}

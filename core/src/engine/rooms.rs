@@ -9,7 +9,7 @@ use crate::command::{CreateRoom, Created, DeleteRoom, ListRooms, OpenDirect, Roo
 use crate::error::{Error, MembershipError};
 use crate::event::{CloseReason, Event};
 use crate::ids::RoomId;
-use crate::room::{Access, Room, RoomPage, RoomSummary};
+use crate::room::{Access, Room, RoomPage};
 use crate::time::Timestamp;
 
 impl Core {
@@ -147,29 +147,12 @@ impl Core {
         let user = self.user(&c.user)?;
         self.config.policy.authorize(&user, Action::ListRooms)?;
         let start = c.after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        let limits = &self.config.limits;
-        let limit = c
-            .limit
-            .unwrap_or(limits.rooms_page_len)
-            .min(limits.max_page_len);
-        let mut rest = self.rooms.range::<str, _>((start, Bound::Unbounded));
-        // Private rooms are listed to their members (and admins) only.
-        let admin = self.config.policy.is_admin(&user);
-        let mut rest = rest
-            .by_ref()
-            .filter(|(_, room)| admin || room.access().admits(&user))
-            .peekable();
-        let rooms: Vec<RoomSummary> = rest
-            .by_ref()
-            .take(limit)
-            .map(|(_, room)| room.summary())
-            .collect();
-        // Another page exists only if a room follows this one's last.
-        let next_after = match (rest.next(), rooms.last()) {
-            (Some(_), Some(last)) => Some(last.id.clone()),
-            _ => None,
-        };
-        Ok(RoomPage { rooms, next_after })
+        let limit = self.config.limits.rooms_page(c.limit);
+        let rest = self
+            .rooms
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(_, room)| room.summary());
+        Ok(self.config.policy.list(&user, rest, limit))
     }
 
     pub(super) fn view_room(&mut self, now: Timestamp, c: ViewRoom) -> Result<RoomView, Error> {

@@ -83,6 +83,14 @@ pub(crate) enum Job {
     Unsubscribe(RoomId),
     /// The log went back on a room in `epoch`: start a new one (unless another node has).
     NewEpoch { room: RoomId, epoch: u64 },
+    /// A page of the rooms in Redis's index that `user` may see, after `after`.
+    ListRooms {
+        user: UserName,
+        after: Option<String>,
+        limit: usize,
+        policy: roomcast_core::Policy,
+        tx: async_channel::Sender<crate::hub::Answer>,
+    },
     /// Read messages older than a node's ring from the room's stream.
     Older {
         room: RoomId,
@@ -207,6 +215,11 @@ pub(crate) enum Outcome {
     Missing { room: RoomId, deleted: bool },
     /// Another node changed who may see this room.
     AccessChanged(RoomId),
+    /// A page of rooms for whoever asked (`tx`).
+    Listed {
+        tx: async_channel::Sender<crate::hub::Answer>,
+        page: Result<roomcast_core::RoomPage, String>,
+    },
     /// The room's log has a new epoch: read it.
     EpochChanged(RoomId),
     /// Pub/sub (re)connected: every room must be read again.
@@ -409,6 +422,22 @@ end
 return 1
 ";
 
+/// Every room, by id, for listings (one key outside any room's slot).
+const ROOMS: &str = "rc:rooms";
+/// Ids read from the index per listing at most (private rooms the asker may not see are
+/// skipped; a page that ends early says where to go on).
+const LIST_BATCH: usize = 1000;
+
+/// What a listing shows of one room.
+const SUMMARY: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'c', 's', 'o', 'p')
+if not f[1] then return 0 end
+local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+local first_seq = 0
+if first[1] then first_seq = tonumber(string.match(first[1][1], '^(%d+)')) end
+return {f[1], f[2], f[3] or '', f[4], redis.call('SMEMBERS', KEYS[2]), redis.call('HLEN', KEYS[4]), first_seq}
+";
+
 /// A member added or removed, and the room's nodes told to read its access again.
 const MEMBER: &str = r"
 redis.call(ARGV[1], KEYS[1], ARGV[2])
@@ -425,6 +454,7 @@ return 1
 
 /// The scripts, loaded by hash (EVALSHA, with the script sent again on NOSCRIPT).
 struct Scripts {
+    summary: Script,
     new_epoch: Script,
     member: Script,
     here: Script,
@@ -440,6 +470,7 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
+            summary: Script::new(SUMMARY),
             new_epoch: Script::new(NEW_EPOCH),
             member: Script::new(MEMBER),
             here: Script::new(HERE),
@@ -686,6 +717,12 @@ impl Node {
             } => {
                 let epoch = new_epoch();
                 let _ = self.create(&room, &access, created_at, epoch).await;
+                let _: redis::RedisResult<Value> = redis::cmd("ZADD")
+                    .arg(ROOMS)
+                    .arg(0)
+                    .arg(room.as_str())
+                    .query_async(&mut self.conn())
+                    .await;
                 tracing::warn!(%room, "Redis lost this room's history; recreated it under a new epoch");
                 self.tell(Outcome::Committed(Committed {
                     room,
@@ -768,6 +805,16 @@ impl Node {
                     messages
                 });
                 let _ = reply.try_send(answer);
+            }
+            Job::ListRooms {
+                user,
+                after,
+                limit,
+                policy,
+                tx,
+            } => {
+                let page = self.list(&user, after.as_deref(), limit, &policy).await;
+                self.tell(Outcome::Listed { tx, page });
             }
             Job::NewEpoch { room, epoch } => {
                 let keys = Keys::of(room.as_str());
@@ -1044,6 +1091,12 @@ impl Node {
                     private: *private,
                     members: BTreeSet::new(),
                 };
+                let _: Value = redis::cmd("ZADD")
+                    .arg(ROOMS)
+                    .arg(0)
+                    .arg(room.as_str())
+                    .query_async(&mut self.conn())
+                    .await?;
                 if !self.create(room, &access, *created_at, new_epoch()).await? {
                     // Another node made it first: theirs stands, and this node takes its
                     // owner, privacy and members from Redis.
@@ -1082,6 +1135,11 @@ impl Node {
                         .arg(TOMBSTONE_TTL_SECS)
                         .arg(&keys.channel)
                         .invoke_async(&mut self.conn())
+                        .await?;
+                    let _: Value = redis::cmd("ZREM")
+                        .arg(ROOMS)
+                        .arg(room.as_str())
+                        .query_async(&mut self.conn())
                         .await?;
                 }
                 // Not a change to the room itself.
@@ -1128,6 +1186,80 @@ impl Node {
             done += 1;
             let _ = progress.try_send(Progress::Committed(done));
         }
+    }
+
+    /// A page of the index's rooms after `after` that `user` may see (`Policy::list`, the
+    /// rule core lists by).
+    async fn list(
+        &self,
+        user: &UserName,
+        after: Option<&str>,
+        limit: usize,
+        policy: &roomcast_core::Policy,
+    ) -> Result<roomcast_core::RoomPage, String> {
+        let mut conn = self.conn();
+        let from = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(ROOMS)
+            .arg(&from)
+            .arg("+")
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(LIST_BATCH)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut rooms = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let Ok(room) = RoomId::parse(id, usize::MAX) else {
+                continue;
+            };
+            let keys = Keys::of(id);
+            let reply: Value = self
+                .scripts
+                .summary
+                .key(&keys.meta)
+                .key(&keys.members)
+                .key(&keys.log)
+                .key(&keys.users)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            let f = array(&reply);
+            let (Some(created), Some(latest)) = (f.first().and_then(int), f.get(1).and_then(int))
+            else {
+                continue; // Deleted since the index was read.
+            };
+            let created_at = Timestamp::from_unix_millis(created);
+            let user_of = |v: &Value| text(v).and_then(|u| UserName::parse(&u, usize::MAX).ok());
+            let first = f.get(6).and_then(int).filter(|&s| s > 0);
+            rooms.push(roomcast_core::RoomSummary {
+                id: room,
+                latest: Seq(latest),
+                first_held: first.map_or(Seq(latest).next(), Seq),
+                // Listeners are counted per node; who is present, across nodes.
+                listeners: 0,
+                users: f.get(5).and_then(int).map_or(0, |n| n as usize),
+                created_at,
+                last_active: created_at,
+                owner: f.get(2).and_then(user_of),
+                private: f.get(3).and_then(text).as_deref() == Some("1"),
+                members: f
+                    .get(4)
+                    .map(array)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(user_of)
+                    .collect(),
+            });
+        }
+        let mut page = policy.list(user, rooms.into_iter(), limit);
+        // The index may go on past this batch: a short page says where.
+        if page.next_after.is_none() && page.rooms.len() < limit && ids.len() == LIST_BATCH {
+            page.next_after = ids.last().and_then(|id| RoomId::parse(id, usize::MAX).ok());
+        }
+        Ok(page)
     }
 
     /// Removes `node`'s presence from every room it had any in.
