@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use redis::{ConnectionLike, Script};
 use roomcast_core::Timestamp;
 
-use crate::identity::{Directory, secret_fingerprint};
+use std::time::Duration;
+
+use crate::identity::{Allowance, Directory, secret_fingerprint};
 use crate::redis::Target;
 
 const ACCOUNTS: &str = "rc:{id}:accounts";
@@ -188,6 +190,22 @@ impl Directory for RedisDirectory {
                 .arg("+inf")
                 .arg("BYSCORE")
                 .query(c)
+        })
+    }
+
+    fn admit(&self, allowances: &[(String, Allowance)]) -> Result<Result<(), Duration>, String> {
+        let script = Script::new(crate::redis::ALLOW);
+        let mut call = script.prepare_invoke();
+        for (name, allowance) in allowances {
+            let (interval, tolerance) = crate::redis::gcra(allowance.burst, allowance.every);
+            call.key(format!("rc:{{id}}:allow:{name}"))
+                .arg(interval)
+                .arg(tolerance);
+        }
+        let wait: u64 = self.with(|c| call.invoke(c))?;
+        Ok(match wait {
+            0 => Ok(()),
+            ms => Err(Duration::from_millis(ms)),
         })
     }
 

@@ -56,6 +56,22 @@ impl From<Allowance> for Refill {
 }
 
 /// The attempt limits, on injected time.
+/// The allowances a sign-in takes from, by name, for a directory shared by several nodes: the
+/// same two as [`Attempts::sign_in`] keeps in memory.
+pub(crate) fn sign_in_allowances(name: Option<&str>, origin: Origin) -> Vec<(String, Allowance)> {
+    let mut allowances = vec![(format!("in:{}", origin.0), SIGN_IN_PER_ADDRESS)];
+    if let Some(name) = name {
+        let pair = format!("in:{}:{name}", origin.0);
+        allowances.push((pair, SIGN_IN_PER_ACCOUNT_AND_ADDRESS));
+    }
+    allowances
+}
+
+/// The allowance a sign-up takes from, by name, for a shared directory.
+pub(crate) fn sign_up_allowance(origin: Origin, allowance: Allowance) -> (String, Allowance) {
+    (format!("up:{}", origin.0), allowance)
+}
+
 #[derive(Debug)]
 pub(crate) struct Attempts {
     sign_in_pairs: RateLimiter<(String, Origin)>,

@@ -7,7 +7,11 @@
 //! list: a token is good on every node until it expires or is revoked, and revocations reach
 //! every node at once ([`Identity::on_revoked`](crate::Identity::on_revoked)).
 
+use std::time::Duration;
+
 use roomcast_core::Timestamp;
+
+use crate::Allowance;
 
 /// What several nodes share about identities. Calls block (they are made from the blocking
 /// pool or a hashing thread); an `Err` says why the directory could not answer.
@@ -27,4 +31,8 @@ pub trait Directory: Send + Sync {
     fn revoked_sessions(&self, now: Timestamp) -> Result<Vec<String>, String>;
     /// Every account's name.
     fn account_names(&self) -> Result<Vec<String>, String>;
+    /// Takes one from each named allowance shared by every node, or from none: `Ok(Err(wait))`
+    /// when one is spent (sign-ups per address, sign-in attempts per account and address and
+    /// per address, so a node more is no attempt more).
+    fn admit(&self, allowances: &[(String, Allowance)]) -> Result<Result<(), Duration>, String>;
 }

@@ -340,7 +340,7 @@ impl Identity {
         if !PASSWORD_CHARS.contains(&password.chars().count()) {
             return Err(AuthError::BadPassword);
         }
-        self.admit_sign_up(from, now)?;
+        self.admit_sign_up(from, now).await?;
         // Checked again when the account is made; this spares the hashing.
         if read(&self.names).is_taken(&name, now) {
             return Err(AuthError::NameTaken(name));
@@ -365,9 +365,22 @@ impl Identity {
     ) -> Result<Issued, AuthError> {
         let now = now();
         let user = self.name(&name).ok();
-        let attempt = lock(&self.attempts)
-            .sign_in(user.as_deref(), Origin::from(from), now)
-            .map_err(|retry_after| AuthError::TooManyAttempts { retry_after });
+        let attempt = match &self.shared {
+            // Several nodes: the allowances are theirs together, so a node more is no try more.
+            Some(directory) => {
+                let directory = Arc::clone(directory);
+                let allowances = attempts::sign_in_allowances(user.as_deref(), Origin::from(from));
+                blocking::unblock(move || directory.admit(&allowances))
+                    .await
+                    .map_err(AuthError::Unavailable)
+                    .and_then(|admitted| {
+                        admitted.map_err(|retry_after| AuthError::TooManyAttempts { retry_after })
+                    })
+            }
+            None => lock(&self.attempts)
+                .sign_in(user.as_deref(), Origin::from(from), now)
+                .map_err(|retry_after| AuthError::TooManyAttempts { retry_after }),
+        };
         let outcome = match (attempt, user) {
             (Err(e), _) => Err(e),
             (Ok(()), None) => Err(AuthError::BadCredentials), // No such account can exist.
@@ -401,7 +414,7 @@ impl Identity {
             return Err(AuthError::GuestsOff);
         }
         let name = self.name(&nickname)?;
-        self.admit_sign_up(from, now)?;
+        self.admit_sign_up(from, now).await?;
         let me = Arc::clone(self);
         let outcome = blocking::unblock(move || me.take_guest_name(name, now)).await;
         if let Err(e @ AuthError::NameTaken(_)) = &outcome {
@@ -487,13 +500,22 @@ impl Identity {
     }
 
     /// Takes one sign-up from `from`'s allowance.
-    fn admit_sign_up(&self, from: IpAddr, now: Timestamp) -> Result<(), AuthError> {
-        lock(&self.attempts)
-            .sign_up(Origin::from(from), now)
-            .map_err(|retry_after| {
-                tracing::warn!(%from, "sign-ups limited");
-                AuthError::TooManySignUps { retry_after }
-            })
+    async fn admit_sign_up(self: &Arc<Self>, from: IpAddr, now: Timestamp) -> Result<(), AuthError> {
+        let admitted = match (&self.shared, self.options.sign_ups) {
+            (Some(directory), Some(allowance)) => {
+                let directory = Arc::clone(directory);
+                let named = attempts::sign_up_allowance(Origin::from(from), allowance);
+                blocking::unblock(move || directory.admit(&[named]))
+                    .await
+                    .map_err(AuthError::Unavailable)?
+            }
+            (Some(_), None) => Ok(()),
+            (None, _) => lock(&self.attempts).sign_up(Origin::from(from), now),
+        };
+        admitted.map_err(|retry_after| {
+            tracing::warn!(%from, "sign-ups limited");
+            AuthError::TooManySignUps { retry_after }
+        })
     }
 
     /// On a hashing thread: checks the password (against a decoy when there is no such

@@ -1043,3 +1043,22 @@ fn every_node_lists_every_room_its_asker_may_see() {
     );
     assert_eq!(ids("ned"), ["open-1"]);
 }
+
+#[test]
+fn sign_in_attempts_are_counted_across_nodes() {
+    let Some((_redis, a, b)) = two_nodes() else {
+        return;
+    };
+    let account = json!({ "name": "nina", "password": "the right password" });
+    let made = post_as(&a.url("/api/v1/auth/register"), None, &account);
+    assert_eq!(made.status, 201, "{}", made.body);
+    let wrong = json!({ "name": "nina", "password": "a wrong password" });
+    // Five tries per account and address, wherever they land.
+    for i in 0..5 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        post_as(&node.url("/api/v1/auth/sign-in"), None, &wrong).problem(401, "bad-credentials");
+    }
+    let sixth = post_as(&b.url("/api/v1/auth/sign-in"), None, &wrong);
+    let problem = sixth.problem(429, "too-many-attempts");
+    assert!(problem["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{problem}");
+}

@@ -330,20 +330,34 @@ if ARGV[5] == '1' then redis.call('SET', idem, seq, 'EX', ARGV[4]) end
 return {seq, e, 0}
 ";
 
-/// A poster's rate across nodes, as GCRA on Redis's clock (the same allowance as core's token
-/// bucket: `burst` at once, then one per interval): 0 if admitted, else the milliseconds to wait.
-/// Its key is the user's own (`rc:{u:<user>}:rate`), so it runs on any cluster slot.
-const RATE: &str = r"
+/// Allowances held across nodes, as GCRA on Redis's clock (the same as a token bucket: `burst`
+/// at once, then one per interval), one key each with `interval` and `tolerance` (ms) in ARGV:
+/// one is taken from every key, or from none. 0 if admitted, else the milliseconds to wait. The
+/// keys of one call share a hash tag (a poster's own, `rc:{u:<user>}`, or identity's, `rc:{id}`).
+pub(crate) const ALLOW: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-if tat - tolerance > now then return tat - tolerance - now end
-local new = tat + interval
-redis.call('SET', KEYS[1], new, 'PX', new - now + 1000)
+local wait, tats = 0, {}
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  tats[i] = tat
+  local over = tat - tonumber(ARGV[2 * i]) - now
+  if over > wait then wait = over end
+end
+if wait > 0 then return wait end
+for i = 1, #KEYS do
+  local new = tats[i] + tonumber(ARGV[2 * i - 1])
+  redis.call('SET', KEYS[i], new, 'PX', new - now + 1000)
+end
 return 0
 ";
+
+/// GCRA's `(interval, tolerance)` in milliseconds for `burst` at once, then one per `every`.
+pub(crate) fn gcra(burst: u32, every: Duration) -> (u64, u64) {
+    let interval = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1);
+    (interval, interval * u64::from(burst.saturating_sub(1)))
+}
 
 const READ: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'e', 's', 'c')
@@ -475,7 +489,7 @@ impl Scripts {
             member: Script::new(MEMBER),
             here: Script::new(HERE),
             reap: Script::new(REAP),
-            rate: Script::new(RATE),
+            rate: Script::new(ALLOW),
             append: Script::new(APPEND),
             read: Script::new(READ),
             load: Script::new(LOAD),
@@ -860,8 +874,8 @@ impl Node {
         let Some(rate) = self.options.rate.filter(|r| r.per_second > 0) else {
             return Ok(());
         };
-        let interval = 1000 / u64::from(rate.per_second).max(1);
-        let tolerance = interval * u64::from(rate.burst.saturating_sub(1));
+        let every = Duration::from_millis(1000 / u64::from(rate.per_second).max(1));
+        let (interval, tolerance) = gcra(rate.burst, every);
         let wait: u64 = self
             .scripts
             .rate
