@@ -500,7 +500,11 @@ impl Identity {
     }
 
     /// Takes one sign-up from `from`'s allowance.
-    async fn admit_sign_up(self: &Arc<Self>, from: IpAddr, now: Timestamp) -> Result<(), AuthError> {
+    async fn admit_sign_up(
+        self: &Arc<Self>,
+        from: IpAddr,
+        now: Timestamp,
+    ) -> Result<(), AuthError> {
         let admitted = match (&self.shared, self.options.sign_ups) {
             (Some(directory), Some(allowance)) => {
                 let directory = Arc::clone(directory);

@@ -1060,5 +1060,8 @@ fn sign_in_attempts_are_counted_across_nodes() {
     }
     let sixth = post_as(&b.url("/api/v1/auth/sign-in"), None, &wrong);
     let problem = sixth.problem(429, "too-many-attempts");
-    assert!(problem["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{problem}");
+    assert!(
+        problem["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0),
+        "{problem}"
+    );
 }
