@@ -76,7 +76,7 @@ const GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    init_logging(cli.log_json, cli.core.shared_node_id());
     // Before anything records a metric (the store's writer does from its start).
     let metrics = Metrics::install();
     let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;

@@ -184,6 +184,11 @@ impl CoreArgs {
         }
     }
 
+    /// This node's name when it shares rooms with others (`--redis`), for its logs.
+    pub fn shared_node_id(&self) -> Option<String> {
+        self.redis_url.as_ref().map(|_| self.node_id())
+    }
+
     /// This node's name: `--node-id`, or the hostname and process id.
     pub fn node_id(&self) -> String {
         self.node_id.clone().unwrap_or_else(|| {

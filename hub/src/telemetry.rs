@@ -10,7 +10,10 @@ use crate::hub::{Hub, HubError};
 /// Logs to stderr through `tracing`: human-readable, or one JSON object per line. The level
 /// comes from `RUST_LOG` (default `info`). Colours only on a terminal (and never with
 /// `NO_COLOR`), so log files hold no escape codes.
-pub fn init_logging(json: bool) {
+///
+/// With several nodes (`node`), every line names the node: `node=<id>` first, or a `"node"`
+/// field in JSON, so logs gathered from many nodes say which one spoke.
+pub fn init_logging(json: bool, node: Option<String>) {
     use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -18,12 +21,65 @@ pub fn init_logging(json: bool) {
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_writer(std::io::stderr);
+    let format = tracing_subscriber::fmt::format().with_ansi(colour);
     // A second initialisation (only possible in tests) keeps the first.
     let _ = if json {
-        builder.json().try_init()
+        let inner = format.json();
+        builder
+            .json()
+            .event_format(NodeField { node, json, inner })
+            .try_init()
     } else {
-        builder.try_init()
+        builder
+            .event_format(NodeField {
+                node,
+                json,
+                inner: format,
+            })
+            .try_init()
     };
+}
+
+/// A log line's format, with the node's name in front when there is one.
+struct NodeField<F> {
+    node: Option<String>,
+    json: bool,
+    inner: F,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for NodeField<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(node) = &self.node else {
+            return self.inner.format_event(ctx, writer, event);
+        };
+        if !self.json {
+            write!(writer, "node={node} ")?;
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        match line.strip_prefix('{') {
+            Some(rest) => {
+                let node = serde_json::to_string(node).map_err(|_| std::fmt::Error)?;
+                write!(writer, "{{\"node\":{node},{rest}")
+            }
+            None => writer.write_str(&line),
+        }
+    }
 }
 
 /// The Prometheus recorder behind `/metrics`. Installed once per process.

@@ -271,9 +271,11 @@ fn a_lost_pubsub_connection_is_backfilled_without_a_hole() {
     assert_contiguous("node b", &seen, total);
     let by_seq: BTreeMap<u64, &str> = seen.iter().map(|(s, t)| (*s, t.as_str())).collect();
     assert_eq!(by_seq.len(), total);
-    // The node says who it is, and that its pub/sub is up again.
+    // The node says who it is, in /healthz, metrics and every log line.
     let health = roomcast_e2e::get(&b.url("/healthz"));
     assert_eq!(health.json()["node"], "beta", "{}", health.body);
+    let listening = b.wait_for_log("listening on");
+    assert!(listening.starts_with("node=beta "), "{listening}");
     let metrics = roomcast_e2e::get(&b.url("/metrics")).body;
     assert_eq!(
         roomcast_e2e::metric(&metrics, "roomcast_node_info{node=\"beta\"}"),
