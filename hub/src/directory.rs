@@ -12,14 +12,12 @@ use roomcast_core::Timestamp;
 use std::time::Duration;
 
 use crate::identity::{Allowance, Directory, secret_fingerprint};
-use crate::redis::Target;
+use crate::redis::{IDENTITY_EVENTS as EVENTS, Target};
 
 const ACCOUNTS: &str = "rc:{id}:accounts";
 const REVOKED: &str = "rc:{id}:revoked";
 const SECRET: &str = "rc:{id}:secret";
 const SECRET_CHECK: &str = "rc:{id}:secret-check";
-/// Where identity changes are announced.
-pub(crate) const EVENTS: &str = "rc:{id}:events";
 
 fn guest_key(name: &str) -> String {
     format!("rc:{{id}}:guest:{name}")

@@ -302,6 +302,8 @@ impl Hub {
             appending: HashMap::new(),
             loading: HashMap::new(),
             catching_up: HashMap::new(),
+            listing: HashMap::new(),
+            next_ticket: 0,
             // Only a shared identity hears from other nodes; a single node's stays with its
             // handles (and its store is released when the last handle goes).
             shared_identity: log_health.as_ref().map(|_| identity.clone()),
@@ -604,6 +606,9 @@ struct Driver {
     appending: HashMap<MessageId, async_channel::Sender<Answer>>,
     /// Commands waiting for their room to be loaded from the shared log.
     loading: HashMap<RoomId, Vec<Waiting>>,
+    /// Room listings Redis is reading, by ticket, and the last ticket given.
+    listing: HashMap<u64, async_channel::Sender<Answer>>,
+    next_ticket: u64,
     /// Listeners that resume past what this node has applied, waiting for a read of the log.
     catching_up: HashMap<RoomId, Vec<Waiting>>,
     /// With a shared log: told of revocations and new accounts on other nodes.
@@ -775,15 +780,18 @@ impl Driver {
                 }
                 Ok(_) => {
                     let limits = &self.core.config().limits;
+                    self.next_ticket += 1;
                     let job = Job::ListRooms {
                         user: UserName::parse(&list.user, usize::MAX)
                             .expect("core checked the name"),
                         after: list.after.clone(),
                         limit: limits.rooms_page(list.limit),
                         policy: self.core.config().policy.clone(),
-                        tx,
+                        ticket: self.next_ticket,
                     };
-                    let _ = jobs.try_send(job);
+                    if jobs.try_send(job).is_ok() {
+                        self.listing.insert(self.next_ticket, tx);
+                    }
                 }
             }
             return;
@@ -883,7 +891,10 @@ impl Driver {
                     }
                 }
             }
-            Outcome::Listed { tx, page } => {
+            Outcome::Listed { ticket, page } => {
+                let Some(tx) = self.listing.remove(&ticket) else {
+                    return;
+                };
                 let reply = page
                     .map(|mut page| {
                         // What only this node knows of the rooms it holds: its listeners, and
