@@ -59,6 +59,28 @@ async fn main() -> anyhow::Result<()> {
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ChatServer<service::Service>>().await;
+    if hub.log_healthy().is_some() {
+        // With several nodes, gRPC health says what /healthz says: NOT_SERVING while the
+        // subscriber to the shared log is being replaced.
+        let (hub, health) = (hub.clone(), health.clone());
+        tokio::spawn(async move {
+            let mut serving = true;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                let now = hub.log_healthy() != Some(false);
+                if now != serving {
+                    serving = now;
+                    if serving {
+                        health.set_serving::<ChatServer<service::Service>>().await;
+                    } else {
+                        health
+                            .set_not_serving::<ChatServer<service::Service>>()
+                            .await;
+                    }
+                }
+            }
+        });
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(roomcast_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

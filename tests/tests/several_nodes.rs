@@ -1067,3 +1067,66 @@ fn sign_in_attempts_are_counted_across_nodes() {
         "{problem}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokio_nodes_grpc_health_says_when_its_subscriber_is_wedged() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let proxy = roomcast_e2e::redis::FreezingProxy::start(redis.addr);
+    let node = Server::tokio(&node_args(&proxy.url(), &[]));
+    let channel = tonic::transport::Channel::from_shared(node.url(""))
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("connects");
+    let health = HealthClient::new(channel);
+    let status = || {
+        let mut health = health.clone();
+        async move {
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: "roomcast.v1.Chat".into(),
+            };
+            health
+                .check(request)
+                .await
+                .expect("health answers")
+                .into_inner()
+                .status
+        }
+    };
+    assert_eq!(status().await, ServingStatus::Serving as i32);
+    proxy.freeze(1, true);
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let now = status().await;
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        if now == ServingStatus::NotServing as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&(ServingStatus::NotServing as i32)),
+        "{seen:?}"
+    );
+    proxy.thaw_new();
+    let mut back = false;
+    for _ in 0..400 {
+        if status().await == ServingStatus::Serving as i32 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        back,
+        "health did not come back after the subscriber was replaced"
+    );
+}
