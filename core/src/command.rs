@@ -245,6 +245,23 @@ commands! {
 }
 
 impl Command {
+    /// Whether the command may create its room (a host with a shared log holds the room limit
+    /// for every node, so it checks before these).
+    pub fn may_create(&self) -> bool {
+        match self {
+            Command::CreateRoom(_) | Command::OpenDirect(_) => true,
+            Command::ViewRoom(c) => c.create_if_missing,
+            Command::OpenListener(c) => c.create_if_missing,
+            Command::Submit(c) => c.create_if_missing,
+            Command::ChangeMember(_)
+            | Command::DeleteRoom(_)
+            | Command::ListRooms(_)
+            | Command::CloseListener(_)
+            | Command::History(_)
+            | Command::Committed(_) => false,
+        }
+    }
+
     /// The room the command names, if it names a valid one (a host with a shared log makes
     /// sure it holds that room first); for a direct message, the pair's room.
     pub fn room(&self) -> Option<RoomId> {

@@ -304,6 +304,7 @@ impl Hub {
             catching_up: HashMap::new(),
             listing: HashMap::new(),
             next_ticket: 0,
+            cluster_rooms: 0,
             // Only a shared identity hears from other nodes; a single node's stays with its
             // handles (and its store is released when the last handle goes).
             shared_identity: log_health.as_ref().map(|_| identity.clone()),
@@ -606,6 +607,9 @@ struct Driver {
     appending: HashMap<MessageId, async_channel::Sender<Answer>>,
     /// Commands waiting for their room to be loaded from the shared log.
     loading: HashMap<RoomId, Vec<Waiting>>,
+    /// How many rooms every node together holds (Redis's index, counted every few seconds and
+    /// counted up on each creation here): the room limit is the cluster's.
+    cluster_rooms: usize,
     /// Room listings Redis is reading, by ticket, and the last ticket given.
     listing: HashMap<u64, async_channel::Sender<Answer>>,
     next_ticket: u64,
@@ -653,6 +657,8 @@ impl Driver {
             .and_then(Writer::redis)
             .map(|r| r.outcomes.clone());
         let mut next_check = Instant::now() + CHECK_EVERY;
+        // Counts the cluster's rooms at once (the room limit is theirs together).
+        self.read_all();
         loop {
             let deadline = self.core.poll_timeout();
             let timer = async {
@@ -971,9 +977,14 @@ impl Driver {
                         return;
                     }
                 }
+                let max = self.core.config().limits.max_rooms;
                 for (command, tx) in waiting {
                     if self.core.holds(room.as_str()) {
                         self.request(now, command, tx, true);
+                    } else if command.may_create() && self.cluster_rooms >= max {
+                        // The cluster is full, whatever this node holds.
+                        let full = Err(HubError::Refused(Error::TooManyRooms { max }));
+                        self.outputs.push(Output::Answer(full, tx));
                     } else {
                         // Redis does not have it: core refuses, or creates it (and the writer
                         // stores it).
@@ -1045,6 +1056,7 @@ impl Driver {
                 }
             }
             Outcome::Ids(start) => self.core.restore_message_ids(start),
+            Outcome::Rooms(rooms) => self.cluster_rooms = rooms,
         }
     }
 
@@ -1059,6 +1071,7 @@ impl Driver {
                 after,
             });
         }
+        let _ = redis.jobs.try_send(Job::CountRooms);
     }
 
     /// Serves a room loaded from the shared log.
@@ -1111,6 +1124,9 @@ impl Driver {
     fn output(&mut self, event: Event) {
         if self.writer.as_ref().is_some_and(|w| w.keeps(&event)) {
             self.durable.push(event.clone());
+        }
+        if matches!(event, Event::RoomCreated { .. }) {
+            self.cluster_rooms += 1;
         }
         let output = match event {
             Event::Published(message) => Output::Broadcast(

@@ -1130,3 +1130,30 @@ async fn a_tokio_nodes_grpc_health_says_when_its_subscriber_is_wedged() {
         "health did not come back after the subscriber was replaced"
     );
 }
+
+#[test]
+fn the_room_limit_holds_for_the_cluster_not_per_node() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let limited = node_args(&url, &["--max-rooms", "3", "--room-unload-after", "1s"]);
+    let a = Server::smol(&limited);
+    let b = Server::smol(&limited);
+    for room in ["r1", "r2", "r3"] {
+        create_room(&a, room);
+    }
+    // Node a has let them go from memory; the cluster still holds three rooms, and neither
+    // node makes a fourth.
+    thread::sleep(std::time::Duration::from_millis(4500));
+    let token = roomcast_e2e::guest_token(a.addr, "anonymous").expect("the creator's token");
+    for node in [&a, &b] {
+        let res = post_as(
+            &node.url("/api/v1/rooms"),
+            Some(&token),
+            &json!({ "room": "r4" }),
+        );
+        res.problem(503, "too-many-rooms");
+    }
+}

@@ -88,6 +88,8 @@ pub(crate) enum Job {
     },
     /// Take another block of message ids.
     ReserveIds,
+    /// Count every room in Redis's index.
+    CountRooms,
     /// Stop following a room (unloaded here).
     Unsubscribe(RoomId),
     /// The log went back on a room in `epoch`: start a new one (unless another node has).
@@ -187,6 +189,8 @@ pub(crate) enum Outcome {
     Resubscribed,
     /// A new block of message ids starts here.
     Ids(MessageId),
+    /// How many rooms Redis's index holds.
+    Rooms(usize),
     /// Another node revoked a session or registered a name (`revoked <sid>`,
     /// `registered <name>`).
     Identity(String),

@@ -240,6 +240,15 @@ impl Node {
                 self.reap(&self.options.node_id).await;
                 let _ = done.send(());
             }
+            Job::CountRooms => {
+                let counted: redis::RedisResult<usize> = redis::cmd("ZCARD")
+                    .arg(ROOMS)
+                    .query_async(&mut self.conn())
+                    .await;
+                if let Ok(rooms) = counted {
+                    self.tell(Outcome::Rooms(rooms));
+                }
+            }
             Job::ReserveIds => {
                 let reserved: redis::RedisResult<u64> = redis::cmd("INCRBY")
                     .arg("rc:ids")
