@@ -145,12 +145,29 @@ impl Event {
     /// Whether a host that keeps history must persist this event before anyone hears of it
     /// (rooms, their members and messages; not presence, not listeners).
     pub fn is_durable(&self) -> bool {
-        match self {
-            Event::RoomCreated { .. }
-            | Event::MemberAdded { .. }
-            | Event::MemberRemoved { .. }
-            | Event::RoomClosed { .. }
-            | Event::Published(_) => true,
+        self.durable().is_some()
+    }
+
+    /// The event as what keeps history sees it, if it is durable: whoever stores events
+    /// matches on [`Durable`]'s five kinds alone, so a new event for listeners or for the log
+    /// is decided here once.
+    pub fn durable(&self) -> Option<Durable<'_>> {
+        Some(match self {
+            Event::RoomCreated {
+                room,
+                created_at,
+                owner,
+                private,
+            } => Durable::RoomCreated {
+                room,
+                created_at: *created_at,
+                owner: owner.as_ref(),
+                private: *private,
+            },
+            Event::MemberAdded { room, user } => Durable::MemberAdded { room, user },
+            Event::MemberRemoved { room, user } => Durable::MemberRemoved { room, user },
+            Event::RoomClosed { room, reason } => Durable::RoomClosed { room, reason },
+            Event::Published(message) => Durable::Published(message),
             Event::Joined { .. }
             | Event::Left { .. }
             | Event::ListenerClosed { .. }
@@ -158,9 +175,49 @@ impl Event {
             | Event::Here { .. }
             | Event::Unloaded { .. }
             | Event::Diverged { .. }
-            | Event::Fetch { .. } => false,
-        }
+            | Event::Fetch { .. } => return None,
+        })
     }
+}
+
+/// A durable [`Event`] ([`Event::durable`]): a change to rooms, their members or their
+/// messages, which a store persists before anyone hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable<'a> {
+    /// See [`Event::RoomCreated`].
+    RoomCreated {
+        /// The new room.
+        room: &'a RoomId,
+        /// When it was created.
+        created_at: Timestamp,
+        /// Who created it.
+        owner: Option<&'a UserName>,
+        /// Whether only members may see it.
+        private: bool,
+    },
+    /// See [`Event::MemberAdded`].
+    MemberAdded {
+        /// The room.
+        room: &'a RoomId,
+        /// The new member.
+        user: &'a UserName,
+    },
+    /// See [`Event::MemberRemoved`].
+    MemberRemoved {
+        /// The room.
+        room: &'a RoomId,
+        /// The former member.
+        user: &'a UserName,
+    },
+    /// See [`Event::RoomClosed`].
+    RoomClosed {
+        /// The room.
+        room: &'a RoomId,
+        /// Why it closed.
+        reason: &'a CloseReason,
+    },
+    /// See [`Event::Published`].
+    Published(&'a Arc<Message>),
 }
 
 /// Why a listener's stream ended: one name from core to the wire.

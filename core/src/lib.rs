@@ -177,7 +177,7 @@ pub use command::{
 };
 pub use engine::{Config, Core, EXPIRE_BATCH, MAX_QUEUED_EVENTS, Stats};
 pub use error::{Error, ErrorClass, MembershipError, MessageError};
-pub use event::{CloseReason, Event};
+pub use event::{CloseReason, Durable, Event};
 pub use history::Gap;
 pub use ids::{IdempotencyKey, ListenerId, MessageId, NameError, RoomId, Seq, UserName};
 pub use limits::{Limits, Rate, RateLimiter, Refill};

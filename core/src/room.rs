@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::Event;
+use crate::event::{Durable, Event};
 use crate::history::History;
 use crate::ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
 use crate::message::Message;
@@ -112,15 +112,21 @@ impl Room {
 
     /// Applies the room's next committed message: it joins the history. Its number must be
     /// `latest + 1` (the log contract: see the `log` module).
-    pub(crate) fn apply(&mut self, message: Arc<Message>, now: Timestamp) {
+    /// True if the ring grew (it was not full).
+    pub(crate) fn apply(&mut self, message: Arc<Message>, now: Timestamp) -> bool {
+        let before = self.history.len();
         self.history.push(message);
         self.last_active = now;
+        self.history.len() > before
     }
 
     /// Continues after `latest`, forgetting what is held: see [`History::skip_to`].
-    pub(crate) fn skip_to(&mut self, latest: Seq) {
+    /// How many messages left the ring.
+    pub(crate) fn skip_to(&mut self, latest: Seq) -> usize {
+        let dropped = self.history.len();
         self.history.skip_to(latest);
         self.replica.held.retain(|seq, _| *seq > latest);
+        dropped
     }
 
     /// Adds a listener of `user`; true if it is their first here.
@@ -279,21 +285,24 @@ impl StoredRoom {
     /// What a durable event changes in the stored rooms: the fold a store performs (in its own
     /// form) when it persists events, written once here so tests and tools need not repeat it.
     pub fn apply(rooms: &mut BTreeMap<RoomId, StoredRoom>, event: &Event) {
-        match event {
-            Event::RoomCreated {
+        let Some(durable) = event.durable() else {
+            return;
+        };
+        match durable {
+            Durable::RoomCreated {
                 room,
                 created_at,
                 owner,
                 private,
             } => {
                 let access = Access {
-                    owner: owner.clone(),
-                    private: *private,
+                    owner: owner.cloned(),
+                    private,
                     members: BTreeSet::new(),
                 };
                 let stored = StoredRoom {
                     id: room.clone(),
-                    created_at: *created_at,
+                    created_at,
                     access,
                     latest: Seq::ZERO,
                     recent: Vec::new(),
@@ -301,33 +310,25 @@ impl StoredRoom {
                 };
                 rooms.insert(room.clone(), stored);
             }
-            Event::MemberAdded { room, user } => {
+            Durable::MemberAdded { room, user } => {
                 if let Some(r) = rooms.get_mut(room) {
                     r.access.members.insert(user.clone());
                 }
             }
-            Event::MemberRemoved { room, user } => {
+            Durable::MemberRemoved { room, user } => {
                 if let Some(r) = rooms.get_mut(room) {
                     r.access.members.remove(user);
                 }
             }
-            Event::RoomClosed { room, .. } => {
+            Durable::RoomClosed { room, .. } => {
                 rooms.remove(room);
             }
-            Event::Published(m) => {
+            Durable::Published(m) => {
                 if let Some(r) = rooms.get_mut(&m.room) {
                     r.latest = m.seq;
                     r.recent.push(m.clone());
                 }
             }
-            Event::Joined { .. }
-            | Event::Left { .. }
-            | Event::ListenerClosed { .. }
-            | Event::Gap { .. }
-            | Event::Here { .. }
-            | Event::Unloaded { .. }
-            | Event::Diverged { .. }
-            | Event::Fetch { .. } => {}
         }
     }
 }

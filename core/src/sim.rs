@@ -931,6 +931,11 @@ impl Harness {
             );
         }
         assert_eq!(core.room_count(), self.model.rooms.len(), "room count");
+        assert_eq!(
+            core.stats().messages_held,
+            core.messages_held_recounted(),
+            "the held-message count drifted"
+        );
         for name in ROOMS {
             let (Some(mr), Some(room)) = (self.model.rooms.get(name), core.room_state(name)) else {
                 assert!(

@@ -84,18 +84,13 @@ impl Log {
             .collect();
         let first_held = messages.first().map_or(self.latest.next(), |m| m.seq);
         Committed {
-            room: RoomId::parse(ROOM, 64).unwrap(),
-            epoch: self.epoch,
             messages,
             read: Some(LogRead {
                 after,
                 first_held,
                 latest: self.latest,
             }),
-            gone: false,
-            access: None,
-            presence: Vec::new(),
-            present: None,
+            ..Committed::of(RoomId::parse(ROOM, 64).unwrap(), self.epoch)
         }
     }
 }
@@ -109,6 +104,8 @@ struct Replica {
     /// The epoch it was last fed, and the newest sequence number it showed in it.
     epoch: u64,
     shown: Seq,
+    /// Messages its ring should hold: shown since the last gap or reset.
+    ring: usize,
 }
 
 impl Replica {
@@ -136,6 +133,7 @@ impl Replica {
             inbox: Vec::new(),
             epoch,
             shown: Seq::ZERO,
+            ring: 0,
         }
     }
 
@@ -155,6 +153,7 @@ impl Replica {
             // A new epoch: numbering starts again (listeners were closed as reset).
             self.epoch = committed.epoch;
             self.shown = Seq::ZERO;
+            self.ring = 0;
         }
         let epoch = committed.epoch;
         self.core.handle(t(self.now), committed.into()).unwrap();
@@ -179,6 +178,7 @@ impl Replica {
                         m.seq
                     );
                     self.shown = m.seq;
+                    self.ring += 1;
                 }
                 Event::Gap { gap, .. } => {
                     assert_eq!(
@@ -187,6 +187,7 @@ impl Replica {
                     );
                     assert!(gap.first_held > gap.after.next(), "an empty gap");
                     self.shown = Seq(gap.first_held.0 - 1);
+                    self.ring = 0;
                 }
                 Event::Fetch { after, .. } => reads.push(after),
                 Event::Diverged { .. } => panic!("the log never went back, yet a replica said so"),
@@ -201,6 +202,11 @@ impl Replica {
                 | Event::Left { .. } => {}
             }
         }
+        assert_eq!(
+            self.core.stats().messages_held,
+            self.ring,
+            "the held-message count drifted"
+        );
         for after in reads {
             let page = log.read(after);
             self.feed(log, page);
@@ -254,14 +260,8 @@ fn run(ops: Vec<Op>) {
                 replica.feed(
                     &log,
                     Committed {
-                        room,
-                        epoch,
                         messages: vec![message],
-                        read: None,
-                        gone: false,
-                        access: None,
-                        presence: Vec::new(),
-                        present: None,
+                        ..Committed::of(room, epoch)
                     },
                 );
             }
@@ -318,14 +318,8 @@ fn an_entry_that_arrives_early_waits_for_the_one_before() {
     let one = log.append();
     let two = log.append();
     let committed = |m: &Arc<Message>| Committed {
-        room: m.room.clone(),
-        epoch: 7,
         messages: vec![m.clone()],
-        read: None,
-        gone: false,
-        access: None,
-        presence: Vec::new(),
-        present: None,
+        ..Committed::of(m.room.clone(), 7)
     };
     r.feed(&log, committed(&two));
     assert_eq!(r.shown, Seq::ZERO, "2 is held until 1 comes");

@@ -48,6 +48,11 @@ return 1
 pub(crate) struct RedisDirectory {
     target: Target,
     conn: Mutex<Option<Box<dyn ConnectionLike + Send>>>,
+    /// The scripts, each hashed once (EVALSHA, sent again on NOSCRIPT).
+    create_account: Script,
+    hold_guest: Script,
+    revoke: Script,
+    allow: Script,
 }
 
 impl RedisDirectory {
@@ -56,6 +61,10 @@ impl RedisDirectory {
         let directory = RedisDirectory {
             target,
             conn: Mutex::new(None),
+            create_account: Script::new(CREATE_ACCOUNT),
+            hold_guest: Script::new(HOLD_GUEST),
+            revoke: Script::new(REVOKE),
+            allow: Script::new(crate::redis::ALLOW),
         };
         directory.with(|_| Ok(()))?;
         Ok(directory)
@@ -129,7 +138,7 @@ impl RedisDirectory {
 impl Directory for RedisDirectory {
     fn create_account(&self, name: &str, hash: &str) -> Result<bool, String> {
         self.with(|c| {
-            Script::new(CREATE_ACCOUNT)
+            self.create_account
                 .key(ACCOUNTS)
                 .key(guest_key(name))
                 .arg(name)
@@ -146,7 +155,7 @@ impl Directory for RedisDirectory {
 
     fn hold_guest_name(&self, name: &str, until: Timestamp) -> Result<bool, String> {
         self.with(|c| {
-            Script::new(HOLD_GUEST)
+            self.hold_guest
                 .key(ACCOUNTS)
                 .key(guest_key(name))
                 .arg(name)
@@ -169,7 +178,7 @@ impl Directory for RedisDirectory {
     fn revoke_session(&self, sid: &str, until: Timestamp) -> Result<(), String> {
         let now = Timestamp::from(std::time::SystemTime::now());
         self.with(|c| {
-            Script::new(REVOKE)
+            self.revoke
                 .key(REVOKED)
                 .arg(sid)
                 .arg(until.as_unix_millis())
@@ -192,8 +201,7 @@ impl Directory for RedisDirectory {
     }
 
     fn admit(&self, allowances: &[(String, Allowance)]) -> Result<Result<(), Duration>, String> {
-        let script = Script::new(crate::redis::ALLOW);
-        let mut call = script.prepare_invoke();
+        let mut call = self.allow.prepare_invoke();
         for (name, allowance) in allowances {
             let (interval, tolerance) = crate::redis::gcra(allowance.burst, allowance.every);
             call.key(format!("rc:{{id}}:allow:{name}"))

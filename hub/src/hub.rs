@@ -766,16 +766,11 @@ impl Driver {
         tx: async_channel::Sender<Answer>,
         first_try: bool,
     ) {
-        let Some(jobs) = self
-            .writer
-            .as_ref()
-            .and_then(Writer::redis)
-            .map(|r| r.jobs.clone())
-        else {
+        if self.log().is_none() {
             let reply = self.command(now, command).map_err(HubError::from);
             self.outputs.push(Output::Answer(reply, tx));
             return;
-        };
+        }
         if let Command::ListRooms(list) = &command {
             // Every room is in Redis's index, not only those this node holds: core checks the
             // asker, then the log thread reads a page and lists it by core's rule.
@@ -795,7 +790,7 @@ impl Driver {
                         policy: self.core.config().policy.clone(),
                         ticket: self.next_ticket,
                     };
-                    if jobs.try_send(job).is_ok() {
+                    if self.to_log(job) {
                         self.listing.insert(self.next_ticket, tx);
                     }
                 }
@@ -806,39 +801,45 @@ impl Driver {
             && !self.core.holds(room.as_str())
         {
             let waiting = self.loading.entry(room.clone()).or_default();
-            if waiting.is_empty() {
-                let history_len = self.core.config().history_len;
-                let _ = jobs.try_send(Job::Load { room, history_len });
-            }
+            let first = waiting.is_empty();
             waiting.push((command, tx));
+            if first {
+                let history_len = self.core.config().history_len;
+                self.to_log(Job::Load { room, history_len });
+            }
             return;
         }
+        self.run_here(now, command, tx, first_try);
+    }
+
+    /// Runs a command on the core with the room it names in place (held here, or known not
+    /// to exist in the log): a submit's draft goes to be numbered, and a listener that resumes
+    /// past what this node has applied waits for a read of the log (once).
+    fn run_here(
+        &mut self,
+        now: Timestamp,
+        command: Command,
+        tx: async_channel::Sender<Answer>,
+        first_try: bool,
+    ) {
         let retry = first_try.then(|| command.clone());
         match self.command(now, command) {
             Ok(Reply::Append(draft)) => {
                 let id = draft.id;
-                if jobs.try_send(Job::Append(draft)).is_ok() {
+                if self.to_log(Job::Append(draft)) {
                     self.appending.insert(id, tx);
                 } else {
                     let stopped = Err(HubError::Stopped);
                     self.outputs.push(Output::Answer(stopped, tx));
                 }
                 if self.core.next_message_id().0 % log::ID_BLOCK == log::ID_BLOCK / 2 {
-                    let _ = jobs.try_send(Job::ReserveIds);
+                    self.to_log(Job::ReserveIds);
                 }
             }
             Err(Error::ResumeAhead { .. }) if retry.is_some() => {
                 let room = retry.as_ref().and_then(Command::room);
                 if let (Some(room), Some(retry)) = (room, retry) {
-                    let after = self
-                        .core
-                        .heads()
-                        .find(|(id, _)| **id == room)
-                        .map_or(Seq::ZERO, |(_, s)| s);
-                    let _ = jobs.try_send(Job::Fetch {
-                        room: room.clone(),
-                        after,
-                    });
+                    self.read_after_applied(room.clone());
                     self.catching_up.entry(room).or_default().push((retry, tx));
                 }
             }
@@ -846,6 +847,23 @@ impl Driver {
                 .outputs
                 .push(Output::Answer(reply.map_err(HubError::from), tx)),
         }
+    }
+
+    /// The shared log, if this node has one.
+    fn log(&self) -> Option<&RedisLog> {
+        self.writer.as_ref().and_then(Writer::redis)
+    }
+
+    /// Hands `job` to the shared log's thread; false if there is none or it stopped.
+    fn to_log(&self, job: Job) -> bool {
+        self.log()
+            .is_some_and(|redis| redis.jobs.try_send(job).is_ok())
+    }
+
+    /// Reads the room's log after what this node applied.
+    fn read_after_applied(&self, room: RoomId) {
+        let after = self.core.latest(room.as_str()).unwrap_or(Seq::ZERO);
+        self.to_log(Job::Fetch { room, after });
     }
 
     /// What the shared log said.
@@ -916,22 +934,11 @@ impl Driver {
                     .map_err(HubError::Unavailable);
                 self.outputs.push(Output::Answer(reply, tx));
             }
-            Outcome::EpochChanged(room) => {
-                // A read brings the new epoch, which core applies as a reset.
-                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
-                    let after = self
-                        .core
-                        .heads()
-                        .find(|(id, _)| **id == room)
-                        .map_or(Seq::ZERO, |(_, s)| s);
-                    let _ = redis.jobs.try_send(Job::Fetch { room, after });
-                }
-            }
+            // A read brings the new epoch, which core applies as a reset.
+            Outcome::EpochChanged(room) => self.read_after_applied(room),
             Outcome::AccessChanged(room) => {
-                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
-                    let history_len = self.core.config().history_len;
-                    let _ = redis.jobs.try_send(Job::Load { room, history_len });
-                }
+                let history_len = self.core.config().history_len;
+                self.to_log(Job::Load { room, history_len });
             }
             Outcome::Loaded {
                 room,
@@ -961,12 +968,10 @@ impl Driver {
                             ..Committed::of(room.clone(), epoch)
                         };
                         let _ = self.command(now, present.into());
-                        if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
-                            let _ = redis.jobs.try_send(Job::Fetch {
-                                room: room.clone(),
-                                after,
-                            });
-                        }
+                        self.to_log(Job::Fetch {
+                            room: room.clone(),
+                            after,
+                        });
                     }
                     Ok(None) => {}
                     Err(reason) => {
@@ -988,46 +993,28 @@ impl Driver {
                     } else {
                         // Redis does not have it: core refuses, or creates it (and the writer
                         // stores it).
-                        let reply = self.command(now, command);
-                        match reply {
-                            Ok(Reply::Append(draft)) => {
-                                // Created by this very submit: number it now.
-                                let id = draft.id;
-                                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
-                                    let _ = redis.jobs.try_send(Job::Append(draft));
-                                }
-                                self.appending.insert(id, tx);
-                            }
-                            reply => self
-                                .outputs
-                                .push(Output::Answer(reply.map_err(HubError::from), tx)),
-                        }
+                        self.run_here(now, command, tx, false);
                     }
                 }
             }
             Outcome::Missing { room, deleted } => {
                 if deleted {
                     let gone = Committed {
-                        room,
-                        epoch: 0,
-                        messages: Vec::new(),
-                        read: None,
                         gone: true,
-                        access: None,
-                        presence: Vec::new(),
-                        present: None,
+                        ..Committed::of(room.clone(), 0)
                     };
                     let _ = self.command(now, gone.into());
-                } else if let (Some(summary), Some(redis)) = (
-                    self.core.summary(room.as_str()),
-                    self.writer.as_ref().and_then(Writer::redis),
-                ) {
+                    // No read will come for a room that is gone: answer who waited for one.
+                    for (command, tx) in self.catching_up.remove(&room).unwrap_or_default() {
+                        self.run_here(now, command, tx, false);
+                    }
+                } else if let Some(summary) = self.core.summary(room.as_str()) {
                     let access = roomcast_core::Access {
                         owner: summary.owner,
                         private: summary.private,
                         members: summary.members.into_iter().collect(),
                     };
-                    let _ = redis.jobs.try_send(Job::Recreate {
+                    self.to_log(Job::Recreate {
                         room,
                         access,
                         created_at: summary.created_at,
@@ -1062,7 +1049,7 @@ impl Driver {
 
     /// Asks the shared log for every held room's entries after what is applied.
     fn read_all(&mut self) {
-        let Some(redis) = self.writer.as_ref().and_then(Writer::redis) else {
+        let Some(redis) = self.log() else {
             return;
         };
         for (room, after) in self.core.heads() {
@@ -1169,28 +1156,20 @@ impl Driver {
                 if let Some(channel) = self.rooms.channels.remove(&room) {
                     channel.tx.close();
                 }
-                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
-                    let _ = redis.jobs.try_send(Job::Unsubscribe(room));
-                }
+                self.to_log(Job::Unsubscribe(room));
                 return;
             }
             Event::Diverged { room, epoch } => {
                 tracing::warn!(%room, epoch, "the shared log went back on this room; starting a new epoch");
-                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
-                    let _ = redis.jobs.try_send(Job::NewEpoch { room, epoch });
-                }
+                self.to_log(Job::NewEpoch { room, epoch });
                 return;
             }
             Event::Here { room, user, here } => {
-                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
-                    let _ = redis.jobs.try_send(Job::Here { room, user, here });
-                }
+                self.to_log(Job::Here { room, user, here });
                 return;
             }
             Event::Fetch { room, after } => {
-                if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
-                    let _ = redis.jobs.try_send(Job::Fetch { room, after });
-                }
+                self.to_log(Job::Fetch { room, after });
                 return;
             }
             // Stored, and seen by listeners through their answers and snapshots.
@@ -1228,12 +1207,10 @@ impl Driver {
     /// stream.
     fn stop(&mut self) {
         self.end_step();
-        if let Some(redis) = self.writer.as_ref().and_then(Writer::redis) {
-            // This node's users leave now rather than when the others reap it.
-            let (done, left) = std::sync::mpsc::channel();
-            if redis.jobs.try_send(Job::Leave(done)).is_ok() {
-                let _ = left.recv_timeout(std::time::Duration::from_secs(2));
-            }
+        // This node's users leave now rather than when the others reap it.
+        let (done, left) = std::sync::mpsc::channel();
+        if self.to_log(Job::Leave(done)) {
+            let _ = left.recv_timeout(std::time::Duration::from_secs(2));
         }
         if let Some(writer) = &mut self.writer {
             writer.close();

@@ -5,7 +5,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use roomcast_core::{Event, RoomId, Timestamp};
+use roomcast_core::{Durable, Event, RoomId, Timestamp};
 use rusqlite::{Connection, Transaction, params};
 
 use crate::{Store, StoreError};
@@ -214,21 +214,22 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let mut latest: HashMap<i64, u64> = HashMap::new();
         let next_before = self.next_message_id;
-        for event in group.iter().flatten() {
+        // Presence and listeners are not stored: only durable events are.
+        for event in group.iter().flatten().filter_map(Event::durable) {
             match event {
-                Event::RoomCreated {
+                Durable::RoomCreated {
                     room,
                     created_at,
                     owner,
                     private,
                 } => {
-                    let key = create(&tx, &mut self.keys, room, *created_at)?;
+                    let key = create(&tx, &mut self.keys, room, created_at)?;
                     tx.execute(
                         "UPDATE rooms SET owner = ?1, private = ?2 WHERE key = ?3",
-                        params![owner.as_ref().map(|o| o.as_str()), private, key],
+                        params![owner.map(|o| o.as_str()), private, key],
                     )?;
                 }
-                Event::MemberAdded { room, user } => {
+                Durable::MemberAdded { room, user } => {
                     if let Some(key) = self.keys.get(room) {
                         tx.execute(
                             "INSERT OR IGNORE INTO members (room, user) VALUES (?1, ?2)",
@@ -236,7 +237,7 @@ impl Writer {
                         )?;
                     }
                 }
-                Event::MemberRemoved { room, user } => {
+                Durable::MemberRemoved { room, user } => {
                     if let Some(key) = self.keys.get(room) {
                         tx.execute(
                             "DELETE FROM members WHERE room = ?1 AND user = ?2",
@@ -244,7 +245,7 @@ impl Writer {
                         )?;
                     }
                 }
-                Event::RoomClosed { room, .. } => {
+                Durable::RoomClosed { room, .. } => {
                     if let Some(key) = self.keys.remove(room) {
                         tx.execute("DELETE FROM rooms WHERE key = ?1", [key])?;
                         tx.execute("DELETE FROM members WHERE room = ?1", [key])?;
@@ -252,7 +253,7 @@ impl Writer {
                         latest.remove(&key);
                     }
                 }
-                Event::Published(m) => {
+                Durable::Published(m) => {
                     let key = match self.keys.get(&m.room) {
                         Some(key) => *key,
                         // Core never publishes to a room it did not create; store the message
@@ -275,15 +276,6 @@ impl Writer {
                     latest.insert(key, m.seq.0);
                     self.next_message_id = self.next_message_id.max(m.id.0 + 1);
                 }
-                // Presence and listeners are not stored.
-                Event::Joined { .. }
-                | Event::Left { .. }
-                | Event::ListenerClosed { .. }
-                | Event::Gap { .. }
-                | Event::Here { .. }
-                | Event::Unloaded { .. }
-                | Event::Diverged { .. }
-                | Event::Fetch { .. } => {}
             }
         }
         for (key, seq) in &latest {

@@ -86,8 +86,10 @@ impl Core {
     /// and out to its listeners.
     pub(super) fn apply(&mut self, now: Timestamp, message: std::sync::Arc<crate::Message>) {
         let room = self.room_mut(&message.room);
-        room.apply(message.clone(), now);
-        if room.listener_count() == 0 {
+        let grew = room.apply(message.clone(), now);
+        let idle = room.listener_count() == 0;
+        self.messages_held += usize::from(grew);
+        if idle {
             let id = message.room.clone();
             self.schedule_expiry(&id, now);
         }

@@ -77,6 +77,7 @@ impl Core {
         }
         let room = self.room_mut(&c.room);
         let mut gap = None;
+        let mut dropped = 0;
         if let Some(read) = read {
             room.replica.known_latest = room.replica.known_latest.max(read.latest);
             let latest = room.history().latest();
@@ -86,7 +87,7 @@ impl Core {
                     after: latest,
                     first_held: read.first_held,
                 });
-                room.skip_to(Seq(read.first_held.0 - 1));
+                dropped = room.skip_to(Seq(read.first_held.0 - 1));
             }
         }
         for message in c.messages {
@@ -98,6 +99,7 @@ impl Core {
                 room.replica.held.insert(message.seq, message);
             }
         }
+        self.messages_held -= dropped;
         if let Some(gap) = gap {
             self.stats.log_gaps += 1;
             self.emit(Event::Gap {
@@ -246,10 +248,11 @@ impl Core {
     fn reset(&mut self, id: &RoomId, now: Timestamp) {
         let room = self.room_mut(id);
         let listeners: Vec<_> = room.listeners().collect();
-        room.skip_to(Seq::ZERO);
+        let dropped = room.skip_to(Seq::ZERO);
         room.replica.held.clear();
         room.replica.known_latest = Seq::ZERO;
         room.replica.hole_since = None;
+        self.messages_held -= dropped;
         for listener in listeners {
             self.listeners.remove(&listener);
             let left = self.room_mut(id).leave(listener, now);

@@ -124,18 +124,12 @@ impl Node {
                     .await;
                 tracing::warn!(%room, "Redis lost this room's history; recreated it under a new epoch");
                 self.tell(Outcome::Committed(Committed {
-                    room,
-                    epoch,
-                    messages: Vec::new(),
                     read: Some(LogRead {
                         after: Seq::ZERO,
                         first_held: Seq(1),
                         latest: Seq::ZERO,
                     }),
-                    gone: false,
-                    access: None,
-                    presence: Vec::new(),
-                    present: None,
+                    ..Committed::of(room, epoch)
                 }));
             }
             Job::Here { room, user, here } => {

@@ -136,14 +136,8 @@ impl Node {
                     return;
                 };
                 self.tell(Outcome::Committed(Committed {
-                    room,
-                    epoch,
                     messages: vec![Arc::new(draft.at(Seq(seq)))],
-                    read: None,
-                    gone: false,
-                    access: None,
-                    presence: Vec::new(),
-                    present: None,
+                    ..Committed::of(room, epoch)
                 }));
             }
             PushKind::Disconnection => {

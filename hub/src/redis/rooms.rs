@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::Value;
 use roomcast_core::log::{Committed, Draft, LogRead};
 use roomcast_core::{
-    Access, CloseReason, Event, Message, RoomId, Seq, StoredRoom, Timestamp, UserName,
+    Access, CloseReason, Durable, Event, Message, RoomId, Seq, StoredRoom, Timestamp, UserName,
 };
 use roomcast_store::Progress;
 
@@ -93,18 +93,12 @@ impl Node {
             Some(_) | None => Arc::new(draft.at(Seq(seq))),
         };
         let committed = Committed {
-            room: draft.room.clone(),
-            epoch,
             messages: if duplicate {
                 Vec::new()
             } else {
                 vec![message.clone()]
             },
-            read: None,
-            gone: false,
-            access: None,
-            presence: Vec::new(),
-            present: None,
+            ..Committed::of(draft.room.clone(), epoch)
         };
         Ok((committed, message, duplicate))
     }
@@ -150,18 +144,14 @@ impl Node {
                 .collect()
         });
         Some(Outcome::Committed(Committed {
-            room: room.clone(),
-            epoch,
             messages,
             read: Some(LogRead {
                 after,
                 first_held,
                 latest,
             }),
-            gone: false,
-            access: None,
-            presence: Vec::new(),
             present,
+            ..Committed::of(room.clone(), epoch)
         }))
     }
 
@@ -253,16 +243,20 @@ impl Node {
 
     /// Persists one durable room change.
     pub(super) async fn write_event(&self, event: &Event) -> redis::RedisResult<()> {
-        match event {
-            Event::RoomCreated {
+        // Presence and listeners are never stored.
+        let Some(durable) = event.durable() else {
+            return Ok(());
+        };
+        match durable {
+            Durable::RoomCreated {
                 room,
                 created_at,
                 owner,
                 private,
             } => {
                 let access = Access {
-                    owner: owner.clone(),
-                    private: *private,
+                    owner: owner.cloned(),
+                    private,
                     members: BTreeSet::new(),
                 };
                 let _: Value = redis::cmd("ZADD")
@@ -271,16 +265,16 @@ impl Node {
                     .arg(room.as_str())
                     .query_async(&mut self.conn())
                     .await?;
-                if !self.create(room, &access, *created_at, new_epoch()).await? {
+                if !self.create(room, &access, created_at, new_epoch()).await? {
                     // Another node made it first: theirs stands, and this node takes its
                     // owner, privacy and members from Redis.
                     self.tell(Outcome::AccessChanged(room.clone()));
                 }
                 self.subscribe(Keys::of(room.as_str()).channel).await;
             }
-            Event::MemberAdded { room, user } | Event::MemberRemoved { room, user } => {
+            Durable::MemberAdded { room, user } | Durable::MemberRemoved { room, user } => {
                 let keys = Keys::of(room.as_str());
-                let change = if matches!(event, Event::MemberAdded { .. }) {
+                let change = if matches!(durable, Durable::MemberAdded { .. }) {
                     "SADD"
                 } else {
                     "SREM"
@@ -296,7 +290,7 @@ impl Node {
                     .invoke_async(&mut self.conn())
                     .await?;
             }
-            Event::RoomClosed { room, reason } => match reason {
+            Durable::RoomClosed { room, reason } => match reason {
                 CloseReason::Deleted { .. } | CloseReason::Expired => {
                     let keys = Keys::of(room.as_str());
                     let _: Value = self
@@ -322,16 +316,8 @@ impl Node {
                 | CloseReason::ShuttingDown
                 | CloseReason::Reset => {}
             },
-            // Messages are in the log already; the rest is never stored.
-            Event::Published(_)
-            | Event::Joined { .. }
-            | Event::Left { .. }
-            | Event::ListenerClosed { .. }
-            | Event::Gap { .. }
-            | Event::Here { .. }
-            | Event::Unloaded { .. }
-            | Event::Diverged { .. }
-            | Event::Fetch { .. } => {}
+            // Messages are in the log already.
+            Durable::Published(_) => {}
         }
         Ok(())
     }
