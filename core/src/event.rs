@@ -241,10 +241,14 @@ pub enum CloseReason {
     /// persistence, or failed over to a replica that was behind): numbering starts again, so a
     /// listener's position means nothing now. Reconnect without one.
     Reset,
+    /// The listener's session ended (signed out, here or on another node). Core never emits
+    /// it; the hub says it when the session a stream was opened with ends.
+    SignedOut,
 }
 
 impl CloseReason {
-    /// A short machine name: `deleted`, `expired`, `removed`, `shutdown`, or the refusal's
+    /// A short machine name: `deleted`, `expired`, `removed`, `shutdown`, `reset`,
+    /// `signed-out`, or the refusal's
     /// [`Error::code`].
     pub fn code(&self) -> &'static str {
         match self {
@@ -254,6 +258,7 @@ impl CloseReason {
             CloseReason::Refused(error) => error.code(),
             CloseReason::ShuttingDown => "shutdown",
             CloseReason::Reset => "reset",
+            CloseReason::SignedOut => "signed-out",
         }
     }
 
@@ -265,7 +270,8 @@ impl CloseReason {
             | CloseReason::Removed
             | CloseReason::Refused(_)
             | CloseReason::ShuttingDown
-            | CloseReason::Reset => None,
+            | CloseReason::Reset
+            | CloseReason::SignedOut => None,
         }
     }
 

@@ -7,7 +7,7 @@ use tide::{Request, StatusCode};
 
 use crate::problem::Problem;
 use crate::request::query;
-use crate::request::{State, actor, room_param};
+use crate::request::{State, caller, room_param};
 
 #[derive(Debug, Deserialize)]
 struct StreamQuery {
@@ -15,21 +15,24 @@ struct StreamQuery {
 }
 
 /// Opens a listener for a stream request as the verified caller, resuming after
-/// `Last-Event-ID` (a browser's automatic reconnect) or `?since=`, else live. With `create`, a
-/// missing room is created first (the seed's routes do that).
+/// `Last-Event-ID` (a browser's automatic reconnect) or `?since=`, else live, until the caller's
+/// session ends. With `create`, a missing room is created first (the seed's routes do that).
 pub async fn subscribe(
     req: &Request<State>,
     wire: Wire,
     create: bool,
 ) -> Result<Subscription, Problem> {
+    let caller = caller(req)?;
     let open = OpenListener {
-        user: actor(req)?,
+        user: caller.user.clone(),
         room: room_param(req),
         resume: resume_point(req)?,
         create_if_missing: create,
         replacing: None,
     };
-    Ok(Subscription::open(&req.state().hub, open, wire).await?)
+    let hub = &req.state().hub;
+    let subscription = Subscription::open(hub, open, wire).await?;
+    Ok(subscription.until_signed_out(hub.identity().session_end(&caller)))
 }
 
 /// Where a stream resumes: after `Last-Event-ID`, else `?since=`, else live.

@@ -22,7 +22,7 @@ use tide::{Request, Response, StatusCode};
 
 use crate::problem::Problem;
 use crate::request::parse_json;
-use crate::request::{State, actor, room_param, token};
+use crate::request::{State, caller, room_param, token};
 use crate::stream::resume_point;
 use crate::wire::{ClientFrame, MessageBody, StreamEvent};
 
@@ -86,10 +86,12 @@ pub async fn upgrade(req: Request<State>) -> Result<Response, Problem> {
     let hub = req.state().hub.clone();
     let (subscription, user) = match token(&req) {
         Some(_) => {
-            let user = actor(&req)?;
-            let open = listen(&user, &room, resume);
-            let subscription = Subscription::open(&hub, open, Wire::WebSocket).await?;
-            (Some(subscription), Some(user))
+            let caller = caller(&req)?;
+            let open = listen(&caller.user, &room, resume);
+            let subscription = Subscription::open(&hub, open, Wire::WebSocket)
+                .await?
+                .until_signed_out(hub.identity().session_end(&caller));
+            (Some(subscription), Some(caller.user))
         }
         None => (None, None),
     };
@@ -280,7 +282,8 @@ fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
             | CloseReason::Expired
             | CloseReason::Removed
             | CloseReason::Refused(_)
-            | CloseReason::Reset,
+            | CloseReason::Reset
+            | CloseReason::SignedOut,
         ) => *end = Some(CloseCode::Normal),
         Delivery::Presence(_)
         | Delivery::Gap(_)
@@ -362,8 +365,8 @@ async fn first_frame_auth(
         let problem = Problem::from(e);
         refusal(None, problem.code, problem.detail)
     })?;
-    who.user = caller.user;
-    Subscription::open(
+    who.user = caller.user.clone();
+    let subscription = Subscription::open(
         &who.hub,
         listen(&who.user, &who.room, resume),
         Wire::WebSocket,
@@ -372,7 +375,8 @@ async fn first_frame_auth(
     .map_err(|e| {
         let problem = Problem::from(e);
         refusal(None, problem.code, problem.detail)
-    })
+    })?;
+    Ok(subscription.until_signed_out(who.hub.identity().session_end(&caller)))
 }
 
 /// Opens `user`'s listener on `room` (never creating it).

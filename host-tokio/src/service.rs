@@ -292,10 +292,10 @@ impl Chat for Service {
         &self,
         req: Request<pb::StreamRequest>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let user = self.user(&req)?;
+        let caller = self.caller_of(&req)?;
         let pb::StreamRequest { room, resume_after } = req.into_inner();
         let open = OpenListener {
-            user,
+            user: caller.user.clone(),
             room,
             resume: resume_after.map_or(Resume::Live, |n| Resume::After(Seq(n))),
             create_if_missing: false,
@@ -303,7 +303,8 @@ impl Chat for Service {
         };
         let subscription = Subscription::open(&self.hub, open, Wire::Grpc)
             .await
-            .map_err(status)?;
+            .map_err(status)?
+            .until_signed_out(self.hub.identity().session_end(&caller));
         let gauge = roomcast_hub::telemetry::ConnectionGauge::new("grpc");
         // h2 flow control polls this only when the client has room: a slow client's
         // subscription falls behind and is resynced, and nobody else waits for it.

@@ -1141,7 +1141,8 @@ impl Driver {
                     CloseReason::Removed
                     | CloseReason::Refused(_)
                     | CloseReason::ShuttingDown
-                    | CloseReason::Reset => {}
+                    | CloseReason::Reset
+                    | CloseReason::SignedOut => {}
                 }
                 Output::Close(room, reason)
             }

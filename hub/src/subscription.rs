@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 
 use async_broadcast::{Receiver, RecvError, TryRecvError};
 use roomcast_core::{CloseReason, Gap, ListenerId, OpenListener, Opened, Resume, RoomId, Seq};
+use roomcast_identity::SessionEnd;
 
 use crate::delivery::{Broadcast, Delivery};
 use crate::history::{CATCH_UP_CHUNK, fill_gap};
@@ -37,6 +38,8 @@ pub struct Subscription {
     /// [`Subscription::try_next`] found the listener overflowed; [`Subscription::next`] resyncs.
     lagged: bool,
     done: bool,
+    /// The session the stream was opened with: when it ends, so does the stream.
+    session: SessionEnd,
     deliveries: metrics::Counter,
     resyncs: metrics::Counter,
     gaps: metrics::Counter,
@@ -72,12 +75,19 @@ impl Subscription {
             last: Seq::ZERO,
             lagged: false,
             done: false,
+            session: SessionEnd::never(),
             deliveries: metrics::counter!("roomcast_deliveries_total", "transport" => transport),
             resyncs: metrics::counter!("roomcast_resyncs_total", "transport" => transport),
             gaps: metrics::counter!("roomcast_gaps_total", "transport" => transport),
         };
         subscription.load(opened);
         Ok(subscription)
+    }
+
+    /// Ends the stream with [`CloseReason::SignedOut`] when `session` ends.
+    pub fn until_signed_out(mut self, session: SessionEnd) -> Self {
+        self.session = session;
+        self
     }
 
     /// The room listened to.
@@ -117,7 +127,17 @@ impl Subscription {
                 self.resync().await;
                 continue;
             }
-            match self.receiver.recv_direct().await {
+            let (receiver, session) = (&mut self.receiver, &mut self.session);
+            let received =
+                futures_lite::future::or(async { Some(receiver.recv_direct().await) }, async {
+                    session.wait().await;
+                    None
+                });
+            // The session ended: `try_next` says so.
+            let Some(received) = received.await else {
+                continue;
+            };
+            match received {
                 Ok(delivery) => {
                     if let Some(delivery) = self.received(delivery) {
                         return Some(delivery);
@@ -138,6 +158,11 @@ impl Subscription {
     /// [`next`]: Subscription::next
     pub fn try_next(&mut self) -> Option<Delivery> {
         loop {
+            // Nothing more for a session that has ended, not even what was queued.
+            if !self.done && self.session.ended() {
+                self.pending.clear();
+                return Some(self.deliver(Delivery::Closed(CloseReason::SignedOut)));
+            }
             match self.pending.front() {
                 Some(Pending::Ready(_)) => {
                     if let Some(Pending::Ready(delivery)) = self.pending.pop_front() {

@@ -31,6 +31,7 @@
 mod attempts;
 mod caller;
 mod directory;
+mod ending;
 mod error;
 mod hashing;
 mod names;
@@ -49,6 +50,7 @@ use roomcast_store::Store;
 pub use attempts::{Allowance, Origin};
 pub use caller::{Caller, Issued, bearer};
 pub use directory::Directory;
+pub use ending::SessionEnd;
 pub use error::{AuthError, IdentityError};
 /// The signing algorithms, as `--jwt-public-key` names them.
 pub use jsonwebtoken::Algorithm;
@@ -146,6 +148,8 @@ pub struct Identity {
     /// guests and registrations alike.
     names: RwLock<Names>,
     sessions: RwLock<Sessions>,
+    /// Streams watching their session, told when it ends.
+    endings: Arc<ending::Endings>,
     attempts: Mutex<Attempts>,
     hashing: Hashing,
     options: IdentityOptions,
@@ -271,10 +275,32 @@ impl Identity {
             memory: Mutex::new(HashMap::new()),
             names: RwLock::new(Names::new(registered, guests)),
             sessions: RwLock::new(Sessions::new(sessions)),
+            endings: Arc::default(),
             attempts: Mutex::new(Attempts::new(options.sign_ups)),
             hashing,
             options,
         })
+    }
+
+    /// Resolves when `caller`'s session ends (signed out here or on another node), so a
+    /// stream opened with it can close.
+    pub fn session_end(&self, caller: &Caller) -> SessionEnd {
+        let end = self.endings.watch(caller.session.as_deref());
+        // Watched first, then checked: an end between the two is not missed.
+        if let Some(sid) = &caller.session
+            && !self.live(sid, &caller.user)
+        {
+            self.endings.end(sid);
+        }
+        end
+    }
+
+    /// Whether session `sid` of `user` has not ended.
+    fn live(&self, sid: &str, user: &str) -> bool {
+        match &self.shared {
+            Some(_) => !read(&self.revoked).contains(sid),
+            None => read(&self.sessions).belongs_to(sid, user),
+        }
     }
 
     /// Whether guests may chat.
@@ -299,14 +325,10 @@ impl Identity {
             .claims;
         UserName::parse(&claims.sub, self.options.max_name_chars)
             .map_err(|e| AuthError::InvalidToken(format!("its sub is not a user name: {e}")))?;
-        if let Some(sid) = &claims.sid {
-            let live = match &self.shared {
-                Some(_) => !read(&self.revoked).contains(sid),
-                None => read(&self.sessions).belongs_to(sid, &claims.sub),
-            };
-            if !live {
-                return Err(AuthError::Revoked);
-            }
+        if let Some(sid) = &claims.sid
+            && !self.live(sid, &claims.sub)
+        {
+            return Err(AuthError::Revoked);
         }
         if claims.guest {
             if !self.options.guests {
@@ -434,6 +456,7 @@ impl Identity {
     /// Another node revoked this session: its tokens stop working here too.
     pub fn on_revoked(&self, sid: &str) {
         write(&self.revoked).insert(sid.to_owned());
+        self.endings.end(sid);
     }
 
     /// Another node registered this name: a guest token for it is no longer good here.
@@ -464,6 +487,7 @@ impl Identity {
             return Ok(()); // Minted elsewhere: only its expiry ends it.
         };
         write(&self.sessions).end(sid);
+        self.endings.end(sid);
         if let Some(store) = &self.store {
             store.remove_session(sid).map_err(unavailable)?;
         }

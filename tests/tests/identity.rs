@@ -632,3 +632,98 @@ async fn the_grpc_host_signs_in_and_guards_private_rooms() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
+
+/// A stream is opened with a session; when that session signs out (say, in another tab), the
+/// stream ends with `signed-out` instead of going on receiving the room. Other sessions stay.
+#[test]
+fn signing_out_ends_that_sessions_open_streams() {
+    use tungstenite::Message;
+    use tungstenite::client::IntoClientRequest;
+    let server = Server::smol(&[]);
+    let ada = guest(&server, "ada");
+    let bob = guest(&server, "bob");
+    call(
+        &server,
+        "POST",
+        "/api/v1/rooms",
+        Some(&ada),
+        Some(json!({"room": "den"})),
+    );
+    let path = "/api/v1/rooms/den/events";
+    let mut sse = SseStream::open_with_token(server.addr, path, &ada).expect("ada's stream");
+    let mut bobs = SseStream::open_with_token(server.addr, path, &bob).expect("bob's stream");
+    let mut request = server
+        .ws_url("/api/v1/rooms/den/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {ada}").parse().unwrap());
+    let (mut ws, _) = tungstenite::connect(request).expect("ada's socket");
+    if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+        tcp.set_read_timeout(Some(roomcast_e2e::PATIENCE)).unwrap();
+    }
+
+    assert_eq!(
+        call(&server, "POST", "/api/v1/auth/sign-out", Some(&ada), None).status,
+        204
+    );
+    let closed = sse.next_of("closed").expect("the SSE stream is told");
+    assert_eq!(closed.json()["reason"], "signed-out");
+    assert!(sse.next_event().is_none(), "and it ends");
+    let closed = loop {
+        match ws.read().expect("a frame") {
+            Message::Text(text) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "closed" {
+                    break frame;
+                }
+            }
+            Message::Close(_) => panic!("closed without saying why"),
+            Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    };
+    assert_eq!(closed["reason"], "signed-out");
+    // Bob's session is untouched.
+    call(
+        &server,
+        "POST",
+        "/api/v1/rooms/den/messages",
+        Some(&bob),
+        Some(json!({"text": "still here"})),
+    );
+    assert_eq!(
+        bobs.next_of("message").unwrap().json()["text"],
+        "still here"
+    );
+}
+
+#[tokio::test]
+async fn a_grpc_stream_ends_when_its_session_signs_out() {
+    let server = Server::tokio(&[]);
+    let mut c = client(&server).await;
+    let bob = roomcast_e2e::grpc::guest(&mut c, "bob").await;
+    c.create_room(with_token(
+        &bob,
+        pb::CreateRoomRequest {
+            room: "den".into(),
+            private: false,
+        },
+    ))
+    .await
+    .unwrap();
+    let open = pb::StreamRequest {
+        room: "den".into(),
+        resume_after: None,
+    };
+    let mut stream = c.stream(with_token(&bob, open)).await.unwrap().into_inner();
+    assert!(matches!(next(&mut stream).await, Some(Event::Presence(_))));
+    c.sign_out(with_token(&bob, pb::SignOutRequest {}))
+        .await
+        .unwrap();
+    match next(&mut stream).await {
+        Some(Event::Closed(closed)) => assert_eq!(closed.reason, "signed-out"),
+        other => panic!("expected the stream to close, got {other:?}"),
+    }
+    assert!(next(&mut stream).await.is_none(), "and it ends");
+}

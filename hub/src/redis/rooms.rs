@@ -314,7 +314,8 @@ impl Node {
                 CloseReason::Removed
                 | CloseReason::Refused(_)
                 | CloseReason::ShuttingDown
-                | CloseReason::Reset => {}
+                | CloseReason::Reset
+                | CloseReason::SignedOut => {}
             },
             // Messages are in the log already.
             Durable::Published(_) => {}
