@@ -243,6 +243,18 @@ pub struct RoomSummary {
     pub members: Vec<UserName>,
 }
 
+impl RoomSummary {
+    /// For a direct-message room (private, without an owner), the other person of the pair
+    /// `user` is in; `None` for any other room, or a pair without `user`.
+    pub fn direct_with(&self, user: &str) -> Option<&UserName> {
+        if self.owner.is_some() || !self.private || self.members.len() != 2 {
+            return None;
+        }
+        let mine = self.members.iter().position(|m| m.as_str() == user)?;
+        self.members.get(1 - mine)
+    }
+}
+
 /// Who a room belongs to and who may see it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Access {

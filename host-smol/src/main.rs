@@ -8,6 +8,8 @@ mod server;
 
 mod routes;
 
+mod origins;
+
 mod api;
 mod auth;
 mod openapi;
@@ -62,6 +64,11 @@ struct Cli {
     /// How often idle streams send a heartbeat (an SSE comment, a WebSocket ping).
     #[arg(long, env = "ROOMCAST_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
     heartbeat: Duration,
+    /// Web pages on other origins that may use the API and its streams from a browser
+    /// (comma-separated, like `https://app.example.com`; `*` for any). This server's own pages
+    /// always may; no others by default.
+    #[arg(long, env = "ROOMCAST_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = origins::origin)]
+    allowed_origins: Vec<String>,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
@@ -95,6 +102,7 @@ fn main() -> anyhow::Result<()> {
             max_body: cli.max_body_bytes,
             heartbeat: cli.heartbeat,
             streams: streams.clone(),
+            origins: origins::AllowedOrigins::new(cli.allowed_origins.clone()),
         };
         let (stop, stopped) = async_channel::bounded(1);
         runtime::spawn(async move {

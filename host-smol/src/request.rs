@@ -33,6 +33,8 @@ pub struct State {
     pub heartbeat: Duration,
     /// Counts open streams, so shutdown can wait for them to say goodbye.
     pub streams: Streams,
+    /// Pages on other origins that may use the API.
+    pub origins: crate::origins::AllowedOrigins,
 }
 
 /// The number of open SSE and WebSocket streams.

@@ -196,6 +196,7 @@ pub fn build(state: State) -> tide::Server<State> {
     // represent from it too.
     let _ = ROUTES.set(routes);
     app.with(RouterRefusals);
+    app.with(crate::origins::CheckOrigin);
     app
 }
 

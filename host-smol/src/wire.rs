@@ -316,10 +316,12 @@ pub enum StreamEvent {
     /// Messages after `after` and before `first_held` are no longer held; delivery goes on from
     /// `first_held`.
     Gap(GapBody),
-    /// The stream ends: the room was `deleted` or `expired`, or the server is shutting down
-    /// (`shutdown`; reconnect later and resume).
+    /// The stream ends: the room was `deleted` or `expired`, the listener `removed` from a
+    /// private room, its session `signed-out`, the room's numbering `reset` (reconnect without
+    /// a position), or the server is shutting down (`shutdown`; reconnect later and resume).
     Closed {
-        /// `deleted`, `expired` or `shutdown`.
+        /// `deleted`, `expired`, `removed`, `signed-out`, `reset`, `shutdown`, or a refusal's
+        /// code.
         reason: String,
         /// For `deleted`: who deleted the room, if known.
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,124 +1,369 @@
-// roomcast room page: live messages over Server-Sent Events, posting without a reload.
-// Everything from the server is inserted with textContent, never as HTML.
-"use strict";
-(() => {
-  const chat = document.getElementById("chat");
-  if (!chat) return;
-  const room = chat.dataset.room;
-  const list = document.getElementById("messages");
-  const scroller = list.parentElement;
-  const present = document.getElementById("present");
-  const count = document.getElementById("count");
-  const status = document.getElementById("status");
-  const form = document.getElementById("composer");
-  const textInput = document.getElementById("text");
-  const errorBox = document.getElementById("error");
-  let lastSeq = Number(chat.dataset.latest) || 0;
-  let source = null;
+// The room page: live messages through the client library, posting without a reload, older
+// messages on demand. The page works without this script (plain form posts, links for older
+// messages); with it, the same markup comes alive. Text from the server is only ever inserted as
+// text nodes, never as HTML.
+import { connect } from "/assets/roomcast.js";
 
-  // Who is signed in: the page says; the session cookie (HttpOnly) goes with every request.
+const chat = document.getElementById("chat");
+const $ = (id) => document.getElementById(id);
+
+/** Consecutive messages by one person within this long share one header. */
+const GROUP_WITHIN_MS = 5 * 60 * 1000;
+
+// ---- Text: links and code, made from text nodes only ------------------------------------------
+
+const URL_PATTERN = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+
+/** A link's URL without trailing punctuation (a closing bracket stays if it has a partner). */
+function trimUrl(url) {
+  for (;;) {
+    const last = url.at(-1);
+    if (".,;:!?'\"".includes(last)) url = url.slice(0, -1);
+    else if (last === ")" && (url.match(/\(/g) || []).length < (url.match(/\)/g) || []).length) url = url.slice(0, -1);
+    else return url;
+  }
+}
+
+/** Text with http(s) links made clickable; any other scheme (javascript:, data:) stays text. */
+function linkify(text, into) {
+  let at = 0;
+  for (const match of text.matchAll(URL_PATTERN)) {
+    const url = trimUrl(match[0]);
+    let parsed = null;
+    try { parsed = new URL(url); } catch { /* not a URL after all */ }
+    if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) continue;
+    into.append(text.slice(at, match.index));
+    const a = document.createElement("a");
+    a.href = parsed.href;
+    a.textContent = url;
+    a.rel = "noopener noreferrer nofollow";
+    a.target = "_blank";
+    into.append(a);
+    at = match.index + url.length;
+  }
+  into.append(text.slice(at));
+}
+
+/** A message's text: ```fenced``` blocks and `inline` code set apart, links clickable. */
+function formatText(text) {
+  const out = document.createDocumentFragment();
+  const parts = text.split(/```(?:[\w+-]*\n)?([\s\S]*?)```/g);
+  parts.forEach((part, i) => {
+    if (i % 2 === 1) {
+      const pre = document.createElement("pre");
+      const code = document.createElement("code");
+      code.textContent = part.replace(/\n$/, "");
+      pre.append(code);
+      out.append(pre);
+      return;
+    }
+    part.split(/`([^`\n]+)`/g).forEach((piece, j) => {
+      if (j % 2 === 1) {
+        const code = document.createElement("code");
+        code.textContent = piece;
+        out.append(code);
+      } else {
+        linkify(piece, out);
+      }
+    });
+  });
+  return out;
+}
+
+// ---- Time ----------------------------------------------------------------------------------------
+
+const clock = (d) => d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+const full = (d) => d.toLocaleString([], { dateStyle: "full", timeStyle: "long" });
+const dayKey = (d) => `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
+function dayWords(d) {
+  const today = new Date();
+  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+  if (dayKey(d) === dayKey(today)) return "Today";
+  if (dayKey(d) === dayKey(yesterday)) return "Yesterday";
+  return d.toLocaleDateString([], { weekday: "long", day: "numeric", month: "long", year: "numeric" });
+}
+
+// ---- The page --------------------------------------------------------------------------------------
+
+function start() {
+  const roomId = chat.dataset.room;
   const me = chat.dataset.user;
-  const name = () => me;
+  const list = $("messages");
+  const scroller = $("scroller");
+  const edge = $("edge");
+  const status = $("status");
+  const form = $("composer");
+  const textInput = $("text");
+  const errorBox = $("error");
+  const notices = $("notices");
+  const jump = $("jump");
+  const presentList = $("present");
+  const count = $("count");
+  const live = chat.dataset.live === "true";
+  const signIn = () => location.assign(`/sign-in?next=${encodeURIComponent(location.pathname)}`);
 
-  const nearBottom = () => scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
-  const scrollDown = () => { scroller.scrollTop = scroller.scrollHeight; };
-  const time = (iso) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  /** What is shown, oldest first: {seq, user, at: Date, node}. */
+  const shown = [];
+  let firstShown = Number(chat.dataset.firstShown);
+  let firstHeld = Number(chat.dataset.firstHeld);
+  let unseen = 0;
 
-  function notice(text) {
-    const li = document.createElement("li");
-    li.className = "notice";
-    li.textContent = text;
-    list.append(li);
+  // The scroller is a reversed column, so it opens at the newest message (with or without
+  // this script) and scrollTop counts up from the bottom.
+  const fromBottom = () => Math.abs(scroller.scrollTop);
+  const atBottom = () => fromBottom() < 60;
+  const toBottom = () => { scroller.scrollTop = 0; unseen = 0; jump.hidden = true; };
+
+  function notice(text, { lasting = false } = {}) {
+    const p = document.createElement("p");
+    p.className = "notice";
+    p.textContent = text;
+    notices.append(p);
+    while (notices.children.length > 3) notices.firstElementChild.remove();
+    if (!lasting) setTimeout(() => p.remove(), 10000);
   }
 
-  function addMessage(m) {
-    if (m.seq <= lastSeq) return; // already shown (server-rendered, or a resumed stream)
-    lastSeq = m.seq;
-    const stick = nearBottom();
+  /** A separator for the day of `at`. */
+  function daySeparator(at) {
     const li = document.createElement("li");
-    li.className = "message" + (m.user === name() ? " mine" : "");
+    li.className = "day";
+    const span = document.createElement("span");
+    span.textContent = dayWords(at);
+    li.append(span);
+    return li;
+  }
+
+  /** A message's list item, grouped under `previous` (the message shown just before it). */
+  function messageNode(m, previous) {
+    const at = new Date(m.sent_at);
+    const li = document.createElement("li");
+    li.className = "message" + (m.user === me ? " mine" : "");
+    li.id = `m${m.seq}`;
     li.dataset.seq = m.seq;
+    li.dataset.user = m.user;
+    const meta = document.createElement("div");
+    meta.className = "meta";
     const who = document.createElement("span");
     who.className = "who";
     who.textContent = m.user;
-    const at = document.createElement("time");
-    at.dateTime = m.sent_at;
-    at.textContent = time(m.sent_at);
-    const text = document.createElement("p");
+    const time = document.createElement("time");
+    time.dateTime = m.sent_at;
+    time.textContent = clock(at);
+    time.title = full(at);
+    meta.append(who, " ", time);
+    const text = document.createElement("div");
     text.className = "text";
-    text.textContent = m.text;
-    li.append(who, at, text);
-    list.append(li);
-    if (stick || m.user === name()) scrollDown();
+    text.append(formatText(m.text));
+    li.append(meta, text);
+    const entry = { seq: m.seq, user: m.user, at, node: li };
+    group(entry, previous);
+    return entry;
   }
 
-  const people = new Map();
+  /** Marks `entry` as continuing `previous` (same person, same day, soon after), and says
+   * whether a day separator goes between them. */
+  function group(entry, previous) {
+    const newDay = !previous || dayKey(previous.at) !== dayKey(entry.at);
+    const continued = !newDay && previous.user === entry.user && entry.at - previous.at < GROUP_WITHIN_MS;
+    entry.node.classList.toggle("continued", continued);
+    entry.newDay = newDay;
+  }
+
+  function append(m) {
+    const previous = shown.at(-1);
+    const entry = messageNode(m, previous);
+    const stick = atBottom();
+    const before = scroller.scrollHeight;
+    if (entry.newDay) list.append(daySeparator(entry.at));
+    list.append(entry.node);
+    shown.push(entry);
+    if (stick || m.user === me) {
+      toBottom();
+    } else {
+      // Keep what the reader is looking at where it is, and say something new is below.
+      scroller.scrollTop -= scroller.scrollHeight - before;
+      unseen += 1;
+      jump.textContent = `${unseen} new message${unseen === 1 ? "" : "s"} below`;
+      jump.hidden = false;
+    }
+  }
+
+  /** Older messages (oldest first) go above what is shown; the view stays where it is. */
+  function prepend(messages) {
+    const nodes = [];
+    const entries = [];
+    let previous = null;
+    for (const m of messages) {
+      const entry = messageNode(m, previous);
+      if (entry.newDay) nodes.push(daySeparator(entry.at));
+      nodes.push(entry.node);
+      entries.push(entry);
+      previous = entry;
+    }
+    const oldFirst = shown[0];
+    if (oldFirst && previous) {
+      group(oldFirst, previous);
+      const separator = oldFirst.node.previousElementSibling;
+      if (!oldFirst.newDay && separator?.classList.contains("day")) separator.remove();
+    }
+    list.prepend(...nodes);
+    shown.unshift(...entries);
+  }
+
+  function showEdge() {
+    edge.replaceChildren();
+    if (firstShown > firstHeld) {
+      const a = document.createElement("a");
+      a.id = "older";
+      a.href = `/room/${encodeURIComponent(roomId)}?before=${firstShown}`;
+      a.textContent = "Load older messages";
+      // Without a live page (an older page), the link itself goes there.
+      if (room) {
+        a.addEventListener("click", (e) => { e.preventDefault(); loadOlder(); });
+        watcher?.observe(a);
+      }
+      edge.append(a);
+    } else {
+      edge.textContent = firstHeld > 1 ? "Older messages are no longer kept." : chat.dataset.beginning;
+    }
+  }
+
+  let room = null;
+  let loading = false;
+  async function loadOlder() {
+    if (loading || firstShown <= firstHeld || !room) return;
+    loading = true;
+    edge.textContent = "Loading older messages…";
+    try {
+      const page = await room.history({ before: firstShown, limit: 100 });
+      firstHeld = page.first_held;
+      if (page.messages.length) {
+        prepend(page.messages);
+        firstShown = page.messages[0].seq;
+      } else {
+        firstShown = firstHeld;
+      }
+    } catch (e) {
+      if (e.status === 401) return signIn();
+      notice(`Could not load older messages: ${e.message}`);
+    } finally {
+      loading = false;
+      showEdge();
+    }
+  }
+  // Scrolling up to the top loads more, as the link does.
+  const watcher = "IntersectionObserver" in window
+    ? new IntersectionObserver((seen) => { if (seen.some((s) => s.isIntersecting)) loadOlder(); }, { root: scroller })
+    : null;
+
+  // ---- People ----
+  const people = new Set([...presentList.querySelectorAll("li")].map((li) => li.textContent.trim()));
   function renderPeople() {
-    present.replaceChildren(...[...people.keys()].sort().map((u) => {
+    presentList.replaceChildren(...[...people].sort().map((u) => {
       const li = document.createElement("li");
-      li.textContent = u;
+      const dot = document.createElement("span");
+      dot.className = "dot";
+      dot.setAttribute("aria-hidden", "true");
+      li.append(dot, u);
       return li;
     }));
     count.textContent = String(people.size);
+    for (const li of document.querySelectorAll("#members li")) {
+      const state = li.querySelector(".state");
+      if (state) state.textContent = people.has(li.dataset.user) ? "here" : "away";
+    }
   }
 
-  function connect() {
-    if (source) source.close();
-    const url = `/api/v1/rooms/${encodeURIComponent(room)}/events?since=${lastSeq}`;
-    source = new EventSource(url);
-    source.onopen = () => { status.textContent = "live"; status.classList.add("live"); };
-    source.onerror = () => { status.textContent = "reconnecting…"; status.classList.remove("live"); };
-    source.addEventListener("message", (e) => addMessage(JSON.parse(e.data)));
-    source.addEventListener("presence", (e) => {
-      const p = JSON.parse(e.data);
-      if (p.kind === "snapshot") { people.clear(); for (const u of p.users) people.set(u.user, u.listeners); }
-      else if (p.kind === "joined") people.set(p.user, 1);
-      else if (p.kind === "left") people.delete(p.user);
-      renderPeople();
-    });
-    source.addEventListener("gap", (e) => {
-      const g = JSON.parse(e.data);
-      notice(`${g.first_held - g.after - 1} message(s) are no longer available.`);
-      lastSeq = Math.max(lastSeq, g.first_held - 1);
-    });
-    source.addEventListener("closed", (e) => {
-      const c = JSON.parse(e.data);
-      if (c.reason === "shutdown") { notice("The server is restarting; reconnecting…"); return; }
-      source.close();
-      status.textContent = "closed"; status.classList.remove("live");
-      notice(c.reason === "deleted" ? `This room was deleted${c.by ? " by " + c.by : ""}.` : "This room has closed.");
-      form.querySelector("button").disabled = true;
-    });
+  // ---- What the server rendered becomes the same live markup ----
+  const rendered = [...list.querySelectorAll(".message")].map((li) => ({
+    seq: Number(li.dataset.seq),
+    user: li.dataset.user,
+    sent_at: li.dataset.at,
+    text: li.querySelector(".text").textContent,
+  }));
+  list.replaceChildren();
+  prepend(rendered);
+  toBottom();
+  scroller.addEventListener("scroll", () => { if (atBottom()) { unseen = 0; jump.hidden = true; } }, { passive: true });
+  jump.addEventListener("click", () => { toBottom(); textInput.focus(); });
+
+  const setStatus = (text, on) => { status.textContent = text; status.classList.toggle("live", on); };
+
+  function ended(closed) {
+    setStatus("Closed", false);
+    if (closed.status === 401 || closed.reason === "signed-out") return signIn();
+    const why = {
+      deleted: `This room was deleted${closed.by ? ` by ${closed.by}` : ""}.`,
+      expired: "This room expired after a long time with nobody in it.",
+      removed: "You were removed from this room.",
+      "room-not-found": "This room no longer exists.",
+      "permission-denied": "You may no longer read this room.",
+    }[closed.reason] || `The connection ended: ${closed.detail || closed.reason}.`;
+    notice(why, { lasting: true });
+    people.clear();
+    renderPeople();
+    for (const control of form.elements) control.disabled = true;
   }
 
+  if (live) room = connect({
+    room: roomId,
+    since: Number(chat.dataset.latest),
+    on: {
+      message: append,
+      presence(p) {
+        if (p.kind === "snapshot") { people.clear(); for (const u of p.users) people.add(u.user); }
+        else if (p.kind === "joined") people.add(p.user);
+        else if (p.kind === "left") people.delete(p.user);
+        renderPeople();
+      },
+      gap(g) {
+        const missing = g.first_held - g.after - 1;
+        const li = document.createElement("li");
+        li.className = "gap";
+        li.textContent = `${missing} message${missing === 1 ? " is" : "s are"} no longer kept here.`;
+        list.append(li);
+        notice(li.textContent);
+      },
+      status(s) {
+        if (s === "live") setStatus("Live", true);
+        else if (s === "connecting") setStatus("Connecting…", false);
+        else if (s === "reconnecting") setStatus("Reconnecting…", false);
+      },
+      restarting: () => notice("The server is restarting; reconnecting…"),
+      reconnected: () => notice("Reconnected: you are up to date."),
+      reset() {
+        notice("This room's history was reset on the server; showing it afresh.", { lasting: true });
+        list.replaceChildren();
+        shown.length = 0;
+        firstShown = firstHeld = 1;
+        showEdge();
+      },
+      closed: ended,
+    },
+  });
+  showEdge();
+
+  // ---- Posting ----
   function showError(text) {
     errorBox.textContent = text;
     errorBox.hidden = !text;
   }
 
   form.addEventListener("submit", async (event) => {
+    if (!room) return; // an older page posts the form itself
     event.preventDefault();
     const text = textInput.value;
     if (!text.trim()) return;
     const button = form.querySelector("button");
     button.disabled = true;
-    const key = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^A-Za-z0-9-]/g, "");
     try {
-      const res = await fetch(`/api/v1/rooms/${encodeURIComponent(room)}/messages`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ text, idempotency_key: key }),
-      });
-      if (res.ok) {
-        textInput.value = "";
-        fit();
-        showError(""); // the message itself arrives on the stream, in order
-      } else {
-        const problem = await res.json().catch(() => ({ detail: res.statusText }));
-        showError(problem.detail || "Could not send.");
-      }
+      await room.post(text);
+      textInput.value = "";
+      fit();
+      showError(""); // the message itself arrives on the stream, in order
     } catch (e) {
-      showError("Could not reach the server; your message was not sent.");
+      if (e.status === 401) return signIn();
+      showError(e.status ? e.message : "Could not reach the server; your message was not sent.");
     } finally {
       button.disabled = false;
       textInput.focus();
@@ -132,16 +377,9 @@
     textInput.style.overflowY = textInput.scrollHeight > textInput.clientHeight + 2 ? "auto" : "hidden";
   };
   textInput.addEventListener("input", fit);
-
   textInput.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
   });
+}
 
-  for (const t of list.querySelectorAll("time")) t.textContent = time(t.dateTime);
-  for (const li of list.querySelectorAll(".message")) {
-    if (li.querySelector(".who").textContent === name()) li.classList.add("mine");
-  }
-  for (const li of present.querySelectorAll("li")) people.set(li.textContent, 1);
-  scrollDown();
-  connect();
-})();
+if (chat) start();

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod chromium;
 pub mod grpc;
 pub mod raw;
 pub mod redis;
@@ -68,21 +69,39 @@ pub struct Server {
 impl Server {
     /// Starts `roomcast-smol` on a free loopback port with these extra flags.
     pub fn smol(args: &[&str]) -> Server {
-        Server::start(binary("roomcast-smol", "roomcast-smol"), args)
+        Server::start(
+            binary("roomcast-smol", "roomcast-smol"),
+            "127.0.0.1:0",
+            args,
+        )
+    }
+
+    /// Starts `roomcast-smol` on `addr`: where a stopped server listened, so that its clients
+    /// (a browser page) reconnect to the new one.
+    pub fn smol_on(addr: SocketAddr, args: &[&str]) -> Server {
+        Server::start(
+            binary("roomcast-smol", "roomcast-smol"),
+            &addr.to_string(),
+            args,
+        )
     }
 
     /// Starts `roomcast-tokio` (gRPC) on a free loopback port with these extra flags.
     pub fn tokio(args: &[&str]) -> Server {
-        Server::start(binary("roomcast-tokio", "roomcast-tokio"), args)
+        Server::start(
+            binary("roomcast-tokio", "roomcast-tokio"),
+            "127.0.0.1:0",
+            args,
+        )
     }
 
-    fn start(path: PathBuf, args: &[&str]) -> Server {
+    fn start(path: PathBuf, listen: &str, args: &[&str]) -> Server {
         let chosen = args
             .iter()
             .any(|a| a.starts_with("--data-dir") || *a == "--in-memory");
         let data = (!chosen).then(|| tempfile::tempdir().expect("a temporary data dir"));
         let mut child = Command::new(&path)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(
                 data.iter()
                     .flat_map(|d| [OsStr::new("--data-dir"), d.path().as_os_str()]),
@@ -489,6 +508,7 @@ pub fn request_with(
     }
     let mut req = match method {
         "DELETE" => agent().delete(url),
+        "OPTIONS" => agent().options(url),
         _ => agent().get(url),
     };
     for (name, value) in headers {

@@ -55,7 +55,7 @@ fn a_recorded_smol_server_replays_identically_across_a_restart() {
         &json!({"text": "x"}),
     );
     assert_eq!(missing.status, 404);
-    // A private room, a member added and removed, the page's create-on-first-use.
+    // A private room, a member added and removed, the page's look at a room that is not there.
     let den = post_json(
         &server.url("/api/v1/rooms?user=ada"),
         &json!({"room": "den", "private": true}),
@@ -71,7 +71,7 @@ fn a_recorded_smol_server_replays_identically_across_a_restart() {
         204
     );
     let mut zoe = Browser::guest(&server, "zoe");
-    assert_eq!(zoe.get("/room/first-use").status, 200);
+    assert_eq!(zoe.get("/room/not-yet").status, 404);
     create_room(&server, "doomed");
     assert_eq!(delete(&server.url("/api/v1/rooms/doomed")).status, 204);
     stop(server);

@@ -1,23 +1,23 @@
 //! The original design's routes keep working: the HTML page, the form post, DELETE, the SSE
-//! stream and `POST /submit`, which create rooms on first use as the seed did.
+//! stream and `POST /submit`. The stream and submit create rooms on first use as the seed did;
+//! the page never does (a mistyped link would make a room).
 
 use roomcast_e2e::{Browser, Server, SseStream, delete, get, post_json};
 use serde_json::json;
 
 #[test]
 fn the_seed_routes_work_end_to_end() {
-    // The page (as `anonymous`) creates the room on first visit; `anonymous` owns it and may
-    // delete it later.
+    // The seed's stream (as `anonymous`) creates the room on first use; `anonymous` owns it and
+    // may delete it later. The page only shows it.
     let server = Server::smol(&[]);
+    assert_eq!(get(&server.url("/room/seedroom")).status, 404);
 
+    let mut stream = SseStream::open(server.addr, "/stream/seedroom", None).expect("stream opens");
+    assert_eq!(stream.next_event().expect("presence").event, "presence");
     let page = get(&server.url("/room/seedroom"));
     assert_eq!(page.status, 200);
     assert_eq!(page.content_type, "text/html;charset=utf-8");
     assert!(page.body.contains("#seedroom"));
-
-    let mut stream =
-        SseStream::open(server.addr, "/stream/seedroom?user=watcher", None).expect("stream opens");
-    assert_eq!(stream.next_event().expect("presence").event, "presence");
 
     let submitted = post_json(
         &server.url("/submit"),

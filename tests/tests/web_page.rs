@@ -1,12 +1,12 @@
 //! The web chat as a browser without JavaScript sees it: escaped, working forms, no outside
 //! resources.
 
-use roomcast_e2e::{Browser, Server, get, say};
+use roomcast_e2e::{Browser, Server, create_room, delete, get, say};
 
 #[test]
 fn user_text_is_escaped_in_the_page() {
     let server = Server::smol(&[]);
-    get(&server.url("/room/xss?user=mallory"));
+    create_room(&server, "xss");
     say(
         &server,
         "xss",
@@ -35,6 +35,7 @@ fn user_text_is_escaped_in_the_page() {
 #[test]
 fn the_page_posts_without_javascript_and_keeps_any_text() {
     let server = Server::smol(&[]);
+    create_room(&server, "plain");
     let mut zoe = Browser::guest(&server, "Zoë");
     assert_eq!(zoe.get("/room/plain").status, 200);
     let form = zoe.post_form("/room/plain", &[("text", "café ☕ 🎉\r\nsecond line")]);
@@ -70,6 +71,7 @@ fn the_page_posts_without_javascript_and_keeps_any_text() {
 #[test]
 fn forms_without_the_csrf_token_are_refused() {
     let server = Server::smol(&[]);
+    create_room(&server, "guarded");
     let mut zoe = Browser::guest(&server, "zoe");
     zoe.get("/room/guarded");
     for (path, fields) in [
@@ -196,6 +198,7 @@ fn accounts_register_sign_in_and_sign_out_in_the_browser() {
 #[test]
 fn the_page_needs_nothing_from_outside() {
     let server = Server::smol(&[]);
+    create_room(&server, "offline");
     let mut visitor = Browser::guest(&server, "visitor");
     for path in [
         "/",
@@ -216,12 +219,20 @@ fn the_page_needs_nothing_from_outside() {
             .body
             .contains("textContent")
     );
-    assert!(
-        !get(&server.url("/assets/app.js"))
-            .body
-            .contains("innerHTML"),
-        "live messages never go in as HTML"
-    );
+    for script in ["/assets/app.js", "/assets/roomcast.js"] {
+        let body = get(&server.url(script)).body;
+        assert!(
+            !body.contains("innerHTML") && !body.contains("insertAdjacentHTML"),
+            "{script}: messages never go in as HTML"
+        );
+    }
+    // The pages load only their own files, inline nothing, and are never framed.
+    let policy = visitor
+        .get("/")
+        .header("content-security-policy")
+        .map(str::to_owned);
+    let policy = policy.expect("a Content-Security-Policy");
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
     get(&server.url("/assets/nope.js")).problem(404, "no-such-asset");
 }
 
@@ -261,4 +272,40 @@ fn admins_manage_members_on_the_page_as_owners_do() {
     let page = bob.get("/room/den");
     assert_eq!(page.status, 200);
     assert!(!page.body.contains("action=\"/room/den/members\""));
+}
+
+#[test]
+fn looking_at_a_room_never_creates_or_changes_it() {
+    let server = Server::smol(&[]);
+    let mut zoe = Browser::guest(&server, "zoe");
+    // A typo: a page that says so, with a button to make it; nothing is made.
+    let typo = zoe.get("/room/lobyy");
+    assert_eq!(typo.status, 404);
+    assert!(typo.content_type.starts_with("text/html"));
+    assert!(typo.body.contains("No room named #lobyy"), "{}", typo.body);
+    assert!(typo.body.contains("action=\"/rooms\"") && typo.body.contains("value=\"lobyy\""));
+    get(&server.url("/api/v1/rooms/lobyy")).problem(404, "room-not-found");
+    assert!(
+        !zoe.get("/").body.contains("/room/lobyy"),
+        "not in the lobby"
+    );
+    // A stale page posting to it makes nothing either.
+    let posted = zoe.post_form("/room/lobyy", &[("text", "anyone?")]);
+    assert_eq!(posted.status, 404);
+    get(&server.url("/api/v1/rooms/lobyy")).problem(404, "room-not-found");
+
+    // A deleted room stays deleted when anyone reloads its page.
+    let mut ada = Browser::guest(&server, "ada");
+    assert_eq!(ada.post_form("/rooms", &[("room", "gone")]).status, 303);
+    assert_eq!(zoe.get("/room/gone").status, 200);
+    assert_eq!(
+        delete(&server.url("/api/v1/rooms/gone?user=ada")).status,
+        204
+    );
+    assert_eq!(zoe.get("/room/gone").status, 404);
+    get(&server.url("/api/v1/rooms/gone")).problem(404, "room-not-found");
+    // A name that cannot be a room says why, and offers nothing to create.
+    let bad = zoe.get("/room/no%20spaces");
+    assert_eq!(bad.status, 400);
+    assert!(!bad.body.contains("action=\"/rooms\""));
 }

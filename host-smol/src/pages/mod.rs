@@ -8,7 +8,7 @@
 
 use askama::Template;
 use roomcast_core::{
-    ChangeMember, CreateRoom, Cursor, History, ListRooms, MemberChange, OpenDirect, Submit,
+    ChangeMember, CreateRoom, Cursor, History, ListRooms, MemberChange, OpenDirect, Seq, Submit,
     ViewRoom,
 };
 use roomcast_hub::identity::{Caller, Issued, random_token};
@@ -19,12 +19,18 @@ use tide::{Redirect, Request, Response, StatusCode};
 
 use crate::problem::Problem;
 use crate::request::{SESSION_COOKIE, State, client_ip, cookie, form_body, room_param, token};
-use crate::wire::rfc3339;
 use roomcast_hub::telemetry::Access;
 
+mod view;
+use view::{MemberRow, MessageRow, SideRoom};
+
 const CSRF_COOKIE: &str = "roomcast_csrf";
-/// Messages shown when a room page loads; older ones are a scroll (and a request) away.
+/// Messages shown when a room page loads; older ones are a click (and a request) away.
 const PAGE_MESSAGES: usize = 100;
+
+/// What a page may load and do: its own script, stylesheet and API, nothing inline, no frames.
+const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Who is looking, and the CSRF token their forms carry.
 struct Visit {
@@ -155,6 +161,10 @@ fn html(status: StatusCode, page: &impl Template, visit: &Visit) -> Result<Respo
     let mut res = Response::new(status);
     res.set_body(body);
     res.set_content_type(mime::HTML);
+    // The pages load only their own files: an injected script or a framing page gets nothing.
+    res.insert_header("Content-Security-Policy", PAGE_POLICY);
+    res.insert_header("X-Content-Type-Options", "nosniff");
+    res.insert_header("Referrer-Policy", "same-origin");
     if visit.new_csrf {
         res.append_header(
             "Set-Cookie",
@@ -187,9 +197,12 @@ fn signed_in_redirect(issued: &Issued, next: &str) -> Response {
 
 struct RoomRow {
     id: String,
+    /// `#id`, or the other person in a direct-message room.
+    label: String,
     latest: u64,
     users: usize,
     private: bool,
+    direct: bool,
 }
 
 #[derive(Template)]
@@ -201,34 +214,42 @@ struct IndexPage {
     error: Option<String>,
 }
 
-struct MessageRow {
-    seq: u64,
-    user: String,
-    text: String,
-    sent_at: String,
-    /// Shown until the script replaces it with local time.
-    time: String,
-}
-
-struct PresentRow {
-    user: String,
-}
-
 #[derive(Template)]
 #[template(path = "room.html")]
 struct RoomPage {
     me: Option<String>,
     csrf: String,
     room: String,
+    /// `#room`, or the other person's name in a direct-message room.
+    title: String,
+    private: bool,
+    direct: bool,
     messages: Vec<MessageRow>,
-    present: Vec<PresentRow>,
+    present: Vec<String>,
+    /// The oldest message still held.
     first_held: u64,
+    /// The first message shown (`latest + 1` when none are).
+    first_shown: u64,
     latest: u64,
-    /// The visitor owns this private room: show its members and the invite form.
+    /// Showing a page of older messages (`?before=`), not the newest: the page is not live.
+    older: bool,
+    rooms: Vec<SideRoom>,
+    directs: Vec<SideRoom>,
     /// The visitor may invite and remove members (the owner of a private room, or an admin).
     may_manage_members: bool,
-    members: Vec<String>,
+    members: Vec<MemberRow>,
     error: Option<String>,
+}
+
+/// A room that does not exist (or a name that cannot be one), with a button to create it.
+#[derive(Template)]
+#[template(path = "missing_room.html")]
+struct MissingRoomPage {
+    me: Option<String>,
+    csrf: String,
+    room: String,
+    /// Why it cannot be made, for a name that is not a room name.
+    invalid: Option<String>,
 }
 
 #[derive(Template)]
@@ -267,7 +288,7 @@ async fn render_index(
     };
     // As many as a page may hold.
     let list = ListRooms {
-        user: me.user,
+        user: me.user.clone(),
         after: None,
         limit: Some(usize::MAX),
     };
@@ -277,9 +298,11 @@ async fn render_index(
         .iter()
         .map(|r| RoomRow {
             id: r.id.to_string(),
+            label: view::title(r, &me.user),
             latest: r.latest.0,
             users: r.users,
             private: r.private,
+            direct: r.direct_with(&me.user).is_some(),
         })
         .collect();
     let page = IndexPage {
@@ -349,14 +372,42 @@ pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
     }
 }
 
-/// `GET /room/{room}`: the chat page, creating a public room on first visit (as the seed did).
-/// A private room the visitor is not a member of sends them back to the lobby with the reason.
+#[derive(Debug, Deserialize)]
+struct RoomQuery {
+    /// Show the messages before this one instead of the newest (a page back, without script).
+    before: Option<u64>,
+}
+
+/// `GET /room/{room}`: the chat page. Never creates the room: one that does not exist gets a
+/// "no such room" page with a button to create it. A private room the visitor is not a member
+/// of sends them back to the lobby with the reason.
 pub async fn room(req: Request<State>) -> Result<Response, Problem> {
-    match render_room(&req, StatusCode::Ok, None).await {
+    let before = crate::request::query::<_, RoomQuery>(&req)?.before;
+    let answer = render_room(&req, StatusCode::Ok, before, None).await;
+    refused_room(&req, answer).await
+}
+
+/// A room page's refusal as a page: the lobby for a private room, "no such room" for a missing
+/// one.
+async fn refused_room(
+    req: &Request<State>,
+    answer: Result<Response, Problem>,
+) -> Result<Response, Problem> {
+    match answer {
         Err(problem) if problem.status == StatusCode::Forbidden => {
-            let room = room_param(&req);
+            let room = room_param(req);
             let error = format!("#{room} is private: ask its owner to invite you.");
-            render_index(&req, StatusCode::Forbidden, Some(error)).await
+            render_index(req, StatusCode::Forbidden, Some(error)).await
+        }
+        Err(problem) if matches!(problem.code, "room-not-found" | "invalid-room-id") => {
+            let visit = Visit::of(req);
+            let page = MissingRoomPage {
+                me: visit.me(),
+                csrf: visit.csrf.clone(),
+                room: room_param(req),
+                invalid: (problem.code == "invalid-room-id").then_some(problem.detail),
+            };
+            html(problem.status, &page, &visit)
         }
         other => other,
     }
@@ -365,6 +416,7 @@ pub async fn room(req: Request<State>) -> Result<Response, Problem> {
 async fn render_room(
     req: &Request<State>,
     status: StatusCode,
+    before: Option<u64>,
     error: Option<String>,
 ) -> Result<Response, Problem> {
     let visit = Visit::of(req);
@@ -377,49 +429,47 @@ async fn render_room(
     let view = ViewRoom {
         user: me.user.clone(),
         room: room.clone(),
-        create_if_missing: true,
+        create_if_missing: false,
     };
     let view = hub.ask(view).await?;
-    // As many as a page may hold.
     let history = History {
         user: me.user.clone(),
-        room,
-        cursor: Cursor::Newest,
+        room: room.clone(),
+        cursor: before.map_or(Cursor::Newest, |b| Cursor::Before(Seq(b))),
         limit: Some(PAGE_MESSAGES),
     };
     let page = hub.history(history).await?;
-    let messages = page
-        .messages
-        .iter()
-        .map(|m| {
-            let sent_at = rfc3339(m.sent_at);
-            MessageRow {
-                seq: m.seq.0,
-                user: m.user.to_string(),
-                text: m.text.clone(),
-                time: sent_at[11..16].to_owned(),
-                sent_at,
-            }
-        })
-        .collect();
-    let present = view
-        .presence
-        .iter()
-        .map(|p| PresentRow {
-            user: p.user.to_string(),
-        })
-        .collect();
-
+    // As many rooms as a listing page holds.
+    let list = ListRooms {
+        user: me.user.clone(),
+        after: None,
+        limit: Some(usize::MAX),
+    };
+    let listed = hub.ask(list).await?;
+    let (rooms, directs) = view::sidebar(&listed.rooms, &me.user, &room);
+    let first_shown = page.messages.first().map_or(page.latest.0 + 1, |m| m.seq.0);
+    let direct = view.room.direct_with(&me.user).is_some();
     let page = RoomPage {
         me: visit.me(),
         csrf: visit.csrf.clone(),
-        room: room_param(req),
-        messages,
-        present,
+        title: view::title(&view.room, &me.user),
+        private: view.room.private,
+        direct,
+        messages: view::message_rows(&page.messages),
+        present: view.presence.iter().map(|p| p.user.to_string()).collect(),
         first_held: page.first_held.0,
+        first_shown,
         latest: page.latest.0,
+        older: before.is_some(),
+        rooms,
+        directs,
         may_manage_members: view.may_manage_members,
-        members: view.room.members.iter().map(ToString::to_string).collect(),
+        members: if view.may_manage_members {
+            view::members(&view.room, &view.presence)
+        } else {
+            Vec::new()
+        },
+        room,
         error,
     };
     html(status, &page, &visit)
@@ -436,7 +486,8 @@ struct MessageForm {
     csrf: String,
 }
 
-/// `POST /room/{room}` (a form, works without JavaScript): posts, then goes back to the room.
+/// `POST /room/{room}` (a form, works without JavaScript): posts, then goes back to the room
+/// (which opens at the newest message). Never creates the room.
 /// A refusal re-renders the page with the reason and the refusal's status.
 pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> {
     let room = room_param(&req);
@@ -456,14 +507,15 @@ pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> 
         room: room.clone(),
         text: form.text,
         idempotency_key: None,
-        create_if_missing: true,
+        create_if_missing: false,
     };
     let result = req.state().hub.ask(submit).await;
     match result {
         Ok(_) => Ok(Redirect::see_other(format!("/room/{room}")).into()),
         Err(e) => {
             let problem = Problem::from(e);
-            render_room(&req, problem.status, Some(problem.detail)).await
+            let answer = render_room(&req, problem.status, None, Some(problem.detail)).await;
+            refused_room(&req, answer).await
         }
     }
 }
@@ -490,7 +542,8 @@ pub async fn members(mut req: Request<State>) -> Result<Response, Problem> {
         Ok(_) => Ok(Redirect::see_other(format!("/room/{room}")).into()),
         Err(e) => {
             let problem = Problem::from(e);
-            render_room(&req, problem.status, Some(problem.detail)).await
+            let answer = render_room(&req, problem.status, None, Some(problem.detail)).await;
+            refused_room(&req, answer).await
         }
     }
 }
@@ -669,12 +722,18 @@ pub async fn sign_out(mut req: Request<State>) -> Result<Response, Problem> {
     Ok(res)
 }
 
-/// `GET /assets/{file}`: the stylesheet and the script, built into the binary.
+/// `GET /assets/{file}`: the stylesheet, the page's script and the client library, built into
+/// the binary.
 pub async fn asset(req: Request<State>) -> Result<Response, Problem> {
     let (body, mime) = match req.param("file").unwrap_or_default() {
-        "app.css" => (include_str!("../../templates/assets/app.css"), mime::CSS),
+        "app.css" => (include_str!("../../../templates/assets/app.css"), mime::CSS),
         "app.js" => (
-            include_str!("../../templates/assets/app.js"),
+            include_str!("../../../templates/assets/app.js"),
+            mime::JAVASCRIPT,
+        ),
+        // The client library, for this page and any other.
+        "roomcast.js" => (
+            include_str!("../../../templates/assets/roomcast.js"),
             mime::JAVASCRIPT,
         ),
         other => {

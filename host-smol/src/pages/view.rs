@@ -1,0 +1,176 @@
+//! What the room page shows, made from core's answers: messages grouped by sender and day, the
+//! rooms in the sidebar, direct messages by the other person's name. Times here are UTC and say
+//! so; the page's script redraws them in the reader's own zone.
+
+use roomcast_core::{Message, PresenceEntry, RoomSummary};
+
+use crate::wire::rfc3339;
+
+/// Consecutive messages by one person within this long share one header.
+const GROUP_WITHIN_MILLIS: u64 = 5 * 60 * 1000;
+
+/// A message as the page shows it.
+pub struct MessageRow {
+    pub seq: u64,
+    pub user: String,
+    pub text: String,
+    /// RFC 3339, UTC: the `<time datetime>`, and what the script reads.
+    pub sent_at: String,
+    /// `14:03 UTC`.
+    pub time: String,
+    /// `Thursday 26 November 2026, 14:03:05 UTC`: shown on hover.
+    pub full: String,
+    /// A day separator goes before this message: the day, in words.
+    pub day: Option<String>,
+    /// Same sender as the message before, shortly after: no repeated name and time.
+    pub continued: bool,
+}
+
+/// Rows for `messages` (oldest first): a day separator where the UTC day changes, and a
+/// sender's run of messages grouped.
+pub fn message_rows(messages: &[std::sync::Arc<Message>]) -> Vec<MessageRow> {
+    let mut rows: Vec<MessageRow> = Vec::with_capacity(messages.len());
+    let mut previous: Option<(&str, u64)> = None;
+    for m in messages {
+        let millis = m.sent_at.as_unix_millis();
+        let day = millis / 86_400_000;
+        let new_day = previous.is_none_or(|(_, at)| at / 86_400_000 != day);
+        let continued = !new_day
+            && previous.is_some_and(|(user, at)| {
+                user == m.user.as_str() && millis.saturating_sub(at) < GROUP_WITHIN_MILLIS
+            });
+        let sent_at = rfc3339(m.sent_at);
+        let clock = &sent_at[11..19];
+        rows.push(MessageRow {
+            seq: m.seq.0,
+            user: m.user.to_string(),
+            text: m.text.clone(),
+            time: format!("{} UTC", &clock[..5]),
+            full: format!("{}, {clock} UTC", day_words(day)),
+            day: new_day.then(|| day_words(day)),
+            continued,
+            sent_at,
+        });
+        previous = Some((m.user.as_str(), millis));
+    }
+    rows
+}
+
+/// `Thursday 26 November 2026` for a day counted from 1970-01-01.
+fn day_words(day: u64) -> String {
+    const WEEKDAYS: [&str; 7] = [
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+    ];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let (year, month, date) = civil(day);
+    // `day % 7` is below 7 and `month` within 1..=12: both index their tables.
+    let weekday = WEEKDAYS[(day % 7) as usize];
+    format!("{weekday} {date} {} {year}", MONTHS[month as usize - 1])
+}
+
+/// Year, month and day of the month for a day counted from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil(day: u64) -> (u64, u64, u64) {
+    let z = day + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let date = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, date)
+}
+
+/// A room in the sidebar.
+pub struct SideRoom {
+    pub id: String,
+    /// `#lobby`, or for a direct-message room the other person's name.
+    pub label: String,
+    pub private: bool,
+    /// The page being shown.
+    pub current: bool,
+}
+
+/// The sidebar: rooms, then direct messages, each as the visitor would name them.
+pub fn sidebar(rooms: &[RoomSummary], me: &str, current: &str) -> (Vec<SideRoom>, Vec<SideRoom>) {
+    let (mut channels, mut directs) = (Vec::new(), Vec::new());
+    for room in rooms {
+        let side = SideRoom {
+            id: room.id.to_string(),
+            label: title(room, me),
+            private: room.private,
+            current: room.id.as_str() == current,
+        };
+        if room.direct_with(me).is_some() {
+            directs.push(side);
+        } else {
+            channels.push(side);
+        }
+    }
+    directs.sort_by(|a, b| a.label.cmp(&b.label));
+    (channels, directs)
+}
+
+/// What a room is called on the page: `#id`, or for a direct-message room the other person.
+pub fn title(room: &RoomSummary, me: &str) -> String {
+    match room.direct_with(me) {
+        Some(other) => other.to_string(),
+        None => format!("#{}", room.id),
+    }
+}
+
+/// A member of a private room, as its owner sees them.
+pub struct MemberRow {
+    pub user: String,
+    /// Listening now.
+    pub here: bool,
+    /// May be removed (everyone but the owner).
+    pub removable: bool,
+}
+
+/// The members list for those who manage it.
+pub fn members(room: &RoomSummary, present: &[PresenceEntry]) -> Vec<MemberRow> {
+    room.members
+        .iter()
+        .map(|m| MemberRow {
+            user: m.to_string(),
+            here: present.iter().any(|p| p.user == *m),
+            removable: room.owner.as_ref() != Some(m),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_named_in_words() {
+        assert_eq!(day_words(0), "Thursday 1 January 1970");
+        // 2026-11-26.
+        assert_eq!(day_words(20_783), "Thursday 26 November 2026");
+        // 2024-02-29, a leap day.
+        assert_eq!(day_words(19_782), "Thursday 29 February 2024");
+    }
+}
