@@ -13,6 +13,9 @@
 /** Why a stream ended for good: a `closed` reason from the server, or a refusal's code. */
 const FINAL_REASONS = new Set(["deleted", "expired", "removed", "signed-out"]);
 
+/** The server sends a heartbeat every 15 s by default: this long without a byte means the
+ * connection died without closing (a laptop lid, a dropped route), so reconnect. */
+const SILENCE_MS = 45000;
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 /** A connection that stayed up this long starts the backoff over. */
@@ -159,8 +162,11 @@ export function connect(options) {
     const healthy = opened();
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "", type = "message", data = [];
+    let silence = null;
+    const listen = () => { clearTimeout(silence); silence = setTimeout(() => abort.abort(), SILENCE_MS); };
     try {
       for (;;) {
+        listen();
         const { value, done } = await reader.read();
         if (done) return;
         buffer += value;
@@ -181,6 +187,7 @@ export function connect(options) {
         }
       }
     } finally {
+      clearTimeout(silence);
       healthy();
       abort.abort();
     }

@@ -45,6 +45,16 @@ async fn in_view(client: &Client, selector: &str) -> bool {
     run(client, script, vec![json!(selector)]).await == json!(true)
 }
 
+/// A server with a room of `n` messages by cy, `message 1` to `message n`.
+fn room_of(n: u64, room: &str) -> Server {
+    let server = Server::smol(&["--rate-burst=0"]);
+    create_room(&server, room);
+    for i in 1..=n {
+        say(&server, room, "cy", &format!("message {i}"));
+    }
+    server
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn two_people_chat_live() {
     if !available() {
@@ -138,11 +148,7 @@ async fn load_older_walks_back_to_the_first_message() {
     if !available() {
         return;
     }
-    let server = Server::smol(&["--rate-burst=0"]);
-    create_room(&server, "long");
-    for n in 1..=300 {
-        say(&server, "long", "cy", &format!("message {n}"));
-    }
+    let server = room_of(300, "long");
     let driver = Driver::start();
     let ada = driver.browser("ada").await;
     sign_in_as_guest(&ada, &server, "ada").await;
@@ -390,11 +396,7 @@ async fn without_javascript_the_page_opens_at_the_newest_and_says_it_is_not_live
     if !available() {
         return;
     }
-    let server = Server::smol(&["--rate-burst=0"]);
-    create_room(&server, "plain");
-    for n in 1..=130 {
-        say(&server, "plain", "cy", &format!("line {n}"));
-    }
+    let server = room_of(130, "plain");
     let driver = Driver::start();
     let ada = driver.browser_without_scripts("ada").await;
     // Signing in and posting are plain forms.

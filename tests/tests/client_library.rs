@@ -251,6 +251,26 @@ async fn posts_carry_an_idempotency_key_and_are_retried_when_asked_to_wait() {
         posted,
         json!([true, 1, ["x", "y", "z"], [400, "empty-message"]])
     );
+    // Reconnects back off exponentially with full jitter: spread out, and capped.
+    let script =
+        "return [0, 3, 12].map((n) => Array.from({ length: 200 }, () => window.lib.backoff(n)));";
+    let delays = run(&client, script, vec![]).await;
+    for (i, cap) in [500.0, 4000.0, 15000.0].into_iter().enumerate() {
+        let all: Vec<f64> = delays[i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_f64().unwrap())
+            .collect();
+        assert!(
+            all.iter().all(|&d| (0.0..cap).contains(&d)),
+            "under {cap}: {all:?}"
+        );
+        let (low, high) = all
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &d| (l.min(d), h.max(d)));
+        assert!(high - low > cap / 2.0, "jittered across 0..{cap}: {all:?}");
+    }
     let seen = seen_when(
         &client,
         "four messages",

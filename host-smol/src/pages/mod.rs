@@ -619,47 +619,33 @@ struct CredentialsForm {
 }
 
 /// `POST /sign-in` (a form).
-pub async fn sign_in(mut req: Request<State>) -> Result<Response, Problem> {
-    let form: CredentialsForm = form_post(&mut req).await?;
-    let from = client_ip(&req);
-    match req
-        .state()
-        .hub
-        .identity()
-        .sign_in(form.name.trim().to_owned(), form.password, from)
-        .await
-    {
-        Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
-        Err(e) => {
-            let problem = Problem::from(e);
-            render_auth_page(
-                &req,
-                AuthPage::SignIn,
-                problem.status,
-                &form.next,
-                Some(problem.detail),
-            )
-        }
-    }
+pub async fn sign_in(req: Request<State>) -> Result<Response, Problem> {
+    credentials(req, AuthPage::SignIn).await
 }
 
 /// `POST /register` (a form).
-pub async fn register(mut req: Request<State>) -> Result<Response, Problem> {
+pub async fn register(req: Request<State>) -> Result<Response, Problem> {
+    credentials(req, AuthPage::Register).await
+}
+
+/// A name and password posted to `which` page: signed in (cookie and redirect), or the page
+/// again with the reason.
+async fn credentials(mut req: Request<State>, which: AuthPage) -> Result<Response, Problem> {
     let form: CredentialsForm = form_post(&mut req).await?;
     let from = client_ip(&req);
-    match req
-        .state()
-        .hub
-        .identity()
-        .register(form.name.trim().to_owned(), form.password, from)
-        .await
-    {
+    let identity = req.state().hub.identity();
+    let name = form.name.trim().to_owned();
+    let issued = match which {
+        AuthPage::SignIn => identity.sign_in(name, form.password, from).await,
+        AuthPage::Register => identity.register(name, form.password, from).await,
+    };
+    match issued {
         Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
         Err(e) => {
             let problem = Problem::from(e);
             render_auth_page(
                 &req,
-                AuthPage::Register,
+                which,
                 problem.status,
                 &form.next,
                 Some(problem.detail),
