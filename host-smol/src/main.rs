@@ -8,8 +8,6 @@ mod server;
 
 mod routes;
 
-mod origins;
-
 mod api;
 mod auth;
 mod openapi;
@@ -22,6 +20,7 @@ mod stream;
 mod request;
 mod runtime;
 
+mod origins;
 mod problem;
 mod wire;
 

@@ -5,13 +5,7 @@
 //! signed-in visitor opens could listen to their rooms with their cookie.
 //!
 //! Requests without an `Origin` (curl, servers, apps) are not a browser acting for someone
-//! else, and pass.
-
-use tide::http::Method;
-use tide::{Request, Response, StatusCode};
-
-use crate::problem::Problem;
-use crate::request::State;
+//! else, and pass. The rules are here; `routes::CheckOrigin` applies them to every request.
 
 /// The origins allowed besides the server's own.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +24,8 @@ impl AllowedOrigins {
         AllowedOrigins { listed, any }
     }
 
-    fn allows(&self, origin: &str) -> bool {
+    /// Whether pages from `origin` may use the API.
+    pub fn allows(&self, origin: &str) -> bool {
         self.any || self.listed.iter().any(|o| o.eq_ignore_ascii_case(origin))
     }
 }
@@ -56,63 +51,16 @@ pub fn origin(entry: &str) -> Result<String, String> {
 }
 
 /// Paths a page on another origin may call: the API, and the seed's stream and submit.
-fn guarded(path: &str) -> bool {
+pub fn guarded(path: &str) -> bool {
     path.starts_with("/api/") || path.starts_with("/stream/") || path == "/submit"
 }
 
 /// Whether `origin` is this server's own: its host and port are the request's `Host`.
-fn same_origin(origin: &str, host: Option<&str>) -> bool {
+pub fn same_origin(origin: &str, host: Option<&str>) -> bool {
     let authority = origin
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"));
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
-}
-
-/// Answers preflights and refuses other origins on the guarded paths; adds the CORS headers
-/// to what allowed origins get.
-pub struct CheckOrigin;
-
-#[tide::utils::async_trait]
-impl tide::Middleware<State> for CheckOrigin {
-    async fn handle(&self, req: Request<State>, next: tide::Next<'_, State>) -> tide::Result {
-        let origin = req.header("Origin").map(|v| v.last().as_str().to_owned());
-        let Some(origin) = origin.filter(|_| guarded(req.url().path())) else {
-            return Ok(next.run(req).await);
-        };
-        let host = req.header("Host").map(|v| v.last().as_str().to_owned());
-        if same_origin(&origin, host.as_deref()) {
-            return Ok(next.run(req).await);
-        }
-        if !req.state().origins.allows(&origin) {
-            return Ok(Problem::new(
-                StatusCode::Forbidden,
-                "origin-not-allowed",
-                format!(
-                    "pages from {origin} may not use this server: its operator can list the origin in --allowed-origins"
-                ),
-            )
-            .into());
-        }
-        let preflight = req.method() == Method::Options
-            && req.header("Access-Control-Request-Method").is_some();
-        let mut res = if preflight {
-            let mut res = Response::new(StatusCode::NoContent);
-            res.insert_header("Access-Control-Allow-Methods", "GET, POST, DELETE");
-            res.insert_header(
-                "Access-Control-Allow-Headers",
-                "authorization, content-type, last-event-id",
-            );
-            res.insert_header("Access-Control-Max-Age", "600");
-            res
-        } else {
-            next.run(req).await
-        };
-        // Tokens, not cookies, cross origins: no Allow-Credentials.
-        res.insert_header("Access-Control-Allow-Origin", origin);
-        res.append_header("Vary", "Origin");
-        res.insert_header("Access-Control-Expose-Headers", "Retry-After, Location");
-        Ok(res)
-    }
 }
 
 #[cfg(test)]

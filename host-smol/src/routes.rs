@@ -8,7 +8,7 @@ use tide::{Request, Response, StatusCode};
 
 use crate::problem::Problem;
 use crate::request::{RouteName, State};
-use crate::{api, auth, openapi, pages, sse, ws};
+use crate::{api, auth, openapi, origins, pages, sse, ws};
 
 /// Adapts a handler that fails with a [`Problem`] into a tide endpoint that answers with it,
 /// naming its route for the access log.
@@ -196,7 +196,7 @@ pub fn build(state: State) -> tide::Server<State> {
     // represent from it too.
     let _ = ROUTES.set(routes);
     app.with(RouterRefusals);
-    app.with(crate::origins::CheckOrigin);
+    app.with(CheckOrigin);
     app
 }
 
@@ -237,6 +237,53 @@ impl tide::Middleware<State> for RouterRefusals {
         {
             res.insert_header("Allow", allowed);
         }
+        Ok(res)
+    }
+}
+
+/// Answers preflights and refuses other origins on the guarded paths; adds the CORS headers
+/// to what allowed origins get.
+pub struct CheckOrigin;
+
+#[tide::utils::async_trait]
+impl tide::Middleware<State> for CheckOrigin {
+    async fn handle(&self, req: Request<State>, next: tide::Next<'_, State>) -> tide::Result {
+        let origin = req.header("Origin").map(|v| v.last().as_str().to_owned());
+        let Some(origin) = origin.filter(|_| origins::guarded(req.url().path())) else {
+            return Ok(next.run(req).await);
+        };
+        let host = req.header("Host").map(|v| v.last().as_str().to_owned());
+        if origins::same_origin(&origin, host.as_deref()) {
+            return Ok(next.run(req).await);
+        }
+        if !req.state().origins.allows(&origin) {
+            return Ok(Problem::new(
+                StatusCode::Forbidden,
+                "origin-not-allowed",
+                format!(
+                    "pages from {origin} may not use this server: its operator can list the origin in --allowed-origins"
+                ),
+            )
+            .into());
+        }
+        let preflight = req.method() == tide::http::Method::Options
+            && req.header("Access-Control-Request-Method").is_some();
+        let mut res = if preflight {
+            let mut res = Response::new(StatusCode::NoContent);
+            res.insert_header("Access-Control-Allow-Methods", "GET, POST, DELETE");
+            res.insert_header(
+                "Access-Control-Allow-Headers",
+                "authorization, content-type, last-event-id",
+            );
+            res.insert_header("Access-Control-Max-Age", "600");
+            res
+        } else {
+            next.run(req).await
+        };
+        // Tokens, not cookies, cross origins: no Allow-Credentials.
+        res.insert_header("Access-Control-Allow-Origin", origin);
+        res.append_header("Vary", "Origin");
+        res.insert_header("Access-Control-Expose-Headers", "Retry-After, Location");
         Ok(res)
     }
 }
