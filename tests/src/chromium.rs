@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 use crate::PATIENCE;
@@ -129,6 +129,28 @@ pub async fn run(client: &Client, script: &str, args: Vec<Value>) -> Value {
         .execute(script, args)
         .await
         .unwrap_or_else(|e| panic!("the script failed: {e}\n{script}"))
+}
+
+/// Clicks the element `css` selects, as a person would.
+pub async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+}
+
+/// Types `text` into the element `css` selects, key by key.
+pub async fn type_into(client: &Client, css: &str, text: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap_or_else(|e| panic!("cannot type into {css}: {e}"));
 }
 
 /// Signs the browser in as a guest named `name` (through the sign-in page's form).

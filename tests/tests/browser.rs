@@ -3,10 +3,10 @@
 //! room, the page without JavaScript, an accessibility scan, and the layout at desktop and
 //! phone sizes (screenshots in `$ROOMCAST_SCREENSHOTS` when set, to look at).
 
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
 use roomcast_e2e::chromium::{
-    DESKTOP, Driver, PHONE, accessibility_violations, available, axe_available, open_live_room,
-    run, screenshot, sideways_overflow, sign_in_as_guest, wait_for,
+    DESKTOP, Driver, PHONE, accessibility_violations, available, axe_available, click,
+    open_live_room, run, screenshot, sideways_overflow, sign_in_as_guest, type_into, wait_for,
 };
 use roomcast_e2e::{Server, create_room, get, post_with, say};
 use serde_json::{Value, json};
@@ -19,13 +19,7 @@ async fn send(client: &Client, text: &str) {
         vec![json!(text)],
     )
     .await;
-    client
-        .find(Locator::Css("#composer button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "#composer button").await;
 }
 
 /// The texts of the messages on the page, once there are at least `n`.
@@ -203,12 +197,7 @@ async fn load_older_walks_back_to_the_first_message() {
         "const j = document.getElementById('jump'); return j.hidden ? null : j.textContent;",
     )
     .await;
-    ada.find(Locator::Id("jump"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&ada, "#jump").await;
     wait_for(&ada, "the newest message in view", "const r = document.getElementById('m301')?.getBoundingClientRect(); return r && r.bottom <= innerHeight ? true : null;").await;
     ada.close().await.unwrap();
 }
@@ -314,12 +303,7 @@ async fn signing_out_in_another_tab_leads_to_sign_in() {
     let second = ada.new_window(true).await.unwrap();
     ada.switch_to_window(second.handle).await.unwrap();
     ada.goto(&server.url("/")).await.unwrap();
-    ada.find(Locator::Css(".who-am-i button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&ada, ".who-am-i button").await;
     wait_for(
         &ada,
         "the sign-in page in the second tab",
@@ -372,12 +356,7 @@ async fn a_mistyped_room_is_not_created_by_looking_at_it() {
     );
     // Its button makes it, on purpose.
     ada.goto(&server.url("/room/lobyy")).await.unwrap();
-    ada.find(Locator::Css("main form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&ada, "main form button").await;
     wait_for(
         &ada,
         "the new room, live",
@@ -401,18 +380,8 @@ async fn without_javascript_the_page_opens_at_the_newest_and_says_it_is_not_live
     let ada = driver.browser_without_scripts("ada").await;
     // Signing in and posting are plain forms.
     ada.goto(&server.url("/room/plain")).await.unwrap();
-    ada.find(Locator::Id("nickname"))
-        .await
-        .unwrap()
-        .send_keys("ada")
-        .await
-        .unwrap();
-    ada.find(Locator::Css("form[action='/guest'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&ada, "#nickname", "ada").await;
+    click(&ada, "form[action='/guest'] button").await;
     wait_for(
         &ada,
         "the room",
@@ -441,18 +410,8 @@ async fn without_javascript_the_page_opens_at_the_newest_and_says_it_is_not_live
         time.as_str().unwrap().ends_with(" UTC"),
         "times say their zone: {time}"
     );
-    ada.find(Locator::Id("text"))
-        .await
-        .unwrap()
-        .send_keys("from a plain page")
-        .await
-        .unwrap();
-    ada.find(Locator::Css("#composer button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&ada, "#text", "from a plain page").await;
+    click(&ada, "#composer button").await;
     wait_for(
         &ada,
         "the posted message",
@@ -470,12 +429,7 @@ async fn without_javascript_the_page_opens_at_the_newest_and_says_it_is_not_live
         vec![],
     )
     .await;
-    ada.find(Locator::Id("older"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&ada, "#older").await;
     wait_for(
         &ada,
         "the older page",
