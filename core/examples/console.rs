@@ -105,7 +105,6 @@ fn main() -> io::Result<()> {
                 let view = ViewRoom {
                     user: user.clone(),
                     room,
-                    create_if_missing: false,
                 };
                 core.ask(now(), view).map(|view| {
                     for p in view.presence {

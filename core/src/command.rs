@@ -108,10 +108,8 @@ pub struct ListRooms {
 pub struct ViewRoom {
     /// The acting user.
     pub user: String,
-    /// The room to look at.
+    /// The room to look at. Looking never creates it: a mistyped link makes no room.
     pub room: String,
-    /// Create it (public, owned by `user`) if it does not exist: the seed's routes do that.
-    pub create_if_missing: bool,
 }
 
 /// Opens a listener on a room, with the backlog to deliver before live events.
@@ -250,10 +248,10 @@ impl Command {
     pub fn may_create(&self) -> bool {
         match self {
             Command::CreateRoom(_) | Command::OpenDirect(_) => true,
-            Command::ViewRoom(c) => c.create_if_missing,
             Command::OpenListener(c) => c.create_if_missing,
             Command::Submit(c) => c.create_if_missing,
             Command::ChangeMember(_)
+            | Command::ViewRoom(_)
             | Command::DeleteRoom(_)
             | Command::ListRooms(_)
             | Command::CloseListener(_)
@@ -307,8 +305,6 @@ pub struct RoomView {
     pub may_manage_members: bool,
     /// Whether the asking user may delete the room.
     pub may_delete: bool,
-    /// False if [`ViewRoom::create_if_missing`] created it just now.
-    pub existed: bool,
 }
 
 /// The answer to opening a listener: the backlog to deliver before any live message.

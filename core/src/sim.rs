@@ -478,7 +478,6 @@ impl Harness {
                 let r = self.ask(ViewRoom {
                     user: USERS[0].to_owned(),
                     room: room.to_owned(),
-                    create_if_missing: false,
                 });
                 let want = Self::name_refusal(USERS[0], room)
                     .or_else(|| (!self.model.rooms.contains_key(room)).then_some("room-not-found"));

@@ -78,12 +78,7 @@ fn record(steps: usize) -> Vec<(Timestamp, Command)> {
                 limit: (s.next(2) == 0).then_some(20),
             }
             .into(),
-            5 => ViewRoom {
-                user,
-                room,
-                create_if_missing: s.next(8) == 0,
-            }
-            .into(),
+            5 => ViewRoom { user, room }.into(),
             6 => ListRooms {
                 user,
                 after: None,

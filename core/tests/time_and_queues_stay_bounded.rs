@@ -145,7 +145,6 @@ fn handle_dispatches_every_command() {
     let view = ViewRoom {
         user: user(),
         room: lobby(),
-        create_if_missing: false,
     };
     assert!(matches!(
         run(&mut core, view.into()),

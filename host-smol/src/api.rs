@@ -165,11 +165,7 @@ pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
     ))]
 pub async fn room(req: Request<State>) -> Result<Response, Problem> {
     let (user, room) = (actor(&req)?, room_param(&req));
-    let view = ViewRoom {
-        user,
-        room,
-        create_if_missing: false,
-    };
+    let view = ViewRoom { user, room };
     let view = req.state().hub.ask(view).await?;
     Ok(json(StatusCode::Ok, &RoomBody::from(&view.room)))
 }
@@ -306,11 +302,7 @@ pub async fn seed_submit(mut req: Request<State>) -> Result<Response, Problem> {
     ))]
 pub async fn presence(req: Request<State>) -> Result<Response, Problem> {
     let (user, room) = (actor(&req)?, room_param(&req));
-    let view = ViewRoom {
-        user,
-        room,
-        create_if_missing: false,
-    };
+    let view = ViewRoom { user, room };
     let view = req.state().hub.ask(view).await?;
     Ok(json(
         StatusCode::Ok,

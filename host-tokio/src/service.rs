@@ -275,11 +275,7 @@ impl Chat for Service {
         req: Request<pb::PresenceRequest>,
     ) -> Result<Response<pb::PresenceResponse>, Status> {
         let (user, room) = (self.user(&req)?, req.into_inner().room);
-        let view = ViewRoom {
-            user,
-            room,
-            create_if_missing: false,
-        };
+        let view = ViewRoom { user, room };
         let view = self.hub.ask(view).await.map_err(status)?;
         Ok(Response::new(pb::PresenceResponse {
             users: convert::presence(&view.presence),

@@ -81,7 +81,6 @@ fn view(user: &str, room: &str) -> ViewRoom {
     ViewRoom {
         user: user.into(),
         room: room.into(),
-        create_if_missing: false,
     }
 }
 

@@ -195,7 +195,7 @@ impl Core {
             Command::ChangeMember(c) => self.change_member(now, c).map(Reply::ChangeMember),
             Command::DeleteRoom(c) => self.delete_room(c).map(Reply::DeleteRoom),
             Command::ListRooms(c) => self.list_rooms(&c).map(Reply::ListRooms),
-            Command::ViewRoom(c) => self.view_room(now, c).map(Reply::ViewRoom),
+            Command::ViewRoom(c) => self.view_room(&c).map(Reply::ViewRoom),
             Command::OpenListener(c) => self.open_listener(now, c).map(Reply::OpenListener),
             Command::CloseListener(c) => {
                 Ok(Reply::CloseListener(self.close_listener(now, c.listener)))

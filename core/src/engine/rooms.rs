@@ -155,11 +155,8 @@ impl Core {
         Ok(self.config.policy.list(&user, rest, limit))
     }
 
-    pub(super) fn view_room(&mut self, now: Timestamp, c: ViewRoom) -> Result<RoomView, Error> {
-        let created = c.create_if_missing && self.create_if_missing(now, &c.user, &c.room)?;
-        let mut view = self.room_view(&c.user, &c.room)?;
-        view.existed = !created;
-        Ok(view)
+    pub(super) fn view_room(&self, c: &ViewRoom) -> Result<RoomView, Error> {
+        self.room_view(&c.user, &c.room)
     }
 
     /// One room as `user` sees it: its summary, who is present, and what `user` may do there.
@@ -174,7 +171,6 @@ impl Core {
                 && r.access().owner.is_some()
                 && may(Action::ManageMembers),
             may_delete: may(Action::DeleteRoom),
-            existed: true,
         })
     }
 }

@@ -172,14 +172,7 @@ pub fn rooms(
 
 fn view(core: &mut Core, user: &str, room: &str) -> Result<RoomView, Error> {
     let (user, room) = (user.into(), room.into());
-    core.ask(
-        t(0),
-        ViewRoom {
-            user,
-            room,
-            create_if_missing: false,
-        },
-    )
+    core.ask(t(0), ViewRoom { user, room })
 }
 
 pub fn room_summary(core: &mut Core, user: &str, room: &str) -> Result<RoomSummary, Error> {

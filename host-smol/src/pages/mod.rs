@@ -429,7 +429,6 @@ async fn render_room(
     let view = ViewRoom {
         user: me.user.clone(),
         room: room.clone(),
-        create_if_missing: false,
     };
     let view = hub.ask(view).await?;
     let history = History {
