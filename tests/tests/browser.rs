@@ -88,7 +88,20 @@ async fn two_people_chat_live() {
         "return document.getElementById('text').value === '' ? true : null;",
     )
     .await;
-    send(&bob, "hi ada").await;
+    // Bob uses the keyboard alone: Tab to the composer, type, Enter.
+    let mut tabs = 0;
+    while run(&bob, "return document.activeElement?.id ?? null;", vec![]).await != json!("text") {
+        tabs += 1;
+        assert!(tabs < 40, "the composer is reachable by Tab");
+        bob.active_element()
+            .await
+            .unwrap()
+            .send_keys("\u{E004}")
+            .await
+            .unwrap();
+    }
+    let composer = bob.active_element().await.unwrap();
+    composer.send_keys("hi ada\u{E007}").await.unwrap();
     send(&bob, "how are you?").await;
     // Once means once: each message exactly once, in order, in both browsers.
     let want = json!([text, "hi ada", "how are you?"]);
