@@ -244,11 +244,13 @@ pub enum CloseReason {
     /// The listener's session ended (signed out, here or on another node). Core never emits
     /// it; the hub says it when the session a stream was opened with ends.
     SignedOut,
+    /// The token the listener's stream was opened with expired. Core never emits it either.
+    SessionExpired,
 }
 
 impl CloseReason {
     /// A short machine name: `deleted`, `expired`, `removed`, `shutdown`, `reset`,
-    /// `signed-out`, or the refusal's
+    /// `signed-out`, `session-expired`, or the refusal's
     /// [`Error::code`].
     pub fn code(&self) -> &'static str {
         match self {
@@ -259,6 +261,7 @@ impl CloseReason {
             CloseReason::ShuttingDown => "shutdown",
             CloseReason::Reset => "reset",
             CloseReason::SignedOut => "signed-out",
+            CloseReason::SessionExpired => "session-expired",
         }
     }
 
@@ -271,7 +274,8 @@ impl CloseReason {
             | CloseReason::Refused(_)
             | CloseReason::ShuttingDown
             | CloseReason::Reset
-            | CloseReason::SignedOut => None,
+            | CloseReason::SignedOut
+            | CloseReason::SessionExpired => None,
         }
     }
 

@@ -317,11 +317,12 @@ pub enum StreamEvent {
     /// `first_held`.
     Gap(GapBody),
     /// The stream ends: the room was `deleted` or `expired`, the listener `removed` from a
-    /// private room, its session `signed-out`, the room's numbering `reset` (reconnect without
-    /// a position), or the server is shutting down (`shutdown`; reconnect later and resume).
+    /// private room, its session `signed-out` or its token expired (`session-expired`), the
+    /// room's numbering `reset` (reconnect without a position), or the server is shutting down
+    /// (`shutdown`; reconnect later and resume).
     Closed {
-        /// `deleted`, `expired`, `removed`, `signed-out`, `reset`, `shutdown`, or a refusal's
-        /// code.
+        /// `deleted`, `expired`, `removed`, `signed-out`, `session-expired`, `reset`,
+        /// `shutdown`, or a refusal's code.
         reason: String,
         /// For `deleted`: who deleted the room, if known.
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -283,7 +283,8 @@ fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
             | CloseReason::Removed
             | CloseReason::Refused(_)
             | CloseReason::Reset
-            | CloseReason::SignedOut,
+            | CloseReason::SignedOut
+            | CloseReason::SessionExpired,
         ) => *end = Some(CloseCode::Normal),
         Delivery::Presence(_)
         | Delivery::Gap(_)

@@ -1142,7 +1142,8 @@ impl Driver {
                     | CloseReason::Refused(_)
                     | CloseReason::ShuttingDown
                     | CloseReason::Reset
-                    | CloseReason::SignedOut => {}
+                    | CloseReason::SignedOut
+                    | CloseReason::SessionExpired => {}
                 }
                 Output::Close(room, reason)
             }

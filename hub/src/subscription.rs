@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use async_broadcast::{Receiver, RecvError, TryRecvError};
 use roomcast_core::{CloseReason, Gap, ListenerId, OpenListener, Opened, Resume, RoomId, Seq};
-use roomcast_identity::SessionEnd;
+use roomcast_identity::{Ending, SessionEnd};
 
 use crate::delivery::{Broadcast, Delivery};
 use crate::history::{CATCH_UP_CHUNK, fill_gap};
@@ -84,7 +84,8 @@ impl Subscription {
         Ok(subscription)
     }
 
-    /// Ends the stream with [`CloseReason::SignedOut`] when `session` ends.
+    /// Ends the stream with [`CloseReason::SignedOut`] or [`CloseReason::SessionExpired`] when
+    /// `session` ends.
     pub fn until_signed_out(mut self, session: SessionEnd) -> Self {
         self.session = session;
         self
@@ -159,9 +160,15 @@ impl Subscription {
     pub fn try_next(&mut self) -> Option<Delivery> {
         loop {
             // Nothing more for a session that has ended, not even what was queued.
-            if !self.done && self.session.ended() {
+            if !self.done
+                && let Some(ending) = self.session.ended()
+            {
                 self.pending.clear();
-                return Some(self.deliver(Delivery::Closed(CloseReason::SignedOut)));
+                let reason = match ending {
+                    Ending::SignedOut => CloseReason::SignedOut,
+                    Ending::Expired => CloseReason::SessionExpired,
+                };
+                return Some(self.deliver(Delivery::Closed(reason)));
             }
             match self.pending.front() {
                 Some(Pending::Ready(_)) => {

@@ -15,6 +15,8 @@ pub struct Caller {
     pub guest: bool,
     /// The session the token belongs to; `None` for tokens minted by another application.
     pub(crate) session: Option<String>,
+    /// When the token expires, in seconds since the Unix epoch.
+    pub(crate) expires_at: u64,
 }
 
 /// A token handed to a client.

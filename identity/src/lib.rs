@@ -50,7 +50,7 @@ use roomcast_store::Store;
 pub use attempts::{Allowance, Origin};
 pub use caller::{Caller, Issued, bearer};
 pub use directory::Directory;
-pub use ending::SessionEnd;
+pub use ending::{Ending, SessionEnd};
 pub use error::{AuthError, IdentityError};
 /// The signing algorithms, as `--jwt-public-key` names them.
 pub use jsonwebtoken::Algorithm;
@@ -282,10 +282,11 @@ impl Identity {
         })
     }
 
-    /// Resolves when `caller`'s session ends (signed out here or on another node), so a
-    /// stream opened with it can close.
+    /// Resolves when `caller`'s session ends (signed out here or on another node, or its token
+    /// expires), so a stream opened with it can close.
     pub fn session_end(&self, caller: &Caller) -> SessionEnd {
-        let end = self.endings.watch(caller.session.as_deref());
+        let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(caller.expires_at);
+        let end = self.endings.watch(caller.session.as_deref(), expires);
         // Watched first, then checked: an end between the two is not missed.
         if let Some(sid) = &caller.session
             && !self.live(sid, &caller.user)
@@ -346,6 +347,7 @@ impl Identity {
             user: claims.sub,
             guest: claims.guest,
             session: claims.sid,
+            expires_at: claims.exp,
         })
     }
 

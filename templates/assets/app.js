@@ -291,7 +291,7 @@ function start() {
 
   function ended(closed) {
     setStatus("Closed", false);
-    if (closed.status === 401 || closed.reason === "signed-out") return signIn();
+    if (closed.status === 401 || closed.reason === "signed-out" || closed.reason === "session-expired") return signIn();
     const why = {
       deleted: `This room was deleted${closed.by ? ` by ${closed.by}` : ""}.`,
       expired: "This room expired after a long time with nobody in it.",

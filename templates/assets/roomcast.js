@@ -10,9 +10,6 @@
 // last sequence number it delivered, so each message arrives once, in order, or a gap says what
 // is gone. Posts carry an idempotency key and are retried safely.
 
-/** Why a stream ended for good: a `closed` reason from the server, or a refusal's code. */
-const FINAL_REASONS = new Set(["deleted", "expired", "removed", "signed-out"]);
-
 /** The server sends a heartbeat every 15 s by default: this long without a byte means the
  * connection died without closing (a laptop lid, a dropped route), so reconnect. */
 const SILENCE_MS = 45000;
@@ -81,8 +78,8 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  *   `restarting()` the server said it is shutting down; reconnection follows;
  *   `reset()` the room's numbering started again (its history was lost): start over;
  *   `closed(c)` the end, for good: {reason, by?, status?, detail?} where `reason` is the
- *   server's (`deleted`, `expired`, `removed`, `signed-out`) or a refusal's code, and `status`
- *   the HTTP status of a refusal (401: sign in again).
+ *   server's (`deleted`, `expired`, `removed`, `signed-out`, `session-expired`) or a refusal's
+ *   code, and `status` the HTTP status of a refusal (401: sign in again).
  * Returns {post(text, {idempotencyKey}), history({before, after, limit}), close(), lastSeq, status}.
  */
 export function connect(options) {

@@ -727,3 +727,35 @@ async fn a_grpc_stream_ends_when_its_session_signs_out() {
     }
     assert!(next(&mut stream).await.is_none(), "and it ends");
 }
+
+/// A token is good until its `exp`; a stream opened with it ends then, instead of running on.
+#[test]
+fn a_stream_ends_when_its_token_expires() {
+    let flag = format!("--jwt-secret={SECRET}");
+    let server = Server::smol(&[&flag]);
+    let lasting = minted("app-admin", 300, SECRET);
+    call(
+        &server,
+        "POST",
+        "/api/v1/rooms",
+        Some(&lasting),
+        Some(json!({"room": "brief"})),
+    );
+    let short = minted("app-user", 3, SECRET);
+    let path = "/api/v1/rooms/brief/events";
+    let mut stream =
+        SseStream::open_with_token(server.addr, path, &short).expect("the stream opens");
+    let mut other =
+        SseStream::open_with_token(server.addr, path, &lasting).expect("the stream opens");
+    let closed = stream.next_of("closed").expect("the stream is told");
+    assert_eq!(closed.json()["reason"], "session-expired");
+    assert!(stream.next_event().is_none(), "and it ends");
+    call(
+        &server,
+        "POST",
+        "/api/v1/rooms/brief/messages",
+        Some(&lasting),
+        Some(json!({"text": "still on"})),
+    );
+    assert_eq!(other.next_of("message").unwrap().json()["text"], "still on");
+}

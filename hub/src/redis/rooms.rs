@@ -315,7 +315,8 @@ impl Node {
                 | CloseReason::Refused(_)
                 | CloseReason::ShuttingDown
                 | CloseReason::Reset
-                | CloseReason::SignedOut => {}
+                | CloseReason::SignedOut
+                | CloseReason::SessionExpired => {}
             },
             // Messages are in the log already.
             Durable::Published(_) => {}
