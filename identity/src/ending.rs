@@ -5,22 +5,25 @@
 //! private room until it reconnected.
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::Poll;
+use std::time::SystemTime;
 
-use event_listener::{Event, EventListener};
+use atomic_waker::AtomicWaker;
 
 /// The sessions some stream is watching, by id. Entries live as long as a [`SessionEnd`] does.
 #[derive(Debug, Default)]
 pub(crate) struct Endings {
-    watched: Mutex<HashMap<String, Arc<Watched>>>,
+    watched: Mutex<HashMap<Arc<str>, Arc<Watched>>>,
 }
 
+/// One watched session: whether it ended, and the streams to wake when it does.
 #[derive(Debug, Default)]
 struct Watched {
     ended: AtomicBool,
-    event: Event,
+    streams: Mutex<Vec<Weak<AtomicWaker>>>,
 }
 
 impl Endings {
@@ -28,42 +31,55 @@ impl Endings {
     /// its token's expiry.
     pub(crate) fn watch(self: &Arc<Self>, sid: Option<&str>, expires: SystemTime) -> SessionEnd {
         let watch = sid.map(|sid| {
-            let mut watched = self.lock();
-            let entry = Arc::clone(watched.entry(sid.to_owned()).or_default());
-            // Listening from the start, once: waiting costs nothing per wake-up after.
-            let listener = entry.event.listen();
+            let mut map = self.lock();
+            let (sid, watched) = match map.get_key_value(sid) {
+                Some((sid, watched)) => (Arc::clone(sid), Arc::clone(watched)),
+                None => {
+                    let sid: Arc<str> = Arc::from(sid);
+                    let watched = Arc::new(Watched::default());
+                    map.insert(Arc::clone(&sid), Arc::clone(&watched));
+                    (sid, watched)
+                }
+            };
+            drop(map);
+            let waker = Arc::new(AtomicWaker::new());
+            let mut streams = lock(&watched.streams);
+            // Streams that closed since are dropped here, so the list stays as long as the
+            // session's open streams.
+            streams.retain(|s| s.strong_count() > 0);
+            streams.push(Arc::downgrade(&waker));
+            drop(streams);
             Watch {
                 endings: Arc::clone(self),
-                sid: sid.to_owned(),
-                watched: entry,
-                listener,
+                sid,
+                watched,
+                waker,
             }
         });
-        // The deadline as the monotonic clock counts it, for the timer.
-        let left = expires
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        let expiry = Expiry {
-            at: expires,
-            timer: async_io::Timer::at(Instant::now() + left),
-        };
         SessionEnd {
             watch,
-            expiry: Some(expiry),
+            expires: Some(expires),
         }
     }
 
     /// `sid` ended: every stream watching it is told.
     pub(crate) fn end(&self, sid: &str) {
-        if let Some(watched) = self.lock().remove(sid) {
-            watched.ended.store(true, Ordering::Release);
-            watched.event.notify(usize::MAX);
+        let Some(watched) = self.lock().remove(sid) else {
+            return;
+        };
+        watched.ended.store(true, Ordering::Release);
+        for stream in lock(&watched.streams).iter().filter_map(Weak::upgrade) {
+            stream.wake();
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Watched>>> {
-        self.watched.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<Watched>>> {
+        lock(&self.watched)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How a session ended.
@@ -76,24 +92,23 @@ pub enum Ending {
 }
 
 /// Resolves when a session ends: signed out, here or on another node, or its token expired.
+///
+/// A sign-out wakes the stream at once. Expiry is read off the clock whenever the stream hands
+/// something out (a delivery, or after a heartbeat), so nothing is delivered past it and no
+/// stream holds a timer of its own for it.
 #[derive(Debug)]
 pub struct SessionEnd {
     watch: Option<Watch>,
-    expiry: Option<Expiry>,
+    expires: Option<SystemTime>,
 }
 
 #[derive(Debug)]
 struct Watch {
     endings: Arc<Endings>,
-    sid: String,
+    sid: Arc<str>,
     watched: Arc<Watched>,
-    listener: EventListener,
-}
-
-#[derive(Debug)]
-struct Expiry {
-    at: SystemTime,
-    timer: async_io::Timer,
+    /// This stream's waker, which the session's end wakes.
+    waker: Arc<AtomicWaker>,
 }
 
 impl SessionEnd {
@@ -101,7 +116,7 @@ impl SessionEnd {
     pub fn never() -> SessionEnd {
         SessionEnd {
             watch: None,
-            expiry: None,
+            expires: None,
         }
     }
 
@@ -114,34 +129,26 @@ impl SessionEnd {
         {
             return Some(Ending::SignedOut);
         }
-        self.expiry
-            .as_ref()
-            .is_some_and(|e| SystemTime::now() >= e.at)
+        self.expires
+            .is_some_and(|at| SystemTime::now() >= at)
             .then_some(Ending::Expired)
     }
 
-    /// Waits until the session ends (forever, for one that cannot). Cancel-safe.
-    pub async fn wait(&mut self) -> Ending {
-        let SessionEnd { watch, expiry } = self;
-        let signed_out = async {
-            match watch {
-                // Notified only when the session ends (the flag is set first).
-                Some(w) if !w.watched.ended.load(Ordering::Acquire) => (&mut w.listener).await,
-                Some(_) => {}
-                None => std::future::pending().await,
-            }
-            Ending::SignedOut
+    /// Waits until the session is signed out (forever, for one that cannot be). Cancel-safe.
+    pub async fn wait(&mut self) {
+        let Some(watch) = &self.watch else {
+            return std::future::pending().await;
         };
-        let expired = async {
-            match expiry {
-                Some(e) => {
-                    (&mut e.timer).await;
-                }
-                None => std::future::pending().await,
+        poll_fn(|cx| {
+            // Registered before the check: an end between the two still wakes this.
+            watch.waker.register(cx.waker());
+            if watch.watched.ended.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
-            Ending::Expired
-        };
-        futures_lite::future::or(signed_out, expired).await
+        })
+        .await;
     }
 }
 
@@ -152,12 +159,12 @@ impl Drop for SessionEnd {
             endings,
             sid,
             watched,
-            listener,
+            waker,
         }) = self.watch.take()
         else {
             return;
         };
-        drop(listener);
+        drop(waker);
         let mut map = endings.lock();
         // The map's reference and this one: no other stream watches it.
         if map
@@ -188,7 +195,7 @@ mod tests {
             (Some(Ending::SignedOut), Some(Ending::SignedOut))
         );
         assert_eq!(other.ended(), None);
-        assert_eq!(futures_lite::future::block_on(a.wait()), Ending::SignedOut);
+        futures_lite::future::block_on(a.wait());
         drop((a, b));
         assert_eq!(endings.lock().len(), 1, "only s2 is still watched");
         drop(other);
@@ -203,10 +210,9 @@ mod tests {
     fn a_token_past_its_expiry_ends_the_session() {
         let endings = Arc::new(Endings::default());
         let soon = SystemTime::now() + std::time::Duration::from_millis(50);
-        let mut minted_elsewhere = endings.watch(None, soon);
+        let minted_elsewhere = endings.watch(None, soon);
         assert_eq!(minted_elsewhere.ended(), None);
-        let ending = futures_lite::future::block_on(minted_elsewhere.wait());
-        assert_eq!(ending, Ending::Expired);
+        std::thread::sleep(std::time::Duration::from_millis(60));
         assert_eq!(minted_elsewhere.ended(), Some(Ending::Expired));
     }
 }

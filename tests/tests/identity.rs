@@ -728,11 +728,12 @@ async fn a_grpc_stream_ends_when_its_session_signs_out() {
     assert!(next(&mut stream).await.is_none(), "and it ends");
 }
 
-/// A token is good until its `exp`; a stream opened with it ends then, instead of running on.
+/// A token is good until its `exp`; a stream opened with it ends then (at its next delivery or
+/// heartbeat), instead of running on.
 #[test]
 fn a_stream_ends_when_its_token_expires() {
     let flag = format!("--jwt-secret={SECRET}");
-    let server = Server::smol(&[&flag]);
+    let server = Server::smol(&[&flag, "--heartbeat=1s"]);
     let lasting = minted("app-admin", 300, SECRET);
     call(
         &server,
