@@ -75,15 +75,20 @@ impl Driver {
 
     /// A new browser (its own profile: its own cookies), desktop-sized.
     pub async fn browser(&self, name: &str) -> Client {
-        self.launch(name, true).await
+        self.launch(name, true, false).await
     }
 
     /// A browser with JavaScript turned off.
     pub async fn browser_without_scripts(&self, name: &str) -> Client {
-        self.launch(name, false).await
+        self.launch(name, false, false).await
     }
 
-    async fn launch(&self, name: &str, scripts: bool) -> Client {
+    /// A browser whose reader prefers a dark colour scheme.
+    pub async fn browser_in_the_dark(&self, name: &str) -> Client {
+        self.launch(name, true, true).await
+    }
+
+    async fn launch(&self, name: &str, scripts: bool, dark: bool) -> Client {
         let profile: PathBuf = self.profiles.path().join(name);
         let mut options = json!({
             "binary": CHROMIUM,
@@ -96,6 +101,10 @@ impl Driver {
         });
         if !scripts {
             options["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
+        }
+        if dark && let Some(args) = options["args"].as_array_mut() {
+            args.push(json!("--force-dark-mode"));
+            args.push(json!("--blink-settings=preferredColorScheme=0"));
         }
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), options);

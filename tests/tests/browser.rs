@@ -583,6 +583,27 @@ async fn the_pages_pass_an_accessibility_scan() {
         ada.goto(&server.url(path)).await.unwrap();
         found.push((name, accessibility_violations(&ada).await));
     }
+    // The dark scheme, for readers who prefer it, meets the same bar.
+    let dark = driver.browser_in_the_dark("dee").await;
+    let prefers = run(
+        &dark,
+        "return matchMedia('(prefers-color-scheme: dark)').matches;",
+        vec![],
+    )
+    .await;
+    assert_eq!(prefers, json!(true), "the browser asks for the dark scheme");
+    dark.goto(&server.url("/sign-in")).await.unwrap();
+    found.push(("sign-in, dark", accessibility_violations(&dark).await));
+    sign_in_as_guest(&dark, &server, "dee").await;
+    for (name, path) in [
+        ("lobby, dark", "/"),
+        ("room, dark", "/room/lobby"),
+        ("no such room, dark", "/room/nowhere"),
+    ] {
+        dark.goto(&server.url(path)).await.unwrap();
+        screenshot(&dark, &name.replace(", ", "-").replace(' ', "-")).await;
+        found.push((name, accessibility_violations(&dark).await));
+    }
     let failing: Vec<_> = found.iter().filter(|(_, v)| !v.is_empty()).collect();
     assert!(
         failing.is_empty(),
@@ -590,4 +611,5 @@ async fn the_pages_pass_an_accessibility_scan() {
     );
     visitor.close().await.unwrap();
     ada.close().await.unwrap();
+    dark.close().await.unwrap();
 }
