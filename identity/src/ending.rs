@@ -7,11 +7,13 @@
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::Poll;
 use std::time::SystemTime;
 
 use atomic_waker::AtomicWaker;
+
+use crate::lock;
 
 /// The sessions some stream is watching, by id. Entries live as long as a [`SessionEnd`] does.
 #[derive(Debug, Default)]
@@ -76,10 +78,6 @@ impl Endings {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<Watched>>> {
         lock(&self.watched)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How a session ended.

@@ -22,15 +22,10 @@ pub const PHONE: (u32, u32) = (390, 844);
 
 /// Whether Chromium is here; outside CI, a test without it says so and passes.
 pub fn available() -> bool {
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must install chromium and chromium-driver"
-    );
-    eprintln!("SKIPPED: install Debian's chromium and chromium-driver to run the browser tests");
-    false
+    crate::installed(
+        Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
+        "Debian's chromium and chromium-driver, for the browser tests",
+    )
 }
 
 /// A running chromedriver and the profiles of the browsers it started; all gone when dropped.
@@ -225,15 +220,10 @@ fn axe() -> PathBuf {
 
 /// Whether axe-core is installed; outside CI, a test without it says so and passes.
 pub fn axe_available() -> bool {
-    if axe().exists() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run `npm ci --prefix tests/browser`"
-    );
-    eprintln!("SKIPPED: run `npm ci --prefix tests/browser` for the accessibility scan");
-    false
+    crate::installed(
+        axe().exists(),
+        "axe-core (`npm ci --prefix tests/browser`), for the accessibility scan",
+    )
 }
 
 /// The serious and critical violations axe-core finds in the page, as `id: target…` lines.

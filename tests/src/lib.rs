@@ -23,6 +23,20 @@ pub use sse::{SseEvent, SseStream};
 /// only a bound so a broken server fails the test instead of hanging it).
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// Whether something a test needs (`found`) is installed. Outside CI a missing one is said
+/// (`missing`: what to install) and the test passes without running; under CI, where `.ci/run`
+/// installs it, it fails the test.
+pub fn installed(found: bool, missing: &str) -> bool {
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "CI must install it: {missing}"
+    );
+    if !found {
+        eprintln!("SKIPPED: {missing}");
+    }
+    found
+}
+
 /// Builds a workspace binary once per test process and returns its path.
 pub fn binary(package: &str, bin: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
