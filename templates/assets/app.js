@@ -349,25 +349,31 @@ function start() {
     errorBox.hidden = !text;
   }
 
-  form.addEventListener("submit", async (event) => {
+  // Sending clears the composer at once, so the next message can be typed while this one
+  // is on its way; posts go one after another, so they arrive in the order they were sent.
+  // A post that fails gives its text back, unless something new has been typed since.
+  let sending = Promise.resolve();
+  form.addEventListener("submit", (event) => {
     if (!room) return; // an older page posts the form itself
     event.preventDefault();
     const text = textInput.value;
     if (!text.trim()) return;
-    const button = form.querySelector("button");
-    button.disabled = true;
-    try {
-      await room.post(text);
-      textInput.value = "";
-      fit();
-      showError(""); // the message itself arrives on the stream, in order
-    } catch (e) {
-      if (e.status === 401) return signIn();
-      showError(e.status ? e.message : "Could not reach the server; your message was not sent.");
-    } finally {
-      button.disabled = false;
-      textInput.focus();
-    }
+    textInput.value = "";
+    fit();
+    textInput.focus();
+    sending = sending.then(async () => {
+      try {
+        await room.post(text);
+        showError(""); // the message itself arrives on the stream, in order
+      } catch (e) {
+        if (e.status === 401) return signIn();
+        if (!textInput.value) {
+          textInput.value = text;
+          fit();
+        }
+        showError(e.status ? e.message : "Could not reach the server; your message was not sent.");
+      }
+    });
   });
 
   // The composer grows with its text, up to the stylesheet's max-height.
