@@ -432,6 +432,7 @@ impl Publisher {
                         room: room.into(),
                         text: text.into(),
                         idempotency_key: String::new(),
+                        reply_to: 0,
                     },
                 );
                 client.submit(request).await.is_ok()

@@ -63,6 +63,8 @@ fn submit(c: &mut Criterion) {
                         text: "hello, room: a message of typical chat length 👋".into(),
                         idempotency_key: None,
                         create_if_missing: false,
+                        kind: Default::default(),
+                        recalled: None,
                     };
                     let done = core
                         .ask(Timestamp::from_unix_millis(t), submit)
@@ -89,6 +91,8 @@ fn resume(c: &mut Criterion) {
             text: format!("message {i}"),
             idempotency_key: None,
             create_if_missing: false,
+            kind: Default::default(),
+            recalled: None,
         };
         core.ask(now, submit).expect("accepted");
     }

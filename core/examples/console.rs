@@ -139,6 +139,8 @@ fn main() -> io::Result<()> {
                     text: line.clone(),
                     idempotency_key: None,
                     create_if_missing: false,
+                    kind: Default::default(),
+                    recalled: None,
                 };
                 core.ask(now(), submit).map(drop)
             }

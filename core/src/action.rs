@@ -19,6 +19,12 @@ pub enum Action {
     Post,
     /// Invite members to a private room, or remove them.
     ManageMembers,
+    /// Edit a message (its poster's own, within the edit window).
+    EditMessage,
+    /// Delete a message: one's own within the edit window, any for the room's owner and admins.
+    DeleteMessage,
+    /// Add or take back a reaction to a message.
+    React,
 }
 
 impl fmt::Display for Action {
@@ -31,6 +37,9 @@ impl fmt::Display for Action {
             Action::Listen => "listen to this room",
             Action::Post => "post in this room",
             Action::ManageMembers => "manage this room's members",
+            Action::EditMessage => "edit someone else's message",
+            Action::DeleteMessage => "delete someone else's message",
+            Action::React => "react in this room",
         })
     }
 }

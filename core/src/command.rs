@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::history::Gap;
 use crate::ids::{ListenerId, RoomId, Seq, UserName};
 use crate::log::{Applied, Committed};
-use crate::message::Message;
+use crate::message::{Kind, Message};
 use crate::presence::PresenceEntry;
 use crate::room::{RoomPage, RoomSummary};
 
@@ -137,21 +137,45 @@ pub struct CloseListener {
     pub listener: ListenerId,
 }
 
-/// Posts a message. On success it has the room's next sequence number and is published as
-/// [`Event::Published`](crate::Event::Published); a retry with the same idempotency key returns
-/// the original instead.
+/// Posts an entry to a room's log: a message (perhaps a reply), or an edit, deletion or
+/// reaction of an earlier one. On success it has the room's next sequence number and is
+/// published as [`Event::Published`](crate::Event::Published); a retry with the same idempotency
+/// key returns the original instead, and a reaction that changes nothing (added twice, taken back
+/// when absent) returns the message reacted to as a duplicate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submit {
     /// The poster, as the host vouches for them.
     pub user: String,
     /// The room to post to.
     pub room: String,
-    /// The text.
+    /// The text: a message's, or an edit's new text; ignored for a deletion or reaction.
     pub text: String,
     /// A client-chosen key: a retry with the same key returns the original message.
     pub idempotency_key: Option<String>,
     /// Create the room (public, owned by `user`) if it does not exist.
     pub create_if_missing: bool,
+    /// What the entry does.
+    #[serde(default)]
+    pub kind: Kind,
+    /// The message a change names, as the host read it from storage after core answered
+    /// [`Error::NotHeld`](crate::Error::NotHeld): core holds only a room's newest messages.
+    #[serde(default)]
+    pub recalled: Option<Arc<Message>>,
+}
+
+impl Submit {
+    /// An entry of `kind` by `user` in `room` (an existing one), without an idempotency key.
+    pub fn new(user: String, room: String, text: String, kind: Kind) -> Self {
+        Submit {
+            user,
+            room,
+            text,
+            idempotency_key: None,
+            create_if_missing: false,
+            kind,
+            recalled: None,
+        }
+    }
 }
 
 /// A page of a room's history, oldest first.

@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use crate::action::Action;
 use crate::ids::{IdempotencyKey, NameError, RoomId, Seq};
+use crate::message::NotAnEmoji;
 
 /// A refused command. Every variant names the rule or limit that refused it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -89,6 +90,57 @@ pub enum Error {
     /// Membership was changed in a way that cannot be.
     #[error(transparent)]
     Membership(#[from] MembershipError),
+    /// An edit, deletion, reaction or reply names a message the room never had.
+    #[error("room {room} has no message {seq}")]
+    MessageNotFound {
+        /// The room.
+        room: RoomId,
+        /// The sequence number asked for.
+        seq: Seq,
+    },
+    /// An edit, deletion or reaction names an entry that is itself a change, not a message.
+    #[error("entry {seq} is {what}, not a message")]
+    NotAMessage {
+        /// The entry.
+        seq: Seq,
+        /// What it is ("an edit", "a deletion", "a reaction").
+        what: &'static str,
+    },
+    /// The message was deleted: nothing more can be done to it.
+    #[error("message {seq} was deleted")]
+    MessageDeleted {
+        /// The deleted message.
+        seq: Seq,
+    },
+    /// Its poster may change a message only for a while after posting it.
+    #[error("message {seq} can no longer be changed: the window of {} s after posting has passed", window.as_secs())]
+    EditWindowClosed {
+        /// The message.
+        seq: Seq,
+        /// The configured window.
+        window: Duration,
+    },
+    /// A reaction must be one emoji.
+    #[error("invalid reaction: {0}")]
+    InvalidEmoji(#[from] NotAnEmoji),
+    /// A message carries at most this many different reactions.
+    #[error("message {seq} already has the maximum of {max} different reactions")]
+    TooManyReactions {
+        /// The message.
+        seq: Seq,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The message is older than what core holds of the room. A host with storage reads it
+    /// and asks again with it in [`Submit::recalled`](crate::Submit::recalled); otherwise (or
+    /// if storage no longer has it either) this is the answer.
+    #[error("message {seq} of room {room} is too old to change here")]
+    NotHeld {
+        /// The room.
+        room: RoomId,
+        /// The message to read.
+        seq: Seq,
+    },
 }
 
 /// Why a membership change cannot be, whoever asks.
@@ -156,7 +208,39 @@ impl Error {
             Error::ResumeAhead { .. } => ErrorClass::OutOfRange,
             Error::IdempotencyConflict { .. } => ErrorClass::Conflict,
             Error::Membership(_) => ErrorClass::Precondition,
-            Error::PermissionDenied { .. } => ErrorClass::Denied,
+            Error::PermissionDenied { .. } | Error::EditWindowClosed { .. } => ErrorClass::Denied,
+            Error::MessageNotFound { .. } => ErrorClass::NotFound,
+            Error::NotAMessage { .. } | Error::InvalidEmoji(_) => ErrorClass::Invalid,
+            Error::MessageDeleted { .. }
+            | Error::TooManyReactions { .. }
+            | Error::NotHeld { .. } => ErrorClass::Precondition,
+        }
+    }
+
+    /// When to try again, for a refusal that says (a rate limit).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after } => Some(*retry_after),
+            Error::InvalidRoomId(_)
+            | Error::InvalidUserName(_)
+            | Error::InvalidIdempotencyKey(_)
+            | Error::Message(_)
+            | Error::RoomNotFound { .. }
+            | Error::TooManyRooms { .. }
+            | Error::TooManyListeners { .. }
+            | Error::ServerFull { .. }
+            | Error::TooManyUserListeners { .. }
+            | Error::ResumeAhead { .. }
+            | Error::IdempotencyConflict { .. }
+            | Error::PermissionDenied { .. }
+            | Error::Membership(_)
+            | Error::MessageNotFound { .. }
+            | Error::NotAMessage { .. }
+            | Error::MessageDeleted { .. }
+            | Error::EditWindowClosed { .. }
+            | Error::InvalidEmoji(_)
+            | Error::TooManyReactions { .. }
+            | Error::NotHeld { .. } => None,
         }
     }
 
@@ -179,6 +263,13 @@ impl Error {
             Error::IdempotencyConflict { .. } => "idempotency-conflict",
             Error::PermissionDenied { .. } => "permission-denied",
             Error::Membership(_) => "membership",
+            Error::MessageNotFound { .. } => "message-not-found",
+            Error::NotAMessage { .. } => "not-a-message",
+            Error::MessageDeleted { .. } => "message-deleted",
+            Error::EditWindowClosed { .. } => "edit-window-closed",
+            Error::InvalidEmoji(_) => "invalid-emoji",
+            Error::TooManyReactions { .. } => "too-many-reactions",
+            Error::NotHeld { .. } => "message-not-held",
         }
     }
 }

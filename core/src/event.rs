@@ -298,7 +298,14 @@ impl CloseReason {
             | Error::TooManyUserListeners { .. }
             | Error::RateLimited { .. }
             | Error::IdempotencyConflict { .. }
-            | Error::Membership(_)) => CloseReason::Refused(error),
+            | Error::Membership(_)
+            | Error::MessageNotFound { .. }
+            | Error::NotAMessage { .. }
+            | Error::MessageDeleted { .. }
+            | Error::EditWindowClosed { .. }
+            | Error::InvalidEmoji(_)
+            | Error::TooManyReactions { .. }
+            | Error::NotHeld { .. }) => CloseReason::Refused(error),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::ids::{IdempotencyKey, Seq, UserName};
-use crate::message::Message;
+use crate::message::{Kind, Message};
 
 /// Messages after `after` and before `first_held` are no longer held: a reader that asked for
 /// them is told so rather than silently skipped ahead.
@@ -110,6 +110,38 @@ impl History {
         self.messages.get(usize::try_from(index).ok()?)
     }
 
+    /// Puts `message` in the place of the held entry with its sequence number (a change made
+    /// it); false if that entry is not held.
+    pub(crate) fn replace(&mut self, message: Arc<Message>) -> bool {
+        let Some(index) = message
+            .seq
+            .0
+            .checked_sub(self.first_held().0)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return false;
+        };
+        match self.messages.get_mut(index) {
+            Some(slot) => {
+                *slot = message;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the text out of every held edit of message `of` (which was deleted).
+    pub(crate) fn wipe_edits_of(&mut self, of: Seq) {
+        for slot in &mut self.messages {
+            if matches!(slot.kind, Kind::Edit { of: o } if o == of) && !slot.state.deleted {
+                let mut wiped = Message::clone(slot);
+                wiped.text.clear();
+                wiped.state.deleted = true;
+                *slot = Arc::new(wiped);
+            }
+        }
+    }
+
     /// The held message `user` posted with `key`, if still held.
     pub(crate) fn find_key(&self, user: &UserName, key: &IdempotencyKey) -> Option<&Arc<Message>> {
         let seq = self.keys.get(&(user.clone(), key.clone()))?;
@@ -171,6 +203,8 @@ mod tests {
             text: format!("m{seq}"),
             sent_at: Timestamp::EPOCH,
             idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+            kind: Kind::default(),
+            state: crate::message::State::default(),
         })
     }
 

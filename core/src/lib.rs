@@ -133,6 +133,8 @@
 //!         text: "hello 👋".into(),
 //!         idempotency_key: None,
 //!         create_if_missing: false,
+//!         kind: Default::default(),
+//!         recalled: None,
 //!     };
 //!     tx.send(Request::Command(submit.into(), reply_tx)).unwrap();
 //!     let Event::Published(message) = events_rx.recv().unwrap() else { panic!() };
@@ -181,7 +183,7 @@ pub use event::{CloseReason, Durable, Event};
 pub use history::Gap;
 pub use ids::{IdempotencyKey, ListenerId, MessageId, NameError, RoomId, Seq, UserName};
 pub use limits::{Limits, Rate, RateLimiter, Refill};
-pub use message::Message;
+pub use message::{Emoji, Kind, Message, NotAnEmoji, Reaction, State};
 pub use policy::{Action, Policy, Who};
 pub use presence::PresenceEntry;
 pub use room::{Access, RoomPage, RoomSummary, StoredRoom};

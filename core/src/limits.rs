@@ -43,6 +43,13 @@ pub struct Limits {
     /// present (default 1,000). Past that, every join would cost a delivery to everyone
     /// (quadratic in the room's size); listeners still get the snapshot when they open.
     pub announce_presence_up_to: usize,
+    /// Most different emoji on one message (default 32); each user adds each one once.
+    #[serde(default = "default_reactions_per_message")]
+    pub max_reactions_per_message: usize,
+}
+
+fn default_reactions_per_message() -> usize {
+    32
 }
 
 impl Limits {
@@ -70,6 +77,7 @@ impl Default for Limits {
             rooms_page_len: 100,
             history_page_len: 50,
             announce_presence_up_to: 1000,
+            max_reactions_per_message: default_reactions_per_message(),
         }
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserName};
-use crate::message::Message;
+use crate::message::{Kind, Message, State};
 use crate::room::Access;
 use crate::time::Timestamp;
 
@@ -45,6 +45,9 @@ pub struct Draft {
     pub sent_at: Timestamp,
     /// The poster's idempotency key: the log answers a retry with the original.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// What the entry does.
+    #[serde(default)]
+    pub kind: Kind,
 }
 
 impl Draft {
@@ -58,6 +61,8 @@ impl Draft {
             text: self.text.clone(),
             sent_at: self.sent_at,
             idempotency_key: self.idempotency_key.clone(),
+            kind: self.kind.clone(),
+            state: State::default(),
         }
     }
 }

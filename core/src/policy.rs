@@ -6,13 +6,16 @@
 //! members; admins may do anything. An operator can reserve room creation and deletion for admins.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::action::Action;
 use crate::error::Error;
 use crate::ids::UserName;
+use crate::message::Message;
 use crate::room::{Access, RoomPage, RoomSummary};
+use crate::time::Timestamp;
 
 /// Who may do a guarded action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -25,7 +28,7 @@ pub enum Who {
 }
 
 /// The authorization rules, part of [`Config`](crate::Config).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// Users who may do anything.
     pub admins: BTreeSet<String>,
@@ -33,6 +36,25 @@ pub struct Policy {
     pub create_rooms: Who,
     /// Who may delete rooms: each owner their own (`Anyone`), or only admins.
     pub delete_rooms: Who,
+    /// How long after posting a message its poster may edit or delete it (a room's owner and
+    /// admins delete any message at any time).
+    #[serde(default = "default_edit_window")]
+    pub edit_window: Duration,
+}
+
+fn default_edit_window() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            admins: BTreeSet::new(),
+            create_rooms: Who::default(),
+            delete_rooms: Who::default(),
+            edit_window: default_edit_window(),
+        }
+    }
 }
 
 impl Policy {
@@ -55,7 +77,12 @@ impl Policy {
         let allowed = match action {
             Action::CreateRoom => self.create_rooms == Who::Anyone,
             Action::ListRooms => true,
-            Action::ReadRoom | Action::Listen | Action::Post => access.admits(user),
+            Action::ReadRoom
+            | Action::Listen
+            | Action::Post
+            | Action::React
+            | Action::EditMessage
+            | Action::DeleteMessage => access.admits(user),
             Action::DeleteRoom => self.delete_rooms == Who::Anyone && owns,
             Action::ManageMembers => owns,
         };
@@ -64,6 +91,34 @@ impl Policy {
         } else {
             Err(Error::PermissionDenied { action })
         }
+    }
+
+    /// Whether `user` may edit (`Action::EditMessage`) or delete (`Action::DeleteMessage`)
+    /// `message` at `now`, in a room with this `access` they may post in. Only its poster edits
+    /// it, within the edit window; its poster deletes it within the window, the room's owner and
+    /// admins at any time.
+    pub fn authorize_change(
+        &self,
+        user: &UserName,
+        action: Action,
+        message: &Message,
+        now: Timestamp,
+        access: &Access,
+    ) -> Result<(), Error> {
+        let moderates = self.is_admin(user) || access.owner.as_ref() == Some(user);
+        if action == Action::DeleteMessage && moderates {
+            return Ok(());
+        }
+        if &message.user != user || !matches!(action, Action::EditMessage | Action::DeleteMessage) {
+            return Err(Error::PermissionDenied { action });
+        }
+        if now.saturating_since(message.sent_at) > self.edit_window {
+            return Err(Error::EditWindowClosed {
+                seq: message.seq,
+                window: self.edit_window,
+            });
+        }
+        Ok(())
     }
 
     /// Whether `user` is an admin, who may do anything.
@@ -171,6 +226,7 @@ mod tests {
             admins: BTreeSet::from(["root".to_owned()]),
             create_rooms: Who::Admins,
             delete_rooms: Who::Admins,
+            ..Policy::default()
         };
         assert_eq!(policy.authorize(&user("root"), Action::DeleteRoom), Ok(()));
         assert_eq!(
@@ -186,5 +242,55 @@ mod tests {
             })
         );
         assert_eq!(policy.authorize(&user("ada"), Action::Post), Ok(()));
+    }
+
+    #[test]
+    fn posters_change_their_own_messages_for_a_while_owners_delete_any() {
+        let policy = Policy {
+            admins: BTreeSet::from(["root".to_owned()]),
+            ..Policy::default()
+        };
+        let room = Access {
+            owner: Some(user("own")),
+            ..Access::default()
+        };
+        let posted = Timestamp::from_unix_millis(1_000_000);
+        let message = Message {
+            id: crate::ids::MessageId(1),
+            room: crate::ids::RoomId::parse("r", 8).unwrap(),
+            seq: crate::ids::Seq(4),
+            user: user("ada"),
+            text: "hi".into(),
+            sent_at: posted,
+            idempotency_key: None,
+            kind: crate::message::Kind::default(),
+            state: crate::message::State::default(),
+        };
+        let soon = posted.saturating_add(Duration::from_secs(60));
+        let late = posted.saturating_add(Duration::from_secs(16 * 60));
+        for action in [Action::EditMessage, Action::DeleteMessage] {
+            let change =
+                |who: &str, at| policy.authorize_change(&user(who), action, &message, at, &room);
+            assert_eq!(change("ada", soon), Ok(()));
+            assert_eq!(
+                change("ada", late),
+                Err(Error::EditWindowClosed {
+                    seq: crate::ids::Seq(4),
+                    window: Duration::from_secs(900)
+                })
+            );
+            assert_eq!(change("bob", soon), Err(Error::PermissionDenied { action }));
+        }
+        let delete = |who: &str| {
+            policy.authorize_change(&user(who), Action::DeleteMessage, &message, late, &room)
+        };
+        assert_eq!((delete("own"), delete("root")), (Ok(()), Ok(())));
+        let edit = |who: &str| {
+            policy.authorize_change(&user(who), Action::EditMessage, &message, soon, &room)
+        };
+        assert!(
+            edit("own").is_err() && edit("root").is_err(),
+            "nobody edits another's words"
+        );
     }
 }

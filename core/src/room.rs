@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Durable, Event};
 use crate::history::History;
 use crate::ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
-use crate::message::Message;
+use crate::message::{Kind, Message};
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
@@ -28,7 +28,14 @@ pub(crate) struct Room {
     listeners: BTreeMap<ListenerId, UserName>,
     /// Its place in a shared log (unused while core numbers messages itself).
     pub(crate) replica: Replica,
+    /// Messages older than the history that the host read from storage to change them, as
+    /// they are now (the newest [`RECALLED`] of them).
+    recalled: BTreeMap<Seq, Arc<Message>>,
 }
+
+/// How many messages older than its history a room keeps after changing them: a later change
+/// (the next reaction) finds them as they are now, not as storage had them before.
+pub(crate) const RECALLED: usize = 64;
 
 /// Whether a user's first listener here opened, or their last closed: a change in who is
 /// present (announced as the engine decides: see `Core::presence_changed`).
@@ -45,6 +52,7 @@ impl Room {
             presence: Presence::default(),
             listeners: BTreeMap::new(),
             replica: Replica::default(),
+            recalled: BTreeMap::new(),
         }
     }
 
@@ -90,13 +98,14 @@ impl Room {
         self.listeners.get(&listener)
     }
 
-    /// Sequences a message (core is the sequencer): it gets the room's next number.
+    /// Sequences an entry (core is the sequencer): it gets the room's next number.
     pub(crate) fn sequence(
         &self,
         id: MessageId,
         user: UserName,
         text: String,
         idempotency_key: Option<IdempotencyKey>,
+        kind: Kind,
         now: Timestamp,
     ) -> Arc<Message> {
         Arc::new(Message {
@@ -107,17 +116,82 @@ impl Room {
             text,
             sent_at: now,
             idempotency_key,
+            kind,
+            state: crate::message::State::default(),
         })
     }
 
-    /// Applies the room's next committed message: it joins the history. Its number must be
-    /// `latest + 1` (the log contract: see the `log` module).
-    /// True if the ring grew (it was not full).
-    pub(crate) fn apply(&mut self, message: Arc<Message>, now: Timestamp) -> bool {
+    /// The message `seq` as the room holds it now: in its history, or recalled from storage.
+    pub(crate) fn held(&self, seq: Seq) -> Option<&Arc<Message>> {
+        self.history.get(seq).or_else(|| self.recalled.get(&seq))
+    }
+
+    /// Keeps `message`, read from storage, to change it (unless it is held already).
+    pub(crate) fn recall(&mut self, message: Arc<Message>) {
+        if self.held(message.seq).is_some() {
+            return;
+        }
+        if self.recalled.len() >= RECALLED {
+            self.recalled.pop_first();
+        }
+        self.recalled.insert(message.seq, message);
+    }
+
+    /// Applies the room's next committed entry: it joins the history, and a change is made to
+    /// the message it names (if held here; storage makes it to the rest). Its number must be
+    /// `latest + 1` (the log contract: see the `log` module). Returns the entry as published
+    /// (an edit of a message deleted meanwhile loses its text) and whether the ring grew.
+    pub(crate) fn apply(&mut self, entry: Arc<Message>, now: Timestamp) -> (Arc<Message>, bool) {
+        let entry = match entry.changes() {
+            Some(of) => self.change(of, entry),
+            None => entry,
+        };
         let before = self.history.len();
-        self.history.push(message);
+        self.history.push(entry.clone());
         self.last_active = now;
-        self.history.len() > before
+        (entry, self.history.len() > before)
+    }
+
+    /// Makes the change `entry` to message `of`.
+    fn change(&mut self, of: Seq, entry: Arc<Message>) -> Arc<Message> {
+        let Some(target) = self.held(of) else {
+            return entry;
+        };
+        if !matches!(target.kind, Kind::Post { .. }) {
+            return entry;
+        }
+        if target.state.deleted {
+            // Nothing changes a deleted message, and nothing brings its text back.
+            if !entry.text.is_empty() {
+                let mut wiped = Message::clone(&entry);
+                wiped.text.clear();
+                wiped.state.deleted = true;
+                return Arc::new(wiped);
+            }
+            return entry;
+        }
+        let mut changed = Message::clone(target);
+        match &entry.kind {
+            Kind::Post { .. } => return entry,
+            Kind::Edit { .. } => {
+                changed.text.clone_from(&entry.text);
+                changed.state.edited_at = Some(entry.sent_at);
+            }
+            Kind::Delete { .. } => {
+                changed.text.clear();
+                changed.state.deleted = true;
+                changed.state.reactions.clear();
+                self.history.wipe_edits_of(of);
+            }
+            Kind::React { emoji, added, .. } => {
+                changed.state.react(emoji, &entry.user, *added);
+            }
+        }
+        let changed = Arc::new(changed);
+        if !self.history.replace(changed.clone()) {
+            self.recalled.insert(of, changed);
+        }
+        entry
     }
 
     /// Continues after `latest`, forgetting what is held: see [`History::skip_to`].
@@ -125,6 +199,7 @@ impl Room {
     pub(crate) fn skip_to(&mut self, latest: Seq) -> usize {
         let dropped = self.history.len();
         self.history.skip_to(latest);
+        self.recalled.clear();
         self.replica.held.retain(|seq, _| *seq > latest);
         dropped
     }

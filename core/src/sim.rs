@@ -16,8 +16,9 @@ use crate::command::{
 use crate::engine::{Config, Core};
 use crate::error::Error;
 use crate::event::{CloseReason, Event};
-use crate::ids::{ListenerId, Seq};
+use crate::ids::{ListenerId, MessageId, RoomId, Seq, UserName};
 use crate::limits::{Limits, Rate};
+use crate::message::{Emoji, Kind, Message, State};
 use crate::policy::Policy;
 use crate::time::Timestamp;
 
@@ -38,6 +39,10 @@ pub const TEXTS: [(&str, Option<&str>); 8] = [
 ];
 /// Idempotency keys the operations pick from; the last breaks the rules.
 pub const KEYS: [&str; 3] = ["k1", "k2", "bad key"];
+/// Reactions the operations pick from: the second and third are one emoji in two spellings.
+pub const EMOJI: [&str; 4] = ["👍", "❤", "❤\u{fe0f}", "🎉"];
+/// How long posters may change their messages in the simulation (so runs reach its end).
+const EDIT_WINDOW: Duration = Duration::from_secs(20);
 
 /// Joins and leaves are announced while at most this many users are present.
 const ANNOUNCE_UP_TO: usize = 2;
@@ -61,10 +66,14 @@ pub fn sim_config() -> Config {
             rooms_page_len: 2,
             history_page_len: 2,
             announce_presence_up_to: ANNOUNCE_UP_TO,
+            max_reactions_per_message: 2,
         },
         history_len: 4,
         room_idle_expiry: Some(Duration::from_secs(5)),
-        policy: Policy::default(),
+        policy: Policy {
+            edit_window: EDIT_WINDOW,
+            ..Policy::default()
+        },
         ..Config::default()
     }
 }
@@ -162,18 +171,72 @@ pub enum Op {
     },
     /// Honour the deadline if it is due.
     Timeout,
+    /// Change a message, or reply to it.
+    Change {
+        /// Index into [`USERS`].
+        user: u8,
+        /// Index into [`ROOMS`].
+        room: u8,
+        /// The message's sequence number.
+        of: u8,
+        /// 0: edit it, 1: delete it, 2: add a reaction, 3: take one back, else reply to it.
+        what: u8,
+        /// Index into [`TEXTS`] (edit, reply) or [`EMOJI`] (reactions).
+        arg: u8,
+    },
 }
 
 fn pick<T: Copy>(pool: &[T], i: u8) -> T {
     pool[usize::from(i) % pool.len()]
 }
 
-/// A message as the model remembers it.
+/// An entry as the model remembers it, with what later entries did to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ModelMessage {
     user: String,
+    /// Its text now: empty once deleted, the newest edit's once edited.
     text: String,
     key: Option<String>,
+    kind: Kind,
+    sent_at: u64,
+    edited: bool,
+    deleted: bool,
+    /// Each emoji (canonical) with who added it, in order.
+    reactions: Vec<(String, Vec<String>)>,
+}
+
+impl ModelMessage {
+    fn new(user: &str, text: String, key: Option<&str>, kind: Kind, sent_at: u64) -> Self {
+        ModelMessage {
+            user: user.to_owned(),
+            text,
+            key: key.map(str::to_owned),
+            kind,
+            sent_at,
+            edited: false,
+            deleted: false,
+            reactions: Vec::new(),
+        }
+    }
+
+    /// Whether `m`, as core holds or hands it out, is this entry as it is now.
+    fn matches(&self, m: &Message) -> bool {
+        let reactions: Vec<(String, Vec<String>)> = m
+            .state
+            .reactions
+            .iter()
+            .map(|r| {
+                let users = r.users.iter().map(ToString::to_string).collect();
+                (r.emoji.to_string(), users)
+            })
+            .collect();
+        m.user.as_str() == self.user
+            && m.text == self.text
+            && m.kind == self.kind
+            && m.state.deleted == self.deleted
+            && m.state.edited_at.is_some() == self.edited
+            && reactions == self.reactions
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -473,6 +536,19 @@ impl Harness {
                 at,
                 limit,
             } => self.history(pick(&ROOMS, room), cursor, at, limit),
+            Op::Change {
+                user,
+                room,
+                of,
+                what,
+                arg,
+            } => self.change(
+                pick(&USERS, user),
+                pick(&ROOMS, room),
+                Seq(u64::from(of)),
+                (what, arg),
+                &mut expected_events,
+            ),
             Op::Presence { room } => {
                 let room = pick(&ROOMS, room);
                 let r = self.ask(ViewRoom {
@@ -672,9 +748,9 @@ impl Harness {
                 );
                 for m in &opened.backlog {
                     let want = &mr.messages[(m.seq.0 - 1) as usize];
-                    assert_eq!(
-                        (m.user.as_str(), m.text.as_str()),
-                        (want.user.as_str(), want.text.as_str())
+                    assert!(
+                        want.matches(m),
+                        "backlog {m:?} is as the model has it: {want:?}"
                     );
                 }
                 let gap = (n + 1 < first_held).then_some(crate::Gap {
@@ -774,6 +850,8 @@ impl Harness {
             text: text.to_owned(),
             idempotency_key: key.map(str::to_owned),
             create_if_missing: create,
+            kind: Default::default(),
+            recalled: None,
         });
         let normalized = text.replace("\r\n", "\n");
         let history_len = self.history_len();
@@ -831,11 +909,13 @@ impl Harness {
             .rooms
             .get_mut(room)
             .expect("accepted so the room exists");
-        mr.messages.push(ModelMessage {
-            user: user.to_owned(),
-            text: normalized,
-            key: key.map(str::to_owned),
-        });
+        mr.messages.push(ModelMessage::new(
+            user,
+            normalized,
+            key,
+            Kind::default(),
+            self.now,
+        ));
         mr.last_active = self.now;
         let m = &submitted.message;
         assert_eq!(
@@ -845,6 +925,198 @@ impl Harness {
         );
         assert_eq!(m.sent_at, self.ts());
         expected.push(Event::Published(submitted.message));
+    }
+
+    /// An edit, deletion, reaction or reply, checked against the model's rules in core's order.
+    /// A message older than the ring is answered `message-not-held`; the harness then hands it
+    /// over as a host would from storage (the model's copy), and asks again.
+    fn change(
+        &mut self,
+        user: &str,
+        room: &str,
+        of: Seq,
+        (what, arg): (u8, u8),
+        expected: &mut Vec<Event>,
+    ) {
+        let (text, text_refusal) = pick(&TEXTS, arg);
+        let emoji = Emoji::parse(pick(&EMOJI, arg)).expect("the pool's emoji parse");
+        let kind = match what {
+            0 => Kind::Edit { of },
+            1 => Kind::Delete { of },
+            2 | 3 => Kind::React {
+                of,
+                emoji: emoji.clone(),
+                added: what == 2,
+            },
+            _ => Kind::Post { reply_to: Some(of) },
+        };
+        let has_text = matches!(kind, Kind::Edit { .. } | Kind::Post { .. });
+        let submit = Submit {
+            user: user.to_owned(),
+            room: room.to_owned(),
+            text: if has_text { text } else { "" }.to_owned(),
+            idempotency_key: None,
+            create_if_missing: false,
+            kind: kind.clone(),
+            recalled: None,
+        };
+        let mut r = self.ask(submit.clone());
+        let first_held = self
+            .model
+            .rooms
+            .get(room)
+            .map_or(1, |mr| mr.first_held(self.history_len()));
+        if let Err(Error::NotHeld { seq, .. }) = &r {
+            assert!(seq.0 < first_held, "{seq} is held, yet core asks for it");
+            let m = &self.model.rooms[room].messages[(seq.0 - 1) as usize];
+            let recalled = self.model_message(room, *seq, m);
+            r = self.ask(Submit {
+                recalled: Some(recalled.into()),
+                ..submit
+            });
+        }
+        let normalized = text.replace("\r\n", "\n");
+        let mr = self.model.rooms.get(room);
+        let latest = mr.map_or(0, |m| m.messages.len() as u64);
+        let target = mr
+            .filter(|_| of.0 >= 1 && of.0 <= latest)
+            .map(|mr| &mr.messages[(of.0 - 1) as usize]);
+        let mut unchanged = false;
+        let want = Self::name_refusal(user, room)
+            .or(if has_text { text_refusal } else { None })
+            .or_else(|| mr.is_none().then_some("room-not-found"))
+            .or_else(|| target.is_none().then_some("message-not-found"))
+            .or_else(|| {
+                let (t, owner) = (target?, &mr?.owner);
+                if matches!(kind, Kind::Post { .. }) {
+                    return None;
+                }
+                if !matches!(t.kind, Kind::Post { .. }) {
+                    return Some("not-a-message");
+                }
+                if t.deleted {
+                    return Some("message-deleted");
+                }
+                match &kind {
+                    Kind::Delete { .. } if owner == user => None,
+                    Kind::Edit { .. } | Kind::Delete { .. } if t.user != user => {
+                        Some("permission-denied")
+                    }
+                    Kind::Edit { .. } | Kind::Delete { .. }
+                        if self.now - t.sent_at > crate::time::millis(EDIT_WINDOW) =>
+                    {
+                        Some("edit-window-closed")
+                    }
+                    Kind::React { added, .. } => {
+                        let at = t.reactions.iter().find(|(e, _)| e == emoji.as_str());
+                        let has = at.is_some_and(|(_, users)| users.iter().any(|u| u == user));
+                        unchanged = has == *added;
+                        let full =
+                            t.reactions.len() >= self.config.limits.max_reactions_per_message;
+                        (!unchanged && *added && at.is_none() && full)
+                            .then_some("too-many-reactions")
+                    }
+                    Kind::Edit { .. } | Kind::Delete { .. } | Kind::Post { .. } => None,
+                }
+            });
+        let wait = match (want, unchanged) {
+            (None, false) => self.model.take_token(user, self.now, &self.config),
+            _ => None,
+        };
+        if let Some(wait) = wait {
+            let refused = Error::RateLimited {
+                retry_after: Duration::from_millis(wait),
+            };
+            assert_eq!(r.err(), Some(refused), "rate of {user}");
+            return;
+        }
+        assert_eq!(code(&r), want, "{kind:?} in {room} by {user}: {r:?}");
+        let Ok(submitted) = r else { return };
+        let mr = self.model.rooms.get_mut(room).expect("accepted: it exists");
+        if unchanged {
+            assert!(submitted.duplicate, "a reaction that changes nothing");
+            assert!(mr.messages[(of.0 - 1) as usize].matches(&submitted.message));
+            return;
+        }
+        assert!(!submitted.duplicate);
+        let text = if has_text { normalized } else { String::new() };
+        let entry = ModelMessage::new(user, text.clone(), None, kind.clone(), self.now);
+        let target = &mut mr.messages[(of.0 - 1) as usize];
+        match &kind {
+            Kind::Post { .. } => {}
+            Kind::Edit { .. } => {
+                target.text = text;
+                target.edited = true;
+            }
+            Kind::Delete { .. } => {
+                target.text.clear();
+                target.deleted = true;
+                target.reactions.clear();
+                for m in &mut mr.messages {
+                    if matches!(m.kind, Kind::Edit { of: o } if o == of) {
+                        m.text.clear();
+                        m.deleted = true;
+                    }
+                }
+            }
+            Kind::React { emoji, added, .. } => {
+                let at = target
+                    .reactions
+                    .iter()
+                    .position(|(e, _)| e == emoji.as_str());
+                match (at, added) {
+                    (Some(i), true) => target.reactions[i].1.push(user.to_owned()),
+                    (None, true) => target
+                        .reactions
+                        .push((emoji.to_string(), vec![user.to_owned()])),
+                    (Some(i), false) => {
+                        target.reactions[i].1.retain(|u| u != user);
+                        if target.reactions[i].1.is_empty() {
+                            target.reactions.remove(i);
+                        }
+                    }
+                    (None, false) => unreachable!("a reaction taken back was there"),
+                }
+            }
+        }
+        mr.messages.push(entry);
+        mr.last_active = self.now;
+        let m = &submitted.message;
+        assert_eq!(
+            m.seq,
+            Seq(mr.messages.len() as u64),
+            "the next sequence number"
+        );
+        assert!(mr.messages[(m.seq.0 - 1) as usize].matches(m), "{m:?}");
+        expected.push(Event::Published(submitted.message));
+    }
+
+    /// The model's message `seq` of `room`, as a host would read it from storage.
+    fn model_message(&self, room: &str, seq: Seq, m: &ModelMessage) -> Message {
+        let user = |u: &str| UserName::parse(u, 16).expect("model users are valid");
+        let reactions = m
+            .reactions
+            .iter()
+            .map(|(e, users)| crate::message::Reaction {
+                emoji: Emoji::parse(e).expect("model emoji are valid"),
+                users: users.iter().map(|u| user(u)).collect(),
+            })
+            .collect();
+        Message {
+            id: MessageId(0),
+            room: RoomId::parse(room, 8).expect("model rooms are valid"),
+            seq,
+            user: user(&m.user),
+            text: m.text.clone(),
+            sent_at: Timestamp::from_unix_millis(m.sent_at),
+            idempotency_key: None,
+            kind: m.kind.clone(),
+            state: State {
+                edited_at: m.edited.then_some(Timestamp::from_unix_millis(m.sent_at)),
+                deleted: m.deleted,
+                reactions,
+            },
+        }
     }
 
     fn history(&mut self, room: &str, cursor: u8, at: u8, limit: u8) {
@@ -890,6 +1162,14 @@ impl Harness {
         };
         let got: Vec<u64> = page.messages.iter().map(|m| m.seq.0).collect();
         assert_eq!(got, want, "history {room} {cursor:?} limit {limit}");
+        let mr = &self.model.rooms[room];
+        for m in &page.messages {
+            let want = &mr.messages[(m.seq.0 - 1) as usize];
+            assert!(
+                want.matches(m),
+                "history has {m:?} as the model does: {want:?}"
+            );
+        }
         assert_eq!(
             (page.first_held, page.latest),
             (Seq(first_held), Seq(latest))
@@ -906,6 +1186,15 @@ impl Harness {
                 break;
             };
             if let Event::Published(m) = &event {
+                let deleted = |seq: Seq| {
+                    self.model.rooms[m.room.as_str()].messages[(seq.0 - 1) as usize].deleted
+                };
+                if let Some(of) = m.changes() {
+                    assert!(
+                        m.text.is_empty() || !deleted(of),
+                        "the text of deleted message {of} goes out again: {m:?}"
+                    );
+                }
                 for (id, _) in self.model.listeners_of(m.room.as_str()) {
                     self.received
                         .get_mut(id)
@@ -956,9 +1245,9 @@ impl Harness {
             for (m, seq) in held.iter().zip(first..) {
                 let want = &mr.messages[(seq - 1) as usize];
                 assert_eq!(m.seq, Seq(seq), "contiguous sequence in {name}");
-                assert_eq!(
-                    (m.user.as_str(), m.text.as_str()),
-                    (want.user.as_str(), want.text.as_str())
+                assert!(
+                    want.matches(m),
+                    "{name} holds {m:?} as the model has it: {want:?}"
                 );
             }
             assert!(room.history().key_count() <= held.len());
@@ -1073,6 +1362,7 @@ mod tests {
             1 => proptest::option::of(idx()).prop_map(|after| Op::List { after }),
             1 => (idx(), idx(), idx(), any::<bool>()).prop_map(|(user, room, member, add)| Op::Member { user, room, member, add }),
             1 => Just(Op::Timeout),
+            5 => (idx(), idx(), 0u8..12, 0u8..5, idx()).prop_map(|(user, room, of, what, arg)| Op::Change { user, room, of, what, arg }),
         ]
     }
 
@@ -1149,6 +1439,113 @@ mod tests {
                 stats.refused
             );
         }
+    }
+    #[test]
+    fn a_scripted_run_reaches_every_rule_of_changes() {
+        // Each change, then time for the poster's bucket to refill.
+        let change = |user, of, what, arg| {
+            [
+                Op::Change {
+                    user,
+                    room: 0,
+                    of,
+                    what,
+                    arg,
+                },
+                Op::Advance { ms: 500 },
+            ]
+        };
+        let mut ops = vec![Op::Create { user: 0, room: 0 }];
+        ops.push(Op::Open {
+            user: 1,
+            room: 0,
+            after: Some(0),
+            create: false,
+        });
+        for t in 0..3 {
+            ops.push(Op::Submit {
+                user: t % 2,
+                room: 0,
+                text: t,
+                key: None,
+                create: false,
+            });
+        }
+        ops.extend(
+            [
+                change(0, 1, 0, 1), // ada edits her message 1
+                change(1, 1, 0, 1), // bob may not
+                change(1, 9, 2, 0), // no message 9
+                change(1, 4, 2, 0), // 4 is an edit
+                change(1, 1, 2, 0), // 👍
+                change(1, 1, 2, 0), // again: unchanged
+                change(1, 1, 2, 1), // ❤
+                change(0, 1, 2, 2), // ❤️ is ❤
+                change(0, 1, 2, 3), // a third emoji: too many
+                change(1, 1, 3, 0), // bob takes 👍 back
+                change(1, 2, 4, 0), // bob replies to 2
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        for _ in 0..6 {
+            // Past the ring (4 entries): the harness recalls 1 from the model.
+            ops.push(Op::Submit {
+                user: 1,
+                room: 0,
+                text: 0,
+                key: None,
+                create: false,
+            });
+            ops.push(Op::Advance { ms: 1000 });
+        }
+        ops.extend(
+            [
+                change(1, 1, 2, 3), // a reaction to a message no longer in the ring
+                change(1, 2, 1, 0), // bob deletes ada's message 2: no
+                change(0, 2, 1, 0), // the owner may
+                change(0, 2, 0, 0), // deleted
+                change(0, 3, 0, 1), // ada edits her message 3 (recalled)
+                [Op::Advance { ms: 21_000 }, Op::Timeout],
+                change(0, 3, 0, 0), // ada's window has passed
+                change(0, 3, 1, 0), // the owner deletes it anyway, and the edit's text with it
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        ops.push(Op::History {
+            room: 0,
+            cursor: 1,
+            at: 0,
+            limit: 0,
+        });
+        let stats = run_ops(&ops);
+        for refusal in [
+            "message-not-found",
+            "not-a-message",
+            "message-deleted",
+            "edit-window-closed",
+            "too-many-reactions",
+            "permission-denied",
+        ] {
+            assert!(
+                stats.refused.get(refusal).is_some_and(|n| *n > 0),
+                "the script never reached {refusal}: {:?}",
+                stats.refused
+            );
+        }
+        assert!(
+            !stats.refused.contains_key("rate-limited"),
+            "{:?}",
+            stats.refused
+        );
+        // 3 posts, an edit, 3 reactions added and 1 taken back, a reply, 6 posts, a reaction
+        // past the ring, 2 deletions and an edit.
+        assert_eq!(
+            stats.messages_accepted,
+            3 + 1 + 4 + 1 + 6 + 1 + 3,
+            "{stats:?}"
+        );
     }
 }
 

@@ -19,6 +19,8 @@ fn private_rooms_admit_members_only_and_removal_ends_listeners() {
                 text: "hi".into(),
                 idempotency_key: None,
                 create_if_missing: false,
+                kind: Default::default(),
+                recalled: None,
             },
         )
     };

@@ -69,6 +69,8 @@ fn submit_refusals_name_the_rule() {
         text: "hi".into(),
         idempotency_key: None,
         create_if_missing: false,
+        kind: Default::default(),
+        recalled: None,
     };
     assert_eq!(
         submit(&mut core, t(2), nowhere),
@@ -160,6 +162,8 @@ fn a_restored_core_continues_numbering_history_and_keys() {
             text: "x".into(),
             idempotency_key: None,
             create_if_missing: false,
+            kind: Default::default(),
+            recalled: None,
         },
     )
     .unwrap();

@@ -107,6 +107,8 @@ fn record(steps: usize) -> Vec<(Timestamp, Command)> {
                 text: s.pick(&texts).to_owned(),
                 idempotency_key: (s.next(3) == 0).then(|| format!("key-{}", s.next(5))),
                 create_if_missing: s.next(10) == 0,
+                kind: Default::default(),
+                recalled: None,
             }
             .into(),
         };

@@ -67,6 +67,8 @@ impl Log {
             text: format!("m{}", self.next_id),
             sent_at: t(1),
             idempotency_key: None,
+            kind: Default::default(),
+            state: Default::default(),
         });
         self.entries.push(message.clone());
         self.made.insert((self.epoch, self.latest), message.clone());

@@ -66,6 +66,7 @@ fn policy_is_consulted_for_create_and_delete() {
         admins: BTreeSet::from(["root".to_owned()]),
         create_rooms: Who::Admins,
         delete_rooms: Who::Admins,
+        ..Policy::default()
     };
     let mut core = Core::new(Config {
         policy,

@@ -26,6 +26,8 @@ fn empty_rooms_expire_after_the_idle_time() {
         text: "anyone?".into(),
         idempotency_key: None,
         create_if_missing: false,
+        kind: Default::default(),
+        recalled: None,
     };
     submit(&mut core, t(30_000), posted).unwrap();
     drain(&mut core);

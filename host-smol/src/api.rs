@@ -1,8 +1,8 @@
 //! The JSON API under `/api/v1/`, the seed's JSON routes, and the operations endpoints.
 
 use roomcast_core::{
-    ChangeMember, Created, Cursor, DeleteRoom, History, ListRooms, MemberChange, OpenDirect, Seq,
-    Submit, Submitted, ViewRoom,
+    ChangeMember, Created, Cursor, DeleteRoom, History, Kind, ListRooms, MemberChange, OpenDirect,
+    Seq, Submit, Submitted, ViewRoom,
 };
 use serde::Deserialize;
 use tide::{Request, Response, StatusCode};
@@ -11,8 +11,8 @@ use crate::problem::{Problem, ProblemBody};
 use crate::request::{State, actor, caller, room_param};
 use crate::request::{json_body, query};
 use crate::wire::{
-    CreateRoom, HistoryBody, MessageBody, PostMessage, PresenceBody, PresenceList, RoomBody,
-    RoomList, SeedSubmit, UserRef,
+    Change, CreateRoom, EditMessage, HistoryBody, MessageBody, PostMessage, PresenceBody,
+    PresenceList, RoomBody, RoomList, SeedSubmit, UserRef, change,
 };
 
 pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
@@ -256,14 +256,115 @@ pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> 
     let caller = caller(&req)?;
     let body: PostMessage = json_body(&mut req).await?;
     caller.check_named(body.user.as_deref())?;
-    let submit = Submit {
-        user: caller.user,
-        room,
-        text: body.text,
-        idempotency_key: body.idempotency_key.or(header_key),
-        create_if_missing: false,
+    let kind = Kind::Post {
+        reply_to: body.reply_to.map(Seq),
     };
-    let done = req.state().hub.ask(submit).await?;
+    let submit = Submit {
+        idempotency_key: body.idempotency_key.or(header_key),
+        ..Submit::new(caller.user, room, body.text, kind)
+    };
+    let done = req.state().hub.submit(submit).await?;
+    Ok(posted(&done))
+}
+
+/// Edit one's own message, within the edit window (15 minutes by default). The edit is an
+/// entry of its own (`edited`, with the new text), which listeners get in sequence.
+#[utoipa::path(patch, path = "/api/v1/rooms/{room}/messages/{seq}", tag = "messages", request_body = EditMessage,
+    params(("room" = String, Path, description = "The room id"), ("seq" = u64, Path, description = "The message")),
+    responses(
+        (status = 201, description = "Edited: the `edited` entry", body = MessageBody),
+        (status = 400, description = "Bad text, or the entry is not a message", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Someone else's message, or past the edit window", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such room or message", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The message was deleted", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn edit_message(mut req: Request<State>) -> Result<Response, Problem> {
+    let body: EditMessage = json_body(&mut req).await?;
+    change_message(&req, Change::Edit, body.text).await
+}
+
+/// Delete a message: one's own within the edit window; any, for the room's owner and admins.
+/// Its text is removed from history and from disk; listeners get a `deleted` entry.
+#[utoipa::path(delete, path = "/api/v1/rooms/{room}/messages/{seq}", tag = "messages",
+    params(("room" = String, Path, description = "The room id"), ("seq" = u64, Path, description = "The message")),
+    responses(
+        (status = 201, description = "Deleted: the `deleted` entry", body = MessageBody),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Already deleted", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_message(req: Request<State>) -> Result<Response, Problem> {
+    change_message(&req, Change::Delete, String::new()).await
+}
+
+/// Add a reaction (one emoji, percent-encoded in the path) to a message; each user adds each
+/// emoji once.
+#[utoipa::path(put, path = "/api/v1/rooms/{room}/messages/{seq}/reactions/{emoji}", tag = "messages",
+    params(("room" = String, Path, description = "The room id"), ("seq" = u64, Path, description = "The message"), ("emoji" = String, Path, description = "One emoji, percent-encoded")),
+    responses(
+        (status = 201, description = "Added: the `reaction` entry", body = MessageBody),
+        (status = 200, description = "Already there: the message as it is", body = MessageBody),
+        (status = 400, description = "Not one emoji", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "Deleted, or the message has the most different reactions allowed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn add_reaction(req: Request<State>) -> Result<Response, Problem> {
+    react(req, true).await
+}
+
+/// Take one's reaction back.
+#[utoipa::path(delete, path = "/api/v1/rooms/{room}/messages/{seq}/reactions/{emoji}", tag = "messages",
+    params(("room" = String, Path, description = "The room id"), ("seq" = u64, Path, description = "The message"), ("emoji" = String, Path, description = "One emoji, percent-encoded")),
+    responses(
+        (status = 201, description = "Taken back: the `reaction` entry", body = MessageBody),
+        (status = 200, description = "It was not there: the message as it is", body = MessageBody),
+        (status = 400, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn remove_reaction(req: Request<State>) -> Result<Response, Problem> {
+    react(req, false).await
+}
+
+async fn react(req: Request<State>, added: bool) -> Result<Response, Problem> {
+    let raw = req.param("emoji").unwrap_or_default();
+    let emoji = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::BadRequest,
+                "invalid-emoji",
+                "the emoji is not UTF-8",
+            )
+        })?;
+    change_message(
+        &req,
+        Change::React {
+            emoji: &emoji,
+            added,
+        },
+        String::new(),
+    )
+    .await
+}
+
+/// Makes `what` to the message named in the path, as the caller.
+async fn change_message(
+    req: &Request<State>,
+    what: Change<'_>,
+    text: String,
+) -> Result<Response, Problem> {
+    let raw = req.param("seq").unwrap_or_default();
+    let of = raw.parse::<u64>().map_err(|_| {
+        Problem::new(
+            StatusCode::BadRequest,
+            "invalid-seq",
+            "a message is named by its sequence number (1, 2, 3, ...)",
+        )
+    })?;
+    let kind = change(of, what)?;
+    let submit = Submit::new(actor(req)?, room_param(req), text, kind);
+    let done = req.state().hub.submit(submit).await?;
     Ok(posted(&done))
 }
 
@@ -282,13 +383,10 @@ pub async fn seed_submit(mut req: Request<State>) -> Result<Response, Problem> {
     let body: SeedSubmit = json_body(&mut req).await?;
     caller.check_named(body.user.as_deref())?;
     let submit = Submit {
-        user: caller.user,
-        room: body.room,
-        text: body.text,
-        idempotency_key: None,
         create_if_missing: true,
+        ..Submit::new(caller.user, body.room, body.text, Kind::default())
     };
-    let done = req.state().hub.ask(submit).await?;
+    let done = req.state().hub.submit(submit).await?;
     Ok(posted(&done))
 }
 

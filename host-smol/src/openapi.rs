@@ -18,6 +18,10 @@ use crate::wire;
         crate::api::delete_room,
         crate::api::history,
         crate::api::post_message,
+        crate::api::edit_message,
+        crate::api::delete_message,
+        crate::api::add_reaction,
+        crate::api::remove_reaction,
         crate::api::presence,
         crate::api::invite,
         crate::api::remove_member,
@@ -51,9 +55,15 @@ impl utoipa::Modify for EdgeAnswers {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         for (path, item) in doc.paths.paths.iter_mut() {
             let open = OPEN_OPERATIONS.contains(&path.as_str());
-            for operation in [&mut item.get, &mut item.post, &mut item.delete]
-                .into_iter()
-                .flatten()
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
             {
                 let mut answers = vec![
                     (

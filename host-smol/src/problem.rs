@@ -109,22 +109,7 @@ fn status(class: ErrorClass) -> StatusCode {
 
 impl From<Error> for Problem {
     fn from(e: Error) -> Self {
-        let retry_after = match &e {
-            Error::RateLimited { retry_after } => Some(*retry_after),
-            Error::InvalidRoomId(_)
-            | Error::InvalidUserName(_)
-            | Error::InvalidIdempotencyKey(_)
-            | Error::Message(_)
-            | Error::RoomNotFound { .. }
-            | Error::TooManyRooms { .. }
-            | Error::TooManyListeners { .. }
-            | Error::ServerFull { .. }
-            | Error::TooManyUserListeners { .. }
-            | Error::ResumeAhead { .. }
-            | Error::IdempotencyConflict { .. }
-            | Error::PermissionDenied { .. }
-            | Error::Membership(_) => None,
-        };
+        let retry_after = e.retry_after();
         Problem {
             status: status(e.class()),
             code: e.code(),

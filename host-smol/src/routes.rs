@@ -60,9 +60,25 @@ impl Route<'_> {
         self.on(tide::http::Method::Delete, f)
     }
 
+    fn patch<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(Request<State>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, Problem>> + Send + 'static,
+    {
+        self.on(tide::http::Method::Patch, f)
+    }
+
+    fn put<F, Fut>(self, f: F) -> Self
+    where
+        F: Fn(Request<State>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response, Problem>> + Send + 'static,
+    {
+        self.on(tide::http::Method::Put, f)
+    }
+
     #[allow(
         clippy::wildcard_enum_match_arm,
-        reason = "routes take GET, POST or DELETE"
+        reason = "routes take GET, POST, PATCH, PUT or DELETE"
     )]
     fn on<F, Fut>(mut self, method: tide::http::Method, f: F) -> Self
     where
@@ -73,6 +89,8 @@ impl Route<'_> {
         self.methods.push(match method {
             tide::http::Method::Get => "GET, HEAD",
             tide::http::Method::Post => "POST",
+            tide::http::Method::Patch => "PATCH",
+            tide::http::Method::Put => "PUT",
             _ => "DELETE",
         });
         self
@@ -162,6 +180,17 @@ pub fn build(state: State) -> tide::Server<State> {
         .at(&mut app, "/api/v1/rooms/:room/messages")
         .get(api::history)
         .post(api::post_message);
+    routes
+        .at(&mut app, "/api/v1/rooms/:room/messages/:seq")
+        .patch(api::edit_message)
+        .delete(api::delete_message);
+    routes
+        .at(
+            &mut app,
+            "/api/v1/rooms/:room/messages/:seq/reactions/:emoji",
+        )
+        .put(api::add_reaction)
+        .delete(api::remove_reaction);
     routes
         .at(&mut app, "/api/v1/rooms/:room/presence")
         .get(api::presence);
@@ -270,7 +299,10 @@ impl tide::Middleware<State> for CheckOrigin {
             && req.header("Access-Control-Request-Method").is_some();
         let mut res = if preflight {
             let mut res = Response::new(StatusCode::NoContent);
-            res.insert_header("Access-Control-Allow-Methods", "GET, POST, DELETE");
+            res.insert_header(
+                "Access-Control-Allow-Methods",
+                "GET, POST, PATCH, PUT, DELETE",
+            );
             res.insert_header(
                 "Access-Control-Allow-Headers",
                 "authorization, content-type, last-event-id",

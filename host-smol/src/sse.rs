@@ -23,7 +23,7 @@ use crate::problem::Problem;
 use crate::request::PeerWatch;
 use crate::request::State;
 use crate::stream::subscribe;
-use crate::wire::{MessageBody, StreamEvent};
+use crate::wire::StreamEvent;
 
 /// The reconnect delay suggested to browsers, in milliseconds.
 const RETRY_MS: u32 = 2000;
@@ -79,9 +79,9 @@ pub fn frame(event: &StreamEvent) -> String {
 /// A delivery's frame; a message's is made once and shared by all its listeners.
 fn encode(delivery: Delivery) -> Bytes {
     match delivery {
-        Delivery::Message(shared) => shared.encoded(Wire::Sse, |m| {
-            frame(&StreamEvent::Message(MessageBody::from(m))).into()
-        }),
+        Delivery::Message(shared) => {
+            shared.encoded(Wire::Sse, |m| frame(&StreamEvent::entry(m)).into())
+        }
         other @ (Delivery::Presence(_)
         | Delivery::Gap(_)
         | Delivery::Joined(_)

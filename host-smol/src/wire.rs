@@ -3,7 +3,9 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use roomcast_core::{Gap, HistoryPage, Message, PresenceEntry, RoomSummary, Timestamp};
+use roomcast_core::{
+    Emoji, Error, Gap, HistoryPage, Kind, Message, PresenceEntry, RoomSummary, Seq, Timestamp,
+};
 use roomcast_hub::Delivery;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -30,10 +32,57 @@ pub struct MessageBody {
     pub text: String,
     /// When the server accepted it (RFC 3339, UTC).
     pub sent_at: String,
+    /// What the entry is if not a message: `edited`, `deleted` or `reaction` (each a change to
+    /// message `of`, numbered in the room's sequence like messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(null))]
+    pub kind: Option<String>,
+    /// For a reply: the message it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    /// For an edit, deletion or reaction: the message it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<u64>,
+    /// For a reaction: the emoji.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+    /// For a reaction: added (`true`) or taken back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added: Option<bool>,
+    /// When its text was last edited (RFC 3339), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// Deleted: its text is gone (and an edit's, once its message was deleted).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    /// Its reactions, each emoji with who added it, in the order they first appeared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ReactionBody>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// One emoji on a message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReactionBody {
+    /// The emoji.
+    #[schema(example = "👍")]
+    pub emoji: String,
+    /// How many added it.
+    pub count: usize,
+    /// Who added it, in order.
+    pub users: Vec<String>,
 }
 
 impl From<&Message> for MessageBody {
     fn from(m: &Message) -> Self {
+        let (reply_to, emoji, added) = match &m.kind {
+            Kind::Post { reply_to } => (reply_to.map(|s| s.0), None, None),
+            Kind::React { emoji, added, .. } => (None, Some(emoji.to_string()), Some(*added)),
+            Kind::Edit { .. } | Kind::Delete { .. } => (None, None, None),
+        };
         MessageBody {
             id: m.id.to_string(),
             room: m.room.to_string(),
@@ -41,6 +90,23 @@ impl From<&Message> for MessageBody {
             user: m.user.to_string(),
             text: m.text.clone(),
             sent_at: rfc3339(m.sent_at),
+            kind: m.changes().map(|_| m.kind.name().to_owned()),
+            reply_to,
+            of: m.changes().map(|s| s.0),
+            emoji,
+            added,
+            edited_at: m.state.edited_at.map(rfc3339),
+            deleted: m.state.deleted,
+            reactions: m
+                .state
+                .reactions
+                .iter()
+                .map(|r| ReactionBody {
+                    emoji: r.emoji.to_string(),
+                    count: r.users.len(),
+                    users: r.users.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
         }
     }
 }
@@ -260,6 +326,47 @@ pub struct PostMessage {
     /// Makes a retry safe: the same user posting the same key again gets the original back
     /// (also accepted as the `Idempotency-Key` header).
     pub idempotency_key: Option<String>,
+    /// The message this one answers (shown as a quote).
+    #[serde(default)]
+    pub reply_to: Option<u64>,
+}
+
+/// Edit a message: its new text.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EditMessage {
+    /// The new text, under the same rules as a message's.
+    #[schema(example = "hello 👋 (edited)")]
+    pub text: String,
+}
+
+/// What a client asks to do to a message (REST, WebSocket): the entry kind it becomes.
+pub fn change(of: u64, what: Change<'_>) -> Result<Kind, Error> {
+    let of = Seq(of);
+    Ok(match what {
+        Change::Edit => Kind::Edit { of },
+        Change::Delete => Kind::Delete { of },
+        Change::React { emoji, added } => Kind::React {
+            of,
+            emoji: Emoji::parse(emoji)?,
+            added,
+        },
+    })
+}
+
+/// A change a client asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// Replace the text.
+    Edit,
+    /// Delete it.
+    Delete,
+    /// Add (or take back) a reaction.
+    React {
+        /// The emoji, as sent.
+        emoji: &'a str,
+        /// Add, or take back.
+        added: bool,
+    },
 }
 
 /// The seed's `POST /submit` body.
@@ -289,10 +396,49 @@ pub enum ClientFrame {
         text: String,
         /// Makes a retry safe.
         idempotency_key: Option<String>,
+        /// The message this one answers.
+        #[serde(default)]
+        reply_to: Option<u64>,
         /// Echoed back in the answer, to match it.
         #[serde(rename = "ref")]
         reference: Option<String>,
     },
+    /// Edit one's own message; answered like a submit (the `ack` carries the `edited` entry).
+    Edit {
+        /// The message.
+        of: u64,
+        /// Its new text.
+        text: String,
+        /// Echoed back in the answer.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+    /// Delete a message; answered like a submit.
+    Delete {
+        /// The message.
+        of: u64,
+        /// Echoed back in the answer.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+    /// Add a reaction (or take it back with `added: false`); answered like a submit (an `ack`
+    /// with `duplicate: true` and the message, if it changed nothing).
+    React {
+        /// The message.
+        of: u64,
+        /// One emoji.
+        emoji: String,
+        /// Add (the default), or take back.
+        #[serde(default = "yes")]
+        added: bool,
+        /// Echoed back in the answer.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Server-to-client events, the same on SSE (as `data:`, with `event:` = `type`) and WebSocket.
@@ -301,6 +447,13 @@ pub enum ClientFrame {
 pub enum StreamEvent {
     /// A message, in sequence order.
     Message(MessageBody),
+    /// Message `of` was edited: its new text. Numbered in sequence like messages.
+    Edited(MessageBody),
+    /// Message `of` was deleted: forget its text. Numbered in sequence like messages.
+    Deleted(MessageBody),
+    /// Someone added `emoji` to message `of` (`added`), or took theirs back. Numbered in
+    /// sequence like messages.
+    Reaction(MessageBody),
     /// Presence: a `snapshot` of everyone (first on every connection; replaces what the client
     /// knew), or one user `joined` / `left`.
     Presence {
@@ -355,6 +508,9 @@ impl StreamEvent {
     pub fn kind(&self) -> &'static str {
         match self {
             StreamEvent::Message(_) => "message",
+            StreamEvent::Edited(_) => "edited",
+            StreamEvent::Deleted(_) => "deleted",
+            StreamEvent::Reaction(_) => "reaction",
             StreamEvent::Presence { .. } => "presence",
             StreamEvent::Gap(_) => "gap",
             StreamEvent::Closed { .. } => "closed",
@@ -366,12 +522,26 @@ impl StreamEvent {
     /// The position a client resumes after once it has seen this event (the SSE `id:`).
     pub fn resume_point(&self) -> Option<u64> {
         match self {
-            StreamEvent::Message(m) => Some(m.seq),
+            StreamEvent::Message(m)
+            | StreamEvent::Edited(m)
+            | StreamEvent::Deleted(m)
+            | StreamEvent::Reaction(m) => Some(m.seq),
             StreamEvent::Gap(g) => Some(g.first_held - 1),
             StreamEvent::Presence { .. }
             | StreamEvent::Closed { .. }
             | StreamEvent::Ack { .. }
             | StreamEvent::Error { .. } => None,
+        }
+    }
+
+    /// A log entry as the event of its kind.
+    pub fn entry(m: &Message) -> Self {
+        let body = MessageBody::from(m);
+        match m.kind {
+            Kind::Post { .. } => StreamEvent::Message(body),
+            Kind::Edit { .. } => StreamEvent::Edited(body),
+            Kind::Delete { .. } => StreamEvent::Deleted(body),
+            Kind::React { .. } => StreamEvent::Reaction(body),
         }
     }
 
@@ -390,7 +560,7 @@ impl From<Delivery> for StreamEvent {
             user,
         };
         match d {
-            Delivery::Message(m) => StreamEvent::Message(MessageBody::from(&*m)),
+            Delivery::Message(m) => StreamEvent::entry(&m),
             Delivery::Presence(entries) => presence(
                 "snapshot",
                 Some(entries.iter().map(PresenceBody::from).collect()),

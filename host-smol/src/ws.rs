@@ -14,7 +14,7 @@ use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use futures_lite::FutureExt;
 use futures_util::{SinkExt, StreamExt};
-use roomcast_core::{CloseReason, OpenListener, Resume, Submit};
+use roomcast_core::{CloseReason, Kind, OpenListener, Resume, Seq, Submit};
 use roomcast_hub::telemetry::ConnectionGauge;
 use roomcast_hub::{Delivery, Hub, Subscription, Wire};
 use tide::http::upgrade::Connection;
@@ -24,7 +24,7 @@ use crate::problem::Problem;
 use crate::request::parse_json;
 use crate::request::{State, caller, room_param, token};
 use crate::stream::resume_point;
-use crate::wire::{ClientFrame, MessageBody, StreamEvent};
+use crate::wire::{Change, ClientFrame, MessageBody, StreamEvent, change};
 
 /// The largest frame or message a client may send.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -189,12 +189,12 @@ async fn session(
                 Err(_) => break,
             };
             let answer = match frame {
-                Message::Text(text) => Answer::Event(submit(&who, text.as_bytes()).await),
-                Message::Binary(_) => Answer::Event(refusal(
+                Message::Text(text) => Answer::Event(Box::new(submit(&who, text.as_bytes()).await)),
+                Message::Binary(_) => Answer::Event(Box::new(refusal(
                     None,
                     "binary-frame",
                     "send JSON in text frames".into(),
-                )),
+                ))),
                 Message::Close(_) => break,
                 // tungstenite has queued the pong: the writer flushes it.
                 Message::Ping(_) => Answer::Pong,
@@ -294,9 +294,7 @@ fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
     }
     match delivery {
         Delivery::Message(shared) => {
-            let json = shared.encoded(Wire::WebSocket, |m| {
-                StreamEvent::Message(MessageBody::from(m)).to_json().into()
-            });
+            let json = shared.encoded(Wire::WebSocket, |m| StreamEvent::entry(m).to_json().into());
             // The JSON was made from a `String`, so it is UTF-8.
             Utf8Bytes::try_from(json).map_or_else(|_| Message::text(""), Message::Text)
         }
@@ -315,8 +313,8 @@ enum Delivered {
 
 /// What the reading half asks the writing half to send.
 enum Answer {
-    /// An answer to a client frame.
-    Event(StreamEvent),
+    /// An answer to a client frame (boxed: an entry's body is large beside the others).
+    Event(Box<StreamEvent>),
     /// Flush the pong tungstenite queued.
     Pong,
     /// Close with this code: the client broke a rule of the protocol.
@@ -397,26 +395,62 @@ async fn submit(who: &Session, text: &[u8]) -> StreamEvent {
         Ok(frame) => frame,
         Err(problem) => return refusal(None, problem.code, problem.detail),
     };
-    let ClientFrame::Submit {
-        text,
-        idempotency_key,
-        reference,
-    } = frame
-    else {
-        return refusal(
-            None,
-            "already-signed-in",
-            "this connection is signed in already".into(),
-        );
+    let (user, room) = (who.user.clone(), who.room.clone());
+    let (submit, reference) = match frame {
+        ClientFrame::Auth { .. } => {
+            return refusal(
+                None,
+                "already-signed-in",
+                "this connection is signed in already".into(),
+            );
+        }
+        ClientFrame::Submit {
+            text,
+            idempotency_key,
+            reply_to,
+            reference,
+        } => {
+            let kind = Kind::Post {
+                reply_to: reply_to.map(Seq),
+            };
+            let submit = Submit {
+                idempotency_key,
+                ..Submit::new(user, room, text, kind)
+            };
+            (submit, reference)
+        }
+        ClientFrame::Edit {
+            of,
+            text,
+            reference,
+        } => (
+            Submit::new(user, room, text, Kind::Edit { of: Seq(of) }),
+            reference,
+        ),
+        ClientFrame::Delete { of, reference } => (
+            Submit::new(user, room, String::new(), Kind::Delete { of: Seq(of) }),
+            reference,
+        ),
+        ClientFrame::React {
+            of,
+            emoji,
+            added,
+            reference,
+        } => match change(
+            of,
+            Change::React {
+                emoji: &emoji,
+                added,
+            },
+        ) {
+            Ok(kind) => (Submit::new(user, room, String::new(), kind), reference),
+            Err(e) => {
+                let problem = Problem::from(e);
+                return refusal(reference, problem.code, problem.detail);
+            }
+        },
     };
-    let submit = Submit {
-        user: who.user.clone(),
-        room: who.room.clone(),
-        text,
-        idempotency_key,
-        create_if_missing: false,
-    };
-    match who.hub.ask(submit).await {
+    match who.hub.submit(submit).await {
         Ok(done) => StreamEvent::Ack {
             reference,
             message: MessageBody::from(&*done.message),

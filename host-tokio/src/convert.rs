@@ -1,6 +1,8 @@
 //! Between the hub's types and the protobuf messages, and from refusals to gRPC statuses.
 
-use roomcast_core::{Error, ErrorClass, Gap, HistoryPage, Message, PresenceEntry, RoomSummary};
+use roomcast_core::{
+    Error, ErrorClass, Gap, HistoryPage, Kind, Message, PresenceEntry, RoomSummary,
+};
 use roomcast_hub::identity::{AuthError, Issued};
 use roomcast_hub::{Delivery, HubError, Wire};
 use roomcast_proto::EncodedEvent;
@@ -49,6 +51,11 @@ pub fn auth_status(e: AuthError) -> Status {
 }
 
 pub fn message(m: &Message) -> pb::ChatMessage {
+    let (reply_to, emoji, added) = match &m.kind {
+        Kind::Post { reply_to } => (reply_to.map_or(0, |s| s.0), String::new(), false),
+        Kind::React { emoji, added, .. } => (0, emoji.to_string(), *added),
+        Kind::Edit { .. } | Kind::Delete { .. } => (0, String::new(), false),
+    };
     pb::ChatMessage {
         id: m.id.to_string(),
         room: m.room.to_string(),
@@ -56,6 +63,38 @@ pub fn message(m: &Message) -> pb::ChatMessage {
         user: m.user.to_string(),
         text: m.text.clone(),
         sent_at_ms: ms(m.sent_at),
+        kind: m
+            .changes()
+            .map(|_| m.kind.name().to_owned())
+            .unwrap_or_default(),
+        reply_to,
+        of: m.changes().map_or(0, |s| s.0),
+        emoji,
+        added,
+        edited_at_ms: m.state.edited_at.map_or(0, ms),
+        deleted: m.state.deleted,
+        reactions: m
+            .state
+            .reactions
+            .iter()
+            .map(|r| pb::Reaction {
+                emoji: r.emoji.to_string(),
+                count: count(r.users.len()),
+                users: r.users.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// A log entry as the stream event of its kind.
+fn entry(m: &Message) -> pb::stream_event::Event {
+    use pb::stream_event::Event;
+    let body = message(m);
+    match m.kind {
+        Kind::Post { .. } => Event::Message(body),
+        Kind::Edit { .. } => Event::Edited(body),
+        Kind::Delete { .. } => Event::Deleted(body),
+        Kind::React { .. } => Event::Reaction(body),
     }
 }
 
@@ -90,7 +129,7 @@ pub fn encoded_event(delivery: Delivery) -> EncodedEvent {
     match delivery {
         Delivery::Message(shared) => EncodedEvent(shared.encoded(Wire::Grpc, |m| {
             EncodedEvent::new(&pb::StreamEvent {
-                event: Some(pb::stream_event::Event::Message(message(m))),
+                event: Some(entry(m)),
             })
             .0
         })),
@@ -105,7 +144,7 @@ pub fn encoded_event(delivery: Delivery) -> EncodedEvent {
 pub fn event(delivery: Delivery) -> pb::StreamEvent {
     use pb::stream_event::Event;
     let event = match delivery {
-        Delivery::Message(m) => Event::Message(message(&m)),
+        Delivery::Message(m) => entry(&m),
         Delivery::Presence(entries) => Event::Presence(pb::PresenceSnapshot {
             users: presence(&entries),
         }),

@@ -5,14 +5,14 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use roomcast_core::{
-    ChangeMember, CreateRoom, Cursor, DeleteRoom, History, ListRooms, MemberChange, OpenDirect,
-    OpenListener, Resume, Seq, Submit, ViewRoom,
+    ChangeMember, CreateRoom, Cursor, DeleteRoom, Emoji, Error, History, Kind, ListRooms,
+    MemberChange, OpenDirect, OpenListener, Resume, Seq, Submit, ViewRoom,
 };
 use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::identity::bearer;
 use roomcast_hub::identity::{AuthError, Caller};
 use roomcast_hub::telemetry::Access;
-use roomcast_hub::{Hub, Subscription, Wire};
+use roomcast_hub::{Hub, HubError, Subscription, Wire};
 use roomcast_proto::EncodedEvent;
 use roomcast_proto::fast::chat_server::Chat;
 use roomcast_proto::v1 as pb;
@@ -69,6 +69,15 @@ impl Service {
     }
 
     /// `Invite` and `RemoveMember`.
+    /// Posts an entry: a message, an edit, a deletion or a reaction.
+    async fn post(&self, submit: Submit) -> Result<Response<pb::SubmitResponse>, Status> {
+        let done = self.hub.submit(submit).await.map_err(status)?;
+        Ok(Response::new(pb::SubmitResponse {
+            message: Some(convert::message(&done.message)),
+            duplicate: done.duplicate,
+        }))
+    }
+
     async fn change_membership(
         &self,
         req: Request<pb::MemberRequest>,
@@ -229,20 +238,58 @@ impl Chat for Service {
             room,
             text,
             idempotency_key,
+            reply_to,
         } = req.into_inner();
-        let idempotency_key = (!idempotency_key.is_empty()).then_some(idempotency_key);
-        let submit = Submit {
-            user,
-            room,
-            text,
-            idempotency_key,
-            create_if_missing: false,
+        let kind = Kind::Post {
+            reply_to: (reply_to > 0).then_some(Seq(reply_to)),
         };
-        let done = self.hub.ask(submit).await.map_err(status)?;
-        Ok(Response::new(pb::SubmitResponse {
-            message: Some(convert::message(&done.message)),
-            duplicate: done.duplicate,
-        }))
+        let submit = Submit {
+            idempotency_key: (!idempotency_key.is_empty()).then_some(idempotency_key),
+            ..Submit::new(user, room, text, kind)
+        };
+        self.post(submit).await
+    }
+
+    async fn edit_message(
+        &self,
+        req: Request<pb::EditMessageRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let user = self.user(&req)?;
+        let pb::EditMessageRequest { room, seq, text } = req.into_inner();
+        let kind = Kind::Edit { of: Seq(seq) };
+        self.post(Submit::new(user, room, text, kind)).await
+    }
+
+    async fn delete_message(
+        &self,
+        req: Request<pb::DeleteMessageRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let user = self.user(&req)?;
+        let pb::DeleteMessageRequest { room, seq } = req.into_inner();
+        let kind = Kind::Delete { of: Seq(seq) };
+        self.post(Submit::new(user, room, String::new(), kind))
+            .await
+    }
+
+    async fn react(
+        &self,
+        req: Request<pb::ReactRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let user = self.user(&req)?;
+        let pb::ReactRequest {
+            room,
+            seq,
+            emoji,
+            remove,
+        } = req.into_inner();
+        let emoji = Emoji::parse(&emoji).map_err(|e| status(HubError::Refused(Error::from(e))))?;
+        let kind = Kind::React {
+            of: Seq(seq),
+            emoji,
+            added: !remove,
+        };
+        self.post(Submit::new(user, room, String::new(), kind))
+            .await
     }
 
     async fn history(

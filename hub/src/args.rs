@@ -112,6 +112,13 @@ pub struct CoreArgs {
     /// `rediss://` for TLS). Without it the node is a single node with the embedded store.
     #[arg(long = "redis", env = "ROOMCAST_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// How long after posting a message its poster may edit or delete it (a room's owner and
+    /// admins delete any message at any time).
+    #[arg(long, env = "ROOMCAST_EDIT_WINDOW", value_parser = humantime::parse_duration, default_value = "15m")]
+    pub edit_window: Duration,
+    /// Most different emoji one message may carry as reactions.
+    #[arg(long, env = "ROOMCAST_MAX_REACTIONS_PER_MESSAGE", default_value_t = Limits::default().max_reactions_per_message)]
+    pub max_reactions_per_message: usize,
     /// How long a room without listeners or posts keeps its messages in memory (with
     /// `--redis`: stays loaded at all); then its history is read from the store or Redis.
     #[arg(long, env = "ROOMCAST_ROOM_UNLOAD_AFTER", value_parser = humantime::parse_duration, default_value = "10m")]
@@ -166,6 +173,7 @@ impl CoreArgs {
                 max_listeners_per_user: self.max_listeners_per_user,
                 max_listeners: self.max_listeners,
                 announce_presence_up_to: self.announce_presence_up_to,
+                max_reactions_per_message: self.max_reactions_per_message,
                 submit_rate: (self.rate_burst > 0).then_some(Rate {
                     burst: self.rate_burst,
                     per_second: self.rate_per_second,
@@ -179,6 +187,7 @@ impl CoreArgs {
                 admins: self.admins.iter().cloned().collect::<BTreeSet<_>>(),
                 create_rooms: who(self.admin_only_create),
                 delete_rooms: who(self.admin_only_delete),
+                edit_window: self.edit_window,
             },
             ..Config::default()
         }

@@ -22,6 +22,10 @@ pub(crate) trait Older: Send + Sync {
     -> Result<Vec<Arc<Message>>, String>;
     /// The oldest sequence number kept for `room`.
     fn first_seq(&self, room: &RoomId) -> Result<Option<Seq>, String>;
+    /// Whether the messages read here are as later edits, deletions and reactions left them
+    /// (the store keeps each message's row so), so core may change them; a shared log's
+    /// stream holds every entry as it was appended.
+    fn as_changed(&self) -> bool;
 }
 
 impl Older for Store {
@@ -46,6 +50,10 @@ impl Older for Store {
 
     fn first_seq(&self, room: &RoomId) -> Result<Option<Seq>, String> {
         Store::first_seq(self, room).map_err(|e| e.to_string())
+    }
+
+    fn as_changed(&self) -> bool {
+        true
     }
 }
 

@@ -30,7 +30,7 @@ use roomcast_core::{
     Ask, CloseListener, CloseReason, Command, Config, Core, Error, Event, History, HistoryPage,
     ListenerId, OpenListener, Opened, Reply, RoomId, Seq, Stats, Timestamp,
 };
-use roomcast_core::{MessageId, Submitted, UserName};
+use roomcast_core::{MessageId, Submit, Submitted, UserName};
 use roomcast_store::{Journal, Progress, Retention, Store};
 use thiserror::Error;
 
@@ -356,6 +356,34 @@ impl Hub {
     /// Where messages older than core's ring are read, if anywhere.
     pub(crate) fn older(&self) -> Option<&Arc<dyn history::Older>> {
         self.older.as_ref()
+    }
+
+    /// Posts an entry (a message, or an edit, deletion or reaction). A change to a message older
+    /// than what core holds is asked again with the message read from the store; with a shared
+    /// log, whose stream keeps entries as appended, it stays refused (`message-not-held`).
+    pub async fn submit(&self, submit: Submit) -> Result<Submitted, HubError> {
+        let (room, seq) = match self.ask(submit.clone()).await {
+            Err(HubError::Refused(Error::NotHeld { room, seq })) => (room, seq),
+            answer => return answer,
+        };
+        let refused = Err(HubError::Refused(Error::NotHeld {
+            room: room.clone(),
+            seq,
+        }));
+        let Some(older) = self.older().cloned().filter(|o| o.as_changed()) else {
+            return refused;
+        };
+        let after = Seq(seq.0.saturating_sub(1));
+        let read = blocking::unblock(move || older.after(&room, after, seq.next(), 1)).await;
+        match read {
+            Ok(mut found) if found.len() == 1 => {
+                let recalled = found.pop();
+                self.ask(Submit { recalled, ..submit }).await
+            }
+            // Retention took it.
+            Ok(_) => refused,
+            Err(e) => Err(HubError::Unavailable(e)),
+        }
     }
 
     /// Runs `command` on the core and returns its typed answer once everything it changed is

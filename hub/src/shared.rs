@@ -103,6 +103,8 @@ mod tests {
             text: "hi".into(),
             sent_at: Timestamp::EPOCH,
             idempotency_key: None,
+            kind: Default::default(),
+            state: Default::default(),
         });
         let shared = Shared::from(message);
         let copy = shared.clone();

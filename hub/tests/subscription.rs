@@ -107,6 +107,8 @@ async fn post(hub: &Hub, room: &'static str, text: String) -> Seq {
         text,
         idempotency_key: None,
         create_if_missing: false,
+        kind: Default::default(),
+        recalled: None,
     };
     hub.ask(submit).await.expect("accepted").message.seq
 }
@@ -514,6 +516,8 @@ fn keyed_submit() -> Submit {
         text: "once".into(),
         idempotency_key: Some("k1".into()),
         create_if_missing: false,
+        kind: Default::default(),
+        recalled: None,
     }
 }
 
@@ -603,6 +607,8 @@ fn removing_a_member_ends_their_streams_at_once() {
             text: "still here".into(),
             idempotency_key: None,
             create_if_missing: false,
+            kind: Default::default(),
+            recalled: None,
         };
         hub.ask(submit).await.unwrap();
         assert!(matches!(ada.next().await, Some(Delivery::Message(_))));

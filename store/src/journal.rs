@@ -5,7 +5,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use roomcast_core::{Durable, Event, RoomId, Timestamp};
+use roomcast_core::{Durable, Event, Kind, Message, RoomId, Timestamp};
 use rusqlite::{Connection, Transaction, params};
 
 use crate::{Store, StoreError};
@@ -260,9 +260,14 @@ impl Writer {
                         // anyway rather than lose it.
                         None => create(&tx, &mut self.keys, &m.room, m.sent_at)?,
                     };
+                    // A plain message (most rows) has no kind stored.
+                    let plain = matches!(m.kind, Kind::Post { reply_to: None });
+                    let kind = (!plain)
+                        .then(|| serde_json::to_string(&m.kind).expect("a kind serializes"));
                     tx.prepare_cached(
-                        "INSERT INTO messages (id, room, seq, user, text, sent_at, idempotency_key)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        "INSERT INTO messages
+                         (id, room, seq, user, text, sent_at, idempotency_key, kind, of, deleted)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )?
                     .execute(params![
                         m.id.0,
@@ -272,7 +277,11 @@ impl Writer {
                         m.text,
                         m.sent_at.as_unix_millis(),
                         m.idempotency_key.as_ref().map(|k| k.as_str()),
+                        kind,
+                        m.changes().map(|s| s.0),
+                        m.state.deleted,
                     ])?;
+                    change(&tx, key, m)?;
                     latest.insert(key, m.seq.0);
                     self.next_message_id = self.next_message_id.max(m.id.0 + 1);
                 }
@@ -376,4 +385,52 @@ fn create(
     let key = tx.last_insert_rowid();
     keys.insert(room.clone(), key);
     Ok(key)
+}
+
+/// Makes the change entry `m` to the row of the message it names: core decided it (an entry
+/// whose message was deleted carries no text and changes nothing).
+fn change(tx: &Transaction<'_>, room: i64, m: &Message) -> rusqlite::Result<()> {
+    match &m.kind {
+        Kind::Post { .. } => {}
+        Kind::Edit { of } => {
+            tx.prepare_cached(
+                "UPDATE messages SET text = ?1, edited_at = ?2
+                 WHERE room = ?3 AND seq = ?4 AND deleted = 0 AND ?5 = 0",
+            )?
+            .execute(params![
+                m.text,
+                m.sent_at.as_unix_millis(),
+                room,
+                of.0,
+                m.state.deleted
+            ])?;
+        }
+        Kind::Delete { of } => {
+            // The text goes from the message and from every edit of it (the only changes with
+            // text).
+            tx.prepare_cached(
+                "UPDATE messages SET text = '', deleted = 1
+                 WHERE room = ?1 AND (seq = ?2 OR (of = ?2 AND text != ''))",
+            )?
+            .execute(params![room, of.0])?;
+            tx.prepare_cached("DELETE FROM reactions WHERE room = ?1 AND seq = ?2")?
+                .execute(params![room, of.0])?;
+        }
+        Kind::React { of, emoji, added } => {
+            let sql = if *added {
+                "INSERT OR IGNORE INTO reactions (room, seq, emoji, user)
+                 SELECT ?1, ?2, ?3, ?4 WHERE EXISTS
+                 (SELECT 1 FROM messages WHERE room = ?1 AND seq = ?2 AND deleted = 0)"
+            } else {
+                "DELETE FROM reactions WHERE room = ?1 AND seq = ?2 AND emoji = ?3 AND user = ?4"
+            };
+            tx.prepare_cached(sql)?.execute(params![
+                room,
+                of.0,
+                emoji.as_str(),
+                m.user.as_str()
+            ])?;
+        }
+    }
+    Ok(())
 }

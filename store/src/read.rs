@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use roomcast_core::{
-    Access, IdempotencyKey, Message, MessageId, RoomId, Seq, StoredRoom, Timestamp, UserName,
+    Access, Emoji, IdempotencyKey, Kind, Message, MessageId, Reaction, RoomId, Seq, State,
+    StoredRoom, Timestamp, UserName,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -18,7 +19,11 @@ pub struct Loaded {
     pub next_message_id: MessageId,
 }
 
-const COLUMNS: &str = "m.id, m.seq, m.user, m.text, m.sent_at, m.idempotency_key";
+/// A message's columns, and its reactions as a JSON array of `[emoji, user]` in order.
+const COLUMNS: &str = "m.id, m.seq, m.user, m.text, m.sent_at, m.idempotency_key, m.kind,
+    m.edited_at, m.deleted,
+    (SELECT json_group_array(json_array(emoji, user)) FROM
+        (SELECT emoji, user FROM reactions x WHERE x.room = m.room AND x.seq = m.seq ORDER BY x.rowid))";
 
 impl Store {
     /// Every room, each with its last sequence number and up to `recent` of its newest messages.
@@ -188,6 +193,20 @@ fn message(row: &Row<'_>, room: &RoomId) -> rusqlite::Result<Option<Arc<Message>
         },
         None => None,
     };
+    let kind = match row.get::<_, Option<String>>(6)? {
+        None => Kind::default(),
+        Some(json) => match trusted(serde_json::from_str::<Kind>(&json), "entry kind", &json) {
+            Some(kind) => kind,
+            None => return Ok(None),
+        },
+    };
+    let edited_at: Option<u64> = row.get(7)?;
+    let reactions: String = row.get(9)?;
+    let state = State {
+        edited_at: edited_at.map(Timestamp::from_unix_millis),
+        deleted: row.get(8)?,
+        reactions: reactions_of(&reactions),
+    };
     Ok(Some(Arc::new(Message {
         id: MessageId(row.get(0)?),
         room: room.clone(),
@@ -196,7 +215,32 @@ fn message(row: &Row<'_>, room: &RoomId) -> rusqlite::Result<Option<Arc<Message>
         text: row.get(3)?,
         sent_at: Timestamp::from_unix_millis(row.get(4)?),
         idempotency_key,
+        kind,
+        state,
     })))
+}
+
+/// Reactions from `[[emoji, user], ...]` in the order they were made, grouped by emoji in the
+/// order each first appeared (a pair that no longer parses is skipped, and logged).
+fn reactions_of(json: &str) -> Vec<Reaction> {
+    let pairs: Vec<(String, String)> = serde_json::from_str(json).unwrap_or_default();
+    let mut reactions: Vec<Reaction> = Vec::new();
+    for (emoji, user) in pairs {
+        let (Some(emoji), Some(user)) = (
+            trusted(Emoji::parse(&emoji), "emoji", &emoji),
+            trusted(UserName::parse(&user, usize::MAX), "user name", &user),
+        ) else {
+            continue;
+        };
+        match reactions.iter_mut().find(|r| r.emoji == emoji) {
+            Some(r) => r.users.push(user),
+            None => reactions.push(Reaction {
+                emoji,
+                users: vec![user],
+            }),
+        }
+    }
+    reactions
 }
 
 fn trusted<T, E: std::fmt::Display>(parsed: Result<T, E>, what: &str, value: &str) -> Option<T> {

@@ -71,6 +71,28 @@ const MIGRATIONS: &[M<'static>] = &[
         held_until INTEGER NOT NULL -- ms since the Unix epoch
     ) WITHOUT ROWID;",
     ),
+    M::up(
+        "-- Edits, deletions and reactions are entries of a room's log like messages; a message's
+    -- row keeps it as it now is (its newest text, or none once deleted).
+    ALTER TABLE messages ADD COLUMN kind TEXT;      -- the entry's kind as JSON; NULL for a plain message
+    ALTER TABLE messages ADD COLUMN of INTEGER;     -- the message a change names (its seq)
+    ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+    ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_changes ON messages (room, of) WHERE of IS NOT NULL;
+
+    -- Who reacted to a message with what, in the order they did (by rowid).
+    CREATE TABLE reactions (
+        room  INTEGER NOT NULL, -- rooms.key
+        seq   INTEGER NOT NULL,
+        emoji TEXT NOT NULL,
+        user  TEXT NOT NULL,
+        UNIQUE (room, seq, emoji, user)
+    );
+    -- A message's reactions go with it (retention, a purged room).
+    CREATE TRIGGER reactions_follow AFTER DELETE ON messages BEGIN
+        DELETE FROM reactions WHERE room = OLD.room AND seq = OLD.seq;
+    END;",
+    ),
 ];
 
 /// The migrations this binary knows.

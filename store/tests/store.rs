@@ -21,6 +21,8 @@ fn message(id: u64, r: &str, seq: u64, at: u64, key: Option<&str>) -> Event {
         text: format!("{r} #{seq}"),
         sent_at: Timestamp::from_unix_millis(at),
         idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+        kind: Default::default(),
+        state: Default::default(),
     }))
 }
 
@@ -336,7 +338,7 @@ fn a_newer_schema_is_refused() {
             err,
             OpenError::TooNew {
                 found: 99,
-                known: 3,
+                known: 4,
                 ..
             }
         ),
@@ -374,4 +376,122 @@ fn guest_name_holds_survive_reopening_until_they_lapse() {
     held.sort();
     assert_eq!(held, vec![("zed".to_owned(), at(1_500))]);
     assert!(store.guest_names(at(1_500)).unwrap().is_empty());
+}
+
+/// What core decided about edits, deletions and reactions reads back from the store the same,
+/// across a reopening, and a deleted message's text is nowhere in the files.
+#[test]
+fn changes_are_kept_as_core_made_them_and_deleted_text_is_gone_from_disk() {
+    use roomcast_core::{Config, Core, CreateRoom, Cursor, Emoji, History, Kind, Submit};
+    let dir = tempfile::tempdir().unwrap();
+    let mut core = Core::new(Config::default());
+    let mut batches = Vec::new();
+    let t0 = Timestamp::from_unix_millis(1_000_000);
+    let mut at = 1_000_000;
+    let mut step = |core: &mut Core, user: &str, text: &str, kind: Kind| {
+        at += 1000;
+        core.ask(
+            Timestamp::from_unix_millis(at),
+            Submit {
+                user: user.into(),
+                room: "r".into(),
+                text: text.into(),
+                idempotency_key: None,
+                create_if_missing: false,
+                kind,
+                recalled: None,
+            },
+        )
+        .unwrap();
+    };
+    let create = CreateRoom {
+        user: "ada".into(),
+        room: "r".into(),
+        private: false,
+    };
+    core.ask(t0, create).unwrap();
+    let secret = "the launch code is 0000";
+    step(&mut core, "ada", "first", Kind::default());
+    step(&mut core, "bob", secret, Kind::default());
+    step(
+        &mut core,
+        "bob",
+        "an edit that says the secret again: 0000",
+        Kind::Edit { of: Seq(2) },
+    );
+    let up = Emoji::parse("👍").unwrap();
+    let heart = Emoji::parse("❤").unwrap();
+    for (user, emoji, added) in [
+        ("ada", &up, true),
+        ("bob", &up, true),
+        ("bob", &heart, true),
+        ("ada", &up, false),
+    ] {
+        let of = Seq(1);
+        step(
+            &mut core,
+            user,
+            "",
+            Kind::React {
+                of,
+                emoji: emoji.clone(),
+                added,
+            },
+        );
+    }
+    step(
+        &mut core,
+        "ada",
+        "with reactions",
+        Kind::Post {
+            reply_to: Some(Seq(1)),
+        },
+    );
+    step(
+        &mut core,
+        "bob",
+        "",
+        Kind::React {
+            of: Seq(2),
+            emoji: up.clone(),
+            added: true,
+        },
+    );
+    step(&mut core, "bob", "", Kind::Delete { of: Seq(2) });
+    while let Some(event) = core.poll_event() {
+        batches.push(vec![event]);
+    }
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let journal = store.journal(Retention::default(), wall_clock).unwrap();
+        write_all(
+            &journal,
+            std::iter::once(vec![created("r")]).chain(batches).collect(),
+        );
+        drop(journal);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let stored = store.after(&room("r"), Seq::ZERO, Seq(100), 100).unwrap();
+    let history = History {
+        user: "ada".into(),
+        room: "r".into(),
+        cursor: Cursor::After(Seq::ZERO),
+        limit: Some(100),
+    };
+    let held = core.history(&history).unwrap().messages;
+    assert_eq!(stored, held, "the store folds changes as core does");
+    assert_eq!(held[0].state.reactions.len(), 2, "{:?}", held[0].state);
+    assert!(held[1].state.deleted && held[1].text.is_empty());
+    assert!(
+        held[2].text.is_empty(),
+        "the edit of a deleted message loses its text"
+    );
+    drop(store);
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap_or_default();
+        assert!(
+            !bytes.windows(4).any(|w| w == b"0000"),
+            "deleted text is still on disk"
+        );
+    }
 }

@@ -110,6 +110,7 @@ pub async fn submit(c: &mut Client, user: &str, room: &str, text: &str) -> pb::C
             room: room.into(),
             text: text.into(),
             idempotency_key: String::new(),
+            reply_to: 0,
         },
     )
     .await;
@@ -148,11 +149,13 @@ pub async fn next(s: &mut Streaming<StreamEvent>) -> Option<Event> {
     item.expect("a healthy stream").event
 }
 
-/// The next message's sequence number, skipping presence.
+/// The next entry's sequence number (a message, edit, deletion or reaction), skipping presence.
 pub async fn next_seq(s: &mut Streaming<StreamEvent>) -> u64 {
     loop {
         match next(s).await.expect("still open") {
-            Event::Message(m) => return m.seq,
+            Event::Message(m) | Event::Edited(m) | Event::Deleted(m) | Event::Reaction(m) => {
+                return m.seq;
+            }
             Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
             other @ (Event::Gap(_) | Event::Closed(_)) => panic!("unexpected {other:?}"),
         }

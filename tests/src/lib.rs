@@ -514,7 +514,11 @@ pub fn request_with(
     body: Option<&str>,
 ) -> Answer {
     if let Some(body) = body {
-        let mut req = agent().post(url);
+        let mut req = match method {
+            "PATCH" => agent().patch(url),
+            "PUT" => agent().put(url),
+            _ => agent().post(url),
+        };
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
@@ -529,6 +533,38 @@ pub fn request_with(
         req = req.header(*name, *value);
     }
     answer(req.call())
+}
+
+/// `method url` (GET, POST, PATCH, PUT or DELETE), with an optional JSON body, as the user the
+/// URL names (`?user=`).
+pub fn call(method: &str, url: &str, body: Option<&Value>) -> Answer {
+    let auth = authorization(url, None);
+    let agent = agent();
+    let with_auth = |req: ureq::RequestBuilder<ureq::typestate::WithBody>| match &auth {
+        Some(a) => req.header("Authorization", a),
+        None => req,
+    };
+    let body = body.map(Value::to_string);
+    let res = match method {
+        "POST" => with_auth(agent.post(url)),
+        "PATCH" => with_auth(agent.patch(url)),
+        "PUT" => with_auth(agent.put(url)),
+        "DELETE" | "GET" => {
+            let req = if method == "GET" {
+                agent.get(url)
+            } else {
+                agent.delete(url)
+            };
+            let req = match &auth {
+                Some(a) => req.header("Authorization", a),
+                None => req,
+            };
+            return answer(req.call());
+        }
+        other => panic!("no helper for {other}"),
+    };
+    let res = res.header("Content-Type", "application/json");
+    answer(res.send(body.unwrap_or_default()))
 }
 
 /// `GET url` with no credentials at all.

@@ -194,6 +194,7 @@ async fn every_refusal_has_its_status_code() {
                 room: room.into(),
                 text: text.into(),
                 idempotency_key: String::new(),
+                reply_to: 0,
             },
         )
     };
@@ -226,6 +227,7 @@ async fn every_refusal_has_its_status_code() {
                 room: "a".into(),
                 text: text.into(),
                 idempotency_key: "k1".into(),
+                reply_to: 0,
             },
         )
     };
@@ -245,6 +247,7 @@ async fn every_refusal_has_its_status_code() {
             room: "a".into(),
             text: "3".into(),
             idempotency_key: String::new(),
+            reply_to: 0,
         },
     );
     let limited = c.submit(third).await.unwrap_err();
@@ -343,7 +346,13 @@ async fn a_slow_stream_does_not_delay_a_fast_one() {
                 expected = g.first_held;
                 gaps += 1;
             }
-            Event::Presence(_) | Event::Joined(_) | Event::Left(_) | Event::Closed(_) => {}
+            Event::Presence(_)
+            | Event::Joined(_)
+            | Event::Left(_)
+            | Event::Closed(_)
+            | Event::Edited(_)
+            | Event::Deleted(_)
+            | Event::Reaction(_) => {}
         }
     }
     assert!(

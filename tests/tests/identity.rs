@@ -481,6 +481,7 @@ async fn the_grpc_host_signs_in_and_guards_private_rooms() {
                 room: "den".into(),
                 text: text.into(),
                 idempotency_key: String::new(),
+                reply_to: 0,
             },
         )
     };

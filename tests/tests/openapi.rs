@@ -330,9 +330,13 @@ fn every_answer_of_every_operation_is_documented() {
     for (template, methods) in &paths {
         for (method, _) in methods.as_object().expect("methods") {
             operations += 1;
-            let post = method == "post";
+            let post = ["post", "patch", "put"].contains(&method.as_str());
             for room in ["open", "secret", "absent", "bad%20id"] {
-                let path = template.replace("{room}", room).replace("{user}", "nobody");
+                let path = template
+                    .replace("{room}", room)
+                    .replace("{user}", "nobody")
+                    .replace("{seq}", "1")
+                    .replace("{emoji}", "%F0%9F%91%8D");
                 let mut variants: Vec<Variant> = vec![
                     (vec![], post.then(|| "{}".to_owned()), path.clone()),
                     (
@@ -363,9 +367,9 @@ fn every_answer_of_every_operation_is_documented() {
                 }
                 for (headers, body, url) in variants {
                     let method_name = method.to_uppercase();
-                    let answer = if method_name == "POST" {
+                    let answer = if post {
                         roomcast_e2e::request_with(
-                            "POST",
+                            &method_name,
                             &server.url(&url),
                             &headers,
                             Some(body.as_deref().unwrap_or("")),

@@ -128,7 +128,11 @@ async fn three_nodes_agree(url: &str, extra: &[&str]) {
         match next(&mut on_c).await.expect("the gRPC stream stays open") {
             Event::Message(m) => seen_c.push((m.seq, m.text)),
             Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
-            other @ (Event::Gap(_) | Event::Closed(_)) => panic!("unexpected {other:?}"),
+            other @ (Event::Gap(_)
+            | Event::Closed(_)
+            | Event::Edited(_)
+            | Event::Deleted(_)
+            | Event::Reaction(_)) => panic!("unexpected {other:?}"),
         }
     }
     for p in posting {

@@ -6,10 +6,13 @@ use crate::action::Action;
 use crate::command::{Cursor, History, HistoryPage, Reply, Submit, Submitted};
 use crate::error::Error;
 use crate::event::Event;
-use crate::ids::{IdempotencyKey, MessageId};
+use crate::ids::{IdempotencyKey, MessageId, Seq, UserName};
 use crate::limits::check_text;
 use crate::log::{Draft, Sequencer};
+use crate::message::{Kind, Message};
+use crate::room::Room;
 use crate::time::Timestamp;
+use std::sync::Arc;
 
 impl Core {
     /// A submit's answer: [`Reply::Submit`] once numbered, or [`Reply::Append`] when a shared
@@ -38,12 +41,17 @@ impl Core {
             .map(IdempotencyKey::parse)
             .transpose()
             .map_err(Error::InvalidIdempotencyKey)?;
-        let text = check_text(c.text, self.config.limits.message_max_bytes)?;
-        let r = self.find_authorized(&user, &id, Action::Post)?;
+        let text = match c.kind {
+            Kind::Post { .. } | Kind::Edit { .. } => {
+                check_text(c.text, self.config.limits.message_max_bytes)?
+            }
+            Kind::Delete { .. } | Kind::React { .. } => String::new(),
+        };
+        let r = self.find_authorized(&user, &id, action_of(&c.kind))?;
         if let Some(key) = &key
             && let Some(original) = r.history().find_key(&user, key)
         {
-            if original.text != text {
+            if original.text != text || original.kind != c.kind {
                 return Err(Error::IdempotencyConflict {
                     key: key.clone(),
                     seq: original.seq,
@@ -54,9 +62,22 @@ impl Core {
                 duplicate: true,
             }));
         }
+        let recalled = match self.target(now, &user, r, &c.kind, c.recalled)? {
+            Target::Unchanged(message) => {
+                return Ok(Reply::Submit(Submitted {
+                    message,
+                    duplicate: true,
+                }));
+            }
+            Target::Recalled(message) => Some(message),
+            Target::Held | Target::None => None,
+        };
         self.rate
             .take(&user, now)
             .map_err(|retry_after| Error::RateLimited { retry_after })?;
+        if let Some(recalled) = recalled {
+            self.room_mut(&id).recall(recalled);
+        }
         let message_id = MessageId(self.next_message);
         self.next_message += 1;
         match self.config.sequencer {
@@ -68,32 +89,115 @@ impl Core {
                     text,
                     sent_at: now,
                     idempotency_key: key,
+                    kind: c.kind,
                 }));
             }
             Sequencer::Core => {}
         }
-        let message = self
+        let entry = self
             .room_mut(&id)
-            .sequence(message_id, user, text, key, now);
-        self.apply(now, message.clone());
+            .sequence(message_id, user, text, key, c.kind, now);
+        let message = self.apply(now, entry);
         Ok(Reply::Submit(Submitted {
             message,
             duplicate: false,
         }))
     }
 
-    /// Applies a room's next message, numbered by core or by the shared log: into its history,
-    /// and out to its listeners.
-    pub(super) fn apply(&mut self, now: Timestamp, message: std::sync::Arc<crate::Message>) {
-        let room = self.room_mut(&message.room);
-        let grew = room.apply(message.clone(), now);
+    /// Checks the message an entry answers or changes, as the room holds it now (or as the
+    /// host `recalled` it from storage): it exists, is a message and not deleted, `user` may
+    /// change it, and a reaction would change something.
+    fn target(
+        &self,
+        now: Timestamp,
+        user: &UserName,
+        room: &Room,
+        kind: &Kind,
+        recalled: Option<Arc<Message>>,
+    ) -> Result<Target, Error> {
+        let latest = room.history().latest();
+        let missing = |seq: Seq| Error::MessageNotFound {
+            room: room.id().clone(),
+            seq,
+        };
+        let of = match kind {
+            Kind::Post { reply_to: None } => return Ok(Target::None),
+            Kind::Post {
+                reply_to: Some(seq),
+            } => {
+                return if *seq == Seq::ZERO || *seq > latest {
+                    Err(missing(*seq))
+                } else {
+                    Ok(Target::None)
+                };
+            }
+            Kind::Edit { of } | Kind::Delete { of } | Kind::React { of, .. } => *of,
+        };
+        if of == Seq::ZERO || of > latest {
+            return Err(missing(of));
+        }
+        let (message, target) = match room.held(of) {
+            Some(held) => (held.clone(), Target::Held),
+            None => match recalled {
+                Some(m) if m.seq == of && &m.room == room.id() => (m.clone(), Target::Recalled(m)),
+                Some(_) | None => {
+                    return Err(Error::NotHeld {
+                        room: room.id().clone(),
+                        seq: of,
+                    });
+                }
+            },
+        };
+        let what = match message.kind {
+            Kind::Post { .. } => None,
+            Kind::Edit { .. } => Some("an edit"),
+            Kind::Delete { .. } => Some("a deletion"),
+            Kind::React { .. } => Some("a reaction"),
+        };
+        if let Some(what) = what {
+            return Err(Error::NotAMessage { seq: of, what });
+        }
+        if message.state.deleted {
+            return Err(Error::MessageDeleted { seq: of });
+        }
+        match kind {
+            Kind::Post { .. } => {}
+            Kind::Edit { .. } | Kind::Delete { .. } => self.config.policy.authorize_change(
+                user,
+                action_of(kind),
+                &message,
+                now,
+                room.access(),
+            )?,
+            Kind::React { emoji, added, .. } => {
+                let state = &message.state;
+                if state.has(emoji, user) == *added {
+                    return Ok(Target::Unchanged(message));
+                }
+                let max = self.config.limits.max_reactions_per_message;
+                let new = !state.reactions.iter().any(|r| &r.emoji == emoji);
+                if *added && new && state.reactions.len() >= max {
+                    return Err(Error::TooManyReactions { seq: of, max });
+                }
+            }
+        }
+        Ok(target)
+    }
+
+    /// Applies a room's next entry, numbered by core or by the shared log: into its history
+    /// (a change made to the message it names), and out to its listeners. Returns the entry as
+    /// published.
+    pub(super) fn apply(&mut self, now: Timestamp, entry: Arc<Message>) -> Arc<Message> {
+        let room = self.room_mut(&entry.room);
+        let (entry, grew) = room.apply(entry, now);
         let idle = room.listener_count() == 0;
         self.messages_held += usize::from(grew);
         if idle {
-            let id = message.room.clone();
+            let id = entry.room.clone();
             self.schedule_expiry(&id, now);
         }
-        self.emit(Event::Published(message));
+        self.emit(Event::Published(entry.clone()));
+        entry
     }
 
     /// A page of a room's history, oldest first, at most `limit` long (the default page length
@@ -124,4 +228,26 @@ impl Core {
             limit,
         })
     }
+}
+
+/// What the policy is asked before an entry of this kind.
+fn action_of(kind: &Kind) -> Action {
+    match kind {
+        Kind::Post { .. } => Action::Post,
+        Kind::Edit { .. } => Action::EditMessage,
+        Kind::Delete { .. } => Action::DeleteMessage,
+        Kind::React { .. } => Action::React,
+    }
+}
+
+/// The message an entry answers or changes, once checked.
+enum Target {
+    /// The entry names none (a post that is not a reply), or only answers one.
+    None,
+    /// The room holds it.
+    Held,
+    /// The host read it from storage: the room keeps it once the entry is accepted.
+    Recalled(Arc<Message>),
+    /// A reaction that would change nothing: the message as it is.
+    Unchanged(Arc<Message>),
 }

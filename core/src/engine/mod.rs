@@ -204,8 +204,10 @@ impl Core {
             Command::History(c) => self.history(&c).map(Reply::History),
             Command::Committed(c) => Ok(Reply::Committed(self.committed(now, c))),
         };
-        if let Err(e) = &result {
-            *self.stats.refused.entry(e.code()).or_insert(0) += 1;
+        match &result {
+            // Not a refusal: the host reads the message and asks again.
+            Err(Error::NotHeld { .. }) | Ok(_) => {}
+            Err(e) => *self.stats.refused.entry(e.code()).or_insert(0) += 1,
         }
         result
     }

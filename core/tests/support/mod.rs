@@ -50,6 +50,8 @@ pub fn submit_to(room: &str, user: &str, text: &str, key: Option<&str>) -> Submi
         text: text.into(),
         idempotency_key: key.map(Into::into),
         create_if_missing: false,
+        kind: Default::default(),
+        recalled: None,
     }
 }
 

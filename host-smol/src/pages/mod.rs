@@ -8,8 +8,8 @@
 
 use askama::Template;
 use roomcast_core::{
-    ChangeMember, CreateRoom, Cursor, History, ListRooms, MemberChange, OpenDirect, Seq, Submit,
-    ViewRoom,
+    ChangeMember, CreateRoom, Cursor, History, Kind, ListRooms, MemberChange, OpenDirect, Seq,
+    Submit, ViewRoom,
 };
 use roomcast_hub::identity::{Caller, Issued, random_token};
 use serde::Deserialize;
@@ -501,14 +501,8 @@ pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> 
         .map(str::trim)
         .filter(|n| !n.is_empty());
     me.check_named(named)?;
-    let submit = Submit {
-        user: me.user,
-        room: room.clone(),
-        text: form.text,
-        idempotency_key: None,
-        create_if_missing: false,
-    };
-    let result = req.state().hub.ask(submit).await;
+    let submit = Submit::new(me.user, room.clone(), form.text, Kind::default());
+    let result = req.state().hub.submit(submit).await;
     match result {
         Ok(_) => Ok(Redirect::see_other(format!("/room/{room}")).into()),
         Err(e) => {

@@ -24,6 +24,10 @@ impl RedisOlder {
 }
 
 impl crate::history::Older for RedisOlder {
+    fn as_changed(&self) -> bool {
+        false
+    }
+
     fn after(
         &self,
         room: &RoomId,
