@@ -273,6 +273,10 @@ fn is_live(frame: &[u8]) -> bool {
 fn grpc_seen(event: pb::StreamEvent) -> Seen {
     use pb::stream_event::Event;
     match event.event {
+        Some(Event::Edited(m) | Event::Deleted(m) | Event::Reaction(m)) => Seen::Message {
+            seq: m.seq,
+            due_micros: None,
+        },
         Some(Event::Message(m)) => Seen::Message {
             seq: m.seq,
             due_micros: m
@@ -411,6 +415,37 @@ impl Publisher {
         ensure!(status == 200, "history of {room}: {status}");
         let page: serde_json::Value = serde_json::from_slice(&body)?;
         Ok(page["messages"].as_array().map_or(0, Vec::len))
+    }
+
+    /// Adds `user`'s `emoji` to message `seq` of `room`; true once the server answered that it
+    /// was added (201). Only roomcast has reactions.
+    pub async fn react(&mut self, room: &str, seq: u64, emoji: &str) -> bool {
+        match self {
+            Publisher::Rest(conn, token) => {
+                let emoji: String = emoji.bytes().map(|b| format!("%{b:02X}")).collect();
+                let path = format!("/api/v1/rooms/{room}/messages/{seq}/reactions/{emoji}");
+                matches!(
+                    request(conn, "PUT", &path, "", Some(token)).await,
+                    Ok((201, _))
+                )
+            }
+            Publisher::Grpc(client, auth) => {
+                let request = authorized(
+                    auth,
+                    pb::ReactRequest {
+                        room: room.into(),
+                        seq,
+                        emoji: emoji.into(),
+                        remove: false,
+                    },
+                );
+                client
+                    .react(request)
+                    .await
+                    .is_ok_and(|r| !r.into_inner().duplicate)
+            }
+            Publisher::Socketio(..) | Publisher::Floor(_) => false,
+        }
     }
 
     /// Publishes `text` to `room`; true once the server acknowledged it (the floor has no

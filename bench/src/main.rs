@@ -43,7 +43,7 @@ struct Cli {
 enum Command {
     /// One scenario against one server.
     Run {
-        /// The scenario (F1 F2 F3 R1 P1 M2 S1 C1 C2).
+        /// The scenario (F1 F2 F3 R1 P1 M2 S1 C1 C2 M3 X1).
         #[arg(value_enum, ignore_case = true)]
         scenario: Scenario,
         /// Which server and protocol.

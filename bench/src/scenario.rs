@@ -41,6 +41,9 @@ pub enum Scenario {
     /// Memory follows activity: 100,000 rooms with history, idle; the server's memory, and the
     /// latency of the first read of a cold room (its history comes from disk).
     M3,
+    /// A reaction storm: 1,000 users react to one message within one second while 1,000
+    /// listen: every reaction acknowledged, and delivered to every listener in order.
+    X1,
 }
 
 impl Scenario {
@@ -57,6 +60,7 @@ impl Scenario {
             Scenario::C1 => "C1",
             Scenario::C2 => "C2",
             Scenario::M3 => "M3",
+            Scenario::X1 => "X1",
         }
     }
 
@@ -66,6 +70,8 @@ impl Scenario {
             // M3 reads history over REST.
             Kind::Sse | Kind::Ws => true,
             Kind::Grpc => !matches!(self, Scenario::M3),
+            // Only roomcast has reactions.
+            Kind::Socketio | Kind::Floor if self == Scenario::X1 => false,
             Kind::Socketio => matches!(self, Scenario::F1 | Scenario::F2 | Scenario::M2),
             Kind::Floor => matches!(self, Scenario::F1 | Scenario::F2 | Scenario::F3),
         }
@@ -119,7 +125,8 @@ pub async fn run(scenario: Scenario, target: &Target, s: Settings) -> anyhow::Re
         | Scenario::S1
         | Scenario::C1
         | Scenario::C2
-        | Scenario::M3 => None,
+        | Scenario::M3
+        | Scenario::X1 => None,
     };
     if let Some((shape, first_rate, steps)) = search {
         let steps = if q { 1 } else { steps };
@@ -145,6 +152,7 @@ pub async fn run(scenario: Scenario, target: &Target, s: Settings) -> anyhow::Re
         Scenario::M2 => idle(target, pick(10_000, 200), if q { 10 } else { 100 }).await,
         Scenario::C2 => storm(target, pick(10_000, 200), if q { 10 } else { 100 }).await,
         Scenario::M3 => rooms(target, pick(100_000, 200), 5, if q { 50 } else { 500 }).await,
+        Scenario::X1 => reactions(target, pick(1000, 50), seconds.min(1.0)).await,
         Scenario::F1 | Scenario::F3 | Scenario::R1 => unreachable!("searched above"),
     }
 }
@@ -878,6 +886,127 @@ async fn ingress(
             "scenario": "P1", "target": target.kind.name(), "submitters": submitters,
             "seconds": elapsed, "acknowledged": acked, "failed": failed,
             "acks_per_second": per_second, "server_cpu_us_per_ack": cpu_us_per_ack,
+            "ack_latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
+        }),
+    })
+}
+
+/// Emoji the reaction storm spreads its reactions over.
+const STORM_EMOJI: [&str; 6] = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
+
+/// X1: `users` users each add a reaction to one message, evenly spread over `seconds` (open
+/// loop), while `users` listeners listen to the room. Reports the acknowledgement latency and
+/// how long after the last reaction every listener had every one, in order.
+async fn reactions(target: &Target, users: usize, seconds: f64) -> anyhow::Result<Outcome> {
+    ensure!((1..=5_000).contains(&users), "bounded runs only");
+    let (kind, addr) = (target.kind, target.publish_addr);
+    let room = room_name("X1", 0);
+    let mut admin = Publisher::connect(kind, addr, "admin").await?;
+    admin.create_room(&room).await?;
+    let probe = Probe::new();
+    let readers: Vec<JoinHandle<()>> = open_many(target, std::slice::from_ref(&room), users, "x")
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(i, listener)| spawn_reader(listener, Arc::clone(&probe), i))
+        .collect();
+    let mut connecting = tokio::task::JoinSet::new();
+    let mut reactors = Vec::with_capacity(users);
+    for i in 0..users {
+        connecting.spawn(async move {
+            let user = format!("react{i}");
+            with_retries(|| Publisher::connect(kind, addr, &user)).await
+        });
+        if connecting.len() >= 64 {
+            reactors.push(connecting.join_next().await.context("a reactor")???);
+        }
+    }
+    while let Some(reactor) = connecting.join_next().await {
+        reactors.push(reactor??);
+    }
+    // The message itself, to every listener, before the storm.
+    ensure!(
+        admin.post(&room, "t=0 react to me").await,
+        "the message was not posted"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while probe.delivered.load(Ordering::SeqCst) < users as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    probe.reset();
+    let cpu_before = target.cpu_seconds();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, mut reactor) in reactors.into_iter().enumerate() {
+        let room = room.clone();
+        let at = started + Duration::from_secs_f64(seconds * i as f64 / users as f64);
+        tasks.spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            let sent = Instant::now();
+            let added = reactor
+                .react(&room, 1, STORM_EMOJI[i % STORM_EMOJI.len()])
+                .await;
+            (added, sent.elapsed())
+        });
+    }
+    let mut acks = histogram();
+    let (mut added, mut failed) = (0u64, 0u64);
+    while let Some(joined) = tasks.join_next().await {
+        let (ok, took) = joined?;
+        if ok {
+            added += 1;
+            let _ = acks.record((took.as_micros() as u64).max(1));
+        } else {
+            failed += 1;
+        }
+    }
+    let last_sent = started.elapsed().as_secs_f64();
+    let want = added * users as u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while probe.delivered.load(Ordering::SeqCst) < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let all_delivered = started.elapsed().as_secs_f64();
+    let cpu = cpu_before
+        .zip(target.cpu_seconds())
+        .map(|(before, after)| after - before);
+    let delivered = probe.delivered.load(Ordering::SeqCst);
+    let (gaps, disorder) = (
+        probe.gaps.load(Ordering::SeqCst),
+        probe.disorder.load(Ordering::SeqCst),
+    );
+    for reader in readers {
+        reader.abort();
+    }
+    let ms = |q: f64| acks.value_at_quantile(q) as f64 / 1000.0;
+    let via = if kind == Kind::Grpc { "React" } else { "PUT" };
+    Ok(Outcome {
+        row: [
+            "X1".into(),
+            kind.name().into(),
+            format!("{users} react via {via} in {seconds:.0} s, {users} listening"),
+            format!(
+                "every listener had all {added} {:.0} ms after the last was sent",
+                (all_delivered - last_sent) * 1000.0
+            ),
+            format!("{:.2}", ms(0.5)),
+            format!("{:.2}", ms(0.99)),
+            format!("{:.2}", ms(0.999)),
+            match cpu {
+                Some(cpu) => format!(
+                    "{failed} failed, {gaps} gaps, {disorder} out of order; server {:.1} s CPU",
+                    cpu
+                ),
+                None => format!("{failed} failed, {gaps} gaps, {disorder} out of order"),
+            },
+        ],
+        complete: failed == 0 && delivered == want && gaps == 0 && disorder == 0,
+        json: json!({
+            "scenario": "X1", "target": kind.name(), "users": users, "listeners": users,
+            "seconds": seconds, "added": added, "failed": failed,
+            "last_sent_seconds": last_sent, "all_delivered_seconds": all_delivered,
+            "delivered": delivered, "expected": want, "gaps": gaps, "disorder": disorder,
+            "server_cpu_seconds": cpu,
             "ack_latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
         }),
     })

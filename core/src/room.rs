@@ -56,9 +56,12 @@ impl Room {
         }
     }
 
-    /// A room rebuilt from storage, idle since `now`.
+    /// A room rebuilt from storage, idle since `now`. The changes among its entries are made
+    /// again to the messages they name (a log that keeps entries as appended, as a shared
+    /// log's stream does, has them unmade; a store that kept each message as it is changes
+    /// nothing by it: each change sets what it sets).
     pub(crate) fn restore(stored: StoredRoom, now: Timestamp, history_len: usize) -> Self {
-        Room {
+        let mut room = Room {
             history: History::restore(history_len, stored.latest, stored.recent),
             created_at: stored.created_at,
             replica: Replica {
@@ -66,7 +69,24 @@ impl Room {
                 ..Replica::default()
             },
             ..Room::new(stored.id, now, history_len, stored.access)
+        };
+        let changes: Vec<Arc<Message>> = room
+            .history
+            .after(Seq::ZERO, history_len)
+            .0
+            .into_iter()
+            .filter(|m| m.changes().is_some())
+            .collect();
+        for entry in changes {
+            let Some(of) = entry.changes() else { continue };
+            // The entry as it now is: a deletion may have taken an edit's text since.
+            let entry = room.history.get(entry.seq).cloned().unwrap_or(entry);
+            let made = room.change(of, entry.clone());
+            if made != entry {
+                room.history.replace(made);
+            }
         }
+        room
     }
 
     pub(crate) fn id(&self) -> &RoomId {

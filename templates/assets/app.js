@@ -9,6 +9,10 @@ const $ = (id) => document.getElementById(id);
 
 /** Consecutive messages by one person within this long share one header. */
 const GROUP_WITHIN_MS = 5 * 60 * 1000;
+/** The reactions offered by the picker (any emoji may come from elsewhere). */
+const PICKER = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
+/** How much of a quoted message a reply shows. */
+const QUOTE_CHARS = 80;
 
 // ---- Text: links and code, made from text nodes only ------------------------------------------
 
@@ -100,6 +104,8 @@ function start() {
   const presentList = $("present");
   const count = $("count");
   const live = chat.dataset.live === "true";
+  const moderates = chat.dataset.moderates === "true";
+  const composing = $("composing");
   const signIn = () => location.assign(`/sign-in?next=${encodeURIComponent(location.pathname)}`);
 
   /** What is shown, oldest first: {seq, user, at: Date, node}. */
@@ -133,7 +139,12 @@ function start() {
     return li;
   }
 
-  /** A message's list item, grouped under `previous` (the message shown just before it). */
+  /** The shown message `seq`, if it is. */
+  const bySeq = (seq) => shown.find((e) => e.seq === seq);
+
+  /** A message's list item, grouped under `previous` (the message shown just before it).
+   * `m` is a message as the server sends it ({seq, user, text, sent_at, reply_to?,
+   * edited_at?, deleted?, reactions?}). */
   function messageNode(m, previous) {
     const at = new Date(m.sent_at);
     const li = document.createElement("li");
@@ -151,13 +162,180 @@ function start() {
     time.textContent = clock(at);
     time.title = full(at);
     meta.append(who, " ", time);
-    const text = document.createElement("div");
-    text.className = "text";
-    text.append(formatText(m.text));
-    li.append(meta, text);
-    const entry = { seq: m.seq, user: m.user, at, node: li };
+    li.append(meta);
+    const entry = {
+      seq: m.seq, user: m.user, at, node: li, text: m.text, replyTo: m.reply_to ?? null,
+      edited: Boolean(m.edited_at), deleted: Boolean(m.deleted),
+      reactions: new Map((m.reactions || []).map((r) => [r.emoji, [...r.users]])),
+    };
+    renderBody(entry);
     group(entry, previous);
     return entry;
+  }
+
+  /** What `entry` says now: the quote it answers, its text (or that it was deleted), whether
+   * it was edited, its reactions, and what the reader may do with it. */
+  function renderBody(entry) {
+    const li = entry.node;
+    li.replaceChildren(li.querySelector(".meta"));
+    li.classList.toggle("deleted", entry.deleted);
+    if (entry.replyTo) {
+      const quote = document.createElement("p");
+      quote.className = "quote";
+      const answered = bySeq(entry.replyTo);
+      quote.textContent = `Replying to ${answered ? quoted(answered) : `message ${entry.replyTo}`}`;
+      li.append(quote);
+    }
+    const text = document.createElement("div");
+    text.className = "text";
+    if (entry.deleted) {
+      text.classList.add("tombstone");
+      text.textContent = "This message was deleted.";
+      li.append(text);
+      return;
+    }
+    text.append(formatText(entry.text));
+    li.append(text);
+    if (entry.edited) {
+      const edited = document.createElement("span");
+      edited.className = "edited";
+      edited.textContent = "(edited)";
+      li.append(edited);
+    }
+    if (entry.reactions.size) {
+      const list = document.createElement("ul");
+      list.className = "reactions";
+      list.setAttribute("aria-label", "Reactions");
+      for (const [emoji, users] of entry.reactions) {
+        const item = document.createElement("li");
+        const mine = users.includes(me);
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "reaction";
+        button.textContent = `${emoji} ${users.length}`;
+        button.title = users.join(", ");
+        button.setAttribute("aria-pressed", String(mine));
+        button.setAttribute("aria-label", `${emoji} ${users.length}: ${users.join(", ")}`);
+        button.addEventListener("click", () => change(() => room.react(entry.seq, emoji, !mine)));
+        item.append(button);
+        list.append(item);
+      }
+      li.append(list);
+    }
+    if (room) li.append(actions(entry));
+  }
+
+  /** `ada: the first words…` of a shown message. */
+  function quoted(entry) {
+    if (entry.deleted) return "a deleted message";
+    const words = [...entry.text];
+    return `${entry.user}: ${words.slice(0, QUOTE_CHARS).join("")}${words.length > QUOTE_CHARS ? "…" : ""}`;
+  }
+
+  /** The buttons under a message: reply, react, and for one's own (or as the room's owner)
+   * edit and delete. */
+  function actions(entry) {
+    const bar = document.createElement("div");
+    bar.className = "actions";
+    const button = (label, name, onClick) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "link";
+      b.textContent = label;
+      b.setAttribute("aria-label", `${name} ${entry.user}'s message`);
+      b.addEventListener("click", onClick);
+      bar.append(b);
+      return b;
+    };
+    button("Reply", "Reply to", () => compose({ mode: "reply", entry }));
+    const react = button("React", "React to", () => {
+      const open = bar.querySelector(".picker");
+      if (open) { open.remove(); react.setAttribute("aria-expanded", "false"); return; }
+      const picker = document.createElement("div");
+      picker.className = "picker";
+      for (const emoji of PICKER) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = emoji;
+        b.setAttribute("aria-label", `React with ${emoji}`);
+        b.addEventListener("click", () => change(() => room.react(entry.seq, emoji, true)));
+        picker.append(b);
+      }
+      bar.append(picker);
+      react.setAttribute("aria-expanded", "true");
+      picker.firstElementChild.focus();
+    });
+    react.setAttribute("aria-expanded", "false");
+    if (entry.user === me) button("Edit", "Edit", () => compose({ mode: "edit", entry }));
+    if (entry.user === me || moderates) {
+      // Asked in place, not in a modal dialog: "Delete for everyone?" with the two answers.
+      button("Delete", "Delete", () => {
+        const ask = document.createElement("span");
+        ask.className = "confirm";
+        ask.textContent = "Delete for everyone? ";
+        const yes = document.createElement("button");
+        yes.type = "button";
+        yes.className = "link danger";
+        yes.textContent = "Delete";
+        yes.addEventListener("click", () => change(() => room.remove(entry.seq)));
+        const no = document.createElement("button");
+        no.type = "button";
+        no.className = "link";
+        no.textContent = "Keep";
+        no.addEventListener("click", () => renderBody(entry));
+        ask.append(yes, " ", no);
+        bar.replaceChildren(ask);
+        yes.focus();
+      });
+    }
+    return bar;
+  }
+
+  /** Runs a change; a refusal is said where the composer's errors are. */
+  async function change(make) {
+    try {
+      await make();
+      showError(""); // what changed arrives on the stream, in order
+    } catch (e) {
+      if (e.status === 401) return signIn();
+      showError(e.status ? e.message : "Could not reach the server; nothing was changed.");
+    }
+  }
+
+  // ---- Changes arriving on the stream ----
+  function edited(e) {
+    const entry = bySeq(e.of);
+    if (!entry || entry.deleted) return;
+    entry.text = e.text;
+    entry.edited = true;
+    renderBody(entry);
+    requote(entry);
+  }
+  function deleted(e) {
+    const entry = bySeq(e.of);
+    if (!entry) return;
+    entry.deleted = true;
+    entry.text = "";
+    entry.reactions.clear();
+    renderBody(entry);
+    requote(entry);
+    if (composer.entry === entry) compose({ mode: "post" });
+  }
+  function reaction(e) {
+    const entry = bySeq(e.of);
+    if (!entry || entry.deleted) return;
+    const users = entry.reactions.get(e.emoji) || [];
+    const has = users.includes(e.user);
+    if (e.added && !has) entry.reactions.set(e.emoji, [...users, e.user]);
+    if (!e.added && has) {
+      const rest = users.filter((u) => u !== e.user);
+      if (rest.length) entry.reactions.set(e.emoji, rest); else entry.reactions.delete(e.emoji);
+    }
+    renderBody(entry);
+  }
+  /** Replies quoting `entry` say what it says now. */
+  function requote(entry) {
+    for (const reply of shown) if (reply.replyTo === entry.seq) renderBody(reply);
   }
 
   /** Marks `entry` as continuing `previous` (same person, same day, soon after), and says
@@ -188,8 +366,10 @@ function start() {
     }
   }
 
-  /** Older messages (oldest first) go above what is shown; the view stays where it is. */
-  function prepend(messages) {
+  /** Older messages (oldest first) go above what is shown; the view stays where it is.
+   * A page of history holds changes too (`kind`): the messages it holds already show them. */
+  function prepend(page) {
+    const messages = page.filter((m) => !m.kind);
     const nodes = [];
     const entries = [];
     let previous = null;
@@ -208,6 +388,8 @@ function start() {
     }
     list.prepend(...nodes);
     shown.unshift(...entries);
+    // Replies among them, and below them, may now quote what they answer.
+    for (const entry of shown) if (entry.replyTo && entry.replyTo >= (entries[0]?.seq ?? Infinity)) renderBody(entry);
   }
 
   function showEdge() {
@@ -279,7 +461,11 @@ function start() {
     seq: Number(li.dataset.seq),
     user: li.dataset.user,
     sent_at: li.dataset.at,
-    text: li.querySelector(".text").textContent,
+    deleted: li.dataset.deleted === "true",
+    edited_at: li.dataset.edited === "true" ? li.dataset.at : null,
+    reply_to: li.dataset.replyTo ? Number(li.dataset.replyTo) : null,
+    reactions: JSON.parse(li.dataset.reactions || "[]").map((r) => ({ emoji: r.emoji, users: r.users })),
+    text: li.dataset.deleted === "true" ? "" : li.querySelector(".text").textContent,
   }));
   list.replaceChildren();
   prepend(rendered);
@@ -310,6 +496,9 @@ function start() {
     since: Number(chat.dataset.latest),
     on: {
       message: append,
+      edited,
+      deleted,
+      reaction,
       presence(p) {
         if (p.kind === "snapshot") { people.clear(); for (const u of p.users) people.add(u.user); }
         else if (p.kind === "joined") people.add(p.user);
@@ -341,12 +530,38 @@ function start() {
       closed: ended,
     },
   });
+  // Live, each message gets what the reader may do with it.
+  if (room) for (const entry of shown) renderBody(entry);
   showEdge();
 
   // ---- Posting ----
   function showError(text) {
     errorBox.textContent = text;
     errorBox.hidden = !text;
+  }
+
+  // What the composer is doing: posting, replying to a message, or editing one's own.
+  const composer = { mode: "post", entry: null };
+  function compose({ mode, entry = null }) {
+    const wasEditing = composer.mode === "edit";
+    composer.mode = mode;
+    composer.entry = entry;
+    composing.replaceChildren();
+    composing.hidden = mode === "post";
+    if (mode !== "post") {
+      const what = document.createElement("span");
+      what.textContent = mode === "edit" ? "Editing your message" : `Replying to ${quoted(entry)}`;
+      const cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.className = "link";
+      cancel.textContent = "Cancel";
+      cancel.addEventListener("click", () => compose({ mode: "post" }));
+      composing.append(what, " ", cancel);
+    }
+    if (mode === "edit") textInput.value = entry.text;
+    else if (wasEditing) textInput.value = "";
+    fit();
+    textInput.focus();
   }
 
   // Sending clears the composer at once, so the next message can be typed while this one
@@ -358,12 +573,15 @@ function start() {
     event.preventDefault();
     const text = textInput.value;
     if (!text.trim()) return;
+    const { mode, entry } = composer;
+    compose({ mode: "post" });
     textInput.value = "";
     fit();
     textInput.focus();
     sending = sending.then(async () => {
       try {
-        await room.post(text);
+        if (mode === "edit") await room.edit(entry.seq, text);
+        else await room.post(text, mode === "reply" ? { replyTo: entry.seq } : {});
         showError(""); // the message itself arrives on the stream, in order
       } catch (e) {
         if (e.status === 401) return signIn();
@@ -385,6 +603,7 @@ function start() {
   textInput.addEventListener("input", fit);
   textInput.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+    if (e.key === "Escape" && composer.mode !== "post") { e.preventDefault(); compose({ mode: "post" }); }
   });
 }
 

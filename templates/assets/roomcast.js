@@ -70,7 +70,9 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  * - `transport`: "sse" (default) or "websocket".
  * - `since`: resume after this sequence number (default: live, from now).
  * - `on`: callbacks, all optional:
- *   `message(m)` each message once, in order ({id, room, seq, user, text, sent_at});
+ *   `message(m)` each message once, in order ({id, room, seq, user, text, sent_at, reply_to?});
+ *   `edited(e)`, `deleted(e)`, `reaction(e)` changes to message `e.of`, each once and in the
+ *   same order as messages (an edit's new `text`; a reaction's `emoji`, `user` and `added`);
  *   `presence(p)` {kind: "snapshot", users} first on every connection, then {kind: "joined"|"left", user};
  *   `gap(g)` {after, first_held}: those messages are no longer kept;
  *   `status(s)` "connecting", "live", "reconnecting" or "closed";
@@ -80,7 +82,8 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  *   `closed(c)` the end, for good: {reason, by?, status?, detail?} where `reason` is the
  *   server's (`deleted`, `expired`, `removed`, `signed-out`, `session-expired`) or a refusal's
  *   code, and `status` the HTTP status of a refusal (401: sign in again).
- * Returns {post(text, {idempotencyKey}), history({before, after, limit}), close(), lastSeq, status}.
+ * Returns {post(text, {idempotencyKey, replyTo}), edit(seq, text), remove(seq),
+ * react(seq, emoji, added = true), history({before, after, limit}), close(), lastSeq, status}.
  */
 export function connect(options) {
   if (!options?.room) throw new TypeError("connect: `room` is required");
@@ -117,9 +120,12 @@ export function connect(options) {
   function handle(type, data) {
     switch (type) {
       case "message":
+      case "edited":
+      case "deleted":
+      case "reaction":
         if (lastSeq !== null && data.seq <= lastSeq) return true; // seen before a resume
         lastSeq = data.seq;
-        emit("message", data);
+        emit(type, data);
         return true;
       case "presence":
         emit("presence", data);
@@ -252,20 +258,21 @@ export function connect(options) {
     }
   }
 
-  /** Posts `text`; resolves to the stored message. Retries what may not have arrived. */
-  async function post(text, { idempotencyKey: key = idempotencyKey() } = {}) {
+  /** Sends a change; resolves to the server's answer. Retries what may not have arrived
+   * (the network, 5xx, 429). */
+  async function send(method, path, body) {
     let last = null;
     for (let i = 0; i < POST_ATTEMPTS; i++) {
       let res;
       try {
-        res = await fetch(`${server}/api/v1/rooms/${room}/messages`, {
-          method: "POST",
-          headers: headers({ "Content-Type": "application/json" }),
+        res = await fetch(`${server}/api/v1/rooms/${room}/messages${path}`, {
+          method,
+          headers: headers(body === undefined ? {} : { "Content-Type": "application/json" }),
           credentials,
-          body: JSON.stringify({ text, idempotency_key: key }),
+          body: body === undefined ? undefined : JSON.stringify(body),
         });
       } catch (e) {
-        last = e; // the network: it may or may not have arrived, and the key makes a retry safe
+        last = e; // the network: it may or may not have arrived
         await sleep(backoff(i));
         continue;
       }
@@ -276,6 +283,18 @@ export function connect(options) {
     }
     throw last;
   }
+
+  /** Posts `text` (a reply to message `replyTo`, if given); resolves to the stored message.
+   * The idempotency key makes a retry safe. */
+  const post = (text, { idempotencyKey: key = idempotencyKey(), replyTo } = {}) =>
+    send("POST", "", { text, idempotency_key: key, ...(replyTo ? { reply_to: replyTo } : {}) });
+  /** Replaces the text of one's own message `seq`. */
+  const edit = (seq, text) => send("PATCH", `/${seq}`, { text });
+  /** Deletes message `seq` (one's own, or any in a room one owns). */
+  const remove = (seq) => send("DELETE", `/${seq}`);
+  /** Adds one's `emoji` to message `seq`, or takes it back. */
+  const react = (seq, emoji, added = true) =>
+    send(added ? "PUT" : "DELETE", `/${seq}/reactions/${encodeURIComponent(emoji)}`);
 
   /** A page of history, oldest first: `{before}` pages back, `{after}` forward, neither the
    * newest. Resolves to {messages, first_held, latest, gap?}. */
@@ -292,6 +311,9 @@ export function connect(options) {
   run();
   return {
     post,
+    edit,
+    remove,
+    react,
     history,
     close: () => finish({ reason: "closed-by-client" }),
     get lastSeq() { return lastSeq; },

@@ -538,9 +538,13 @@ pub fn request_with(
 /// `method url` (GET, POST, PATCH, PUT or DELETE), with an optional JSON body, as the user the
 /// URL names (`?user=`).
 pub fn call(method: &str, url: &str, body: Option<&Value>) -> Answer {
-    let auth = authorization(url, None);
+    call_with(method, url, authorization(url, None).as_deref(), body)
+}
+
+/// `method url` with this `Authorization` value (if any) and an optional JSON body.
+pub fn call_with(method: &str, url: &str, auth: Option<&str>, body: Option<&Value>) -> Answer {
     let agent = agent();
-    let with_auth = |req: ureq::RequestBuilder<ureq::typestate::WithBody>| match &auth {
+    let with_auth = |req: ureq::RequestBuilder<ureq::typestate::WithBody>| match auth {
         Some(a) => req.header("Authorization", a),
         None => req,
     };
@@ -555,7 +559,7 @@ pub fn call(method: &str, url: &str, body: Option<&Value>) -> Answer {
             } else {
                 agent.delete(url)
             };
-            let req = match &auth {
+            let req = match auth {
                 Some(a) => req.header("Authorization", a),
                 None => req,
             };

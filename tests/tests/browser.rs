@@ -19,7 +19,7 @@ async fn send(client: &Client, text: &str) {
         vec![json!(text)],
     )
     .await;
-    click(client, "#composer button").await;
+    click(client, "#composer button[type=submit]").await;
 }
 
 /// The texts of the messages on the page, once there are at least `n`.
@@ -424,7 +424,7 @@ async fn without_javascript_the_page_opens_at_the_newest_and_says_it_is_not_live
         "times say their zone: {time}"
     );
     type_into(&ada, "#text", "from a plain page").await;
-    click(&ada, "#composer button").await;
+    click(&ada, "#composer button[type=submit]").await;
     wait_for(
         &ada,
         "the posted message",
@@ -612,4 +612,159 @@ async fn the_pages_pass_an_accessibility_scan() {
     visitor.close().await.unwrap();
     ada.close().await.unwrap();
     dark.close().await.unwrap();
+}
+
+/// The message's text as shown, once `script` (given the message's list item as `m`) holds.
+async fn message_state(client: &Client, seq: u64, what: &str, check: &str) -> Value {
+    let script =
+        format!("const m = document.getElementById('m{seq}'); if (!m) return null; {check}");
+    wait_for(client, what, &script).await
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn reply_edit_react_and_delete_in_the_page() {
+    if !available() {
+        return;
+    }
+    let server = Server::smol(&["--rate-burst=0"]);
+    let driver = Driver::start();
+    let ada = driver.browser("ada").await;
+    let bob = driver.browser("bob").await;
+    sign_in_as_guest(&ada, &server, "ada").await;
+    sign_in_as_guest(&bob, &server, "bob").await;
+    // Ada creates the room, so she owns it.
+    let create = "return fetch('/api/v1/rooms', { method: 'POST', headers: { 'Content-Type': 'application/json' }, \
+                  body: JSON.stringify({ room: 'changes' }) }).then(r => r.status);";
+    assert_eq!(run(&ada, create, vec![]).await, json!(201));
+    for client in [&ada, &bob] {
+        open_live_room(client, &server, "changes").await;
+    }
+    send(&bob, "the first thing").await;
+    texts(&ada, 1).await;
+
+    // Ada replies to it with the Reply button.
+    click(&ada, "#m1 .actions button:nth-child(1)").await;
+    let banner = run(
+        &ada,
+        "return document.getElementById('composing').textContent;",
+        vec![],
+    )
+    .await;
+    assert!(
+        banner
+            .as_str()
+            .unwrap()
+            .contains("Replying to bob: the first thing"),
+        "{banner}"
+    );
+    send(&ada, "an answer").await;
+    let quote = message_state(
+        &bob,
+        2,
+        "the reply's quote",
+        "const q = m.querySelector('.quote'); return q ? q.textContent : null;",
+    )
+    .await;
+    assert_eq!(quote, json!("Replying to bob: the first thing"));
+
+    // Bob edits his message: the composer holds its text; both see the new one, marked.
+    click(&bob, "#m1 .actions button:nth-child(3)").await;
+    let held = run(
+        &bob,
+        "return document.getElementById('text').value;",
+        vec![],
+    )
+    .await;
+    assert_eq!(held, json!("the first thing"));
+    send(&bob, "the first thing, better said").await;
+    let text = message_state(
+        &ada,
+        1,
+        "the edit",
+        "return m.querySelector('.edited') ? m.querySelector('.text').textContent : null;",
+    )
+    .await;
+    assert_eq!(text, json!("the first thing, better said"));
+    let quote = message_state(
+        &ada,
+        2,
+        "the quote to follow the edit",
+        "const q = m.querySelector('.quote').textContent; return q.includes('better') ? q : null;",
+    )
+    .await;
+    assert!(quote.as_str().unwrap().contains("better said"));
+    // Ada may not edit it: she is offered no Edit button.
+    let labels = run(
+        &ada,
+        "return [...document.querySelectorAll('#m1 .actions button')].map(b => b.textContent);",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        labels,
+        json!(["Reply", "React", "Delete"]),
+        "the owner may delete, not edit"
+    );
+
+    // Bob reacts with the picker; ada sees it, pressed for nobody but bob.
+    click(&bob, "#m2 .actions button:nth-child(2)").await;
+    click(&bob, "#m2 .picker button").await;
+    let chip = message_state(&ada, 2, "the reaction", "const r = m.querySelector('.reaction'); return r ? [r.textContent, r.getAttribute('aria-pressed')] : null;").await;
+    assert_eq!(chip, json!(["👍 1", "false"]));
+    // Ada adds hers by pressing the chip; bob takes his back the same way.
+    click(&ada, "#m2 .reaction").await;
+    message_state(
+        &bob,
+        2,
+        "two reactions",
+        "return m.querySelector('.reaction').textContent === '👍 2' ? true : null;",
+    )
+    .await;
+    click(&bob, "#m2 .reaction").await;
+    let chip = message_state(&ada, 2, "one reaction left", "const r = m.querySelector('.reaction'); return r.textContent === '👍 1' ? r.getAttribute('aria-pressed') : null;").await;
+    assert_eq!(chip, json!("true"));
+
+    // The owner deletes bob's message, asked in place; its text is gone everywhere.
+    click(&ada, "#m1 .actions button:nth-child(3)").await;
+    click(&ada, "#m1 .confirm .danger").await;
+    let gone = message_state(
+        &bob,
+        1,
+        "the deletion",
+        "return m.classList.contains('deleted') ? m.textContent : null;",
+    )
+    .await;
+    assert!(!gone.as_str().unwrap().contains("better said"), "{gone}");
+    let quote = message_state(
+        &bob,
+        2,
+        "the quote of a deleted message",
+        "const q = m.querySelector('.quote').textContent; return q.includes('deleted') ? q : null;",
+    )
+    .await;
+    assert_eq!(quote, json!("Replying to a deleted message"));
+
+    // Reloaded, the server's page says the same.
+    open_live_room(&bob, &server, "changes").await;
+    let page = run(
+        &bob,
+        "return document.getElementById('messages').textContent;",
+        vec![],
+    )
+    .await;
+    let page = page.as_str().unwrap();
+    assert!(
+        page.contains("This message was deleted.") && !page.contains("better said"),
+        "{page}"
+    );
+    let chip = run(
+        &bob,
+        "return document.querySelector('#m2 .reaction').textContent;",
+        vec![],
+    )
+    .await;
+    assert_eq!(chip, json!("👍 1"));
+    screenshot(&bob, "changes").await;
+    ada.close().await.unwrap();
+    bob.close().await.unwrap();
 }

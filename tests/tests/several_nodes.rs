@@ -1161,3 +1161,135 @@ fn the_room_limit_holds_for_the_cluster_not_per_node() {
         res.problem(503, "too-many-rooms");
     }
 }
+
+/// Edits, reactions and deletions made on either node reach both in the room's one order; a
+/// deleted text is not handed out again, by a node holding the room or by a read of Redis's
+/// stream past what a node holds, and a node that loads the room later shows each message as
+/// it now is.
+#[test]
+fn changes_to_messages_hold_across_nodes() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    // A short ring, so resumes and pages read Redis's stream (but long enough that each change
+    // names a message the nodes hold: a change to an older one is refused with shared rooms).
+    let a = Server::smol(&node_args(&url, &["--history-len=3"]));
+    let b = Server::smol(&node_args(&url, &["--history-len=3"]));
+    let token = |user: &str| {
+        let t = roomcast_e2e::guest_token(a.addr, user).expect("a guest token");
+        format!("Bearer {t}")
+    };
+    let (ada, bob, cy) = (token("ada"), token("bob"), token("cy"));
+    let call =
+        |node: &Server, method: &str, path: &str, auth: &str, body: Option<serde_json::Value>| {
+            roomcast_e2e::call_with(method, &node.url(path), Some(auth), body.as_ref())
+        };
+    let created = call(
+        &a,
+        "POST",
+        "/api/v1/rooms",
+        &ada,
+        Some(json!({ "room": "shared" })),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let bare = |auth: &str| auth.trim_start_matches("Bearer ").to_owned();
+    let mut live =
+        SseStream::open_with_token(b.addr, "/api/v1/rooms/shared/events?since=0", &bare(&cy))
+            .expect("a stream on b");
+    let posts = "/api/v1/rooms/shared/messages";
+    assert_eq!(
+        call(&a, "POST", posts, &ada, Some(json!({ "text": "hello" }))).status,
+        201
+    );
+    assert_eq!(
+        call(
+            &b,
+            "POST",
+            posts,
+            &bob,
+            Some(json!({ "text": "code 4711" }))
+        )
+        .status,
+        201
+    );
+    let edited = call(
+        &a,
+        "PATCH",
+        &format!("{posts}/2"),
+        &bob,
+        Some(json!({ "text": "code 4711!" })),
+    );
+    assert_eq!(edited.status, 201, "{}", edited.body);
+    let reacted = call(
+        &b,
+        "PUT",
+        &format!("{posts}/1/reactions/%F0%9F%8E%89"),
+        &cy,
+        None,
+    );
+    assert_eq!(reacted.status, 201, "{}", reacted.body);
+    let deleted = call(&b, "DELETE", &format!("{posts}/2"), &ada, None);
+    assert_eq!(
+        deleted.status, 201,
+        "the owner deletes on the other node: {}",
+        deleted.body
+    );
+
+    let mut kinds = Vec::new();
+    while kinds.len() < 5 {
+        let event = live.next_event().expect("the stream stays open");
+        if ["message", "edited", "reaction", "deleted"].contains(&event.event.as_str()) {
+            kinds.push((event.event.clone(), event.json()["seq"].as_u64().unwrap()));
+        }
+    }
+    let want: Vec<(String, u64)> = ["message", "message", "edited", "reaction", "deleted"]
+        .iter()
+        .zip(1..)
+        .map(|(k, s)| ((*k).to_owned(), s))
+        .collect();
+    assert_eq!(kinds, want);
+
+    for node in [&a, &b] {
+        // A page and a resume reach past the ring into Redis's stream.
+        let page = call(node, "GET", &format!("{posts}?after=0"), &cy, None);
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(
+            !page.body.contains("4711"),
+            "deleted text in a page: {}",
+            page.body
+        );
+        let mut resumed = SseStream::open_with_token(
+            node.addr,
+            "/api/v1/rooms/shared/events?since=0",
+            &bare(&cy),
+        )
+        .expect("a resumed stream");
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let event = resumed.next_event().expect("the stream stays open");
+            if ["message", "edited", "reaction", "deleted"].contains(&event.event.as_str()) {
+                seen.push(event.data.clone());
+            }
+        }
+        assert!(
+            !seen.iter().any(|d| d.contains("4711")),
+            "deleted text resumed: {seen:?}"
+        );
+    }
+    // A node that starts now loads the room from Redis: as it is, with the whole ring.
+    let c = Server::smol(&node_args(&url, &[]));
+    let page = call(&c, "GET", &format!("{posts}?after=0"), &cy, None).json();
+    let messages = page["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 5, "{page}");
+    assert_eq!(
+        messages[0]["reactions"][0]["users"],
+        json!(["cy"]),
+        "{page}"
+    );
+    assert!(
+        messages[1]["deleted"] == true && messages[2]["text"] == "",
+        "{page}"
+    );
+}

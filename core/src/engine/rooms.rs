@@ -171,6 +171,7 @@ impl Core {
                 && r.access().owner.is_some()
                 && may(Action::ManageMembers),
             may_delete: may(Action::DeleteRoom),
+            may_delete_messages: policy.is_admin(&user) || r.access().owner.as_ref() == Some(&user),
         })
     }
 }

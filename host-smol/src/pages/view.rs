@@ -2,7 +2,7 @@
 //! rooms in the sidebar, direct messages by the other person's name. Times here are UTC and say
 //! so; the page's script redraws them in the reader's own zone.
 
-use roomcast_core::{Message, PresenceEntry, RoomSummary};
+use roomcast_core::{Kind, Message, PresenceEntry, RoomSummary, Seq};
 
 use crate::wire::rfc3339;
 
@@ -24,13 +24,35 @@ pub struct MessageRow {
     pub day: Option<String>,
     /// Same sender as the message before, shortly after: no repeated name and time.
     pub continued: bool,
+    /// Its text was edited.
+    pub edited: bool,
+    /// It was deleted: its text is gone.
+    pub deleted: bool,
+    /// The message it answers: its number, and who wrote what, if shown on this page.
+    pub reply: Option<Reply>,
+    /// Its reactions: `👍 2`, in order.
+    pub reactions: Vec<(String, usize)>,
+    /// Its reactions as the script reads them (JSON: emoji and who).
+    pub reactions_json: String,
 }
 
-/// Rows for `messages` (oldest first): a day separator where the UTC day changes, and a
-/// sender's run of messages grouped.
-pub fn message_rows(messages: &[std::sync::Arc<Message>]) -> Vec<MessageRow> {
-    let mut rows: Vec<MessageRow> = Vec::with_capacity(messages.len());
+/// A quoted message a reply answers.
+pub struct Reply {
+    pub seq: u64,
+    /// `ada: the first words…`, or `a deleted message`; `None` if not on this page.
+    pub quote: Option<String>,
+}
+
+/// How much of a quoted message a reply shows.
+const QUOTE_CHARS: usize = 80;
+
+/// Rows for the messages among `entries` (oldest first; edits, deletions and reactions are
+/// already folded into the messages they change): a day separator where the UTC day changes,
+/// and a sender's run of messages grouped.
+pub fn message_rows(entries: &[std::sync::Arc<Message>]) -> Vec<MessageRow> {
+    let mut rows: Vec<MessageRow> = Vec::with_capacity(entries.len());
     let mut previous: Option<(&str, u64)> = None;
+    let messages = entries.iter().filter(|m| m.changes().is_none());
     for m in messages {
         let millis = m.sent_at.as_unix_millis();
         let day = millis / 86_400_000;
@@ -50,10 +72,42 @@ pub fn message_rows(messages: &[std::sync::Arc<Message>]) -> Vec<MessageRow> {
             day: new_day.then(|| day_words(day)),
             continued,
             sent_at,
+            edited: m.state.edited_at.is_some(),
+            deleted: m.state.deleted,
+            reply: reply_to(m).map(|seq| Reply {
+                seq: seq.0,
+                quote: entries.iter().find(|e| e.seq == seq).map(|e| quote(e)),
+            }),
+            reactions: m
+                .state
+                .reactions
+                .iter()
+                .map(|r| (r.emoji.to_string(), r.users.len()))
+                .collect(),
+            reactions_json: serde_json::to_string(&m.state.reactions).unwrap_or_default(),
         });
         previous = Some((m.user.as_str(), millis));
     }
     rows
+}
+
+fn reply_to(m: &Message) -> Option<Seq> {
+    match m.kind {
+        Kind::Post { reply_to } => reply_to,
+        Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } => None,
+    }
+}
+
+/// `ada: the first words…` of a quoted message.
+fn quote(m: &Message) -> String {
+    if m.state.deleted {
+        return "a deleted message".to_owned();
+    }
+    let mut words: String = m.text.chars().take(QUOTE_CHARS).collect();
+    if m.text.chars().count() > QUOTE_CHARS {
+        words.push('…');
+    }
+    format!("{}: {words}", m.user)
 }
 
 /// `Thursday 26 November 2026` for a day counted from 1970-01-01.

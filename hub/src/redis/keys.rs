@@ -7,6 +7,8 @@ pub(super) struct Keys {
     pub(super) members: String,
     pub(super) log: String,
     pub(super) gone: String,
+    /// The numbers of its deleted messages: reads take their text, and their edits', out.
+    pub(super) erased: String,
     /// Who is present from which node: `<node>|<user>` → 1.
     pub(super) present: String,
     /// On how many nodes each present user is: user → count.
@@ -21,6 +23,7 @@ impl Keys {
             members: format!("{tag}:m"),
             log: format!("{tag}:log"),
             gone: format!("{tag}:gone"),
+            erased: format!("{tag}:x"),
             present: format!("{tag}:p"),
             users: format!("{tag}:pu"),
             channel: tag.clone(),

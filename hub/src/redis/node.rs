@@ -190,13 +190,19 @@ impl Node {
                     }
                 };
                 let read_back: redis::RedisResult<Value> = cmd.query_async(&mut self.conn()).await;
-                let answer = read_back.map_err(|e| e.to_string()).map(|v| {
-                    let mut messages = entries(&v);
-                    if matches!(read, OlderRead::Before { .. }) {
-                        messages.reverse();
+                let answer = match read_back {
+                    Ok(v) => {
+                        let mut messages = entries(&v);
+                        if matches!(read, OlderRead::Before { .. }) {
+                            messages.reverse();
+                        }
+                        self.erase(&room, &mut messages)
+                            .await
+                            .map(|()| messages)
+                            .map_err(|e| e.to_string())
                     }
-                    messages
-                });
+                    Err(e) => Err(e.to_string()),
+                };
                 let _ = reply.try_send(answer);
             }
             Job::ListRooms {

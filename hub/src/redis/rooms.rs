@@ -8,7 +8,8 @@ use std::time::Duration;
 use redis::Value;
 use roomcast_core::log::{Committed, Draft, LogRead};
 use roomcast_core::{
-    Access, CloseReason, Durable, Event, Message, RoomId, Seq, StoredRoom, Timestamp, UserName,
+    Access, CloseReason, Durable, Event, Kind, Message, RoomId, Seq, StoredRoom, Timestamp,
+    UserName,
 };
 use roomcast_store::Progress;
 
@@ -61,12 +62,17 @@ impl Node {
             .key(&keys.meta)
             .key(&keys.log)
             .key(if key.is_some() { &idem } else { &keys.meta })
+            .key(&keys.erased)
             .arg(&body)
             .arg(self.options.history)
             .arg(&keys.channel)
             .arg(IDEMPOTENCY_TTL_SECS)
             .arg(if key.is_some() { "1" } else { "0" })
             .arg(new_epoch())
+            .arg(match draft.kind {
+                Kind::Delete { of } => of.0,
+                Kind::Post { .. } | Kind::Edit { .. } | Kind::React { .. } => 0,
+            })
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| AppendError::Unavailable(e.to_string()))?;
@@ -101,6 +107,42 @@ impl Node {
             ..Committed::of(draft.room.clone(), epoch)
         };
         Ok((committed, message, duplicate))
+    }
+
+    /// Takes the text out of the deleted messages among `messages` (read from the stream, which
+    /// keeps entries as appended), and out of edits of them.
+    pub(super) async fn erase(
+        &self,
+        room: &RoomId,
+        messages: &mut [Arc<Message>],
+    ) -> redis::RedisResult<()> {
+        let named: Vec<u64> = messages
+            .iter()
+            .map(|m| match m.kind {
+                Kind::Edit { of } => of.0,
+                Kind::Post { .. } | Kind::Delete { .. } | Kind::React { .. } => m.seq.0,
+            })
+            .collect();
+        if named.is_empty() {
+            return Ok(());
+        }
+        let erased: Vec<Option<u64>> = redis::cmd("HMGET")
+            .arg(Keys::of(room.as_str()).erased)
+            .arg(&named)
+            .query_async(&mut self.conn())
+            .await?;
+        // (The value is the deletion's own number; any entry naming it is erased, an edit
+        // appended after the deletion by a node that had not yet applied it included.)
+        for (m, deletion) in messages.iter_mut().zip(erased) {
+            if deletion.is_some() {
+                let mut wiped = Message::clone(m);
+                wiped.text.clear();
+                wiped.state.deleted = true;
+                wiped.state.reactions.clear();
+                *m = Arc::new(wiped);
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn read(&self, room: &RoomId, after: Seq) -> Option<Outcome> {
@@ -300,6 +342,7 @@ impl Node {
                         .key(&keys.members)
                         .key(&keys.log)
                         .key(&keys.gone)
+                        .key(&keys.erased)
                         .arg(TOMBSTONE_TTL_SECS)
                         .arg(&keys.channel)
                         .invoke_async(&mut self.conn())

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::Script;
 
 pub(super) const APPEND: &str = r"
-local meta, log, idem = KEYS[1], KEYS[2], KEYS[3]
+local meta, log, idem, erased = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('HEXISTS', meta, 'c') == 0 then return {-1} end
 local e = redis.call('HGET', meta, 'e')
 if ARGV[5] == '1' then
@@ -32,6 +32,7 @@ if type(added) == 'table' and added.err then
 end
 redis.call('PUBLISH', ARGV[3], e .. ' ' .. seq .. ' ' .. ARGV[1])
 if ARGV[5] == '1' then redis.call('SET', idem, seq, 'EX', ARGV[4]) end
+if ARGV[7] ~= '0' then redis.call('HSET', erased, ARGV[7], seq) end
 return {seq, e, 0}
 ";
 
@@ -147,7 +148,7 @@ return 1
 ";
 
 pub(super) const DELETE: &str = r"
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5])
 redis.call('SET', KEYS[4], '1', 'EX', ARGV[1])
 redis.call('PUBLISH', ARGV[2], 'closed')
 return 1
