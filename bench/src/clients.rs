@@ -273,10 +273,12 @@ fn is_live(frame: &[u8]) -> bool {
 fn grpc_seen(event: pb::StreamEvent) -> Seen {
     use pb::stream_event::Event;
     match event.event {
-        Some(Event::Edited(m) | Event::Deleted(m) | Event::Reaction(m)) => Seen::Message {
-            seq: m.seq,
-            due_micros: None,
-        },
+        Some(Event::Edited(m) | Event::Deleted(m) | Event::Reaction(m) | Event::Moderation(m)) => {
+            Seen::Message {
+                seq: m.seq,
+                due_micros: None,
+            }
+        }
         Some(Event::Message(m)) => Seen::Message {
             seq: m.seq,
             due_micros: m

@@ -25,6 +25,10 @@ pub enum Action {
     DeleteMessage,
     /// Add or take back a reaction to a message.
     React,
+    /// Mute, unmute, kick, ban or unban someone (the owner, moderators and admins).
+    Moderate,
+    /// Appoint or dismiss moderators (the owner and admins).
+    AppointModerators,
 }
 
 impl fmt::Display for Action {
@@ -40,6 +44,8 @@ impl fmt::Display for Action {
             Action::EditMessage => "edit someone else's message",
             Action::DeleteMessage => "delete someone else's message",
             Action::React => "react in this room",
+            Action::Moderate => "moderate this room",
+            Action::AppointModerators => "appoint or dismiss this room's moderators",
         })
     }
 }

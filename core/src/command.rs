@@ -329,9 +329,9 @@ pub struct RoomView {
     pub may_manage_members: bool,
     /// Whether the asking user may delete the room.
     pub may_delete: bool,
-    /// Whether the asking user may delete anyone's messages (the room's owner, or an admin),
-    /// not only their own.
-    pub may_delete_messages: bool,
+    /// Whether the asking user moderates the room (its owner, a moderator or an admin):
+    /// deletes anyone's messages, mutes, kicks and bans.
+    pub moderates: bool,
 }
 
 /// The answer to opening a listener: the backlog to deliver before any live message.

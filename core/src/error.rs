@@ -131,6 +131,18 @@ pub enum Error {
         /// The configured maximum.
         max: usize,
     },
+    /// The poster is muted in this room.
+    #[error("you are muted in this room for another {} s", remaining.as_secs().max(1))]
+    Muted {
+        /// How long still.
+        remaining: Duration,
+    },
+    /// The user is banned from this room.
+    #[error("you are banned from this room")]
+    Banned,
+    /// A moderation that cannot be, whoever asks.
+    #[error(transparent)]
+    Moderation(#[from] ModerationError),
     /// The message is older than what core holds of the room. A host with storage reads it
     /// and asks again with it in [`Submit::recalled`](crate::Submit::recalled); otherwise (or
     /// if storage no longer has it either) this is the answer.
@@ -158,6 +170,26 @@ pub enum MembershipError {
     /// A direct message needs two different users.
     #[error("a direct message needs two different users")]
     DirectWithSelf,
+}
+
+/// Why someone cannot be moderated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ModerationError {
+    /// The room's owner is not moderated (nor appointed: they moderate already).
+    #[error("the room's owner cannot be moderated")]
+    Owner,
+    /// Admins are not moderated.
+    #[error("an admin cannot be moderated")]
+    Admin,
+    /// Nobody moderates themselves.
+    #[error("you cannot moderate yourself")]
+    Yourself,
+    /// A mute lasts at least a second and at most a year.
+    #[error("a mute lasts from 1 second to 1 year")]
+    Duration,
+    /// Not a moderation there is.
+    #[error("the action is one of appoint, dismiss, mute, unmute, kick, ban, unban")]
+    Unknown,
 }
 
 /// The broad kind of a refusal, for picking an HTTP status or gRPC code: one vocabulary for
@@ -208,7 +240,14 @@ impl Error {
             Error::ResumeAhead { .. } => ErrorClass::OutOfRange,
             Error::IdempotencyConflict { .. } => ErrorClass::Conflict,
             Error::Membership(_) => ErrorClass::Precondition,
-            Error::PermissionDenied { .. } | Error::EditWindowClosed { .. } => ErrorClass::Denied,
+            Error::PermissionDenied { .. }
+            | Error::EditWindowClosed { .. }
+            | Error::Muted { .. }
+            | Error::Banned => ErrorClass::Denied,
+            Error::Moderation(ModerationError::Duration | ModerationError::Unknown) => {
+                ErrorClass::Invalid
+            }
+            Error::Moderation(_) => ErrorClass::Precondition,
             Error::MessageNotFound { .. } => ErrorClass::NotFound,
             Error::NotAMessage { .. } | Error::InvalidEmoji(_) => ErrorClass::Invalid,
             Error::MessageDeleted { .. }
@@ -221,6 +260,8 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::RateLimited { retry_after } => Some(*retry_after),
+            Error::Muted { remaining } => Some(*remaining),
+            Error::Banned | Error::Moderation(_) => None,
             Error::InvalidRoomId(_)
             | Error::InvalidUserName(_)
             | Error::InvalidIdempotencyKey(_)
@@ -270,6 +311,9 @@ impl Error {
             Error::InvalidEmoji(_) => "invalid-emoji",
             Error::TooManyReactions { .. } => "too-many-reactions",
             Error::NotHeld { .. } => "message-not-held",
+            Error::Muted { .. } => "muted",
+            Error::Banned => "banned",
+            Error::Moderation(_) => "moderation",
         }
     }
 }

@@ -246,6 +246,16 @@ pub enum CloseReason {
     SignedOut,
     /// The token the listener's stream was opened with expired. Core never emits it either.
     SessionExpired,
+    /// A moderator kicked the listener's user out of the room; they may come back.
+    Kicked {
+        /// Who.
+        by: UserName,
+    },
+    /// A moderator banned the listener's user from the room.
+    Banned {
+        /// Who.
+        by: UserName,
+    },
 }
 
 impl CloseReason {
@@ -262,6 +272,8 @@ impl CloseReason {
             CloseReason::Reset => "reset",
             CloseReason::SignedOut => "signed-out",
             CloseReason::SessionExpired => "session-expired",
+            CloseReason::Kicked { .. } => "kicked",
+            CloseReason::Banned { .. } => "banned",
         }
     }
 
@@ -269,6 +281,7 @@ impl CloseReason {
     pub fn by(&self) -> Option<&UserName> {
         match self {
             CloseReason::Deleted { by } => by.as_ref(),
+            CloseReason::Kicked { by } | CloseReason::Banned { by } => Some(by),
             CloseReason::Expired
             | CloseReason::Removed
             | CloseReason::Refused(_)
@@ -288,6 +301,7 @@ impl CloseReason {
                 CloseReason::Deleted { by: None }
             }
             Error::PermissionDenied { .. } => CloseReason::Removed,
+            Error::Banned => CloseReason::Refused(Error::Banned),
             error @ (Error::InvalidRoomId(_)
             | Error::InvalidUserName(_)
             | Error::InvalidIdempotencyKey(_)
@@ -305,7 +319,9 @@ impl CloseReason {
             | Error::EditWindowClosed { .. }
             | Error::InvalidEmoji(_)
             | Error::TooManyReactions { .. }
-            | Error::NotHeld { .. }) => CloseReason::Refused(error),
+            | Error::NotHeld { .. }
+            | Error::Muted { .. }
+            | Error::Moderation(_)) => CloseReason::Refused(error),
         }
     }
 }

@@ -178,12 +178,14 @@ pub use command::{
     RoomView, Submit, Submitted, ViewRoom,
 };
 pub use engine::{Config, Core, EXPIRE_BATCH, MAX_QUEUED_EVENTS, Stats};
-pub use error::{Error, ErrorClass, MembershipError, MessageError};
+pub use error::{Error, ErrorClass, MembershipError, MessageError, ModerationError};
 pub use event::{CloseReason, Durable, Event};
 pub use history::Gap;
 pub use ids::{IdempotencyKey, ListenerId, MessageId, NameError, RoomId, Seq, UserName};
 pub use limits::{Limits, Rate, RateLimiter, Refill};
-pub use message::{Emoji, Kind, Message, NotAnEmoji, Reaction, State};
+pub use message::{
+    DEFAULT_MUTE_SECONDS, Emoji, Kind, Message, Moderation, NotAnEmoji, Reaction, State,
+};
 pub use policy::{Action, Policy, Who};
 pub use presence::PresenceEntry;
 pub use room::{Access, RoomPage, RoomSummary, StoredRoom};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::error::ModerationError;
 use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserName};
 use crate::time::Timestamp;
 
@@ -41,7 +42,7 @@ impl Message {
     /// The message an entry changes (`None` for a post).
     pub fn changes(&self) -> Option<Seq> {
         match &self.kind {
-            Kind::Post { .. } => None,
+            Kind::Post { .. } | Kind::Moderate { .. } => None,
             Kind::Edit { of } | Kind::Delete { of } | Kind::React { of, .. } => Some(*of),
         }
     }
@@ -76,6 +77,72 @@ pub enum Kind {
         /// Added (`true`) or taken back.
         added: bool,
     },
+    /// The poster (the room's owner, a moderator or an admin) moderated `user`.
+    Moderate {
+        /// Who.
+        user: UserName,
+        /// What was done.
+        action: Moderation,
+    },
+}
+
+/// What a moderator does to someone in a room. Each is an entry of the room's log, so every
+/// node applies it and everyone listening sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Moderation {
+    /// Makes them a moderator (the owner and admins only).
+    Appoint,
+    /// Makes them no longer a moderator (the owner and admins only).
+    Dismiss,
+    /// Refuses their posts, edits and reactions for this many seconds from the entry's time.
+    Mute {
+        /// How long.
+        seconds: u64,
+    },
+    /// Lets them post again.
+    Unmute,
+    /// Closes their listeners on the room; they may come back.
+    Kick,
+    /// Closes their listeners and keeps them out (a public room too) until unbanned.
+    Ban,
+    /// Lets them in again.
+    Unban,
+}
+
+/// How long a mute lasts when nobody says (ten minutes).
+pub const DEFAULT_MUTE_SECONDS: u64 = 600;
+
+impl Moderation {
+    /// The moderation a client names (`appoint`, `dismiss`, `mute`, `unmute`, `kick`, `ban`,
+    /// `unban`), a mute lasting `seconds` ([`DEFAULT_MUTE_SECONDS`] if not given).
+    pub fn named(name: &str, seconds: Option<u64>) -> Result<Self, ModerationError> {
+        Ok(match name {
+            "appoint" => Moderation::Appoint,
+            "dismiss" => Moderation::Dismiss,
+            "mute" => Moderation::Mute {
+                seconds: seconds.unwrap_or(DEFAULT_MUTE_SECONDS),
+            },
+            "unmute" => Moderation::Unmute,
+            "kick" => Moderation::Kick,
+            "ban" => Moderation::Ban,
+            "unban" => Moderation::Unban,
+            _ => return Err(ModerationError::Unknown),
+        })
+    }
+
+    /// Its name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Moderation::Appoint => "appoint",
+            Moderation::Dismiss => "dismiss",
+            Moderation::Mute { .. } => "mute",
+            Moderation::Unmute => "unmute",
+            Moderation::Kick => "kick",
+            Moderation::Ban => "ban",
+            Moderation::Unban => "unban",
+        }
+    }
 }
 
 impl Default for Kind {
@@ -92,6 +159,7 @@ impl Kind {
             Kind::Edit { .. } => "edited",
             Kind::Delete { .. } => "deleted",
             Kind::React { .. } => "reaction",
+            Kind::Moderate { .. } => "moderation",
         }
     }
 }

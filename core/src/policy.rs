@@ -12,9 +12,13 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::action::Action;
 use crate::error::Error;
+use crate::error::ModerationError;
 use crate::ids::UserName;
-use crate::message::Message;
+use crate::message::{Message, Moderation};
 use crate::room::{Access, RoomPage, RoomSummary};
+
+/// The longest mute: a year.
+pub const MAX_MUTE_SECONDS: u64 = 365 * 24 * 3600;
 use crate::time::Timestamp;
 
 /// Who may do a guarded action.
@@ -73,6 +77,10 @@ impl Policy {
         if self.is_admin(user) {
             return Ok(());
         }
+        if access.banned.contains(user) && !matches!(action, Action::CreateRoom | Action::ListRooms)
+        {
+            return Err(Error::Banned);
+        }
         let owns = access.owner.as_ref() == Some(user);
         let allowed = match action {
             Action::CreateRoom => self.create_rooms == Who::Anyone,
@@ -84,7 +92,8 @@ impl Policy {
             | Action::EditMessage
             | Action::DeleteMessage => access.admits(user),
             Action::DeleteRoom => self.delete_rooms == Who::Anyone && owns,
-            Action::ManageMembers => owns,
+            Action::ManageMembers | Action::AppointModerators => owns,
+            Action::Moderate => access.moderates(user),
         };
         if allowed {
             Ok(())
@@ -105,7 +114,7 @@ impl Policy {
         now: Timestamp,
         access: &Access,
     ) -> Result<(), Error> {
-        let moderates = self.is_admin(user) || access.owner.as_ref() == Some(user);
+        let moderates = self.is_admin(user) || access.moderates(user);
         if action == Action::DeleteMessage && moderates {
             return Ok(());
         }
@@ -117,6 +126,39 @@ impl Policy {
                 seq: message.seq,
                 window: self.edit_window,
             });
+        }
+        Ok(())
+    }
+
+    /// Whether `user` may do `action` to `target` in a room with this `access`, past
+    /// [`Policy::authorize_room`]: nobody moderates themselves, the room's owner or an admin,
+    /// and a moderator does not moderate another (the owner and admins do).
+    pub fn authorize_moderation(
+        &self,
+        user: &UserName,
+        action: Moderation,
+        target: &UserName,
+        access: &Access,
+    ) -> Result<(), Error> {
+        if target == user {
+            return Err(ModerationError::Yourself.into());
+        }
+        if access.owner.as_ref() == Some(target) {
+            return Err(ModerationError::Owner.into());
+        }
+        if self.is_admin(target) {
+            return Err(ModerationError::Admin.into());
+        }
+        let above = self.is_admin(user) || access.owner.as_ref() == Some(user);
+        if access.moderators.contains(target) && !above {
+            return Err(Error::PermissionDenied {
+                action: Action::Moderate,
+            });
+        }
+        if let Moderation::Mute { seconds } = action
+            && !(1..=MAX_MUTE_SECONDS).contains(&seconds)
+        {
+            return Err(ModerationError::Duration.into());
         }
         Ok(())
     }
@@ -195,6 +237,7 @@ mod tests {
             owner: Some(user("ada")),
             private: true,
             members: BTreeSet::from([user("ada"), user("bob")]),
+            ..Access::default()
         };
         for action in [Action::ReadRoom, Action::Listen, Action::Post] {
             for member in ["ada", "bob", "root"] {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Durable, Event};
 use crate::history::History;
 use crate::ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
-use crate::message::{Kind, Message};
+use crate::message::{Kind, Message, Moderation};
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
@@ -75,9 +75,12 @@ impl Room {
             .after(Seq::ZERO, history_len)
             .0
             .into_iter()
-            .filter(|m| m.changes().is_some())
+            .filter(|m| m.changes().is_some() || matches!(m.kind, Kind::Moderate { .. }))
             .collect();
         for entry in changes {
+            if let Kind::Moderate { user, action } = &entry.kind {
+                room.access.moderate(user, *action, entry.sent_at);
+            }
             let Some(of) = entry.changes() else { continue };
             // The entry as it now is: a deletion may have taken an edit's text since.
             let entry = room.history.get(entry.seq).cloned().unwrap_or(entry);
@@ -166,6 +169,9 @@ impl Room {
             Some(of) => self.change(of, entry),
             None => entry,
         };
+        if let Kind::Moderate { user, action } = &entry.kind {
+            self.access.moderate(user, *action, entry.sent_at);
+        }
         let before = self.history.len();
         self.history.push(entry.clone());
         self.last_active = now;
@@ -192,7 +198,7 @@ impl Room {
         }
         let mut changed = Message::clone(target);
         match &entry.kind {
-            Kind::Post { .. } => return entry,
+            Kind::Post { .. } | Kind::Moderate { .. } => return entry,
             Kind::Edit { .. } => {
                 changed.text.clone_from(&entry.text);
                 changed.state.edited_at = Some(entry.sent_at);
@@ -360,12 +366,58 @@ pub struct Access {
     pub private: bool,
     /// The members of a private room (its owner among them); empty for a public room.
     pub members: BTreeSet<UserName>,
+    /// Who moderate the room besides its owner.
+    #[serde(default)]
+    pub moderators: BTreeSet<UserName>,
+    /// Who may not enter the room, public or private, until unbanned.
+    #[serde(default)]
+    pub banned: BTreeSet<UserName>,
+    /// Who may not post, edit or react until when.
+    #[serde(default)]
+    pub muted: BTreeMap<UserName, Timestamp>,
 }
 
 impl Access {
     /// Whether `user` may see the room's content (not counting admins).
     pub fn admits(&self, user: &UserName) -> bool {
-        !self.private || self.members.contains(user)
+        (!self.private || self.members.contains(user)) && !self.banned.contains(user)
+    }
+
+    /// Whether `user` moderates the room (its owner, or one of its moderators; not counting
+    /// admins).
+    pub fn moderates(&self, user: &UserName) -> bool {
+        self.owner.as_ref() == Some(user) || self.moderators.contains(user)
+    }
+
+    /// Until when `user` is muted, if they are at `now`.
+    pub fn muted_until(&self, user: &UserName, now: Timestamp) -> Option<Timestamp> {
+        self.muted.get(user).copied().filter(|until| *until > now)
+    }
+
+    /// Makes a moderation, entered at `at`.
+    pub fn moderate(&mut self, user: &UserName, action: Moderation, at: Timestamp) {
+        match action {
+            Moderation::Appoint => {
+                self.moderators.insert(user.clone());
+            }
+            Moderation::Dismiss => {
+                self.moderators.remove(user);
+            }
+            Moderation::Mute { seconds } => {
+                let until = at.saturating_add(std::time::Duration::from_secs(seconds));
+                self.muted.insert(user.clone(), until);
+            }
+            Moderation::Unmute => {
+                self.muted.remove(user);
+            }
+            Moderation::Kick => {}
+            Moderation::Ban => {
+                self.banned.insert(user.clone());
+            }
+            Moderation::Unban => {
+                self.banned.remove(user);
+            }
+        }
     }
 }
 
@@ -405,7 +457,7 @@ impl StoredRoom {
                 let access = Access {
                     owner: owner.cloned(),
                     private,
-                    members: BTreeSet::new(),
+                    ..Access::default()
                 };
                 let stored = StoredRoom {
                     id: room.clone(),
@@ -432,6 +484,9 @@ impl StoredRoom {
             }
             Durable::Published(m) => {
                 if let Some(r) = rooms.get_mut(&m.room) {
+                    if let Kind::Moderate { user, action } = &m.kind {
+                        r.access.moderate(user, *action, m.sent_at);
+                    }
                     r.latest = m.seq;
                     r.recent.push(m.clone());
                 }

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::event::{CloseReason, Event};
 use crate::ids::{ListenerId, MessageId, RoomId, Seq, UserName};
 use crate::limits::{Limits, Rate};
-use crate::message::{Emoji, Kind, Message, State};
+use crate::message::{Emoji, Kind, Message, Moderation, State};
 use crate::policy::Policy;
 use crate::time::Timestamp;
 
@@ -43,6 +43,8 @@ pub const KEYS: [&str; 3] = ["k1", "k2", "bad key"];
 pub const EMOJI: [&str; 4] = ["👍", "❤", "❤\u{fe0f}", "🎉"];
 /// How long posters may change their messages in the simulation (so runs reach its end).
 const EDIT_WINDOW: Duration = Duration::from_secs(20);
+/// How long the simulation's mutes last.
+const MUTE_SECONDS: u64 = 5;
 
 /// Joins and leaves are announced while at most this many users are present.
 const ANNOUNCE_UP_TO: usize = 2;
@@ -179,9 +181,11 @@ pub enum Op {
         room: u8,
         /// The message's sequence number.
         of: u8,
-        /// 0: edit it, 1: delete it, 2: add a reaction, 3: take one back, else reply to it.
+        /// 0: edit it, 1: delete it, 2: add a reaction, 3: take one back, 4: reply to it;
+        /// someone (`arg` into [`USERS`]) 5: banned, 6: unbanned, 7: muted, 8: unmuted,
+        /// 9: kicked.
         what: u8,
-        /// Index into [`TEXTS`] (edit, reply) or [`EMOJI`] (reactions).
+        /// Index into [`TEXTS`] (edit, reply), [`EMOJI`] (reactions) or [`USERS`].
         arg: u8,
     },
 }
@@ -246,6 +250,18 @@ struct ModelRoom {
     /// Every accepted message; seq is index + 1.
     messages: Vec<ModelMessage>,
     last_active: u64,
+    /// Who is banned.
+    banned: BTreeSet<String>,
+    /// Who is muted, until when (ms).
+    muted: BTreeMap<String, u64>,
+}
+
+impl ModelRoom {
+    /// The refusal a room command by `user` gets from who they are here (after the room is
+    /// found): banned users get nothing.
+    fn barred(&self, user: &str) -> Option<&'static str> {
+        self.banned.contains(user).then_some("banned")
+    }
 }
 
 impl ModelRoom {
@@ -427,11 +443,12 @@ impl Harness {
                     room: room.to_owned(),
                     private: false,
                 });
-                let want = Self::name_refusal(user, room).or_else(|| {
-                    (!self.model.rooms.contains_key(room)
-                        && self.model.rooms.len() >= self.config.limits.max_rooms)
-                        .then_some("too-many-rooms")
-                });
+                let want =
+                    Self::name_refusal(user, room).or_else(|| match self.model.rooms.get(room) {
+                        Some(mr) => mr.barred(user),
+                        None => (self.model.rooms.len() >= self.config.limits.max_rooms)
+                            .then_some("too-many-rooms"),
+                    });
                 assert_eq!(code(&r), want, "create {room} by {user}: {r:?}");
                 if let Ok(created) = r {
                     assert_eq!(created.created, !self.model.rooms.contains_key(room));
@@ -462,6 +479,7 @@ impl Harness {
                 let want =
                     Self::name_refusal(user, room).or_else(|| match self.model.rooms.get(room) {
                         None => Some("room-not-found"),
+                        Some(mr) if mr.banned.contains(user) => Some("banned"),
                         Some(mr) if mr.owner != user => Some("permission-denied"),
                         Some(_) => None,
                     });
@@ -556,7 +574,8 @@ impl Harness {
                     room: room.to_owned(),
                 });
                 let want = Self::name_refusal(USERS[0], room)
-                    .or_else(|| (!self.model.rooms.contains_key(room)).then_some("room-not-found"));
+                    .or_else(|| (!self.model.rooms.contains_key(room)).then_some("room-not-found"))
+                    .or_else(|| self.model.rooms.get(room)?.barred(USERS[0]));
                 assert_eq!(code(&r), want);
                 if let Ok(view) = r {
                     let mr = &self.model.rooms[room];
@@ -622,6 +641,7 @@ impl Harness {
                     .or_else(|| (member == USERS[3]).then_some("invalid-user-name"))
                     .or_else(|| match self.model.rooms.get(room) {
                         None => Some("room-not-found"),
+                        Some(mr) if mr.banned.contains(user) => Some("banned"),
                         Some(mr) if mr.owner != user => Some("permission-denied"),
                         Some(_) => Some("membership"),
                     });
@@ -807,6 +827,7 @@ impl Harness {
         let latest = mr.map_or(0, |m| m.messages.len() as u64);
         Self::name_refusal(user, room)
             .or_else(|| mr.is_none().then_some("room-not-found"))
+            .or_else(|| mr?.barred(user))
             .or_else(|| {
                 after
                     .is_some_and(|n| u64::from(n) > latest)
@@ -874,6 +895,11 @@ impl Harness {
             })
             .or(text_refusal)
             .or_else(|| mr.is_none().then_some("room-not-found"))
+            .or_else(|| mr?.barred(user))
+            .or_else(|| {
+                let until = mr?.muted.get(user).copied()?;
+                (until > self.now).then_some("muted")
+            })
             .or_else(|| {
                 matched
                     .filter(|(_, same)| !same)
@@ -940,6 +966,20 @@ impl Harness {
     ) {
         let (text, text_refusal) = pick(&TEXTS, arg);
         let emoji = Emoji::parse(pick(&EMOJI, arg)).expect("the pool's emoji parse");
+        let target = pick(&USERS, arg);
+        let moderation = match what {
+            5 => Some(Moderation::Ban),
+            6 => Some(Moderation::Unban),
+            7 => Some(Moderation::Mute {
+                seconds: MUTE_SECONDS,
+            }),
+            8 => Some(Moderation::Unmute),
+            9 => Some(Moderation::Kick),
+            _ => None,
+        };
+        if let Some(action) = moderation {
+            return self.moderate(user, room, target, action, expected);
+        }
         let kind = match what {
             0 => Kind::Edit { of },
             1 => Kind::Delete { of },
@@ -985,6 +1025,12 @@ impl Harness {
         let want = Self::name_refusal(user, room)
             .or(if has_text { text_refusal } else { None })
             .or_else(|| mr.is_none().then_some("room-not-found"))
+            .or_else(|| mr?.barred(user))
+            .or_else(|| {
+                let speaks = !matches!(kind, Kind::Delete { .. });
+                let until = mr?.muted.get(user).copied()?;
+                (speaks && until > self.now).then_some("muted")
+            })
             .or_else(|| target.is_none().then_some("message-not-found"))
             .or_else(|| {
                 let (t, owner) = (target?, &mr?.owner);
@@ -1016,7 +1062,10 @@ impl Harness {
                         (!unchanged && *added && at.is_none() && full)
                             .then_some("too-many-reactions")
                     }
-                    Kind::Edit { .. } | Kind::Delete { .. } | Kind::Post { .. } => None,
+                    Kind::Edit { .. }
+                    | Kind::Delete { .. }
+                    | Kind::Post { .. }
+                    | Kind::Moderate { .. } => None,
                 }
             });
         let wait = match (want, unchanged) {
@@ -1043,7 +1092,7 @@ impl Harness {
         let entry = ModelMessage::new(user, text.clone(), None, kind.clone(), self.now);
         let target = &mut mr.messages[(of.0 - 1) as usize];
         match &kind {
-            Kind::Post { .. } => {}
+            Kind::Post { .. } | Kind::Moderate { .. } => {}
             Kind::Edit { .. } => {
                 target.text = text;
                 target.edited = true;
@@ -1091,6 +1140,97 @@ impl Harness {
         expected.push(Event::Published(submitted.message));
     }
 
+    /// A moderation by `user` of `target`, checked against the model's rules in core's order;
+    /// a kick or ban closes the target's listeners on the room, each told why.
+    fn moderate(
+        &mut self,
+        user: &str,
+        room: &str,
+        target: &str,
+        action: Moderation,
+        expected: &mut Vec<Event>,
+    ) {
+        // A name that breaks the rules never becomes a `UserName`: hosts refuse it first.
+        let Ok(whom) = UserName::parse(target, 16) else {
+            return;
+        };
+        let r = self.ask(Submit::new(
+            user.to_owned(),
+            room.to_owned(),
+            String::new(),
+            Kind::Moderate { user: whom, action },
+        ));
+        let mr = self.model.rooms.get(room);
+        let want = Self::name_refusal(user, room)
+            .or_else(|| mr.is_none().then_some("room-not-found"))
+            .or_else(|| mr?.barred(user))
+            .or_else(|| (mr?.owner != user).then_some("permission-denied"))
+            .or_else(|| (target == user).then_some("moderation"))
+            .or_else(|| (mr?.owner == target).then_some("moderation"));
+        let wait = match want {
+            None => self.model.take_token(user, self.now, &self.config),
+            Some(_) => None,
+        };
+        if let Some(wait) = wait {
+            let refused = Error::RateLimited {
+                retry_after: Duration::from_millis(wait),
+            };
+            assert_eq!(r.err(), Some(refused), "rate of {user}");
+            return;
+        }
+        assert_eq!(
+            code(&r),
+            want,
+            "{action:?} of {target} in {room} by {user}: {r:?}"
+        );
+        let Ok(submitted) = r else { return };
+        let now = self.now;
+        let mr = self.model.rooms.get_mut(room).expect("accepted: it exists");
+        let kind = submitted.message.kind.clone();
+        mr.messages
+            .push(ModelMessage::new(user, String::new(), None, kind, now));
+        mr.last_active = now;
+        let by = UserName::parse(user, 16).expect("valid");
+        let reason = match action {
+            Moderation::Ban => {
+                mr.banned.insert(target.to_owned());
+                Some(CloseReason::Banned { by })
+            }
+            Moderation::Unban => {
+                mr.banned.remove(target);
+                None
+            }
+            Moderation::Mute { seconds } => {
+                mr.muted.insert(target.to_owned(), now + seconds * 1000);
+                None
+            }
+            Moderation::Unmute => {
+                mr.muted.remove(target);
+                None
+            }
+            Moderation::Kick => Some(CloseReason::Kicked { by }),
+            Moderation::Appoint | Moderation::Dismiss => None,
+        };
+        assert_eq!(submitted.message.seq, Seq(mr.messages.len() as u64));
+        expected.push(Event::Published(submitted.message));
+        if let Some(reason) = reason {
+            let theirs: Vec<ListenerId> = self
+                .model
+                .listeners_of(room)
+                .filter(|(_, u)| u.as_str() == target)
+                .map(|(id, _)| *id)
+                .collect();
+            for listener in theirs {
+                expected.push(Event::ListenerClosed {
+                    listener,
+                    room: RoomId::parse(room, 8).expect("valid"),
+                    reason: reason.clone(),
+                });
+                self.model_close(listener, expected);
+            }
+        }
+    }
+
     /// The model's message `seq` of `room`, as a host would read it from storage.
     fn model_message(&self, room: &str, seq: Seq, m: &ModelMessage) -> Message {
         let user = |u: &str| UserName::parse(u, 16).expect("model users are valid");
@@ -1136,6 +1276,7 @@ impl Harness {
         let latest = mr.map_or(0, |m| m.messages.len() as u64);
         let want = Self::name_refusal(USERS[2], room)
             .or_else(|| mr.is_none().then_some("room-not-found"))
+            .or_else(|| mr?.barred(USERS[2]))
             .or_else(|| {
                 matches!(cursor, Cursor::After(a) if a.0 > latest).then_some("resume-ahead")
             });
@@ -1251,6 +1392,28 @@ impl Harness {
                 );
             }
             assert!(room.history().key_count() <= held.len());
+            // A banned user holds no listener here (so receives nothing from the room), and
+            // who is banned and muted is as the model has it.
+            let banned: BTreeSet<String> = room
+                .access()
+                .banned
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(banned, mr.banned, "banned in {name}");
+            for (_, user) in self.model.listeners_of(name) {
+                assert!(
+                    !mr.banned.contains(user),
+                    "banned {user} still listens to {name}"
+                );
+            }
+            let muted: BTreeMap<String, u64> = room
+                .access()
+                .muted
+                .iter()
+                .map(|(u, t)| (u.to_string(), t.as_unix_millis()))
+                .collect();
+            assert_eq!(muted, mr.muted, "muted in {name}");
             // Presence equals the users holding listeners.
             let presence: BTreeMap<String, usize> = room
                 .presence()
@@ -1362,7 +1525,7 @@ mod tests {
             1 => proptest::option::of(idx()).prop_map(|after| Op::List { after }),
             1 => (idx(), idx(), idx(), any::<bool>()).prop_map(|(user, room, member, add)| Op::Member { user, room, member, add }),
             1 => Just(Op::Timeout),
-            5 => (idx(), idx(), 0u8..12, 0u8..5, idx()).prop_map(|(user, room, of, what, arg)| Op::Change { user, room, of, what, arg }),
+            5 => (idx(), idx(), 0u8..12, 0u8..10, idx()).prop_map(|(user, room, of, what, arg)| Op::Change { user, room, of, what, arg }),
         ]
     }
 
@@ -1519,6 +1682,27 @@ mod tests {
             at: 0,
             limit: 0,
         });
+        // Moderation: the owner bans bob (his listener closes), mutes Zoë; others may not.
+        ops.extend(
+            [
+                change(0, 0, 5, 1), // ada bans bob
+                change(1, 0, 6, 1), // bob, banned, may do nothing here
+                change(2, 0, 5, 1), // Zoë is no moderator
+                change(0, 0, 7, 2), // ada mutes Zoë
+                change(2, 1, 2, 0), // Zoë, muted, may not react
+                change(0, 0, 9, 0), // ada kicks herself: no
+                change(0, 0, 6, 1), // ada unbans bob
+                change(0, 0, 8, 2), // and unmutes Zoë
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        ops.push(Op::Open {
+            user: 1,
+            room: 0,
+            after: None,
+            create: false,
+        });
         let stats = run_ops(&ops);
         for refusal in [
             "message-not-found",
@@ -1527,6 +1711,9 @@ mod tests {
             "edit-window-closed",
             "too-many-reactions",
             "permission-denied",
+            "banned",
+            "muted",
+            "moderation",
         ] {
             assert!(
                 stats.refused.get(refusal).is_some_and(|n| *n > 0),
@@ -1540,10 +1727,10 @@ mod tests {
             stats.refused
         );
         // 3 posts, an edit, 3 reactions added and 1 taken back, a reply, 6 posts, a reaction
-        // past the ring, 2 deletions and an edit.
+        // past the ring, 2 deletions and an edit, 4 moderations.
         assert_eq!(
             stats.messages_accepted,
-            3 + 1 + 4 + 1 + 6 + 1 + 3,
+            3 + 1 + 4 + 1 + 6 + 1 + 3 + 4,
             "{stats:?}"
         );
     }

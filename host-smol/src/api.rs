@@ -11,8 +11,8 @@ use crate::problem::{Problem, ProblemBody};
 use crate::request::{State, actor, caller, room_param};
 use crate::request::{json_body, query};
 use crate::wire::{
-    Change, CreateRoom, EditMessage, HistoryBody, MessageBody, PostMessage, PresenceBody,
-    PresenceList, RoomBody, RoomList, SeedSubmit, UserRef, change,
+    Change, CreateRoom, EditMessage, HistoryBody, MessageBody, ModerateBody, PostMessage,
+    PresenceBody, PresenceList, RoomBody, RoomList, SeedSubmit, UserRef, change, moderation,
 };
 
 pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
@@ -324,6 +324,33 @@ pub async fn add_reaction(req: Request<State>) -> Result<Response, Problem> {
     ))]
 pub async fn remove_reaction(req: Request<State>) -> Result<Response, Problem> {
     react(req, false).await
+}
+
+/// Moderate someone: `mute` (for `seconds`, default 600), `unmute`, `kick` (their streams end
+/// with `closed`, `kicked`; they may come back), `ban` (ended with `banned`, and kept out of the
+/// room, public or private, until `unban`): the room's owner, its moderators and admins; and
+/// `appoint` or `dismiss` a moderator: the owner and admins. Each is an entry of the room's
+/// log that everyone listening gets as `moderation`.
+#[utoipa::path(post, path = "/api/v1/rooms/{room}/moderation", tag = "rooms", request_body = ModerateBody,
+    params(("room" = String, Path, description = "The room id")),
+    responses(
+        (status = 201, description = "Done: the `moderation` entry", body = MessageBody),
+        (status = 400, description = "An unknown action, a bad name or a mute too long", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The caller does not moderate the room, or is banned from it", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The room's owner, an admin or the caller", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn moderate(mut req: Request<State>) -> Result<Response, Problem> {
+    let room = room_param(&req);
+    let user = actor(&req)?;
+    let body: ModerateBody = json_body(&mut req).await?;
+    let kind = moderation(&body.target, &body.action, body.seconds)?;
+    let done = req
+        .state()
+        .hub
+        .submit(Submit::new(user, room, String::new(), kind))
+        .await?;
+    Ok(posted(&done))
 }
 
 async fn react(req: Request<State>, added: bool) -> Result<Response, Problem> {

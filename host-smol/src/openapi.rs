@@ -22,6 +22,7 @@ use crate::wire;
         crate::api::delete_message,
         crate::api::add_reaction,
         crate::api::remove_reaction,
+        crate::api::moderate,
         crate::api::presence,
         crate::api::invite,
         crate::api::remove_member,

@@ -192,6 +192,9 @@ pub fn build(state: State) -> tide::Server<State> {
         .put(api::add_reaction)
         .delete(api::remove_reaction);
     routes
+        .at(&mut app, "/api/v1/rooms/:room/moderation")
+        .post(api::moderate);
+    routes
         .at(&mut app, "/api/v1/rooms/:room/presence")
         .get(api::presence);
     routes

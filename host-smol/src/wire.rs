@@ -4,7 +4,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use roomcast_core::{
-    Emoji, Error, Gap, HistoryPage, Kind, Message, PresenceEntry, RoomSummary, Seq, Timestamp,
+    Emoji, Error, Gap, HistoryPage, Kind, Message, Moderation, PresenceEntry, RoomSummary, Seq,
+    Timestamp, UserName,
 };
 use roomcast_hub::Delivery;
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,15 @@ pub struct MessageBody {
     /// Its reactions, each emoji with who added it, in the order they first appeared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionBody>,
+    /// For a moderation: who was moderated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// For a moderation: `appoint`, `dismiss`, `mute`, `unmute`, `kick`, `ban` or `unban`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// For a mute: until when (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -81,7 +91,30 @@ impl From<&Message> for MessageBody {
         let (reply_to, emoji, added) = match &m.kind {
             Kind::Post { reply_to } => (reply_to.map(|s| s.0), None, None),
             Kind::React { emoji, added, .. } => (None, Some(emoji.to_string()), Some(*added)),
-            Kind::Edit { .. } | Kind::Delete { .. } => (None, None, None),
+            Kind::Edit { .. } | Kind::Delete { .. } | Kind::Moderate { .. } => (None, None, None),
+        };
+        let (target, action, until) = match &m.kind {
+            Kind::Moderate { user, action } => {
+                let until = match action {
+                    Moderation::Mute { seconds } => Some(rfc3339(
+                        m.sent_at.saturating_add(Duration::from_secs(*seconds)),
+                    )),
+                    Moderation::Appoint
+                    | Moderation::Dismiss
+                    | Moderation::Unmute
+                    | Moderation::Kick
+                    | Moderation::Ban
+                    | Moderation::Unban => None,
+                };
+                (
+                    Some(user.to_string()),
+                    Some(action.name().to_owned()),
+                    until,
+                )
+            }
+            Kind::Post { .. } | Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } => {
+                (None, None, None)
+            }
         };
         MessageBody {
             id: m.id.to_string(),
@@ -90,7 +123,16 @@ impl From<&Message> for MessageBody {
             user: m.user.to_string(),
             text: m.text.clone(),
             sent_at: rfc3339(m.sent_at),
-            kind: m.changes().map(|_| m.kind.name().to_owned()),
+            kind: match m.kind {
+                Kind::Post { .. } => None,
+                Kind::Edit { .. }
+                | Kind::Delete { .. }
+                | Kind::React { .. }
+                | Kind::Moderate { .. } => Some(m.kind.name().to_owned()),
+            },
+            target,
+            action,
+            until,
             reply_to,
             of: m.changes().map(|s| s.0),
             emoji,
@@ -353,6 +395,28 @@ pub fn change(of: u64, what: Change<'_>) -> Result<Kind, Error> {
     })
 }
 
+/// Moderate someone in a room.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModerateBody {
+    /// Who.
+    #[schema(example = "bob")]
+    pub target: String,
+    /// `appoint` or `dismiss` (a moderator; the owner and admins only), `mute`, `unmute`,
+    /// `kick`, `ban` or `unban`.
+    #[schema(example = "mute")]
+    pub action: String,
+    /// For `mute`: how long, in seconds (default 600, at most a year).
+    pub seconds: Option<u64>,
+}
+
+/// The entry a moderation a client asks for becomes (REST, WebSocket).
+pub fn moderation(target: &str, action: &str, seconds: Option<u64>) -> Result<Kind, Error> {
+    Ok(Kind::Moderate {
+        user: UserName::parse(target, usize::MAX).map_err(Error::InvalidUserName)?,
+        action: Moderation::named(action, seconds)?,
+    })
+}
+
 /// A change a client asks for.
 #[derive(Debug, Clone, Copy)]
 pub enum Change<'a> {
@@ -421,6 +485,19 @@ pub enum ClientFrame {
         #[serde(rename = "ref")]
         reference: Option<String>,
     },
+    /// Moderate `user` (`action`: `appoint`, `dismiss`, `mute` for `seconds`, `unmute`, `kick`,
+    /// `ban`, `unban`); answered like a submit.
+    Moderate {
+        /// Who.
+        user: String,
+        /// What.
+        action: String,
+        /// For `mute`: how long (default 600 s).
+        seconds: Option<u64>,
+        /// Echoed back in the answer.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
     /// Add a reaction (or take it back with `added: false`); answered like a submit (an `ack`
     /// with `duplicate: true` and the message, if it changed nothing).
     React {
@@ -454,6 +531,9 @@ pub enum StreamEvent {
     /// Someone added `emoji` to message `of` (`added`), or took theirs back. Numbered in
     /// sequence like messages.
     Reaction(MessageBody),
+    /// A moderator moderated `target` (`action`, and `until` for a mute). Numbered in sequence
+    /// like messages.
+    Moderation(MessageBody),
     /// Presence: a `snapshot` of everyone (first on every connection; replaces what the client
     /// knew), or one user `joined` / `left`.
     Presence {
@@ -470,14 +550,14 @@ pub enum StreamEvent {
     /// `first_held`.
     Gap(GapBody),
     /// The stream ends: the room was `deleted` or `expired`, the listener `removed` from a
-    /// private room, its session `signed-out` or its token expired (`session-expired`), the
+    /// private room, `kicked` or `banned` by a moderator, its session `signed-out` or its token expired (`session-expired`), the
     /// room's numbering `reset` (reconnect without a position), or the server is shutting down
     /// (`shutdown`; reconnect later and resume).
     Closed {
-        /// `deleted`, `expired`, `removed`, `signed-out`, `session-expired`, `reset`,
-        /// `shutdown`, or a refusal's code.
+        /// `deleted`, `expired`, `removed`, `kicked`, `banned`, `signed-out`,
+        /// `session-expired`, `reset`, `shutdown`, or a refusal's code.
         reason: String,
-        /// For `deleted`: who deleted the room, if known.
+        /// For `deleted`: who deleted the room, if known; for `kicked` and `banned`: who did.
         #[serde(skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
@@ -511,6 +591,7 @@ impl StreamEvent {
             StreamEvent::Edited(_) => "edited",
             StreamEvent::Deleted(_) => "deleted",
             StreamEvent::Reaction(_) => "reaction",
+            StreamEvent::Moderation(_) => "moderation",
             StreamEvent::Presence { .. } => "presence",
             StreamEvent::Gap(_) => "gap",
             StreamEvent::Closed { .. } => "closed",
@@ -525,7 +606,8 @@ impl StreamEvent {
             StreamEvent::Message(m)
             | StreamEvent::Edited(m)
             | StreamEvent::Deleted(m)
-            | StreamEvent::Reaction(m) => Some(m.seq),
+            | StreamEvent::Reaction(m)
+            | StreamEvent::Moderation(m) => Some(m.seq),
             StreamEvent::Gap(g) => Some(g.first_held - 1),
             StreamEvent::Presence { .. }
             | StreamEvent::Closed { .. }
@@ -542,6 +624,7 @@ impl StreamEvent {
             Kind::Edit { .. } => StreamEvent::Edited(body),
             Kind::Delete { .. } => StreamEvent::Deleted(body),
             Kind::React { .. } => StreamEvent::Reaction(body),
+            Kind::Moderate { .. } => StreamEvent::Moderation(body),
         }
     }
 

@@ -24,7 +24,7 @@ use crate::problem::Problem;
 use crate::request::parse_json;
 use crate::request::{State, caller, room_param, token};
 use crate::stream::resume_point;
-use crate::wire::{Change, ClientFrame, MessageBody, StreamEvent, change};
+use crate::wire::{Change, ClientFrame, MessageBody, StreamEvent, change, moderation};
 
 /// The largest frame or message a client may send.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -284,7 +284,9 @@ fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
             | CloseReason::Refused(_)
             | CloseReason::Reset
             | CloseReason::SignedOut
-            | CloseReason::SessionExpired,
+            | CloseReason::SessionExpired
+            | CloseReason::Kicked { .. }
+            | CloseReason::Banned { .. },
         ) => *end = Some(CloseCode::Normal),
         Delivery::Presence(_)
         | Delivery::Gap(_)
@@ -431,6 +433,18 @@ async fn submit(who: &Session, text: &[u8]) -> StreamEvent {
             Submit::new(user, room, String::new(), Kind::Delete { of: Seq(of) }),
             reference,
         ),
+        ClientFrame::Moderate {
+            user: target,
+            action,
+            seconds,
+            reference,
+        } => match moderation(&target, &action, seconds) {
+            Ok(kind) => (Submit::new(user, room, String::new(), kind), reference),
+            Err(e) => {
+                let problem = Problem::from(e);
+                return refusal(reference, problem.code, problem.detail);
+            }
+        },
         ClientFrame::React {
             of,
             emoji,

@@ -1,7 +1,7 @@
 //! Between the hub's types and the protobuf messages, and from refusals to gRPC statuses.
 
 use roomcast_core::{
-    Error, ErrorClass, Gap, HistoryPage, Kind, Message, PresenceEntry, RoomSummary,
+    Error, ErrorClass, Gap, HistoryPage, Kind, Message, Moderation, PresenceEntry, RoomSummary,
 };
 use roomcast_hub::identity::{AuthError, Issued};
 use roomcast_hub::{Delivery, HubError, Wire};
@@ -54,7 +54,28 @@ pub fn message(m: &Message) -> pb::ChatMessage {
     let (reply_to, emoji, added) = match &m.kind {
         Kind::Post { reply_to } => (reply_to.map_or(0, |s| s.0), String::new(), false),
         Kind::React { emoji, added, .. } => (0, emoji.to_string(), *added),
-        Kind::Edit { .. } | Kind::Delete { .. } => (0, String::new(), false),
+        Kind::Edit { .. } | Kind::Delete { .. } | Kind::Moderate { .. } => {
+            (0, String::new(), false)
+        }
+    };
+    let (target, action, until_ms) = match &m.kind {
+        Kind::Moderate { user, action } => {
+            let until = match action {
+                Moderation::Mute { seconds } => ms(m
+                    .sent_at
+                    .saturating_add(std::time::Duration::from_secs(*seconds))),
+                Moderation::Appoint
+                | Moderation::Dismiss
+                | Moderation::Unmute
+                | Moderation::Kick
+                | Moderation::Ban
+                | Moderation::Unban => 0,
+            };
+            (user.to_string(), action.name().to_owned(), until)
+        }
+        Kind::Post { .. } | Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } => {
+            (String::new(), String::new(), 0)
+        }
     };
     pb::ChatMessage {
         id: m.id.to_string(),
@@ -63,10 +84,16 @@ pub fn message(m: &Message) -> pb::ChatMessage {
         user: m.user.to_string(),
         text: m.text.clone(),
         sent_at_ms: ms(m.sent_at),
-        kind: m
-            .changes()
-            .map(|_| m.kind.name().to_owned())
-            .unwrap_or_default(),
+        kind: match m.kind {
+            Kind::Post { .. } => String::new(),
+            Kind::Edit { .. }
+            | Kind::Delete { .. }
+            | Kind::React { .. }
+            | Kind::Moderate { .. } => m.kind.name().to_owned(),
+        },
+        target,
+        action,
+        until_ms,
         reply_to,
         of: m.changes().map_or(0, |s| s.0),
         emoji,
@@ -95,6 +122,7 @@ fn entry(m: &Message) -> pb::stream_event::Event {
         Kind::Edit { .. } => Event::Edited(body),
         Kind::Delete { .. } => Event::Deleted(body),
         Kind::React { .. } => Event::Reaction(body),
+        Kind::Moderate { .. } => Event::Moderation(body),
     }
 }
 

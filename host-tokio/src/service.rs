@@ -6,7 +6,7 @@ use std::pin::Pin;
 use futures_util::Stream;
 use roomcast_core::{
     ChangeMember, CreateRoom, Cursor, DeleteRoom, Emoji, Error, History, Kind, ListRooms,
-    MemberChange, OpenDirect, OpenListener, Resume, Seq, Submit, ViewRoom,
+    MemberChange, Moderation, OpenDirect, OpenListener, Resume, Seq, Submit, UserName, ViewRoom,
 };
 use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::identity::bearer;
@@ -287,6 +287,30 @@ impl Chat for Service {
             of: Seq(seq),
             emoji,
             added: !remove,
+        };
+        self.post(Submit::new(user, room, String::new(), kind))
+            .await
+    }
+
+    async fn moderate(
+        &self,
+        req: Request<pb::ModerateRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let user = self.user(&req)?;
+        let pb::ModerateRequest {
+            room,
+            user: target,
+            action,
+            seconds,
+        } = req.into_inner();
+        let refused = |e: Error| status(HubError::Refused(e));
+        let action = Moderation::named(&action, (seconds > 0).then_some(seconds))
+            .map_err(|e| refused(e.into()))?;
+        let target =
+            UserName::parse(&target, usize::MAX).map_err(|e| refused(Error::InvalidUserName(e)))?;
+        let kind = Kind::Moderate {
+            user: target,
+            action,
         };
         self.post(Submit::new(user, room, String::new(), kind))
             .await

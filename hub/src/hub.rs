@@ -1041,6 +1041,8 @@ impl Driver {
                         owner: summary.owner,
                         private: summary.private,
                         members: summary.members.into_iter().collect(),
+                        // Who moderates, and who is banned or muted, went with Redis's data.
+                        ..roomcast_core::Access::default()
                     };
                     self.to_log(Job::Recreate {
                         room,
@@ -1171,7 +1173,9 @@ impl Driver {
                     | CloseReason::ShuttingDown
                     | CloseReason::Reset
                     | CloseReason::SignedOut
-                    | CloseReason::SessionExpired => {}
+                    | CloseReason::SessionExpired
+                    | CloseReason::Kicked { .. }
+                    | CloseReason::Banned { .. } => {}
                 }
                 Output::Close(room, reason)
             }

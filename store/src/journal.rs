@@ -5,7 +5,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use roomcast_core::{Durable, Event, Kind, Message, RoomId, Timestamp};
+use roomcast_core::{Durable, Event, Kind, Message, Moderation, RoomId, Timestamp};
 use rusqlite::{Connection, Transaction, params};
 
 use crate::{Store, StoreError};
@@ -249,6 +249,7 @@ impl Writer {
                     if let Some(key) = self.keys.remove(room) {
                         tx.execute("DELETE FROM rooms WHERE key = ?1", [key])?;
                         tx.execute("DELETE FROM members WHERE room = ?1", [key])?;
+                        tx.execute("DELETE FROM moderation WHERE room = ?1", [key])?;
                         tx.execute("INSERT OR IGNORE INTO purges (room) VALUES (?1)", [key])?;
                         latest.remove(&key);
                     }
@@ -392,6 +393,32 @@ fn create(
 fn change(tx: &Transaction<'_>, room: i64, m: &Message) -> rusqlite::Result<()> {
     match &m.kind {
         Kind::Post { .. } => {}
+        Kind::Moderate { user, action } => {
+            let (role, set) = match action {
+                Moderation::Appoint => ("moderator", true),
+                Moderation::Dismiss => ("moderator", false),
+                Moderation::Mute { .. } => ("muted", true),
+                Moderation::Unmute => ("muted", false),
+                Moderation::Ban => ("banned", true),
+                Moderation::Unban => ("banned", false),
+                Moderation::Kick => return Ok(()),
+            };
+            if set {
+                // The room's own fold decides `until`, from the entry's time.
+                let mut access = roomcast_core::Access::default();
+                access.moderate(user, *action, m.sent_at);
+                let until = access.muted.get(user).map(|t| t.as_unix_millis());
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO moderation (room, user, role, until) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![room, user.as_str(), role, until])?;
+            } else {
+                tx.prepare_cached(
+                    "DELETE FROM moderation WHERE room = ?1 AND user = ?2 AND role = ?3",
+                )?
+                .execute(params![room, user.as_str(), role])?;
+            }
+        }
         Kind::Edit { of } => {
             tx.prepare_cached(
                 "UPDATE messages SET text = ?1, edited_at = ?2

@@ -47,6 +47,8 @@ impl Store {
             )?;
             let mut members =
                 conn.prepare("SELECT user FROM members WHERE room = ?1 ORDER BY user")?;
+            let mut moderation =
+                conn.prepare("SELECT user, role, until FROM moderation WHERE room = ?1")?;
             let mut messages = conn.prepare(&format!(
                 "SELECT {COLUMNS} FROM messages m WHERE m.room = ?1 AND m.seq > ?2 ORDER BY m.seq"
             ))?;
@@ -74,7 +76,7 @@ impl Store {
                     Vec::new()
                 };
                 let owner: Option<String> = row.get(4)?;
-                let access = Access {
+                let mut access = Access {
                     owner: owner
                         .and_then(|o| trusted(UserName::parse(&o, usize::MAX), "user name", &o)),
                     private: row.get(5)?,
@@ -86,7 +88,41 @@ impl Store {
                             trusted(UserName::parse(&m, usize::MAX), "user name", &m)
                         })
                         .collect(),
+                    ..Access::default()
                 };
+                let rows = moderation
+                    .query_map([key], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<u64>>(2)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                for (name, role, until) in rows {
+                    let Some(user) =
+                        trusted(UserName::parse(&name, usize::MAX), "user name", &name)
+                    else {
+                        continue;
+                    };
+                    match (role.as_str(), until) {
+                        ("moderator", _) => {
+                            access.moderators.insert(user);
+                        }
+                        ("banned", _) => {
+                            access.banned.insert(user);
+                        }
+                        ("muted", Some(until)) => {
+                            access
+                                .muted
+                                .insert(user, Timestamp::from_unix_millis(until));
+                        }
+                        _ => tracing::warn!(
+                            role,
+                            "skipping a stored moderation that no longer parses"
+                        ),
+                    }
+                }
                 rooms.push(StoredRoom {
                     id,
                     access,

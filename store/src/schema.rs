@@ -93,6 +93,16 @@ const MIGRATIONS: &[M<'static>] = &[
         DELETE FROM reactions WHERE room = OLD.room AND seq = OLD.seq;
     END;",
     ),
+    M::up(
+        "-- Who moderates a room, who is banned from it, who is muted in it and until when.
+    CREATE TABLE moderation (
+        room  INTEGER NOT NULL, -- rooms.key
+        user  TEXT NOT NULL,
+        role  TEXT NOT NULL,    -- 'moderator', 'banned' or 'muted'
+        until INTEGER,          -- for 'muted': ms since the Unix epoch
+        PRIMARY KEY (room, user, role)
+    ) WITHOUT ROWID;",
+    ),
 ];
 
 /// The migrations this binary knows.

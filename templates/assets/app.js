@@ -482,6 +482,8 @@ function start() {
       deleted: `This room was deleted${closed.by ? ` by ${closed.by}` : ""}.`,
       expired: "This room expired after a long time with nobody in it.",
       removed: "You were removed from this room.",
+      kicked: `You were removed from this room by ${closed.by}; you may come back.`,
+      banned: `You were banned from this room${closed.by ? ` by ${closed.by}` : ""}.`,
       "room-not-found": "This room no longer exists.",
       "permission-denied": "You may no longer read this room.",
     }[closed.reason] || `The connection ended: ${closed.detail || closed.reason}.`;
@@ -499,6 +501,15 @@ function start() {
       edited,
       deleted,
       reaction,
+      moderation(e) {
+        const who = e.target === me ? "You were" : `${e.target} was`;
+        const what = {
+          appoint: "made a moderator", dismiss: "no longer a moderator",
+          mute: `muted until ${e.until ? clock(new Date(e.until)) : "later"}`, unmute: "unmuted",
+          kick: "removed from the room", ban: "banned", unban: "unbanned",
+        }[e.action] || e.action;
+        notice(`${who} ${what} by ${e.user}.`, { lasting: e.target === me });
+      },
       presence(p) {
         if (p.kind === "snapshot") { people.clear(); for (const u of p.users) people.add(u.user); }
         else if (p.kind === "joined") people.add(p.user);

@@ -73,6 +73,7 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  *   `message(m)` each message once, in order ({id, room, seq, user, text, sent_at, reply_to?});
  *   `edited(e)`, `deleted(e)`, `reaction(e)` changes to message `e.of`, each once and in the
  *   same order as messages (an edit's new `text`; a reaction's `emoji`, `user` and `added`);
+ *   `moderation(e)` a moderator (`e.user`) did `e.action` to `e.target` (`until` for a mute);
  *   `presence(p)` {kind: "snapshot", users} first on every connection, then {kind: "joined"|"left", user};
  *   `gap(g)` {after, first_held}: those messages are no longer kept;
  *   `status(s)` "connecting", "live", "reconnecting" or "closed";
@@ -80,7 +81,8 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  *   `restarting()` the server said it is shutting down; reconnection follows;
  *   `reset()` the room's numbering started again (its history was lost): start over;
  *   `closed(c)` the end, for good: {reason, by?, status?, detail?} where `reason` is the
- *   server's (`deleted`, `expired`, `removed`, `signed-out`, `session-expired`) or a refusal's
+ *   server's (`deleted`, `expired`, `removed`, `kicked`, `banned`, `signed-out`,
+ *   `session-expired`) or a refusal's
  *   code, and `status` the HTTP status of a refusal (401: sign in again).
  * Returns {post(text, {idempotencyKey, replyTo}), edit(seq, text), remove(seq),
  * react(seq, emoji, added = true), history({before, after, limit}), close(), lastSeq, status}.
@@ -123,6 +125,7 @@ export function connect(options) {
       case "edited":
       case "deleted":
       case "reaction":
+      case "moderation":
         if (lastSeq !== null && data.seq <= lastSeq) return true; // seen before a resume
         lastSeq = data.seq;
         emit(type, data);

@@ -153,7 +153,11 @@ pub async fn next(s: &mut Streaming<StreamEvent>) -> Option<Event> {
 pub async fn next_seq(s: &mut Streaming<StreamEvent>) -> u64 {
     loop {
         match next(s).await.expect("still open") {
-            Event::Message(m) | Event::Edited(m) | Event::Deleted(m) | Event::Reaction(m) => {
+            Event::Message(m)
+            | Event::Edited(m)
+            | Event::Deleted(m)
+            | Event::Reaction(m)
+            | Event::Moderation(m) => {
                 return m.seq;
             }
             Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}

@@ -756,6 +756,9 @@ impl Browser {
     }
 }
 
+/// A client WebSocket, as [`ws_connect`] opens it.
+pub type WsSocket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
+
 /// Opens a WebSocket on `path`, signed in (with `Authorization` in the handshake) as the user
 /// `?user=` names.
 pub fn ws_connect(

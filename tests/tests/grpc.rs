@@ -352,7 +352,8 @@ async fn a_slow_stream_does_not_delay_a_fast_one() {
             | Event::Closed(_)
             | Event::Edited(_)
             | Event::Deleted(_)
-            | Event::Reaction(_) => {}
+            | Event::Reaction(_)
+            | Event::Moderation(_) => {}
         }
     }
     assert!(

@@ -448,7 +448,9 @@ async fn changes_over_grpc() {
             Event::Reaction(m) => seen.push(("reaction", m.seq, m.emoji)),
             Event::Deleted(m) => seen.push(("deleted", m.seq, m.of.to_string())),
             Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
-            other @ (Event::Gap(_) | Event::Closed(_)) => panic!("unexpected {other:?}"),
+            other @ (Event::Gap(_) | Event::Closed(_) | Event::Moderation(_)) => {
+                panic!("unexpected {other:?}")
+            }
         }
     }
     assert_eq!(

@@ -132,7 +132,8 @@ async fn three_nodes_agree(url: &str, extra: &[&str]) {
             | Event::Closed(_)
             | Event::Edited(_)
             | Event::Deleted(_)
-            | Event::Reaction(_)) => panic!("unexpected {other:?}"),
+            | Event::Reaction(_)
+            | Event::Moderation(_)) => panic!("unexpected {other:?}"),
         }
     }
     for p in posting {
@@ -1292,4 +1293,67 @@ fn changes_to_messages_hold_across_nodes() {
         messages[1]["deleted"] == true && messages[2]["text"] == "",
         "{page}"
     );
+}
+
+/// A moderation is an entry of the room's log: made on one node, it holds on every node, for
+/// listeners already open there and for a node that loads the room later.
+#[test]
+fn moderation_holds_on_every_node() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let a = Server::smol(&node_args(&url, &[]));
+    let b = Server::smol(&node_args(&url, &[]));
+    let token = |user: &str| roomcast_e2e::guest_token(a.addr, user).expect("a guest token");
+    let (ada, bob) = (token("ada"), token("bob"));
+    let call = |node: &Server, path: &str, auth: &str, body: serde_json::Value| {
+        let auth = format!("Bearer {auth}");
+        roomcast_e2e::call_with("POST", &node.url(path), Some(&auth), Some(&body))
+    };
+    let created = call(&a, "/api/v1/rooms", &ada, json!({ "room": "modded" }));
+    assert_eq!(created.status, 201, "{}", created.body);
+    let moderation = "/api/v1/rooms/modded/moderation";
+    let posts = "/api/v1/rooms/modded/messages";
+    // Muted on b, refused on a.
+    let muted = call(
+        &b,
+        moderation,
+        &ada,
+        json!({ "target": "bob", "action": "mute", "seconds": 60 }),
+    );
+    assert_eq!(muted.status, 201, "{}", muted.body);
+    call(&a, posts, &bob, json!({ "text": "hi" })).problem(403, "muted");
+    let unmuted = call(
+        &a,
+        moderation,
+        &ada,
+        json!({ "target": "bob", "action": "unmute" }),
+    );
+    assert_eq!(unmuted.status, 201);
+    assert_eq!(call(&b, posts, &bob, json!({ "text": "hi" })).status, 201);
+    // Banned on a: bob's stream on b ends, and b keeps him out.
+    let mut on_b = SseStream::open_with_token(b.addr, "/api/v1/rooms/modded/events", &bob)
+        .expect("bob listens on b");
+    let banned = call(
+        &a,
+        moderation,
+        &ada,
+        json!({ "target": "bob", "action": "ban" }),
+    );
+    assert_eq!(banned.status, 201, "{}", banned.body);
+    let closed = on_b.next_of("closed").expect("closed on b").json();
+    assert_eq!(
+        (closed["reason"].as_str(), closed["by"].as_str()),
+        (Some("banned"), Some("ada"))
+    );
+    call(&b, posts, &bob, json!({ "text": "let me in" })).problem(403, "banned");
+    // A node that starts now reads the room's moderation from Redis, though the ban is older
+    // than the entries it loads.
+    for text in ["one", "two", "three"] {
+        assert_eq!(call(&a, posts, &ada, json!({ "text": text })).status, 201);
+    }
+    let c = Server::smol(&node_args(&url, &["--history-len=2"]));
+    call(&c, posts, &bob, json!({ "text": "or here" })).problem(403, "banned");
 }

@@ -6,6 +6,7 @@ use crate::action::Action;
 use crate::command::{ChangeMember, MemberChange};
 use crate::error::{Error, MembershipError};
 use crate::event::{CloseReason, Event};
+use crate::ids::{RoomId, UserName};
 use crate::time::Timestamp;
 
 impl Core {
@@ -61,5 +62,37 @@ impl Core {
             }
         }
         Ok(true)
+    }
+
+    /// Closes `user`'s listeners on room `id`, each told `reason` (a kick, a ban); they leave.
+    pub(super) fn close_listeners_of(
+        &mut self,
+        id: &RoomId,
+        user: &UserName,
+        reason: CloseReason,
+        now: Timestamp,
+    ) {
+        let Some(room) = self.rooms.get_mut(id) else {
+            return;
+        };
+        let theirs: Vec<_> = room
+            .listeners()
+            .filter(|l| room.listener_user(*l) == Some(user))
+            .collect();
+        for listener in theirs {
+            self.listeners.remove(&listener);
+            let left = self.room_mut(id).leave(listener, now);
+            self.emit(Event::ListenerClosed {
+                listener,
+                room: id.clone(),
+                reason: reason.clone(),
+            });
+            if let Some((user, true)) = left {
+                self.presence_changed(id, user, false);
+            }
+        }
+        if self.room_mut(id).listener_count() == 0 {
+            self.schedule_expiry(id, now);
+        }
     }
 }

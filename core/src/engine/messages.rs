@@ -5,11 +5,12 @@ use super::Core;
 use crate::action::Action;
 use crate::command::{Cursor, History, HistoryPage, Reply, Submit, Submitted};
 use crate::error::Error;
+use crate::event::CloseReason;
 use crate::event::Event;
 use crate::ids::{IdempotencyKey, MessageId, Seq, UserName};
 use crate::limits::check_text;
 use crate::log::{Draft, Sequencer};
-use crate::message::{Kind, Message};
+use crate::message::{Kind, Message, Moderation};
 use crate::room::Room;
 use crate::time::Timestamp;
 use std::sync::Arc;
@@ -45,9 +46,18 @@ impl Core {
             Kind::Post { .. } | Kind::Edit { .. } => {
                 check_text(c.text, self.config.limits.message_max_bytes)?
             }
-            Kind::Delete { .. } | Kind::React { .. } => String::new(),
+            Kind::Delete { .. } | Kind::React { .. } | Kind::Moderate { .. } => String::new(),
         };
         let r = self.find_authorized(&user, &id, action_of(&c.kind))?;
+        let speaks = matches!(
+            c.kind,
+            Kind::Post { .. } | Kind::Edit { .. } | Kind::React { .. }
+        );
+        if speaks && let Some(until) = r.access().muted_until(&user, now) {
+            return Err(Error::Muted {
+                remaining: until.saturating_since(now),
+            });
+        }
         if let Some(key) = &key
             && let Some(original) = r.history().find_key(&user, key)
         {
@@ -122,6 +132,16 @@ impl Core {
         };
         let of = match kind {
             Kind::Post { reply_to: None } => return Ok(Target::None),
+            Kind::Moderate {
+                user: target,
+                action,
+            } => {
+                self.user(target.as_str())?;
+                self.config
+                    .policy
+                    .authorize_moderation(user, *action, target, room.access())?;
+                return Ok(Target::None);
+            }
             Kind::Post {
                 reply_to: Some(seq),
             } => {
@@ -150,6 +170,7 @@ impl Core {
         };
         let what = match message.kind {
             Kind::Post { .. } => None,
+            Kind::Moderate { .. } => Some("a moderation"),
             Kind::Edit { .. } => Some("an edit"),
             Kind::Delete { .. } => Some("a deletion"),
             Kind::React { .. } => Some("a reaction"),
@@ -161,7 +182,7 @@ impl Core {
             return Err(Error::MessageDeleted { seq: of });
         }
         match kind {
-            Kind::Post { .. } => {}
+            Kind::Post { .. } | Kind::Moderate { .. } => {}
             Kind::Edit { .. } | Kind::Delete { .. } => self.config.policy.authorize_change(
                 user,
                 action_of(kind),
@@ -197,6 +218,24 @@ impl Core {
             self.schedule_expiry(&id, now);
         }
         self.emit(Event::Published(entry.clone()));
+        if let Kind::Moderate { user, action } = &entry.kind {
+            let reason = match action {
+                Moderation::Kick => Some(CloseReason::Kicked {
+                    by: entry.user.clone(),
+                }),
+                Moderation::Ban => Some(CloseReason::Banned {
+                    by: entry.user.clone(),
+                }),
+                Moderation::Appoint
+                | Moderation::Dismiss
+                | Moderation::Mute { .. }
+                | Moderation::Unmute
+                | Moderation::Unban => None,
+            };
+            if let Some(reason) = reason {
+                self.close_listeners_of(&entry.room, user, reason, now);
+            }
+        }
         entry
     }
 
@@ -237,6 +276,11 @@ fn action_of(kind: &Kind) -> Action {
         Kind::Edit { .. } => Action::EditMessage,
         Kind::Delete { .. } => Action::DeleteMessage,
         Kind::React { .. } => Action::React,
+        Kind::Moderate {
+            action: Moderation::Appoint | Moderation::Dismiss,
+            ..
+        } => Action::AppointModerators,
+        Kind::Moderate { .. } => Action::Moderate,
     }
 }
 

@@ -35,6 +35,7 @@ impl Core {
             } else {
                 BTreeSet::new()
             },
+            ..Access::default()
         };
         self.insert_room(id, now, access)
     }
@@ -126,6 +127,7 @@ impl Core {
                         owner: None,
                         private: true,
                         members: pair,
+                        ..Access::default()
                     };
                     return self.insert_room(id, now, access);
                 }
@@ -171,7 +173,7 @@ impl Core {
                 && r.access().owner.is_some()
                 && may(Action::ManageMembers),
             may_delete: may(Action::DeleteRoom),
-            may_delete_messages: policy.is_admin(&user) || r.access().owner.as_ref() == Some(&user),
+            moderates: policy.is_admin(&user) || r.access().moderates(&user),
         })
     }
 }

@@ -237,8 +237,8 @@ struct RoomPage {
     directs: Vec<SideRoom>,
     /// The visitor may invite and remove members (the owner of a private room, or an admin).
     may_manage_members: bool,
-    /// The visitor may delete anyone's messages here (the owner, or an admin).
-    may_delete_messages: bool,
+    /// The visitor moderates the room (its owner, a moderator or an admin).
+    moderates: bool,
     members: Vec<MemberRow>,
     error: Option<String>,
 }
@@ -465,7 +465,7 @@ async fn render_room(
         rooms,
         directs,
         may_manage_members: view.may_manage_members,
-        may_delete_messages: view.may_delete_messages,
+        moderates: view.moderates,
         members: if view.may_manage_members {
             view::members(&view.room, &view.presence)
         } else {

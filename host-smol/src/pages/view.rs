@@ -52,7 +52,9 @@ const QUOTE_CHARS: usize = 80;
 pub fn message_rows(entries: &[std::sync::Arc<Message>]) -> Vec<MessageRow> {
     let mut rows: Vec<MessageRow> = Vec::with_capacity(entries.len());
     let mut previous: Option<(&str, u64)> = None;
-    let messages = entries.iter().filter(|m| m.changes().is_none());
+    let messages = entries
+        .iter()
+        .filter(|m| matches!(m.kind, Kind::Post { .. }));
     for m in messages {
         let millis = m.sent_at.as_unix_millis();
         let day = millis / 86_400_000;
@@ -94,7 +96,9 @@ pub fn message_rows(entries: &[std::sync::Arc<Message>]) -> Vec<MessageRow> {
 fn reply_to(m: &Message) -> Option<Seq> {
     match m.kind {
         Kind::Post { reply_to } => reply_to,
-        Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } => None,
+        Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } | Kind::Moderate { .. } => {
+            None
+        }
     }
 }
 

@@ -9,6 +9,9 @@ pub(super) struct Keys {
     pub(super) gone: String,
     /// The numbers of its deleted messages: reads take their text, and their edits', out.
     pub(super) erased: String,
+    /// Its moderation: `<role>|<user>` → until (ms, for `muted`) or 0; roles `moderator`,
+    /// `banned`, `muted`.
+    pub(super) moderation: String,
     /// Who is present from which node: `<node>|<user>` → 1.
     pub(super) present: String,
     /// On how many nodes each present user is: user → count.
@@ -24,6 +27,7 @@ impl Keys {
             log: format!("{tag}:log"),
             gone: format!("{tag}:gone"),
             erased: format!("{tag}:x"),
+            moderation: format!("{tag}:mod"),
             present: format!("{tag}:p"),
             users: format!("{tag}:pu"),
             channel: tag.clone(),

@@ -1,15 +1,14 @@
 //! What the log thread does to rooms: the poster's allowance, appends, reads, loads, the room
 //! changes the hub writes, and listings.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
 use roomcast_core::log::{Committed, Draft, LogRead};
 use roomcast_core::{
-    Access, CloseReason, Durable, Event, Kind, Message, RoomId, Seq, StoredRoom, Timestamp,
-    UserName,
+    Access, CloseReason, Durable, Event, Kind, Message, Moderation, RoomId, Seq, StoredRoom,
+    Timestamp, UserName,
 };
 use roomcast_store::Progress;
 
@@ -56,6 +55,7 @@ impl Node {
             Keys::idempotency(draft.room.as_str(), draft.user.as_str(), k.as_str())
         });
         let body = serde_json::to_string(&draft).expect("a draft serializes");
+        let moderation = moderation_change(&draft);
         let reply: Value = self
             .scripts
             .append
@@ -63,6 +63,7 @@ impl Node {
             .key(&keys.log)
             .key(if key.is_some() { &idem } else { &keys.meta })
             .key(&keys.erased)
+            .key(&keys.moderation)
             .arg(&body)
             .arg(self.options.history)
             .arg(&keys.channel)
@@ -71,8 +72,14 @@ impl Node {
             .arg(new_epoch())
             .arg(match draft.kind {
                 Kind::Delete { of } => of.0,
-                Kind::Post { .. } | Kind::Edit { .. } | Kind::React { .. } => 0,
+                Kind::Post { .. }
+                | Kind::Edit { .. }
+                | Kind::React { .. }
+                | Kind::Moderate { .. } => 0,
             })
+            .arg(moderation.0)
+            .arg(moderation.1)
+            .arg(moderation.2)
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| AppendError::Unavailable(e.to_string()))?;
@@ -120,7 +127,10 @@ impl Node {
             .iter()
             .map(|m| match m.kind {
                 Kind::Edit { of } => of.0,
-                Kind::Post { .. } | Kind::Delete { .. } | Kind::React { .. } => m.seq.0,
+                Kind::Post { .. }
+                | Kind::Delete { .. }
+                | Kind::React { .. }
+                | Kind::Moderate { .. } => m.seq.0,
             })
             .collect();
         if named.is_empty() {
@@ -210,12 +220,13 @@ impl Node {
             .key(&keys.members)
             .key(&keys.log)
             .key(&keys.users)
+            .key(&keys.moderation)
             .arg(history_len)
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| e.to_string())?;
         let parts = array(&reply);
-        let [meta, members, newest, present] = parts else {
+        let [meta, members, newest, present, moderation] = parts else {
             return Ok(None);
         };
         let mut field = std::collections::HashMap::new();
@@ -231,7 +242,7 @@ impl Node {
             return Ok(None);
         };
         let user = |s: String| UserName::parse(&s, usize::MAX).ok();
-        let access = Access {
+        let mut access = Access {
             owner: get("o").and_then(user),
             private: get("p").as_deref() == Some("1"),
             members: array(members)
@@ -239,7 +250,35 @@ impl Node {
                 .filter_map(text)
                 .filter_map(user)
                 .collect(),
+            ..Access::default()
         };
+        for pair in array(moderation).chunks(2) {
+            let [k, v] = pair else { continue };
+            let (Some(k), Some(until)) = (text(k), text(v).and_then(|v| v.parse::<u64>().ok()))
+            else {
+                continue;
+            };
+            let Some((role, name)) = k.split_once('|') else {
+                continue;
+            };
+            let Some(name) = user(name.to_owned()) else {
+                continue;
+            };
+            match role {
+                "moderator" => {
+                    access.moderators.insert(name);
+                }
+                "banned" => {
+                    access.banned.insert(name);
+                }
+                "muted" => {
+                    access
+                        .muted
+                        .insert(name, Timestamp::from_unix_millis(until));
+                }
+                _ => {}
+            }
+        }
         let mut recent = entries(newest);
         recent.reverse();
         let present = array(present)
@@ -299,7 +338,7 @@ impl Node {
                 let access = Access {
                     owner: owner.cloned(),
                     private,
-                    members: BTreeSet::new(),
+                    ..Access::default()
                 };
                 let _: Value = redis::cmd("ZADD")
                     .arg(ROOMS)
@@ -343,6 +382,7 @@ impl Node {
                         .key(&keys.log)
                         .key(&keys.gone)
                         .key(&keys.erased)
+                        .key(&keys.moderation)
                         .arg(TOMBSTONE_TTL_SECS)
                         .arg(&keys.channel)
                         .invoke_async(&mut self.conn())
@@ -359,7 +399,9 @@ impl Node {
                 | CloseReason::ShuttingDown
                 | CloseReason::Reset
                 | CloseReason::SignedOut
-                | CloseReason::SessionExpired => {}
+                | CloseReason::SessionExpired
+                | CloseReason::Kicked { .. }
+                | CloseReason::Banned { .. } => {}
             },
             // Messages are in the log already.
             Durable::Published(_) => {}
@@ -466,4 +508,26 @@ impl Node {
         }
         Ok(page)
     }
+}
+
+/// What a moderation entry changes in the room's moderation hash: `+role` or `-role` (empty
+/// for any other entry), the user, and for a mute until when (ms), as the room's own fold
+/// decides it.
+fn moderation_change(draft: &Draft) -> (&'static str, String, u64) {
+    let Kind::Moderate { user, action } = &draft.kind else {
+        return ("", String::new(), 0);
+    };
+    let op = match action {
+        Moderation::Appoint => "+moderator",
+        Moderation::Dismiss => "-moderator",
+        Moderation::Mute { .. } => "+muted",
+        Moderation::Unmute => "-muted",
+        Moderation::Ban => "+banned",
+        Moderation::Unban => "-banned",
+        Moderation::Kick => "",
+    };
+    let mut access = Access::default();
+    access.moderate(user, *action, draft.sent_at);
+    let until = access.muted.get(user).map_or(0, |t| t.as_unix_millis());
+    (op, user.to_string(), until)
 }

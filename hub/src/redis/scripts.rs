@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::Script;
 
 pub(super) const APPEND: &str = r"
-local meta, log, idem, erased = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, log, idem, erased, moderation = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if redis.call('HEXISTS', meta, 'c') == 0 then return {-1} end
 local e = redis.call('HGET', meta, 'e')
 if ARGV[5] == '1' then
@@ -33,6 +33,14 @@ end
 redis.call('PUBLISH', ARGV[3], e .. ' ' .. seq .. ' ' .. ARGV[1])
 if ARGV[5] == '1' then redis.call('SET', idem, seq, 'EX', ARGV[4]) end
 if ARGV[7] ~= '0' then redis.call('HSET', erased, ARGV[7], seq) end
+if ARGV[8] ~= '' then
+  local field = string.sub(ARGV[8], 2) .. '|' .. ARGV[9]
+  if string.sub(ARGV[8], 1, 1) == '+' then
+    redis.call('HSET', moderation, field, ARGV[10])
+  else
+    redis.call('HDEL', moderation, field)
+  end
+end
 return {seq, e, 0}
 ";
 
@@ -106,7 +114,7 @@ return 1
 pub(super) const LOAD: &str = r"
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return 0 end
-return {h, redis.call('SMEMBERS', KEYS[2]), redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[1]), redis.call('HKEYS', KEYS[4])}
+return {h, redis.call('SMEMBERS', KEYS[2]), redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[1]), redis.call('HKEYS', KEYS[4]), redis.call('HGETALL', KEYS[5])}
 ";
 
 /// Creates a room unless it exists; a new epoch unless one is set.
@@ -148,7 +156,7 @@ return 1
 ";
 
 pub(super) const DELETE: &str = r"
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6])
 redis.call('SET', KEYS[4], '1', 'EX', ARGV[1])
 redis.call('PUBLISH', ARGV[2], 'closed')
 return 1
