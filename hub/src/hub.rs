@@ -81,9 +81,10 @@ impl Default for HubOptions {
     }
 }
 
-/// A request to the hub thread: plain data, and where to send the answer.
+/// A request to the hub thread: plain data, and where to send the answer. (A command is
+/// boxed: the largest ones are far larger than the rest, and the channel holds requests.)
 enum Request {
-    Command(Command, async_channel::Sender<Answer>),
+    Command(Box<Command>, async_channel::Sender<Answer>),
     Stats(async_channel::Sender<Stats>),
     Shutdown(async_channel::Sender<()>),
 }
@@ -403,7 +404,8 @@ impl Hub {
 
     /// Sends a command and waits for its released answer.
     pub(crate) async fn send(&self, command: Command) -> Result<Answer, HubError> {
-        self.request(|tx| Request::Command(command, tx)).await
+        self.request(|tx| Request::Command(Box::new(command), tx))
+            .await
     }
 
     /// Sends a request with a channel for its answer, and waits for the answer; refused once
@@ -659,7 +661,7 @@ enum Wake {
     Close(ListenerId),
     Timeout,
     Progress(Progress),
-    Log(Outcome),
+    Log(Box<Outcome>),
     /// Time to read every room's log again (the quiet-room check).
     Check,
     Disconnected,
@@ -713,7 +715,7 @@ impl Driver {
                     Some(rx) => {
                         let outcome = async {
                             match rx.recv().await {
-                                Ok(o) => Wake::Log(o),
+                                Ok(o) => Wake::Log(Box::new(o)),
                                 Err(_) => std::future::pending().await,
                             }
                         };
@@ -750,9 +752,9 @@ impl Driver {
                     std::process::exit(EXIT_STORAGE_FAILED);
                 }
                 Wake::Request(Request::Command(command, tx)) => {
-                    self.request(now, command, tx, true);
+                    self.request(now, *command, tx, true);
                 }
-                Wake::Log(outcome) => self.outcome(now, outcome),
+                Wake::Log(outcome) => self.outcome(now, *outcome),
                 Wake::Check => {
                     next_check = Instant::now() + CHECK_EVERY;
                     self.read_all();
