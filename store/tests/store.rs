@@ -338,7 +338,7 @@ fn a_newer_schema_is_refused() {
             err,
             OpenError::TooNew {
                 found: 99,
-                known: 4,
+                known: 5,
                 ..
             }
         ),
