@@ -165,6 +165,7 @@ fn main() -> io::Result<()> {
                 }
                 Event::Joined { room, user } => writeln!(out, "  * {user} joined {room}")?,
                 Event::Left { room, user } => writeln!(out, "  * {user} left {room}")?,
+                Event::Typing { room, user } => writeln!(out, "  * {user} is typing in {room}")?,
                 Event::RoomClosed {
                     room: closed,
                     reason,

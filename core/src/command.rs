@@ -178,6 +178,20 @@ impl Submit {
     }
 }
 
+/// Says that the user is typing in a room. Announced to its listeners as
+/// [`Event::Typing`](crate::Event::Typing) at most once every
+/// [`TYPING_EVERY`](crate::TYPING_EVERY) per user and room, and not at all in a room with more
+/// than [`Limits::announce_presence_up_to`](crate::Limits::announce_presence_up_to) people
+/// present; the answer says whether it was announced (with a shared log: whether the host is
+/// to announce it through the log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Typing {
+    /// Who is typing.
+    pub user: String,
+    /// Where.
+    pub room: String,
+}
+
 /// A page of a room's history, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
@@ -262,6 +276,8 @@ commands! {
     Submit => Submitted,
     /// See [`History`].
     History => HistoryPage,
+    /// See [`Typing`]; the answer says whether it is announced.
+    Typing => bool,
     /// See [`Committed`]: entries of a shared log, handed to core by the host.
     Committed => Applied,
 }
@@ -280,6 +296,7 @@ impl Command {
             | Command::ListRooms(_)
             | Command::CloseListener(_)
             | Command::History(_)
+            | Command::Typing(_)
             | Command::Committed(_) => false,
         }
     }
@@ -295,6 +312,7 @@ impl Command {
             Command::OpenListener(c) => &c.room,
             Command::Submit(c) => &c.room,
             Command::History(c) => &c.room,
+            Command::Typing(c) => &c.room,
             Command::Committed(c) => return Some(c.room.clone()),
             Command::OpenDirect(c) => {
                 let user = UserName::parse(&c.user, usize::MAX).ok()?;

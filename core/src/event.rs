@@ -60,6 +60,15 @@ pub enum Event {
     /// A message was accepted: persist it (if the host keeps history), then deliver it to the
     /// room's listeners.
     Published(Arc<Message>),
+    /// A user is typing in a room: show it for a few seconds
+    /// ([`TYPING_SHOWN_FOR`](crate::TYPING_SHOWN_FOR)), or until their message arrives. Not
+    /// sequenced, never stored or replayed.
+    Typing {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        user: UserName,
+    },
     /// A user opened their first listener on a room.
     Joined {
         /// The room.
@@ -131,6 +140,7 @@ impl Event {
             | Event::MemberAdded { room, .. }
             | Event::MemberRemoved { room, .. }
             | Event::Joined { room, .. }
+            | Event::Typing { room, .. }
             | Event::Left { room, .. }
             | Event::ListenerClosed { room, .. }
             | Event::Gap { room, .. }
@@ -169,6 +179,7 @@ impl Event {
             Event::RoomClosed { room, reason } => Durable::RoomClosed { room, reason },
             Event::Published(message) => Durable::Published(message),
             Event::Joined { .. }
+            | Event::Typing { .. }
             | Event::Left { .. }
             | Event::ListenerClosed { .. }
             | Event::Gap { .. }
@@ -301,7 +312,6 @@ impl CloseReason {
                 CloseReason::Deleted { by: None }
             }
             Error::PermissionDenied { .. } => CloseReason::Removed,
-            Error::Banned => CloseReason::Refused(Error::Banned),
             error @ (Error::InvalidRoomId(_)
             | Error::InvalidUserName(_)
             | Error::InvalidIdempotencyKey(_)
@@ -321,6 +331,7 @@ impl CloseReason {
             | Error::TooManyReactions { .. }
             | Error::NotHeld { .. }
             | Error::Muted { .. }
+            | Error::Banned
             | Error::Moderation(_)) => CloseReason::Refused(error),
         }
     }

@@ -175,7 +175,7 @@ mod time;
 pub use command::{
     Ask, ChangeMember, CloseListener, Command, CreateRoom, Created, Cursor, DeleteRoom, History,
     HistoryPage, ListRooms, MemberChange, OpenDirect, OpenListener, Opened, Reply, Resume,
-    RoomView, Submit, Submitted, ViewRoom,
+    RoomView, Submit, Submitted, Typing, ViewRoom,
 };
 pub use engine::{Config, Core, EXPIRE_BATCH, MAX_QUEUED_EVENTS, Stats};
 pub use error::{Error, ErrorClass, MembershipError, MessageError, ModerationError};
@@ -188,5 +188,5 @@ pub use message::{
 };
 pub use policy::{Action, Policy, Who};
 pub use presence::PresenceEntry;
-pub use room::{Access, RoomPage, RoomSummary, StoredRoom};
+pub use room::{Access, RoomPage, RoomSummary, StoredRoom, TYPING_EVERY, TYPING_SHOWN_FOR};
 pub use time::Timestamp;

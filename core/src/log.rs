@@ -91,6 +91,9 @@ pub struct Committed {
     /// Who the log announced as now present somewhere (`true`) or nowhere (`false`).
     #[serde(default)]
     pub presence: Vec<(UserName, bool)>,
+    /// Who the log announced as typing (on any node).
+    #[serde(default)]
+    pub typing: Vec<UserName>,
     /// Who is present anywhere, as a read of the log found: joins and leaves this node missed
     /// are announced.
     #[serde(default)]
@@ -108,6 +111,7 @@ impl Committed {
             gone: false,
             access: None,
             presence: Vec::new(),
+            typing: Vec::new(),
             present: None,
         }
     }

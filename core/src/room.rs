@@ -31,7 +31,17 @@ pub(crate) struct Room {
     /// Messages older than the history that the host read from storage to change them, as
     /// they are now (the newest [`RECALLED`] of them).
     recalled: BTreeMap<Seq, Arc<Message>>,
+    /// When each user who typed lately was last announced as typing (none older than
+    /// [`TYPING_EVERY`] is kept).
+    typing: BTreeMap<UserName, Timestamp>,
 }
+
+/// A user's typing is announced at most this often in a room.
+pub const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a client shows that someone is typing after being told (unless told again, or
+/// their message arrives first).
+pub const TYPING_SHOWN_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many messages older than its history a room keeps after changing them: a later change
 /// (the next reaction) finds them as they are now, not as storage had them before.
@@ -53,6 +63,7 @@ impl Room {
             listeners: BTreeMap::new(),
             replica: Replica::default(),
             recalled: BTreeMap::new(),
+            typing: BTreeMap::new(),
         }
     }
 
@@ -147,6 +158,19 @@ impl Room {
     /// The message `seq` as the room holds it now: in its history, or recalled from storage.
     pub(crate) fn held(&self, seq: Seq) -> Option<&Arc<Message>> {
         self.history.get(seq).or_else(|| self.recalled.get(&seq))
+    }
+
+    /// Notes that `user` is typing at `now`; true if it is to be announced (not announced
+    /// within [`TYPING_EVERY`]). Forgets those older than that, so the map holds only who
+    /// typed in the last few seconds.
+    pub(crate) fn typing(&mut self, user: &UserName, now: Timestamp) -> bool {
+        self.typing
+            .retain(|_, at| now.saturating_since(*at) < TYPING_EVERY);
+        if self.typing.contains_key(user) {
+            return false;
+        }
+        self.typing.insert(user.clone(), now);
+        true
     }
 
     /// Keeps `message`, read from storage, to change it (unless it is held already).

@@ -142,8 +142,11 @@ impl Host {
             | Event::Diverged { .. } => {
                 panic!("a shared-log request without one")
             }
-            Event::Published(_) | Event::Joined { .. } | Event::Left { .. } | Event::Gap { .. } => {
-            }
+            Event::Published(_)
+            | Event::Joined { .. }
+            | Event::Left { .. }
+            | Event::Typing { .. }
+            | Event::Gap { .. } => {}
         }
         let Some(Some(members)) = self.members.get(&room) else {
             return; // Public: anyone may hear it.

@@ -201,6 +201,7 @@ impl Replica {
                 | Event::Joined { .. }
                 | Event::Here { .. }
                 | Event::Unloaded { .. }
+                | Event::Typing { .. }
                 | Event::Left { .. } => {}
             }
         }

@@ -2,7 +2,7 @@
 
 use roomcast_core::{
     ChangeMember, Created, Cursor, DeleteRoom, History, Kind, ListRooms, MemberChange, OpenDirect,
-    Seq, Submit, Submitted, ViewRoom,
+    Seq, Submit, Submitted, Typing, ViewRoom,
 };
 use serde::Deserialize;
 use tide::{Request, Response, StatusCode};
@@ -351,6 +351,25 @@ pub async fn moderate(mut req: Request<State>) -> Result<Response, Problem> {
         .submit(Submit::new(user, room, String::new(), kind))
         .await?;
     Ok(posted(&done))
+}
+
+/// Say that the caller is typing: everyone listening gets `typing` (at most once every 2 s per
+/// person, not in rooms over `--announce-presence-up-to` people). Send it every few seconds
+/// while typing. Never stored.
+#[utoipa::path(post, path = "/api/v1/rooms/{room}/typing", tag = "rooms",
+    params(("room" = String, Path, description = "The room id")),
+    responses(
+        (status = 204, description = "Noted"),
+        (status = 403, description = "Not allowed to post here, or muted", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn typing(req: Request<State>) -> Result<Response, Problem> {
+    let typing = Typing {
+        user: actor(&req)?,
+        room: room_param(&req),
+    };
+    req.state().hub.ask(typing).await?;
+    Ok(Response::new(StatusCode::NoContent))
 }
 
 async fn react(req: Request<State>, added: bool) -> Result<Response, Problem> {

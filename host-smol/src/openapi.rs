@@ -23,6 +23,7 @@ use crate::wire;
         crate::api::add_reaction,
         crate::api::remove_reaction,
         crate::api::moderate,
+        crate::api::typing,
         crate::api::presence,
         crate::api::invite,
         crate::api::remove_member,

@@ -195,6 +195,9 @@ pub fn build(state: State) -> tide::Server<State> {
         .at(&mut app, "/api/v1/rooms/:room/moderation")
         .post(api::moderate);
     routes
+        .at(&mut app, "/api/v1/rooms/:room/typing")
+        .post(api::typing);
+    routes
         .at(&mut app, "/api/v1/rooms/:room/presence")
         .get(api::presence);
     routes

@@ -86,6 +86,7 @@ fn encode(delivery: Delivery) -> Bytes {
         | Delivery::Gap(_)
         | Delivery::Joined(_)
         | Delivery::Left(_)
+        | Delivery::Typing(_)
         | Delivery::Closed(_)) => frame(&StreamEvent::from(other)).into(),
     }
 }

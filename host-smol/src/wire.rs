@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use roomcast_core::{
     Emoji, Error, Gap, HistoryPage, Kind, Message, Moderation, PresenceEntry, RoomSummary, Seq,
-    Timestamp, UserName,
+    TYPING_SHOWN_FOR, Timestamp, UserName,
 };
 use roomcast_hub::Delivery;
 use serde::{Deserialize, Serialize};
@@ -498,6 +498,9 @@ pub enum ClientFrame {
         #[serde(rename = "ref")]
         reference: Option<String>,
     },
+    /// Says that the user is typing (send it every few seconds while they type); not answered
+    /// unless refused.
+    Typing,
     /// Add a reaction (or take it back with `added: false`); answered like a submit (an `ack`
     /// with `duplicate: true` and the message, if it changed nothing).
     React {
@@ -546,6 +549,13 @@ pub enum StreamEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         user: Option<String>,
     },
+    /// `user` is typing: show it for `expires_in_ms`, or until their next message.
+    Typing {
+        /// Who.
+        user: String,
+        /// How long to show it.
+        expires_in_ms: u64,
+    },
     /// Messages after `after` and before `first_held` are no longer held; delivery goes on from
     /// `first_held`.
     Gap(GapBody),
@@ -593,6 +603,7 @@ impl StreamEvent {
             StreamEvent::Reaction(_) => "reaction",
             StreamEvent::Moderation(_) => "moderation",
             StreamEvent::Presence { .. } => "presence",
+            StreamEvent::Typing { .. } => "typing",
             StreamEvent::Gap(_) => "gap",
             StreamEvent::Closed { .. } => "closed",
             StreamEvent::Ack { .. } => "ack",
@@ -610,6 +621,7 @@ impl StreamEvent {
             | StreamEvent::Moderation(m) => Some(m.seq),
             StreamEvent::Gap(g) => Some(g.first_held - 1),
             StreamEvent::Presence { .. }
+            | StreamEvent::Typing { .. }
             | StreamEvent::Closed { .. }
             | StreamEvent::Ack { .. }
             | StreamEvent::Error { .. } => None,
@@ -651,6 +663,10 @@ impl From<Delivery> for StreamEvent {
             ),
             Delivery::Joined(user) => presence("joined", None, Some(user.to_string())),
             Delivery::Left(user) => presence("left", None, Some(user.to_string())),
+            Delivery::Typing(user) => StreamEvent::Typing {
+                user: user.to_string(),
+                expires_in_ms: u64::try_from(TYPING_SHOWN_FOR.as_millis()).unwrap_or(u64::MAX),
+            },
             Delivery::Gap(gap) => StreamEvent::Gap(gap.into()),
             Delivery::Closed(reason) => StreamEvent::Closed {
                 reason: reason.code().into(),

@@ -14,7 +14,7 @@ use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use futures_lite::FutureExt;
 use futures_util::{SinkExt, StreamExt};
-use roomcast_core::{CloseReason, Kind, OpenListener, Resume, Seq, Submit};
+use roomcast_core::{CloseReason, Kind, OpenListener, Resume, Seq, Submit, Typing};
 use roomcast_hub::telemetry::ConnectionGauge;
 use roomcast_hub::{Delivery, Hub, Subscription, Wire};
 use tide::http::upgrade::Connection;
@@ -189,7 +189,11 @@ async fn session(
                 Err(_) => break,
             };
             let answer = match frame {
-                Message::Text(text) => Answer::Event(Box::new(submit(&who, text.as_bytes()).await)),
+                Message::Text(text) => match submit(&who, text.as_bytes()).await {
+                    Some(answer) => Answer::Event(Box::new(answer)),
+                    // Typing is not answered (unless refused).
+                    None => continue,
+                },
                 Message::Binary(_) => Answer::Event(Box::new(refusal(
                     None,
                     "binary-frame",
@@ -292,7 +296,8 @@ fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
         | Delivery::Gap(_)
         | Delivery::Message(_)
         | Delivery::Joined(_)
-        | Delivery::Left(_) => {}
+        | Delivery::Left(_)
+        | Delivery::Typing(_) => {}
     }
     match delivery {
         Delivery::Message(shared) => {
@@ -304,6 +309,7 @@ fn ws_frame(delivery: Delivery, end: &mut Option<CloseCode>) -> Message {
         | Delivery::Gap(_)
         | Delivery::Joined(_)
         | Delivery::Left(_)
+        | Delivery::Typing(_)
         | Delivery::Closed(_)) => Message::text(StreamEvent::from(other).to_json()),
     }
 }
@@ -391,14 +397,34 @@ fn listen(user: &str, room: &str, resume: Resume) -> OpenListener {
     }
 }
 
-/// Handles one client frame; the answer always says what happened.
-async fn submit(who: &Session, text: &[u8]) -> StreamEvent {
+/// Handles one client frame; the answer says what happened (a typing signal is answered
+/// only if refused).
+async fn submit(who: &Session, text: &[u8]) -> Option<StreamEvent> {
     let frame: ClientFrame = match parse_json(text) {
         Ok(frame) => frame,
-        Err(problem) => return refusal(None, problem.code, problem.detail),
+        Err(problem) => return Some(refusal(None, problem.code, problem.detail)),
     };
+    if let ClientFrame::Typing = frame {
+        let typing = Typing {
+            user: who.user.clone(),
+            room: who.room.clone(),
+        };
+        return match who.hub.ask(typing).await {
+            Ok(_) => None,
+            Err(e) => {
+                let problem = Problem::from(e);
+                Some(refusal(None, problem.code, problem.detail))
+            }
+        };
+    }
+    Some(answer(who, frame).await)
+}
+
+/// Handles a client frame that is answered: the answer says what happened.
+async fn answer(who: &Session, frame: ClientFrame) -> StreamEvent {
     let (user, room) = (who.user.clone(), who.room.clone());
     let (submit, reference) = match frame {
+        ClientFrame::Typing => unreachable!("handled by `submit`"),
         ClientFrame::Auth { .. } => {
             return refusal(
                 None,

@@ -2,6 +2,7 @@
 
 use roomcast_core::{
     Error, ErrorClass, Gap, HistoryPage, Kind, Message, Moderation, PresenceEntry, RoomSummary,
+    TYPING_SHOWN_FOR,
 };
 use roomcast_hub::identity::{AuthError, Issued};
 use roomcast_hub::{Delivery, HubError, Wire};
@@ -165,6 +166,7 @@ pub fn encoded_event(delivery: Delivery) -> EncodedEvent {
         | Delivery::Gap(_)
         | Delivery::Joined(_)
         | Delivery::Left(_)
+        | Delivery::Typing(_)
         | Delivery::Closed(_)) => EncodedEvent::new(&event(other)),
     }
 }
@@ -178,6 +180,10 @@ pub fn event(delivery: Delivery) -> pb::StreamEvent {
         }),
         Delivery::Joined(user) => Event::Joined(user.to_string()),
         Delivery::Left(user) => Event::Left(user.to_string()),
+        Delivery::Typing(user) => Event::Typing(pb::TypingEvent {
+            user: user.to_string(),
+            expires_in_ms: u64::try_from(TYPING_SHOWN_FOR.as_millis()).unwrap_or(u64::MAX),
+        }),
         Delivery::Gap(g) => Event::Gap(gap(g)),
         Delivery::Closed(reason) => Event::Closed(pb::Closed {
             reason: reason.code().into(),

@@ -6,7 +6,8 @@ use std::pin::Pin;
 use futures_util::Stream;
 use roomcast_core::{
     ChangeMember, CreateRoom, Cursor, DeleteRoom, Emoji, Error, History, Kind, ListRooms,
-    MemberChange, Moderation, OpenDirect, OpenListener, Resume, Seq, Submit, UserName, ViewRoom,
+    MemberChange, Moderation, OpenDirect, OpenListener, Resume, Seq, Submit, Typing, UserName,
+    ViewRoom,
 };
 use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::identity::bearer;
@@ -290,6 +291,16 @@ impl Chat for Service {
         };
         self.post(Submit::new(user, room, String::new(), kind))
             .await
+    }
+
+    async fn typing(
+        &self,
+        req: Request<pb::TypingRequest>,
+    ) -> Result<Response<pb::TypingResponse>, Status> {
+        let user = self.user(&req)?;
+        let room = req.into_inner().room;
+        self.hub.ask(Typing { user, room }).await.map_err(status)?;
+        Ok(Response::new(pb::TypingResponse {}))
     }
 
     async fn moderate(

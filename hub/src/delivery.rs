@@ -19,6 +19,8 @@ pub enum Delivery {
     Joined(UserName),
     /// A user closed their last listener on the room.
     Left(UserName),
+    /// A user is typing (show it for a few seconds, or until their message arrives).
+    Typing(UserName),
     /// The stream ends, for this reason; nothing follows.
     Closed(CloseReason),
 }

@@ -854,6 +854,19 @@ impl Driver {
     ) {
         let retry = first_try.then(|| command.clone());
         match self.command(now, command) {
+            // With a shared log, typing is announced through it, to every node.
+            Ok(Reply::Typing(true)) if self.core.config().sequencer == Sequencer::Shared => {
+                if let Some(Command::Typing(typing)) = retry.as_ref()
+                    && let (Some(room), Ok(user)) = (
+                        retry.as_ref().and_then(Command::room),
+                        UserName::parse(&typing.user, usize::MAX),
+                    )
+                {
+                    self.to_log(Job::Typing { room, user });
+                }
+                self.outputs
+                    .push(Output::Answer(Ok(Reply::Typing(true)), tx));
+            }
             Ok(Reply::Append(draft)) => {
                 let id = draft.id;
                 if self.to_log(Job::Append(draft)) {
@@ -1157,6 +1170,9 @@ impl Driver {
             }
             Event::Left { room, user } => {
                 Output::Broadcast(room, Broadcast::Room(Delivery::Left(user)))
+            }
+            Event::Typing { room, user } => {
+                Output::Broadcast(room, Broadcast::Room(Delivery::Typing(user)))
             }
             Event::ListenerClosed {
                 listener,

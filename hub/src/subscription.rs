@@ -271,7 +271,10 @@ impl Subscription {
             Delivery::Message(m) => self.last = m.seq,
             Delivery::Gap(_) => self.gaps.increment(1),
             Delivery::Closed(_) => self.done = true,
-            Delivery::Presence(_) | Delivery::Joined(_) | Delivery::Left(_) => {}
+            Delivery::Presence(_)
+            | Delivery::Joined(_)
+            | Delivery::Left(_)
+            | Delivery::Typing(_) => {}
         }
         self.deliveries.increment(1);
         delivery

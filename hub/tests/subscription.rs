@@ -126,7 +126,10 @@ async fn next_message(sub: &mut Subscription) -> Option<Seq> {
     loop {
         match sub.next().await? {
             Delivery::Message(m) => return Some(m.seq),
-            Delivery::Presence(_) | Delivery::Joined(_) | Delivery::Left(_) => {}
+            Delivery::Presence(_)
+            | Delivery::Joined(_)
+            | Delivery::Left(_)
+            | Delivery::Typing(_) => {}
             other @ (Delivery::Gap(_) | Delivery::Closed(_)) => panic!("unexpected {other:?}"),
         }
     }
@@ -232,6 +235,7 @@ fn a_slow_listener_is_resynced_from_history_without_holding_the_room() {
                 other @ (Delivery::Gap(_)
                 | Delivery::Joined(_)
                 | Delivery::Left(_)
+                | Delivery::Typing(_)
                 | Delivery::Closed(_)) => panic!("the watcher saw {other:?}"),
             }
         }
@@ -257,6 +261,7 @@ fn a_listener_further_behind_than_history_is_told_of_the_gap() {
                 Delivery::Presence(_)
                 | Delivery::Joined(_)
                 | Delivery::Left(_)
+                | Delivery::Typing(_)
                 | Delivery::Closed(_) => {}
             }
         }
@@ -311,6 +316,7 @@ fn draining_without_waiting_never_skips_past_an_overflow() {
                 Delivery::Presence(_)
                 | Delivery::Joined(_)
                 | Delivery::Left(_)
+                | Delivery::Typing(_)
                 | Delivery::Closed(_) => {}
             }
         }
@@ -459,6 +465,7 @@ async fn messages_and_gaps(sub: &mut Subscription, n: usize) -> Vec<String> {
             Delivery::Presence(_)
             | Delivery::Joined(_)
             | Delivery::Left(_)
+            | Delivery::Typing(_)
             | Delivery::Closed(_) => {}
         }
     }

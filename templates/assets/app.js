@@ -11,6 +11,8 @@ const $ = (id) => document.getElementById(id);
 const GROUP_WITHIN_MS = 5 * 60 * 1000;
 /** The reactions offered by the picker (any emoji may come from elsewhere). */
 const PICKER = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
+/** How often to say one is typing while one is. */
+const TYPING_EVERY_MS = 3000;
 /** How much of a quoted message a reply shows. */
 const QUOTE_CHARS = 80;
 
@@ -106,6 +108,7 @@ function start() {
   const live = chat.dataset.live === "true";
   const moderates = chat.dataset.moderates === "true";
   const composing = $("composing");
+  const typingLine = $("typing");
   const signIn = () => location.assign(`/sign-in?next=${encodeURIComponent(location.pathname)}`);
 
   /** What is shown, oldest first: {seq, user, at: Date, node}. */
@@ -347,7 +350,18 @@ function start() {
     entry.newDay = newDay;
   }
 
+  // ---- Who is typing: shown until they stop saying so, or their message arrives ----
+  const typists = new Map(); // user → the timer that forgets them
+  function showTypists() {
+    const names = [...typists.keys()].sort();
+    typingLine.textContent = names.length === 0 ? ""
+      : names.length === 1 ? `${names[0]} is typing…`
+      : names.length <= 3 ? `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are typing…`
+      : "Several people are typing…";
+  }
+
   function append(m) {
+    if (typists.has(m.user)) { clearTimeout(typists.get(m.user)); typists.delete(m.user); showTypists(); }
     const previous = shown.at(-1);
     const entry = messageNode(m, previous);
     const stick = atBottom();
@@ -501,6 +515,12 @@ function start() {
       edited,
       deleted,
       reaction,
+      typing(t) {
+        if (t.user === me) return;
+        clearTimeout(typists.get(t.user));
+        typists.set(t.user, setTimeout(() => { typists.delete(t.user); showTypists(); }, t.expires_in_ms));
+        showTypists();
+      },
       moderation(e) {
         const who = e.target === me ? "You were" : `${e.target} was`;
         const what = {
@@ -612,6 +632,13 @@ function start() {
     textInput.style.overflowY = textInput.scrollHeight > textInput.clientHeight + 2 ? "auto" : "hidden";
   };
   textInput.addEventListener("input", fit);
+  // Typing is said at most every few seconds while there is text, so others see it.
+  let saidTyping = 0;
+  textInput.addEventListener("input", () => {
+    if (!room || !textInput.value.trim() || Date.now() - saidTyping < TYPING_EVERY_MS) return;
+    saidTyping = Date.now();
+    room.typing();
+  });
   textInput.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
     if (e.key === "Escape" && composer.mode !== "post") { e.preventDefault(); compose({ mode: "post" }); }

@@ -74,6 +74,7 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  *   `edited(e)`, `deleted(e)`, `reaction(e)` changes to message `e.of`, each once and in the
  *   same order as messages (an edit's new `text`; a reaction's `emoji`, `user` and `added`);
  *   `moderation(e)` a moderator (`e.user`) did `e.action` to `e.target` (`until` for a mute);
+ *   `typing(t)` {user, expires_in_ms}: someone is typing (until then, or their next message);
  *   `presence(p)` {kind: "snapshot", users} first on every connection, then {kind: "joined"|"left", user};
  *   `gap(g)` {after, first_held}: those messages are no longer kept;
  *   `status(s)` "connecting", "live", "reconnecting" or "closed";
@@ -85,7 +86,8 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  *   `session-expired`) or a refusal's
  *   code, and `status` the HTTP status of a refusal (401: sign in again).
  * Returns {post(text, {idempotencyKey, replyTo}), edit(seq, text), remove(seq),
- * react(seq, emoji, added = true), history({before, after, limit}), close(), lastSeq, status}.
+ * react(seq, emoji, added = true), typing(), history({before, after, limit}), close(), lastSeq,
+ * status}.
  */
 export function connect(options) {
   if (!options?.room) throw new TypeError("connect: `room` is required");
@@ -132,6 +134,9 @@ export function connect(options) {
         return true;
       case "presence":
         emit("presence", data);
+        return true;
+      case "typing":
+        emit("typing", data);
         return true;
       case "gap":
         lastSeq = Math.max(lastSeq ?? 0, data.first_held - 1);
@@ -299,6 +304,14 @@ export function connect(options) {
   const react = (seq, emoji, added = true) =>
     send(added ? "PUT" : "DELETE", `/${seq}/reactions/${encodeURIComponent(emoji)}`);
 
+  /** Says that this user is typing (call it every few seconds while they type); a failure
+   * is not worth telling anyone about. */
+  async function typing() {
+    try {
+      await fetch(`${server}/api/v1/rooms/${room}/typing`, { method: "POST", headers: headers(), credentials });
+    } catch { /* the next keystroke tries again */ }
+  }
+
   /** A page of history, oldest first: `{before}` pages back, `{after}` forward, neither the
    * newest. Resolves to {messages, first_held, latest, gap?}. */
   async function history({ before, after, limit } = {}) {
@@ -317,6 +330,7 @@ export function connect(options) {
     edit,
     remove,
     react,
+    typing,
     history,
     close: () => finish({ reason: "closed-by-client" }),
     get lastSeq() { return lastSeq; },

@@ -160,7 +160,7 @@ pub async fn next_seq(s: &mut Streaming<StreamEvent>) -> u64 {
             | Event::Moderation(m) => {
                 return m.seq;
             }
-            Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
+            Event::Presence(_) | Event::Joined(_) | Event::Left(_) | Event::Typing(_) => {}
             other @ (Event::Gap(_) | Event::Closed(_)) => panic!("unexpected {other:?}"),
         }
     }

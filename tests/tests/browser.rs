@@ -768,3 +768,50 @@ async fn reply_edit_react_and_delete_in_the_page() {
     ada.close().await.unwrap();
     bob.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn someone_typing_is_shown_until_their_message_arrives() {
+    if !available() {
+        return;
+    }
+    let server = Server::smol(&["--rate-burst=0"]);
+    create_room(&server, "typing");
+    let driver = Driver::start();
+    let ada = driver.browser("ada").await;
+    let bob = driver.browser("bob").await;
+    for (client, name) in [(&ada, "ada"), (&bob, "bob")] {
+        sign_in_as_guest(client, &server, name).await;
+        open_live_room(client, &server, "typing").await;
+    }
+    type_into(&bob, "#text", "hello the").await;
+    let shown = wait_for(
+        &ada,
+        "bob typing",
+        "const t = document.getElementById('typing').textContent; return t ? t : null;",
+    )
+    .await;
+    assert_eq!(shown, json!("bob is typing…"));
+    let own = run(
+        &bob,
+        "return document.getElementById('typing').textContent;",
+        vec![],
+    )
+    .await;
+    assert_eq!(own, json!(""), "nobody is told they are typing themselves");
+    bob.active_element()
+        .await
+        .unwrap()
+        .send_keys("re\u{E007}")
+        .await
+        .unwrap();
+    texts(&ada, 1).await;
+    let after = run(
+        &ada,
+        "return document.getElementById('typing').textContent;",
+        vec![],
+    )
+    .await;
+    assert_eq!(after, json!(""), "the message ends the typing line");
+    ada.close().await.unwrap();
+    bob.close().await.unwrap();
+}

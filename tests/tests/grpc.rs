@@ -349,6 +349,7 @@ async fn a_slow_stream_does_not_delay_a_fast_one() {
             Event::Presence(_)
             | Event::Joined(_)
             | Event::Left(_)
+            | Event::Typing(_)
             | Event::Closed(_)
             | Event::Edited(_)
             | Event::Deleted(_)

@@ -447,7 +447,7 @@ async fn changes_over_grpc() {
             Event::Edited(m) => seen.push(("edited", m.seq, m.text)),
             Event::Reaction(m) => seen.push(("reaction", m.seq, m.emoji)),
             Event::Deleted(m) => seen.push(("deleted", m.seq, m.of.to_string())),
-            Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
+            Event::Presence(_) | Event::Joined(_) | Event::Left(_) | Event::Typing(_) => {}
             other @ (Event::Gap(_) | Event::Closed(_) | Event::Moderation(_)) => {
                 panic!("unexpected {other:?}")
             }
@@ -478,4 +478,69 @@ async fn changes_over_grpc() {
         page.messages[1].text.is_empty(),
         "the edit lost its text too"
     );
+}
+
+#[test]
+fn typing_reaches_the_room_over_rest_and_websocket_and_is_never_replayed() {
+    let server = Server::smol(&["--rate-burst=0"]);
+    create_owned(&server, "t", "ada");
+    let mut cy = SseStream::open(server.addr, "/api/v1/rooms/t/events?user=cy", None)
+        .expect("the stream opens");
+    let typing = |user: &str| {
+        let url = server.url(&format!("/api/v1/rooms/t/typing?user={user}"));
+        call("POST", &url, None)
+    };
+    assert_eq!(typing("bob").status, 204);
+    let seen = cy.next_of("typing").expect("a typing event").json();
+    assert_eq!(seen["user"], "bob");
+    assert!(seen["expires_in_ms"].as_u64().unwrap() >= 1000, "{seen}");
+    // Over WebSocket too, unanswered.
+    let mut dan = roomcast_e2e::ws_connect(&server, "/api/v1/rooms/t/ws?user=dan");
+    send(&mut dan, json!({ "type": "typing" }));
+    assert_eq!(
+        cy.next_of("typing").expect("dan's typing").json()["user"],
+        "dan"
+    );
+    // Nobody outside may: a room that does not exist, a name that is not one.
+    call(
+        "POST",
+        &server.url("/api/v1/rooms/nope/typing?user=bob"),
+        None,
+    )
+    .problem(404, "room-not-found");
+    // Never replayed: a listener resuming from the start gets messages, not typing.
+    say(&server, "t", "bob", "done typing");
+    let mut late = SseStream::open(server.addr, "/api/v1/rooms/t/events?user=eve", Some("0"))
+        .expect("the stream opens");
+    let mut kinds = Vec::new();
+    while !kinds.contains(&"message".to_owned()) {
+        kinds.push(late.next_event().expect("an event").event);
+    }
+    assert!(!kinds.contains(&"typing".to_owned()), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn typing_over_grpc() {
+    let server = Server::tokio(&["--rate-burst=0"]);
+    let mut c = grpc_client(&server).await;
+    grpc::create(&mut c, "gt").await;
+    let mut stream = grpc::open(&mut c, "cy", "gt", None).await;
+    let req = as_user(&mut c, "bob", pb::TypingRequest { room: "gt".into() }).await;
+    c.typing(req).await.expect("said");
+    loop {
+        match grpc::next(&mut stream).await.expect("open") {
+            Event::Typing(t) => {
+                assert_eq!(t.user, "bob");
+                break;
+            }
+            Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
+            other @ (Event::Message(_)
+            | Event::Gap(_)
+            | Event::Closed(_)
+            | Event::Edited(_)
+            | Event::Deleted(_)
+            | Event::Reaction(_)
+            | Event::Moderation(_)) => panic!("unexpected {other:?}"),
+        }
+    }
 }

@@ -166,49 +166,47 @@ fn owners_appoint_moderators_who_mute_kick_and_ban() {
     )
     .problem(403, "banned");
 
-    // What nobody may do.
-    moderate(
-        &server,
-        "mod",
-        "cy",
-        json!({ "target": "ada", "action": "ban" }),
-    )
-    .problem(409, "moderation");
-    moderate(
-        &server,
-        "mod",
-        "cy",
-        json!({ "target": "cy", "action": "mute" }),
-    )
-    .problem(409, "moderation");
-    moderate(
-        &server,
-        "mod",
-        "eve",
-        json!({ "target": "dan", "action": "kick" }),
-    )
-    .problem(403, "permission-denied");
-    moderate(
-        &server,
-        "mod",
-        "cy",
-        json!({ "target": "dan", "action": "shout" }),
-    )
-    .problem(400, "moderation");
-    moderate(
-        &server,
-        "mod",
-        "cy",
-        json!({ "target": "dan", "action": "mute", "seconds": 0 }),
-    )
-    .problem(400, "moderation");
-    moderate(
-        &server,
-        "mod",
-        "cy",
-        json!({ "target": "no such name!", "action": "ban" }),
-    )
-    .problem(400, "invalid-user-name");
+    // What nobody may do, and what is no moderation at all.
+    for (by, body, status, code) in [
+        (
+            "cy",
+            json!({ "target": "ada", "action": "ban" }),
+            409,
+            "moderation",
+        ),
+        (
+            "cy",
+            json!({ "target": "cy", "action": "mute" }),
+            409,
+            "moderation",
+        ),
+        (
+            "eve",
+            json!({ "target": "dan", "action": "kick" }),
+            403,
+            "permission-denied",
+        ),
+        (
+            "cy",
+            json!({ "target": "dan", "action": "shout" }),
+            400,
+            "moderation",
+        ),
+        (
+            "cy",
+            json!({ "target": "dan", "action": "mute", "seconds": 0 }),
+            400,
+            "moderation",
+        ),
+        (
+            "cy",
+            json!({ "target": "no such name!", "action": "ban" }),
+            400,
+            "invalid-user-name",
+        ),
+    ] {
+        moderate(&server, "mod", by, body).problem(status, code);
+    }
     // A moderator may not ban another; the owner may dismiss one.
     assert_eq!(
         moderate(

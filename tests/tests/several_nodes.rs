@@ -127,7 +127,7 @@ async fn three_nodes_agree(url: &str, extra: &[&str]) {
     while seen_c.len() < total {
         match next(&mut on_c).await.expect("the gRPC stream stays open") {
             Event::Message(m) => seen_c.push((m.seq, m.text)),
-            Event::Presence(_) | Event::Joined(_) | Event::Left(_) => {}
+            Event::Presence(_) | Event::Joined(_) | Event::Left(_) | Event::Typing(_) => {}
             other @ (Event::Gap(_)
             | Event::Closed(_)
             | Event::Edited(_)
@@ -1356,4 +1356,53 @@ fn moderation_holds_on_every_node() {
     }
     let c = Server::smol(&node_args(&url, &["--history-len=2"]));
     call(&c, posts, &bob, json!({ "text": "or here" })).problem(403, "banned");
+}
+
+/// Someone typing on one node is shown to listeners on another (through the room's channel),
+/// once per announcement.
+#[test]
+fn typing_reaches_listeners_on_every_node() {
+    let Some((_redis, a, b)) = two_nodes() else {
+        return;
+    };
+    let token = |user: &str| roomcast_e2e::guest_token(a.addr, user).expect("a guest token");
+    let (ada, bob) = (token("ada"), token("bob"));
+    let post = |node: &Server, path: &str, auth: &str, body: Option<serde_json::Value>| {
+        let auth = format!("Bearer {auth}");
+        roomcast_e2e::call_with("POST", &node.url(path), Some(&auth), body.as_ref())
+    };
+    let created = post(&a, "/api/v1/rooms", &ada, Some(json!({ "room": "typed" })));
+    assert_eq!(created.status, 201, "{}", created.body);
+    let mut on_b = SseStream::open_with_token(b.addr, "/api/v1/rooms/typed/events", &ada)
+        .expect("ada listens on b");
+    let mut on_a = SseStream::open_with_token(a.addr, "/api/v1/rooms/typed/events", &ada)
+        .expect("ada listens on a");
+    assert_eq!(
+        post(&a, "/api/v1/rooms/typed/typing", &bob, None).status,
+        204
+    );
+    for stream in [&mut on_b, &mut on_a] {
+        assert_eq!(
+            stream.next_of("typing").expect("typing").json()["user"],
+            "bob"
+        );
+    }
+    // Each node shows it once: the next thing after it on a is bob's message, not a repeat.
+    assert_eq!(
+        post(
+            &b,
+            "/api/v1/rooms/typed/messages",
+            &bob,
+            Some(json!({ "text": "hi" }))
+        )
+        .status,
+        201
+    );
+    loop {
+        let event = on_a.next_event().expect("an event");
+        assert_ne!(event.event, "typing", "typing shown twice on one node");
+        if event.event == "message" {
+            break;
+        }
+    }
 }

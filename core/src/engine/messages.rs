@@ -239,6 +239,36 @@ impl Core {
         entry
     }
 
+    /// Someone is typing: announced to the room (at most every
+    /// [`TYPING_EVERY`](crate::TYPING_EVERY) per user, and only in rooms small enough that joins
+    /// are announced); with a shared log, the host announces it through the log, and core when
+    /// the log tells it ([`Committed::typing`](crate::log::Committed::typing)).
+    pub(super) fn typing(
+        &mut self,
+        now: Timestamp,
+        c: &crate::command::Typing,
+    ) -> Result<bool, Error> {
+        let user = self.user(&c.user)?;
+        let id = self.room_id(&c.room)?;
+        let r = self.find_authorized(&user, &id, Action::Post)?;
+        if let Some(until) = r.access().muted_until(&user, now) {
+            return Err(Error::Muted {
+                remaining: until.saturating_since(now),
+            });
+        }
+        if r.presence().users() > self.config.limits.announce_presence_up_to {
+            return Ok(false);
+        }
+        if !self.room_mut(&id).typing(&user, now) {
+            return Ok(false);
+        }
+        match self.config.sequencer {
+            Sequencer::Core => self.emit(Event::Typing { room: id, user }),
+            Sequencer::Shared => {}
+        }
+        Ok(true)
+    }
+
     /// A page of a room's history, oldest first, at most `limit` long (the default page length
     /// if none is asked, never more than the maximum).
     pub fn history(&self, c: &History) -> Result<HistoryPage, Error> {

@@ -33,6 +33,12 @@ impl Core {
         for (user, present) in c.presence {
             self.announced(&c.room, &user, present);
         }
+        for user in c.typing {
+            self.emit(Event::Typing {
+                room: c.room.clone(),
+                user,
+            });
+        }
         if let Some(present) = c.present {
             let known = self.room_mut(&c.room).presence().cluster().clone();
             let present: std::collections::BTreeSet<_> = present.into_iter().collect();

@@ -115,6 +115,8 @@ pub(crate) enum Job {
         user: UserName,
         here: bool,
     },
+    /// A user is typing in a room: announced on its channel to every node.
+    Typing { room: RoomId, user: UserName },
     /// This node stops: its users leave every room (as the others would reap them).
     Leave(std::sync::mpsc::Sender<()>),
 }

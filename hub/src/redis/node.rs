@@ -132,6 +132,16 @@ impl Node {
                     ..Committed::of(room, epoch)
                 }));
             }
+            Job::Typing { room, user } => {
+                let published: redis::RedisResult<Value> = redis::cmd("PUBLISH")
+                    .arg(Keys::of(room.as_str()).channel)
+                    .arg(format!("typing {user}"))
+                    .query_async(&mut self.conn())
+                    .await;
+                if let Err(e) = published {
+                    tracing::debug!(%room, %user, error = %e, "typing not shared");
+                }
+            }
             Job::Here { room, user, here } => {
                 let keys = Keys::of(room.as_str());
                 let node = &self.options.node_id;

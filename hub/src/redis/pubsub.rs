@@ -108,6 +108,15 @@ impl Node {
                     self.tell(Outcome::EpochChanged(room));
                     return;
                 }
+                if let Some(("typing", user)) = payload.split_once(' ') {
+                    if let Ok(user) = UserName::parse(user, usize::MAX) {
+                        self.tell(Outcome::Committed(Committed {
+                            typing: vec![user],
+                            ..Committed::of(room, 0)
+                        }));
+                    }
+                    return;
+                }
                 let announced = match payload.split_once(' ') {
                     Some(("joined", user)) => Some((user, true)),
                     Some(("left", user)) => Some((user, false)),
