@@ -90,6 +90,7 @@
 //!                 | Event::Published(_)
 //!                 | Event::Joined { .. }
 //!                 | Event::Left { .. }
+//!                 | Event::Typing { .. }
 //!                 | Event::Gap { .. } => {
 //!                     if let Some(listeners) = outboxes.get_mut(&room) {
 //!                         // A real host uses bounded queues and turns overflow into a gap notice.

@@ -22,7 +22,19 @@ fn announced(core: &mut Core) -> Vec<String> {
     std::iter::from_fn(|| core.poll_event())
         .filter_map(|e| match e {
             Event::Typing { user, .. } => Some(user.to_string()),
-            _ => None,
+            Event::RoomCreated { .. }
+            | Event::MemberAdded { .. }
+            | Event::MemberRemoved { .. }
+            | Event::RoomClosed { .. }
+            | Event::ListenerClosed { .. }
+            | Event::Published(_)
+            | Event::Joined { .. }
+            | Event::Left { .. }
+            | Event::Gap { .. }
+            | Event::Here { .. }
+            | Event::Unloaded { .. }
+            | Event::Diverged { .. }
+            | Event::Fetch { .. } => None,
         })
         .collect()
 }
