@@ -185,7 +185,7 @@ pub use history::Gap;
 pub use ids::{IdempotencyKey, ListenerId, MessageId, NameError, RoomId, Seq, UserName};
 pub use limits::{Limits, Rate, RateLimiter, Refill};
 pub use message::{
-    DEFAULT_MUTE_SECONDS, Emoji, Kind, Message, Moderation, NotAnEmoji, Reaction, State,
+    DEFAULT_MUTE_SECONDS, Emoji, Kind, Message, Moderation, NotAnEmoji, Reaction, Standing, State,
 };
 pub use policy::{Action, Policy, Who};
 pub use presence::PresenceEntry;

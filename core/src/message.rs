@@ -164,6 +164,67 @@ impl Kind {
     }
 }
 
+/// What a moderation leaves someone with in a room, one each: the vocabulary storage keeps it
+/// in (a store's rows, Redis's hash), read back with [`Access::grant`](crate::Access::grant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// A moderator of the room.
+    Moderator,
+    /// Banned from it.
+    Banned,
+    /// Muted in it, until a time.
+    Muted,
+}
+
+impl Standing {
+    /// Its name in storage.
+    pub fn name(self) -> &'static str {
+        match self {
+            Standing::Moderator => "moderator",
+            Standing::Banned => "banned",
+            Standing::Muted => "muted",
+        }
+    }
+
+    /// The standing named so, if any.
+    pub fn named(name: &str) -> Option<Self> {
+        [Standing::Moderator, Standing::Banned, Standing::Muted]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+}
+
+impl Moderation {
+    /// The standing this gives (`true`) or takes away (`false`); `None` for a kick, which
+    /// leaves nothing behind.
+    pub fn standing(self) -> Option<(Standing, bool)> {
+        Some(match self {
+            Moderation::Appoint => (Standing::Moderator, true),
+            Moderation::Dismiss => (Standing::Moderator, false),
+            Moderation::Mute { .. } => (Standing::Muted, true),
+            Moderation::Unmute => (Standing::Muted, false),
+            Moderation::Ban => (Standing::Banned, true),
+            Moderation::Unban => (Standing::Banned, false),
+            Moderation::Kick => return None,
+        })
+    }
+
+    /// For a mute entered at `at`, when it ends.
+    pub fn until(self, at: Timestamp) -> Option<Timestamp> {
+        match self {
+            Moderation::Mute { seconds } => {
+                Some(at.saturating_add(std::time::Duration::from_secs(seconds)))
+            }
+            Moderation::Appoint
+            | Moderation::Dismiss
+            | Moderation::Unmute
+            | Moderation::Kick
+            | Moderation::Ban
+            | Moderation::Unban => None,
+        }
+    }
+}
+
 /// What later entries did to an entry, kept on it in history so a page shows each message as
 /// it is now.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Durable, Event};
 use crate::history::History;
 use crate::ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
-use crate::message::{Kind, Message, Moderation};
+use crate::message::{Kind, Message, Moderation, Standing};
 use crate::presence::Presence;
 use crate::time::Timestamp;
 
@@ -420,28 +420,36 @@ impl Access {
 
     /// Makes a moderation, entered at `at`.
     pub fn moderate(&mut self, user: &UserName, action: Moderation, at: Timestamp) {
-        match action {
-            Moderation::Appoint => {
-                self.moderators.insert(user.clone());
+        match action.standing() {
+            Some((standing, true)) => self.grant(standing, user.clone(), action.until(at)),
+            Some((standing, false)) => self.revoke(standing, user),
+            None => {}
+        }
+    }
+
+    /// Gives `user` a standing (a mute ends at `until`; without one it is not kept).
+    pub fn grant(&mut self, standing: Standing, user: UserName, until: Option<Timestamp>) {
+        match standing {
+            Standing::Moderator => {
+                self.moderators.insert(user);
             }
-            Moderation::Dismiss => {
-                self.moderators.remove(user);
+            Standing::Banned => {
+                self.banned.insert(user);
             }
-            Moderation::Mute { seconds } => {
-                let until = at.saturating_add(std::time::Duration::from_secs(seconds));
-                self.muted.insert(user.clone(), until);
-            }
-            Moderation::Unmute => {
-                self.muted.remove(user);
-            }
-            Moderation::Kick => {}
-            Moderation::Ban => {
-                self.banned.insert(user.clone());
-            }
-            Moderation::Unban => {
-                self.banned.remove(user);
+            Standing::Muted => {
+                if let Some(until) = until {
+                    self.muted.insert(user, until);
+                }
             }
         }
+    }
+
+    fn revoke(&mut self, standing: Standing, user: &UserName) {
+        match standing {
+            Standing::Moderator => self.moderators.remove(user),
+            Standing::Banned => self.banned.remove(user),
+            Standing::Muted => self.muted.remove(user).is_some(),
+        };
     }
 }
 

@@ -94,24 +94,11 @@ impl From<&Message> for MessageBody {
             Kind::Edit { .. } | Kind::Delete { .. } | Kind::Moderate { .. } => (None, None, None),
         };
         let (target, action, until) = match &m.kind {
-            Kind::Moderate { user, action } => {
-                let until = match action {
-                    Moderation::Mute { seconds } => Some(rfc3339(
-                        m.sent_at.saturating_add(Duration::from_secs(*seconds)),
-                    )),
-                    Moderation::Appoint
-                    | Moderation::Dismiss
-                    | Moderation::Unmute
-                    | Moderation::Kick
-                    | Moderation::Ban
-                    | Moderation::Unban => None,
-                };
-                (
-                    Some(user.to_string()),
-                    Some(action.name().to_owned()),
-                    until,
-                )
-            }
+            Kind::Moderate { user, action } => (
+                Some(user.to_string()),
+                Some(action.name().to_owned()),
+                action.until(m.sent_at).map(rfc3339),
+            ),
             Kind::Post { .. } | Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } => {
                 (None, None, None)
             }

@@ -1,7 +1,7 @@
 //! Between the hub's types and the protobuf messages, and from refusals to gRPC statuses.
 
 use roomcast_core::{
-    Error, ErrorClass, Gap, HistoryPage, Kind, Message, Moderation, PresenceEntry, RoomSummary,
+    Error, ErrorClass, Gap, HistoryPage, Kind, Message, PresenceEntry, RoomSummary,
     TYPING_SHOWN_FOR,
 };
 use roomcast_hub::identity::{AuthError, Issued};
@@ -60,20 +60,11 @@ pub fn message(m: &Message) -> pb::ChatMessage {
         }
     };
     let (target, action, until_ms) = match &m.kind {
-        Kind::Moderate { user, action } => {
-            let until = match action {
-                Moderation::Mute { seconds } => ms(m
-                    .sent_at
-                    .saturating_add(std::time::Duration::from_secs(*seconds))),
-                Moderation::Appoint
-                | Moderation::Dismiss
-                | Moderation::Unmute
-                | Moderation::Kick
-                | Moderation::Ban
-                | Moderation::Unban => 0,
-            };
-            (user.to_string(), action.name().to_owned(), until)
-        }
+        Kind::Moderate { user, action } => (
+            user.to_string(),
+            action.name().to_owned(),
+            action.until(m.sent_at).map_or(0, ms),
+        ),
         Kind::Post { .. } | Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } => {
             (String::new(), String::new(), 0)
         }

@@ -5,7 +5,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use roomcast_core::{Durable, Event, Kind, Message, Moderation, RoomId, Timestamp};
+use roomcast_core::{Durable, Event, Kind, Message, RoomId, Timestamp};
 use rusqlite::{Connection, Transaction, params};
 
 use crate::{Store, StoreError};
@@ -393,32 +393,26 @@ fn create(
 fn change(tx: &Transaction<'_>, room: i64, m: &Message) -> rusqlite::Result<()> {
     match &m.kind {
         Kind::Post { .. } => {}
-        Kind::Moderate { user, action } => {
-            let (role, set) = match action {
-                Moderation::Appoint => ("moderator", true),
-                Moderation::Dismiss => ("moderator", false),
-                Moderation::Mute { .. } => ("muted", true),
-                Moderation::Unmute => ("muted", false),
-                Moderation::Ban => ("banned", true),
-                Moderation::Unban => ("banned", false),
-                Moderation::Kick => return Ok(()),
-            };
-            if set {
-                // The room's own fold decides `until`, from the entry's time.
-                let mut access = roomcast_core::Access::default();
-                access.moderate(user, *action, m.sent_at);
-                let until = access.muted.get(user).map(|t| t.as_unix_millis());
+        Kind::Moderate { user, action } => match action.standing() {
+            Some((standing, true)) => {
                 tx.prepare_cached(
                     "INSERT OR REPLACE INTO moderation (room, user, role, until) VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![room, user.as_str(), role, until])?;
-            } else {
+                .execute(params![
+                    room,
+                    user.as_str(),
+                    standing.name(),
+                    action.until(m.sent_at).map(|t| t.as_unix_millis()),
+                ])?;
+            }
+            Some((standing, false)) => {
                 tx.prepare_cached(
                     "DELETE FROM moderation WHERE room = ?1 AND user = ?2 AND role = ?3",
                 )?
-                .execute(params![room, user.as_str(), role])?;
+                .execute(params![room, user.as_str(), standing.name()])?;
             }
-        }
+            None => {}
+        },
         Kind::Edit { of } => {
             tx.prepare_cached(
                 "UPDATE messages SET text = ?1, edited_at = ?2

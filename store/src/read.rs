@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use roomcast_core::{
-    Access, Emoji, IdempotencyKey, Kind, Message, MessageId, Reaction, RoomId, Seq, State,
-    StoredRoom, Timestamp, UserName,
+    Access, Emoji, IdempotencyKey, Kind, Message, MessageId, Reaction, RoomId, Seq, Standing,
+    State, StoredRoom, Timestamp, UserName,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -105,19 +105,11 @@ impl Store {
                     else {
                         continue;
                     };
-                    match (role.as_str(), until) {
-                        ("moderator", _) => {
-                            access.moderators.insert(user);
+                    match Standing::named(&role) {
+                        Some(standing) => {
+                            access.grant(standing, user, until.map(Timestamp::from_unix_millis))
                         }
-                        ("banned", _) => {
-                            access.banned.insert(user);
-                        }
-                        ("muted", Some(until)) => {
-                            access
-                                .muted
-                                .insert(user, Timestamp::from_unix_millis(until));
-                        }
-                        _ => tracing::warn!(
+                        None => tracing::warn!(
                             role,
                             "skipping a stored moderation that no longer parses"
                         ),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::Value;
 use roomcast_core::log::{Committed, Draft, LogRead};
 use roomcast_core::{
-    Access, CloseReason, Durable, Event, Kind, Message, Moderation, RoomId, Seq, StoredRoom,
+    Access, CloseReason, Durable, Event, Kind, Message, RoomId, Seq, Standing, StoredRoom,
     Timestamp, UserName,
 };
 use roomcast_store::Progress;
@@ -258,25 +258,12 @@ impl Node {
             else {
                 continue;
             };
-            let Some((role, name)) = k.split_once('|') else {
+            let Some((standing, name)) = k.split_once('|') else {
                 continue;
             };
-            let Some(name) = user(name.to_owned()) else {
-                continue;
-            };
-            match role {
-                "moderator" => {
-                    access.moderators.insert(name);
-                }
-                "banned" => {
-                    access.banned.insert(name);
-                }
-                "muted" => {
-                    access
-                        .muted
-                        .insert(name, Timestamp::from_unix_millis(until));
-                }
-                _ => {}
+            if let (Some(standing), Some(name)) = (Standing::named(standing), user(name.to_owned()))
+            {
+                access.grant(standing, name, Some(Timestamp::from_unix_millis(until)));
             }
         }
         let mut recent = entries(newest);
@@ -510,24 +497,19 @@ impl Node {
     }
 }
 
-/// What a moderation entry changes in the room's moderation hash: `+role` or `-role` (empty
-/// for any other entry), the user, and for a mute until when (ms), as the room's own fold
-/// decides it.
-fn moderation_change(draft: &Draft) -> (&'static str, String, u64) {
+/// What a moderation entry changes in the room's moderation hash: `+<standing>` or
+/// `-<standing>` (empty for any other entry, and a kick), the user, and for a mute when it
+/// ends (ms).
+fn moderation_change(draft: &Draft) -> (String, String, u64) {
     let Kind::Moderate { user, action } = &draft.kind else {
-        return ("", String::new(), 0);
+        return (String::new(), String::new(), 0);
     };
-    let op = match action {
-        Moderation::Appoint => "+moderator",
-        Moderation::Dismiss => "-moderator",
-        Moderation::Mute { .. } => "+muted",
-        Moderation::Unmute => "-muted",
-        Moderation::Ban => "+banned",
-        Moderation::Unban => "-banned",
-        Moderation::Kick => "",
+    let op = match action.standing() {
+        Some((standing, given)) => format!("{}{}", if given { '+' } else { '-' }, standing.name()),
+        None => String::new(),
     };
-    let mut access = Access::default();
-    access.moderate(user, *action, draft.sent_at);
-    let until = access.muted.get(user).map_or(0, |t| t.as_unix_millis());
+    let until = action
+        .until(draft.sent_at)
+        .map_or(0, |t| t.as_unix_millis());
     (op, user.to_string(), until)
 }
