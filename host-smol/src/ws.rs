@@ -337,6 +337,12 @@ fn refusal(reference: Option<String>, code: &str, detail: String) -> StreamEvent
     }
 }
 
+/// A refusal (core's, identity's, the hub's) as an `error` frame.
+fn refused(reference: Option<String>, e: impl Into<Problem>) -> StreamEvent {
+    let problem = e.into();
+    refusal(reference, problem.code, problem.detail)
+}
+
 /// How long a connection without credentials may take to send its `auth` frame.
 const AUTH_WITHIN: Duration = Duration::from_secs(10);
 
@@ -368,10 +374,11 @@ async fn first_frame_auth(
         }
         Err(problem) => return Err(refusal(None, problem.code, problem.detail)),
     };
-    let caller = who.hub.identity().verify(&token).map_err(|e| {
-        let problem = Problem::from(e);
-        refusal(None, problem.code, problem.detail)
-    })?;
+    let caller = who
+        .hub
+        .identity()
+        .verify(&token)
+        .map_err(|e| refused(None, e))?;
     who.user = caller.user.clone();
     let subscription = Subscription::open(
         &who.hub,
@@ -379,10 +386,7 @@ async fn first_frame_auth(
         Wire::WebSocket,
     )
     .await
-    .map_err(|e| {
-        let problem = Problem::from(e);
-        refusal(None, problem.code, problem.detail)
-    })?;
+    .map_err(|e| refused(None, e))?;
     Ok(subscription.until_signed_out(who.hub.identity().session_end(&caller)))
 }
 
@@ -404,33 +408,18 @@ async fn submit(who: &Session, text: &[u8]) -> Option<StreamEvent> {
         Ok(frame) => frame,
         Err(problem) => return Some(refusal(None, problem.code, problem.detail)),
     };
-    if let ClientFrame::Typing = frame {
-        let typing = Typing {
-            user: who.user.clone(),
-            room: who.room.clone(),
-        };
-        return match who.hub.ask(typing).await {
-            Ok(_) => None,
-            Err(e) => {
-                let problem = Problem::from(e);
-                Some(refusal(None, problem.code, problem.detail))
-            }
-        };
-    }
-    Some(answer(who, frame).await)
-}
-
-/// Handles a client frame that is answered: the answer says what happened.
-async fn answer(who: &Session, frame: ClientFrame) -> StreamEvent {
     let (user, room) = (who.user.clone(), who.room.clone());
     let (submit, reference) = match frame {
-        ClientFrame::Typing => unreachable!("handled by `submit`"),
+        ClientFrame::Typing => {
+            let typing = Typing { user, room };
+            return who.hub.ask(typing).await.err().map(|e| refused(None, e));
+        }
         ClientFrame::Auth { .. } => {
-            return refusal(
+            return Some(refusal(
                 None,
                 "already-signed-in",
                 "this connection is signed in already".into(),
-            );
+            ));
         }
         ClientFrame::Submit {
             text,
@@ -466,10 +455,7 @@ async fn answer(who: &Session, frame: ClientFrame) -> StreamEvent {
             reference,
         } => match moderation(&target, &action, seconds) {
             Ok(kind) => (Submit::new(user, room, String::new(), kind), reference),
-            Err(e) => {
-                let problem = Problem::from(e);
-                return refusal(reference, problem.code, problem.detail);
-            }
+            Err(e) => return Some(refused(reference, e)),
         },
         ClientFrame::React {
             of,
@@ -484,21 +470,15 @@ async fn answer(who: &Session, frame: ClientFrame) -> StreamEvent {
             },
         ) {
             Ok(kind) => (Submit::new(user, room, String::new(), kind), reference),
-            Err(e) => {
-                let problem = Problem::from(e);
-                return refusal(reference, problem.code, problem.detail);
-            }
+            Err(e) => return Some(refused(reference, e)),
         },
     };
-    match who.hub.submit(submit).await {
+    Some(match who.hub.submit(submit).await {
         Ok(done) => StreamEvent::Ack {
             reference,
             message: MessageBody::from(&*done.message),
             duplicate: done.duplicate,
         },
-        Err(e) => {
-            let problem = Problem::from(e);
-            refusal(reference, problem.code, problem.detail)
-        }
-    }
+        Err(e) => refused(reference, e),
+    })
 }
