@@ -853,15 +853,18 @@ impl Driver {
         first_try: bool,
     ) {
         let retry = first_try.then(|| command.clone());
+        // Who is typing where, for the shared log to announce if core says to.
+        let typist = if let Command::Typing(typing) = &command {
+            command
+                .room()
+                .zip(UserName::parse(&typing.user, usize::MAX).ok())
+        } else {
+            None
+        };
         match self.command(now, command) {
             // With a shared log, typing is announced through it, to every node.
             Ok(Reply::Typing(true)) if self.core.config().sequencer == Sequencer::Shared => {
-                if let Some(Command::Typing(typing)) = retry.as_ref()
-                    && let (Some(room), Ok(user)) = (
-                        retry.as_ref().and_then(Command::room),
-                        UserName::parse(&typing.user, usize::MAX),
-                    )
-                {
+                if let Some((room, user)) = typist {
                     self.to_log(Job::Typing { room, user });
                 }
                 self.outputs
