@@ -15,6 +15,7 @@ use crate::ids::{ListenerId, RoomId, Seq, UserName};
 use crate::log::{Applied, Committed};
 use crate::message::{Kind, Message};
 use crate::presence::PresenceEntry;
+use crate::read::Unread;
 use crate::room::{RoomPage, RoomSummary};
 
 /// Where a new listener starts.
@@ -192,6 +193,19 @@ pub struct Typing {
     pub room: String,
 }
 
+/// Marks a room read up to entry `seq` for the user (a number past the newest reads up to the
+/// newest; a marker never goes back). Kept per user and room ([`Event::Read`](crate::Event::Read)),
+/// so listings say what is unread ([`RoomSummary::unread`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkRead {
+    /// Who read.
+    pub user: String,
+    /// Which room.
+    pub room: String,
+    /// The newest entry they have seen.
+    pub seq: Seq,
+}
+
 /// A page of a room's history, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
@@ -278,6 +292,8 @@ commands! {
     History => HistoryPage,
     /// See [`Typing`]; the answer says whether it is announced.
     Typing => bool,
+    /// See [`MarkRead`].
+    MarkRead => Unread,
     /// See [`Committed`]: entries of a shared log, handed to core by the host.
     Committed => Applied,
 }
@@ -297,6 +313,7 @@ impl Command {
             | Command::CloseListener(_)
             | Command::History(_)
             | Command::Typing(_)
+            | Command::MarkRead(_)
             | Command::Committed(_) => false,
         }
     }
@@ -313,6 +330,7 @@ impl Command {
             Command::Submit(c) => &c.room,
             Command::History(c) => &c.room,
             Command::Typing(c) => &c.room,
+            Command::MarkRead(c) => &c.room,
             Command::Committed(c) => return Some(c.room.clone()),
             Command::OpenDirect(c) => {
                 let user = UserName::parse(&c.user, usize::MAX).ok()?;

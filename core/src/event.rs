@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::history::Gap;
 use crate::ids::{ListenerId, RoomId, Seq, UserName};
 use crate::message::Message;
+use crate::read::ReadMarker;
 use crate::time::Timestamp;
 
 /// Something that happened, addressed as precisely as it happened: to a room (hosts deliver it
@@ -60,6 +61,15 @@ pub enum Event {
     /// A message was accepted: persist it (if the host keeps history), then deliver it to the
     /// room's listeners.
     Published(Arc<Message>),
+    /// A user's read marker on a room moved on: persist it (nobody else is told).
+    Read {
+        /// The room.
+        room: RoomId,
+        /// Whose marker.
+        user: UserName,
+        /// Where it is now.
+        marker: ReadMarker,
+    },
     /// A user is typing in a room: show it for a few seconds
     /// ([`TYPING_SHOWN_FOR`](crate::TYPING_SHOWN_FOR)), or until their message arrives. Not
     /// sequenced, never stored or replayed.
@@ -141,6 +151,7 @@ impl Event {
             | Event::MemberRemoved { room, .. }
             | Event::Joined { room, .. }
             | Event::Typing { room, .. }
+            | Event::Read { room, .. }
             | Event::Left { room, .. }
             | Event::ListenerClosed { room, .. }
             | Event::Gap { room, .. }
@@ -159,7 +170,7 @@ impl Event {
     }
 
     /// The event as what keeps history sees it, if it is durable: whoever stores events
-    /// matches on [`Durable`]'s five kinds alone, so a new event for listeners or for the log
+    /// matches on [`Durable`]'s six kinds alone, so a new event for listeners or for the log
     /// is decided here once.
     pub fn durable(&self) -> Option<Durable<'_>> {
         Some(match self {
@@ -178,6 +189,11 @@ impl Event {
             Event::MemberRemoved { room, user } => Durable::MemberRemoved { room, user },
             Event::RoomClosed { room, reason } => Durable::RoomClosed { room, reason },
             Event::Published(message) => Durable::Published(message),
+            Event::Read { room, user, marker } => Durable::Read {
+                room,
+                user,
+                marker: *marker,
+            },
             Event::Joined { .. }
             | Event::Typing { .. }
             | Event::Left { .. }
@@ -229,6 +245,15 @@ pub enum Durable<'a> {
     },
     /// See [`Event::Published`].
     Published(&'a Arc<Message>),
+    /// See [`Event::Read`].
+    Read {
+        /// The room.
+        room: &'a RoomId,
+        /// Whose marker.
+        user: &'a UserName,
+        /// Where it is now.
+        marker: ReadMarker,
+    },
 }
 
 /// Why a listener's stream ended: one name from core to the wire.

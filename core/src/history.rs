@@ -176,7 +176,6 @@ impl History {
     }
 
     /// Iterates over the held messages, oldest first.
-    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Message>> {
         self.messages.iter()
     }

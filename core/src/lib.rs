@@ -167,6 +167,7 @@ pub mod log;
 mod message;
 pub mod policy;
 mod presence;
+mod read;
 pub mod record;
 mod room;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -175,8 +176,8 @@ mod time;
 
 pub use command::{
     Ask, ChangeMember, CloseListener, Command, CreateRoom, Created, Cursor, DeleteRoom, History,
-    HistoryPage, ListRooms, MemberChange, OpenDirect, OpenListener, Opened, Reply, Resume,
-    RoomView, Submit, Submitted, Typing, ViewRoom,
+    HistoryPage, ListRooms, MarkRead, MemberChange, OpenDirect, OpenListener, Opened, Reply,
+    Resume, RoomView, Submit, Submitted, Typing, ViewRoom,
 };
 pub use engine::{Config, Core, EXPIRE_BATCH, MAX_QUEUED_EVENTS, Stats};
 pub use error::{Error, ErrorClass, MembershipError, MessageError, ModerationError};
@@ -189,5 +190,6 @@ pub use message::{
 };
 pub use policy::{Action, Policy, Who};
 pub use presence::PresenceEntry;
+pub use read::{ReadMarker, Unread};
 pub use room::{Access, RoomPage, RoomSummary, StoredRoom, TYPING_EVERY, TYPING_SHOWN_FOR};
 pub use time::Timestamp;

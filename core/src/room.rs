@@ -11,6 +11,7 @@ use crate::history::History;
 use crate::ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
 use crate::message::{Kind, Message, Moderation, Standing};
 use crate::presence::Presence;
+use crate::read::{ReadMarker, Unread};
 use crate::time::Timestamp;
 
 /// A room as [`Core`](crate::Core) holds it. It sequences its own messages and keeps its own
@@ -34,6 +35,10 @@ pub(crate) struct Room {
     /// When each user who typed lately was last announced as typing (none older than
     /// [`TYPING_EVERY`] is kept).
     typing: BTreeMap<UserName, Timestamp>,
+    /// How many messages (posts) its log has up to `latest`.
+    posts: u64,
+    /// How far each user who marked it has read it.
+    read: BTreeMap<UserName, ReadMarker>,
 }
 
 /// A user's typing is announced at most this often in a room.
@@ -64,6 +69,8 @@ impl Room {
             replica: Replica::default(),
             recalled: BTreeMap::new(),
             typing: BTreeMap::new(),
+            posts: 0,
+            read: BTreeMap::new(),
         }
     }
 
@@ -79,6 +86,8 @@ impl Room {
                 epoch: stored.epoch,
                 ..Replica::default()
             },
+            posts: stored.posts,
+            read: stored.read,
             ..Room::new(stored.id, now, history_len, stored.access)
         };
         let changes: Vec<Arc<Message>> = room
@@ -173,6 +182,37 @@ impl Room {
         true
     }
 
+    /// Moves `user`'s read marker to `seq` (the newest entry at most); `None` if it is there or
+    /// past it already. The messages after `seq` are counted in the history; entries older than
+    /// the history are counted as messages, so a marker never hides one.
+    pub(crate) fn mark_read(&mut self, user: &UserName, seq: Seq) -> Option<ReadMarker> {
+        let seq = seq.min(self.history.latest());
+        if self.read.get(user).is_some_and(|m| m.seq >= seq) {
+            return None;
+        }
+        let held_after = self
+            .history
+            .iter()
+            .filter(|m| m.seq > seq && matches!(m.kind, Kind::Post { .. }))
+            .count() as u64;
+        let unheld = self.history.first_held().0.saturating_sub(seq.0 + 1);
+        let marker = ReadMarker {
+            seq,
+            posts: self.posts.saturating_sub(held_after + unheld),
+        };
+        self.read.insert(user.clone(), marker);
+        Some(marker)
+    }
+
+    /// `user`'s read marker and what is unread after it.
+    pub(crate) fn unread(&self, user: &UserName) -> Unread {
+        let marker = self.read.get(user).copied().unwrap_or_default();
+        Unread {
+            up_to: marker.seq,
+            count: self.posts.saturating_sub(marker.posts),
+        }
+    }
+
     /// Keeps `message`, read from storage, to change it (unless it is held already).
     pub(crate) fn recall(&mut self, message: Arc<Message>) {
         if self.held(message.seq).is_some() {
@@ -193,8 +233,10 @@ impl Room {
             Some(of) => self.change(of, entry),
             None => entry,
         };
-        if let Kind::Moderate { user, action } = &entry.kind {
-            self.access.moderate(user, *action, entry.sent_at);
+        match &entry.kind {
+            Kind::Post { .. } => self.posts += 1,
+            Kind::Moderate { user, action } => self.access.moderate(user, *action, entry.sent_at),
+            Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } => {}
         }
         let before = self.history.len();
         self.history.push(entry.clone());
@@ -318,6 +360,15 @@ impl Room {
         Some((theirs, left))
     }
 
+    /// The room as `user` sees it in a listing: with what they have not read.
+    pub(crate) fn summary_for(&self, user: &UserName) -> RoomSummary {
+        let member = self.access.private && self.access.members.contains(user);
+        RoomSummary {
+            unread: ReadMarker::unread(self.read.get(user), self.posts, member),
+            ..self.summary()
+        }
+    }
+
     pub(crate) fn summary(&self) -> RoomSummary {
         RoomSummary {
             id: self.id.clone(),
@@ -330,6 +381,7 @@ impl Room {
             owner: self.access.owner.clone(),
             private: self.access.private,
             members: self.access.members.iter().cloned().collect(),
+            unread: None,
         }
     }
 }
@@ -366,6 +418,9 @@ pub struct RoomSummary {
     pub private: bool,
     /// Its members, by name (empty for a public room).
     pub members: Vec<UserName>,
+    /// Messages the listing's asker has not read ([`ReadMarker::unread`]); `None` in a public
+    /// room they never marked read, and in a summary for nobody in particular.
+    pub unread: Option<u64>,
 }
 
 impl RoomSummary {
@@ -470,6 +525,12 @@ pub struct StoredRoom {
     /// The shared log's epoch for the room (0 with the embedded store).
     #[serde(default)]
     pub epoch: u64,
+    /// How many messages (posts) its log has up to `latest`.
+    #[serde(default)]
+    pub posts: u64,
+    /// How far each user who marked it read has read it.
+    #[serde(default)]
+    pub read: BTreeMap<UserName, ReadMarker>,
 }
 
 impl StoredRoom {
@@ -498,6 +559,8 @@ impl StoredRoom {
                     latest: Seq::ZERO,
                     recent: Vec::new(),
                     epoch: 0,
+                    posts: 0,
+                    read: BTreeMap::new(),
                 };
                 rooms.insert(room.clone(), stored);
             }
@@ -514,10 +577,21 @@ impl StoredRoom {
             Durable::RoomClosed { room, .. } => {
                 rooms.remove(room);
             }
+            Durable::Read { room, user, marker } => {
+                if let Some(r) = rooms.get_mut(room)
+                    && r.read.get(user).is_none_or(|m| m.seq < marker.seq)
+                {
+                    r.read.insert(user.clone(), marker);
+                }
+            }
             Durable::Published(m) => {
                 if let Some(r) = rooms.get_mut(&m.room) {
-                    if let Kind::Moderate { user, action } = &m.kind {
-                        r.access.moderate(user, *action, m.sent_at);
+                    match &m.kind {
+                        Kind::Post { .. } => r.posts += 1,
+                        Kind::Moderate { user, action } => {
+                            r.access.moderate(user, *action, m.sent_at);
+                        }
+                        Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } => {}
                     }
                     r.latest = m.seq;
                     r.recent.push(m.clone());

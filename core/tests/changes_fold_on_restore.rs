@@ -72,6 +72,8 @@ fn a_room_restored_from_raw_entries_shows_them_made() {
             latest: Seq(8),
             recent,
             epoch: 3,
+            posts: 2,
+            read: Default::default(),
         },
     );
     let page = core

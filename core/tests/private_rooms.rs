@@ -146,6 +146,7 @@ impl Host {
             | Event::Joined { .. }
             | Event::Left { .. }
             | Event::Typing { .. }
+            | Event::Read { .. }
             | Event::Gap { .. } => {}
         }
         let Some(Some(members)) = self.members.get(&room) else {

@@ -127,6 +127,8 @@ impl Replica {
                 latest: Seq::ZERO,
                 recent: Vec::new(),
                 epoch,
+                posts: 0,
+                read: Default::default(),
             },
         );
         Replica {
@@ -202,6 +204,7 @@ impl Replica {
                 | Event::Here { .. }
                 | Event::Unloaded { .. }
                 | Event::Typing { .. }
+                | Event::Read { .. }
                 | Event::Left { .. } => {}
             }
         }

@@ -23,6 +23,7 @@ fn announced(core: &mut Core) -> Vec<String> {
         .filter_map(|e| match e {
             Event::Typing { user, .. } => Some(user.to_string()),
             Event::RoomCreated { .. }
+            | Event::Read { .. }
             | Event::MemberAdded { .. }
             | Event::MemberRemoved { .. }
             | Event::RoomClosed { .. }

@@ -1,8 +1,8 @@
 //! The JSON API under `/api/v1/`, the seed's JSON routes, and the operations endpoints.
 
 use roomcast_core::{
-    ChangeMember, Created, Cursor, DeleteRoom, History, Kind, ListRooms, MemberChange, OpenDirect,
-    Seq, Submit, Submitted, Typing, ViewRoom,
+    ChangeMember, Created, Cursor, DeleteRoom, History, Kind, ListRooms, MarkRead, MemberChange,
+    OpenDirect, Seq, Submit, Submitted, Typing, ViewRoom,
 };
 use serde::Deserialize;
 use tide::{Request, Response, StatusCode};
@@ -11,8 +11,9 @@ use crate::problem::{Problem, ProblemBody};
 use crate::request::{State, actor, caller, room_param};
 use crate::request::{json_body, query};
 use crate::wire::{
-    Change, CreateRoom, EditMessage, HistoryBody, MessageBody, ModerateBody, PostMessage,
-    PresenceBody, PresenceList, RoomBody, RoomList, SeedSubmit, UserRef, change, moderation,
+    Change, CreateRoom, EditMessage, HistoryBody, MarkReadBody, MessageBody, ModerateBody,
+    PostMessage, PresenceBody, PresenceList, RoomBody, RoomList, SeedSubmit, UnreadBody, UserRef,
+    change, moderation,
 };
 
 pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
@@ -370,6 +371,32 @@ pub async fn typing(req: Request<State>) -> Result<Response, Problem> {
     };
     req.state().hub.ask(typing).await?;
     Ok(Response::new(StatusCode::NoContent))
+}
+
+/// Mark the room read up to `seq` for the caller: listings then count only the messages after
+/// it as `unread` (edits, reactions and moderations are not counted). A marker never goes back.
+#[utoipa::path(put, path = "/api/v1/rooms/{room}/read", tag = "rooms", request_body = MarkReadBody,
+    params(("room" = String, Path, description = "The room id")),
+    responses(
+        (status = 200, description = "Where the marker is now", body = UnreadBody),
+        (status = 403, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn mark_read(mut req: Request<State>) -> Result<Response, Problem> {
+    let user = actor(&req)?;
+    let room = room_param(&req);
+    let body: MarkReadBody = json_body(&mut req).await?;
+    let mark = MarkRead {
+        user,
+        room,
+        seq: Seq(body.seq),
+    };
+    let unread = req.state().hub.ask(mark).await?;
+    let body = UnreadBody {
+        up_to: unread.up_to.0,
+        unread: unread.count,
+    };
+    Ok(json(StatusCode::Ok, &body))
 }
 
 async fn react(req: Request<State>, added: bool) -> Result<Response, Problem> {

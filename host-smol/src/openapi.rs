@@ -24,6 +24,7 @@ use crate::wire;
         crate::api::remove_reaction,
         crate::api::moderate,
         crate::api::typing,
+        crate::api::mark_read,
         crate::api::presence,
         crate::api::invite,
         crate::api::remove_member,

@@ -198,6 +198,9 @@ pub fn build(state: State) -> tide::Server<State> {
         .at(&mut app, "/api/v1/rooms/:room/typing")
         .post(api::typing);
     routes
+        .at(&mut app, "/api/v1/rooms/:room/read")
+        .put(api::mark_read);
+    routes
         .at(&mut app, "/api/v1/rooms/:room/presence")
         .get(api::presence);
     routes

@@ -163,6 +163,10 @@ pub struct RoomBody {
     pub owner: Option<String>,
     /// The members of a private room (empty for a public one).
     pub members: Vec<String>,
+    /// Messages the caller has not read (after their read marker): absent for a public room
+    /// they never marked read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<u64>,
 }
 
 impl From<&RoomSummary> for RoomBody {
@@ -178,6 +182,7 @@ impl From<&RoomSummary> for RoomBody {
             private: r.private,
             owner: r.owner.as_ref().map(ToString::to_string),
             members: r.members.iter().map(ToString::to_string).collect(),
+            unread: r.unread,
         }
     }
 }
@@ -380,6 +385,23 @@ pub fn change(of: u64, what: Change<'_>) -> Result<Kind, Error> {
             added,
         },
     })
+}
+
+/// Mark a room read up to an entry.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MarkReadBody {
+    /// The newest sequence number the caller has seen (past the newest reads up to the newest).
+    #[schema(example = 42)]
+    pub seq: u64,
+}
+
+/// Where the caller's read marker is, and what is unread after it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UnreadBody {
+    /// The newest entry read: a marker never goes back.
+    pub up_to: u64,
+    /// Messages after it.
+    pub unread: u64,
 }
 
 /// Moderate someone in a room.

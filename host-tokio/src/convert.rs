@@ -34,6 +34,7 @@ pub fn room(r: &RoomSummary) -> pb::Room {
             .map(ToString::to_string)
             .unwrap_or_default(),
         members: r.members.iter().map(ToString::to_string).collect(),
+        unread: r.unread,
     }
 }
 

@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use roomcast_core::{
-    ChangeMember, CreateRoom, Cursor, DeleteRoom, Emoji, Error, History, Kind, ListRooms,
+    ChangeMember, CreateRoom, Cursor, DeleteRoom, Emoji, Error, History, Kind, ListRooms, MarkRead,
     MemberChange, Moderation, OpenDirect, OpenListener, Resume, Seq, Submit, Typing, UserName,
     ViewRoom,
 };
@@ -301,6 +301,24 @@ impl Chat for Service {
         let room = req.into_inner().room;
         self.hub.ask(Typing { user, room }).await.map_err(status)?;
         Ok(Response::new(pb::TypingResponse {}))
+    }
+
+    async fn mark_read(
+        &self,
+        req: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+        let user = self.user(&req)?;
+        let pb::MarkReadRequest { room, seq } = req.into_inner();
+        let mark = MarkRead {
+            user,
+            room,
+            seq: Seq(seq),
+        };
+        let unread = self.hub.ask(mark).await.map_err(status)?;
+        Ok(Response::new(pb::MarkReadResponse {
+            up_to: unread.up_to.0,
+            unread: unread.count,
+        }))
     }
 
     async fn moderate(

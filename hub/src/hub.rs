@@ -1204,6 +1204,8 @@ impl Driver {
                 tracing::info!(%room, %user, "member removed");
                 return;
             }
+            // Kept (above); nobody else is told.
+            Event::Read { .. } => return,
             Event::Gap { room, gap } => {
                 Output::Broadcast(room, Broadcast::Room(Delivery::Gap(gap)))
             }

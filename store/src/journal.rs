@@ -212,7 +212,8 @@ impl Writer {
 
     fn commit(&mut self, group: &[Vec<Event>]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
-        let mut latest: HashMap<i64, u64> = HashMap::new();
+        // Each room's newest number and how many messages (posts) it gained.
+        let mut latest: HashMap<i64, (u64, u64)> = HashMap::new();
         let next_before = self.next_message_id;
         // Presence and listeners are not stored: only durable events are.
         for event in group.iter().flatten().filter_map(Event::durable) {
@@ -250,8 +251,19 @@ impl Writer {
                         tx.execute("DELETE FROM rooms WHERE key = ?1", [key])?;
                         tx.execute("DELETE FROM members WHERE room = ?1", [key])?;
                         tx.execute("DELETE FROM moderation WHERE room = ?1", [key])?;
+                        tx.execute("DELETE FROM read_markers WHERE room = ?1", [key])?;
                         tx.execute("INSERT OR IGNORE INTO purges (room) VALUES (?1)", [key])?;
                         latest.remove(&key);
+                    }
+                }
+                Durable::Read { room, user, marker } => {
+                    if let Some(key) = self.keys.get(room) {
+                        tx.prepare_cached(
+                            "INSERT INTO read_markers (room, user, seq, posts) VALUES (?1, ?2, ?3, ?4)
+                             ON CONFLICT (room, user) DO UPDATE SET seq = excluded.seq, posts = excluded.posts
+                             WHERE excluded.seq > read_markers.seq",
+                        )?
+                        .execute(params![key, user.as_str(), marker.seq.0, marker.posts])?;
                     }
                 }
                 Durable::Published(m) => {
@@ -283,14 +295,16 @@ impl Writer {
                         m.state.deleted,
                     ])?;
                     change(&tx, key, m)?;
-                    latest.insert(key, m.seq.0);
+                    let (seq, posts) = latest.entry(key).or_default();
+                    *seq = m.seq.0;
+                    *posts += u64::from(matches!(m.kind, Kind::Post { .. }));
                     self.next_message_id = self.next_message_id.max(m.id.0 + 1);
                 }
             }
         }
-        for (key, seq) in &latest {
-            tx.prepare_cached("UPDATE rooms SET latest = ?1 WHERE key = ?2")?
-                .execute(params![seq, key])?;
+        for (key, (seq, posts)) in &latest {
+            tx.prepare_cached("UPDATE rooms SET latest = ?1, posts = posts + ?2 WHERE key = ?3")?
+                .execute(params![seq, posts, key])?;
         }
         if self.next_message_id != next_before {
             tx.execute(

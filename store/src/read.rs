@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use roomcast_core::{
-    Access, Emoji, IdempotencyKey, Kind, Message, MessageId, Reaction, RoomId, Seq, Standing,
-    State, StoredRoom, Timestamp, UserName,
+    Access, Emoji, IdempotencyKey, Kind, Message, MessageId, Reaction, ReadMarker, RoomId, Seq,
+    Standing, State, StoredRoom, Timestamp, UserName,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -43,12 +43,14 @@ impl Store {
             )?;
             let mut rooms = Vec::new();
             let mut list = conn.prepare(
-                "SELECT key, id, created_at, latest, owner, private FROM rooms ORDER BY id",
+                "SELECT key, id, created_at, latest, owner, private, posts FROM rooms ORDER BY id",
             )?;
             let mut members =
                 conn.prepare("SELECT user FROM members WHERE room = ?1 ORDER BY user")?;
             let mut moderation =
                 conn.prepare("SELECT user, role, until FROM moderation WHERE room = ?1")?;
+            let mut markers =
+                conn.prepare("SELECT user, seq, posts FROM read_markers WHERE room = ?1")?;
             let mut messages = conn.prepare(&format!(
                 "SELECT {COLUMNS} FROM messages m WHERE m.room = ?1 AND m.seq > ?2 ORDER BY m.seq"
             ))?;
@@ -115,6 +117,23 @@ impl Store {
                         ),
                     }
                 }
+                let read = markers
+                    .query_map([key], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            ReadMarker {
+                                seq: Seq(r.get(1)?),
+                                posts: r.get(2)?,
+                            },
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+                    .into_iter()
+                    .filter_map(|(name, marker)| {
+                        trusted(UserName::parse(&name, usize::MAX), "user name", &name)
+                            .map(|user| (user, marker))
+                    })
+                    .collect();
                 rooms.push(StoredRoom {
                     id,
                     access,
@@ -122,6 +141,8 @@ impl Store {
                     latest,
                     recent,
                     epoch: 0,
+                    posts: row.get(6)?,
+                    read,
                 });
             }
             Ok(Loaded {

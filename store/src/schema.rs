@@ -103,6 +103,20 @@ const MIGRATIONS: &[M<'static>] = &[
         PRIMARY KEY (room, user, role)
     ) WITHOUT ROWID;",
     ),
+    M::up(
+        "-- How many messages (posts, not changes) each room's log has, and how far each user has
+    -- read each room: unread is one subtraction, `rooms.posts - read_markers.posts`.
+    ALTER TABLE rooms ADD COLUMN posts INTEGER NOT NULL DEFAULT 0;
+    UPDATE rooms SET posts = (SELECT COUNT(*) FROM messages m WHERE m.room = rooms.key
+        AND (m.kind IS NULL OR json_extract(m.kind, '$.kind') = 'post'));
+    CREATE TABLE read_markers (
+        room  INTEGER NOT NULL, -- rooms.key
+        user  TEXT NOT NULL,
+        seq   INTEGER NOT NULL, -- read up to this entry
+        posts INTEGER NOT NULL, -- when the room had this many messages
+        PRIMARY KEY (room, user)
+    ) WITHOUT ROWID;",
+    ),
 ];
 
 /// The migrations this binary knows.

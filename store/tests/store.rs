@@ -338,7 +338,7 @@ fn a_newer_schema_is_refused() {
             err,
             OpenError::TooNew {
                 found: 99,
-                known: 5,
+                known: 6,
                 ..
             }
         ),
@@ -494,4 +494,45 @@ fn changes_are_kept_as_core_made_them_and_deleted_text_is_gone_from_disk() {
             "deleted text is still on disk"
         );
     }
+}
+
+#[test]
+fn message_counts_and_read_markers_are_kept_as_core_folds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let journal = store.journal(Retention::default(), wall_clock).unwrap();
+    let read = |seq: u64, posts: u64| Event::Read {
+        room: room("hall"),
+        user: user("bob"),
+        marker: roomcast_core::ReadMarker {
+            seq: Seq(seq),
+            posts,
+        },
+    };
+    let mut reaction = message(4, "hall", 4, 40, None);
+    if let Event::Published(m) = &mut reaction {
+        let m = Arc::make_mut(m);
+        m.kind = roomcast_core::Kind::React {
+            of: Seq(1),
+            emoji: roomcast_core::Emoji::parse("👍").unwrap(),
+            added: true,
+        };
+        m.text.clear();
+    }
+    let batches = vec![
+        vec![created("hall"), message(1, "hall", 1, 10, None)],
+        vec![message(2, "hall", 2, 20, None), read(2, 2)],
+        vec![message(3, "hall", 3, 30, None), reaction, read(1, 1)],
+    ];
+    let mut folded = std::collections::BTreeMap::new();
+    for event in batches.iter().flatten() {
+        roomcast_core::StoredRoom::apply(&mut folded, event);
+    }
+    write_all(&journal, batches);
+    let hall = &store.load(10).unwrap().rooms[0];
+    assert_eq!(hall.posts, 3, "the reaction is not a message");
+    let marker = hall.read[&user("bob")];
+    assert_eq!((marker.seq, marker.posts), (Seq(2), 2), "never back");
+    assert_eq!(hall.posts, folded[&room("hall")].posts);
+    assert_eq!(hall.read, folded[&room("hall")].read);
 }

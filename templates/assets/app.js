@@ -13,6 +13,10 @@ const GROUP_WITHIN_MS = 5 * 60 * 1000;
 const PICKER = ["👍", "❤️", "😂", "🎉", "😮", "😢"];
 /** How often to say one is typing while one is. */
 const TYPING_EVERY_MS = 3000;
+/** Marking what is seen read happens at most this often. */
+const MARK_READ_EVERY_MS = 1000;
+/** How often the sidebar's unread counts are refreshed. */
+const UNREAD_EVERY_MS = 20000;
 /** How much of a quoted message a reply shows. */
 const QUOTE_CHARS = 80;
 
@@ -360,6 +364,23 @@ function start() {
       : "Several people are typing…";
   }
 
+  // What the reader has seen (the page visible, scrolled to the newest) is marked read: at
+  // once, then at most once a second while more arrives, and when the page is left.
+  let readUpTo = 0, markTimer = null, lastMark = 0;
+  const newestSeen = () => Math.max(room?.lastSeq ?? 0, Number(chat.dataset.latest));
+  async function mark() {
+    markTimer = null;
+    lastMark = Date.now();
+    const seq = newestSeen();
+    if (seq <= readUpTo) return;
+    try { readUpTo = (await room.markRead(seq)).up_to; } catch { /* marked with the next message */ }
+  }
+  function markSeen() {
+    if (!room || markTimer || document.visibilityState !== "visible" || !atBottom()) return;
+    markTimer = setTimeout(mark, Math.max(0, lastMark + MARK_READ_EVERY_MS - Date.now()));
+  }
+  addEventListener("pagehide", () => { if (markTimer) { clearTimeout(markTimer); room.markRead(newestSeen(), { keepalive: true }).catch(() => {}); } });
+
   function append(m) {
     if (typists.has(m.user)) { clearTimeout(typists.get(m.user)); typists.delete(m.user); showTypists(); }
     const previous = shown.at(-1);
@@ -371,6 +392,7 @@ function start() {
     shown.push(entry);
     if (stick || m.user === me) {
       toBottom();
+      markSeen();
     } else {
       // Keep what the reader is looking at where it is, and say something new is below.
       scroller.scrollTop -= scroller.scrollHeight - before;
@@ -484,7 +506,8 @@ function start() {
   list.replaceChildren();
   prepend(rendered);
   toBottom();
-  scroller.addEventListener("scroll", () => { if (atBottom()) { unseen = 0; jump.hidden = true; } }, { passive: true });
+  scroller.addEventListener("scroll", () => { if (atBottom()) { unseen = 0; jump.hidden = true; markSeen(); } }, { passive: true });
+  document.addEventListener("visibilitychange", markSeen);
   jump.addEventListener("click", () => { toBottom(); textInput.focus(); });
 
   const setStatus = (text, on) => { status.textContent = text; status.classList.toggle("live", on); };
@@ -507,6 +530,7 @@ function start() {
     for (const control of form.elements) control.disabled = true;
   }
 
+  followUnread(roomId);
   if (live) room = connect({
     room: roomId,
     since: Number(chat.dataset.latest),
@@ -545,7 +569,7 @@ function start() {
         notice(li.textContent);
       },
       status(s) {
-        if (s === "live") setStatus("Live", true);
+        if (s === "live") { setStatus("Live", true); markSeen(); }
         else if (s === "connecting") setStatus("Connecting…", false);
         else if (s === "reconnecting") setStatus("Reconnecting…", false);
       },
@@ -643,6 +667,41 @@ function start() {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
     if (e.key === "Escape" && composer.mode !== "post") { e.preventDefault(); compose({ mode: "post" }); }
   });
+}
+
+/** The sidebar's unread counts, as the room list says them (every link names its room). */
+function showUnread(rooms, current) {
+  for (const r of rooms) {
+    const link = document.querySelector(`.sidebar a[data-room="${CSS.escape(r.id)}"]`);
+    if (!link) continue;
+    let badge = link.querySelector(".unread");
+    const n = r.id === current ? 0 : (r.unread ?? 0);
+    if (n === 0) { badge?.remove(); continue; }
+    if (!badge) {
+      badge = document.createElement("span");
+      badge.className = "unread";
+      link.append(" ", badge);
+    }
+    const hidden = document.createElement("span");
+    hidden.className = "sr-only";
+    hidden.textContent = " unread";
+    badge.replaceChildren(n > 99 ? "99+" : String(n), hidden);
+    badge.dataset.count = n;
+  }
+}
+
+/** Keeps the sidebar's counts fresh: every 20 s while the page is visible, and when it is
+ * shown again. */
+function followUnread(current) {
+  const refresh = async () => {
+    if (document.visibilityState !== "visible") return;
+    try {
+      const res = await fetch("/api/v1/rooms?limit=200", { credentials: "same-origin", cache: "no-store" });
+      if (res.ok) showUnread((await res.json()).rooms, current);
+    } catch { /* the next round tries again */ }
+  };
+  setInterval(refresh, UNREAD_EVERY_MS);
+  document.addEventListener("visibilitychange", refresh);
 }
 
 if (chat) start();

@@ -86,7 +86,9 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  *   `session-expired`) or a refusal's
  *   code, and `status` the HTTP status of a refusal (401: sign in again).
  * Returns {post(text, {idempotencyKey, replyTo}), edit(seq, text), remove(seq),
- * react(seq, emoji, added = true), typing(), history({before, after, limit}), close(), lastSeq,
+ * react(seq, emoji, added = true), typing(), markRead(seq, {keepalive}),
+ * history({before, after, limit}),
+ * close(), lastSeq,
  * status}.
  */
 export function connect(options) {
@@ -312,6 +314,17 @@ export function connect(options) {
     } catch { /* the next keystroke tries again */ }
   }
 
+  /** Marks the room read up to `seq` (the newest seen); resolves to {up_to, unread}.
+   * `keepalive` lets it finish as the page is left. */
+  async function markRead(seq, { keepalive = false } = {}) {
+    const res = await fetch(`${server}/api/v1/rooms/${room}/read`, {
+      method: "PUT", headers: headers({ "Content-Type": "application/json" }), credentials,
+      body: JSON.stringify({ seq }), keepalive,
+    });
+    if (!res.ok) throw await refusal(res);
+    return res.json();
+  }
+
   /** A page of history, oldest first: `{before}` pages back, `{after}` forward, neither the
    * newest. Resolves to {messages, first_held, latest, gap?}. */
   async function history({ before, after, limit } = {}) {
@@ -331,6 +344,7 @@ export function connect(options) {
     remove,
     react,
     typing,
+    markRead,
     history,
     close: () => finish({ reason: "closed-by-client" }),
     get lastSeq() { return lastSeq; },

@@ -815,3 +815,60 @@ async fn someone_typing_is_shown_until_their_message_arrives() {
     ada.close().await.unwrap();
     bob.close().await.unwrap();
 }
+
+/// The unread badge beside room `room` in the sidebar, once `check` (a JS expression on `n`,
+/// the badge's text or null) holds.
+async fn badge(client: &Client, room: &str, check: &str) -> Value {
+    let script = format!(
+        "const b = document.querySelector('.sidebar a[data-room=\"{room}\"] .unread'); \
+         const n = b ? b.dataset.count : null; return ({check}) ? (n ?? 'none') : null;"
+    );
+    wait_for(client, &format!("the badge of {room}"), &script).await
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_sidebar_counts_what_is_unread_and_reading_clears_it() {
+    if !available() {
+        return;
+    }
+    let server = Server::smol(&["--rate-burst=0"]);
+    create_room(&server, "news");
+    create_room(&server, "elsewhere");
+    say(&server, "news", "cy", "first");
+    let driver = Driver::start();
+    let bob = driver.browser("bob").await;
+    sign_in_as_guest(&bob, &server, "bob").await;
+    // Seeing the room marks it read (up to "first").
+    open_live_room(&bob, &server, "news").await;
+    let read = "return fetch('/api/v1/rooms', {credentials: 'same-origin'}).then(r => r.json()) \
+                .then(l => l.rooms.find(r => r.id === 'news').unread === 0 ? true : null);";
+    wait_for(&bob, "the room marked read", read).await;
+    open_live_room(&bob, &server, "elsewhere").await;
+    assert_eq!(badge(&bob, "news", "n === null").await, json!("none"));
+    say(&server, "news", "cy", "second");
+    say(&server, "news", "cy", "third");
+    // Shown when the page is drawn, and when the sidebar refreshes (the page is shown again).
+    open_live_room(&bob, &server, "elsewhere").await;
+    assert_eq!(badge(&bob, "news", "n !== null").await, json!("2"));
+    say(&server, "news", "cy", "fourth");
+    run(
+        &bob,
+        "document.dispatchEvent(new Event('visibilitychange')); return true;",
+        vec![],
+    )
+    .await;
+    assert_eq!(badge(&bob, "news", "n === '3'").await, json!("3"));
+    // Reading it clears it.
+    open_live_room(&bob, &server, "news").await;
+    texts(&bob, 4).await;
+    wait_for(&bob, "the room marked read", read).await;
+    open_live_room(&bob, &server, "elsewhere").await;
+    let cleared = wait_for(
+        &bob,
+        "the badge gone",
+        "return document.querySelector('.sidebar a[data-room=\"news\"] .unread') ? null : true;",
+    )
+    .await;
+    assert_eq!(cleared, json!(true));
+    bob.close().await.unwrap();
+}

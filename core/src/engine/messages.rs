@@ -3,7 +3,7 @@
 
 use super::Core;
 use crate::action::Action;
-use crate::command::{Cursor, History, HistoryPage, Reply, Submit, Submitted};
+use crate::command::{Cursor, History, HistoryPage, MarkRead, Reply, Submit, Submitted};
 use crate::error::Error;
 use crate::event::CloseReason;
 use crate::event::Event;
@@ -11,6 +11,7 @@ use crate::ids::{IdempotencyKey, MessageId, Seq, UserName};
 use crate::limits::check_text;
 use crate::log::{Draft, Sequencer};
 use crate::message::{Kind, Message, Moderation};
+use crate::read::Unread;
 use crate::room::Room;
 use crate::time::Timestamp;
 use std::sync::Arc;
@@ -267,6 +268,24 @@ impl Core {
             Sequencer::Shared => {}
         }
         Ok(true)
+    }
+
+    /// Moves the user's read marker on (never back), and says what is unread after it.
+    pub(super) fn mark_read(&mut self, c: &MarkRead) -> Result<Unread, Error> {
+        let user = self.user(&c.user)?;
+        let id = self.room_id(&c.room)?;
+        self.find_authorized(&user, &id, Action::ReadRoom)?;
+        let room = self.room_mut(&id);
+        let moved = room.mark_read(&user, c.seq);
+        let unread = room.unread(&user);
+        if let Some(marker) = moved {
+            self.emit(Event::Read {
+                room: id,
+                user,
+                marker,
+            });
+        }
+        Ok(unread)
     }
 
     /// A page of a room's history, oldest first, at most `limit` long (the default page length

@@ -203,6 +203,7 @@ impl Core {
             Command::Submit(c) => self.submit(now, c),
             Command::History(c) => self.history(&c).map(Reply::History),
             Command::Typing(c) => self.typing(now, &c).map(Reply::Typing),
+            Command::MarkRead(c) => self.mark_read(&c).map(Reply::MarkRead),
             Command::Committed(c) => Ok(Reply::Committed(self.committed(now, c))),
         };
         match &result {

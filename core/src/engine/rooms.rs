@@ -153,7 +153,7 @@ impl Core {
         let rest = self
             .rooms
             .range::<str, _>((start, Bound::Unbounded))
-            .map(|(_, room)| room.summary());
+            .map(|(_, room)| room.summary_for(&user));
         Ok(self.config.policy.list(&user, rest, limit))
     }
 
@@ -167,7 +167,7 @@ impl Core {
         let policy = &self.config.policy;
         let may = |action| policy.authorize_room(&user, action, r.access()).is_ok();
         Ok(RoomView {
-            room: r.summary(),
+            room: r.summary_for(&user),
             presence: r.presence().entries(),
             may_manage_members: r.access().private
                 && r.access().owner.is_some()

@@ -168,6 +168,8 @@ pub struct SideRoom {
     pub private: bool,
     /// The page being shown.
     pub current: bool,
+    /// Messages the visitor has not read (0 for the page being shown, which marks them read).
+    pub unread: u64,
 }
 
 /// The sidebar: rooms, then direct messages, each as the visitor would name them.
@@ -179,6 +181,11 @@ pub fn sidebar(rooms: &[RoomSummary], me: &str, current: &str) -> (Vec<SideRoom>
             label: title(room, me),
             private: room.private,
             current: room.id.as_str() == current,
+            unread: if room.id.as_str() == current {
+                0
+            } else {
+                room.unread.unwrap_or(0)
+            },
         };
         if room.direct_with(me).is_some() {
             directs.push(side);

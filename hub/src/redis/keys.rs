@@ -12,6 +12,8 @@ pub(super) struct Keys {
     /// Its moderation: `<role>|<user>` → until (ms, for `muted`) or 0; roles `moderator`,
     /// `banned`, `muted`.
     pub(super) moderation: String,
+    /// How far each user has read it: user → `<seq> <posts>` (see `ReadMarker`).
+    pub(super) read: String,
     /// Who is present from which node: `<node>|<user>` → 1.
     pub(super) present: String,
     /// On how many nodes each present user is: user → count.
@@ -28,6 +30,7 @@ impl Keys {
             gone: format!("{tag}:gone"),
             erased: format!("{tag}:x"),
             moderation: format!("{tag}:mod"),
+            read: format!("{tag}:read"),
             present: format!("{tag}:p"),
             users: format!("{tag}:pu"),
             channel: tag.clone(),

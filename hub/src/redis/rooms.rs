@@ -7,8 +7,8 @@ use std::time::Duration;
 use redis::Value;
 use roomcast_core::log::{Committed, Draft, LogRead};
 use roomcast_core::{
-    Access, CloseReason, Durable, Event, Kind, Message, RoomId, Seq, Standing, StoredRoom,
-    Timestamp, UserName,
+    Access, CloseReason, Durable, Event, Kind, Message, ReadMarker, RoomId, Seq, Standing,
+    StoredRoom, Timestamp, UserName,
 };
 use roomcast_store::Progress;
 
@@ -80,6 +80,11 @@ impl Node {
             .arg(moderation.0)
             .arg(moderation.1)
             .arg(moderation.2)
+            .arg(if matches!(draft.kind, Kind::Post { .. }) {
+                "1"
+            } else {
+                "0"
+            })
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| AppendError::Unavailable(e.to_string()))?;
@@ -221,12 +226,13 @@ impl Node {
             .key(&keys.log)
             .key(&keys.users)
             .key(&keys.moderation)
+            .key(&keys.read)
             .arg(history_len)
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| e.to_string())?;
         let parts = array(&reply);
-        let [meta, members, newest, present, moderation] = parts else {
+        let [meta, members, newest, present, moderation, markers] = parts else {
             return Ok(None);
         };
         let mut field = std::collections::HashMap::new();
@@ -268,6 +274,13 @@ impl Node {
         }
         let mut recent = entries(newest);
         recent.reverse();
+        let read = array(markers)
+            .chunks(2)
+            .filter_map(|pair| {
+                let [k, v] = pair else { return None };
+                Some((user(text(k)?)?, marker(&text(v)?)?))
+            })
+            .collect();
         let present = array(present)
             .iter()
             .filter_map(text)
@@ -280,6 +293,8 @@ impl Node {
             latest: Seq(get("s").and_then(|s| s.parse().ok()).unwrap_or(0)),
             recent,
             epoch: get("e").and_then(|e| e.parse().ok()).unwrap_or(0),
+            posts: get("n").and_then(|n| n.parse().ok()).unwrap_or(0),
+            read,
         };
         Ok(Some(Loaded { stored, present }))
     }
@@ -370,6 +385,7 @@ impl Node {
                         .key(&keys.gone)
                         .key(&keys.erased)
                         .key(&keys.moderation)
+                        .key(&keys.read)
                         .arg(TOMBSTONE_TTL_SECS)
                         .arg(&keys.channel)
                         .invoke_async(&mut self.conn())
@@ -392,6 +408,17 @@ impl Node {
             },
             // Messages are in the log already.
             Durable::Published(_) => {}
+            Durable::Read { room, user, marker } => {
+                let _: Value = self
+                    .scripts
+                    .mark_read
+                    .key(Keys::of(room.as_str()).read)
+                    .arg(user.as_str())
+                    .arg(marker.seq.0)
+                    .arg(marker.posts)
+                    .invoke_async(&mut self.conn())
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -457,6 +484,8 @@ impl Node {
                 .key(&keys.members)
                 .key(&keys.log)
                 .key(&keys.users)
+                .key(&keys.read)
+                .arg(user.as_str())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -468,6 +497,19 @@ impl Node {
             let created_at = Timestamp::from_unix_millis(created);
             let user_of = |v: &Value| text(v).and_then(|u| UserName::parse(&u, usize::MAX).ok());
             let first = f.get(6).and_then(int).filter(|&s| s > 0);
+            let members: Vec<UserName> = f
+                .get(4)
+                .map(array)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(user_of)
+                .collect();
+            let private = f.get(3).and_then(text).as_deref() == Some("1");
+            let unread = ReadMarker::unread(
+                f.get(8).and_then(text).and_then(|m| marker(&m)).as_ref(),
+                f.get(7).and_then(int).unwrap_or(0),
+                private && members.contains(user),
+            );
             rooms.push(roomcast_core::RoomSummary {
                 id: room,
                 latest: Seq(latest),
@@ -478,14 +520,9 @@ impl Node {
                 created_at,
                 last_active: created_at,
                 owner: f.get(2).and_then(user_of),
-                private: f.get(3).and_then(text).as_deref() == Some("1"),
-                members: f
-                    .get(4)
-                    .map(array)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(user_of)
-                    .collect(),
+                private,
+                members,
+                unread,
             });
         }
         let mut page = policy.list(user, rooms.into_iter(), limit);
@@ -495,6 +532,15 @@ impl Node {
         }
         Ok(page)
     }
+}
+
+/// A read marker as the room's `read` hash keeps it: `<seq> <posts>`.
+fn marker(field: &str) -> Option<ReadMarker> {
+    let (seq, posts) = field.split_once(' ')?;
+    Some(ReadMarker {
+        seq: Seq(seq.parse().ok()?),
+        posts: posts.parse().ok()?,
+    })
 }
 
 /// What a moderation entry changes in the room's moderation hash: `+<standing>` or

@@ -41,6 +41,7 @@ if ARGV[8] ~= '' then
     redis.call('HDEL', moderation, field)
   end
 end
+if ARGV[11] == '1' then redis.call('HINCRBY', meta, 'n', 1) end
 return {seq, e, 0}
 ";
 
@@ -114,7 +115,7 @@ return 1
 pub(super) const LOAD: &str = r"
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return 0 end
-return {h, redis.call('SMEMBERS', KEYS[2]), redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[1]), redis.call('HKEYS', KEYS[4]), redis.call('HGETALL', KEYS[5])}
+return {h, redis.call('SMEMBERS', KEYS[2]), redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[1]), redis.call('HKEYS', KEYS[4]), redis.call('HGETALL', KEYS[5]), redis.call('HGETALL', KEYS[6])}
 ";
 
 /// Creates a room unless it exists; a new epoch unless one is set.
@@ -140,12 +141,20 @@ return 1
 
 /// What a listing shows of one room.
 pub(super) const SUMMARY: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'c', 's', 'o', 'p')
+local f = redis.call('HMGET', KEYS[1], 'c', 's', 'o', 'p', 'n')
 if not f[1] then return 0 end
 local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
 local first_seq = 0
 if first[1] then first_seq = tonumber(string.match(first[1][1], '^(%d+)')) end
-return {f[1], f[2], f[3] or '', f[4], redis.call('SMEMBERS', KEYS[2]), redis.call('HLEN', KEYS[4]), first_seq}
+return {f[1], f[2], f[3] or '', f[4], redis.call('SMEMBERS', KEYS[2]), redis.call('HLEN', KEYS[4]), first_seq, f[5] or 0, redis.call('HGET', KEYS[5], ARGV[1]) or ''}
+";
+
+/// Moves a user's read marker on (`<seq> <posts>`), never back.
+pub(super) const MARK_READ: &str = r"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and tonumber(string.match(old, '^(%d+)')) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
+return 1
 ";
 
 /// A member added or removed, and the room's nodes told to read its access again.
@@ -156,7 +165,7 @@ return 1
 ";
 
 pub(super) const DELETE: &str = r"
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], KEYS[7])
 redis.call('SET', KEYS[4], '1', 'EX', ARGV[1])
 redis.call('PUBLISH', ARGV[2], 'closed')
 return 1
@@ -175,6 +184,7 @@ pub(super) struct Scripts {
     pub(super) load: Script,
     pub(super) create: Script,
     pub(super) delete: Script,
+    pub(super) mark_read: Script,
 }
 
 impl Scripts {
@@ -191,6 +201,7 @@ impl Scripts {
             load: Script::new(LOAD),
             create: Script::new(CREATE),
             delete: Script::new(DELETE),
+            mark_read: Script::new(MARK_READ),
         }
     }
 }
