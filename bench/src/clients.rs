@@ -470,6 +470,7 @@ impl Publisher {
                         text: text.into(),
                         idempotency_key: String::new(),
                         reply_to: 0,
+                        attachments: Vec::new(),
                     },
                 );
                 client.submit(request).await.is_ok()

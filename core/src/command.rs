@@ -193,6 +193,20 @@ pub struct Typing {
     pub room: String,
 }
 
+/// Asks whether the user may upload a file of `size` bytes (if known before reading it) to a
+/// room, to post it as an attachment: they may post there, are not muted, the size is within
+/// [`Limits::max_attachment_bytes`](crate::Limits::max_attachment_bytes), and it takes one of
+/// their rate tokens. The host then keeps the bytes (never more than the limit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Who uploads.
+    pub user: String,
+    /// To which room.
+    pub room: String,
+    /// How many bytes, if the host knows before reading them.
+    pub size: Option<u64>,
+}
+
 /// Marks a room read up to entry `seq` for the user (a number past the newest reads up to the
 /// newest; a marker never goes back). Kept per user and room ([`Event::Read`](crate::Event::Read)),
 /// so listings say what is unread ([`RoomSummary::unread`]).
@@ -294,6 +308,8 @@ commands! {
     Typing => bool,
     /// See [`MarkRead`].
     MarkRead => Unread,
+    /// See [`Upload`].
+    Upload => (),
     /// See [`Committed`]: entries of a shared log, handed to core by the host.
     Committed => Applied,
 }
@@ -314,6 +330,7 @@ impl Command {
             | Command::History(_)
             | Command::Typing(_)
             | Command::MarkRead(_)
+            | Command::Upload(_)
             | Command::Committed(_) => false,
         }
     }
@@ -331,6 +348,7 @@ impl Command {
             Command::History(c) => &c.room,
             Command::Typing(c) => &c.room,
             Command::MarkRead(c) => &c.room,
+            Command::Upload(c) => &c.room,
             Command::Committed(c) => return Some(c.room.clone()),
             Command::OpenDirect(c) => {
                 let user = UserName::parse(&c.user, usize::MAX).ok()?;

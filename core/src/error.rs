@@ -143,6 +143,9 @@ pub enum Error {
     /// A moderation that cannot be, whoever asks.
     #[error(transparent)]
     Moderation(#[from] ModerationError),
+    /// An attachment was refused.
+    #[error(transparent)]
+    Attachment(#[from] AttachmentError),
     /// The message is older than what core holds of the room. A host with storage reads it
     /// and asks again with it in [`Submit::recalled`](crate::Submit::recalled); otherwise (or
     /// if storage no longer has it either) this is the answer.
@@ -152,6 +155,38 @@ pub enum Error {
         room: RoomId,
         /// The message to read.
         seq: Seq,
+    },
+}
+
+/// Why an upload, or a post's attachments, were refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AttachmentError {
+    /// More bytes than `--max-attachment-bytes`.
+    #[error("the file is over the maximum of {max} bytes")]
+    TooLarge {
+        /// The configured maximum.
+        max: u64,
+    },
+    /// No bytes at all.
+    #[error("the file is empty")]
+    Empty,
+    /// A post carries at most this many.
+    #[error("a message carries at most {max} attachments")]
+    TooMany {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// Not an attachment id, or named twice.
+    #[error("{id:?} is not an attachment id, or is named twice")]
+    Invalid {
+        /// What was given.
+        id: String,
+    },
+    /// No upload of the poster's in this room has this id (or it was deleted).
+    #[error("no upload of yours in this room has id {id}")]
+    NotFound {
+        /// The id.
+        id: String,
     },
 }
 
@@ -253,6 +288,13 @@ impl Error {
             Error::MessageDeleted { .. }
             | Error::TooManyReactions { .. }
             | Error::NotHeld { .. } => ErrorClass::Precondition,
+            Error::Attachment(AttachmentError::TooLarge { .. }) => ErrorClass::TooLarge,
+            Error::Attachment(AttachmentError::NotFound { .. }) => ErrorClass::NotFound,
+            Error::Attachment(
+                AttachmentError::Empty
+                | AttachmentError::TooMany { .. }
+                | AttachmentError::Invalid { .. },
+            ) => ErrorClass::Invalid,
         }
     }
 
@@ -281,6 +323,7 @@ impl Error {
             | Error::EditWindowClosed { .. }
             | Error::InvalidEmoji(_)
             | Error::TooManyReactions { .. }
+            | Error::Attachment(_)
             | Error::NotHeld { .. } => None,
         }
     }
@@ -314,6 +357,11 @@ impl Error {
             Error::Muted { .. } => "muted",
             Error::Banned => "banned",
             Error::Moderation(_) => "moderation",
+            Error::Attachment(AttachmentError::TooLarge { .. }) => "attachment-too-large",
+            Error::Attachment(AttachmentError::Empty) => "empty-attachment",
+            Error::Attachment(AttachmentError::TooMany { .. }) => "too-many-attachments",
+            Error::Attachment(AttachmentError::Invalid { .. }) => "invalid-attachment",
+            Error::Attachment(AttachmentError::NotFound { .. }) => "attachment-not-found",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::history::Gap;
 use crate::ids::{ListenerId, RoomId, Seq, UserName};
-use crate::message::Message;
+use crate::message::{Attachment, Message};
 use crate::read::ReadMarker;
 use crate::time::Timestamp;
 
@@ -61,6 +61,14 @@ pub enum Event {
     /// A message was accepted: persist it (if the host keeps history), then deliver it to the
     /// room's listeners.
     Published(Arc<Message>),
+    /// A message was deleted with the files it carried: the host lets go of those uploads
+    /// (with a shared log, every node says so; letting go twice is harmless).
+    AttachmentsDropped {
+        /// The room.
+        room: RoomId,
+        /// What the message carried.
+        attachments: Vec<Attachment>,
+    },
     /// A user's read marker on a room moved on: persist it (nobody else is told).
     Read {
         /// The room.
@@ -152,6 +160,7 @@ impl Event {
             | Event::Joined { room, .. }
             | Event::Typing { room, .. }
             | Event::Read { room, .. }
+            | Event::AttachmentsDropped { room, .. }
             | Event::Left { room, .. }
             | Event::ListenerClosed { room, .. }
             | Event::Gap { room, .. }
@@ -195,6 +204,7 @@ impl Event {
                 marker: *marker,
             },
             Event::Joined { .. }
+            | Event::AttachmentsDropped { .. }
             | Event::Typing { .. }
             | Event::Left { .. }
             | Event::ListenerClosed { .. }
@@ -355,6 +365,7 @@ impl CloseReason {
             | Error::InvalidEmoji(_)
             | Error::TooManyReactions { .. }
             | Error::NotHeld { .. }
+            | Error::Attachment(_)
             | Error::Muted { .. }
             | Error::Banned
             | Error::Moderation(_)) => CloseReason::Refused(error),

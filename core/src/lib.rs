@@ -177,16 +177,19 @@ mod time;
 pub use command::{
     Ask, ChangeMember, CloseListener, Command, CreateRoom, Created, Cursor, DeleteRoom, History,
     HistoryPage, ListRooms, MarkRead, MemberChange, OpenDirect, OpenListener, Opened, Reply,
-    Resume, RoomView, Submit, Submitted, Typing, ViewRoom,
+    Resume, RoomView, Submit, Submitted, Typing, Upload, ViewRoom,
 };
 pub use engine::{Config, Core, EXPIRE_BATCH, MAX_QUEUED_EVENTS, Stats};
-pub use error::{Error, ErrorClass, MembershipError, MessageError, ModerationError};
+pub use error::{
+    AttachmentError, Error, ErrorClass, MembershipError, MessageError, ModerationError,
+};
 pub use event::{CloseReason, Durable, Event};
 pub use history::Gap;
 pub use ids::{IdempotencyKey, ListenerId, MessageId, NameError, RoomId, Seq, UserName};
 pub use limits::{Limits, Rate, RateLimiter, Refill};
 pub use message::{
-    DEFAULT_MUTE_SECONDS, Emoji, Kind, Message, Moderation, NotAnEmoji, Reaction, Standing, State,
+    ATTACHMENT_ID_LEN, Attachment, DEFAULT_MUTE_SECONDS, Emoji, Kind, Message, Moderation,
+    NotAnEmoji, Reaction, Standing, State,
 };
 pub use policy::{Action, Policy, Who};
 pub use presence::PresenceEntry;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::deadlines::Deadlines;
-use crate::error::MessageError;
+use crate::error::{AttachmentError, MessageError};
+use crate::message::Attachment;
 use crate::time::Timestamp;
 
 /// Limits on what clients may send and how much the server holds. Every one is configurable;
@@ -46,6 +47,20 @@ pub struct Limits {
     /// Most different emoji on one message (default 32); each user adds each one once.
     #[serde(default = "default_reactions_per_message")]
     pub max_reactions_per_message: usize,
+    /// Largest file one may upload (default 10 MiB).
+    #[serde(default = "default_attachment_bytes")]
+    pub max_attachment_bytes: u64,
+    /// Most files one message carries (default 10).
+    #[serde(default = "default_attachments_per_message")]
+    pub max_attachments_per_message: usize,
+}
+
+fn default_attachment_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+
+fn default_attachments_per_message() -> usize {
+    10
 }
 
 fn default_reactions_per_message() -> usize {
@@ -78,6 +93,8 @@ impl Default for Limits {
             history_page_len: 50,
             announce_presence_up_to: 1000,
             max_reactions_per_message: default_reactions_per_message(),
+            max_attachment_bytes: default_attachment_bytes(),
+            max_attachments_per_message: default_attachments_per_message(),
         }
     }
 }
@@ -89,6 +106,29 @@ pub struct Rate {
     pub burst: u32,
     /// Refill speed in submits per second (at least 1).
     pub per_second: u32,
+}
+
+impl Limits {
+    /// A post's attachments: at most [`Limits::max_attachments_per_message`], each a
+    /// well-formed id named once, each within [`Limits::max_attachment_bytes`].
+    pub fn check_attachments(&self, attachments: &[Attachment]) -> Result<(), AttachmentError> {
+        if attachments.len() > self.max_attachments_per_message {
+            return Err(AttachmentError::TooMany {
+                max: self.max_attachments_per_message,
+            });
+        }
+        for (i, a) in attachments.iter().enumerate() {
+            if !Attachment::is_id(&a.id) || attachments[..i].iter().any(|b| b.id == a.id) {
+                return Err(AttachmentError::Invalid { id: a.id.clone() });
+            }
+            if a.size > self.max_attachment_bytes {
+                return Err(AttachmentError::TooLarge {
+                    max: self.max_attachment_bytes,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Checks a message text and normalizes its line endings (`\r\n` becomes `\n`, as browsers send

@@ -57,6 +57,9 @@ pub enum Kind {
         /// The message it answers, shown as a quote.
         #[serde(default)]
         reply_to: Option<Seq>,
+        /// The files it carries, uploaded before it was posted (none once it is deleted).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
     },
     /// Replaces the text of message `of` with this entry's text.
     Edit {
@@ -147,7 +150,48 @@ impl Moderation {
 
 impl Default for Kind {
     fn default() -> Self {
-        Kind::Post { reply_to: None }
+        Kind::Post {
+            reply_to: None,
+            attachments: Vec::new(),
+        }
+    }
+}
+
+/// A file a message carries. It is uploaded first (see [`Upload`](crate::Upload)); the host
+/// keeps the bytes and describes them here, and a post names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The upload's id: [`ATTACHMENT_ID_LEN`] lowercase hex digits.
+    pub id: String,
+    /// Its file name as the uploader gave it (no path, no control characters).
+    pub name: String,
+    /// Its media type, as the host found it in the bytes (not as the uploader said).
+    pub content_type: String,
+    /// Its length in bytes.
+    pub size: u64,
+}
+
+/// How long an attachment's id is: 128 random bits in hex.
+pub const ATTACHMENT_ID_LEN: usize = 32;
+
+impl Attachment {
+    /// An attachment as a client names it in a post, by id alone: the host describes it from
+    /// the upload it kept before core sees it.
+    pub fn named(id: String) -> Self {
+        Attachment {
+            id,
+            name: String::new(),
+            content_type: String::new(),
+            size: 0,
+        }
+    }
+
+    /// Whether `id` has an attachment id's shape (so it is safe as a file name, too).
+    pub fn is_id(id: &str) -> bool {
+        id.len() == ATTACHMENT_ID_LEN
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Durable, Event};
 use crate::history::History;
 use crate::ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
-use crate::message::{Kind, Message, Moderation, Standing};
+use crate::message::{Attachment, Kind, Message, Moderation, Standing};
 use crate::presence::Presence;
 use crate::read::{ReadMarker, Unread};
 use crate::time::Timestamp;
@@ -104,7 +104,7 @@ impl Room {
             let Some(of) = entry.changes() else { continue };
             // The entry as it now is: a deletion may have taken an edit's text since.
             let entry = room.history.get(entry.seq).cloned().unwrap_or(entry);
-            let made = room.change(of, entry.clone());
+            let (made, _) = room.change(of, entry.clone());
             if made != entry {
                 room.history.replace(made);
             }
@@ -227,11 +227,16 @@ impl Room {
     /// Applies the room's next committed entry: it joins the history, and a change is made to
     /// the message it names (if held here; storage makes it to the rest). Its number must be
     /// `latest + 1` (the log contract: see the `log` module). Returns the entry as published
-    /// (an edit of a message deleted meanwhile loses its text) and whether the ring grew.
-    pub(crate) fn apply(&mut self, entry: Arc<Message>, now: Timestamp) -> (Arc<Message>, bool) {
-        let entry = match entry.changes() {
+    /// (an edit of a message deleted meanwhile loses its text), whether the ring grew, and the
+    /// attachments a deletion took off its message.
+    pub(crate) fn apply(
+        &mut self,
+        entry: Arc<Message>,
+        now: Timestamp,
+    ) -> (Arc<Message>, bool, Vec<Attachment>) {
+        let (entry, dropped) = match entry.changes() {
             Some(of) => self.change(of, entry),
-            None => entry,
+            None => (entry, Vec::new()),
         };
         match &entry.kind {
             Kind::Post { .. } => self.posts += 1,
@@ -241,16 +246,16 @@ impl Room {
         let before = self.history.len();
         self.history.push(entry.clone());
         self.last_active = now;
-        (entry, self.history.len() > before)
+        (entry, self.history.len() > before, dropped)
     }
 
-    /// Makes the change `entry` to message `of`.
-    fn change(&mut self, of: Seq, entry: Arc<Message>) -> Arc<Message> {
+    /// Makes the change `entry` to message `of`; a deletion also says what the message carried.
+    fn change(&mut self, of: Seq, entry: Arc<Message>) -> (Arc<Message>, Vec<Attachment>) {
         let Some(target) = self.held(of) else {
-            return entry;
+            return (entry, Vec::new());
         };
         if !matches!(target.kind, Kind::Post { .. }) {
-            return entry;
+            return (entry, Vec::new());
         }
         if target.state.deleted {
             // Nothing changes a deleted message, and nothing brings its text back.
@@ -258,13 +263,14 @@ impl Room {
                 let mut wiped = Message::clone(&entry);
                 wiped.text.clear();
                 wiped.state.deleted = true;
-                return Arc::new(wiped);
+                return (Arc::new(wiped), Vec::new());
             }
-            return entry;
+            return (entry, Vec::new());
         }
         let mut changed = Message::clone(target);
+        let mut dropped = Vec::new();
         match &entry.kind {
-            Kind::Post { .. } | Kind::Moderate { .. } => return entry,
+            Kind::Post { .. } | Kind::Moderate { .. } => return (entry, Vec::new()),
             Kind::Edit { .. } => {
                 changed.text.clone_from(&entry.text);
                 changed.state.edited_at = Some(entry.sent_at);
@@ -273,6 +279,9 @@ impl Room {
                 changed.text.clear();
                 changed.state.deleted = true;
                 changed.state.reactions.clear();
+                if let Kind::Post { attachments, .. } = &mut changed.kind {
+                    dropped = std::mem::take(attachments);
+                }
                 self.history.wipe_edits_of(of);
             }
             Kind::React { emoji, added, .. } => {
@@ -283,7 +292,7 @@ impl Room {
         if !self.history.replace(changed.clone()) {
             self.recalled.insert(of, changed);
         }
-        entry
+        (entry, dropped)
     }
 
     /// Continues after `latest`, forgetting what is held: see [`History::skip_to`].

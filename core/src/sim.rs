@@ -69,6 +69,8 @@ pub fn sim_config() -> Config {
             history_page_len: 2,
             announce_presence_up_to: ANNOUNCE_UP_TO,
             max_reactions_per_message: 2,
+            max_attachment_bytes: 1024,
+            max_attachments_per_message: 2,
         },
         history_len: 4,
         room_idle_expiry: Some(Duration::from_secs(5)),
@@ -988,7 +990,10 @@ impl Harness {
                 emoji: emoji.clone(),
                 added: what == 2,
             },
-            _ => Kind::Post { reply_to: Some(of) },
+            _ => Kind::Post {
+                reply_to: Some(of),
+                attachments: Vec::new(),
+            },
         };
         let has_text = matches!(kind, Kind::Edit { .. } | Kind::Post { .. });
         let submit = Submit {

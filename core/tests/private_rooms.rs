@@ -147,6 +147,7 @@ impl Host {
             | Event::Left { .. }
             | Event::Typing { .. }
             | Event::Read { .. }
+            | Event::AttachmentsDropped { .. }
             | Event::Gap { .. } => {}
         }
         let Some(Some(members)) = self.members.get(&room) else {

@@ -205,6 +205,7 @@ impl Replica {
                 | Event::Unloaded { .. }
                 | Event::Typing { .. }
                 | Event::Read { .. }
+                | Event::AttachmentsDropped { .. }
                 | Event::Left { .. } => {}
             }
         }

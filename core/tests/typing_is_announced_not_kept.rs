@@ -24,6 +24,7 @@ fn announced(core: &mut Core) -> Vec<String> {
             Event::Typing { user, .. } => Some(user.to_string()),
             Event::RoomCreated { .. }
             | Event::Read { .. }
+            | Event::AttachmentsDropped { .. }
             | Event::MemberAdded { .. }
             | Event::MemberRemoved { .. }
             | Event::RoomClosed { .. }

@@ -29,7 +29,7 @@ fn post(core: &mut Core, user: &str, room: &str, kind: Kind) -> Seq {
 }
 
 fn plain() -> Kind {
-    Kind::Post { reply_to: None }
+    Kind::default()
 }
 
 fn mark(core: &mut Core, user: &str, room: &str, seq: u64) -> Unread {

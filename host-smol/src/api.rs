@@ -1,8 +1,8 @@
 //! The JSON API under `/api/v1/`, the seed's JSON routes, and the operations endpoints.
 
 use roomcast_core::{
-    ChangeMember, Created, Cursor, DeleteRoom, History, Kind, ListRooms, MarkRead, MemberChange,
-    OpenDirect, Seq, Submit, Submitted, Typing, ViewRoom,
+    Attachment, ChangeMember, Created, Cursor, DeleteRoom, History, Kind, ListRooms, MarkRead,
+    MemberChange, OpenDirect, Seq, Submit, Submitted, Typing, ViewRoom,
 };
 use serde::Deserialize;
 use tide::{Request, Response, StatusCode};
@@ -259,6 +259,11 @@ pub async fn post_message(mut req: Request<State>) -> Result<Response, Problem> 
     caller.check_named(body.user.as_deref())?;
     let kind = Kind::Post {
         reply_to: body.reply_to.map(Seq),
+        attachments: body
+            .attachments
+            .into_iter()
+            .map(Attachment::named)
+            .collect(),
     };
     let submit = Submit {
         idempotency_key: body.idempotency_key.or(header_key),

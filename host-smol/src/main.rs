@@ -9,6 +9,7 @@ mod server;
 mod routes;
 
 mod api;
+mod attachments;
 mod auth;
 mod openapi;
 mod pages;

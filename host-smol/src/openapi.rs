@@ -25,6 +25,8 @@ use crate::wire;
         crate::api::moderate,
         crate::api::typing,
         crate::api::mark_read,
+        crate::attachments::upload,
+        crate::attachments::download,
         crate::api::presence,
         crate::api::invite,
         crate::api::remove_member,

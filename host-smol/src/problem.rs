@@ -153,6 +153,14 @@ impl From<HubError> for Problem {
             HubError::Unavailable(_) => {
                 Problem::new(StatusCode::ServiceUnavailable, "unavailable", e.to_string())
             }
+            HubError::Body(_) => {
+                Problem::new(StatusCode::BadRequest, "upload-incomplete", e.to_string())
+            }
+            HubError::Storage(_) => Problem::new(
+                StatusCode::ServiceUnavailable,
+                "storage-unavailable",
+                e.to_string(),
+            ),
         }
     }
 }

@@ -8,7 +8,7 @@ use tide::{Request, Response, StatusCode};
 
 use crate::problem::Problem;
 use crate::request::{RouteName, State};
-use crate::{api, auth, openapi, origins, pages, sse, ws};
+use crate::{api, attachments, auth, openapi, origins, pages, sse, ws};
 
 /// Adapts a handler that fails with a [`Problem`] into a tide endpoint that answers with it,
 /// naming its route for the access log.
@@ -200,6 +200,12 @@ pub fn build(state: State) -> tide::Server<State> {
     routes
         .at(&mut app, "/api/v1/rooms/:room/read")
         .put(api::mark_read);
+    routes
+        .at(&mut app, "/api/v1/rooms/:room/attachments")
+        .post(attachments::upload);
+    routes
+        .at(&mut app, "/api/v1/rooms/:room/attachments/:id")
+        .get(attachments::download);
     routes
         .at(&mut app, "/api/v1/rooms/:room/presence")
         .get(api::presence);

@@ -132,7 +132,7 @@ fn refuse(stream: TcpStream) {
             );
             problem.retry_after = Some(Duration::from_secs(1));
             let mut res: types::Response = tide::Response::from(problem).into();
-            let answer = encode(&mut res, true, false).await;
+            let (answer, _) = encode(&mut res, true, false).await;
             let _ = stream.write_all(&answer).await;
         }
         http1::linger_close(TimedStream::new(stream, REFUSE_READ), REFUSE_LINGER).await;
@@ -174,7 +174,7 @@ async fn serve_requests(
             Ok(None) => return,
             Err(refusal) => {
                 let mut res = refused(&refusal, "");
-                let bytes = encode(&mut res, true, false).await;
+                let (bytes, _) = encode(&mut res, true, false).await;
                 if conn.write_all(&bytes).await.is_ok() {
                     conn.close().await;
                 }
@@ -272,8 +272,15 @@ async fn serve_requests(
                 .await;
             return;
         }
-        let bytes = encode(&mut res, close, head_only).await;
+        let (bytes, streamed) = encode(&mut res, close, head_only).await;
         if conn.write_all(&bytes).await.is_err() {
+            return;
+        }
+        if let Some((body, len)) = streamed
+            && !stream_body(&mut conn, body, len).await
+        {
+            // Cut short: the client cannot take the rest for a whole response.
+            conn.close().await;
             return;
         }
         if close {
@@ -314,11 +321,26 @@ fn encode_head(res: &types::Response, framing: BodyFraming, close: bool) -> Vec<
     bytes
 }
 
-/// A whole in-memory response: its head, and its body unless it is the answer to HEAD or a
-/// status that has none.
-async fn encode(res: &mut types::Response, close: bool, head_only: bool) -> Vec<u8> {
-    let body = res.take_body().into_bytes().await.unwrap_or_default();
+/// Bodies longer than this (files) are written as they are read, not gathered first.
+const STREAMED_OVER: usize = 64 * 1024;
+
+/// A response's head and, unless it is the answer to HEAD or a status that has none, its
+/// body: in memory if small; a long one of known length is returned to stream.
+async fn encode(
+    res: &mut types::Response,
+    close: bool,
+    head_only: bool,
+) -> (Vec<u8>, Option<(types::Body, u64)>) {
     let status = u16::from(res.status());
+    if let Some(len) = res.len().filter(|len| *len > STREAMED_OVER)
+        && !no_body(status)
+    {
+        let len = len as u64;
+        let head = encode_head(res, BodyFraming::Length(len), close);
+        let body = (!head_only).then(|| (res.take_body(), len));
+        return (head, body);
+    }
+    let body = res.take_body().into_bytes().await.unwrap_or_default();
     let framing = if no_body(status) {
         BodyFraming::None
     } else {
@@ -328,7 +350,27 @@ async fn encode(res: &mut types::Response, close: bool, head_only: bool) -> Vec<
     if !head_only && !no_body(status) {
         bytes.extend_from_slice(&body);
     }
-    bytes
+    (bytes, None)
+}
+
+/// Writes `len` bytes of `body` a buffer at a time; false if it ended early or the client
+/// stopped taking them.
+async fn stream_body<S: Transport>(conn: &mut Conn<S>, mut body: types::Body, len: u64) -> bool {
+    use futures_lite::AsyncReadExt;
+    let mut buf = vec![0; STREAMED_OVER];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let n = match body.read(&mut buf[..want]).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        if conn.write_all(&buf[..n]).await.is_err() {
+            return false;
+        }
+        left -= n as u64;
+    }
+    true
 }
 
 /// Statuses whose responses carry no body and no length.

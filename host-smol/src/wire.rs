@@ -4,8 +4,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use roomcast_core::{
-    Emoji, Error, Gap, HistoryPage, Kind, Message, Moderation, PresenceEntry, RoomSummary, Seq,
-    TYPING_SHOWN_FOR, Timestamp, UserName,
+    Attachment, Emoji, Error, Gap, HistoryPage, Kind, Message, Moderation, PresenceEntry,
+    RoomSummary, Seq, TYPING_SHOWN_FOR, Timestamp, UserName,
 };
 use roomcast_hub::Delivery;
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,40 @@ pub struct MessageBody {
     /// For a mute: until when (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+    /// The files a message carries (none once it is deleted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentBody>,
+}
+
+/// A file a message carries.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AttachmentBody {
+    /// Its id: name it in a post's `attachments`.
+    #[schema(example = "5f0c6e4f2b9a4d7e8c1b3a2d4e6f8a0b")]
+    pub id: String,
+    /// Its file name.
+    #[schema(example = "holiday.png")]
+    pub name: String,
+    /// Its type, as the server told it from the bytes (`application/octet-stream` when unsure).
+    #[schema(example = "image/png")]
+    pub content_type: String,
+    /// Its length in bytes.
+    pub size: u64,
+    /// Where to download it (those who may read the room).
+    pub url: String,
+}
+
+impl AttachmentBody {
+    /// An attachment of `room` as the wire says it.
+    pub fn of(room: &str, a: &Attachment) -> Self {
+        AttachmentBody {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            content_type: a.content_type.clone(),
+            size: a.size,
+            url: format!("/api/v1/rooms/{room}/attachments/{}", a.id),
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -89,7 +123,7 @@ pub struct ReactionBody {
 impl From<&Message> for MessageBody {
     fn from(m: &Message) -> Self {
         let (reply_to, emoji, added) = match &m.kind {
-            Kind::Post { reply_to } => (reply_to.map(|s| s.0), None, None),
+            Kind::Post { reply_to, .. } => (reply_to.map(|s| s.0), None, None),
             Kind::React { emoji, added, .. } => (None, Some(emoji.to_string()), Some(*added)),
             Kind::Edit { .. } | Kind::Delete { .. } | Kind::Moderate { .. } => (None, None, None),
         };
@@ -136,6 +170,16 @@ impl From<&Message> for MessageBody {
                     users: r.users.iter().map(ToString::to_string).collect(),
                 })
                 .collect(),
+            attachments: match &m.kind {
+                Kind::Post { attachments, .. } => attachments
+                    .iter()
+                    .map(|a| AttachmentBody::of(m.room.as_str(), a))
+                    .collect(),
+                Kind::Edit { .. }
+                | Kind::Delete { .. }
+                | Kind::React { .. }
+                | Kind::Moderate { .. } => Vec::new(),
+            },
         }
     }
 }
@@ -363,6 +407,10 @@ pub struct PostMessage {
     /// The message this one answers (shown as a quote).
     #[serde(default)]
     pub reply_to: Option<u64>,
+    /// Files to carry: the ids of the caller's uploads to this room
+    /// (`POST /api/v1/rooms/{room}/attachments`). With one, the text may be empty.
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 /// Edit a message: its new text.
@@ -472,6 +520,9 @@ pub enum ClientFrame {
         /// The message this one answers.
         #[serde(default)]
         reply_to: Option<u64>,
+        /// Files to carry: the ids of one's uploads to the room.
+        #[serde(default)]
+        attachments: Vec<String>,
         /// Echoed back in the answer, to match it.
         #[serde(rename = "ref")]
         reference: Option<String>,

@@ -14,7 +14,7 @@ use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use futures_lite::FutureExt;
 use futures_util::{SinkExt, StreamExt};
-use roomcast_core::{CloseReason, Kind, OpenListener, Resume, Seq, Submit, Typing};
+use roomcast_core::{Attachment, CloseReason, Kind, OpenListener, Resume, Seq, Submit, Typing};
 use roomcast_hub::telemetry::ConnectionGauge;
 use roomcast_hub::{Delivery, Hub, Subscription, Wire};
 use tide::http::upgrade::Connection;
@@ -425,10 +425,12 @@ async fn submit(who: &Session, text: &[u8]) -> Option<StreamEvent> {
             text,
             idempotency_key,
             reply_to,
+            attachments,
             reference,
         } => {
             let kind = Kind::Post {
                 reply_to: reply_to.map(Seq),
+                attachments: attachments.into_iter().map(Attachment::named).collect(),
             };
             let submit = Submit {
                 idempotency_key,

@@ -1,7 +1,7 @@
 //! Between the hub's types and the protobuf messages, and from refusals to gRPC statuses.
 
 use roomcast_core::{
-    Error, ErrorClass, Gap, HistoryPage, Kind, Message, PresenceEntry, RoomSummary,
+    Attachment, Error, ErrorClass, Gap, HistoryPage, Kind, Message, PresenceEntry, RoomSummary,
     TYPING_SHOWN_FOR,
 };
 use roomcast_hub::identity::{AuthError, Issued};
@@ -54,7 +54,7 @@ pub fn auth_status(e: AuthError) -> Status {
 
 pub fn message(m: &Message) -> pb::ChatMessage {
     let (reply_to, emoji, added) = match &m.kind {
-        Kind::Post { reply_to } => (reply_to.map_or(0, |s| s.0), String::new(), false),
+        Kind::Post { reply_to, .. } => (reply_to.map_or(0, |s| s.0), String::new(), false),
         Kind::React { emoji, added, .. } => (0, emoji.to_string(), *added),
         Kind::Edit { .. } | Kind::Delete { .. } | Kind::Moderate { .. } => {
             (0, String::new(), false)
@@ -103,6 +103,22 @@ pub fn message(m: &Message) -> pb::ChatMessage {
                 users: r.users.iter().map(ToString::to_string).collect(),
             })
             .collect(),
+        attachments: match &m.kind {
+            Kind::Post { attachments, .. } => attachments.iter().map(attachment).collect(),
+            Kind::Edit { .. }
+            | Kind::Delete { .. }
+            | Kind::React { .. }
+            | Kind::Moderate { .. } => Vec::new(),
+        },
+    }
+}
+
+pub fn attachment(a: &Attachment) -> pb::Attachment {
+    pb::Attachment {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        content_type: a.content_type.clone(),
+        size: a.size,
     }
 }
 
@@ -189,9 +205,10 @@ pub fn event(delivery: Delivery) -> pb::StreamEvent {
 pub fn status(e: HubError) -> Status {
     match e {
         HubError::Refused(e) => refusal(&e),
-        other @ (HubError::Stopped | HubError::Unavailable(_)) => {
+        other @ (HubError::Stopped | HubError::Unavailable(_) | HubError::Storage(_)) => {
             Status::unavailable(other.to_string())
         }
+        other @ HubError::Body(_) => Status::cancelled(other.to_string()),
     }
 }
 

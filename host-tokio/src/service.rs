@@ -3,11 +3,11 @@
 
 use std::pin::Pin;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use roomcast_core::{
-    ChangeMember, CreateRoom, Cursor, DeleteRoom, Emoji, Error, History, Kind, ListRooms, MarkRead,
-    MemberChange, Moderation, OpenDirect, OpenListener, Resume, Seq, Submit, Typing, UserName,
-    ViewRoom,
+    Attachment, ChangeMember, CreateRoom, Cursor, DeleteRoom, Emoji, Error, History, Kind,
+    ListRooms, MarkRead, MemberChange, Moderation, OpenDirect, OpenListener, Resume, Seq, Submit,
+    Typing, UserName, ViewRoom,
 };
 use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::identity::bearer;
@@ -21,6 +21,9 @@ use roomcast_proto::{AUTHORIZATION_METADATA, USER_METADATA};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self, auth_status, status};
+
+/// How much of a file one `DownloadChunk` carries.
+const DOWNLOAD_CHUNK: usize = 64 * 1024;
 
 /// The service, holding the hub handle.
 pub struct Service {
@@ -240,9 +243,11 @@ impl Chat for Service {
             text,
             idempotency_key,
             reply_to,
+            attachments,
         } = req.into_inner();
         let kind = Kind::Post {
             reply_to: (reply_to > 0).then_some(Seq(reply_to)),
+            attachments: attachments.into_iter().map(Attachment::named).collect(),
         };
         let submit = Submit {
             idempotency_key: (!idempotency_key.is_empty()).then_some(idempotency_key),
@@ -380,6 +385,69 @@ impl Chat for Service {
         Ok(Response::new(pb::PresenceResponse {
             users: convert::presence(&view.presence),
         }))
+    }
+
+    async fn upload(
+        &self,
+        req: Request<tonic::Streaming<pb::UploadChunk>>,
+    ) -> Result<Response<pb::Attachment>, Status> {
+        let user = self.user(&req)?;
+        let mut chunks = req.into_inner();
+        let pb::UploadChunk { room, name, data } = chunks.message().await?.unwrap_or_default();
+        // The client's chunks as one byte stream, read as the hub keeps it.
+        let rest = chunks.map_ok(|chunk| chunk.data);
+        let body = futures_util::stream::once(async move { Ok(data) })
+            .chain(rest)
+            .map_err(|e: Status| std::io::Error::other(e.message().to_owned()))
+            .into_async_read();
+        let kept = self
+            .hub
+            .upload(&user, &room, &name, None, Box::pin(body))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::attachment(&kept.attachment)))
+    }
+
+    type DownloadStream =
+        Pin<Box<dyn Stream<Item = Result<pb::DownloadChunk, Status>> + Send + 'static>>;
+
+    async fn download(
+        &self,
+        req: Request<pb::DownloadRequest>,
+    ) -> Result<Response<Self::DownloadStream>, Status> {
+        let user = self.user(&req)?;
+        let pb::DownloadRequest { room, id } = req.into_inner();
+        let (kept, path) = self
+            .hub
+            .attachment(&user, &room, &id)
+            .await
+            .map_err(status)?;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Status::unavailable(format!("the file cannot be read: {e}")))?;
+        let first = pb::DownloadChunk {
+            attachment: Some(convert::attachment(&kept.attachment)),
+            data: Vec::new(),
+        };
+        let bytes = futures_util::stream::unfold(Some(file), |file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut file = file?;
+            let mut buf = vec![0; DOWNLOAD_CHUNK];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    let chunk = pb::DownloadChunk {
+                        attachment: None,
+                        data: buf,
+                    };
+                    Some((Ok(chunk), Some(file)))
+                }
+                Err(e) => Some((Err(Status::unavailable(e.to_string())), None)),
+            }
+        });
+        let chunks = futures_util::stream::once(async move { Ok(first) }).chain(bytes);
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     type StreamStream = Pin<Box<dyn Stream<Item = Result<EncodedEvent, Status>> + Send + 'static>>;

@@ -119,6 +119,18 @@ pub struct CoreArgs {
     /// Most different emoji one message may carry as reactions.
     #[arg(long, env = "ROOMCAST_MAX_REACTIONS_PER_MESSAGE", default_value_t = Limits::default().max_reactions_per_message)]
     pub max_reactions_per_message: usize,
+    /// Largest file one may upload as an attachment (bytes).
+    #[arg(long, env = "ROOMCAST_MAX_ATTACHMENT_BYTES", default_value_t = Limits::default().max_attachment_bytes)]
+    pub max_attachment_bytes: u64,
+    /// Most files one message may carry.
+    #[arg(long, env = "ROOMCAST_MAX_ATTACHMENTS_PER_MESSAGE", default_value_t = Limits::default().max_attachments_per_message)]
+    pub max_attachments_per_message: usize,
+    /// Where attachments are kept (created if missing); by default `files` in the data dir.
+    /// With `--redis`, a directory every node shares (a network file system), or each node
+    /// serves only the files uploaded to it. With `--in-memory` and no directory, uploads are
+    /// refused.
+    #[arg(long, env = "ROOMCAST_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
     /// How long a room without listeners or posts keeps its messages in memory (with
     /// `--redis`: stays loaded at all); then its history is read from the store or Redis.
     #[arg(long, env = "ROOMCAST_ROOM_UNLOAD_AFTER", value_parser = humantime::parse_duration, default_value = "10m")]
@@ -174,6 +186,8 @@ impl CoreArgs {
                 max_listeners: self.max_listeners,
                 announce_presence_up_to: self.announce_presence_up_to,
                 max_reactions_per_message: self.max_reactions_per_message,
+                max_attachment_bytes: self.max_attachment_bytes,
+                max_attachments_per_message: self.max_attachments_per_message,
                 submit_rate: (self.rate_burst > 0).then_some(Rate {
                     burst: self.rate_burst,
                     per_second: self.rate_per_second,
@@ -211,6 +225,24 @@ impl CoreArgs {
                 .collect();
             format!("{host}-{}", std::process::id())
         })
+    }
+
+    /// Where attachments are kept: `--files-dir`, or `files` in the data dir (none with
+    /// `--in-memory`).
+    pub fn files_dir(&self) -> Option<PathBuf> {
+        match (&self.files_dir, self.in_memory) {
+            (Some(dir), _) => Some(dir.clone()),
+            (None, true) => None,
+            (None, false) => {
+                if self.redis_url.is_some() {
+                    tracing::warn!(
+                        "attachments are kept in this node's data dir: give every node one \
+                         --files-dir they share, or each serves only what was uploaded to it"
+                    );
+                }
+                Some(self.data_dir.join("files"))
+            }
+        }
     }
 
     /// Opens the data dir (unless `--in-memory`), restores from it and starts the hub.
@@ -279,6 +311,7 @@ impl CoreArgs {
                 rate: self.config().limits.submit_rate,
                 cluster: self.redis_cluster,
             }),
+            files: self.files_dir(),
             ..HubOptions::default()
         }
     }
@@ -300,7 +333,14 @@ mod tests {
     fn defaults_match_the_core_defaults() {
         let cli = Cli::parse_from(["roomcast"]);
         assert_eq!(cli.core.config(), Config::default());
-        assert_eq!(cli.core.hub_options(), HubOptions::default());
+        let files = Some(PathBuf::from("roomcast-data/files"));
+        assert_eq!(
+            cli.core.hub_options(),
+            HubOptions {
+                files,
+                ..HubOptions::default()
+            }
+        );
     }
 
     #[test]

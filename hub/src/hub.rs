@@ -30,13 +30,16 @@ use roomcast_core::{
     Ask, CloseListener, CloseReason, Command, Config, Core, Error, Event, History, HistoryPage,
     ListenerId, OpenListener, Opened, Reply, RoomId, Seq, Stats, Timestamp,
 };
-use roomcast_core::{MessageId, Submit, Submitted, UserName};
+use roomcast_core::{
+    AttachmentError, Kind, Limits, MessageId, Submit, Submitted, Upload, UserName, ViewRoom,
+};
 use roomcast_store::{Journal, Progress, Retention, Store};
 use thiserror::Error;
 
 use crate::barrier::Barrier;
 use crate::delivery::{Broadcast, Delivery};
 use crate::directory::RedisDirectory;
+use crate::files::{Files, SaveError, Stored};
 use crate::history;
 use crate::identity::{Identity, IdentityError, IdentityOptions};
 use crate::recorder::Recorder;
@@ -54,6 +57,12 @@ pub enum HubError {
     /// The shared log (Redis) could not take the request; nothing was posted. Retry later.
     #[error("the shared log is unavailable: {0}")]
     Unavailable(String),
+    /// An upload's bytes stopped coming (a timeout, a broken connection); nothing was kept.
+    #[error("the upload did not arrive whole: {0}")]
+    Body(String),
+    /// Attachments cannot be kept or read now.
+    #[error("the file store failed: {0}")]
+    Storage(String),
 }
 
 /// Tuning that belongs to the hub rather than the core.
@@ -68,6 +77,8 @@ pub struct HubOptions {
     pub record_inputs: Option<PathBuf>,
     /// Share rooms with other nodes through this Redis (see [`crate::redis`]).
     pub redis: Option<RedisOptions>,
+    /// Keep attachments in this directory (see [`crate::files`]); none are taken without one.
+    pub files: Option<PathBuf>,
 }
 
 impl Default for HubOptions {
@@ -77,6 +88,7 @@ impl Default for HubOptions {
             queue: 4096,
             record_inputs: None,
             redis: None,
+            files: None,
         }
     }
 }
@@ -109,6 +121,9 @@ pub struct Hub {
     identity: Arc<Identity>,
     log_health: Option<Arc<LogHealth>>,
     node_id: Option<Arc<str>>,
+    /// Where attachments are kept, and core's limits on them.
+    files: Option<Arc<Files>>,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Hub {
@@ -142,6 +157,26 @@ impl Drop for ListenerGuard {
     }
 }
 
+/// Removes uploads never posted, once an hour, on a thread of its own.
+fn sweep_every_hour(files: &Arc<Files>) {
+    let files = Arc::downgrade(files);
+    let spawned = std::thread::Builder::new()
+        .name("roomcast-files".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                let Some(files) = files.upgrade() else { return };
+                let removed = files.sweep();
+                if removed > 0 {
+                    tracing::info!(removed, "removed uploads never posted");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "uploads never posted will not be removed");
+    }
+}
+
 /// The hub's wall clock: the one place the server reads the time for the core.
 pub(crate) fn now() -> Timestamp {
     Timestamp::from(SystemTime::now())
@@ -170,6 +205,14 @@ pub enum StartError {
     /// Redis could not be reached or set up.
     #[error("{0}")]
     Redis(String),
+    /// The attachments directory cannot be used.
+    #[error("cannot keep attachments in {path}: {source}")]
+    Files {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
     /// The file for `--record-inputs` could not be created.
     #[error("cannot record inputs to {path}: {source}")]
     Record {
@@ -236,6 +279,19 @@ impl Hub {
             }
             None => None,
         };
+        let files = match &options.files {
+            Some(path) => {
+                let files = Files::open(path).map_err(|source| StartError::Files {
+                    path: path.clone(),
+                    source,
+                })?;
+                let files = Arc::new(files);
+                sweep_every_hour(&files);
+                Some(files)
+            }
+            None => None,
+        };
+        let limits = config.limits.clone();
         let mut config = config;
         if redis.is_some() {
             config.sequencer = Sequencer::Shared;
@@ -312,6 +368,7 @@ impl Hub {
             recorder,
             durable: Vec::new(),
             outputs: Vec::new(),
+            files: files.clone(),
         };
         std::thread::Builder::new()
             .name("roomcast-hub".into())
@@ -326,6 +383,8 @@ impl Hub {
                 .redis
                 .as_ref()
                 .map(|r| Arc::from(r.node_id.as_str())),
+            files,
+            limits,
         })
     }
 
@@ -359,10 +418,64 @@ impl Hub {
         self.older.as_ref()
     }
 
-    /// Posts an entry (a message, or an edit, deletion or reaction). A change to a message older
-    /// than what core holds is asked again with the message read from the store; with a shared
-    /// log, whose stream keeps entries as appended, it stays refused (`message-not-held`).
-    pub async fn submit(&self, submit: Submit) -> Result<Submitted, HubError> {
+    /// Posts an entry (a message, or an edit, deletion or reaction). The attachments a post
+    /// names by id are the poster's uploads to the room, described as they were kept. A change
+    /// to a message older than what core holds is asked again with the message read from the
+    /// store; with a shared log, whose stream keeps entries as appended, it stays refused
+    /// (`message-not-held`).
+    pub async fn submit(&self, mut submit: Submit) -> Result<Submitted, HubError> {
+        let attached = self.describe_attachments(&mut submit).await?;
+        let answer = self.submit_described(submit).await;
+        if let (Some((room, ids)), Ok(done)) = (attached, &answer)
+            && let Some(files) = &self.files
+            && !done.duplicate
+        {
+            files.posted(&room, ids).await;
+        }
+        answer
+    }
+
+    /// Fills in each attachment a post names by id from the upload kept (the poster's, in this
+    /// room); returns the room and ids, to mark them posted once it is.
+    async fn describe_attachments(
+        &self,
+        submit: &mut Submit,
+    ) -> Result<Option<(RoomId, Vec<String>)>, HubError> {
+        let Kind::Post { attachments, .. } = &mut submit.kind else {
+            return Ok(None);
+        };
+        if attachments.is_empty() {
+            return Ok(None);
+        }
+        // Core's own check, before any is looked for.
+        self.limits
+            .check_attachments(attachments)
+            .map_err(|e| HubError::Refused(e.into()))?;
+        let not_found = |id: &str| {
+            HubError::Refused(Error::Attachment(AttachmentError::NotFound {
+                id: id.to_owned(),
+            }))
+        };
+        let (Some(files), Ok(room)) = (&self.files, RoomId::parse(&submit.room, usize::MAX)) else {
+            return Err(not_found(&attachments[0].id));
+        };
+        for attachment in attachments.iter_mut() {
+            let found = files
+                .find(&room, &attachment.id)
+                .await
+                .map_err(|e| HubError::Storage(e.to_string()))?;
+            match found {
+                Some(kept) if kept.uploader.as_str() == submit.user => {
+                    *attachment = kept.attachment;
+                }
+                Some(_) | None => return Err(not_found(&attachment.id)),
+            }
+        }
+        let ids = attachments.iter().map(|a| a.id.clone()).collect();
+        Ok(Some((room, ids)))
+    }
+
+    async fn submit_described(&self, submit: Submit) -> Result<Submitted, HubError> {
         let (room, seq) = match self.ask(submit.clone()).await {
             Err(HubError::Refused(Error::NotHeld { room, seq })) => (room, seq),
             answer => return answer,
@@ -385,6 +498,80 @@ impl Hub {
             Ok(_) => refused,
             Err(e) => Err(HubError::Unavailable(e)),
         }
+    }
+
+    /// Keeps `body` as `user`'s upload to `room`, named `name`, once core allows it (`size`
+    /// is its length if known before reading it): at most `--max-attachment-bytes` of it is read.
+    pub async fn upload(
+        &self,
+        user: &str,
+        room: &str,
+        name: &str,
+        size: Option<u64>,
+        body: impl futures_lite::AsyncRead + Unpin,
+    ) -> Result<Stored, HubError> {
+        let files = self.files.as_ref().ok_or_else(|| {
+            HubError::Storage(
+                "this server keeps no files: start it with --files-dir or a data dir".into(),
+            )
+        })?;
+        let upload = Upload {
+            user: user.to_owned(),
+            room: room.to_owned(),
+            size,
+        };
+        self.ask(upload).await?;
+        // Core checked both names.
+        let (Ok(user), Ok(room)) = (
+            UserName::parse(user, usize::MAX),
+            RoomId::parse(room, usize::MAX),
+        ) else {
+            unreachable!("core checked the names")
+        };
+        files
+            .save(
+                &room,
+                &user,
+                name,
+                body,
+                self.limits.max_attachment_bytes,
+                now(),
+            )
+            .await
+            .map_err(|e| match e {
+                SaveError::Refused(refused) => HubError::Refused(refused.into()),
+                SaveError::Body(e) => HubError::Body(e.to_string()),
+                SaveError::Storage(e) => HubError::Storage(e.to_string()),
+            })
+    }
+
+    /// The upload `id` of `room`, for `user` if they may read the room, with where its bytes
+    /// are: not found unless it was uploaded to the room as it now is (not to an earlier room
+    /// of the same name).
+    pub async fn attachment(
+        &self,
+        user: &str,
+        room: &str,
+        id: &str,
+    ) -> Result<(Stored, PathBuf), HubError> {
+        let view = ViewRoom {
+            user: user.to_owned(),
+            room: room.to_owned(),
+        };
+        let view = self.ask(view).await?;
+        let not_found = || {
+            HubError::Refused(Error::Attachment(AttachmentError::NotFound {
+                id: id.to_owned(),
+            }))
+        };
+        let files = self.files.as_ref().ok_or_else(not_found)?;
+        let kept = files
+            .find(&view.room.id, id)
+            .await
+            .map_err(|e| HubError::Storage(e.to_string()))?
+            .filter(|kept| kept.uploaded_at >= view.room.created_at)
+            .ok_or_else(not_found)?;
+        Ok((kept, files.path(&view.room.id, id)))
     }
 
     /// Runs `command` on the core and returns its typed answer once everything it changed is
@@ -539,15 +726,26 @@ impl Rooms {
 enum Output {
     Broadcast(RoomId, Broadcast),
     Close(RoomId, CloseReason),
+    /// Let go of a room's uploads: those a deleted message carried, or all of a deleted room.
+    DropFiles(RoomId, Option<Vec<String>>),
     Answer(Result<Reply, HubError>, async_channel::Sender<Answer>),
     Stats(Stats, async_channel::Sender<Stats>),
 }
 
 impl Output {
-    fn release(self, rooms: &mut Rooms) {
+    fn release(self, rooms: &mut Rooms, files: Option<&Arc<Files>>) {
         match self {
             Output::Broadcast(room, broadcast) => rooms.broadcast(&room, broadcast),
             Output::Close(room, reason) => rooms.close(&room, reason),
+            Output::DropFiles(room, ids) => {
+                if let Some(files) = files.cloned() {
+                    blocking::unblock(move || match ids {
+                        Some(ids) => files.drop_uploads(&room, &ids),
+                        None => files.drop_room(&room),
+                    })
+                    .detach();
+                }
+            }
             Output::Answer(reply, tx) => {
                 let opened = match &reply {
                     Ok(Reply::OpenListener(opened)) => {
@@ -653,6 +851,8 @@ struct Driver {
     durable: Vec<Event>,
     /// What the current step produced.
     outputs: Vec<Output>,
+    /// Where attachments are kept, if anywhere.
+    files: Option<Arc<Files>>,
 }
 
 /// What woke the hub thread.
@@ -1183,6 +1383,9 @@ impl Driver {
                 reason,
             } => Output::Broadcast(room, Broadcast::Listener(listener, reason)),
             Event::RoomClosed { room, reason } => {
+                if matches!(reason, CloseReason::Deleted { .. } | CloseReason::Expired) {
+                    self.outputs.push(Output::DropFiles(room.clone(), None));
+                }
                 match &reason {
                     CloseReason::Deleted { by: Some(by) } => {
                         tracing::info!(%room, %by, "room deleted");
@@ -1206,6 +1409,9 @@ impl Driver {
             }
             // Kept (above); nobody else is told.
             Event::Read { .. } => return,
+            Event::AttachmentsDropped { room, attachments } => {
+                Output::DropFiles(room, Some(attachments.into_iter().map(|a| a.id).collect()))
+            }
             Event::Gap { room, gap } => {
                 Output::Broadcast(room, Broadcast::Room(Delivery::Gap(gap)))
             }
@@ -1256,7 +1462,7 @@ impl Driver {
 
     fn release(&mut self, outputs: Vec<Output>) {
         for output in outputs {
-            output.release(&mut self.rooms);
+            output.release(&mut self.rooms, self.files.as_ref());
         }
     }
 

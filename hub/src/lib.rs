@@ -10,6 +10,8 @@
 //! - [`CoreArgs`], [`edge`], [`telemetry`] and [`signal`]: the flags, the connection edge
 //!   (file limit, backlog, connection cap, client addresses), logs, metrics and the shutdown
 //!   signal, which both binaries take the same way.
+//! - [`files`]: attachments' bytes, kept by content; [`Hub::upload`] keeps one once core
+//!   allows it, and [`Hub::submit`] resolves the uploads a post names.
 //! - [`identity`]: the `roomcast-identity` crate, re-exported for the hosts.
 //! - `--record-inputs` writes what the core was given and answered; the `roomcast-replay`
 //!   binary replays it ([`roomcast_core::record`]).
@@ -21,6 +23,7 @@ mod barrier;
 mod delivery;
 mod directory;
 pub mod edge;
+pub mod files;
 mod history;
 mod hub;
 mod recorder;

@@ -311,7 +311,12 @@ impl Subscription {
                     .push_back(Pending::Ready(Delivery::Closed(reason)));
             }
             // Either way the client reconnects, to this node or another.
-            Err(HubError::Stopped | HubError::Unavailable(_)) => self
+            Err(
+                HubError::Stopped
+                | HubError::Unavailable(_)
+                | HubError::Body(_)
+                | HubError::Storage(_),
+            ) => self
                 .pending
                 .push_back(Pending::Ready(Delivery::Closed(CloseReason::ShuttingDown))),
         }

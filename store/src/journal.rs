@@ -274,7 +274,7 @@ impl Writer {
                         None => create(&tx, &mut self.keys, &m.room, m.sent_at)?,
                     };
                     // A plain message (most rows) has no kind stored.
-                    let plain = matches!(m.kind, Kind::Post { reply_to: None });
+                    let plain = m.kind == Kind::default();
                     let kind = (!plain)
                         .then(|| serde_json::to_string(&m.kind).expect("a kind serializes"));
                     tx.prepare_cached(
@@ -442,9 +442,11 @@ fn change(tx: &Transaction<'_>, room: i64, m: &Message) -> rusqlite::Result<()> 
         }
         Kind::Delete { of } => {
             // The text goes from the message and from every edit of it (the only changes with
-            // text).
+            // text), and the message's attachments with it.
             tx.prepare_cached(
-                "UPDATE messages SET text = '', deleted = 1
+                "UPDATE messages SET text = '', deleted = 1,
+                    kind = CASE WHEN seq = ?2 AND kind IS NOT NULL
+                        THEN json_remove(kind, '$.attachments') ELSE kind END
                  WHERE room = ?1 AND (seq = ?2 OR (of = ?2 AND text != ''))",
             )?
             .execute(params![room, of.0])?;

@@ -445,6 +445,7 @@ fn changes_are_kept_as_core_made_them_and_deleted_text_is_gone_from_disk() {
         "with reactions",
         Kind::Post {
             reply_to: Some(Seq(1)),
+            attachments: Vec::new(),
         },
     );
     step(

@@ -111,6 +111,7 @@ pub async fn submit(c: &mut Client, user: &str, room: &str, text: &str) -> pb::C
             text: text.into(),
             idempotency_key: String::new(),
             reply_to: 0,
+            attachments: Vec::new(),
         },
     )
     .await;

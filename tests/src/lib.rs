@@ -23,6 +23,22 @@ pub use sse::{SseEvent, SseStream};
 /// only a bound so a broken server fails the test instead of hanging it).
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// Asks `check` every 20 ms until it gives an answer, for up to [`PATIENCE`] (then panics
+/// saying it was waiting for `what`): for what the server does after it answers.
+pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Whether something a test needs (`found`) is installed. Outside CI a missing one is said
 /// (`missing`: what to install) and the test passes without running; under CI, where `.ci/run`
 /// installs it, it fails the test.
@@ -283,8 +299,10 @@ pub struct Answer {
     pub content_type: String,
     /// Every header, lower-cased names.
     pub headers: Vec<(String, String)>,
-    /// The body as text.
+    /// The body as text (any bytes that are not UTF-8 replaced).
     pub body: String,
+    /// The body's bytes.
+    pub bytes: Vec<u8>,
 }
 
 impl Answer {
@@ -484,17 +502,43 @@ fn answer(res: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer 
         .find(|(k, _)| k == "content-type")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let mut body = String::new();
+    let mut bytes = Vec::new();
     res.body_mut()
         .as_reader()
-        .read_to_string(&mut body)
-        .expect("a UTF-8 body");
+        .read_to_end(&mut bytes)
+        .expect("the body arrives");
     Answer {
         status: res.status().as_u16(),
         content_type,
         headers,
-        body,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
     }
+}
+
+/// `method url` (GET or POST) as the user the URL names, with these headers and, for a POST,
+/// these bytes as the body.
+pub fn call_bytes(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let auth = authorization(url, None);
+    if method == "GET" {
+        let mut req = agent().get(url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(auth) = &auth {
+            req = req.header("Authorization", auth);
+        }
+        return answer(req.call());
+    }
+    assert_eq!(method, "POST", "no helper for {method}");
+    let mut req = agent().post(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    if let Some(auth) = &auth {
+        req = req.header("Authorization", auth);
+    }
+    answer(req.send(body))
 }
 
 /// `GET url` as the user it names (see [`guest_token`]).

@@ -195,6 +195,7 @@ async fn every_refusal_has_its_status_code() {
                 text: text.into(),
                 idempotency_key: String::new(),
                 reply_to: 0,
+                attachments: Vec::new(),
             },
         )
     };
@@ -228,6 +229,7 @@ async fn every_refusal_has_its_status_code() {
                 text: text.into(),
                 idempotency_key: "k1".into(),
                 reply_to: 0,
+                attachments: Vec::new(),
             },
         )
     };
@@ -248,6 +250,7 @@ async fn every_refusal_has_its_status_code() {
             text: "3".into(),
             idempotency_key: String::new(),
             reply_to: 0,
+            attachments: Vec::new(),
         },
     );
     let limited = c.submit(third).await.unwrap_err();

@@ -482,6 +482,7 @@ async fn the_grpc_host_signs_in_and_guards_private_rooms() {
                 text: text.into(),
                 idempotency_key: String::new(),
                 reply_to: 0,
+                attachments: Vec::new(),
             },
         )
     };

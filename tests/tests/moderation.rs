@@ -335,6 +335,7 @@ async fn moderation_over_grpc() {
             text: "hi".into(),
             idempotency_key: String::new(),
             reply_to: 0,
+            attachments: Vec::new(),
         },
     )
     .await;

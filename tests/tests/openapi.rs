@@ -279,6 +279,7 @@ fn sampled_responses_match_the_document() {
         content_type: "application/json".into(),
         headers: Vec::new(),
         body: json!({"id": "1", "room": "spec", "seq": "one", "user": "ada", "text": "hi", "sent_at": "now"}).to_string(),
+        bytes: Vec::new(),
     };
     let caught = std::panic::catch_unwind(|| conforms(&doc, "post", messages, &forged));
     assert!(

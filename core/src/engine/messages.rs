@@ -3,8 +3,8 @@
 
 use super::Core;
 use crate::action::Action;
-use crate::command::{Cursor, History, HistoryPage, MarkRead, Reply, Submit, Submitted};
-use crate::error::Error;
+use crate::command::{Cursor, History, HistoryPage, MarkRead, Reply, Submit, Submitted, Upload};
+use crate::error::{AttachmentError, Error};
 use crate::event::CloseReason;
 use crate::event::Event;
 use crate::ids::{IdempotencyKey, MessageId, Seq, UserName};
@@ -43,7 +43,16 @@ impl Core {
             .map(IdempotencyKey::parse)
             .transpose()
             .map_err(Error::InvalidIdempotencyKey)?;
-        let text = match c.kind {
+        let text = match &c.kind {
+            // A file may go without words.
+            Kind::Post { attachments, .. } if !attachments.is_empty() => {
+                self.config.limits.check_attachments(attachments)?;
+                if c.text.trim().is_empty() {
+                    String::new()
+                } else {
+                    check_text(c.text, self.config.limits.message_max_bytes)?
+                }
+            }
             Kind::Post { .. } | Kind::Edit { .. } => {
                 check_text(c.text, self.config.limits.message_max_bytes)?
             }
@@ -132,7 +141,7 @@ impl Core {
             seq,
         };
         let of = match kind {
-            Kind::Post { reply_to: None } => return Ok(Target::None),
+            Kind::Post { reply_to: None, .. } => return Ok(Target::None),
             Kind::Moderate {
                 user: target,
                 action,
@@ -145,6 +154,7 @@ impl Core {
             }
             Kind::Post {
                 reply_to: Some(seq),
+                ..
             } => {
                 return if *seq == Seq::ZERO || *seq > latest {
                     Err(missing(*seq))
@@ -211,7 +221,7 @@ impl Core {
     /// published.
     pub(super) fn apply(&mut self, now: Timestamp, entry: Arc<Message>) -> Arc<Message> {
         let room = self.room_mut(&entry.room);
-        let (entry, grew) = room.apply(entry, now);
+        let (entry, grew, dropped) = room.apply(entry, now);
         let idle = room.listener_count() == 0;
         self.messages_held += usize::from(grew);
         if idle {
@@ -219,6 +229,12 @@ impl Core {
             self.schedule_expiry(&id, now);
         }
         self.emit(Event::Published(entry.clone()));
+        if !dropped.is_empty() {
+            self.emit(Event::AttachmentsDropped {
+                room: entry.room.clone(),
+                attachments: dropped,
+            });
+        }
         if let Kind::Moderate { user, action } = &entry.kind {
             let reason = match action {
                 Moderation::Kick => Some(CloseReason::Kicked {
@@ -268,6 +284,28 @@ impl Core {
             Sequencer::Shared => {}
         }
         Ok(true)
+    }
+
+    /// Whether the user may upload a file to the room: as for posting (not muted), within the
+    /// size limit, and at the cost of one of their rate tokens.
+    pub(super) fn upload(&mut self, now: Timestamp, c: &Upload) -> Result<(), Error> {
+        let user = self.user(&c.user)?;
+        let id = self.room_id(&c.room)?;
+        let r = self.find_authorized(&user, &id, Action::Post)?;
+        if let Some(until) = r.access().muted_until(&user, now) {
+            return Err(Error::Muted {
+                remaining: until.saturating_since(now),
+            });
+        }
+        let max = self.config.limits.max_attachment_bytes;
+        match c.size {
+            Some(0) => return Err(AttachmentError::Empty.into()),
+            Some(size) if size > max => return Err(AttachmentError::TooLarge { max }.into()),
+            Some(_) | None => {}
+        }
+        self.rate
+            .take(&user, now)
+            .map_err(|retry_after| Error::RateLimited { retry_after })
     }
 
     /// Moves the user's read marker on (never back), and says what is unread after it.

@@ -204,6 +204,7 @@ impl Core {
             Command::History(c) => self.history(&c).map(Reply::History),
             Command::Typing(c) => self.typing(now, &c).map(Reply::Typing),
             Command::MarkRead(c) => self.mark_read(&c).map(Reply::MarkRead),
+            Command::Upload(c) => self.upload(now, &c).map(Reply::Upload),
             Command::Committed(c) => Ok(Reply::Committed(self.committed(now, c))),
         };
         match &result {

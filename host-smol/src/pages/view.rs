@@ -95,7 +95,7 @@ pub fn message_rows(entries: &[std::sync::Arc<Message>]) -> Vec<MessageRow> {
 
 fn reply_to(m: &Message) -> Option<Seq> {
     match m.kind {
-        Kind::Post { reply_to } => reply_to,
+        Kind::Post { reply_to, .. } => reply_to,
         Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } | Kind::Moderate { .. } => {
             None
         }
