@@ -97,6 +97,8 @@
 //!                         listeners.retain(|(_, outbox)| outbox.send(event.clone()).is_ok());
 //!                     }
 //!                 }
+//!                 // For what keeps things: a read marker to store, uploads to let go of.
+//!                 Event::Read { .. } | Event::AttachmentsDropped { .. } => {}
 //!                 // Only with a shared log (`log::Sequencer::Shared`): read it and hand back
 //!                 // what it holds as `Committed`.
 //!                 Event::Fetch { .. }

@@ -17,6 +17,8 @@ const TYPING_EVERY_MS = 3000;
 const MARK_READ_EVERY_MS = 1000;
 /** How often the sidebar's unread counts are refreshed. */
 const UNREAD_EVERY_MS = 20000;
+/** Files the page shows as images (the server serves every other file as a download). */
+const INLINE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 /** How much of a quoted message a reply shows. */
 const QUOTE_CHARS = 80;
 
@@ -81,6 +83,13 @@ function formatText(text) {
 }
 
 // ---- Time ----------------------------------------------------------------------------------------
+
+/** `812 B`, `12.5 KB`, `3.1 MB`, as the server writes sizes. */
+function sizeWords(bytes) {
+  if (bytes < 1000) return `${bytes} B`;
+  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} KB`;
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}
 
 const clock = (d) => d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 const full = (d) => d.toLocaleString([], { dateStyle: "full", timeStyle: "long" });
@@ -174,6 +183,7 @@ function start() {
       seq: m.seq, user: m.user, at, node: li, text: m.text, replyTo: m.reply_to ?? null,
       edited: Boolean(m.edited_at), deleted: Boolean(m.deleted),
       reactions: new Map((m.reactions || []).map((r) => [r.emoji, [...r.users]])),
+      files: m.attachments || [],
     };
     renderBody(entry);
     group(entry, previous);
@@ -209,6 +219,7 @@ function start() {
       edited.textContent = "(edited)";
       li.append(edited);
     }
+    if (entry.files.length) li.append(fileList(entry.files));
     if (entry.reactions.size) {
       const list = document.createElement("ul");
       list.className = "reactions";
@@ -230,6 +241,40 @@ function start() {
       li.append(list);
     }
     if (room) li.append(actions(entry));
+  }
+
+  /** A message's files: images as thumbnails (opening the full image), others as links to
+   * download with their size. */
+  function fileList(files) {
+    const list = document.createElement("ul");
+    list.className = "files";
+    list.setAttribute("aria-label", "Files");
+    for (const f of files) {
+      const item = document.createElement("li");
+      const link = document.createElement("a");
+      link.href = f.url;
+      if (INLINE_TYPES.includes(f.content_type)) {
+        link.target = "_blank";
+        link.rel = "noopener";
+        const img = document.createElement("img");
+        img.className = "thumb";
+        img.src = f.url;
+        img.alt = f.name;
+        img.loading = "lazy";
+        link.append(img);
+        item.append(link);
+      } else {
+        link.className = "file";
+        link.download = f.name;
+        link.textContent = f.name;
+        const size = document.createElement("span");
+        size.className = "size";
+        size.textContent = sizeWords(f.size);
+        item.append(link, " ", size);
+      }
+      list.append(item);
+    }
+    return list;
   }
 
   /** `ada: the first words…` of a shown message. */
@@ -295,6 +340,22 @@ function start() {
         yes.focus();
       });
     }
+    if (moderates && entry.user !== me) {
+      // What a moderator may do to the message's author, each said to the whole room.
+      const moderate = (action, seconds) => change(() => room.moderate(entry.user, action, seconds));
+      const b = (label, action, seconds) => {
+        const m = document.createElement("button");
+        m.type = "button";
+        m.className = "link";
+        m.textContent = label;
+        m.setAttribute("aria-label", `${label} ${entry.user}`);
+        m.addEventListener("click", () => moderate(action, seconds));
+        bar.append(m);
+      };
+      b("Mute 10 min", "mute", 600);
+      b("Kick", "kick");
+      b("Ban", "ban");
+    }
     return bar;
   }
 
@@ -324,6 +385,7 @@ function start() {
     entry.deleted = true;
     entry.text = "";
     entry.reactions.clear();
+    entry.files = [];
     renderBody(entry);
     requote(entry);
     if (composer.entry === entry) compose({ mode: "post" });
@@ -502,6 +564,7 @@ function start() {
     reply_to: li.dataset.replyTo ? Number(li.dataset.replyTo) : null,
     reactions: JSON.parse(li.dataset.reactions || "[]").map((r) => ({ emoji: r.emoji, users: r.users })),
     text: li.dataset.deleted === "true" ? "" : li.querySelector(".text").textContent,
+    attachments: JSON.parse(li.dataset.files || "[]"),
   }));
   list.replaceChildren();
   prepend(rendered);
@@ -627,16 +690,22 @@ function start() {
     if (!room) return; // an older page posts the form itself
     event.preventDefault();
     const text = textInput.value;
-    if (!text.trim()) return;
     const { mode, entry } = composer;
+    if (mode !== "edit" && pending.some((p) => !p.attachment && !p.failed)) {
+      return showError("Wait until the files are uploaded.");
+    }
+    const files = mode === "edit" ? [] : pending.filter((p) => p.attachment);
+    if (!text.trim() && files.length === 0) return;
+    if (mode !== "edit") clearPending();
     compose({ mode: "post" });
     textInput.value = "";
     fit();
     textInput.focus();
+    const attachments = files.map((p) => p.attachment.id);
     sending = sending.then(async () => {
       try {
         if (mode === "edit") await room.edit(entry.seq, text);
-        else await room.post(text, mode === "reply" ? { replyTo: entry.seq } : {});
+        else await room.post(text, { attachments, ...(mode === "reply" ? { replyTo: entry.seq } : {}) });
         showError(""); // the message itself arrives on the stream, in order
       } catch (e) {
         if (e.status === 401) return signIn();
@@ -648,6 +717,78 @@ function start() {
       }
     });
   });
+
+  // ---- Files: chosen with the button, dropped on the conversation or pasted; uploaded at
+  // once, sent with the next message ----
+  const attach = $("attach");
+  const picker = $("files");
+  const pendingList = $("pending");
+  /** What the composer will send: {file, node, attachment (once uploaded), failed (why not)}. */
+  const pending = [];
+  function drawPending(item) {
+    const state = item.failed ? ` (not sent: ${item.failed})` : item.attachment ? "" : " (uploading…)";
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "link";
+    remove.textContent = "Remove";
+    remove.setAttribute("aria-label", `Remove ${item.file.name}`);
+    remove.addEventListener("click", () => {
+      pending.splice(pending.indexOf(item), 1);
+      item.node.remove();
+      showPending();
+    });
+    item.node.replaceChildren(`${item.file.name} ${sizeWords(item.file.size)}${state} `, remove);
+  }
+  function showPending() {
+    pendingList.hidden = pending.length === 0;
+    // A message may be only files.
+    textInput.required = pending.length === 0;
+  }
+  function clearPending() {
+    pending.length = 0;
+    pendingList.replaceChildren();
+    showPending();
+  }
+  function addFiles(files) {
+    if (!room) return;
+    for (const file of files) {
+      const item = { file, node: document.createElement("li"), attachment: null, failed: null };
+      pending.push(item);
+      pendingList.append(item.node);
+      drawPending(item);
+      room.upload(file).then(
+        (attachment) => { item.attachment = attachment; drawPending(item); },
+        (e) => {
+          if (e.status === 401) return signIn();
+          item.failed = e.status ? e.message : "the server could not be reached";
+          drawPending(item);
+        },
+      );
+    }
+    showPending();
+  }
+  if (room) {
+    attach.hidden = false;
+    attach.addEventListener("click", () => picker.click());
+    picker.addEventListener("change", () => { addFiles(picker.files); picker.value = ""; });
+    const conversation = $("main");
+    const carriesFiles = (e) => [...(e.dataTransfer?.types || [])].includes("Files");
+    conversation.addEventListener("dragover", (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      conversation.classList.add("dropping");
+    });
+    conversation.addEventListener("dragleave", () => conversation.classList.remove("dropping"));
+    conversation.addEventListener("drop", (e) => {
+      conversation.classList.remove("dropping");
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      addFiles(e.dataTransfer.files);
+    });
+    textInput.addEventListener("paste", (e) => {
+      if (e.clipboardData?.files.length) { e.preventDefault(); addFiles(e.clipboardData.files); }
+    });
+  }
 
   // The composer grows with its text, up to the stylesheet's max-height.
   const fit = () => {

@@ -85,7 +85,8 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  *   server's (`deleted`, `expired`, `removed`, `kicked`, `banned`, `signed-out`,
  *   `session-expired`) or a refusal's
  *   code, and `status` the HTTP status of a refusal (401: sign in again).
- * Returns {post(text, {idempotencyKey, replyTo}), edit(seq, text), remove(seq),
+ * Returns {post(text, {idempotencyKey, replyTo, attachments}), upload(file, name),
+ * moderate(user, action, seconds), edit(seq, text), remove(seq),
  * react(seq, emoji, added = true), typing(), markRead(seq, {keepalive}),
  * history({before, after, limit}),
  * close(), lastSeq,
@@ -294,10 +295,34 @@ export function connect(options) {
     throw last;
   }
 
-  /** Posts `text` (a reply to message `replyTo`, if given); resolves to the stored message.
-   * The idempotency key makes a retry safe. */
-  const post = (text, { idempotencyKey: key = idempotencyKey(), replyTo } = {}) =>
-    send("POST", "", { text, idempotency_key: key, ...(replyTo ? { reply_to: replyTo } : {}) });
+  /** Posts `text` (a reply to message `replyTo`, if given, carrying the uploads whose ids are
+   * `attachments`); resolves to the stored message. The idempotency key makes a retry safe. */
+  const post = (text, { idempotencyKey: key = idempotencyKey(), replyTo, attachments = [] } = {}) =>
+    send("POST", "", {
+      text, idempotency_key: key, ...(replyTo ? { reply_to: replyTo } : {}),
+      ...(attachments.length ? { attachments } : {}),
+    });
+
+  /** Moderates `user` in the room: `action` one of appoint, dismiss, mute (for `seconds`),
+   * unmute, kick, ban, unban; resolves to the `moderation` entry. */
+  async function moderate(user, action, seconds) {
+    const res = await fetch(`${server}/api/v1/rooms/${room}/moderation`, {
+      method: "POST", headers: headers({ "Content-Type": "application/json" }), credentials,
+      body: JSON.stringify({ target: user, action, ...(seconds ? { seconds } : {}) }),
+    });
+    if (!res.ok) throw await refusal(res);
+    return res.json();
+  }
+
+  /** Uploads `file` (a File or Blob) to post with a message: resolves to {id, name,
+   * content_type, size, url}; name the id in `post`'s `attachments`. */
+  async function upload(file, name = file.name || "file") {
+    const res = await fetch(`${server}/api/v1/rooms/${room}/attachments?name=${encodeURIComponent(name)}`, {
+      method: "POST", headers: headers({ "Content-Type": "application/octet-stream" }), credentials, body: file,
+    });
+    if (!res.ok) throw await refusal(res);
+    return res.json();
+  }
   /** Replaces the text of one's own message `seq`. */
   const edit = (seq, text) => send("PATCH", `/${seq}`, { text });
   /** Deletes message `seq` (one's own, or any in a room one owns). */
@@ -345,6 +370,8 @@ export function connect(options) {
     react,
     typing,
     markRead,
+    upload,
+    moderate,
     history,
     close: () => finish({ reason: "closed-by-client" }),
     get lastSeq() { return lastSeq; },

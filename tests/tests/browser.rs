@@ -8,7 +8,7 @@ use roomcast_e2e::chromium::{
     DESKTOP, Driver, PHONE, accessibility_violations, available, axe_available, click,
     open_live_room, run, screenshot, sideways_overflow, sign_in_as_guest, type_into, wait_for,
 };
-use roomcast_e2e::{Server, create_room, get, post_with, say};
+use roomcast_e2e::{Server, create_room, get, get_unauthenticated, post_with, say};
 use serde_json::{Value, json};
 
 /// Types `text` into the composer and sends it with the button.
@@ -702,8 +702,8 @@ async fn reply_edit_react_and_delete_in_the_page() {
     .await;
     assert_eq!(
         labels,
-        json!(["Reply", "React", "Delete"]),
-        "the owner may delete, not edit"
+        json!(["Reply", "React", "Delete", "Mute 10 min", "Kick", "Ban"]),
+        "the owner may delete and moderate, not edit"
     );
 
     // Bob reacts with the picker; ada sees it, pressed for nobody but bob.
@@ -870,5 +870,173 @@ async fn the_sidebar_counts_what_is_unread_and_reading_clears_it() {
     )
     .await;
     assert_eq!(cleared, json!(true));
+    bob.close().await.unwrap();
+}
+
+/// Drops a file made of `bytes` (base64) named `name` on the conversation, as a person dragging
+/// it there would.
+async fn drop_file(client: &Client, name: &str, base64: &str, kind: &str) {
+    let script = "const bytes = Uint8Array.from(atob(arguments[1]), c => c.charCodeAt(0)); \
+                  const file = new File([bytes], arguments[0], { type: arguments[2] }); \
+                  const data = new DataTransfer(); data.items.add(file); \
+                  const target = document.getElementById('main'); \
+                  for (const type of ['dragover', 'drop']) \
+                    target.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true })); \
+                  return true;";
+    run(
+        client,
+        script,
+        vec![json!(name), json!(base64), json!(kind)],
+    )
+    .await;
+}
+
+/// A 1×1 PNG, base64.
+const DOT_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+
+#[tokio::test(flavor = "current_thread")]
+async fn files_are_attached_shown_and_never_run() {
+    if !available() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().display().to_string();
+    let server = Server::smol(&["--rate-burst=0", "--data-dir", &data_dir]);
+    create_room(&server, "files");
+    let driver = Driver::start();
+    let ada = driver.browser("ada").await;
+    let bob = driver.browser("bob").await;
+    for (client, name) in [(&ada, "ada"), (&bob, "bob")] {
+        sign_in_as_guest(client, &server, name).await;
+        open_live_room(client, &server, "files").await;
+    }
+
+    // An image dropped on the conversation goes with the next message, and shows as a picture.
+    drop_file(&ada, "dot.png", DOT_PNG, "image/png").await;
+    wait_for(
+        &ada,
+        "the upload",
+        "const p = document.getElementById('pending'); \
+         return !p.hidden && !p.textContent.includes('uploading') ? p.textContent : null;",
+    )
+    .await;
+    send(&ada, "look").await;
+    let drawn = wait_for(
+        &bob,
+        "the picture",
+        "const img = document.querySelector('#messages img.thumb'); \
+         return img && img.complete && img.naturalWidth > 0 ? img.alt : null;",
+    )
+    .await;
+    assert_eq!(drawn, json!("dot.png"));
+
+    // A hostile page and drawing are links to download, and never run here.
+    let html = "PCFET0NUWVBFIGh0bWw+PHNjcmlwdD50b3AuZG9jdW1lbnQudGl0bGU9J293bmVkJztsb2NhbFN0b3JhZ2Uub3duZWQ9MTwvc2NyaXB0Pg==";
+    let svg = "PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciPjxzY3JpcHQ+dG9wLmRvY3VtZW50LnRpdGxlPSdvd25lZCc7bG9jYWxTdG9yYWdlLm93bmVkPTE8L3NjcmlwdD48L3N2Zz4=";
+    drop_file(&ada, "evil.html", html, "text/html").await;
+    drop_file(&ada, "evil.svg", svg, "image/svg+xml").await;
+    wait_for(
+        &ada,
+        "both uploads",
+        "const p = document.getElementById('pending'); \
+         return p.children.length === 2 && !p.textContent.includes('uploading') ? true : null;",
+    )
+    .await;
+    send(&ada, "").await;
+    let links = wait_for(
+        &bob,
+        "the files as links",
+        "const l = [...document.querySelectorAll('#messages a.file')].map(a => a.textContent); \
+         return l.length === 2 ? l : null;",
+    )
+    .await;
+    assert_eq!(links, json!(["evil.html", "evil.svg"]));
+    // Loaded in a frame of the page, neither runs.
+    let loaded = "const urls = [...document.querySelectorAll('#messages a.file')].map(a => a.href); \
+                  return Promise.all(urls.map(u => new Promise(done => { \
+                    const f = document.createElement('iframe'); f.src = u; f.onload = () => done(true); \
+                    setTimeout(() => done(false), 3000); document.body.append(f); }))) \
+                  .then(() => new Promise(r => setTimeout(r, 500))).then(() => true);";
+    run(&bob, loaded, vec![]).await;
+    let state = run(
+        &bob,
+        "return [document.title, localStorage.getItem('owned')];",
+        vec![],
+    )
+    .await;
+    assert_ne!(state[0], json!("owned"));
+    assert_eq!(state[1], Value::Null, "the hostile script never ran");
+    for url in run(
+        &bob,
+        "return [...document.querySelectorAll('#messages a.file')].map(a => a.href);",
+        vec![],
+    )
+    .await
+    .as_array()
+    .unwrap()
+    {
+        let res = get_unauthenticated(url.as_str().unwrap());
+        assert_eq!(
+            res.status, 401,
+            "files are for those signed in who may read the room"
+        );
+    }
+    screenshot(&bob, "files").await;
+    ada.close().await.unwrap();
+    bob.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_moderator_removes_someone_from_the_page() {
+    if !available() {
+        return;
+    }
+    let server = Server::smol(&["--rate-burst=0"]);
+    let driver = Driver::start();
+    let ada = driver.browser("ada").await;
+    let bob = driver.browser("bob").await;
+    sign_in_as_guest(&ada, &server, "ada").await;
+    // Made through the lobby's form, so ada owns it.
+    ada.goto(&server.url("/")).await.unwrap();
+    run(&ada, "const f = document.querySelector('form[action=\"/rooms\"]'); f.room.value = 'mods'; f.submit(); return true;", vec![]).await;
+    wait_for(
+        &ada,
+        "the room",
+        "return location.pathname === '/room/mods' ? true : null;",
+    )
+    .await;
+    open_live_room(&ada, &server, "mods").await;
+    sign_in_as_guest(&bob, &server, "bob").await;
+    open_live_room(&bob, &server, "mods").await;
+    send(&bob, "hello").await;
+    texts(&ada, 1).await;
+    let own = run(
+        &bob,
+        "return document.querySelector('#messages [aria-label=\"Kick bob\"]') !== null;",
+        vec![],
+    )
+    .await;
+    assert_eq!(own, json!(false), "only moderators see the buttons");
+    click(&ada, "#messages [aria-label=\"Kick bob\"]").await;
+    let told = wait_for(
+        &bob,
+        "bob told",
+        "const n = document.getElementById('notices').textContent; \
+         return n.includes('removed from this room by ada') ? n : null;",
+    )
+    .await;
+    assert!(
+        told.as_str().unwrap().contains("you may come back"),
+        "{told}"
+    );
+    let seen = wait_for(
+        &ada,
+        "the room told",
+        "const n = document.getElementById('notices').textContent; \
+         return n.includes('bob was removed') ? n : null;",
+    )
+    .await;
+    assert!(seen.as_str().unwrap().contains("by ada"), "{seen}");
+    ada.close().await.unwrap();
     bob.close().await.unwrap();
 }

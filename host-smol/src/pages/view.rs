@@ -4,7 +4,9 @@
 
 use roomcast_core::{Kind, Message, PresenceEntry, RoomSummary, Seq};
 
-use crate::wire::rfc3339;
+use roomcast_hub::files::INLINE_TYPES;
+
+use crate::wire::{MessageBody, rfc3339};
 
 /// Consecutive messages by one person within this long share one header.
 const GROUP_WITHIN_MILLIS: u64 = 5 * 60 * 1000;
@@ -34,6 +36,29 @@ pub struct MessageRow {
     pub reactions: Vec<(String, usize)>,
     /// Its reactions as the script reads them (JSON: emoji and who).
     pub reactions_json: String,
+    /// The files it carries.
+    pub files: Vec<FileRow>,
+    /// The same as the script reads them (JSON, as the API says them).
+    pub files_json: String,
+}
+
+/// A file a message carries, as the page shows it.
+pub struct FileRow {
+    pub url: String,
+    pub name: String,
+    /// An image the page shows as a thumbnail (else a link to download).
+    pub image: bool,
+    /// `12.5 KB`.
+    pub size: String,
+}
+
+/// `812 B`, `12.5 KB`, `3.1 MB`.
+pub fn size_words(bytes: u64) -> String {
+    match bytes {
+        0..1000 => format!("{bytes} B"),
+        1000..1_000_000 => format!("{:.1} KB", bytes as f64 / 1e3),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
 }
 
 /// A quoted message a reply answers.
@@ -65,6 +90,7 @@ pub fn message_rows(entries: &[std::sync::Arc<Message>]) -> Vec<MessageRow> {
             });
         let sent_at = rfc3339(m.sent_at);
         let clock = &sent_at[11..19];
+        let files = MessageBody::from(m.as_ref()).attachments;
         rows.push(MessageRow {
             seq: m.seq.0,
             user: m.user.to_string(),
@@ -87,6 +113,16 @@ pub fn message_rows(entries: &[std::sync::Arc<Message>]) -> Vec<MessageRow> {
                 .map(|r| (r.emoji.to_string(), r.users.len()))
                 .collect(),
             reactions_json: serde_json::to_string(&m.state.reactions).unwrap_or_default(),
+            files: files
+                .iter()
+                .map(|f| FileRow {
+                    url: f.url.clone(),
+                    name: f.name.clone(),
+                    image: INLINE_TYPES.contains(&f.content_type.as_str()),
+                    size: size_words(f.size),
+                })
+                .collect(),
+            files_json: serde_json::to_string(&files).unwrap_or_default(),
         });
         previous = Some((m.user.as_str(), millis));
     }
