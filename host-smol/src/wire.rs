@@ -561,6 +561,15 @@ pub enum ClientFrame {
     /// Says that the user is typing (send it every few seconds while they type); not answered
     /// unless refused.
     Typing,
+    /// Marks the room read up to `seq` (the newest entry the client has shown); answered by a
+    /// `read` frame carrying the same `ref`.
+    Read {
+        /// The newest sequence number seen.
+        seq: u64,
+        /// Echoed back in the answer.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
     /// Add a reaction (or take it back with `added: false`); answered like a submit (an `ack`
     /// with `duplicate: true` and the message, if it changed nothing).
     React {
@@ -641,6 +650,16 @@ pub enum StreamEvent {
         /// True if this was a retry and nothing new was posted.
         duplicate: bool,
     },
+    /// WebSocket only: where the connection's user's read marker is after a `read` frame.
+    Read {
+        /// The frame's `ref`.
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// The newest entry read (a marker never goes back).
+        up_to: u64,
+        /// Messages after it.
+        unread: u64,
+    },
     /// WebSocket only: a frame was refused; the connection stays open.
     Error {
         /// The frame's `ref`, if it had one.
@@ -667,6 +686,7 @@ impl StreamEvent {
             StreamEvent::Gap(_) => "gap",
             StreamEvent::Closed { .. } => "closed",
             StreamEvent::Ack { .. } => "ack",
+            StreamEvent::Read { .. } => "read",
             StreamEvent::Error { .. } => "error",
         }
     }
@@ -684,6 +704,7 @@ impl StreamEvent {
             | StreamEvent::Typing { .. }
             | StreamEvent::Closed { .. }
             | StreamEvent::Ack { .. }
+            | StreamEvent::Read { .. }
             | StreamEvent::Error { .. } => None,
         }
     }

@@ -14,7 +14,9 @@ use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use futures_lite::FutureExt;
 use futures_util::{SinkExt, StreamExt};
-use roomcast_core::{Attachment, CloseReason, Kind, OpenListener, Resume, Seq, Submit, Typing};
+use roomcast_core::{
+    Attachment, CloseReason, Kind, MarkRead, OpenListener, Resume, Seq, Submit, Typing,
+};
 use roomcast_hub::telemetry::ConnectionGauge;
 use roomcast_hub::{Delivery, Hub, Subscription, Wire};
 use tide::http::upgrade::Connection;
@@ -413,6 +415,21 @@ async fn submit(who: &Session, text: &[u8]) -> Option<StreamEvent> {
         ClientFrame::Typing => {
             let typing = Typing { user, room };
             return who.hub.ask(typing).await.err().map(|e| refused(None, e));
+        }
+        ClientFrame::Read { seq, reference } => {
+            let mark = MarkRead {
+                user,
+                room,
+                seq: Seq(seq),
+            };
+            return Some(match who.hub.ask(mark).await {
+                Ok(unread) => StreamEvent::Read {
+                    reference,
+                    up_to: unread.up_to.0,
+                    unread: unread.count,
+                },
+                Err(e) => refused(reference, e),
+            });
         }
         ClientFrame::Auth { .. } => {
             return Some(refusal(

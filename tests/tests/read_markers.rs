@@ -168,3 +168,33 @@ fn unread_is_one_count_across_nodes() {
     assert_eq!(marked.json(), json!({ "up_to": 4, "unread": 0 }));
     assert_eq!(unread(&b, "bob", "r"), Some(0));
 }
+
+#[test]
+fn a_websocket_client_marks_what_it_has_shown() {
+    use tungstenite::Message;
+    let server = Server::smol(&["--rate-burst=0"]);
+    create_room(&server, "w");
+    for text in ["one", "two"] {
+        say(&server, "w", "ada", text);
+    }
+    let mut bob = roomcast_e2e::ws_connect(&server, "/api/v1/rooms/w/ws?user=bob");
+    let mut answer = |frame: Value| {
+        bob.send(Message::text(frame.to_string())).expect("send");
+        loop {
+            if let Message::Text(text) = bob.read().expect("a frame") {
+                let frame: Value = serde_json::from_str(&text).expect("JSON");
+                if frame["type"] == "read" || frame["type"] == "error" {
+                    return frame;
+                }
+            }
+        }
+    };
+    let read = answer(json!({ "type": "read", "seq": 1, "ref": "r1" }));
+    assert_eq!(
+        read,
+        json!({ "type": "read", "ref": "r1", "up_to": 1, "unread": 1 })
+    );
+    let bad = answer(json!({ "type": "read", "seq": "x" }));
+    assert_eq!(bad["code"], "invalid-body", "{bad}");
+    assert_eq!(unread(&server, "bob", "w"), Some(1));
+}
