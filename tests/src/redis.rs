@@ -20,6 +20,22 @@ pub struct Redis {
 
 /// Whether `redis-server` can be run here. Without it, tests that need it say so and pass on a
 /// developer's machine; under CI (`CI` set, where `.ci/run` installs it) they fail.
+/// The token secret every node of a test cluster is given.
+pub const CLUSTER_SECRET: &str = "a shared secret every node of the test cluster is given";
+
+/// Flags for a node of a test cluster on the Redis at `url` (posting unthrottled), then `extra`.
+pub fn node_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--redis",
+        url,
+        "--jwt-secret",
+        CLUSTER_SECRET,
+        "--rate-burst=0",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 pub fn available() -> bool {
     let found = Command::new("redis-server")
         .arg("--version")

@@ -360,14 +360,7 @@ fn nodes_sharing_a_files_directory_serve_each_others_uploads() {
     let files = tempfile::tempdir().unwrap();
     let url = redis.url();
     let files_dir = format!("--files-dir={}", files.path().display());
-    let args = [
-        "--redis",
-        url.as_str(),
-        "--jwt-secret",
-        "a shared secret every node of the test cluster is given",
-        "--rate-burst=0",
-        files_dir.as_str(),
-    ];
+    let args = redis::node_args(&url, &[&files_dir]);
     let a = Server::smol(&args);
     let b = Server::smol(&args);
     create_room(&a, "r");
@@ -428,5 +421,35 @@ fn a_file_is_posted_over_websocket() {
     assert_eq!(
         ack["message"]["attachments"][0]["content_type"], "image/png",
         "{ack}"
+    );
+}
+
+#[test]
+fn files_pass_through_without_being_held_in_memory() {
+    const MIB: usize = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let data = format!("--data-dir={}", dir.path().display());
+    let server = Server::smol(&[&data, "--rate-burst=0"]);
+    create_room(&server, "big");
+    let file: Vec<u8> = (0..10 * MIB).map(|i| (i % 251) as u8).collect();
+    let kept = uploaded(&server, "bob", "big", "warmup.bin", &file);
+    let url = kept["url"].as_str().unwrap().to_owned();
+    assert_eq!(download(&server, "cy", &url, &[]).bytes.len(), file.len());
+    let before = server.peak_rss_kib();
+    // Eight 10 MiB uploads and eight downloads at once: 160 MiB through the server.
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let (server, file, url) = (&server, &file, &url);
+            s.spawn(move || {
+                let up = uploaded(server, "bob", "big", &format!("f{i}.bin"), file);
+                assert_eq!(up["size"], file.len());
+                assert_eq!(&download(server, "cy", url, &[]).bytes, file);
+            });
+        }
+    });
+    let grown_mib = (server.peak_rss_kib() - before) / 1024;
+    assert!(
+        grown_mib < 40,
+        "the server's peak memory grew by {grown_mib} MiB for 160 MiB of files in flight"
     );
 }

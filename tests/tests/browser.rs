@@ -769,6 +769,17 @@ async fn reply_edit_react_and_delete_in_the_page() {
     bob.close().await.unwrap();
 }
 
+/// Ada and bob, signed in as guests, each with `room` open and live.
+async fn ada_and_bob_in(driver: &Driver, server: &Server, room: &str) -> (Client, Client) {
+    let ada = driver.browser("ada").await;
+    let bob = driver.browser("bob").await;
+    for (client, name) in [(&ada, "ada"), (&bob, "bob")] {
+        sign_in_as_guest(client, server, name).await;
+        open_live_room(client, server, room).await;
+    }
+    (ada, bob)
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn someone_typing_is_shown_until_their_message_arrives() {
     if !available() {
@@ -777,12 +788,7 @@ async fn someone_typing_is_shown_until_their_message_arrives() {
     let server = Server::smol(&["--rate-burst=0"]);
     create_room(&server, "typing");
     let driver = Driver::start();
-    let ada = driver.browser("ada").await;
-    let bob = driver.browser("bob").await;
-    for (client, name) in [(&ada, "ada"), (&bob, "bob")] {
-        sign_in_as_guest(client, &server, name).await;
-        open_live_room(client, &server, "typing").await;
-    }
+    let (ada, bob) = ada_and_bob_in(&driver, &server, "typing").await;
     type_into(&bob, "#text", "hello the").await;
     let shown = wait_for(
         &ada,
@@ -904,12 +910,7 @@ async fn files_are_attached_shown_and_never_run() {
     let server = Server::smol(&["--rate-burst=0", "--data-dir", &data_dir]);
     create_room(&server, "files");
     let driver = Driver::start();
-    let ada = driver.browser("ada").await;
-    let bob = driver.browser("bob").await;
-    for (client, name) in [(&ada, "ada"), (&bob, "bob")] {
-        sign_in_as_guest(client, &server, name).await;
-        open_live_room(client, &server, "files").await;
-    }
+    let (ada, bob) = ada_and_bob_in(&driver, &server, "files").await;
 
     // An image dropped on the conversation goes with the next message, and shows as a picture.
     drop_file(&ada, "dot.png", DOT_PNG, "image/png").await;

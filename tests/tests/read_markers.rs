@@ -139,13 +139,7 @@ fn unread_is_one_count_across_nodes() {
     }
     let redis = Redis::start(&[]);
     let url = redis.url();
-    let args = [
-        "--redis",
-        url.as_str(),
-        "--jwt-secret",
-        "a shared secret every node of the test cluster is given",
-        "--rate-burst=0",
-    ];
+    let args = redis::node_args(&url, &[]);
     let a = Server::smol(&args);
     let b = Server::smol(&args);
     create_room(&a, "r");

@@ -5,20 +5,11 @@ use std::collections::BTreeMap;
 use std::thread;
 
 use roomcast_e2e::grpc::{self, client, next};
-use roomcast_e2e::redis::{self, Redis};
+use roomcast_e2e::redis::{self, Redis, node_args};
 use roomcast_e2e::sse::SseStream;
 use roomcast_e2e::{Server, create_room, post_json, post_with, say};
 use roomcast_proto::v1::stream_event::Event;
 use serde_json::json;
-
-const SECRET: &str = "a shared secret every node of the test cluster is given";
-
-/// Flags for a node of the cluster on `redis` (posting unthrottled, so tests can be quick).
-fn node_args<'a>(redis: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["--redis", redis, "--jwt-secret", SECRET, "--rate-burst=0"];
-    args.extend_from_slice(extra);
-    args
-}
 
 /// A `redis-server` and two roomcast-smol nodes on it; `None` where redis-server is missing
 /// (outside CI, where the test then passes saying so).
@@ -444,7 +435,7 @@ fn a_posters_rate_holds_across_nodes() {
         "--redis",
         &url,
         "--jwt-secret",
-        SECRET,
+        redis::CLUSTER_SECRET,
         "--rate-burst=3",
         "--rate-per-second=1",
     ];

@@ -7,7 +7,7 @@ use crate::command::{Cursor, History, HistoryPage, MarkRead, Reply, Submit, Subm
 use crate::error::{AttachmentError, Error};
 use crate::event::CloseReason;
 use crate::event::Event;
-use crate::ids::{IdempotencyKey, MessageId, Seq, UserName};
+use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserName};
 use crate::limits::check_text;
 use crate::log::{Draft, Sequencer};
 use crate::message::{Kind, Message, Moderation};
@@ -265,18 +265,10 @@ impl Core {
         now: Timestamp,
         c: &crate::command::Typing,
     ) -> Result<bool, Error> {
-        let user = self.user(&c.user)?;
-        let id = self.room_id(&c.room)?;
-        let r = self.find_authorized(&user, &id, Action::Post)?;
-        if let Some(until) = r.access().muted_until(&user, now) {
-            return Err(Error::Muted {
-                remaining: until.saturating_since(now),
-            });
-        }
-        if r.presence().users() > self.config.limits.announce_presence_up_to {
-            return Ok(false);
-        }
-        if !self.room_mut(&id).typing(&user, now) {
+        let (user, id) = self.may_speak(now, &c.user, &c.room)?;
+        let announce_up_to = self.config.limits.announce_presence_up_to;
+        let room = self.room_mut(&id);
+        if room.presence().users() > announce_up_to || !room.typing(&user, now) {
             return Ok(false);
         }
         match self.config.sequencer {
@@ -286,17 +278,28 @@ impl Core {
         Ok(true)
     }
 
-    /// Whether the user may upload a file to the room: as for posting (not muted), within the
-    /// size limit, and at the cost of one of their rate tokens.
-    pub(super) fn upload(&mut self, now: Timestamp, c: &Upload) -> Result<(), Error> {
-        let user = self.user(&c.user)?;
-        let id = self.room_id(&c.room)?;
+    /// `user` may speak in `room` now: the policy lets them post there, and they are not muted.
+    fn may_speak(
+        &self,
+        now: Timestamp,
+        user: &str,
+        room: &str,
+    ) -> Result<(UserName, RoomId), Error> {
+        let user = self.user(user)?;
+        let id = self.room_id(room)?;
         let r = self.find_authorized(&user, &id, Action::Post)?;
         if let Some(until) = r.access().muted_until(&user, now) {
             return Err(Error::Muted {
                 remaining: until.saturating_since(now),
             });
         }
+        Ok((user, id))
+    }
+
+    /// Whether the user may upload a file to the room: as for posting (not muted), within the
+    /// size limit, and at the cost of one of their rate tokens.
+    pub(super) fn upload(&mut self, now: Timestamp, c: &Upload) -> Result<(), Error> {
+        let (user, _) = self.may_speak(now, &c.user, &c.room)?;
         let max = self.config.limits.max_attachment_bytes;
         match c.size {
             Some(0) => return Err(AttachmentError::Empty.into()),
