@@ -186,7 +186,8 @@ async fn open_at(
         Ok::<_, std::io::Error>(file)
     })
     .await?;
-    Ok(blocking::Unblock::new(file))
+    // A small read-ahead: the default (8 MiB) would hold most of a file per download.
+    Ok(blocking::Unblock::with_capacity(64 * 1024, file))
 }
 
 #[cfg(test)]
