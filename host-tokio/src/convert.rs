@@ -1,5 +1,8 @@
 //! Between the hub's types and the protobuf messages, and from refusals to gRPC statuses.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use roomcast_core::{
     Attachment, Error, ErrorClass, Gap, HistoryPage, Kind, Message, PresenceEntry, RoomSummary,
     TYPING_SHOWN_FOR,
@@ -9,6 +12,7 @@ use roomcast_hub::{Delivery, HubError, Wire};
 use roomcast_proto::EncodedEvent;
 use roomcast_proto::v1 as pb;
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 fn ms(t: roomcast_core::Timestamp) -> i64 {
     i64::try_from(t.as_unix_millis()).unwrap_or(i64::MAX)
@@ -49,7 +53,15 @@ pub fn token(i: Issued) -> pb::Token {
 
 /// An identity refusal as a gRPC status.
 pub fn auth_status(e: AuthError) -> Status {
-    Status::new(code(e.class()), format!("{} ({})", e, e.code()))
+    // Said for gRPC: metadata, not headers or cookies.
+    let message = if matches!(e, AuthError::Missing) {
+        "sign in first: send the metadata `authorization: Bearer <token>` with a token from \
+         Register, SignIn or Guest"
+            .to_owned()
+    } else {
+        e.to_string()
+    };
+    detailed(code(e.class()), &message, e.code(), e.retry_after())
 }
 
 pub fn message(m: &Message) -> pb::ChatMessage {
@@ -213,8 +225,23 @@ pub fn status(e: HubError) -> Status {
 }
 
 fn refusal(e: &Error) -> Status {
-    Status::new(code(e.class()), format!("{} ({})", e, e.code()))
+    detailed(code(e.class()), &e.to_string(), e.code(), e.retry_after())
 }
+
+/// A status that says its cause to programs as well as people, as REST's problem documents
+/// do: `google.rpc.ErrorInfo` with the stable code as its reason (domain `roomcast`), and for
+/// a refusal that says when to try again, `google.rpc.RetryInfo`.
+fn detailed(code: Code, message: &str, reason: &str, retry_after: Option<Duration>) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    if let Some(delay) = retry_after {
+        details.set_retry_info(Some(delay));
+    }
+    Status::with_error_details(code, format!("{message} ({reason})"), details)
+}
+
+/// The `ErrorInfo` domain of roomcast's refusals.
+pub const ERROR_DOMAIN: &str = "roomcast";
 
 /// The code each class of refusal gets: one table for core's and identity's refusals.
 fn code(class: ErrorClass) -> Code {

@@ -81,11 +81,19 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(roomcast_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions of its protocol: `v1`, and `v1alpha`, which older grpcurl,
+    // BloomRPC and Python's grpcio-reflection speak.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(roomcast_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .context("building the reflection service")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("building the reflection service (v1alpha)")?;
     let chat = ChatServer::new(service::Service {
         hub: hub.clone(),
         edge: cli.edge.clone(),
@@ -114,7 +122,8 @@ async fn main() -> anyhow::Result<()> {
             edge: cli.edge.clone(),
         })
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(chat)
         .serve_with_incoming_shutdown(incoming::incoming(listener, limit), stopping)
         .await

@@ -260,6 +260,24 @@ async fn every_refusal_has_its_status_code() {
         "{}",
         limited.message()
     );
+    // The cause for programs, as REST's `code` and `Retry-After`: google.rpc.ErrorInfo and
+    // RetryInfo in the status details.
+    use tonic_types::StatusExt;
+    let details = limited.get_error_details();
+    let info = details.error_info().expect("ErrorInfo");
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("rate-limited", "roomcast")
+    );
+    let retry = details.retry_info().expect("RetryInfo");
+    assert!(retry.retry_delay.is_some_and(|d| !d.is_zero()), "{retry:?}");
+    let missing = c.submit(sub("no-such", "hi")).await.unwrap_err();
+    let details = missing.get_error_details();
+    assert_eq!(
+        details.error_info().expect("ErrorInfo").reason,
+        "room-not-found"
+    );
+    assert!(details.retry_info().is_none(), "nothing to retry");
     create(&mut c, "b").await;
     let full = c
         .create_room(with_token(
@@ -392,7 +410,7 @@ async fn health_and_reflection_work_without_the_proto_file() {
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
 
-    let mut reflection = ServerReflectionClient::new(channel);
+    let mut reflection = ServerReflectionClient::new(channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -412,6 +430,35 @@ async fn health_and_reflection_work_without_the_proto_file() {
         names.contains(&"grpc.health.v1.Health".to_owned()),
         "{names:?}"
     );
+
+    // The older protocol (older grpcurl, BloomRPC, grpcio-reflection) is served too: it finds
+    // the file that defines the service.
+    use tonic_reflection::pb::v1alpha as alpha;
+    let mut reflection = alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "roomcast.v1.Chat".into(),
+            ),
+        ),
+    };
+    let mut answers = reflection
+        .server_reflection_info(futures_util::stream::iter([request]))
+        .await
+        .expect("v1alpha is served")
+        .into_inner();
+    let answer = answers.next().await.unwrap().unwrap();
+    let Some(alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        answer.message_response
+    else {
+        panic!("the file descriptors: {answer:?}")
+    };
+    use prost::Message as _;
+    let file = prost_types::FileDescriptorProto::decode(&*files.file_descriptor_proto[0])
+        .expect("a file descriptor");
+    assert_eq!(file.package(), "roomcast.v1");
+    assert!(file.service.iter().any(|s| s.name() == "Chat"));
 }
 
 #[tokio::test]
