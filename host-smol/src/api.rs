@@ -508,6 +508,19 @@ pub async fn health(req: Request<State>) -> Result<Response, Problem> {
     ))
 }
 
+/// Readiness, for a load balancer or orchestrator: 200 while this node should get traffic; 503
+/// with the reason while it shuts down or (with `--redis`) its pub/sub is being reconnected.
+/// `/healthz` is liveness.
+pub async fn ready(req: Request<State>) -> Result<Response, Problem> {
+    Ok(match req.state().hub.readiness().await {
+        Ok(()) => json(StatusCode::Ok, &serde_json::json!({ "status": "ready" })),
+        Err(why) => json(
+            StatusCode::ServiceUnavailable,
+            &serde_json::json!({ "status": "not-ready", "reason": why }),
+        ),
+    })
+}
+
 /// Prometheus metrics.
 pub async fn metrics(req: Request<State>) -> Result<Response, Problem> {
     let text = req.state().metrics.render(&req.state().hub).await?;

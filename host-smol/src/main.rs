@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_json, cli.core.shared_node_id());
     // Before anything records a metric (the store's writer does from its start).
-    let metrics = Metrics::install();
+    let metrics = Metrics::install("smol");
     let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;
     let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
     runtime::run(async move {

@@ -235,6 +235,7 @@ pub fn build(state: State) -> tide::Server<State> {
         .get(ws::upgrade);
     // Operations.
     routes.at(&mut app, "/healthz").get(api::health);
+    routes.at(&mut app, "/readyz").get(api::ready);
     routes.at(&mut app, "/metrics").get(api::metrics);
     // One table per process (the binary builds one app); the wire answers methods tide cannot
     // represent from it too.

@@ -205,6 +205,13 @@ async fn serve_requests(
         let route = res.ext().get::<RouteName>().map_or("-", |r| r.0);
         let user = access.user();
         let refused = res.ext().get::<Refused>().map_or("-", |r| r.0);
+        // Routes are the table's patterns (`-` for none), so the labels are bounded.
+        metrics::counter!(
+            "roomcast_http_requests_total",
+            "route" => route.to_owned(),
+            "status" => status.to_string()
+        )
+        .increment(1);
         tracing::info!(
             target: "roomcast::access",
             method = %head.method,

@@ -64,6 +64,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let started = Instant::now();
         // What the access line says is gathered only when the line is written.
+        let method = req.uri().path().to_owned();
         let logged =
             tracing::enabled!(target: "roomcast::access", tracing::Level::INFO).then(|| {
                 let access = Access::default();
@@ -80,7 +81,7 @@ where
                             .filter_map(|v| v.to_str().ok());
                         self.edge.client_ip(a.ip(), forwarded)
                     });
-                (access, req.uri().path().to_owned(), client)
+                (access, client)
             });
         let max = self.max_request_bytes;
         let call = self.inner.call(req);
@@ -100,14 +101,26 @@ where
                     headers.insert("grpc-message", message);
                 }
             }
-            if let Some((access, method, client)) = logged {
-                // An error before any message comes in the headers; otherwise the call started
-                // well (a stream's final status comes later).
-                let status = headers
-                    .get("grpc-status")
-                    .and_then(|s| s.to_str().ok())
-                    .and_then(|s| s.parse::<i32>().ok())
-                    .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+            // An error before any message comes in the headers; otherwise the call started
+            // well (a stream's final status comes later).
+            let status = headers
+                .get("grpc-status")
+                .and_then(|s| s.to_str().ok())
+                .and_then(|s| s.parse::<i32>().ok())
+                .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+            // A method that does not exist is counted as one label, whatever the client sent.
+            let counted = if status == tonic::Code::Unimplemented {
+                "unknown".to_owned()
+            } else {
+                method.clone()
+            };
+            metrics::counter!(
+                "roomcast_grpc_requests_total",
+                "method" => counted,
+                "code" => format!("{status:?}")
+            )
+            .increment(1);
+            if let Some((access, client)) = logged {
                 let client = client.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
                 tracing::info!(
                     target: "roomcast::access",

@@ -5,6 +5,7 @@
 mod access;
 mod convert;
 mod incoming;
+mod metrics;
 mod service;
 
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::signal::Shutdown;
-use roomcast_hub::telemetry::init_logging;
+use roomcast_hub::telemetry::{Metrics, init_logging};
 use roomcast_hub::{CoreArgs, refuse_to_start};
 use roomcast_proto::fast::chat_server::ChatServer;
 
@@ -38,6 +39,10 @@ struct Cli {
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
+    /// Also serve Prometheus metrics (`/metrics`) and readiness (`/readyz`) over plain HTTP on
+    /// this address (off unless given).
+    #[arg(long, env = "ROOMCAST_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     edge: EdgeArgs,
     #[command(flatten)]
@@ -56,6 +61,13 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let addr = listener.local_addr()?;
+    let metrics = Metrics::install("tokio");
+    if let Some(at) = cli.metrics_listen {
+        let bound = metrics::serve(at, metrics.clone(), hub.clone())
+            .await
+            .with_context(|| format!("cannot listen for metrics on {at}"))?;
+        tracing::info!("metrics on http://{bound}/metrics");
+    }
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ChatServer<service::Service>>().await;

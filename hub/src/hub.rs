@@ -424,8 +424,12 @@ impl Hub {
     /// store; with a shared log, whose stream keeps entries as appended, it stays refused
     /// (`message-not-held`).
     pub async fn submit(&self, mut submit: Submit) -> Result<Submitted, HubError> {
+        let started = Instant::now();
         let attached = self.describe_attachments(&mut submit).await?;
         let answer = self.submit_described(submit).await;
+        if answer.is_ok() {
+            metrics::histogram!("roomcast_submit_seconds").record(started.elapsed());
+        }
         if let (Some((room, ids)), Ok(done)) = (attached, &answer)
             && let Some(files) = &self.files
             && !done.duplicate
@@ -646,6 +650,20 @@ impl Hub {
             receiver,
             guard,
         })
+    }
+
+    /// Whether this node should be sent traffic: not shutting down, its hub thread answering
+    /// (it stops the process if the store fails a commit, so an answering hub has a store that
+    /// takes writes), and with `--redis` its pub/sub delivering. `Err` says what is not.
+    pub async fn readiness(&self) -> Result<(), String> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err("shutting down".into());
+        }
+        self.stats().await.map_err(|e| e.to_string())?;
+        if self.log_healthy() == Some(false) {
+            return Err("Redis pub/sub is being reconnected".into());
+        }
+        Ok(())
     }
 
     /// The core's counters.

@@ -11,6 +11,9 @@ use crate::history::{CATCH_UP_CHUNK, fill_gap};
 use crate::hub::{Hub, HubError, ListenerGuard, Opening};
 use crate::shared::Wire;
 
+/// One message delivery in this many is timed (`roomcast_delivery_seconds`).
+const DELIVERY_SAMPLE: u64 = 64;
+
 /// What a subscription still has to hand out before reading live deliveries.
 enum Pending {
     Ready(Delivery),
@@ -41,6 +44,8 @@ pub struct Subscription {
     /// The session the stream was opened with: when it ends, so does the stream.
     session: SessionEnd,
     deliveries: metrics::Counter,
+    /// Messages delivered, to time one in [`DELIVERY_SAMPLE`].
+    sampled: u64,
     resyncs: metrics::Counter,
     gaps: metrics::Counter,
 }
@@ -77,6 +82,7 @@ impl Subscription {
             done: false,
             session: SessionEnd::never(),
             deliveries: metrics::counter!("roomcast_deliveries_total", "transport" => transport),
+            sampled: 0,
             resyncs: metrics::counter!("roomcast_resyncs_total", "transport" => transport),
             gaps: metrics::counter!("roomcast_gaps_total", "transport" => transport),
         };
@@ -268,7 +274,14 @@ impl Subscription {
 
     fn deliver(&mut self, delivery: Delivery) -> Delivery {
         match &delivery {
-            Delivery::Message(m) => self.last = m.seq,
+            Delivery::Message(m) => {
+                self.last = m.seq;
+                self.sampled = self.sampled.wrapping_add(1);
+                if self.sampled.is_multiple_of(DELIVERY_SAMPLE) {
+                    let waited = crate::hub::now().saturating_since(m.sent_at);
+                    metrics::histogram!("roomcast_delivery_seconds").record(waited.as_secs_f64());
+                }
+            }
             Delivery::Gap(_) => self.gaps.increment(1),
             Delivery::Closed(_) => self.done = true,
             Delivery::Presence(_)

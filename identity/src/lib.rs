@@ -423,6 +423,9 @@ impl Identity {
             }
             Err(e) => tracing::info!(user = ?name, %from, reason = e.code(), "sign-in refused"),
         }
+        if let Err(e) = &outcome {
+            metrics::counter!("roomcast_sign_in_failures_total", "reason" => e.code()).increment(1);
+        }
         outcome
     }
 
