@@ -44,6 +44,10 @@ pub struct Policy {
     /// admins delete any message at any time).
     #[serde(default = "default_edit_window")]
     pub edit_window: Duration,
+    /// Applications' system users (behind API keys): they create rooms and read, listen and
+    /// post in every room, private ones included, whoever else may; nothing more.
+    #[serde(default)]
+    pub systems: BTreeSet<String>,
 }
 
 fn default_edit_window() -> Duration {
@@ -57,6 +61,7 @@ impl Default for Policy {
             create_rooms: Who::default(),
             delete_rooms: Who::default(),
             edit_window: default_edit_window(),
+            systems: BTreeSet::new(),
         }
     }
 }
@@ -80,6 +85,19 @@ impl Policy {
         if access.banned.contains(user) && !matches!(action, Action::CreateRoom | Action::ListRooms)
         {
             return Err(Error::Banned);
+        }
+        let system = self.systems.contains(user.as_str());
+        if system
+            && matches!(
+                action,
+                Action::CreateRoom
+                    | Action::ListRooms
+                    | Action::ReadRoom
+                    | Action::Listen
+                    | Action::Post
+            )
+        {
+            return Ok(());
         }
         let owns = access.owner.as_ref() == Some(user);
         let allowed = match action {
@@ -177,7 +195,7 @@ impl Policy {
         rooms: impl Iterator<Item = RoomSummary>,
         limit: usize,
     ) -> RoomPage {
-        let admin = self.is_admin(user);
+        let admin = self.is_admin(user) || self.systems.contains(user.as_str());
         let mut rest = rooms
             .filter(|room| admin || !room.private || room.members.contains(user))
             .peekable();
@@ -197,6 +215,59 @@ mod tests {
 
     fn user(name: &str) -> UserName {
         UserName::parse(name, 32).unwrap()
+    }
+
+    #[test]
+    fn system_users_create_and_post_anywhere_and_do_nothing_more() {
+        let policy = Policy {
+            create_rooms: Who::Admins,
+            systems: ["deploybot".to_owned()].into(),
+            ..Policy::default()
+        };
+        let private = Access {
+            owner: Some(user("ada")),
+            private: true,
+            members: [user("ada")].into(),
+            ..Access::default()
+        };
+        let bot = user("deploybot");
+        for action in [
+            Action::CreateRoom,
+            Action::ReadRoom,
+            Action::Listen,
+            Action::Post,
+        ] {
+            assert_eq!(
+                policy.authorize_room(&bot, action, &private),
+                Ok(()),
+                "{action:?}"
+            );
+        }
+        for action in [
+            Action::DeleteRoom,
+            Action::ManageMembers,
+            Action::Moderate,
+            Action::AppointModerators,
+        ] {
+            assert!(
+                policy.authorize_room(&bot, action, &private).is_err(),
+                "{action:?}"
+            );
+        }
+        let banned = Access {
+            banned: [bot.clone()].into(),
+            ..private
+        };
+        assert_eq!(
+            policy.authorize_room(&bot, Action::Post, &banned),
+            Err(Error::Banned),
+            "a ban holds for a bot too"
+        );
+        assert!(
+            policy
+                .authorize_room(&user("eve"), Action::CreateRoom, &Access::default())
+                .is_err()
+        );
     }
 
     #[test]

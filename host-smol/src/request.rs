@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_io::Async;
 use futures_lite::AsyncReadExt;
 use roomcast_hub::Hub;
-use roomcast_hub::identity::{AuthError, Caller};
+use roomcast_hub::identity::Caller;
 use roomcast_hub::telemetry::{Access, Metrics};
 use serde::de::DeserializeOwned;
 use tide::http::mime;
@@ -98,8 +98,14 @@ pub fn cookie(req: &Request<State>, name: &str) -> Option<String> {
 /// The verified caller (recorded for the access log). A `?user=` naming someone else is
 /// refused, never believed.
 pub fn caller(req: &Request<State>) -> Result<Caller, Problem> {
-    let token = token(req).ok_or(AuthError::Missing)?;
-    let caller = req.state().hub.identity().verify(&token)?;
+    let api_key = req
+        .header(roomcast_hub::identity::API_KEY_HEADER)
+        .map(|v| v.last().as_str().to_owned());
+    let caller = req
+        .state()
+        .hub
+        .identity()
+        .authenticate(api_key.as_deref(), token(req).as_deref())?;
     if let Some(access) = req.ext::<Access>() {
         access.set_user(&caller.user);
     }

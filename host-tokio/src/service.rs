@@ -10,8 +10,8 @@ use roomcast_core::{
     Typing, UserName, ViewRoom,
 };
 use roomcast_hub::edge::EdgeArgs;
-use roomcast_hub::identity::bearer;
-use roomcast_hub::identity::{AuthError, Caller};
+use roomcast_hub::identity::Caller;
+use roomcast_hub::identity::{API_KEY_HEADER, bearer};
 use roomcast_hub::telemetry::Access;
 use roomcast_hub::{Hub, HubError, Subscription, Wire};
 use roomcast_proto::EncodedEvent;
@@ -36,13 +36,13 @@ impl Service {
     /// The verified caller, from `authorization: Bearer <token>`. A `roomcast-user` metadata
     /// naming anyone else is refused, never believed.
     fn caller_of<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
-        let token = req
-            .metadata()
-            .get(AUTHORIZATION_METADATA)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer)
-            .ok_or_else(|| auth_status(AuthError::Missing))?;
-        let caller = self.hub.identity().verify(token).map_err(auth_status)?;
+        let text = |name: &str| req.metadata().get(name).and_then(|v| v.to_str().ok());
+        let token = text(AUTHORIZATION_METADATA).and_then(bearer);
+        let caller = self
+            .hub
+            .identity()
+            .authenticate(text(API_KEY_HEADER), token)
+            .map_err(auth_status)?;
         if let Some(access) = req.extensions().get::<Access>() {
             access.set_user(&caller.user);
         }

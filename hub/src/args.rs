@@ -9,7 +9,7 @@ use roomcast_core::{Config, Limits, Policy, Rate, Who};
 use roomcast_store::{Retention, Store};
 
 use crate::hub::{Hub, HubOptions, StartError};
-use crate::identity::{Algorithm, Allowance, IdentityError, IdentityOptions};
+use crate::identity::{Algorithm, Allowance, ApiKey, IdentityError, IdentityOptions};
 use crate::redis::RedisOptions;
 
 /// Core and hub settings, flattened into each binary's command line.
@@ -85,6 +85,17 @@ pub struct CoreArgs {
     /// The public key's algorithm.
     #[arg(long, env = "ROOMCAST_JWT_PUBLIC_KEY_ALG", value_enum, default_value_t = KeyAlg::Rs256)]
     pub jwt_public_key_alg: KeyAlg,
+    /// An application's key, `NAME=KEY` (repeat it, or separate with commas in the
+    /// environment): a request with the header (or gRPC metadata) `x-api-key: KEY` acts as the
+    /// system user NAME, which may create rooms and read, listen and post in every room. Nobody
+    /// can sign in as NAME. Use at least 32 random bytes.
+    #[arg(
+        long = "api-key",
+        env = "ROOMCAST_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<ApiKey>,
     /// Whether people may chat as guests (a nickname, no account).
     #[arg(long, env = "ROOMCAST_GUESTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub guests: bool,
@@ -202,6 +213,7 @@ impl CoreArgs {
                 create_rooms: who(self.admin_only_create),
                 delete_rooms: who(self.admin_only_delete),
                 edit_window: self.edit_window,
+                systems: self.api_keys.iter().map(|k| k.user.clone()).collect(),
             },
             ..Config::default()
         }
@@ -285,6 +297,7 @@ impl CoreArgs {
             public_key,
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
+            api_keys: self.api_keys.clone(),
             guests: self.guests,
             token_ttl: self.token_ttl,
             guest_ttl: self.guest_ttl,

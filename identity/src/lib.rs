@@ -102,6 +102,55 @@ pub struct IdentityOptions {
     pub max_name_chars: usize,
     /// Names only an account may hold (the admins): a guest's nickname is anyone's claim.
     pub reserved: HashSet<String>,
+    /// Applications' keys (`--api-key NAME=KEY`): each acts as its system user, a name nobody
+    /// can register, take as a guest, or hold a token for.
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// An application's key: whoever presents `key` acts as the system user `user` (see core's
+/// `Policy::systems`).
+#[derive(Clone)]
+pub struct ApiKey {
+    /// The system user it acts as.
+    pub user: String,
+    /// The key itself: at least [`API_KEY_MIN_BYTES`] long.
+    pub key: String,
+}
+
+/// Where an application sends its API key: an HTTP header, or gRPC metadata, of this name.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The shortest API key accepted.
+pub const API_KEY_MIN_BYTES: usize = 32;
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = String;
+
+    /// `NAME=KEY`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (user, key) = s
+            .split_once('=')
+            .ok_or("an API key is NAME=KEY: the system user it acts as, then the key")?;
+        if key.len() < API_KEY_MIN_BYTES {
+            return Err(format!(
+                "the API key for {user} is {} bytes: use at least {API_KEY_MIN_BYTES} random ones",
+                key.len()
+            ));
+        }
+        UserName::parse(user, usize::MAX).map_err(|e| format!("{user}: {e}"))?;
+        Ok(ApiKey {
+            user: user.to_owned(),
+            key: key.to_owned(),
+        })
+    }
 }
 
 impl Default for IdentityOptions {
@@ -121,6 +170,7 @@ impl Default for IdentityOptions {
             hashing_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_name_chars: roomcast_core::Limits::default().user_name_max_chars,
             reserved: HashSet::new(),
+            api_keys: Vec::new(),
         }
     }
 }
@@ -309,6 +359,52 @@ impl Identity {
         self.options.guests
     }
 
+    /// Who a request's credentials name: an application's API key (the `x-api-key` header or
+    /// metadata, [`API_KEY_HEADER`]) if it carries one, else its token.
+    pub fn authenticate(
+        &self,
+        api_key: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        match (api_key, token) {
+            (Some(key), _) => self.verify_api_key(key),
+            (None, Some(token)) => self.verify(token),
+            (None, None) => Err(AuthError::Missing),
+        }
+    }
+
+    /// Checks an application's API key and says which system user it acts as.
+    pub fn verify_api_key(&self, presented: &str) -> Result<Caller, AuthError> {
+        // Compared whole, every key, whatever matched first: no early exit to time.
+        let mut found = None;
+        for api_key in &self.options.api_keys {
+            let same = api_key.key.len() == presented.len()
+                && api_key
+                    .key
+                    .bytes()
+                    .zip(presented.bytes())
+                    .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                    == 0;
+            if same {
+                found = Some(api_key.user.clone());
+            }
+        }
+        let user = found.ok_or_else(|| {
+            AuthError::InvalidToken("the API key is not one this server was given".into())
+        })?;
+        Ok(Caller {
+            user,
+            guest: false,
+            session: None,
+            expires_at: u64::MAX,
+        })
+    }
+
+    /// Whether `name` is an application's system user, which acts only with its API key.
+    fn is_system(&self, name: &str) -> bool {
+        self.options.api_keys.iter().any(|k| k.user == name)
+    }
+
     /// Checks a token and says who it names.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(refusal)?;
@@ -326,6 +422,12 @@ impl Identity {
             .claims;
         UserName::parse(&claims.sub, self.options.max_name_chars)
             .map_err(|e| AuthError::InvalidToken(format!("its sub is not a user name: {e}")))?;
+        if self.is_system(&claims.sub) {
+            return Err(AuthError::InvalidToken(format!(
+                "{} is a system user: it acts only with its API key",
+                claims.sub
+            )));
+        }
         if let Some(sid) = &claims.sid
             && !self.live(sid, &claims.sub)
         {
@@ -361,6 +463,9 @@ impl Identity {
     ) -> Result<Issued, AuthError> {
         let now = now();
         let name = self.name(&name)?;
+        if self.is_system(&name) {
+            return Err(AuthError::NameTaken(name));
+        }
         if !PASSWORD_CHARS.contains(&password.chars().count()) {
             return Err(AuthError::BadPassword);
         }
@@ -614,7 +719,10 @@ impl Identity {
         let until = now.saturating_add(ttl + GUEST_NAME_GRACE);
         {
             let mut names = write(&self.names);
-            if names.is_taken(&name, now) || self.options.reserved.contains(&name) {
+            if names.is_taken(&name, now)
+                || self.options.reserved.contains(&name)
+                || self.is_system(&name)
+            {
                 return Err(AuthError::NameTaken(name));
             }
             if let Some(directory) = &self.shared
