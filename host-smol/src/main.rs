@@ -82,7 +82,7 @@ struct Cli {
 const GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = roomcast_hub::config::parse();
     init_logging(cli.log_json, cli.core.shared_node_id());
     // Before anything records a metric (the store's writer does from its start).
     let metrics = Metrics::install("smol");

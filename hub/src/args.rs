@@ -15,6 +15,13 @@ use crate::redis::RedisOptions;
 /// Core and hub settings, flattened into each binary's command line.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CoreArgs {
+    /// Read settings from this TOML file, every flag a key (`max-rooms = 1000`, `admins =
+    /// ["root"]`); the environment and the command line override it.
+    #[arg(long, env = "ROOMCAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the configuration in effect (secrets masked), then exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Messages kept per room for history and resume.
     #[arg(long, env = "ROOMCAST_HISTORY_LEN", default_value_t = Config::default().history_len)]
     pub history_len: usize,

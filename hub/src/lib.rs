@@ -20,6 +20,7 @@
 
 mod args;
 mod barrier;
+pub mod config;
 mod delivery;
 mod directory;
 pub mod edge;
