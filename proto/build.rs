@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={proto}");
     let descriptors = protox::Compiler::new(["."])?
         .include_source_info(true)
+        .include_imports(true)
         .open_file(proto)?
         .file_descriptor_set();
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);

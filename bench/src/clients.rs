@@ -541,6 +541,15 @@ fn cached_token(addr: SocketAddr, nickname: &str) -> Option<String> {
         .cloned()
 }
 
+/// Forgets every token kept for `addr`: a new server there (a port the OS handed out again)
+/// has another secret, and would refuse them.
+pub fn forget_tokens(addr: SocketAddr) {
+    tokens()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|(at, _), _| *at != addr);
+}
+
 fn keep_token(addr: SocketAddr, nickname: &str, token: &str) {
     tokens()
         .lock()

@@ -67,6 +67,7 @@ impl Target {
         }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        crate::clients::forget_tokens(addr);
         let mut data = None;
         let command = match kind {
             Kind::Sse | Kind::Ws | Kind::Grpc => {
@@ -183,6 +184,7 @@ impl Target {
         let mut first = None;
         for n in 0..nodes {
             let addr = free()?;
+            crate::clients::forget_tokens(addr);
             let redis_url = format!("redis://{redis_addr}");
             let command = match kind {
                 // Socket.IO 4 with @socket.io/redis-adapter: the peer on as many nodes.

@@ -14,8 +14,16 @@ use roomcast_proto::v1 as pb;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-fn ms(t: roomcast_core::Timestamp) -> i64 {
-    i64::try_from(t.as_unix_millis()).unwrap_or(i64::MAX)
+/// A time as protobuf's well-known `Timestamp`.
+fn timestamp(t: roomcast_core::Timestamp) -> prost_types::Timestamp {
+    from_millis(t.as_unix_millis())
+}
+
+fn from_millis(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+        nanos: i32::try_from(ms % 1000).unwrap_or(0) * 1_000_000,
+    }
 }
 
 fn count(n: usize) -> u32 {
@@ -29,8 +37,8 @@ pub fn room(r: &RoomSummary) -> pb::Room {
         first_held: r.first_held.0,
         listeners: count(r.listeners),
         users: count(r.users),
-        created_at_ms: ms(r.created_at),
-        last_active_ms: ms(r.last_active),
+        created_at: Some(timestamp(r.created_at)),
+        last_active: Some(timestamp(r.last_active)),
         private: r.private,
         owner: r
             .owner
@@ -47,7 +55,7 @@ pub fn token(i: Issued) -> pb::Token {
         token: i.token,
         user: i.user,
         guest: i.guest,
-        expires_at: i.expires_at,
+        expires_at: Some(from_millis(i.expires_at.saturating_mul(1000))),
     }
 }
 
@@ -72,14 +80,14 @@ pub fn message(m: &Message) -> pb::ChatMessage {
             (0, String::new(), false)
         }
     };
-    let (target, action, until_ms) = match &m.kind {
+    let (target, action, until) = match &m.kind {
         Kind::Moderate { user, action } => (
             user.to_string(),
             action.name().to_owned(),
-            action.until(m.sent_at).map_or(0, ms),
+            action.until(m.sent_at).map(timestamp),
         ),
         Kind::Post { .. } | Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } => {
-            (String::new(), String::new(), 0)
+            (String::new(), String::new(), None)
         }
     };
     pb::ChatMessage {
@@ -88,7 +96,7 @@ pub fn message(m: &Message) -> pb::ChatMessage {
         seq: m.seq.0,
         user: m.user.to_string(),
         text: m.text.clone(),
-        sent_at_ms: ms(m.sent_at),
+        sent_at: Some(timestamp(m.sent_at)),
         kind: match m.kind {
             Kind::Post { .. } => String::new(),
             Kind::Edit { .. }
@@ -98,12 +106,12 @@ pub fn message(m: &Message) -> pb::ChatMessage {
         },
         target,
         action,
-        until_ms,
+        until,
         reply_to,
         of: m.changes().map_or(0, |s| s.0),
         emoji,
         added,
-        edited_at_ms: m.state.edited_at.map_or(0, ms),
+        edited_at: m.state.edited_at.map(timestamp),
         deleted: m.state.deleted,
         reactions: m
             .state
@@ -198,8 +206,14 @@ pub fn event(delivery: Delivery) -> pb::StreamEvent {
         Delivery::Presence(entries) => Event::Presence(pb::PresenceSnapshot {
             users: presence(&entries),
         }),
-        Delivery::Joined(user) => Event::Joined(user.to_string()),
-        Delivery::Left(user) => Event::Left(user.to_string()),
+        Delivery::Joined(user) => Event::Joined(pb::PresenceEntry {
+            user: user.to_string(),
+            listeners: 1,
+        }),
+        Delivery::Left(user) => Event::Left(pb::PresenceEntry {
+            user: user.to_string(),
+            listeners: 0,
+        }),
         Delivery::Typing(user) => Event::Typing(pb::TypingEvent {
             user: user.to_string(),
             expires_in_ms: u64::try_from(TYPING_SHOWN_FOR.as_millis()).unwrap_or(u64::MAX),

@@ -104,7 +104,10 @@ mod tests {
     #[test]
     fn an_encoded_event_sends_exactly_the_event_it_was_made_from() {
         let event = v1::StreamEvent {
-            event: Some(v1::stream_event::Event::Joined("ada".into())),
+            event: Some(v1::stream_event::Event::Joined(v1::PresenceEntry {
+                user: "ada".into(),
+                listeners: 1,
+            })),
         };
         let encoded = EncodedEvent::new(&event);
         assert_eq!(encoded.encode_to_vec(), event.encode_to_vec());

@@ -36,11 +36,15 @@ async fn submit_then_stream_with_presence() {
     }
     let mut other = open(&mut c, "cy", "lobby", None).await;
     next(&mut other).await;
-    assert_eq!(next(&mut s).await, Some(Event::Joined("cy".into())));
+    let entry = |listeners| pb::PresenceEntry {
+        user: "cy".into(),
+        listeners,
+    };
+    assert_eq!(next(&mut s).await, Some(Event::Joined(entry(1))));
     drop(other);
     assert_eq!(
         next(&mut s).await,
-        Some(Event::Left("cy".into())),
+        Some(Event::Left(entry(0))),
         "a dropped stream leaves"
     );
     let req = as_user(
