@@ -43,6 +43,12 @@ struct Cli {
     /// this address (off unless given).
     #[arg(long, env = "ROOMCAST_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve gRPC over TLS (HTTP/2) with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "ROOMCAST_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "ROOMCAST_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     edge: EdgeArgs,
     #[command(flatten)]
@@ -123,8 +129,22 @@ async fn main() -> anyhow::Result<()> {
             hub.shutdown().await;
         }
     };
-    tracing::info!("roomcast-tokio listening on http://{addr}");
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    let scheme = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            };
+            let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .context("the TLS certificate or key is not usable")?;
+            "https"
+        }
+        _ => "http",
+    };
+    tracing::info!("roomcast-tokio listening on {scheme}://{addr}");
+    builder
         .max_concurrent_streams(cli.max_streams_per_connection)
         // Heads (metadata) are small. (HTTP/2 pings would find dead peers too, but cost every
         // delivery a few µs with thousands of connections: the sockets' TCP keepalive does it.)

@@ -163,6 +163,7 @@ impl Server {
             let addr = line
                 .split("listening on http://")
                 .nth(1)
+                .or_else(|| line.split("listening on https://").nth(1))
                 .map(|rest| rest.trim().parse().expect("a socket address"));
             early.push(line);
             if let Some(addr) = addr {
