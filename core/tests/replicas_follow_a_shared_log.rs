@@ -428,3 +428,32 @@ fn a_log_that_goes_back_in_the_same_epoch_is_told_once_and_not_followed() {
     }
     assert_eq!((r.epoch, r.shown), (6, Seq(3)));
 }
+
+#[test]
+fn a_read_that_left_before_the_newest_append_is_not_a_log_going_back() {
+    let mut log = Log {
+        epoch: 5,
+        entries: Vec::new(),
+        latest: Seq::ZERO,
+        made: BTreeMap::new(),
+        next_id: 0,
+    };
+    let mut r = Replica::new(5);
+    log.append();
+    log.append();
+    let page = log.read(Seq::ZERO);
+    r.feed(&log, page);
+    assert_eq!(r.shown, Seq(2));
+    // A read asked after 2 (what was applied then) finds the log's newest at 2; before its
+    // answer arrives, the next append's own reply is applied.
+    let stale = log.read(Seq(2));
+    let third = log.append();
+    let reply = Committed {
+        messages: vec![third],
+        ..Committed::of(RoomId::parse(ROOM, 64).unwrap(), 5)
+    };
+    r.feed(&log, reply);
+    // Fed late: `check` fails on any `Diverged`.
+    r.feed(&log, stale);
+    assert_eq!(r.shown, Seq(3));
+}

@@ -164,7 +164,9 @@ impl Core {
     ) -> bool {
         let room = self.room_mut(id);
         let latest = room.history().latest();
-        let behind = read.is_some_and(|r| r.latest < latest);
+        // The log reports less than was applied when the read was asked (its `after`). A read
+        // answered after later appends were applied is only late, not a log that went back.
+        let behind = read.is_some_and(|r| r.latest < r.after);
         let rewritten = messages.iter().any(|m| {
             m.seq <= latest
                 && room
