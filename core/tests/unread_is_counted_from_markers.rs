@@ -23,6 +23,21 @@ fn config(history_len: usize) -> Config {
     }
 }
 
+/// A core keeping `history_len` entries per room, with ada's public room `r` of three messages.
+fn room_of_three(history_len: usize) -> Core {
+    let mut core = Core::new(config(history_len));
+    let create = CreateRoom {
+        user: "ada".into(),
+        room: "r".into(),
+        private: false,
+    };
+    core.ask(at(0), create).unwrap();
+    for _ in 0..3 {
+        post(&mut core, "ada", "r", plain());
+    }
+    core
+}
+
 fn post(core: &mut Core, user: &str, room: &str, kind: Kind) -> Seq {
     let submit = Submit::new(user.into(), room.into(), "hello".into(), kind);
     core.ask(at(1), submit).unwrap().message.seq
@@ -57,17 +72,8 @@ fn listed(core: &mut Core, user: &str) -> BTreeMap<String, Option<u64>> {
 
 #[test]
 fn unread_counts_messages_after_the_marker_and_survives_a_restart() {
-    let mut core = Core::new(config(64));
+    let mut core = room_of_three(64);
     let mut stored = BTreeMap::new();
-    let create = CreateRoom {
-        user: "ada".into(),
-        room: "r".into(),
-        private: false,
-    };
-    core.ask(at(0), create).unwrap();
-    for _ in 0..3 {
-        post(&mut core, "ada", "r", plain());
-    }
     assert_eq!(
         listed(&mut core, "bob")["r"],
         None,
@@ -143,16 +149,7 @@ fn unread_counts_messages_after_the_marker_and_survives_a_restart() {
 
 #[test]
 fn a_marker_older_than_the_history_never_hides_a_message() {
-    let mut core = Core::new(config(3));
-    let create = CreateRoom {
-        user: "ada".into(),
-        room: "r".into(),
-        private: false,
-    };
-    core.ask(at(0), create).unwrap();
-    for _ in 0..3 {
-        post(&mut core, "ada", "r", plain());
-    }
+    let mut core = room_of_three(3);
     let thumbs = Emoji::parse("👍").unwrap();
     for of in 1..=3 {
         let react = Kind::React {

@@ -71,15 +71,14 @@ pub async fn download(req: Request<State>) -> Result<Response, Problem> {
     let (kept, path) = req.state().hub.attachment(&user, &room, &id).await?;
     let etag = format!("\"{}\"", kept.sha256);
     let size = kept.attachment.size;
-    let mut res = Response::new(StatusCode::Ok);
-    headers(&mut res, &kept, &etag);
     let unchanged = req.header("If-None-Match").is_some_and(|v| {
         v.as_str()
             .split(',')
             .any(|t| t.trim() == etag || t.trim() == "*")
     });
     if unchanged {
-        res.set_status(StatusCode::NotModified);
+        let mut res = Response::new(StatusCode::NotModified);
+        headers(&mut res, &kept, &etag);
         return Ok(res);
     }
     let range = match req.header("Range").map(|v| v.as_str()) {
@@ -115,6 +114,7 @@ pub async fn download(req: Request<State>) -> Result<Response, Problem> {
             format!("the file cannot be read: {e}"),
         )
     })?;
+    let mut res = Response::new(StatusCode::Ok);
     if let Some(r) = range {
         res.set_status(StatusCode::PartialContent);
         res.insert_header(
@@ -128,7 +128,7 @@ pub async fn download(req: Request<State>) -> Result<Response, Problem> {
         futures_lite::io::BufReader::new(reader),
         Some(len),
     ));
-    // The body's own type is replaced by the one decided above.
+    // After the body, whose own type these replace.
     headers(&mut res, &kept, &etag);
     Ok(res)
 }

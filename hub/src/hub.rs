@@ -157,6 +157,13 @@ impl Drop for ListenerGuard {
     }
 }
 
+/// No upload by this id that the caller may use.
+fn attachment_not_found(id: &str) -> HubError {
+    HubError::Refused(Error::Attachment(AttachmentError::NotFound {
+        id: id.to_owned(),
+    }))
+}
+
 /// Removes uploads never posted, once an hour, on a thread of its own.
 fn sweep_every_hour(files: &Arc<Files>) {
     let files = Arc::downgrade(files);
@@ -455,13 +462,8 @@ impl Hub {
         self.limits
             .check_attachments(attachments)
             .map_err(|e| HubError::Refused(e.into()))?;
-        let not_found = |id: &str| {
-            HubError::Refused(Error::Attachment(AttachmentError::NotFound {
-                id: id.to_owned(),
-            }))
-        };
         let (Some(files), Ok(room)) = (&self.files, RoomId::parse(&submit.room, usize::MAX)) else {
-            return Err(not_found(&attachments[0].id));
+            return Err(attachment_not_found(&attachments[0].id));
         };
         for attachment in attachments.iter_mut() {
             let found = files
@@ -472,7 +474,7 @@ impl Hub {
                 Some(kept) if kept.uploader.as_str() == submit.user => {
                     *attachment = kept.attachment;
                 }
-                Some(_) | None => return Err(not_found(&attachment.id)),
+                Some(_) | None => return Err(attachment_not_found(&attachment.id)),
             }
         }
         let ids = attachments.iter().map(|a| a.id.clone()).collect();
@@ -563,11 +565,7 @@ impl Hub {
             room: room.to_owned(),
         };
         let view = self.ask(view).await?;
-        let not_found = || {
-            HubError::Refused(Error::Attachment(AttachmentError::NotFound {
-                id: id.to_owned(),
-            }))
-        };
+        let not_found = || attachment_not_found(id);
         let files = self.files.as_ref().ok_or_else(not_found)?;
         let kept = files
             .find(&view.room.id, id)
