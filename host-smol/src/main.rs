@@ -20,6 +20,7 @@ mod stream;
 
 mod request;
 mod runtime;
+mod tls;
 
 mod origins;
 mod problem;
@@ -34,6 +35,7 @@ use clap::Parser;
 use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::signal::Shutdown;
 use roomcast_hub::telemetry::{Metrics, init_logging};
+use roomcast_hub::tls::TlsArgs;
 use roomcast_hub::{CoreArgs, refuse_to_start};
 use roomcast_smol::http1;
 
@@ -72,6 +74,9 @@ struct Cli {
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
+    /// HTTPS (HTTP/1.1 over TLS): pages, API, event streams and WebSocket.
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(flatten)]
     edge: EdgeArgs,
     #[command(flatten)]
@@ -87,8 +92,16 @@ fn main() -> anyhow::Result<()> {
     // Before anything records a metric (the store's writer does from its start).
     let metrics = Metrics::install("smol");
     let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;
+    let tls = cli.tls.server_config(&[b"http/1.1"])?;
+    let reload = match &tls {
+        Some(tls) => Some(tls.certificates.clone().reload_on_hangup()?),
+        None => None,
+    };
     let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
     runtime::run(async move {
+        if let Some(reload) = reload {
+            runtime::spawn(reload).detach();
+        }
         let (listener, limit) = cli
             .edge
             .listen(cli.listen)
@@ -110,7 +123,8 @@ fn main() -> anyhow::Result<()> {
             let _ = stop.send(()).await;
         })
         .detach();
-        tracing::info!("roomcast-smol listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("roomcast-smol listening on {scheme}://{addr}");
         let settings = server::Settings {
             limits: http1::Limits {
                 max_head_bytes: cli.max_head_bytes,
@@ -120,6 +134,7 @@ fn main() -> anyhow::Result<()> {
             write_timeout: cli.write_timeout,
             drain_bytes: u64::try_from(cli.max_body_bytes).unwrap_or(u64::MAX),
             edge: cli.edge.clone(),
+            tls: tls.map(|tls| tls.config),
         };
         server::serve(
             listener,

@@ -129,6 +129,21 @@ pub fn client_ip(req: &Request<State>) -> std::net::IpAddr {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
+/// Whether the client reached this server over HTTPS: served over TLS, or through a trusted
+/// proxy that says so. Cookies set then are `Secure`, so the browser never sends them over
+/// plain HTTP.
+#[derive(Debug, Clone, Copy)]
+pub struct Https(pub bool);
+
+/// `; Secure` for a cookie set in answer to `req` if it came over HTTPS, else nothing.
+pub fn secure_cookie(req: &Request<State>) -> &'static str {
+    if req.ext::<Https>().is_some_and(|h| h.0) {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
 /// The route a response came from (its pattern, not the path), in response extensions.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteName(pub &'static str);
@@ -136,7 +151,12 @@ pub struct RouteName(pub &'static str);
 /// Lets a streaming response notice that its client hung up while nothing is being written,
 /// so the listener closes (and presence says so) at once rather than at the next heartbeat.
 #[derive(Clone)]
-pub struct PeerWatch(pub(crate) Arc<Async<std::net::TcpStream>>);
+pub struct PeerWatch {
+    tcp: Arc<Async<std::net::TcpStream>>,
+    /// The TLS session over `tcp`, if served over TLS: a hang-up is read through it (a peeked
+    /// close_notify alert would look like data).
+    tls: Option<crate::tls::TlsStream>,
+}
 
 /// The kernel send buffer of a stream's socket. Autotuning would let a client that stops
 /// reading park up to 4 MiB in the kernel; a chat stream needs far less in flight, and a
@@ -144,9 +164,14 @@ pub struct PeerWatch(pub(crate) Arc<Async<std::net::TcpStream>>);
 const STREAM_SEND_BUFFER_BYTES: usize = 64 * 1024;
 
 impl PeerWatch {
+    /// Watches the connection on `tcp`.
+    pub fn new(tcp: Arc<Async<std::net::TcpStream>>, tls: Option<crate::tls::TlsStream>) -> Self {
+        PeerWatch { tcp, tls }
+    }
+
     /// Bounds the socket's send buffer for a long-lived stream.
     pub fn bound_send_buffer(&self) {
-        let socket = socket2::SockRef::from(self.0.get_ref());
+        let socket = socket2::SockRef::from(self.tcp.get_ref());
         if let Err(e) = socket.set_send_buffer_size(STREAM_SEND_BUFFER_BYTES) {
             tracing::debug!(error = %e, "cannot bound the send buffer");
         }
@@ -159,10 +184,18 @@ impl PeerWatch {
     /// poll of the task, that is at every message sent on the stream).
     pub async fn closed(&self) {
         let mut byte = [0u8; 1];
+        if let Some(tls) = &self.tls {
+            // Nothing else reads a stream's connection: an end (close_notify, or the socket's)
+            // or an error is the hang-up.
+            match tls.clone().read(&mut byte).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => std::future::pending().await,
+            }
+        }
         loop {
-            match self.0.get_ref().peek(&mut byte) {
+            match self.tcp.get_ref().peek(&mut byte) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.0.readable().await.is_err() {
+                    if self.tcp.readable().await.is_err() {
                         return;
                     }
                 }

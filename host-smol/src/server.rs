@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use async_io::Timer;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
+use futures_rustls::rustls;
 use roomcast_hub::edge::{AcceptErrors, ConnectionLimit, ConnectionSlot, EdgeArgs};
 use roomcast_hub::telemetry::Access;
 use roomcast_smol::http1::{
@@ -30,7 +31,7 @@ use tide::http::upgrade::Connection;
 use tide::http::{self as types, StatusCode};
 
 use crate::problem::{Problem, Refused};
-use crate::request::{ClientIp, PeerWatch, RouteName, State};
+use crate::request::{ClientIp, Https, PeerWatch, RouteName, State};
 use crate::runtime::spawn;
 
 /// How connections are served.
@@ -45,6 +46,8 @@ pub struct Settings {
     pub drain_bytes: u64,
     /// Client addresses behind trusted proxies.
     pub edge: EdgeArgs,
+    /// Serve TLS (`--tls-cert`) rather than plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Serves `app` on `listener` until `stop` resolves.
@@ -79,6 +82,10 @@ pub async fn serve(
                             slot,
                         ))
                         .detach();
+                    }
+                    // A TLS client cannot read a plain answer: it sees the connection close.
+                    None if settings.tls.is_some() => {
+                        let _ = stream.shutdown(Shutdown::Both);
                     }
                     None => refuse(stream),
                 }
@@ -148,21 +155,49 @@ async fn connection(
     settings: Arc<Settings>,
     slot: ConnectionSlot,
 ) {
-    let watch = PeerWatch(stream.clone().into());
-    let conn = Conn::new(
-        TimedStream::new(stream, settings.write_timeout),
-        settings.limits,
-    );
-    let served = AssertUnwindSafe(serve_requests(&app, conn, peer, &settings, watch, slot));
-    if served.catch_unwind().await.is_err() {
+    let tcp = stream.clone().into();
+    let timed = TimedStream::new(stream, settings.write_timeout);
+    let served = match &settings.tls {
+        None => {
+            let watch = PeerWatch::new(tcp, None);
+            let conn = Conn::new(timed, settings.limits);
+            AssertUnwindSafe(serve_requests(&app, conn, peer, &settings, watch, slot))
+                .catch_unwind()
+                .await
+        }
+        Some(config) => {
+            if crate::tls::sent_plain_http(&timed.inner).await {
+                let refusal = http1::Refusal::new(
+                    400,
+                    "https-required",
+                    "this port serves HTTPS: use an https:// URL",
+                );
+                let (bytes, _) = encode(&mut refused(&refusal, ""), true, false).await;
+                let mut timed = timed;
+                if timed.write_all(&bytes).await.is_ok() {
+                    http1::linger_close(timed, REFUSE_LINGER).await;
+                }
+                return;
+            }
+            let Some(tls) = crate::tls::handshake(config, timed, peer).await else {
+                return;
+            };
+            let watch = PeerWatch::new(tcp, Some(tls.clone()));
+            let conn = Conn::new(tls, settings.limits);
+            AssertUnwindSafe(serve_requests(&app, conn, peer, &settings, watch, slot))
+                .catch_unwind()
+                .await
+        }
+    };
+    if served.is_err() {
         tracing::error!(%peer, "a request handler panicked; the connection was dropped");
     }
 }
 
 /// Serves requests on one connection until it closes, or an event stream or upgrade takes it.
-async fn serve_requests(
+async fn serve_requests<S: Transport>(
     app: &tide::Server<State>,
-    mut conn: Conn<TimedStream>,
+    mut conn: Conn<S>,
     peer: SocketAddr,
     settings: &Settings,
     watch: PeerWatch,
@@ -186,9 +221,15 @@ async fn serve_requests(
         let client = settings
             .edge
             .client_ip(peer.ip(), head.values("x-forwarded-for"));
+        let https = Https(
+            settings.tls.is_some()
+                || settings
+                    .edge
+                    .forwarded_https(peer.ip(), head.values("x-forwarded-proto")),
+        );
         let access = Access::default();
         let head_only = head.method == "HEAD";
-        let mut res = match request(&head, &conn, peer, client, &watch, &access) {
+        let mut res = match request(&head, &conn, peer, (client, https), &watch, &access) {
             Ok(req) => match app.respond(req).await {
                 Ok(res) => res,
                 Err(e) => {
@@ -402,11 +443,11 @@ fn refused(refusal: &http1::Refusal, path: &str) -> types::Response {
 }
 
 /// The router's request for `head`, reading its body from `conn`.
-fn request(
+fn request<S: Transport>(
     head: &RequestHead,
-    conn: &Conn<TimedStream>,
+    conn: &Conn<S>,
     peer: SocketAddr,
-    client: IpAddr,
+    (client, https): (IpAddr, Https),
     watch: &PeerWatch,
     access: &Access,
 ) -> Result<types::Request, http1::Refusal> {
@@ -460,6 +501,7 @@ fn request(
     req.set_peer_addr(Some(peer));
     req.ext_mut().insert(watch.clone());
     req.ext_mut().insert(ClientIp(client));
+    req.ext_mut().insert(https);
     req.ext_mut().insert(access.clone());
     Ok(req)
 }
@@ -546,12 +588,6 @@ impl TimedStream {
 impl Clone for TimedStream {
     fn clone(&self) -> Self {
         TimedStream::new(self.inner.clone(), self.timeout)
-    }
-}
-
-impl Transport for TimedStream {
-    fn shutdown_write(&self) {
-        let _ = self.inner.shutdown(Shutdown::Write);
     }
 }
 

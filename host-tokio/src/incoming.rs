@@ -1,6 +1,9 @@
 //! The connections tonic serves: accepted here under the connection cap, each holding its place
 //! until it closes. A client over the cap is closed at once (gRPC clients see `UNAVAILABLE` and
-//! retry with backoff) rather than left waiting on a server out of descriptors.
+//! retry with backoff) rather than left waiting on a server out of descriptors. With
+//! `--tls-cert`, each connection's TLS handshake is done here too (tonic's own TLS cannot change
+//! its certificate while serving; this one takes it from [`roomcast_hub::tls`] at every
+//! handshake, so SIGHUP's reload reaches new connections).
 
 use std::io;
 use std::pin::Pin;
@@ -9,8 +12,10 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use roomcast_hub::edge::{AcceptErrors, ConnectionLimit, ConnectionSlot};
+use roomcast_hub::tls::HANDSHAKE_TIMEOUT;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Idle time before the kernel probes a connection.
@@ -18,54 +23,105 @@ const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Time between probes.
 const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A connection under the cap.
+/// A connection under the cap, plain or TLS.
 pub struct Counted {
-    stream: TcpStream,
+    stream: Io,
     _slot: ConnectionSlot,
 }
 
-/// Accepted connections, as tonic takes them.
+/// What a connection's bytes go through.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// Accepted connections, as tonic takes them: with `tls`, only those whose handshake finished
+/// (each on a task of its own, so a slow one holds up nobody, and within
+/// [`HANDSHAKE_TIMEOUT`]).
 pub fn incoming(
     listener: TcpListener,
     limit: Arc<ConnectionLimit>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 ) -> impl Stream<Item = io::Result<Counted>> {
-    futures_util::stream::unfold(
-        (listener, limit, AcceptErrors::default()),
-        |(listener, limit, mut errors)| async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        errors.accepted();
-                        let Some(slot) = limit.try_open() else {
-                            drop(stream);
-                            continue;
-                        };
-                        if let Err(e) = stream.set_nodelay(true) {
-                            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                        }
-                        // A client that vanished without a FIN, holding a quiet stream, is
-                        // found by the kernel (after a minute and a few probes) and its
-                        // connection freed.
-                        let probes = socket2::TcpKeepalive::new()
-                            .with_time(KEEPALIVE_IDLE)
-                            .with_interval(KEEPALIVE_INTERVAL);
-                        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&probes) {
-                            tracing::debug!(error = %e, "cannot set TCP keepalive");
-                        }
-                        let counted = Counted {
-                            stream,
-                            _slot: slot,
-                        };
-                        return Some((Ok(counted), (listener, limit, errors)));
-                    }
-                    Err(e) => {
-                        errors.failed(&e);
-                        tokio::time::sleep(AcceptErrors::PAUSE).await;
-                    }
-                }
+    let (ready, accepted) = tokio::sync::mpsc::channel(ACCEPTED_QUEUE);
+    tokio::spawn(accept(listener, limit, tls.map(TlsAcceptor::from), ready));
+    futures_util::stream::unfold(accepted, |mut accepted| async move {
+        let counted = accepted.recv().await?;
+        Some((Ok(counted), accepted))
+    })
+}
+
+/// Connections ready for tonic that it has not taken yet.
+const ACCEPTED_QUEUE: usize = 128;
+
+/// Accepts until tonic stops taking connections.
+async fn accept(
+    listener: TcpListener,
+    limit: Arc<ConnectionLimit>,
+    tls: Option<TlsAcceptor>,
+    ready: tokio::sync::mpsc::Sender<Counted>,
+) {
+    let mut errors = AcceptErrors::default();
+    while !ready.is_closed() {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                errors.failed(&e);
+                tokio::time::sleep(AcceptErrors::PAUSE).await;
+                continue;
             }
-        },
-    )
+        };
+        errors.accepted();
+        let Some(slot) = limit.try_open() else {
+            drop(stream);
+            continue;
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        // A client that vanished without a FIN, holding a quiet stream, is found by the
+        // kernel (after a minute and a few probes) and its connection freed.
+        let probes = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL);
+        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&probes) {
+            tracing::debug!(error = %e, "cannot set TCP keepalive");
+        }
+        let Some(tls) = &tls else {
+            let counted = Counted {
+                stream: Io::Plain(stream),
+                _slot: slot,
+            };
+            if ready.send(counted).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let (tls, ready) = (tls.clone(), ready.clone());
+        tokio::spawn(async move {
+            let peer = stream.peer_addr().ok();
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let counted = Counted {
+                        stream: Io::Tls(Box::new(stream)),
+                        _slot: slot,
+                    };
+                    let _ = ready.send(counted).await;
+                }
+                Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl Counted {
+    fn tcp(&self) -> &TcpStream {
+        match &self.stream {
+            Io::Plain(tcp) => tcp,
+            Io::Tls(tls) => tls.get_ref().0,
+        }
+    }
 }
 
 impl Connected for Counted {
@@ -73,10 +129,20 @@ impl Connected for Counted {
 
     fn connect_info(&self) -> TcpConnectInfo {
         TcpConnectInfo {
-            local_addr: self.stream.local_addr().ok(),
-            remote_addr: self.stream.peer_addr().ok(),
+            local_addr: self.tcp().local_addr().ok(),
+            remote_addr: self.tcp().peer_addr().ok(),
         }
     }
+}
+
+/// Calls `$method` on whichever stream the connection has.
+macro_rules! through {
+    ($self:ident, $method:ident($($arg:expr),*)) => {
+        match &mut $self.stream {
+            Io::Plain(tcp) => Pin::new(tcp).$method($($arg),*),
+            Io::Tls(tls) => Pin::new(tls.as_mut()).$method($($arg),*),
+        }
+    };
 }
 
 impl AsyncRead for Counted {
@@ -85,7 +151,7 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        through!(self, poll_read(cx, buf))
     }
 }
 
@@ -95,7 +161,7 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        through!(self, poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -103,18 +169,21 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        through!(self, poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.stream {
+            Io::Plain(tcp) => tcp.is_write_vectored(),
+            Io::Tls(tls) => tls.is_write_vectored(),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        through!(self, poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        through!(self, poll_shutdown(cx))
     }
 }

@@ -15,6 +15,7 @@ use clap::Parser;
 use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::signal::Shutdown;
 use roomcast_hub::telemetry::{Metrics, init_logging};
+use roomcast_hub::tls::TlsArgs;
 use roomcast_hub::{CoreArgs, refuse_to_start};
 use roomcast_proto::fast::chat_server::ChatServer;
 
@@ -43,12 +44,9 @@ struct Cli {
     /// this address (off unless given).
     #[arg(long, env = "ROOMCAST_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
-    /// Serve gRPC over TLS (HTTP/2) with this certificate chain (PEM); needs --tls-key.
-    #[arg(long, env = "ROOMCAST_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<std::path::PathBuf>,
-    /// The private key (PEM) of --tls-cert.
-    #[arg(long, env = "ROOMCAST_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<std::path::PathBuf>,
+    /// gRPC over TLS (HTTP/2).
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(flatten)]
     edge: EdgeArgs,
     #[command(flatten)]
@@ -129,22 +127,16 @@ async fn main() -> anyhow::Result<()> {
             hub.shutdown().await;
         }
     };
-    let mut builder = tonic::transport::Server::builder();
-    let scheme = match (&cli.tls_cert, &cli.tls_key) {
-        (Some(cert), Some(key)) => {
-            let read = |path: &std::path::PathBuf| {
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-            };
-            let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
-            builder = builder
-                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
-                .context("the TLS certificate or key is not usable")?;
+    let tls = cli.tls.server_config(&[b"h2"])?;
+    let scheme = match &tls {
+        Some(tls) => {
+            tokio::spawn(tls.certificates.clone().reload_on_hangup()?);
             "https"
         }
-        _ => "http",
+        None => "http",
     };
     tracing::info!("roomcast-tokio listening on {scheme}://{addr}");
-    builder
+    tonic::transport::Server::builder()
         .max_concurrent_streams(cli.max_streams_per_connection)
         // Heads (metadata) are small. (HTTP/2 pings would find dead peers too, but cost every
         // delivery a few µs with thousands of connections: the sockets' TCP keepalive does it.)
@@ -157,7 +149,10 @@ async fn main() -> anyhow::Result<()> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(chat)
-        .serve_with_incoming_shutdown(incoming::incoming(listener, limit), stopping)
+        .serve_with_incoming_shutdown(
+            incoming::incoming(listener, limit, tls.map(|tls| tls.config)),
+            stopping,
+        )
         .await
         .context("serving")?;
     tracing::info!("stopped");

@@ -49,6 +49,20 @@ impl EdgeArgs {
     ) -> IpAddr {
         client_ip(peer, forwarded_for, &self.trusted_proxies)
     }
+
+    /// Whether a trusted proxy says its client came over HTTPS (`X-Forwarded-Proto`, whose
+    /// first value is the scheme the client used).
+    pub fn forwarded_https<'a>(
+        &self,
+        peer: IpAddr,
+        mut forwarded_proto: impl Iterator<Item = &'a str>,
+    ) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+            && forwarded_proto
+                .next()
+                .and_then(|v| v.split(',').next())
+                .is_some_and(|scheme| scheme.trim().eq_ignore_ascii_case("https"))
+    }
 }
 
 /// An address (`127.0.0.1`) or a CIDR block (`10.0.0.0/8`).

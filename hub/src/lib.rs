@@ -9,7 +9,8 @@
 //!   resynced from history, so a slow client never holds up a room.
 //! - [`CoreArgs`], [`edge`], [`telemetry`] and [`signal`]: the flags, the connection edge
 //!   (file limit, backlog, connection cap, client addresses), logs, metrics and the shutdown
-//!   signal, which both binaries take the same way.
+//!   signal, which both binaries take the same way; [`tls`]: their certificate, reloaded on
+//!   SIGHUP.
 //! - [`files`]: attachments' bytes, kept by content; [`Hub::upload`] keeps one once core
 //!   allows it, and [`Hub::submit`] resolves the uploads a post names.
 //! - [`identity`]: the `roomcast-identity` crate, re-exported for the hosts.
@@ -33,6 +34,7 @@ mod shared;
 pub mod signal;
 mod subscription;
 pub mod telemetry;
+pub mod tls;
 
 /// Who is calling: accounts, guests and tokens (the `roomcast-identity` crate).
 pub use roomcast_identity as identity;

@@ -91,6 +91,8 @@ impl Driver {
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
+                // Servers under test serve HTTPS with a test authority's certificates.
+                "--ignore-certificate-errors",
                 format!("--user-data-dir={}", profile.display()),
             ]
         });

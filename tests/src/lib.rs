@@ -90,6 +90,8 @@ pub struct Server {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Whether it serves TLS.
+    https: bool,
     log: Mutex<mpsc::Receiver<String>>,
     /// Every log line received so far.
     seen: Mutex<Vec<String>>,
@@ -156,15 +158,16 @@ impl Server {
         });
         let deadline = Instant::now() + PATIENCE;
         let mut early = Vec::new();
-        let addr = loop {
+        let (addr, https) = loop {
             let line = log
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("the server logs where it listens");
             let addr = line
                 .split("listening on http://")
                 .nth(1)
-                .or_else(|| line.split("listening on https://").nth(1))
-                .map(|rest| rest.trim().parse().expect("a socket address"));
+                .map(|rest| (rest, false))
+                .or_else(|| Some((line.split("listening on https://").nth(1)?, true)))
+                .map(|(rest, https)| (rest.trim().parse().expect("a socket address"), https));
             early.push(line);
             if let Some(addr) = addr {
                 break addr;
@@ -174,20 +177,28 @@ impl Server {
         Server {
             child,
             addr,
+            https,
             log: Mutex::new(log),
             seen: Mutex::new(early),
             _data: data,
         }
     }
 
-    /// `http://127.0.0.1:PORT` + `path`.
+    /// `http://127.0.0.1:PORT` + `path` (`https://localhost:PORT` when it serves TLS, the name
+    /// test certificates are for).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        match self.https {
+            true => format!("https://localhost:{}{path}", self.addr.port()),
+            false => format!("http://{}{path}", self.addr),
+        }
     }
 
-    /// `ws://127.0.0.1:PORT` + `path`.
+    /// `ws://127.0.0.1:PORT` + `path` (`wss://localhost:PORT` when it serves TLS).
     pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
+        match self.https {
+            true => format!("wss://localhost:{}{path}", self.addr.port()),
+            false => format!("ws://{}{path}", self.addr),
+        }
     }
 
     /// Sends a signal (`TERM`, `INT`, `KILL`) to the server.
@@ -500,7 +511,8 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn answer(res: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+/// A ureq response as an [`Answer`].
+pub fn answer(res: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
     let mut res = res.expect("the request completes");
     let headers = res
         .headers()

@@ -130,7 +130,7 @@ impl<R: BufRead> Read for Chunked<R> {
 
 /// An open event stream.
 pub struct SseStream {
-    body: BufReader<Chunked<BufReader<TcpStream>>>,
+    body: BufReader<Chunked<BufReader<Box<dyn Read + Send>>>>,
     event: String,
     data: String,
     id: String,
@@ -197,6 +197,17 @@ impl SseStream {
         stream
             .set_read_timeout(Some(PATIENCE))
             .expect("read timeout");
+        SseStream::open_over(stream, addr, path, last_event_id, authorization)
+    }
+
+    /// Opens `path` over a connection already made to `addr` (a TLS session, say).
+    pub fn open_over(
+        mut stream: impl Read + Write + Send + 'static,
+        addr: SocketAddr,
+        path: &str,
+        last_event_id: Option<&str>,
+        authorization: Option<String>,
+    ) -> Result<SseStream, Refused> {
         let mut request =
             format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
         if let Some(auth) = authorization {
@@ -206,10 +217,8 @@ impl SseStream {
             request.push_str(&format!("Last-Event-ID: {id}\r\n"));
         }
         request.push_str("\r\n");
-        (&stream)
-            .write_all(request.as_bytes())
-            .expect("send request");
-        let mut reader = BufReader::new(stream);
+        stream.write_all(request.as_bytes()).expect("send request");
+        let mut reader = BufReader::new(Box::new(stream) as Box<dyn Read + Send>);
         let head = read_head(&mut reader).expect("a response head");
         if head.status != 200 {
             let body =

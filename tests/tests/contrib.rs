@@ -47,6 +47,8 @@ fn the_systemd_unit_verifies_and_is_hardened() {
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "CapabilityBoundingSet=\n",
+        // `systemctl reload`: the certificate read again.
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(unit.contains(hardening), "the unit has {hardening:?}");
     }

@@ -21,12 +21,14 @@ use super::chunked::Chunked;
 use super::head::{self, Framing, RequestHead};
 use super::{Limits, Refusal};
 
-/// What a connection runs over: a byte stream whose clones share one socket, which can stop
-/// sending.
-pub trait Transport: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static {
-    /// Shuts the sending side (the peer reads an end of stream).
-    fn shutdown_write(&self);
-}
+/// What a connection runs over: a byte stream whose clones share one socket (TCP, or a TLS
+/// session over it).
+///
+/// Closing (`AsyncWrite::poll_close`) shuts the sending side only: the peer reads an end of
+/// stream, and what it still sends can be read.
+pub trait Transport: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static> Transport for S {}
 
 /// Bytes read from the socket at once.
 const READ_BYTES: usize = 4 * 1024;
@@ -254,8 +256,7 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// Shuts the sending side of `io`, then reads and drops what arrives for `linger` (at most
 /// [`LINGER_BYTES`]) before dropping it.
 pub async fn linger_close<S: Transport>(mut io: S, linger: Duration) {
-    let _ = io.flush().await;
-    io.shutdown_write();
+    let _ = io.close().await;
     let mut sink = [0u8; 1024];
     let mut read = 0;
     let deadline = Instant::now() + linger;

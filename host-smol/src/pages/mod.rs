@@ -18,7 +18,9 @@ use tide::http::mime;
 use tide::{Redirect, Request, Response, StatusCode};
 
 use crate::problem::Problem;
-use crate::request::{SESSION_COOKIE, State, client_ip, cookie, form_body, room_param, token};
+use crate::request::{
+    SESSION_COOKIE, State, client_ip, cookie, form_body, room_param, secure_cookie, token,
+};
 use roomcast_hub::telemetry::Access;
 
 mod view;
@@ -38,6 +40,8 @@ struct Visit {
     csrf: String,
     /// The CSRF cookie must be set on this answer.
     new_csrf: bool,
+    /// `; Secure` when the page came over HTTPS.
+    secure: &'static str,
 }
 
 impl Visit {
@@ -46,16 +50,19 @@ impl Visit {
         if let (Some(me), Some(access)) = (&me, req.ext::<Access>()) {
             access.set_user(&me.user);
         }
+        let secure = secure_cookie(req);
         match cookie(req, CSRF_COOKIE).filter(|c| c.len() == 32) {
             Some(csrf) => Visit {
                 me,
                 csrf,
                 new_csrf: false,
+                secure,
             },
             None => Visit {
                 me,
                 csrf: random_token(),
                 new_csrf: true,
+                secure,
             },
         }
     }
@@ -169,8 +176,8 @@ fn html(status: StatusCode, page: &impl Template, visit: &Visit) -> Result<Respo
         res.append_header(
             "Set-Cookie",
             format!(
-                "{CSRF_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-                visit.csrf
+                "{CSRF_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{}",
+                visit.csrf, visit.secure
             ),
         );
     }
@@ -178,7 +185,7 @@ fn html(status: StatusCode, page: &impl Template, visit: &Visit) -> Result<Respo
 }
 
 /// Signs the browser in: the token goes in an HttpOnly cookie, never in a URL or to scripts.
-fn signed_in_redirect(issued: &Issued, next: &str) -> Response {
+fn signed_in_redirect(req: &Request<State>, issued: &Issued, next: &str) -> Response {
     let mut res: Response = Redirect::see_other(safe_next(next)).into();
     let max_age = issued.expires_at.saturating_sub(
         std::time::SystemTime::now()
@@ -188,8 +195,9 @@ fn signed_in_redirect(issued: &Issued, next: &str) -> Response {
     res.append_header(
         "Set-Cookie",
         format!(
-            "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}",
-            issued.token
+            "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+            issued.token,
+            secure_cookie(req)
         ),
     );
     res
@@ -636,7 +644,7 @@ async fn credentials(mut req: Request<State>, which: AuthPage) -> Result<Respons
         AuthPage::Register => identity.register(name, form.password, from).await,
     };
     match issued {
-        Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
+        Ok(issued) => Ok(signed_in_redirect(&req, &issued, &form.next)),
         Err(e) => {
             let problem = Problem::from(e);
             render_auth_page(
@@ -670,7 +678,7 @@ pub async fn guest(mut req: Request<State>) -> Result<Response, Problem> {
         .guest(form.nickname.trim().to_owned(), from)
         .await
     {
-        Ok(issued) => Ok(signed_in_redirect(&issued, &form.next)),
+        Ok(issued) => Ok(signed_in_redirect(&req, &issued, &form.next)),
         Err(e) => {
             let problem = Problem::from(e);
             render_auth_page(
@@ -699,7 +707,10 @@ pub async fn sign_out(mut req: Request<State>) -> Result<Response, Problem> {
     let mut res: Response = Redirect::see_other("/sign-in").into();
     res.append_header(
         "Set-Cookie",
-        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        format!(
+            "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+            secure_cookie(&req)
+        ),
     );
     Ok(res)
 }
