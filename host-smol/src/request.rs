@@ -185,12 +185,8 @@ impl PeerWatch {
     pub async fn closed(&self) {
         let mut byte = [0u8; 1];
         if let Some(tls) = &self.tls {
-            // Nothing else reads a stream's connection: an end (close_notify, or the socket's)
-            // or an error is the hang-up.
-            match tls.clone().read(&mut byte).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => std::future::pending().await,
-            }
+            // Boxed: a plain connection's watch keeps no room for it.
+            return Box::pin(tls_closed(tls.clone())).await;
         }
         loop {
             match self.tcp.get_ref().peek(&mut byte) {
@@ -203,6 +199,16 @@ impl PeerWatch {
                 Ok(_) => std::future::pending().await,
             }
         }
+    }
+}
+
+/// Resolves when the peer of a TLS stream has hung up. Nothing else reads a stream's
+/// connection: an end (close_notify, or the socket's) or an error is the hang-up; data (a
+/// pipelined request) is left alone, as on plain TCP.
+async fn tls_closed(mut tls: crate::tls::TlsStream) {
+    match tls.read(&mut [0u8; 1]).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }
 

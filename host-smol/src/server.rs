@@ -72,8 +72,10 @@ pub async fn serve(
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
-                match limit.try_open() {
-                    Some(slot) => {
+                // Two tasks, each only as large as its own path: a plain connection's future
+                // holds no TLS handshake's state.
+                match (limit.try_open(), &settings.tls) {
+                    (Some(slot), None) => {
                         spawn(connection(
                             app.clone(),
                             stream,
@@ -83,11 +85,23 @@ pub async fn serve(
                         ))
                         .detach();
                     }
+                    (Some(slot), Some(config)) => {
+                        let config = config.clone();
+                        let served = tls_connection(
+                            app.clone(),
+                            stream,
+                            peer,
+                            settings.clone(),
+                            config,
+                            slot,
+                        );
+                        spawn(served).detach();
+                    }
                     // A TLS client cannot read a plain answer: it sees the connection close.
-                    None if settings.tls.is_some() => {
+                    (None, Some(_)) => {
                         let _ = stream.shutdown(Shutdown::Both);
                     }
-                    None => refuse(stream),
+                    (None, None) => refuse(stream),
                 }
             }
             Some(Err(e)) => {
@@ -148,6 +162,7 @@ fn refuse(stream: TcpStream) {
     .detach();
 }
 
+/// Serves a plain HTTP connection.
 async fn connection(
     app: tide::Server<State>,
     stream: TcpStream,
@@ -155,41 +170,58 @@ async fn connection(
     settings: Arc<Settings>,
     slot: ConnectionSlot,
 ) {
+    let watch = PeerWatch::new(stream.clone().into(), None);
+    let conn = Conn::new(
+        TimedStream::new(stream, settings.write_timeout),
+        settings.limits,
+    );
+    guarded(
+        serve_requests(&app, conn, peer, &settings, watch, slot),
+        peer,
+    )
+    .await;
+}
+
+/// Serves an HTTPS connection once its handshake is done; a plain HTTP request is told to use
+/// HTTPS.
+async fn tls_connection(
+    app: tide::Server<State>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: Arc<Settings>,
+    config: Arc<rustls::ServerConfig>,
+    slot: ConnectionSlot,
+) {
     let tcp = stream.clone().into();
     let timed = TimedStream::new(stream, settings.write_timeout);
-    let served = match &settings.tls {
-        None => {
-            let watch = PeerWatch::new(tcp, None);
-            let conn = Conn::new(timed, settings.limits);
-            AssertUnwindSafe(serve_requests(&app, conn, peer, &settings, watch, slot))
-                .catch_unwind()
-                .await
-        }
-        Some(config) => {
-            if crate::tls::sent_plain_http(&timed.inner).await {
-                let refusal = http1::Refusal::new(
-                    400,
-                    "https-required",
-                    "this port serves HTTPS: use an https:// URL",
-                );
-                let (bytes, _) = encode(&mut refused(&refusal, ""), true, false).await;
-                let mut timed = timed;
-                if timed.write_all(&bytes).await.is_ok() {
-                    http1::linger_close(timed, REFUSE_LINGER).await;
-                }
-                return;
+    let tls = match crate::tls::open(&config, timed, peer).await {
+        crate::tls::Opened::Tls(tls) => tls,
+        crate::tls::Opened::PlainHttp(mut plain) => {
+            let refusal = http1::Refusal::new(
+                400,
+                "https-required",
+                "this port serves HTTPS: use an https:// URL",
+            );
+            let (bytes, _) = encode(&mut refused(&refusal, ""), true, false).await;
+            if plain.write_all(&bytes).await.is_ok() {
+                http1::linger_close(plain, REFUSE_LINGER).await;
             }
-            let Some(tls) = crate::tls::handshake(config, timed, peer).await else {
-                return;
-            };
-            let watch = PeerWatch::new(tcp, Some(tls.clone()));
-            let conn = Conn::new(tls, settings.limits);
-            AssertUnwindSafe(serve_requests(&app, conn, peer, &settings, watch, slot))
-                .catch_unwind()
-                .await
+            return;
         }
+        crate::tls::Opened::Nothing => return,
     };
-    if served.is_err() {
+    let watch = PeerWatch::new(tcp, Some(tls.clone()));
+    let conn = Conn::new(tls, settings.limits);
+    guarded(
+        serve_requests(&app, conn, peer, &settings, watch, slot),
+        peer,
+    )
+    .await;
+}
+
+/// Runs a connection's requests; a handler's panic drops that connection only.
+async fn guarded(served: impl Future<Output = ()>, peer: SocketAddr) {
+    if AssertUnwindSafe(served).catch_unwind().await.is_err() {
         tracing::error!(%peer, "a request handler panicked; the connection was dropped");
     }
 }
@@ -582,6 +614,11 @@ impl TimedStream {
             timeout,
             stalled: None,
         }
+    }
+
+    /// Reads what has arrived without taking it.
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.peek(buf).await
     }
 }
 

@@ -10,8 +10,7 @@ use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use futures_rustls::{TlsAcceptor, rustls};
-use roomcast_hub::tls::HANDSHAKE_TIMEOUT;
-use smol::net::TcpStream;
+use roomcast_hub::tls::{HANDSHAKE_TIMEOUT, HandshakeFailure};
 
 use crate::server::TimedStream;
 
@@ -27,35 +26,51 @@ impl TlsStream {
     }
 }
 
-/// The TLS session a client opens on `tcp`, or `None` (logged) if its handshake fails or
-/// takes longer than [`HANDSHAKE_TIMEOUT`].
-pub async fn handshake(
+/// What a client opened on a TLS port.
+pub enum Opened {
+    /// A TLS session, its handshake done.
+    Tls(TlsStream),
+    /// A plain HTTP request (a method's first letter came rather than a handshake record): the
+    /// client is told in plain HTTP that this port speaks HTTPS.
+    PlainHttp(TimedStream),
+    /// Nothing usable within [`HANDSHAKE_TIMEOUT`], or a failed handshake (counted and logged).
+    Nothing,
+}
+
+/// The TLS session a client opens on `tcp`.
+pub async fn open(
     config: &Arc<rustls::ServerConfig>,
     tcp: TimedStream,
     peer: SocketAddr,
-) -> Option<TlsStream> {
-    let accepted = TlsAcceptor::from(config.clone()).accept(tcp).or(async {
+) -> Opened {
+    let opening = async {
+        let mut first = [0u8; 1];
+        if matches!(tcp.peek(&mut first).await, Ok(1) if first[0].is_ascii_uppercase()) {
+            return Ok::<_, io::Error>(Opened::PlainHttp(tcp));
+        }
+        let session = TlsAcceptor::from(config.clone()).accept(tcp).await?;
+        Ok(Opened::Tls(TlsStream(Arc::new(Mutex::new(session)))))
+    };
+    let deadline = async {
         async_io::Timer::after(HANDSHAKE_TIMEOUT).await;
         Err(io::ErrorKind::TimedOut.into())
-    });
-    match accepted.await {
-        Ok(stream) => Some(TlsStream(Arc::new(Mutex::new(stream)))),
+    };
+    match opening.or(deadline).await {
+        Ok(Opened::PlainHttp(tcp)) => {
+            HandshakeFailure::PlainHttp.record(Some(peer), &"a plain HTTP request");
+            Opened::PlainHttp(tcp)
+        }
+        Ok(opened) => opened,
         Err(e) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            None
+            let failure = if e.kind() == io::ErrorKind::TimedOut {
+                HandshakeFailure::Timeout
+            } else {
+                HandshakeFailure::Error
+            };
+            failure.record(Some(peer), &e);
+            Opened::Nothing
         }
     }
-}
-
-/// Whether the client on `tcp` began with a plain HTTP request (a method's first letter) rather
-/// than a TLS handshake record: it is answered in plain HTTP that this port speaks HTTPS.
-pub async fn sent_plain_http(tcp: &TcpStream) -> bool {
-    let mut first = [0u8; 1];
-    let peeked = tcp.peek(&mut first).or(async {
-        async_io::Timer::after(HANDSHAKE_TIMEOUT).await;
-        Ok(0)
-    });
-    matches!(peeked.await, Ok(1) if first[0].is_ascii_uppercase())
 }
 
 impl AsyncRead for TlsStream {

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use roomcast_hub::edge::{AcceptErrors, ConnectionLimit, ConnectionSlot};
-use roomcast_hub::tls::HANDSHAKE_TIMEOUT;
+use roomcast_hub::tls::{HANDSHAKE_TIMEOUT, HandshakeFailure};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -108,8 +108,8 @@ async fn accept(
                     };
                     let _ = ready.send(counted).await;
                 }
-                Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+                Ok(Err(e)) => HandshakeFailure::Error.record(peer, &e),
+                Err(e) => HandshakeFailure::Timeout.record(peer, &e),
             }
         });
     }

@@ -279,6 +279,10 @@ fn describe() {
         "Sign-ins refused, by reason."
     );
     describe_counter!(
+        "roomcast_tls_handshake_failures_total",
+        "TLS handshakes that did not finish, by reason (error, timeout, plain_http)."
+    );
+    describe_counter!(
         "roomcast_store_commits_total",
         "Store transactions committed."
     );

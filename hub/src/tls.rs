@@ -20,6 +20,30 @@ use rustls::sign::CertifiedKey;
 /// under the connection cap freed.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a TLS handshake did not finish, counted in `roomcast_tls_handshake_failures_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum HandshakeFailure {
+    /// The client's TLS was refused (no common version or cipher, a bad record, a reset).
+    Error,
+    /// Not done within [`HANDSHAKE_TIMEOUT`].
+    Timeout,
+    /// The client spoke plain HTTP to the TLS port.
+    PlainHttp,
+}
+
+impl HandshakeFailure {
+    /// Counts it and logs it (at debug: any client can cause one).
+    pub fn record(self, peer: Option<std::net::SocketAddr>, error: &dyn std::fmt::Display) {
+        let reason = match self {
+            HandshakeFailure::Error => "error",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::PlainHttp => "plain_http",
+        };
+        metrics::counter!("roomcast_tls_handshake_failures_total", "reason" => reason).increment(1);
+        tracing::debug!(?peer, reason, %error, "TLS handshake failed");
+    }
+}
+
 /// The TLS flags both binaries take.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TlsArgs {

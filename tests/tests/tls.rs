@@ -305,6 +305,12 @@ fn roomcast_smol_serves_pages_api_streams_and_websocket_over_https() {
     // Plain HTTP to the HTTPS port is told what to do.
     let plain = roomcast_e2e::get_unauthenticated(&format!("http://{}/healthz", server.addr));
     plain.problem(400, "https-required");
+    let metrics = roomcast_e2e::answer(agent.get(server.url("/metrics")).call());
+    let counted = roomcast_e2e::metric(
+        &metrics.body,
+        "roomcast_tls_handshake_failures_total{reason=\"plain_http\"}",
+    );
+    assert_eq!(counted, Some(1.0), "{}", metrics.body);
 }
 
 #[test]
