@@ -120,6 +120,37 @@ impl Files {
     }
 }
 
+/// A server on a certificate the test authority issued, its files in a dir of its own.
+struct Secured {
+    authority: Authority,
+    files: Files,
+    /// The certificate it started with.
+    first: Issued,
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
+impl Secured {
+    fn start(start: fn(&[&str]) -> Server, extra: &[&str]) -> Secured {
+        let dir = tempfile::tempdir().unwrap();
+        let authority = Authority::new();
+        let files = Files::in_dir(dir.path());
+        let first = authority.issue();
+        files.write(&first);
+        let mut args = files.args();
+        args.extend(extra);
+        let server = start(&args);
+        server.wait_for_log("listening on https://");
+        Secured {
+            authority,
+            files,
+            first,
+            server,
+            _dir: dir,
+        }
+    }
+}
+
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// A TLS session with the server at `addr`, for `localhost`, handshake done.
@@ -202,15 +233,10 @@ fn set_cookies(res: &Answer) -> Vec<&str> {
 
 #[test]
 fn roomcast_smol_serves_pages_api_streams_and_websocket_over_https() {
-    let dir = tempfile::tempdir().unwrap();
-    let authority = Authority::new();
-    let files = Files::in_dir(dir.path());
-    files.write(&authority.issue());
     // Heartbeats an hour apart: a hang-up is noticed by the connection's watch, or not at all.
-    let mut args = files.args();
-    args.extend(["--heartbeat", "1h"]);
-    let server = Server::smol(&args);
-    server.wait_for_log("listening on https://");
+    let Secured {
+        authority, server, ..
+    } = Secured::start(Server::smol, &["--heartbeat", "1h"]);
     let agent = authority.agent();
 
     // REST.
@@ -315,12 +341,9 @@ fn roomcast_smol_serves_pages_api_streams_and_websocket_over_https() {
 
 #[test]
 fn cookies_are_secure_over_https_and_behind_a_proxy_that_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let authority = Authority::new();
-    let files = Files::in_dir(dir.path());
-    files.write(&authority.issue());
-    let server = Server::smol(&files.args());
-    server.wait_for_log("listening on https://");
+    let Secured {
+        authority, server, ..
+    } = Secured::start(Server::smol, &[]);
     let agent = authority.agent();
     let page = roomcast_e2e::answer(agent.get(server.url("/sign-in")).call());
     assert_eq!(page.status, 200);
@@ -370,9 +393,16 @@ fn cookies_are_secure_over_https_and_behind_a_proxy_that_says_so() {
     assert!(!csrf_cookie_of(&direct, Some("https")).contains("Secure"));
 }
 
-/// SIGHUP makes `server` serve a renewed certificate to new connections; a broken file then
+/// SIGHUP makes the server serve a renewed certificate to new connections; a broken file then
 /// keeps the renewed one served, and says why.
-fn sighup_reloads(server: &Server, files: &Files, authority: &Authority, first: &Issued) {
+fn sighup_reloads(secured: &Secured) {
+    let Secured {
+        authority,
+        files,
+        first,
+        server,
+        ..
+    } = secured;
     let config = authority.client(&[]);
     assert_eq!(served(server.addr, &config), first.der);
     let renewed = authority.issue();
@@ -398,36 +428,24 @@ fn sighup_reloads(server: &Server, files: &Files, authority: &Authority, first: 
 
 #[test]
 fn sighup_reloads_roomcast_smol_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let authority = Authority::new();
-    let files = Files::in_dir(dir.path());
-    let first = authority.issue();
-    files.write(&first);
-    let server = Server::smol(&files.args());
-    server.wait_for_log("listening on https://");
-    sighup_reloads(&server, &files, &authority, &first);
+    let secured = Secured::start(Server::smol, &[]);
+    sighup_reloads(&secured);
     // Still serving, and still running.
-    let agent = authority.agent();
-    let health = roomcast_e2e::answer(agent.get(server.url("/healthz")).call());
+    let agent = secured.authority.agent();
+    let health = roomcast_e2e::answer(agent.get(secured.server.url("/healthz")).call());
     assert_eq!(health.status, 200);
 }
 
 #[test]
 fn sighup_reloads_roomcast_tokio_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let authority = Authority::new();
-    let files = Files::in_dir(dir.path());
-    let first = authority.issue();
-    files.write(&first);
-    let server = Server::tokio(&files.args());
-    server.wait_for_log("listening on https://");
-    sighup_reloads(&server, &files, &authority, &first);
+    let secured = Secured::start(Server::tokio, &[]);
+    sighup_reloads(&secured);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let token = runtime.block_on(async {
-        tls_channel(&server, &authority)
+        tls_channel(&secured.server, &secured.authority)
             .await
             .guest(pb::GuestRequest {
                 nickname: "ada".into(),
@@ -456,12 +474,9 @@ async fn tls_channel(server: &Server, authority: &Authority) -> ChatClient<Chann
 
 #[tokio::test(flavor = "current_thread")]
 async fn grpc_over_tls_with_a_trusted_authority() {
-    let dir = tempfile::tempdir().unwrap();
-    let authority = Authority::new();
-    let files = Files::in_dir(dir.path());
-    files.write(&authority.issue());
-    let server = Server::tokio(&files.args());
-    server.wait_for_log("listening on https://");
+    let Secured {
+        authority, server, ..
+    } = Secured::start(Server::tokio, &[]);
     let token = tls_channel(&server, &authority)
         .await
         .guest(pb::GuestRequest {
@@ -553,12 +568,9 @@ async fn the_page_chats_over_https_in_chromium() {
     if !available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let authority = Authority::new();
-    let files = Files::in_dir(dir.path());
-    files.write(&authority.issue());
-    let server = Server::smol(&files.args());
-    server.wait_for_log("listening on https://");
+    let Secured {
+        authority, server, ..
+    } = Secured::start(Server::smol, &[]);
     let cy = guest(&authority.agent(), &server, "cy");
     let created = send_json(
         &authority.agent(),
