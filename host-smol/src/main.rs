@@ -93,15 +93,10 @@ fn main() -> anyhow::Result<()> {
     let metrics = Metrics::install("smol");
     let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;
     let tls = cli.tls.server_config(&[b"http/1.1"])?;
-    let reload = match &tls {
-        Some(tls) => Some(tls.certificates.clone().reload_on_hangup()?),
-        None => None,
-    };
+    let reload = roomcast_hub::tls::reload_on_hangup(tls.as_ref().map(|t| t.certificates.clone()))?;
     let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
     runtime::run(async move {
-        if let Some(reload) = reload {
-            runtime::spawn(reload).detach();
-        }
+        runtime::spawn(reload).detach();
         let (listener, limit) = cli
             .edge
             .listen(cli.listen)

@@ -128,13 +128,9 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let tls = cli.tls.server_config(&[b"h2"])?;
-    let scheme = match &tls {
-        Some(tls) => {
-            tokio::spawn(tls.certificates.clone().reload_on_hangup()?);
-            "https"
-        }
-        None => "http",
-    };
+    let certificates = tls.as_ref().map(|t| t.certificates.clone());
+    tokio::spawn(roomcast_hub::tls::reload_on_hangup(certificates)?);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!("roomcast-tokio listening on {scheme}://{addr}");
     tonic::transport::Server::builder()
         .max_concurrent_streams(cli.max_streams_per_connection)

@@ -88,7 +88,7 @@ impl TlsArgs {
 pub struct Tls {
     /// For the host's acceptor.
     pub config: Arc<rustls::ServerConfig>,
-    /// The served certificate, which [`Certificates::reload_on_hangup`] replaces.
+    /// The served certificate, which [`reload_on_hangup`] replaces.
     pub certificates: Arc<Certificates>,
 }
 
@@ -109,26 +109,34 @@ impl Certificates {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
         Ok(())
     }
+}
 
-    /// Reloads at every SIGHUP, forever. Call (and so start catching SIGHUP) before announcing
-    /// the listening address: until then SIGHUP ends the process.
-    pub fn reload_on_hangup(self: Arc<Self>) -> anyhow::Result<impl Future<Output = ()>> {
-        let mut hangups = Signals::new([Signal::Hup]).context("cannot catch SIGHUP")?;
-        Ok(async move {
-            while let Some(Ok(_)) = hangups.next().await {
-                match self.reload() {
-                    Ok(()) => tracing::info!(
-                        cert = %self.cert.display(),
-                        "SIGHUP: TLS certificate reloaded; new connections get it"
-                    ),
-                    Err(e) => tracing::error!(
-                        error = format!("{e:#}"),
-                        "SIGHUP: TLS certificate not reloaded; still serving the previous one"
-                    ),
-                }
+/// Catches SIGHUP from now on, forever: each reloads `certificates` (served with `--tls-cert`).
+/// Without them there is nothing to reload, and SIGHUP (as `systemctl reload` sends) is logged
+/// rather than ending the server. Call before announcing the listening address: until then
+/// SIGHUP ends the process.
+pub fn reload_on_hangup(
+    certificates: Option<Arc<Certificates>>,
+) -> anyhow::Result<impl Future<Output = ()>> {
+    let mut hangups = Signals::new([Signal::Hup]).context("cannot catch SIGHUP")?;
+    Ok(async move {
+        while let Some(Ok(_)) = hangups.next().await {
+            let Some(certificates) = &certificates else {
+                tracing::info!("SIGHUP: nothing to reload (no --tls-cert)");
+                continue;
+            };
+            match certificates.reload() {
+                Ok(()) => tracing::info!(
+                    cert = %certificates.cert.display(),
+                    "SIGHUP: TLS certificate reloaded; new connections get it"
+                ),
+                Err(e) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "SIGHUP: TLS certificate not reloaded; still serving the previous one"
+                ),
             }
-        })
-    }
+        }
+    })
 }
 
 impl ResolvesServerCert for Certificates {

@@ -612,3 +612,31 @@ async fn the_page_chats_over_https_in_chromium() {
     )
     .await;
 }
+
+/// `systemctl reload` sends SIGHUP whether or not TLS is on: without a certificate to reload,
+/// both servers say so and keep serving (SIGHUP's default would end them).
+#[test]
+fn sighup_without_tls_is_logged_and_both_servers_keep_serving() {
+    let smol = Server::smol(&[]);
+    let tokio = Server::tokio(&[]);
+    for server in [&smol, &tokio] {
+        server.signal("HUP");
+        server.wait_for_log("SIGHUP: nothing to reload");
+    }
+    assert_eq!(roomcast_e2e::get(&smol.url("/healthz")).status, 200);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let url = format!("http://{}", tokio.addr);
+        let mut chat = ChatClient::connect(url).await.expect("still serving");
+        let token = chat
+            .guest(pb::GuestRequest {
+                nickname: "ada".into(),
+            })
+            .await
+            .expect("a call after SIGHUP");
+        assert_eq!(token.into_inner().user, "ada");
+    });
+}
