@@ -56,6 +56,17 @@ struct Log {
 }
 
 impl Log {
+    /// A log with nothing in it yet, in `epoch`.
+    fn empty(epoch: u64) -> Log {
+        Log {
+            epoch,
+            entries: Vec::new(),
+            latest: Seq::ZERO,
+            made: BTreeMap::new(),
+            next_id: 0,
+        }
+    }
+
     fn append(&mut self) -> Arc<Message> {
         self.latest = self.latest.next();
         self.next_id += 1;
@@ -229,13 +240,7 @@ impl Replica {
 }
 
 fn run(ops: Vec<Op>) {
-    let mut log = Log {
-        epoch: 1,
-        entries: Vec::new(),
-        latest: Seq::ZERO,
-        made: BTreeMap::new(),
-        next_id: 0,
-    };
+    let mut log = Log::empty(1);
     let mut replicas: Vec<Replica> = (0..REPLICAS).map(|_| Replica::new(1)).collect();
     for op in ops {
         match op {
@@ -314,13 +319,7 @@ proptest! {
 
 #[test]
 fn an_entry_that_arrives_early_waits_for_the_one_before() {
-    let mut log = Log {
-        epoch: 7,
-        entries: Vec::new(),
-        latest: Seq::ZERO,
-        made: BTreeMap::new(),
-        next_id: 0,
-    };
+    let mut log = Log::empty(7);
     let mut r = Replica::new(7);
     let one = log.append();
     let two = log.append();
@@ -374,13 +373,7 @@ fn a_room_nobody_listens_to_is_unloaded_and_one_with_listeners_stays() {
 
 #[test]
 fn a_log_that_goes_back_in_the_same_epoch_is_told_once_and_not_followed() {
-    let mut log = Log {
-        epoch: 5,
-        entries: Vec::new(),
-        latest: Seq::ZERO,
-        made: BTreeMap::new(),
-        next_id: 0,
-    };
+    let mut log = Log::empty(5);
     let mut r = Replica::new(5);
     for _ in 0..4 {
         log.append();
@@ -431,13 +424,7 @@ fn a_log_that_goes_back_in_the_same_epoch_is_told_once_and_not_followed() {
 
 #[test]
 fn a_read_that_left_before_the_newest_append_is_not_a_log_going_back() {
-    let mut log = Log {
-        epoch: 5,
-        entries: Vec::new(),
-        latest: Seq::ZERO,
-        made: BTreeMap::new(),
-        next_id: 0,
-    };
+    let mut log = Log::empty(5);
     let mut r = Replica::new(5);
     log.append();
     log.append();

@@ -93,7 +93,7 @@ fn main() -> anyhow::Result<()> {
     let metrics = Metrics::install("smol");
     let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;
     let tls = cli.tls.server_config(&[b"http/1.1"])?;
-    let reload = roomcast_hub::tls::reload_on_hangup(tls.as_ref().map(|t| t.certificates.clone()))?;
+    let reload = roomcast_hub::tls::reload_on_hangup(tls.as_ref())?;
     let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
     runtime::run(async move {
         runtime::spawn(reload).detach();

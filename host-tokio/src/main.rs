@@ -128,8 +128,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let tls = cli.tls.server_config(&[b"h2"])?;
-    let certificates = tls.as_ref().map(|t| t.certificates.clone());
-    tokio::spawn(roomcast_hub::tls::reload_on_hangup(certificates)?);
+    tokio::spawn(roomcast_hub::tls::reload_on_hangup(tls.as_ref())?);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!("roomcast-tokio listening on {scheme}://{addr}");
     tonic::transport::Server::builder()

@@ -89,12 +89,12 @@ pub struct Tls {
     /// For the host's acceptor.
     pub config: Arc<rustls::ServerConfig>,
     /// The served certificate, which [`reload_on_hangup`] replaces.
-    pub certificates: Arc<Certificates>,
+    certificates: Arc<Certificates>,
 }
 
 /// The certificate served now, and where it is read from.
 #[derive(Debug)]
-pub struct Certificates {
+struct Certificates {
     current: RwLock<Arc<CertifiedKey>>,
     cert: PathBuf,
     key: PathBuf,
@@ -104,20 +104,19 @@ pub struct Certificates {
 impl Certificates {
     /// Reads both files again and serves them to new connections; on error what is served
     /// stays.
-    pub fn reload(&self) -> anyhow::Result<()> {
+    fn reload(&self) -> anyhow::Result<()> {
         let fresh = read(&self.cert, &self.key, &self.provider)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
         Ok(())
     }
 }
 
-/// Catches SIGHUP from now on, forever: each reloads `certificates` (served with `--tls-cert`).
+/// Catches SIGHUP from now on, forever: each reloads the certificate `tls` serves.
 /// Without them there is nothing to reload, and SIGHUP (as `systemctl reload` sends) is logged
 /// rather than ending the server. Call before announcing the listening address: until then
 /// SIGHUP ends the process.
-pub fn reload_on_hangup(
-    certificates: Option<Arc<Certificates>>,
-) -> anyhow::Result<impl Future<Output = ()>> {
+pub fn reload_on_hangup(tls: Option<&Tls>) -> anyhow::Result<impl Future<Output = ()> + use<>> {
+    let certificates = tls.map(|tls| tls.certificates.clone());
     let mut hangups = Signals::new([Signal::Hup]).context("cannot catch SIGHUP")?;
     Ok(async move {
         while let Some(Ok(_)) = hangups.next().await {

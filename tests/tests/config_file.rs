@@ -84,27 +84,20 @@ fn the_file_the_environment_and_the_command_line_in_that_order() {
 #[test]
 fn a_bad_file_stops_the_start_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let path = file(&dir, "max-roms = 5\n");
-    let (ok, _, err) = printed(
-        ("roomcast-smol", "roomcast-smol"),
-        &["--in-memory", "--config", &path],
-        &[],
-    );
+    let start_with = |path: &str| {
+        printed(
+            ("roomcast-smol", "roomcast-smol"),
+            &["--in-memory", "--config", path],
+            &[],
+        )
+    };
+    let (ok, _, err) = start_with(&file(&dir, "max-roms = 5\n"));
     assert!(!ok);
     assert!(err.contains("max-roms is not a setting"), "{err}");
-    let path = file(&dir, "max-rooms = \"many\"\n");
-    let (ok, _, err) = printed(
-        ("roomcast-smol", "roomcast-smol"),
-        &["--in-memory", "--config", &path],
-        &[],
-    );
+    let (ok, _, err) = start_with(&file(&dir, "max-rooms = \"many\"\n"));
     assert!(!ok);
     assert!(err.contains("many"), "{err}");
-    let (ok, _, err) = printed(
-        ("roomcast-smol", "roomcast-smol"),
-        &["--in-memory", "--config", "/nonexistent/roomcast.toml"],
-        &[],
-    );
+    let (ok, _, err) = start_with("/nonexistent/roomcast.toml");
     assert!(!ok);
     assert!(err.contains("cannot read the configuration file"), "{err}");
 }
