@@ -13,6 +13,7 @@
 mod clients;
 mod floor;
 mod scenario;
+mod strangers;
 mod target;
 mod wire;
 
@@ -43,7 +44,7 @@ struct Cli {
 enum Command {
     /// One scenario against one server.
     Run {
-        /// The scenario (F1 F2 F3 R1 P1 M2 S1 C1 C2 M3 X1).
+        /// The scenario (F1 F2 F3 R1 P1 M2 S1 C1 C2 M3 X1 G1).
         #[arg(value_enum, ignore_case = true)]
         scenario: Scenario,
         /// Which server and protocol.
@@ -115,6 +116,34 @@ struct Common {
     json: Option<PathBuf>,
 }
 
+impl Target {
+    /// The server `scenario` runs against: G1 on a durable store, with the limits of
+    /// [`strangers::FLAGS`] and every other at its default; the others with the per-user
+    /// limits off, as they measure throughput rather than what a stranger may take.
+    fn for_scenario(scenario: Scenario, kind: Kind, common: &Common) -> anyhow::Result<Target> {
+        let bin_dir = common.bin_dir()?;
+        match scenario {
+            Scenario::G1 => {
+                let flags: Vec<String> = strangers::FLAGS.iter().map(|f| (*f).to_owned()).collect();
+                Target::spawn_with(kind, &bin_dir, true, common.nodes, &flags, false)
+            }
+            Scenario::F1
+            | Scenario::F2
+            | Scenario::F3
+            | Scenario::R1
+            | Scenario::P1
+            | Scenario::M2
+            | Scenario::M3
+            | Scenario::S1
+            | Scenario::C1
+            | Scenario::C2
+            | Scenario::X1 => {
+                Target::spawn_with(kind, &bin_dir, common.durable, common.nodes, &[], true)
+            }
+        }
+    }
+}
+
 impl Common {
     fn bin_dir(&self) -> anyhow::Result<PathBuf> {
         match &self.bin_dir {
@@ -166,7 +195,7 @@ async fn async_main() -> anyhow::Result<()> {
                     ensure!(addr.ip().is_loopback(), "loopback only, not {addr}");
                     Target::attach(kind, addr, pid)
                 }
-                None => Target::spawn(kind, &common.bin_dir()?, common.durable, common.nodes)?,
+                None => Target::for_scenario(scenario, kind, &common)?,
             };
             let outcome = scenario::run(scenario, &target, settings).await?;
             report(&command_line, &[outcome], &common, None)
@@ -178,7 +207,6 @@ async fn async_main() -> anyhow::Result<()> {
             require_peer,
             markdown,
         } => {
-            let bin_dir = common.bin_dir()?;
             let mut targets = if targets.is_empty() {
                 vec![Kind::Sse, Kind::Ws, Kind::Grpc, Kind::Socketio, Kind::Floor]
             } else {
@@ -212,7 +240,7 @@ async fn async_main() -> anyhow::Result<()> {
                         continue;
                     }
                     eprintln!("{} on {} ...", scenario.name(), kind.name());
-                    let target = Target::spawn(*kind, &bin_dir, common.durable, common.nodes)?;
+                    let target = Target::for_scenario(*scenario, *kind, &common)?;
                     let outcome = scenario::run(*scenario, &target, settings)
                         .await
                         .with_context(|| format!("{} on {}", scenario.name(), kind.name()))?;

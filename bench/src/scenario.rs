@@ -16,7 +16,7 @@ use crate::clients::{Kind, Listener, Publisher, with_retries};
 use crate::target::{Target, established, rss_kib};
 use crate::wire::Seen;
 
-/// A scenario of issue 7.
+/// A scenario (issue 7's, and G1 of issue 25's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// One room, 1,000 listeners: the highest rate with no drops and p99 under 20 ms.
@@ -44,6 +44,10 @@ pub enum Scenario {
     /// A reaction storm: 1,000 users react to one message within one second while 1,000
     /// listen: every reaction acknowledged, and delivered to every listener in order.
     X1,
+    /// One guest at every limit at once (rooms, uploads, read markers, streams, connections,
+    /// reactions): the server's memory, disk, connections, listeners and Redis keys before, at
+    /// the limits and after the guest is gone (see `strangers.rs`).
+    G1,
 }
 
 impl Scenario {
@@ -61,17 +65,18 @@ impl Scenario {
             Scenario::C2 => "C2",
             Scenario::M3 => "M3",
             Scenario::X1 => "X1",
+            Scenario::G1 => "G1",
         }
     }
 
     /// Whether it applies to `kind` (the peer and the floor only take part where compared).
     pub fn applies_to(self, kind: Kind) -> bool {
         match kind {
-            // M3 reads history over REST.
+            // M3 reads history over REST; G1 is a stranger of the web server.
             Kind::Sse | Kind::Ws => true,
-            Kind::Grpc => !matches!(self, Scenario::M3),
-            // Only roomcast has reactions.
-            Kind::Socketio | Kind::Floor if self == Scenario::X1 => false,
+            Kind::Grpc => !matches!(self, Scenario::M3 | Scenario::G1),
+            // Only roomcast has reactions and limits per user.
+            Kind::Socketio | Kind::Floor if matches!(self, Scenario::X1 | Scenario::G1) => false,
             Kind::Socketio => matches!(self, Scenario::F1 | Scenario::F2 | Scenario::M2),
             Kind::Floor => matches!(self, Scenario::F1 | Scenario::F2 | Scenario::F3),
         }
@@ -126,7 +131,8 @@ pub async fn run(scenario: Scenario, target: &Target, s: Settings) -> anyhow::Re
         | Scenario::C1
         | Scenario::C2
         | Scenario::M3
-        | Scenario::X1 => None,
+        | Scenario::X1
+        | Scenario::G1 => None,
     };
     if let Some((shape, first_rate, steps)) = search {
         let steps = if q { 1 } else { steps };
@@ -153,6 +159,7 @@ pub async fn run(scenario: Scenario, target: &Target, s: Settings) -> anyhow::Re
         Scenario::C2 => storm(target, pick(10_000, 200), if q { 10 } else { 100 }).await,
         Scenario::M3 => rooms(target, pick(100_000, 200), 5, if q { 50 } else { 500 }).await,
         Scenario::X1 => reactions(target, pick(1000, 50), seconds.min(1.0)).await,
+        Scenario::G1 => crate::strangers::guest_at_every_limit(target).await,
         Scenario::F1 | Scenario::F3 | Scenario::R1 => unreachable!("searched above"),
     }
 }

@@ -21,6 +21,8 @@ pub struct Target {
     pub publish_addr: SocketAddr,
     /// With several nodes: Redis and the other nodes, stopped with this one.
     others: Vec<Child>,
+    /// With several nodes: where their Redis listens.
+    pub redis: Option<SocketAddr>,
     /// Its process, to read its memory.
     pub pid: Option<u32>,
     child: Option<Child>,
@@ -45,10 +47,16 @@ impl Target {
             addr,
             publish_addr: addr,
             others: Vec::new(),
+            redis: None,
             pid,
             child: None,
             _data: None,
         }
+    }
+
+    /// Where the server keeps its data, if the generator made it a data dir.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self._data.as_ref().map(tempfile::TempDir::path)
     }
 
     /// Starts the server for `kind` on a free loopback port: roomcast binaries from `bin_dir`
@@ -56,14 +64,18 @@ impl Target {
     /// writer (this binary's `floor-server`). Returns once it accepts connections. With
     /// `nodes` above 1, a `redis-server` and that many roomcast nodes sharing rooms through it
     /// (listeners on the first, publishers on the last).
-    pub fn spawn(
+    /// With `extra` flags for roomcast, and with `relaxed`, the limits per user and per
+    /// address off (where the binary has them: builds from before lack them).
+    pub fn spawn_with(
         kind: Kind,
         bin_dir: &Path,
         durable: bool,
         nodes: usize,
+        extra: &[String],
+        relaxed: bool,
     ) -> anyhow::Result<Target> {
         if nodes > 1 {
-            return Target::spawn_cluster(kind, bin_dir, nodes);
+            return Target::spawn_cluster(kind, bin_dir, nodes, extra, relaxed);
         }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -81,13 +93,15 @@ impl Target {
                 command.args([
                     "--listen",
                     &addr.to_string(),
-                    "--rate-burst=0",
                     "--max-listeners-per-room=20000",
                     "--max-rooms=200000",
                 ]);
+                if relaxed {
+                    command.arg("--rate-burst=0");
+                }
                 // Every client signs up from this one address. (Builds from before the
                 // sign-up limit lack the flag; asking keeps them comparable.)
-                if knows_flag(&path, "--sign-up-burst") {
+                if relaxed && knows_flag(&path, "--sign-up-burst") {
                     command.arg("--sign-up-burst=0");
                 }
                 // M3 waits for idle rooms to go cold (builds from before have no such flag).
@@ -104,6 +118,10 @@ impl Target {
                 } else {
                     command.arg("--in-memory");
                 }
+                if relaxed && knows_flag(&path, "--max-user-listeners") {
+                    command.args(RELAXED);
+                }
+                command.args(extra);
                 command.env("RUST_LOG", "warn");
                 command
             }
@@ -132,6 +150,7 @@ impl Target {
             addr,
             publish_addr: addr,
             others: Vec::new(),
+            redis: None,
             pid: Some(child.id()),
             child: Some(child),
             _data: data,
@@ -141,7 +160,13 @@ impl Target {
     }
 
     /// A `redis-server` (appendonly, fsync every second) and `nodes` roomcast nodes on it.
-    fn spawn_cluster(kind: Kind, bin_dir: &Path, nodes: usize) -> anyhow::Result<Target> {
+    fn spawn_cluster(
+        kind: Kind,
+        bin_dir: &Path,
+        nodes: usize,
+        extra: &[String],
+        relaxed: bool,
+    ) -> anyhow::Result<Target> {
         if kind == Kind::Floor {
             bail!("--nodes is for roomcast and the Socket.IO peer");
         }
@@ -202,7 +227,12 @@ impl Target {
                     } else {
                         "roomcast-smol"
                     };
-                    let mut command = Command::new(bin_dir.join(bin));
+                    let path = bin_dir.join(bin);
+                    let mut command = Command::new(&path);
+                    if relaxed && knows_flag(&path, "--max-user-listeners") {
+                        command.args(RELAXED);
+                    }
+                    command.args(extra);
                     command
                         .args([
                             "--listen",
@@ -235,6 +265,7 @@ impl Target {
             kind,
             addr: addrs[0],
             publish_addr: addrs[addrs.len() - 1],
+            redis: Some(redis_addr),
             others,
             pid: Some(child.id()),
             child: Some(child),
@@ -269,6 +300,18 @@ impl Drop for Target {
         }
     }
 }
+
+/// The limits per user and per address turned off: the throughput scenarios sign every client
+/// up from one address and open thousands of streams, as no single stranger may.
+const RELAXED: &[&str] = &[
+    "--max-connections-per-address=1000000",
+    "--max-fresh-connections-per-address=1000000",
+    "--max-user-listeners=1000000",
+    "--max-rooms-per-user=1000000",
+    "--room-rate=0/1s",
+    "--upload-rate=0/1s",
+    "--read-rate=0/1s",
+];
 
 /// Starts a server process, its output discarded.
 fn launch(mut command: Command, kind: Kind) -> anyhow::Result<Child> {

@@ -197,6 +197,7 @@ fn main() -> io::Result<()> {
                 // This console numbers its own messages: no shared log to read.
                 Event::Fetch { .. }
                 | Event::Read { .. }
+                | Event::ReadForgotten { .. }
                 | Event::AttachmentsDropped { .. }
                 | Event::Here { .. }
                 | Event::Unloaded { .. }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::history::Gap;
-use crate::ids::{ListenerId, RoomId, Seq, UserName};
+use crate::ids::{ListenerId, RoomId, Seq, UserId};
 use crate::log::{Applied, Committed};
 use crate::message::{Kind, Message};
 use crate::presence::PresenceEntry;
@@ -220,6 +220,24 @@ pub struct MarkRead {
     pub seq: Seq,
 }
 
+/// A guest departed: their hold on their name ended (their session and the grace after), and
+/// nobody will act as them again. The rooms they own in which nothing was ever posted are
+/// deleted, and their read markers forgotten; rooms with something in them stay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Depart {
+    /// Who departed.
+    pub user: String,
+}
+
+/// What a departure reclaimed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Departed {
+    /// The empty rooms deleted.
+    pub rooms: Vec<RoomId>,
+    /// How many read markers were forgotten.
+    pub markers: usize,
+}
+
 /// A page of a room's history, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
@@ -312,6 +330,8 @@ commands! {
     Upload => (),
     /// See [`Committed`]: entries of a shared log, handed to core by the host.
     Committed => Applied,
+    /// See [`Depart`].
+    Depart => Departed,
 }
 
 impl Command {
@@ -331,7 +351,8 @@ impl Command {
             | Command::Typing(_)
             | Command::MarkRead(_)
             | Command::Upload(_)
-            | Command::Committed(_) => false,
+            | Command::Committed(_)
+            | Command::Depart(_) => false,
         }
     }
 
@@ -351,12 +372,12 @@ impl Command {
             Command::Upload(c) => &c.room,
             Command::Committed(c) => return Some(c.room.clone()),
             Command::OpenDirect(c) => {
-                let user = UserName::parse(&c.user, usize::MAX).ok()?;
-                let other = UserName::parse(&c.other, usize::MAX).ok()?;
+                let user = UserId::parse(&c.user, usize::MAX).ok()?;
+                let other = UserId::parse(&c.other, usize::MAX).ok()?;
                 let pair = std::collections::BTreeSet::from([user, other]);
                 return RoomId::parse(&crate::ids::direct_room_id(&pair), usize::MAX).ok();
             }
-            Command::ListRooms(_) | Command::CloseListener(_) => return None,
+            Command::ListRooms(_) | Command::CloseListener(_) | Command::Depart(_) => return None,
         };
         RoomId::parse(named, usize::MAX).ok()
     }
@@ -428,7 +449,8 @@ pub struct HistoryPage {
     pub messages: Vec<Arc<Message>>,
     /// Set if a forward read started before what is held.
     pub gap: Option<Gap>,
-    /// The oldest held sequence number: there is nothing older to page back to.
+    /// The oldest entry held (a message, perhaps older than where a resume is complete): there
+    /// is nothing older to page back to.
     pub first_held: Seq,
     /// The room's newest sequence number.
     pub latest: Seq,

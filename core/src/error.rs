@@ -64,6 +64,27 @@ pub enum Error {
         /// When the next submit will be accepted.
         retry_after: Duration,
     },
+    /// The user did something with a pace of its own (creating rooms, uploading, marking
+    /// read) faster than it allows.
+    #[error("too many {what}: try again in {} s", retry_after.as_secs().max(1))]
+    Paced {
+        /// What was done too fast.
+        what: Paced,
+        /// When the next one will be accepted.
+        retry_after: Duration,
+    },
+    /// Creating the room would exceed the rooms one user may own.
+    #[error("you own the maximum of {max} rooms: delete one first")]
+    TooManyOwnedRooms {
+        /// The user's maximum.
+        max: usize,
+    },
+    /// Opening the listener would exceed the listeners one user may hold across rooms.
+    #[error("you hold the maximum of {max} listeners across rooms: close one first")]
+    TooManyOwnListeners {
+        /// The user's maximum.
+        max: usize,
+    },
     /// A resume point beyond the newest message: the client is ahead of the room, which usually
     /// means the room was deleted and re-created since.
     #[error("cannot resume after {after}: the newest message is {latest}")]
@@ -188,6 +209,45 @@ pub enum AttachmentError {
         /// The id.
         id: String,
     },
+    /// The uploader keeps their maximum of bytes in files (pending and posted).
+    #[error("you keep the maximum of {max} bytes of files: delete a message with files first")]
+    Quota {
+        /// The user's maximum.
+        max: u64,
+    },
+    /// The server keeps its maximum of bytes in files.
+    #[error("the server keeps its maximum of {max} bytes of files")]
+    FilesFull {
+        /// The configured maximum.
+        max: u64,
+    },
+    /// The disk is nearly full: less than the configured floor is free.
+    #[error("the server's disk is nearly full (less than {floor} bytes free)")]
+    DiskFull {
+        /// The configured floor.
+        floor: u64,
+    },
+}
+
+/// What has a pace of its own ([`Error::Paced`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paced {
+    /// Creating rooms (direct messages too).
+    Rooms,
+    /// Uploading files.
+    Uploads,
+    /// Moving read markers.
+    ReadMarkers,
+}
+
+impl std::fmt::Display for Paced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Paced::Rooms => "new rooms",
+            Paced::Uploads => "uploads",
+            Paced::ReadMarkers => "read markers moved",
+        })
+    }
 }
 
 /// Why a membership change cannot be, whoever asks.
@@ -254,6 +314,8 @@ pub enum ErrorClass {
     Unauthenticated,
     /// The server cannot do this now, try again (503, `UNAVAILABLE`); identity's.
     Unavailable,
+    /// There is no room to keep it: a quota, or the disk (507, `RESOURCE_EXHAUSTED`).
+    Storage,
 }
 
 impl Error {
@@ -269,9 +331,11 @@ impl Error {
             Error::TooManyRooms { .. }
             | Error::TooManyListeners { .. }
             | Error::ServerFull { .. } => ErrorClass::Capacity,
-            Error::RateLimited { .. } | Error::TooManyUserListeners { .. } => {
-                ErrorClass::RateLimited
-            }
+            Error::RateLimited { .. }
+            | Error::Paced { .. }
+            | Error::TooManyUserListeners { .. }
+            | Error::TooManyOwnedRooms { .. }
+            | Error::TooManyOwnListeners { .. } => ErrorClass::RateLimited,
             Error::ResumeAhead { .. } => ErrorClass::OutOfRange,
             Error::IdempotencyConflict { .. } => ErrorClass::Conflict,
             Error::Membership(_) => ErrorClass::Precondition,
@@ -295,13 +359,20 @@ impl Error {
                 | AttachmentError::TooMany { .. }
                 | AttachmentError::Invalid { .. },
             ) => ErrorClass::Invalid,
+            Error::Attachment(
+                AttachmentError::Quota { .. }
+                | AttachmentError::FilesFull { .. }
+                | AttachmentError::DiskFull { .. },
+            ) => ErrorClass::Storage,
         }
     }
 
     /// When to try again, for a refusal that says (a rate limit).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::RateLimited { retry_after } => Some(*retry_after),
+            Error::RateLimited { retry_after } | Error::Paced { retry_after, .. } => {
+                Some(*retry_after)
+            }
             Error::Muted { remaining } => Some(*remaining),
             Error::Banned | Error::Moderation(_) => None,
             Error::InvalidRoomId(_)
@@ -313,6 +384,8 @@ impl Error {
             | Error::TooManyListeners { .. }
             | Error::ServerFull { .. }
             | Error::TooManyUserListeners { .. }
+            | Error::TooManyOwnedRooms { .. }
+            | Error::TooManyOwnListeners { .. }
             | Error::ResumeAhead { .. }
             | Error::IdempotencyConflict { .. }
             | Error::PermissionDenied { .. }
@@ -342,7 +415,9 @@ impl Error {
             Error::TooManyListeners { .. } => "too-many-listeners",
             Error::TooManyUserListeners { .. } => "too-many-user-listeners",
             Error::ServerFull { .. } => "server-full",
-            Error::RateLimited { .. } => "rate-limited",
+            Error::RateLimited { .. } | Error::Paced { .. } => "rate-limited",
+            Error::TooManyOwnedRooms { .. } => "too-many-owned-rooms",
+            Error::TooManyOwnListeners { .. } => "too-many-own-listeners",
             Error::ResumeAhead { .. } => "resume-ahead",
             Error::IdempotencyConflict { .. } => "idempotency-conflict",
             Error::PermissionDenied { .. } => "permission-denied",
@@ -362,6 +437,9 @@ impl Error {
             Error::Attachment(AttachmentError::TooMany { .. }) => "too-many-attachments",
             Error::Attachment(AttachmentError::Invalid { .. }) => "invalid-attachment",
             Error::Attachment(AttachmentError::NotFound { .. }) => "attachment-not-found",
+            Error::Attachment(AttachmentError::Quota { .. }) => "files-quota",
+            Error::Attachment(AttachmentError::FilesFull { .. }) => "files-full",
+            Error::Attachment(AttachmentError::DiskFull { .. }) => "disk-full",
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::history::Gap;
-use crate::ids::{ListenerId, RoomId, Seq, UserName};
+use crate::ids::{ListenerId, RoomId, Seq, UserId};
 use crate::message::{Attachment, Message};
 use crate::read::ReadMarker;
 use crate::time::Timestamp;
@@ -21,7 +21,7 @@ pub enum Event {
         /// When it was created (persist it with the room).
         created_at: Timestamp,
         /// Who created it (`None` for a direct-message room).
-        owner: Option<UserName>,
+        owner: Option<UserId>,
         /// Whether only members may see it; its members follow as [`Event::MemberAdded`].
         private: bool,
     },
@@ -30,7 +30,7 @@ pub enum Event {
         /// The room.
         room: RoomId,
         /// The new member.
-        user: UserName,
+        user: UserId,
     },
     /// A member was removed from a private room. Each of their listeners on it gets its own
     /// [`Event::ListenerClosed`] before this.
@@ -38,7 +38,7 @@ pub enum Event {
         /// The room.
         room: RoomId,
         /// The former member.
-        user: UserName,
+        user: UserId,
     },
     /// A room is gone with everything in it. Its listeners are closed: end their streams with
     /// `reason`. No presence `Left` events follow for them.
@@ -74,9 +74,16 @@ pub enum Event {
         /// The room.
         room: RoomId,
         /// Whose marker.
-        user: UserName,
+        user: UserId,
         /// Where it is now.
         marker: ReadMarker,
+    },
+    /// A departed guest's read marker on a room is gone: forget it (nobody else is told).
+    ReadForgotten {
+        /// The room.
+        room: RoomId,
+        /// Whose marker it was.
+        user: UserId,
     },
     /// A user is typing in a room: show it for a few seconds
     /// ([`TYPING_SHOWN_FOR`](crate::TYPING_SHOWN_FOR)), or until their message arrives. Not
@@ -85,21 +92,21 @@ pub enum Event {
         /// The room.
         room: RoomId,
         /// Who.
-        user: UserName,
+        user: UserId,
     },
     /// A user opened their first listener on a room.
     Joined {
         /// The room.
         room: RoomId,
         /// Who joined.
-        user: UserName,
+        user: UserId,
     },
     /// A user closed their last listener on a room.
     Left {
         /// The room.
         room: RoomId,
         /// Who left.
-        user: UserName,
+        user: UserId,
     },
     /// The shared log no longer holds messages its listeners have not seen (it trimmed them):
     /// tell them, then the messages from `gap.first_held` on follow.
@@ -116,7 +123,7 @@ pub enum Event {
         /// The room.
         room: RoomId,
         /// Who.
-        user: UserName,
+        user: UserId,
         /// Whether they are here now.
         here: bool,
     },
@@ -160,6 +167,7 @@ impl Event {
             | Event::Joined { room, .. }
             | Event::Typing { room, .. }
             | Event::Read { room, .. }
+            | Event::ReadForgotten { room, .. }
             | Event::AttachmentsDropped { room, .. }
             | Event::Left { room, .. }
             | Event::ListenerClosed { room, .. }
@@ -179,7 +187,7 @@ impl Event {
     }
 
     /// The event as what keeps history sees it, if it is durable: whoever stores events
-    /// matches on [`Durable`]'s six kinds alone, so a new event for listeners or for the log
+    /// matches on [`Durable`]'s seven kinds alone, so a new event for listeners or for the log
     /// is decided here once.
     pub fn durable(&self) -> Option<Durable<'_>> {
         Some(match self {
@@ -203,6 +211,7 @@ impl Event {
                 user,
                 marker: *marker,
             },
+            Event::ReadForgotten { room, user } => Durable::ReadForgotten { room, user },
             Event::Joined { .. }
             | Event::AttachmentsDropped { .. }
             | Event::Typing { .. }
@@ -228,7 +237,7 @@ pub enum Durable<'a> {
         /// When it was created.
         created_at: Timestamp,
         /// Who created it.
-        owner: Option<&'a UserName>,
+        owner: Option<&'a UserId>,
         /// Whether only members may see it.
         private: bool,
     },
@@ -237,14 +246,14 @@ pub enum Durable<'a> {
         /// The room.
         room: &'a RoomId,
         /// The new member.
-        user: &'a UserName,
+        user: &'a UserId,
     },
     /// See [`Event::MemberRemoved`].
     MemberRemoved {
         /// The room.
         room: &'a RoomId,
         /// The former member.
-        user: &'a UserName,
+        user: &'a UserId,
     },
     /// See [`Event::RoomClosed`].
     RoomClosed {
@@ -260,9 +269,16 @@ pub enum Durable<'a> {
         /// The room.
         room: &'a RoomId,
         /// Whose marker.
-        user: &'a UserName,
+        user: &'a UserId,
         /// Where it is now.
         marker: ReadMarker,
+    },
+    /// See [`Event::ReadForgotten`].
+    ReadForgotten {
+        /// The room.
+        room: &'a RoomId,
+        /// Whose marker it was.
+        user: &'a UserId,
     },
 }
 
@@ -273,7 +289,7 @@ pub enum CloseReason {
     /// deleted elsewhere).
     Deleted {
         /// Who deleted it.
-        by: Option<UserName>,
+        by: Option<UserId>,
     },
     /// The room expired after having no listeners for the configured idle time.
     Expired,
@@ -295,12 +311,12 @@ pub enum CloseReason {
     /// A moderator kicked the listener's user out of the room; they may come back.
     Kicked {
         /// Who.
-        by: UserName,
+        by: UserId,
     },
     /// A moderator banned the listener's user from the room.
     Banned {
         /// Who.
-        by: UserName,
+        by: UserId,
     },
 }
 
@@ -324,7 +340,7 @@ impl CloseReason {
     }
 
     /// Who deleted the room, when that is why and it is known.
-    pub fn by(&self) -> Option<&UserName> {
+    pub fn by(&self) -> Option<&UserId> {
         match self {
             CloseReason::Deleted { by } => by.as_ref(),
             CloseReason::Kicked { by } | CloseReason::Banned { by } => Some(by),
@@ -355,7 +371,10 @@ impl CloseReason {
             | Error::TooManyListeners { .. }
             | Error::ServerFull { .. }
             | Error::TooManyUserListeners { .. }
+            | Error::TooManyOwnedRooms { .. }
+            | Error::TooManyOwnListeners { .. }
             | Error::RateLimited { .. }
+            | Error::Paced { .. }
             | Error::IdempotencyConflict { .. }
             | Error::Membership(_)
             | Error::MessageNotFound { .. }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use crate::ids::{IdempotencyKey, Seq, UserName};
+use crate::ids::{IdempotencyKey, Seq, UserId};
 use crate::message::{Kind, Message};
 
 /// Messages after `after` and before `first_held` are no longer held: a reader that asked for
@@ -17,13 +17,29 @@ pub struct Gap {
     pub first_held: Seq,
 }
 
+/// A room's newest entries. Edits, deletions, reactions and moderations are entries too, but
+/// they do not cost messages their place: the ring keeps the room's newest `capacity` messages
+/// (posts), and beside them its newest entries of every kind, as long as that run holds no
+/// more than `capacity` of either. A resume reads that run ([`History::first_held`] on); a
+/// page reads the messages too, each as it now is (the changes to it already made), so a
+/// flood of reactions or edits pushes no message out of memory.
 #[derive(Debug, Clone)]
 pub(crate) struct History {
     capacity: usize,
-    messages: VecDeque<Arc<Message>>,
+    /// Messages older than `recent`'s first entry, oldest first: their changes are not held.
+    older: VecDeque<Arc<Message>>,
+    /// Every entry from the first held on to `latest`, oldest first.
+    recent: VecDeque<Arc<Message>>,
+    /// How many of `recent` are messages (posts); the rest are changes.
+    recent_posts: usize,
     latest: Seq,
-    /// Idempotency keys of held messages, forgotten when their message leaves the ring.
-    keys: BTreeMap<(UserName, IdempotencyKey), Seq>,
+    /// Idempotency keys of held entries, forgotten when their entry leaves.
+    keys: BTreeMap<(UserId, IdempotencyKey), Seq>,
+}
+
+/// Whether an entry is a message (a post) rather than a change to one or a moderation.
+fn is_post(m: &Message) -> bool {
+    matches!(m.kind, Kind::Post { .. })
 }
 
 impl History {
@@ -31,15 +47,17 @@ impl History {
     pub(crate) fn new(capacity: usize) -> Self {
         History {
             capacity: capacity.max(1),
-            messages: VecDeque::new(),
+            older: VecDeque::new(),
+            recent: VecDeque::new(),
+            recent_posts: 0,
             latest: Seq::ZERO,
             keys: BTreeMap::new(),
         }
     }
 
     /// A history rebuilt from storage: `latest` continues the room's numbering, and the
-    /// contiguous run of `recent` that ends at `latest` (its newest `capacity`) is held again,
-    /// with its idempotency keys.
+    /// contiguous run of `recent` that ends at `latest` is held again (as much of it as the
+    /// ring keeps), with its idempotency keys.
     pub(crate) fn restore(capacity: usize, latest: Seq, recent: Vec<Arc<Message>>) -> Self {
         let mut history = History::new(capacity);
         for message in recent {
@@ -60,9 +78,9 @@ impl History {
         history
     }
 
-    /// How many messages it holds.
+    /// How many entries it holds.
     pub(crate) fn len(&self) -> usize {
-        self.messages.len()
+        self.older.len() + self.recent.len()
     }
 
     /// The newest sequence number ever assigned; `Seq::ZERO` before the first message.
@@ -70,31 +88,59 @@ impl History {
         self.latest
     }
 
-    /// The oldest sequence number held (`latest + 1` when nothing is held).
+    /// From where every entry is held (`latest + 1` when none is): a resume after anything
+    /// older is told of a gap here (storage fills it).
     pub(crate) fn first_held(&self) -> Seq {
-        self.messages.front().map_or(self.latest.next(), |m| m.seq)
+        self.recent.front().map_or(self.latest.next(), |m| m.seq)
     }
 
-    /// Appends the next message, evicting the oldest when full. `message.seq` must be
-    /// `latest + 1`; core assigns it so.
+    /// The oldest entry held at all (a message, perhaps older than [`History::first_held`]).
+    pub(crate) fn oldest_held(&self) -> Seq {
+        self.older
+            .front()
+            .map_or_else(|| self.first_held(), |m| m.seq)
+    }
+
+    /// Appends the next entry, then lets the oldest go: changes beyond the ring's share, and
+    /// messages beyond its capacity. `message.seq` must be `latest + 1`; core assigns it so.
     pub(crate) fn push(&mut self, message: Arc<Message>) {
         debug_assert_eq!(
             message.seq,
             self.latest.next(),
             "sequence numbers are contiguous"
         );
-        if self.messages.len() == self.capacity
-            && let Some(old) = self.messages.pop_front()
-            && let Some(key) = &old.idempotency_key
-        {
-            self.keys.remove(&(old.user.clone(), key.clone()));
-        }
         if let Some(key) = &message.idempotency_key {
             self.keys
                 .insert((message.user.clone(), key.clone()), message.seq);
         }
+        self.recent_posts += usize::from(is_post(&message));
         self.latest = message.seq;
-        self.messages.push_back(message);
+        self.recent.push_back(message);
+        while self.recent_posts > self.capacity
+            || self.recent.len() - self.recent_posts > self.capacity
+        {
+            let Some(first) = self.recent.pop_front() else {
+                break;
+            };
+            if is_post(&first) {
+                self.recent_posts -= 1;
+                self.older.push_back(first);
+            } else {
+                self.forget_key(&first);
+            }
+        }
+        while self.older.len() + self.recent_posts > self.capacity {
+            let Some(oldest) = self.older.pop_front() else {
+                break;
+            };
+            self.forget_key(&oldest);
+        }
+    }
+
+    fn forget_key(&mut self, m: &Message) {
+        if let Some(key) = &m.idempotency_key {
+            self.keys.remove(&(m.user.clone(), key.clone()));
+        }
     }
 
     /// Forgets everything held and continues the numbering after `latest`: the log no longer
@@ -104,24 +150,36 @@ impl History {
         self.latest = latest;
     }
 
-    /// The held message with this sequence number.
+    /// Where the held entry `seq` is: `(true, i)` in `recent`, `(false, i)` in `older`.
+    fn locate(&self, seq: Seq) -> Option<(bool, usize)> {
+        let first = self.first_held();
+        if seq >= first {
+            let index = usize::try_from(seq.0 - first.0).ok()?;
+            return (index < self.recent.len()).then_some((true, index));
+        }
+        self.older
+            .binary_search_by_key(&seq, |m| m.seq)
+            .ok()
+            .map(|i| (false, i))
+    }
+
+    /// The held entry with this sequence number.
     pub(crate) fn get(&self, seq: Seq) -> Option<&Arc<Message>> {
-        let index = seq.0.checked_sub(self.first_held().0)?;
-        self.messages.get(usize::try_from(index).ok()?)
+        match self.locate(seq)? {
+            (true, i) => self.recent.get(i),
+            (false, i) => self.older.get(i),
+        }
     }
 
     /// Puts `message` in the place of the held entry with its sequence number (a change made
     /// it); false if that entry is not held.
     pub(crate) fn replace(&mut self, message: Arc<Message>) -> bool {
-        let Some(index) = message
-            .seq
-            .0
-            .checked_sub(self.first_held().0)
-            .and_then(|i| usize::try_from(i).ok())
-        else {
-            return false;
+        let slot = match self.locate(message.seq) {
+            Some((true, i)) => self.recent.get_mut(i),
+            Some((false, i)) => self.older.get_mut(i),
+            None => None,
         };
-        match self.messages.get_mut(index) {
+        match slot {
             Some(slot) => {
                 *slot = message;
                 true
@@ -132,7 +190,7 @@ impl History {
 
     /// Takes the text out of every held edit of message `of` (which was deleted).
     pub(crate) fn wipe_edits_of(&mut self, of: Seq) {
-        for slot in &mut self.messages {
+        for slot in &mut self.recent {
             if matches!(slot.kind, Kind::Edit { of: o } if o == of) && !slot.state.deleted {
                 let mut wiped = Message::clone(slot);
                 wiped.text.clear();
@@ -142,42 +200,43 @@ impl History {
         }
     }
 
-    /// The held message `user` posted with `key`, if still held.
-    pub(crate) fn find_key(&self, user: &UserName, key: &IdempotencyKey) -> Option<&Arc<Message>> {
+    /// The held entry `user` posted with `key`, if still held.
+    pub(crate) fn find_key(&self, user: &UserId, key: &IdempotencyKey) -> Option<&Arc<Message>> {
         let seq = self.keys.get(&(user.clone(), key.clone()))?;
         self.get(*seq)
     }
 
-    /// Up to `limit` messages after `after`, oldest first, and the gap if some of them are no
-    /// longer held. `after` must not be past `latest`.
+    /// Up to `limit` entries after `after`, oldest first, and the gap if some of them are not
+    /// held (every entry from [`History::first_held`] on is). `after` must not be past
+    /// `latest`.
     pub(crate) fn after(&self, after: Seq, limit: usize) -> (Vec<Arc<Message>>, Option<Gap>) {
         let first_held = self.first_held();
         let gap = (after.next() < first_held).then_some(Gap { after, first_held });
         let start = after.next().max(first_held);
         let skip = usize::try_from(start.0 - first_held.0).unwrap_or(usize::MAX);
         (
-            self.messages
-                .iter()
-                .skip(skip)
-                .take(limit)
-                .cloned()
-                .collect(),
+            self.recent.iter().skip(skip).take(limit).cloned().collect(),
             gap,
         )
     }
 
-    /// Up to `limit` of the newest messages before `before`, oldest first.
+    /// Up to `limit` of the newest entries held before `before` (messages only, older than
+    /// [`History::first_held`]), oldest first.
     pub(crate) fn before(&self, before: Seq, limit: usize) -> Vec<Arc<Message>> {
-        let first_held = self.first_held().0;
-        let end = before.0.min(self.latest.next().0).max(first_held);
-        let end = usize::try_from(end - first_held).unwrap_or(usize::MAX);
-        let start = end.saturating_sub(limit);
-        self.messages.range(start..end).cloned().collect()
+        let mut page: Vec<Arc<Message>> = self
+            .iter()
+            .rev()
+            .filter(|m| m.seq < before)
+            .take(limit)
+            .cloned()
+            .collect();
+        page.reverse();
+        page
     }
 
-    /// Iterates over the held messages, oldest first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Message>> {
-        self.messages.iter()
+    /// Iterates over the held entries, oldest first.
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Arc<Message>> {
+        self.older.iter().chain(self.recent.iter())
     }
 
     /// How many idempotency keys are remembered.
@@ -198,7 +257,7 @@ mod tests {
             id: MessageId(seq),
             room: RoomId::parse("r", 8).unwrap(),
             seq: Seq(seq),
-            user: UserName::parse("ada", 8).unwrap(),
+            user: UserId::parse("ada", 8).unwrap(),
             text: format!("m{seq}"),
             sent_at: Timestamp::EPOCH,
             idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
@@ -225,7 +284,7 @@ mod tests {
         let h = History::restore(4, Seq(8), recent);
         assert_eq!((h.first_held(), h.latest()), (Seq(5), Seq(8)));
         assert_eq!(h.key_count(), 4);
-        let ada = UserName::parse("ada", 8).unwrap();
+        let ada = UserId::parse("ada", 8).unwrap();
         assert!(
             h.find_key(&ada, &IdempotencyKey::parse("k5").unwrap())
                 .is_some()
@@ -304,14 +363,66 @@ mod tests {
         assert!(h.before(Seq(1), 10).is_empty());
     }
 
+    fn change(seq: u64, of: u64) -> Arc<Message> {
+        Arc::new(Message {
+            kind: Kind::Edit { of: Seq(of) },
+            ..Message::clone(&msg(seq, None))
+        })
+    }
+
+    #[test]
+    fn changes_do_not_push_messages_out() {
+        let mut h = History::new(3);
+        for s in 1..=3 {
+            h.push(msg(s, None));
+        }
+        for s in 4..=20 {
+            h.push(change(s, 1));
+        }
+        assert_eq!(
+            h.iter()
+                .filter(|m| is_post(m))
+                .map(|m| m.seq.0)
+                .collect::<Vec<_>>(),
+            [1, 2, 3],
+            "every message stays"
+        );
+        assert_eq!(h.first_held(), Seq(18), "the newest three changes in a run");
+        assert_eq!(h.len(), 6);
+        assert_eq!(seqs(&h.before(Seq(100), 10)), [1, 2, 3, 18, 19, 20]);
+        assert_eq!(h.get(Seq(2)).map(|m| m.seq), Some(Seq(2)));
+        assert_eq!(h.get(Seq(10)), None);
+        let (ms, gap) = h.after(Seq(3), 10);
+        assert_eq!(seqs(&ms), [18, 19, 20]);
+        assert_eq!(
+            gap,
+            Some(Gap {
+                after: Seq(3),
+                first_held: Seq(18)
+            }),
+            "a resume from before the run is told (storage fills it)"
+        );
+        // New messages push the oldest out, as ever.
+        h.push(msg(21, None));
+        h.push(msg(22, None));
+        assert_eq!(
+            h.iter()
+                .filter(|m| is_post(m))
+                .map(|m| m.seq.0)
+                .collect::<Vec<_>>(),
+            [3, 21, 22]
+        );
+        assert_eq!(h.oldest_held(), Seq(3));
+    }
+
     #[test]
     fn idempotency_keys_follow_the_ring() {
         let mut h = History::new(2);
-        let ada = UserName::parse("ada", 8).unwrap();
+        let ada = UserId::parse("ada", 8).unwrap();
         let key = IdempotencyKey::parse("k1").unwrap();
         h.push(msg(1, Some("k1")));
         assert_eq!(h.find_key(&ada, &key).map(|m| m.seq), Some(Seq(1)));
-        assert_eq!(h.find_key(&UserName::parse("bob", 8).unwrap(), &key), None);
+        assert_eq!(h.find_key(&UserId::parse("bob", 8).unwrap(), &key), None);
         h.push(msg(2, None));
         h.push(msg(3, None));
         assert_eq!(h.find_key(&ada, &key), None);

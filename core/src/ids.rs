@@ -1,6 +1,6 @@
 //! Identifiers: what names a room, a user, a listener and a message.
 //!
-//! Names that come from clients ([`RoomId`], [`UserName`], [`IdempotencyKey`]) can only be built by
+//! Names that come from clients ([`RoomId`], [`UserId`], [`IdempotencyKey`]) can only be built by
 //! parsing, so holding one means it passed the rules. They are `Arc<str>` inside: cloning one into
 //! every message and event costs a reference count, not an allocation.
 
@@ -39,6 +39,9 @@ pub enum NameError {
     /// User names must not start or end with a space, nor hold two in a row.
     #[error("must not start or end with a space, nor hold two spaces in a row")]
     BadSpacing,
+    /// A user id's tag (after `~`) is 1 to 32 lowercase ASCII letters and digits.
+    #[error("a user id's tag (after ~) must be 1 to 32 lowercase letters and digits")]
+    BadTag,
 }
 
 /// The longest idempotency key accepted, in bytes.
@@ -71,8 +74,9 @@ impl RoomId {
     }
 }
 
-/// A user's display name: letters and digits of any script, plus `-`, `_`, `.` and inner spaces.
-/// Counted in characters, not bytes, so "Zoë" and "李小龍" are as welcome as "zoe".
+/// A user's name, as people see and type it: letters and digits of any script, plus `-`, `_`,
+/// `.` and inner spaces. Counted in characters, not bytes, so "Zoë" and "李小龍" are as welcome as
+/// "zoe". A name says who someone looks like, not who they are: that is their [`UserId`].
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UserName(Arc<str>);
 
@@ -95,6 +99,74 @@ impl UserName {
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Separates a user id's name from its tag: a character no name may hold.
+pub const USER_TAG_SEPARATOR: char = '~';
+
+/// The longest tag of a user id.
+pub const USER_TAG_MAX_LEN: usize = 32;
+
+/// What a guest's tag starts with (and an account's never does).
+pub const GUEST_TAG: char = 'g';
+
+/// Who a user is, for good: every relation (a message's poster, a room's owner and members,
+/// roles, read markers, uploads) names this, never the bare name. It is the name its holder
+/// took, then [`USER_TAG_SEPARATOR`] and a tag of lowercase letters and digits that no later
+/// holder of that name ever gets, so a name released by a guest who left is taken up by
+/// someone who inherits nothing: `zoe~gk2j4m9q7x`. The name part is what people see
+/// ([`UserId::name`]). A guest's tag starts with [`GUEST_TAG`], an account's never does, so
+/// core gives guests their smaller share of each per-user limit ([`UserId::is_guest`]). An id
+/// without a tag is a name that is its own id: accounts made before ids had tags,
+/// applications' system users, and users of tokens another application mints (its `sub`).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserId(Arc<str>);
+
+impl UserId {
+    /// Checks `s`: a user name of at most `max_name_chars` characters, then optionally
+    /// [`USER_TAG_SEPARATOR`] and a tag of 1 to [`USER_TAG_MAX_LEN`] lowercase ASCII letters and
+    /// digits.
+    pub fn parse(s: &str, max_name_chars: usize) -> Result<Self, NameError> {
+        let (name, tag) = match s.split_once(USER_TAG_SEPARATOR) {
+            Some((name, tag)) => (name, Some(tag)),
+            None => (s, None),
+        };
+        UserName::parse(name, max_name_chars)?;
+        if let Some(tag) = tag {
+            let lower = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+            if tag.is_empty() || tag.len() > USER_TAG_MAX_LEN || !tag.chars().all(lower) {
+                return Err(NameError::BadTag);
+            }
+        }
+        Ok(UserId(s.into()))
+    }
+
+    /// The id of the holder of `name` whose tag is `tag` (lowercase letters and digits).
+    pub fn tagged(name: &UserName, tag: &str) -> Result<Self, NameError> {
+        UserId::parse(
+            &format!("{}{USER_TAG_SEPARATOR}{tag}", name.as_str()),
+            usize::MAX,
+        )
+    }
+
+    /// The name part: what people see.
+    pub fn name(&self) -> &str {
+        self.0
+            .split_once(USER_TAG_SEPARATOR)
+            .map_or(&*self.0, |(name, _)| name)
+    }
+
+    /// The whole id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is a guest: its tag starts with [`GUEST_TAG`].
+    pub fn is_guest(&self) -> bool {
+        self.0
+            .split_once(USER_TAG_SEPARATOR)
+            .is_some_and(|(_, tag)| tag.starts_with(GUEST_TAG))
     }
 }
 
@@ -151,7 +223,7 @@ macro_rules! text_id {
         }
     )*};
 }
-text_id!(RoomId, UserName, IdempotencyKey);
+text_id!(RoomId, UserName, UserId, IdempotencyKey);
 
 /// Names travel as plain strings. Reading one back (a recording, a replay) checks the rules
 /// again, without the configured length limits, which the recording's own config applies.
@@ -174,6 +246,7 @@ macro_rules! text_id_serde {
 text_id_serde!(
     RoomId => |s| RoomId::parse(s, usize::MAX),
     UserName => |s| UserName::parse(s, usize::MAX),
+    UserId => |s| UserId::parse(s, usize::MAX),
     IdempotencyKey => IdempotencyKey::parse
 );
 
@@ -226,7 +299,7 @@ impl fmt::Display for MessageId {
 
 /// The id of the direct-message room of a pair: `dm-` and a stable 64-bit FNV-1a hash of the two
 /// names, so it is the same on every server and version and needs no lookup table.
-pub(crate) fn direct_room_id(pair: &std::collections::BTreeSet<UserName>) -> String {
+pub(crate) fn direct_room_id(pair: &std::collections::BTreeSet<UserId>) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for name in pair {
         for byte in name.as_str().bytes().chain([0]) {
@@ -263,26 +336,49 @@ mod tests {
     }
 
     #[test]
-    fn user_names_allow_any_script_and_count_characters() {
-        assert!(UserName::parse("Zoë", 3).is_ok());
-        assert!(UserName::parse("李小龍", 3).is_ok());
-        assert!(UserName::parse("Ada Lovelace", 32).is_ok());
+    fn user_ids_are_a_name_and_a_tag() {
+        let id = UserId::parse("Zoë~k2j4m9", 3).unwrap();
+        assert_eq!((id.name(), id.as_str()), ("Zoë", "Zoë~k2j4m9"));
+        assert_eq!(UserId::parse("ada", 8).unwrap().name(), "ada");
+        for bad in ["ada~", "ada~K2", "ada~a-b", "~abc", "ada~x~y"] {
+            assert!(UserId::parse(bad, 8).is_err(), "{bad}");
+        }
+        assert!(UserId::parse(&format!("ada~{}", "x".repeat(33)), 8).is_err());
+        let name = UserName::parse("Zoë", 8).unwrap();
+        assert_eq!(UserId::tagged(&name, "q1").unwrap().as_str(), "Zoë~q1");
+        assert!(UserId::parse("zoe~gk2", 8).unwrap().is_guest());
+        assert!(!UserId::parse("zoe~uk2", 8).unwrap().is_guest());
+        assert!(
+            !UserId::parse("gus", 8).unwrap().is_guest(),
+            "a bare name is not a guest"
+        );
         assert_eq!(
-            UserName::parse("Zoë!", 32),
+            UserId::parse("Zoë!~q1", 8),
+            Err(NameError::BadCharacter { ch: '!' })
+        );
+    }
+
+    #[test]
+    fn user_names_allow_any_script_and_count_characters() {
+        assert!(UserId::parse("Zoë", 3).is_ok());
+        assert!(UserId::parse("李小龍", 3).is_ok());
+        assert!(UserId::parse("Ada Lovelace", 32).is_ok());
+        assert_eq!(
+            UserId::parse("Zoë!", 32),
             Err(NameError::BadCharacter { ch: '!' })
         );
         assert_eq!(
-            UserName::parse("a\u{7}", 32),
+            UserId::parse("a\u{7}", 32),
             Err(NameError::BadCharacter { ch: '\u{7}' })
         );
-        assert_eq!(UserName::parse(" ada", 32), Err(NameError::BadSpacing));
-        assert_eq!(UserName::parse("ada ", 32), Err(NameError::BadSpacing));
-        assert_eq!(UserName::parse("a  b", 32), Err(NameError::BadSpacing));
+        assert_eq!(UserId::parse(" ada", 32), Err(NameError::BadSpacing));
+        assert_eq!(UserId::parse("ada ", 32), Err(NameError::BadSpacing));
+        assert_eq!(UserId::parse("a  b", 32), Err(NameError::BadSpacing));
         assert_eq!(
-            UserName::parse("abcd", 3),
+            UserId::parse("abcd", 3),
             Err(NameError::TooLong { len: 4, max: 3 })
         );
-        assert_eq!(UserName::parse("", 3), Err(NameError::Empty));
+        assert_eq!(UserId::parse("", 3), Err(NameError::Empty));
     }
 
     #[test]

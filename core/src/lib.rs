@@ -98,7 +98,9 @@
 //!                     }
 //!                 }
 //!                 // For what keeps things: a read marker to store, uploads to let go of.
-//!                 Event::Read { .. } | Event::AttachmentsDropped { .. } => {}
+//!                 Event::Read { .. }
+//!                 | Event::ReadForgotten { .. }
+//!                 | Event::AttachmentsDropped { .. } => {}
 //!                 // Only with a shared log (`log::Sequencer::Shared`): read it and hand back
 //!                 // what it holds as `Committed`.
 //!                 Event::Fetch { .. }
@@ -177,18 +179,21 @@ pub mod sim;
 mod time;
 
 pub use command::{
-    Ask, ChangeMember, CloseListener, Command, CreateRoom, Created, Cursor, DeleteRoom, History,
-    HistoryPage, ListRooms, MarkRead, MemberChange, OpenDirect, OpenListener, Opened, Reply,
-    Resume, RoomView, Submit, Submitted, Typing, Upload, ViewRoom,
+    Ask, ChangeMember, CloseListener, Command, CreateRoom, Created, Cursor, DeleteRoom, Depart,
+    Departed, History, HistoryPage, ListRooms, MarkRead, MemberChange, OpenDirect, OpenListener,
+    Opened, Reply, Resume, RoomView, Submit, Submitted, Typing, Upload, ViewRoom,
 };
 pub use engine::{Config, Core, EXPIRE_BATCH, MAX_QUEUED_EVENTS, Stats};
 pub use error::{
-    AttachmentError, Error, ErrorClass, MembershipError, MessageError, ModerationError,
+    AttachmentError, Error, ErrorClass, MembershipError, MessageError, ModerationError, Paced,
 };
 pub use event::{CloseReason, Durable, Event};
 pub use history::Gap;
-pub use ids::{IdempotencyKey, ListenerId, MessageId, NameError, RoomId, Seq, UserName};
-pub use limits::{Limits, Rate, RateLimiter, Refill};
+pub use ids::{
+    GUEST_TAG, IdempotencyKey, ListenerId, MessageId, NameError, RoomId, Seq, USER_TAG_MAX_LEN,
+    USER_TAG_SEPARATOR, UserId, UserName,
+};
+pub use limits::{Limits, Pace, RESERVE_HOLDS, RESERVE_PERCENT, Rate, RateLimiter, Refill};
 pub use message::{
     ATTACHMENT_ID_LEN, Attachment, DEFAULT_MUTE_SECONDS, Emoji, Kind, Message, Moderation,
     NotAnEmoji, Reaction, Standing, State,

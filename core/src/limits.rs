@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deadlines::Deadlines;
 use crate::error::{AttachmentError, MessageError};
+use crate::ids::UserId;
 use crate::message::Attachment;
 use crate::time::Timestamp;
 
@@ -53,6 +54,161 @@ pub struct Limits {
     /// Most files one message carries (default 10).
     #[serde(default = "default_attachments_per_message")]
     pub max_attachments_per_message: usize,
+    /// The share of each per-user limit a guest gets, in percent (default 25): of the rooms
+    /// one owns, the listeners one holds, the files one keeps and each pace below (at least
+    /// one of each).
+    #[serde(default = "default_guest_share")]
+    pub guest_share: u8,
+    /// Most rooms one user owns at once (default 100).
+    #[serde(default = "default_rooms_per_user")]
+    pub max_rooms_per_user: usize,
+    /// Most listeners one user holds open across every room (default 64).
+    #[serde(default = "default_user_listeners")]
+    pub max_user_listeners: usize,
+    /// How many rooms (a direct message's too) one user may create (default 30 an hour).
+    #[serde(default = "default_room_pace")]
+    pub room_pace: Option<Pace>,
+    /// How many files one user may upload (default 20 every 10 minutes).
+    #[serde(default = "default_upload_pace")]
+    pub upload_pace: Option<Pace>,
+    /// How often one user may move a read marker (default 120 a minute): cheap, but not free.
+    #[serde(default = "default_read_pace")]
+    pub read_pace: Option<Pace>,
+}
+
+fn default_guest_share() -> u8 {
+    25
+}
+
+fn default_rooms_per_user() -> usize {
+    100
+}
+
+fn default_user_listeners() -> usize {
+    64
+}
+
+fn default_room_pace() -> Option<Pace> {
+    Some(Pace::new(30, Duration::from_secs(3600)))
+}
+
+fn default_upload_pace() -> Option<Pace> {
+    Some(Pace::new(20, Duration::from_secs(600)))
+}
+
+fn default_read_pace() -> Option<Pace> {
+    Some(Pace::new(120, Duration::from_secs(60)))
+}
+
+/// The last part of a global cap (rooms, listeners) is kept for users who hold little: once
+/// only this share (a tenth) is left, a user who holds [`RESERVE_HOLDS`] or more gets none of
+/// it, so one user (or a few) filling the server leaves room for everyone else.
+pub const RESERVE_PERCENT: usize = 10;
+
+/// How many a user may hold and still take from a cap's reserve (see [`RESERVE_PERCENT`]).
+pub const RESERVE_HOLDS: usize = 4;
+
+/// How many may be taken at once: at most `count` in any `per` (a bucket of `count`, refilled
+/// one at a time, evenly over `per`). Written `30/1h` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pace {
+    /// How many at once (at least 1).
+    pub count: u32,
+    /// Over how long they come back (at least 1 ms).
+    pub per: Duration,
+}
+
+impl Pace {
+    /// `count` in any `per`.
+    pub const fn new(count: u32, per: Duration) -> Self {
+        Pace { count, per }
+    }
+
+    /// The bucket this pace fills.
+    pub fn refill(self) -> Refill {
+        let count = self.count.max(1);
+        Refill {
+            burst: count,
+            tokens: 1,
+            period: (self.per / count).max(Duration::from_millis(1)),
+        }
+    }
+
+    /// The pace at `share` percent, of both the burst and the rate: `share` of `count` in the
+    /// same `per` (at least one).
+    pub fn share(self, share: u8) -> Pace {
+        let count = (u64::from(self.count) * u64::from(share) / 100).max(1);
+        Pace {
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            per: self.per,
+        }
+    }
+}
+
+impl Limits {
+    /// `limit` for `user`: all of it for an account, the guest share for a guest (at least one).
+    pub fn for_user(&self, limit: usize, user: &UserId) -> usize {
+        match user.is_guest() {
+            true => (limit * usize::from(self.guest_share) / 100).max(1),
+            false => limit,
+        }
+    }
+
+    /// [`Limits::for_user`] of bytes.
+    pub fn bytes_for_user(&self, limit: u64, user: &UserId) -> u64 {
+        match user.is_guest() {
+            true => (limit / 100 * u64::from(self.guest_share)).max(1),
+            false => limit,
+        }
+    }
+
+    /// Whether someone holding `held` of a cap of `max` that has `taken` in all may take one
+    /// more: below the reserve anyone may; in it, only those holding fewer than
+    /// [`RESERVE_HOLDS`].
+    pub fn may_take(max: usize, taken: usize, held: usize) -> bool {
+        let reserve = max * RESERVE_PERCENT / 100;
+        taken < max && (taken < max - reserve || held < RESERVE_HOLDS)
+    }
+}
+
+/// A pace per user: a guest's bucket is the guest share of an account's ([`Pace::share`]).
+#[derive(Debug, Clone)]
+pub(crate) struct UserPace {
+    accounts: RateLimiter<UserId>,
+    guests: RateLimiter<UserId>,
+}
+
+impl UserPace {
+    pub(crate) fn new(pace: Option<Pace>, guest_share: u8) -> Self {
+        UserPace {
+            accounts: RateLimiter::new(pace.map(Pace::refill)),
+            guests: RateLimiter::new(pace.map(|p| p.share(guest_share).refill())),
+        }
+    }
+
+    /// Takes one for `user`, or says how long until one is available.
+    pub(crate) fn take(&mut self, user: &UserId, now: Timestamp) -> Result<(), Duration> {
+        match user.is_guest() {
+            true => self.guests.take(user, now),
+            false => self.accounts.take(user, now),
+        }
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
+        [self.accounts.poll_timeout(), self.guests.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Timestamp) {
+        self.accounts.handle_timeout(now);
+        self.guests.handle_timeout(now);
+    }
+
+    pub(crate) fn tracked(&self) -> usize {
+        self.accounts.tracked() + self.guests.tracked()
+    }
 }
 
 fn default_attachment_bytes() -> u64 {
@@ -95,6 +251,12 @@ impl Default for Limits {
             max_reactions_per_message: default_reactions_per_message(),
             max_attachment_bytes: default_attachment_bytes(),
             max_attachments_per_message: default_attachments_per_message(),
+            guest_share: default_guest_share(),
+            max_rooms_per_user: default_rooms_per_user(),
+            max_user_listeners: default_user_listeners(),
+            room_pace: default_room_pace(),
+            upload_pace: default_upload_pace(),
+            read_pace: default_read_pace(),
         }
     }
 }
@@ -295,7 +457,7 @@ impl<K: Ord + Clone> RateLimiter<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::UserName;
+    use crate::ids::UserId;
 
     fn t(ms: u64) -> Timestamp {
         Timestamp::from_unix_millis(ms)
@@ -345,7 +507,7 @@ mod tests {
 
     #[test]
     fn bucket_allows_burst_then_refills() {
-        let ada = UserName::parse("ada", 32).unwrap();
+        let ada = UserId::parse("ada", 32).unwrap();
         let mut rl = RateLimiter::new(Some(Refill::from(Rate {
             burst: 2,
             per_second: 4,
@@ -356,13 +518,13 @@ mod tests {
         assert_eq!(rl.take(&ada, t(100)), Err(Duration::from_millis(150)));
         assert!(rl.take(&ada, t(250)).is_ok());
         // Other users have their own bucket.
-        let bob = UserName::parse("bob", 32).unwrap();
+        let bob = UserId::parse("bob", 32).unwrap();
         assert!(rl.take(&bob, t(250)).is_ok());
     }
 
     #[test]
     fn full_buckets_are_forgotten_on_their_deadline() {
-        let ada = UserName::parse("ada", 32).unwrap();
+        let ada = UserId::parse("ada", 32).unwrap();
         let mut rl = RateLimiter::new(Some(Refill::from(Rate {
             burst: 2,
             per_second: 1,
@@ -384,7 +546,7 @@ mod tests {
     #[test]
     fn slow_refills_stay_exact() {
         // One every 12 s, as sign-in attempts are limited: no rounding lets an early one in.
-        let ada = UserName::parse("ada", 32).unwrap();
+        let ada = UserId::parse("ada", 32).unwrap();
         let mut rl = RateLimiter::new(Some(Refill::every(1, Duration::from_secs(12))));
         assert!(rl.take(&ada, t(0)).is_ok());
         assert_eq!(rl.check(&ada, t(0)), Err(Duration::from_secs(12)));
@@ -396,8 +558,8 @@ mod tests {
 
     #[test]
     fn no_rate_means_no_limit_and_no_state() {
-        let ada = UserName::parse("ada", 32).unwrap();
-        let mut rl = RateLimiter::<UserName>::new(None);
+        let ada = UserId::parse("ada", 32).unwrap();
+        let mut rl = RateLimiter::<UserId>::new(None);
         for _ in 0..1000 {
             assert!(rl.take(&ada, t(0)).is_ok());
         }

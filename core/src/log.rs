@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserName};
+use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserId};
 use crate::message::{Kind, Message, State};
 use crate::room::Access;
 use crate::time::Timestamp;
@@ -38,7 +38,7 @@ pub struct Draft {
     /// The room it goes to.
     pub room: RoomId,
     /// Its poster.
-    pub user: UserName,
+    pub user: UserId,
     /// Its text, checked.
     pub text: String,
     /// When it was posted.
@@ -90,14 +90,14 @@ pub struct Committed {
     pub access: Option<Access>,
     /// Who the log announced as now present somewhere (`true`) or nowhere (`false`).
     #[serde(default)]
-    pub presence: Vec<(UserName, bool)>,
+    pub presence: Vec<(UserId, bool)>,
     /// Who the log announced as typing (on any node).
     #[serde(default)]
-    pub typing: Vec<UserName>,
+    pub typing: Vec<UserId>,
     /// Who is present anywhere, as a read of the log found: joins and leaves this node missed
     /// are announced.
     #[serde(default)]
-    pub present: Option<Vec<UserName>>,
+    pub present: Option<Vec<UserId>>,
 }
 
 impl Committed {

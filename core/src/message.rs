@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ModerationError;
-use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserName};
+use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserId};
 use crate::time::Timestamp;
 
 /// An accepted entry of a room's log. Shared as `Arc<Message>` between history, events and every
@@ -21,7 +21,7 @@ pub struct Message {
     /// Its position in the room: the previous entry's plus one.
     pub seq: Seq,
     /// Who posted it.
-    pub user: UserName,
+    pub user: UserId,
     /// The text, checked against the limits, with `\r\n` normalized to `\n`: a post's (its
     /// newest edit's, once edited) or an edit's new text. Empty for a deletion or a reaction,
     /// and once the message was deleted.
@@ -83,7 +83,7 @@ pub enum Kind {
     /// The poster (the room's owner, a moderator or an admin) moderated `user`.
     Moderate {
         /// Who.
-        user: UserName,
+        user: UserId,
         /// What was done.
         action: Moderation,
     },
@@ -290,12 +290,12 @@ pub struct Reaction {
     /// The emoji.
     pub emoji: Emoji,
     /// Who added it, in order; never empty, each user once.
-    pub users: Vec<UserName>,
+    pub users: Vec<UserId>,
 }
 
 impl State {
     /// Adds or takes back `user`'s `emoji`; false if that changed nothing.
-    pub(crate) fn react(&mut self, emoji: &Emoji, user: &UserName, added: bool) -> bool {
+    pub(crate) fn react(&mut self, emoji: &Emoji, user: &UserId, added: bool) -> bool {
         let at = self.reactions.iter().position(|r| &r.emoji == emoji);
         match (at, added) {
             (Some(i), true) => {
@@ -325,7 +325,7 @@ impl State {
     }
 
     /// Whether `user` has reacted with `emoji`.
-    pub fn has(&self, emoji: &Emoji, user: &UserName) -> bool {
+    pub fn has(&self, emoji: &Emoji, user: &UserId) -> bool {
         self.reactions
             .iter()
             .any(|r| &r.emoji == emoji && r.users.contains(user))
@@ -413,8 +413,8 @@ mod tests {
     #[test]
     fn a_reaction_is_one_per_user_and_emoji() {
         let (ada, bob) = (
-            UserName::parse("ada", 8).unwrap(),
-            UserName::parse("bob", 8).unwrap(),
+            UserId::parse("ada", 8).unwrap(),
+            UserId::parse("bob", 8).unwrap(),
         );
         let (up, heart) = (Emoji::parse("👍").unwrap(), Emoji::parse("❤").unwrap());
         let mut s = State::default();

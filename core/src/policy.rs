@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::action::Action;
 use crate::error::Error;
 use crate::error::ModerationError;
-use crate::ids::UserName;
+use crate::ids::UserId;
 use crate::message::{Message, Moderation};
 use crate::room::{Access, RoomPage, RoomSummary};
 
@@ -68,14 +68,14 @@ impl Default for Policy {
 
 impl Policy {
     /// Whether `user` may do `action`; the refusal names the action.
-    pub fn authorize(&self, user: &UserName, action: Action) -> Result<(), Error> {
+    pub fn authorize(&self, user: &UserId, action: Action) -> Result<(), Error> {
         self.authorize_room(user, action, &Access::default())
     }
 
     /// Whether `user` may do `action` in a room with this `access`.
     pub fn authorize_room(
         &self,
-        user: &UserName,
+        user: &UserId,
         action: Action,
         access: &Access,
     ) -> Result<(), Error> {
@@ -126,7 +126,7 @@ impl Policy {
     /// admins at any time.
     pub fn authorize_change(
         &self,
-        user: &UserName,
+        user: &UserId,
         action: Action,
         message: &Message,
         now: Timestamp,
@@ -153,9 +153,9 @@ impl Policy {
     /// and a moderator does not moderate another (the owner and admins do).
     pub fn authorize_moderation(
         &self,
-        user: &UserName,
+        user: &UserId,
         action: Moderation,
-        target: &UserName,
+        target: &UserId,
         access: &Access,
     ) -> Result<(), Error> {
         if target == user {
@@ -182,7 +182,7 @@ impl Policy {
     }
 
     /// Whether `user` is an admin, who may do anything.
-    pub fn is_admin(&self, user: &UserName) -> bool {
+    pub fn is_admin(&self, user: &UserId) -> bool {
         self.admins.contains(user.as_str())
     }
 
@@ -191,7 +191,7 @@ impl Policy {
     /// rooms core holds or of a shared log's index of rooms.
     pub fn list(
         &self,
-        user: &UserName,
+        user: &UserId,
         rooms: impl Iterator<Item = RoomSummary>,
         limit: usize,
     ) -> RoomPage {
@@ -213,8 +213,8 @@ impl Policy {
 mod tests {
     use super::*;
 
-    fn user(name: &str) -> UserName {
-        UserName::parse(name, 32).unwrap()
+    fn user(name: &str) -> UserId {
+        UserId::parse(name, 32).unwrap()
     }
 
     #[test]

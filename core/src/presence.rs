@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ids::UserName;
+use crate::ids::UserId;
 
 /// One user present in a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceEntry {
     /// The user.
-    pub user: UserName,
+    pub user: UserId,
     /// How many listeners (tabs, devices, streams) they hold open on the room.
     pub listeners: usize,
 }
@@ -18,20 +18,20 @@ pub struct PresenceEntry {
 /// present once however many nodes hold their listeners.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Presence {
-    counts: BTreeMap<UserName, usize>,
-    cluster: BTreeSet<UserName>,
+    counts: BTreeMap<UserId, usize>,
+    cluster: BTreeSet<UserId>,
 }
 
 impl Presence {
     /// Counts a new listener for `user`; true if this made them join.
-    pub(crate) fn add(&mut self, user: &UserName) -> bool {
+    pub(crate) fn add(&mut self, user: &UserId) -> bool {
         let count = self.counts.entry(user.clone()).or_insert(0);
         *count += 1;
         *count == 1
     }
 
     /// Uncounts a listener of `user`; true if this made them leave.
-    pub(crate) fn remove(&mut self, user: &UserName) -> bool {
+    pub(crate) fn remove(&mut self, user: &UserId) -> bool {
         match self.counts.get_mut(user) {
             Some(count) if *count > 1 => {
                 *count -= 1;
@@ -46,12 +46,12 @@ impl Presence {
     }
 
     /// Forgets `user` whatever their listener count; true if they were present.
-    pub(crate) fn forget(&mut self, user: &UserName) -> bool {
+    pub(crate) fn forget(&mut self, user: &UserId) -> bool {
         self.counts.remove(user).is_some()
     }
 
     /// How many listeners `user` holds.
-    pub(crate) fn listeners_of(&self, user: &UserName) -> usize {
+    pub(crate) fn listeners_of(&self, user: &UserId) -> usize {
         self.counts.get(user).copied().unwrap_or(0)
     }
 
@@ -68,7 +68,7 @@ impl Presence {
     /// Everyone present, by name: with a shared log, those present on other nodes too (with
     /// the listeners they hold here, or 1).
     pub(crate) fn entries(&self) -> Vec<PresenceEntry> {
-        let mut entries: BTreeMap<&UserName, usize> =
+        let mut entries: BTreeMap<&UserId, usize> =
             self.cluster.iter().map(|user| (user, 1)).collect();
         for (user, &listeners) in &self.counts {
             entries.insert(user, listeners);
@@ -83,13 +83,13 @@ impl Presence {
     }
 
     /// Whether `user` is present: here, or anywhere per the shared log.
-    pub(crate) fn contains(&self, user: &UserName) -> bool {
+    pub(crate) fn contains(&self, user: &UserId) -> bool {
         self.counts.contains_key(user) || self.cluster.contains(user)
     }
 
     /// The shared log says `user` is present somewhere (or no longer anywhere); true if that
     /// changed whether they are present as this room sees it.
-    pub(crate) fn announced(&mut self, user: &UserName, present: bool) -> bool {
+    pub(crate) fn announced(&mut self, user: &UserId, present: bool) -> bool {
         let before = self.contains(user);
         if present {
             self.cluster.insert(user.clone());
@@ -100,7 +100,7 @@ impl Presence {
     }
 
     /// Who the shared log says is present anywhere.
-    pub(crate) fn cluster(&self) -> &BTreeSet<UserName> {
+    pub(crate) fn cluster(&self) -> &BTreeSet<UserId> {
         &self.cluster
     }
 }
@@ -111,8 +111,8 @@ mod tests {
 
     #[test]
     fn join_on_first_leave_on_last() {
-        let ada = UserName::parse("ada", 8).unwrap();
-        let bob = UserName::parse("bob", 8).unwrap();
+        let ada = UserId::parse("ada", 8).unwrap();
+        let bob = UserId::parse("bob", 8).unwrap();
         let mut p = Presence::default();
         assert!(p.add(&ada));
         assert!(!p.add(&ada));

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Durable, Event};
 use crate::history::History;
-use crate::ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserName};
+use crate::ids::{IdempotencyKey, ListenerId, MessageId, RoomId, Seq, UserId};
 use crate::message::{Attachment, Kind, Message, Moderation, Standing};
 use crate::presence::Presence;
 use crate::read::{ReadMarker, Unread};
@@ -26,7 +26,7 @@ pub(crate) struct Room {
     access: Access,
     presence: Presence,
     /// Its open listeners and whose each is.
-    listeners: BTreeMap<ListenerId, UserName>,
+    listeners: BTreeMap<ListenerId, UserId>,
     /// Its place in a shared log (unused while core numbers messages itself).
     pub(crate) replica: Replica,
     /// Messages older than the history that the host read from storage to change them, as
@@ -34,11 +34,11 @@ pub(crate) struct Room {
     recalled: BTreeMap<Seq, Arc<Message>>,
     /// When each user who typed lately was last announced as typing (none older than
     /// [`TYPING_EVERY`] is kept).
-    typing: BTreeMap<UserName, Timestamp>,
+    typing: BTreeMap<UserId, Timestamp>,
     /// How many messages (posts) its log has up to `latest`.
     posts: u64,
     /// How far each user who marked it has read it.
-    read: BTreeMap<UserName, ReadMarker>,
+    read: BTreeMap<UserId, ReadMarker>,
 }
 
 /// A user's typing is announced at most this often in a room.
@@ -137,7 +137,7 @@ impl Room {
     }
 
     /// Whose listener this is, if it is open here.
-    pub(crate) fn listener_user(&self, listener: ListenerId) -> Option<&UserName> {
+    pub(crate) fn listener_user(&self, listener: ListenerId) -> Option<&UserId> {
         self.listeners.get(&listener)
     }
 
@@ -145,7 +145,7 @@ impl Room {
     pub(crate) fn sequence(
         &self,
         id: MessageId,
-        user: UserName,
+        user: UserId,
         text: String,
         idempotency_key: Option<IdempotencyKey>,
         kind: Kind,
@@ -172,7 +172,7 @@ impl Room {
     /// Notes that `user` is typing at `now`; true if it is to be announced (not announced
     /// within [`TYPING_EVERY`]). Forgets those older than that, so the map holds only who
     /// typed in the last few seconds.
-    pub(crate) fn typing(&mut self, user: &UserName, now: Timestamp) -> bool {
+    pub(crate) fn typing(&mut self, user: &UserId, now: Timestamp) -> bool {
         self.typing
             .retain(|_, at| now.saturating_since(*at) < TYPING_EVERY);
         if self.typing.contains_key(user) {
@@ -185,9 +185,11 @@ impl Room {
     /// Moves `user`'s read marker to `seq` (the newest entry at most); `None` if it is there or
     /// past it already. The messages after `seq` are counted in the history; entries older than
     /// the history are counted as messages, so a marker never hides one.
-    pub(crate) fn mark_read(&mut self, user: &UserName, seq: Seq) -> Option<ReadMarker> {
+    pub(crate) fn mark_read(&mut self, user: &UserId, seq: Seq) -> Option<ReadMarker> {
         let seq = seq.min(self.history.latest());
-        if self.read.get(user).is_some_and(|m| m.seq >= seq) {
+        // No marker reads as one at the start: only a marker that moves on is kept.
+        let at = self.read.get(user).map_or(Seq::ZERO, |m| m.seq);
+        if at >= seq {
             return None;
         }
         let held_after = self
@@ -195,7 +197,8 @@ impl Room {
             .iter()
             .filter(|m| m.seq > seq && matches!(m.kind, Kind::Post { .. }))
             .count() as u64;
-        let unheld = self.history.first_held().0.saturating_sub(seq.0 + 1);
+        // Every message from the oldest held on is held: what came before it is not known.
+        let unheld = self.history.oldest_held().0.saturating_sub(seq.0 + 1);
         let marker = ReadMarker {
             seq,
             posts: self.posts.saturating_sub(held_after + unheld),
@@ -204,8 +207,18 @@ impl Room {
         Some(marker)
     }
 
+    /// Who keeps a read marker here.
+    pub(crate) fn readers(&self) -> impl Iterator<Item = &UserId> {
+        self.read.keys()
+    }
+
+    /// Forgets `user`'s read marker (a guest departed); false if they kept none.
+    pub(crate) fn forget_reader(&mut self, user: &UserId) -> bool {
+        self.read.remove(user).is_some()
+    }
+
     /// `user`'s read marker and what is unread after it.
-    pub(crate) fn unread(&self, user: &UserName) -> Unread {
+    pub(crate) fn unread(&self, user: &UserId) -> Unread {
         let marker = self.read.get(user).copied().unwrap_or_default();
         Unread {
             up_to: marker.seq,
@@ -227,13 +240,13 @@ impl Room {
     /// Applies the room's next committed entry: it joins the history, and a change is made to
     /// the message it names (if held here; storage makes it to the rest). Its number must be
     /// `latest + 1` (the log contract: see the `log` module). Returns the entry as published
-    /// (an edit of a message deleted meanwhile loses its text), whether the ring grew, and the
-    /// attachments a deletion took off its message.
+    /// (an edit of a message deleted meanwhile loses its text), how many entries the ring held
+    /// before, and the attachments a deletion took off its message.
     pub(crate) fn apply(
         &mut self,
         entry: Arc<Message>,
         now: Timestamp,
-    ) -> (Arc<Message>, bool, Vec<Attachment>) {
+    ) -> (Arc<Message>, usize, Vec<Attachment>) {
         let (entry, dropped) = match entry.changes() {
             Some(of) => self.change(of, entry),
             None => (entry, Vec::new()),
@@ -246,7 +259,7 @@ impl Room {
         let before = self.history.len();
         self.history.push(entry.clone());
         self.last_active = now;
-        (entry, self.history.len() > before, dropped)
+        (entry, before, dropped)
     }
 
     /// Makes the change `entry` to message `of`; a deletion also says what the message carried.
@@ -306,12 +319,7 @@ impl Room {
     }
 
     /// Adds a listener of `user`; true if it is their first here.
-    pub(crate) fn join(
-        &mut self,
-        listener: ListenerId,
-        user: &UserName,
-        now: Timestamp,
-    ) -> Changed {
+    pub(crate) fn join(&mut self, listener: ListenerId, user: &UserId, now: Timestamp) -> Changed {
         self.listeners.insert(listener, user.clone());
         self.last_active = now;
         self.presence.add(user)
@@ -323,7 +331,7 @@ impl Room {
         &mut self,
         listener: ListenerId,
         now: Timestamp,
-    ) -> Option<(UserName, Changed)> {
+    ) -> Option<(UserId, Changed)> {
         let user = self.listeners.remove(&listener)?;
         self.last_active = now;
         let left = self.presence.remove(&user);
@@ -341,7 +349,7 @@ impl Room {
     }
 
     /// Makes `user` a member; false if they were one.
-    pub(crate) fn add_member(&mut self, user: UserName) -> bool {
+    pub(crate) fn add_member(&mut self, user: UserId) -> bool {
         self.access.members.insert(user)
     }
 
@@ -349,7 +357,7 @@ impl Room {
     /// whether they were present here. `None` if they were not a member.
     pub(crate) fn remove_member(
         &mut self,
-        user: &UserName,
+        user: &UserId,
         now: Timestamp,
     ) -> Option<(Vec<ListenerId>, Changed)> {
         if !self.access.members.remove(user) {
@@ -370,7 +378,7 @@ impl Room {
     }
 
     /// The room as `user` sees it in a listing: with what they have not read.
-    pub(crate) fn summary_for(&self, user: &UserName) -> RoomSummary {
+    pub(crate) fn summary_for(&self, user: &UserId) -> RoomSummary {
         let member = self.access.private && self.access.members.contains(user);
         RoomSummary {
             unread: ReadMarker::unread(self.read.get(user), self.posts, member),
@@ -422,11 +430,11 @@ pub struct RoomSummary {
     /// When a message was last posted or a listener last opened or closed.
     pub last_active: Timestamp,
     /// Who created it (`None` for direct-message rooms).
-    pub owner: Option<UserName>,
+    pub owner: Option<UserId>,
     /// Whether only members may see it.
     pub private: bool,
     /// Its members, by name (empty for a public room).
-    pub members: Vec<UserName>,
+    pub members: Vec<UserId>,
     /// Messages the listing's asker has not read ([`ReadMarker::unread`]); `None` in a public
     /// room they never marked read, and in a summary for nobody in particular.
     pub unread: Option<u64>,
@@ -435,7 +443,7 @@ pub struct RoomSummary {
 impl RoomSummary {
     /// For a direct-message room (private, without an owner), the other person of the pair
     /// `user` is in; `None` for any other room, or a pair without `user`.
-    pub fn direct_with(&self, user: &str) -> Option<&UserName> {
+    pub fn direct_with(&self, user: &str) -> Option<&UserId> {
         if self.owner.is_some() || !self.private || self.members.len() != 2 {
             return None;
         }
@@ -449,41 +457,41 @@ impl RoomSummary {
 pub struct Access {
     /// Who created it: deletes it and manages its members. `None` for direct-message rooms and
     /// rooms stored before owners existed (only admins manage those).
-    pub owner: Option<UserName>,
+    pub owner: Option<UserId>,
     /// Only members may read, listen, post or see presence.
     pub private: bool,
     /// The members of a private room (its owner among them); empty for a public room.
-    pub members: BTreeSet<UserName>,
+    pub members: BTreeSet<UserId>,
     /// Who moderate the room besides its owner.
     #[serde(default)]
-    pub moderators: BTreeSet<UserName>,
+    pub moderators: BTreeSet<UserId>,
     /// Who may not enter the room, public or private, until unbanned.
     #[serde(default)]
-    pub banned: BTreeSet<UserName>,
+    pub banned: BTreeSet<UserId>,
     /// Who may not post, edit or react until when.
     #[serde(default)]
-    pub muted: BTreeMap<UserName, Timestamp>,
+    pub muted: BTreeMap<UserId, Timestamp>,
 }
 
 impl Access {
     /// Whether `user` may see the room's content (not counting admins).
-    pub fn admits(&self, user: &UserName) -> bool {
+    pub fn admits(&self, user: &UserId) -> bool {
         (!self.private || self.members.contains(user)) && !self.banned.contains(user)
     }
 
     /// Whether `user` moderates the room (its owner, or one of its moderators; not counting
     /// admins).
-    pub fn moderates(&self, user: &UserName) -> bool {
+    pub fn moderates(&self, user: &UserId) -> bool {
         self.owner.as_ref() == Some(user) || self.moderators.contains(user)
     }
 
     /// Until when `user` is muted, if they are at `now`.
-    pub fn muted_until(&self, user: &UserName, now: Timestamp) -> Option<Timestamp> {
+    pub fn muted_until(&self, user: &UserId, now: Timestamp) -> Option<Timestamp> {
         self.muted.get(user).copied().filter(|until| *until > now)
     }
 
     /// Makes a moderation, entered at `at`.
-    pub fn moderate(&mut self, user: &UserName, action: Moderation, at: Timestamp) {
+    pub fn moderate(&mut self, user: &UserId, action: Moderation, at: Timestamp) {
         match action.standing() {
             Some((standing, true)) => self.grant(standing, user.clone(), action.until(at)),
             Some((standing, false)) => self.revoke(standing, user),
@@ -492,7 +500,7 @@ impl Access {
     }
 
     /// Gives `user` a standing (a mute ends at `until`; without one it is not kept).
-    pub fn grant(&mut self, standing: Standing, user: UserName, until: Option<Timestamp>) {
+    pub fn grant(&mut self, standing: Standing, user: UserId, until: Option<Timestamp>) {
         match standing {
             Standing::Moderator => {
                 self.moderators.insert(user);
@@ -508,7 +516,7 @@ impl Access {
         }
     }
 
-    fn revoke(&mut self, standing: Standing, user: &UserName) {
+    fn revoke(&mut self, standing: Standing, user: &UserId) {
         match standing {
             Standing::Moderator => self.moderators.remove(user),
             Standing::Banned => self.banned.remove(user),
@@ -539,7 +547,7 @@ pub struct StoredRoom {
     pub posts: u64,
     /// How far each user who marked it read has read it.
     #[serde(default)]
-    pub read: BTreeMap<UserName, ReadMarker>,
+    pub read: BTreeMap<UserId, ReadMarker>,
 }
 
 impl StoredRoom {
@@ -591,6 +599,11 @@ impl StoredRoom {
                     && r.read.get(user).is_none_or(|m| m.seq < marker.seq)
                 {
                     r.read.insert(user.clone(), marker);
+                }
+            }
+            Durable::ReadForgotten { room, user } => {
+                if let Some(r) = rooms.get_mut(room) {
+                    r.read.remove(user);
                 }
             }
             Durable::Published(m) => {

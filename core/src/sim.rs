@@ -16,7 +16,7 @@ use crate::command::{
 use crate::engine::{Config, Core};
 use crate::error::Error;
 use crate::event::{CloseReason, Event};
-use crate::ids::{ListenerId, MessageId, RoomId, Seq, UserName};
+use crate::ids::{ListenerId, MessageId, RoomId, Seq, UserId};
 use crate::limits::{Limits, Rate};
 use crate::message::{Emoji, Kind, Message, Moderation, State};
 use crate::policy::Policy;
@@ -71,6 +71,14 @@ pub fn sim_config() -> Config {
             max_reactions_per_message: 2,
             max_attachment_bytes: 1024,
             max_attachments_per_message: 2,
+            // Per-user limits and paces the model does not reach: unit tests and the end-to-end
+            // tests hold them.
+            max_rooms_per_user: 100,
+            max_user_listeners: 100,
+            room_pace: None,
+            upload_pace: None,
+            read_pace: None,
+            ..Limits::default()
         },
         history_len: 4,
         room_idle_expiry: Some(Duration::from_secs(5)),
@@ -267,8 +275,49 @@ impl ModelRoom {
 }
 
 impl ModelRoom {
+    /// Where the ring's run of every entry starts: the longest run of the newest entries that
+    /// holds at most `history_len` messages and at most `history_len` other entries.
     fn first_held(&self, history_len: usize) -> u64 {
-        (self.messages.len().saturating_sub(history_len) + 1) as u64
+        let (mut posts, mut others) = (0, 0);
+        let mut first = self.messages.len() + 1;
+        for (i, m) in self.messages.iter().enumerate().rev() {
+            match m.kind {
+                Kind::Post { .. } => posts += 1,
+                Kind::Edit { .. }
+                | Kind::Delete { .. }
+                | Kind::React { .. }
+                | Kind::Moderate { .. } => {
+                    others += 1;
+                }
+            }
+            if posts > history_len || others > history_len {
+                break;
+            }
+            first = i + 1;
+        }
+        first as u64
+    }
+
+    /// Whether entry `seq` is held: in that run, or one of the newest `history_len` messages.
+    fn held(&self, seq: u64, history_len: usize) -> bool {
+        if seq >= self.first_held(history_len) {
+            return seq <= self.messages.len() as u64;
+        }
+        let newer_posts = self
+            .messages
+            .iter()
+            .skip(seq as usize - 1)
+            .filter(|m| matches!(m.kind, Kind::Post { .. }))
+            .count();
+        matches!(self.messages[seq as usize - 1].kind, Kind::Post { .. })
+            && newer_posts <= history_len
+    }
+
+    /// The oldest entry held at all.
+    fn oldest_held(&self, history_len: usize) -> u64 {
+        (1..=self.messages.len() as u64)
+            .find(|s| self.held(*s, history_len))
+            .unwrap_or(self.messages.len() as u64 + 1)
     }
 }
 
@@ -390,7 +439,7 @@ impl Harness {
         expected.push(Event::RoomCreated {
             room: crate::RoomId::parse(room, 8).expect("checked valid above"),
             created_at: self.ts(),
-            owner: Some(crate::UserName::parse(user, 16).expect("checked valid above")),
+            owner: Some(crate::UserId::parse(user, 16).expect("checked valid above")),
             private: false,
         });
         None
@@ -410,7 +459,7 @@ impl Harness {
         if !present.contains_key(&user) && present.len() < ANNOUNCE_UP_TO {
             expected.push(Event::Left {
                 room: crate::RoomId::parse(&room, 8).expect("valid"),
-                user: crate::UserName::parse(&user, 16).expect("valid"),
+                user: crate::UserId::parse(&user, 16).expect("valid"),
             });
         }
         true
@@ -465,7 +514,7 @@ impl Harness {
                             room: created.room.id,
                             created_at: created.room.created_at,
                             owner: Some(
-                                crate::UserName::parse(user, 16).expect("checked valid above"),
+                                crate::UserId::parse(user, 16).expect("checked valid above"),
                             ),
                             private: false,
                         });
@@ -492,9 +541,7 @@ impl Harness {
                     expected_events.push(Event::RoomClosed {
                         room: crate::RoomId::parse(room, 8).expect("pool room ids are valid"),
                         reason: CloseReason::Deleted {
-                            by: Some(
-                                crate::UserName::parse(user, 16).expect("checked valid above"),
-                            ),
+                            by: Some(crate::UserId::parse(user, 16).expect("checked valid above")),
                         },
                     });
                 }
@@ -801,7 +848,7 @@ impl Harness {
         if joined {
             expected.push(Event::Joined {
                 room: opened.room.clone(),
-                user: crate::UserName::parse(user, 16).expect("valid"),
+                user: crate::UserId::parse(user, 16).expect("valid"),
             });
         }
         if let Some(old) = close_after {
@@ -881,11 +928,10 @@ impl Harness {
         let mr = self.model.rooms.get(room);
         // A key matches if a held message by this user carries it.
         let matched = mr.zip(key).and_then(|(mr, key)| {
-            let first = mr.first_held(history_len) as usize;
             mr.messages
                 .iter()
                 .enumerate()
-                .skip(first - 1)
+                .filter(|(i, _)| mr.held(*i as u64 + 1, history_len))
                 .find(|(_, m)| m.user == user && m.key.as_deref() == Some(key))
                 .map(|(i, m)| (i as u64 + 1, m.text == normalized))
         });
@@ -1155,8 +1201,8 @@ impl Harness {
         action: Moderation,
         expected: &mut Vec<Event>,
     ) {
-        // A name that breaks the rules never becomes a `UserName`: hosts refuse it first.
-        let Ok(whom) = UserName::parse(target, 16) else {
+        // A name that breaks the rules never becomes a `UserId`: hosts refuse it first.
+        let Ok(whom) = UserId::parse(target, 16) else {
             return;
         };
         let r = self.ask(Submit::new(
@@ -1195,7 +1241,7 @@ impl Harness {
         mr.messages
             .push(ModelMessage::new(user, String::new(), None, kind, now));
         mr.last_active = now;
-        let by = UserName::parse(user, 16).expect("valid");
+        let by = UserId::parse(user, 16).expect("valid");
         let reason = match action {
             Moderation::Ban => {
                 mr.banned.insert(target.to_owned());
@@ -1238,7 +1284,7 @@ impl Harness {
 
     /// The model's message `seq` of `room`, as a host would read it from storage.
     fn model_message(&self, room: &str, seq: Seq, m: &ModelMessage) -> Message {
-        let user = |u: &str| UserName::parse(u, 16).expect("model users are valid");
+        let user = |u: &str| UserId::parse(u, 16).expect("model users are valid");
         let reactions = m
             .reactions
             .iter()
@@ -1287,7 +1333,12 @@ impl Harness {
             });
         assert_eq!(code(&r), want, "history {room} {cursor:?}: {r:?}");
         let Ok(page) = r else { return };
-        let first_held = mr.expect("exists").first_held(self.history_len());
+        let mr = mr.expect("exists");
+        let first_held = mr.first_held(self.history_len());
+        let oldest_held = mr.oldest_held(self.history_len());
+        let held: Vec<u64> = (1..=latest)
+            .filter(|s| mr.held(*s, self.history_len()))
+            .collect();
         let limits = &self.config.limits;
         let asked = if limit == 0 {
             limits.history_page_len
@@ -1296,12 +1347,11 @@ impl Harness {
         };
         let limit = asked.min(limits.max_page_len) as u64;
         assert_eq!(page.limit as u64, limit, "the page length used");
-        let held: Vec<u64> = (first_held..=latest).collect();
         let want: Vec<u64> = match cursor {
             Cursor::Newest => newest(held, limit),
             Cursor::Before(b) => newest(held.into_iter().filter(|s| *s < b.0).collect(), limit),
-            Cursor::After(a) => held
-                .into_iter()
+            // Reading forward, only the run where every entry is held.
+            Cursor::After(a) => (first_held..=latest)
                 .filter(|s| *s > a.0)
                 .take(limit as usize)
                 .collect(),
@@ -1318,7 +1368,7 @@ impl Harness {
         }
         assert_eq!(
             (page.first_held, page.latest),
-            (Seq(first_held), Seq(latest))
+            (Seq(oldest_held), Seq(latest))
         );
         let gap = matches!(cursor, Cursor::After(a) if a.0 + 1 < first_held);
         assert_eq!(page.gap.is_some(), gap);
@@ -1378,19 +1428,28 @@ impl Harness {
                 );
                 continue;
             };
-            // Sequence numbers are contiguous and history is the bounded suffix of accepted messages.
+            // Sequence numbers are contiguous, and history holds the newest messages and the
+            // newest run of every entry, each bounded, whatever the changes among them.
             assert_eq!(core.latest(name), Some(Seq(mr.messages.len() as u64)));
-            let first = mr.first_held(self.history_len());
+            let len = self.history_len();
             let held: Vec<_> = room.history().iter().collect();
-            assert!(held.len() <= self.history_len());
+            let posts = held
+                .iter()
+                .filter(|m| matches!(m.kind, Kind::Post { .. }))
+                .count();
+            assert!(posts <= len && held.len() - posts <= len);
+            let want: Vec<u64> = (1..=mr.messages.len() as u64)
+                .filter(|s| mr.held(*s, len))
+                .collect();
+            let got: Vec<u64> = held.iter().map(|m| m.seq.0).collect();
+            assert_eq!(got, want, "{name} holds the newest messages and run");
             assert_eq!(
-                held.len() as u64,
-                mr.messages.len() as u64 + 1 - first,
-                "{name} holds the newest messages"
+                room.history().first_held(),
+                Seq(mr.first_held(len)),
+                "{name}'s complete run"
             );
-            for (m, seq) in held.iter().zip(first..) {
-                let want = &mr.messages[(seq - 1) as usize];
-                assert_eq!(m.seq, Seq(seq), "contiguous sequence in {name}");
+            for m in &held {
+                let want = &mr.messages[(m.seq.0 - 1) as usize];
                 assert!(
                     want.matches(m),
                     "{name} holds {m:?} as the model has it: {want:?}"

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use roomcast_core::{
     Access, Config, Core, Cursor, Emoji, History, Kind, Message, MessageId, RoomId, Seq,
-    StoredRoom, Timestamp, UserName,
+    StoredRoom, Timestamp, UserId,
 };
 
 fn entry(seq: u64, user: &str, text: &str, kind: Kind) -> Arc<Message> {
@@ -13,7 +13,7 @@ fn entry(seq: u64, user: &str, text: &str, kind: Kind) -> Arc<Message> {
         id: MessageId(seq),
         room: RoomId::parse("r", 64).unwrap(),
         seq: Seq(seq),
-        user: UserName::parse(user, 64).unwrap(),
+        user: UserId::parse(user, 64).unwrap(),
         text: text.into(),
         sent_at: Timestamp::from_unix_millis(1000 + seq),
         idempotency_key: None,

@@ -106,6 +106,8 @@ fn rate_limit_is_per_user_on_injected_time() {
                 burst: 2,
                 per_second: 1,
             }),
+            // Only the submit rate here.
+            room_pace: None,
             ..Limits::default()
         },
         ..Config::default()

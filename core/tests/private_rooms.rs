@@ -60,9 +60,9 @@ struct Expected {
 /// The host's view, built from answers and events only.
 #[derive(Default)]
 struct Host {
-    listeners: BTreeMap<ListenerId, (RoomId, UserName)>,
+    listeners: BTreeMap<ListenerId, (RoomId, UserId)>,
     /// `None` for a public room, else its members.
-    members: BTreeMap<RoomId, Option<BTreeSet<UserName>>>,
+    members: BTreeMap<RoomId, Option<BTreeSet<UserId>>>,
     /// Direct rooms seen so far, in order.
     directs: Vec<String>,
 }
@@ -147,6 +147,7 @@ impl Host {
             | Event::Left { .. }
             | Event::Typing { .. }
             | Event::Read { .. }
+            | Event::ReadForgotten { .. }
             | Event::AttachmentsDropped { .. }
             | Event::Gap { .. } => {}
         }

@@ -74,7 +74,7 @@ impl Log {
             id: MessageId(self.next_id),
             room: RoomId::parse(ROOM, 64).unwrap(),
             seq: self.latest,
-            user: UserName::parse("ada", 64).unwrap(),
+            user: UserId::parse("ada", 64).unwrap(),
             text: format!("m{}", self.next_id),
             sent_at: t(1),
             idempotency_key: None,
@@ -216,6 +216,7 @@ impl Replica {
                 | Event::Unloaded { .. }
                 | Event::Typing { .. }
                 | Event::Read { .. }
+                | Event::ReadForgotten { .. }
                 | Event::AttachmentsDropped { .. }
                 | Event::Left { .. } => {}
             }

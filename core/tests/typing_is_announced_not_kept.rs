@@ -3,7 +3,7 @@
 
 use roomcast_core::{
     Config, Core, CreateRoom, Event, Kind, Limits, Moderation, OpenListener, Resume, Submit,
-    Timestamp, Typing, UserName,
+    Timestamp, Typing, UserId,
 };
 
 fn at(ms: u64) -> Timestamp {
@@ -24,6 +24,7 @@ fn announced(core: &mut Core) -> Vec<String> {
             Event::Typing { user, .. } => Some(user.to_string()),
             Event::RoomCreated { .. }
             | Event::Read { .. }
+            | Event::ReadForgotten { .. }
             | Event::AttachmentsDropped { .. }
             | Event::MemberAdded { .. }
             | Event::MemberRemoved { .. }
@@ -99,7 +100,7 @@ fn typing_is_announced_at_most_every_two_seconds_and_not_in_big_rooms() {
             "r".into(),
             String::new(),
             Kind::Moderate {
-                user: UserName::parse("dan", 32).unwrap(),
+                user: UserId::parse("dan", 32).unwrap(),
                 action,
             },
         );
@@ -117,7 +118,7 @@ fn typing_is_announced_at_most_every_two_seconds_and_not_in_big_rooms() {
     // Nothing of it is kept: a store never sees it.
     let typing = Event::Typing {
         room: roomcast_core::RoomId::parse("r", 8).unwrap(),
-        user: UserName::parse("ada", 8).unwrap(),
+        user: UserId::parse("ada", 8).unwrap(),
     };
     assert!(!typing.is_durable());
 }

@@ -8,13 +8,14 @@ use serde::Deserialize;
 use tide::{Request, Response, StatusCode};
 
 use crate::problem::{Problem, ProblemBody};
-use crate::request::{State, actor, caller, room_param};
+use crate::request::{State, actor, caller, moderation, room_param};
 use crate::request::{json_body, query};
 use crate::wire::{
     Change, CreateRoom, EditMessage, HistoryBody, MarkReadBody, MessageBody, ModerateBody,
     PostMessage, PresenceBody, PresenceList, RoomBody, RoomList, SeedSubmit, UnreadBody, UserRef,
-    change, moderation,
+    change,
 };
+use roomcast_hub::identity::Need;
 
 pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let mut res = Response::new(status);
@@ -63,6 +64,7 @@ pub async fn list_rooms(req: Request<State>) -> Result<Response, Problem> {
         (status = 400, body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Over the caller's pace of new rooms (`rate-limited`) or the rooms they may own (`too-many-owned-rooms`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "Too many rooms", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn create_room(mut req: Request<State>) -> Result<Response, Problem> {
@@ -95,16 +97,18 @@ fn created_response(created: &Created) -> Response {
         (status = 204, description = "They are a member"),
         (status = 401, body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such room, or nobody holds that name (`user-not-found`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "Not a private room with an owner", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn invite(mut req: Request<State>) -> Result<Response, Problem> {
     let (user, room) = (actor(&req)?, room_param(&req));
     let body: UserRef = json_body(&mut req).await?;
+    let identity = req.state().hub.identity();
+    let member = identity.resolve(&body.user, Need::Present).await?;
     let change = ChangeMember {
         user,
         room,
-        member: body.user,
+        member: member.to_string(),
         change: MemberChange::Add,
     };
     req.state().hub.ask(change).await?;
@@ -118,16 +122,32 @@ pub async fn invite(mut req: Request<State>) -> Result<Response, Problem> {
         (status = 204, description = "They are not a member"),
         (status = 401, body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such room, or no such user (`user-not-found`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The owner, or not a private room", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn remove_member(req: Request<State>) -> Result<Response, Problem> {
     let (user, room) = (actor(&req)?, room_param(&req));
-    let member = req.param("user").unwrap_or_default().to_owned();
+    // A name may hold spaces and any script, so clients percent-encode it.
+    let raw = req.param("user").unwrap_or_default();
+    let typed = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::BadRequest,
+                "invalid-user-name",
+                "the user in the path is not UTF-8",
+            )
+        })?;
+    let member = req
+        .state()
+        .hub
+        .identity()
+        .resolve(&typed, Need::Known)
+        .await?;
     let change = ChangeMember {
         user,
         room,
-        member,
+        member: member.to_string(),
         change: MemberChange::Remove,
     };
     req.state().hub.ask(change).await?;
@@ -144,13 +164,21 @@ pub async fn remove_member(req: Request<State>) -> Result<Response, Problem> {
         (status = 401
 , body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "With yourself", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "Nobody holds that name (`user-not-found`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Over the caller's pace of new rooms (`rate-limited`) or the rooms they may own (`too-many-owned-rooms`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
     let user = actor(&req)?;
     let body: UserRef = json_body(&mut req).await?;
+    let other = req
+        .state()
+        .hub
+        .identity()
+        .resolve(&body.user, Need::Present)
+        .await?;
     let direct = OpenDirect {
         user,
-        other: body.user,
+        other: other.to_string(),
     };
     let created = req.state().hub.ask(direct).await?;
     Ok(created_response(&created))
@@ -343,14 +371,15 @@ pub async fn remove_reaction(req: Request<State>) -> Result<Response, Problem> {
         (status = 201, description = "Done: the `moderation` entry", body = MessageBody),
         (status = 400, description = "An unknown action, a bad name or a mute too long", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "The caller does not moderate the room, or is banned from it", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 404, body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such room, or no such user (`user-not-found`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The room's owner, an admin or the caller", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn moderate(mut req: Request<State>) -> Result<Response, Problem> {
     let room = room_param(&req);
     let user = actor(&req)?;
     let body: ModerateBody = json_body(&mut req).await?;
-    let kind = moderation(&body.target, &body.action, body.seconds)?;
+    let hub = &req.state().hub;
+    let kind = moderation(hub, &body.target, &body.action, body.seconds).await?;
     let done = req
         .state()
         .hub
@@ -384,6 +413,7 @@ pub async fn typing(req: Request<State>) -> Result<Response, Problem> {
     params(("room" = String, Path, description = "The room id")),
     responses(
         (status = 200, description = "Where the marker is now", body = UnreadBody),
+        (status = 429, description = "Over the caller's pace of read markers (`rate-limited`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, body = ProblemBody, content_type = "application/problem+json"),
     ))]

@@ -34,6 +34,7 @@ struct UploadQuery {
         (status = 413, description = "Over --max-attachment-bytes", body = ProblemBody, content_type = "application/problem+json"),
         (status = 429, body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "The server keeps no files, or cannot now", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 507, description = "Over the caller's quota of files (`files-quota`), the server's (`files-full`), or the disk's free-space floor (`disk-full`)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn upload(mut req: Request<State>) -> Result<Response, Problem> {
     let user = actor(&req)?;
@@ -81,8 +82,20 @@ pub async fn download(req: Request<State>) -> Result<Response, Problem> {
         headers(&mut res, &kept, &etag);
         return Ok(res);
     }
+    let unsatisfiable = || {
+        let mut refused: Response = Problem::new(
+            StatusCode::RequestedRangeNotSatisfiable,
+            "range-not-satisfiable",
+            format!("the file is {size} bytes"),
+        )
+        .into();
+        refused.insert_header("Content-Range", format!("bytes */{size}"));
+        refused
+    };
     let range = match req.header("Range").map(|v| v.as_str()) {
         None => None,
+        // Only empty suffixes (`bytes=-0`): nothing is asked for (RFC 9110 §14.1.1).
+        Some(asked) if only_empty_suffixes(asked) => return Ok(unsatisfiable()),
         Some(asked) => match http_range_header::parse_range_header(asked) {
             // Not a range we read: the whole file, as RFC 9110 allows.
             Err(_) => None,
@@ -90,16 +103,7 @@ pub async fn download(req: Request<State>) -> Result<Response, Problem> {
                 Ok(ranges) if ranges.len() == 1 => ranges.into_iter().next(),
                 // Several ranges: the whole file (no multipart answers).
                 Ok(_) => None,
-                Err(_) => {
-                    let mut refused: Response = Problem::new(
-                        StatusCode::RequestedRangeNotSatisfiable,
-                        "range-not-satisfiable",
-                        format!("the file is {size} bytes"),
-                    )
-                    .into();
-                    refused.insert_header("Content-Range", format!("bytes */{size}"));
-                    return Ok(refused);
-                }
+                Err(_) => return Ok(unsatisfiable()),
             },
         },
     };
@@ -190,6 +194,19 @@ async fn open_at(
     Ok(blocking::Unblock::with_capacity(64 * 1024, file))
 }
 
+/// Whether a `Range` value asks only for suffixes of no bytes (`bytes=-0`, `bytes=-0, -00`),
+/// which select nothing: unsatisfiable whatever the file's size.
+fn only_empty_suffixes(asked: &str) -> bool {
+    let Some(specs) = asked.trim().strip_prefix("bytes=") else {
+        return false;
+    };
+    specs.split(',').all(|spec| {
+        spec.trim()
+            .strip_prefix('-')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b == b'0'))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +214,21 @@ mod tests {
     #[test]
     fn plain_names_keep_to_ascii() {
         assert_eq!(ascii_name("a \"b\"\\c é.png"), "a _b__c _.png");
+    }
+
+    #[test]
+    fn a_range_of_empty_suffixes_selects_nothing() {
+        for nothing in ["bytes=-0", "bytes= -00", "bytes=-0, -0"] {
+            assert!(only_empty_suffixes(nothing), "{nothing}");
+        }
+        for something in [
+            "bytes=-1",
+            "bytes=0-",
+            "bytes=-0, 0-1",
+            "bytes=-",
+            "items=-0",
+        ] {
+            assert!(!only_empty_suffixes(something), "{something}");
+        }
     }
 }

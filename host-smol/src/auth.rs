@@ -87,7 +87,8 @@ pub async fn me(req: Request<State>) -> Result<Response, Problem> {
     Ok(json(
         StatusCode::Ok,
         &MeBody {
-            user: caller.user,
+            user: caller.name().to_owned(),
+            user_id: caller.user.clone(),
             guest: caller.guest,
         },
     ))

@@ -89,6 +89,7 @@ const GRACE: Duration = Duration::from_secs(5);
 fn main() -> anyhow::Result<()> {
     let cli: Cli = roomcast_hub::config::parse();
     init_logging(cli.log_json, cli.core.shared_node_id());
+    cli.core.set_password_or_continue();
     // Before anything records a metric (the store's writer does from its start).
     let metrics = Metrics::install("smol");
     let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;

@@ -78,6 +78,10 @@ impl utoipa::Modify for EdgeAnswers {
                     (408, "The request did not arrive within --request-timeout"),
                     (431, "The request head is over --max-head-bytes"),
                     (
+                        429,
+                        "Too many connections from this address, or the caller is over a pace or a per-user cap (Retry-After says when to retry)",
+                    ),
+                    (
                         503,
                         "The server is shutting down or at a capacity limit (Retry-After says when to retry)",
                     ),

@@ -104,6 +104,7 @@ fn status(class: ErrorClass) -> StatusCode {
         ErrorClass::TooLarge => StatusCode::PayloadTooLarge,
         ErrorClass::RateLimited => StatusCode::TooManyRequests,
         ErrorClass::Capacity | ErrorClass::Unavailable => StatusCode::ServiceUnavailable,
+        ErrorClass::Storage => StatusCode::InsufficientStorage,
     }
 }
 
@@ -155,6 +156,9 @@ impl From<HubError> for Problem {
             }
             HubError::Body(_) => {
                 Problem::new(StatusCode::BadRequest, "upload-incomplete", e.to_string())
+            }
+            HubError::TimedOut(_) => {
+                Problem::new(StatusCode::RequestTimeout, "request-timeout", e.to_string())
             }
             HubError::Storage(_) => Problem::new(
                 StatusCode::ServiceUnavailable,

@@ -114,9 +114,27 @@ pub fn caller(req: &Request<State>) -> Result<Caller, Problem> {
     Ok(caller)
 }
 
-/// The verified caller's name.
+/// The verified caller's id.
 pub fn actor(req: &Request<State>) -> Result<String, Problem> {
     caller(req).map(|c| c.user)
+}
+
+/// The moderation a client asks for (REST, WebSocket): `action` on `target`, a name or an id,
+/// resolved to whom it names (someone present, unless it takes something away).
+pub async fn moderation(
+    hub: &Hub,
+    target: &str,
+    action: &str,
+    seconds: Option<u64>,
+) -> Result<roomcast_core::Kind, Problem> {
+    let action =
+        roomcast_core::Moderation::named(action, seconds).map_err(roomcast_core::Error::from)?;
+    let need = roomcast_hub::identity::Need::to_moderate(action);
+    let target = hub.identity().resolve(target, need).await?;
+    Ok(roomcast_core::Kind::Moderate {
+        user: target,
+        action,
+    })
 }
 
 /// The client's address (behind a trusted proxy, the one it forwarded), for per-address limits.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use futures_rustls::rustls;
-use roomcast_hub::edge::{AcceptErrors, ConnectionLimit, ConnectionSlot, EdgeArgs};
+use roomcast_hub::edge::{AcceptErrors, ConnectionLimit, ConnectionSlot, EdgeArgs, Turned};
 use roomcast_hub::telemetry::Access;
 use roomcast_smol::http1::{
     self, After, BodyFraming, Conn, Framing, RequestHead, ResponseHead, Transport, Version,
@@ -74,8 +74,8 @@ pub async fn serve(
                 }
                 // Two tasks, each only as large as its own path: a plain connection's future
                 // holds no TLS handshake's state.
-                match (limit.try_open(), &settings.tls) {
-                    (Some(slot), None) => {
+                match (limit.try_open(peer.ip()), &settings.tls) {
+                    (Ok(slot), None) => {
                         spawn(connection(
                             app.clone(),
                             stream,
@@ -85,7 +85,7 @@ pub async fn serve(
                         ))
                         .detach();
                     }
-                    (Some(slot), Some(config)) => {
+                    (Ok(slot), Some(config)) => {
                         let config = config.clone();
                         let served = tls_connection(
                             app.clone(),
@@ -98,10 +98,10 @@ pub async fn serve(
                         spawn(served).detach();
                     }
                     // A TLS client cannot read a plain answer: it sees the connection close.
-                    (None, Some(_)) => {
+                    (Err(_), Some(_)) => {
                         let _ = stream.shutdown(Shutdown::Both);
                     }
-                    (None, None) => refuse(stream),
+                    (Err(turned), None) => refuse(stream, turned),
                 }
             }
             Some(Err(e)) => {
@@ -121,10 +121,10 @@ const REFUSE_READ: Duration = Duration::from_millis(100);
 /// How long a refused client's last bytes are read before its socket closes.
 const REFUSE_LINGER: Duration = Duration::from_millis(500);
 
-/// Answers a client over the connection cap and lets it go: an event stream gets a plain
-/// close (EventSource reconnects after a network error, but gives up on an error status);
-/// anything else a 503 problem with Retry-After.
-fn refuse(stream: TcpStream) {
+/// Answers a client over the connection cap (the server's, or its address's) and lets it go:
+/// an event stream gets a plain close (EventSource reconnects after a network error, but gives
+/// up on an error status); anything else a 503 problem (429 for its address) with Retry-After.
+fn refuse(stream: TcpStream, turned: Turned) {
     static REFUSING: AtomicUsize = AtomicUsize::new(0);
     if REFUSING.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
         REFUSING.fetch_sub(1, Ordering::AcqRel);
@@ -146,11 +146,19 @@ fn refuse(stream: TcpStream) {
             .windows(17)
             .any(|w| w.eq_ignore_ascii_case(b"text/event-stream"));
         if !stream_request {
-            let mut problem = Problem::new(
-                StatusCode::ServiceUnavailable,
-                "too-many-connections",
-                "the server holds as many connections as it allows: try again shortly",
-            );
+            let mut problem = match turned {
+                Turned::Full => Problem::new(
+                    StatusCode::ServiceUnavailable,
+                    "too-many-connections",
+                    "the server holds as many connections as it allows: try again shortly",
+                ),
+                Turned::Address => Problem::new(
+                    StatusCode::TooManyRequests,
+                    "too-many-connections-from-address",
+                    "your address holds as many connections as one may \
+                     (--max-connections-per-address): close one first",
+                ),
+            };
             problem.retry_after = Some(Duration::from_secs(1));
             let mut res: types::Response = tide::Response::from(problem).into();
             let (answer, _) = encode(&mut res, true, false).await;
@@ -233,11 +241,15 @@ async fn serve_requests<S: Transport>(
     peer: SocketAddr,
     settings: &Settings,
     watch: PeerWatch,
-    slot: ConnectionSlot,
+    mut slot: ConnectionSlot,
 ) {
     loop {
         let head = match conn.read_head().await {
-            Ok(Some(head)) => head,
+            Ok(Some(head)) => {
+                // A whole request came: no longer one of its address's fresh connections.
+                slot.settled();
+                head
+            }
             Ok(None) => return,
             Err(refusal) => {
                 let mut res = refused(&refusal, "");
@@ -299,7 +311,7 @@ async fn serve_requests<S: Transport>(
         let asked_close = res
             .header("Connection")
             .is_some_and(|c| c.as_str().eq_ignore_ascii_case("close"));
-        let close = head.close || asked_close;
+        let close = head.close || asked_close || conn.closes_after(settings.drain_bytes);
 
         if head_only && let Some(frames) = crate::sse::take_events(&mut res) {
             // HEAD of an event stream: its head, and no stream.

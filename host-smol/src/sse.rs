@@ -183,6 +183,11 @@ pub fn take_events(res: &mut tide::http::Response) -> Option<Box<Frames>> {
 /// Most bytes gathered into one write.
 const MAX_WRITE_BYTES: usize = 64 * 1024;
 
+/// The buffer an idle stream keeps between writes: a delivery or two. A larger one (a presence
+/// snapshot of a full room, a burst) is let go once written, as an idle stream would otherwise
+/// keep it for its life.
+const KEPT_WRITE_BYTES: usize = 1024;
+
 /// Writes the response `head`, then the frames as they come: each write carries every frame
 /// ready by then, as one chunk (or, for HTTP/1.0, as bytes running until the close). Returns
 /// when the stream ends or the client is gone.
@@ -230,9 +235,10 @@ pub async fn write<W: AsyncWrite + Unpin>(
             return Ok(());
         }
         // A burst's buffer is not kept by an idle stream.
-        if buf.capacity() > MAX_WRITE_BYTES {
+        if buf.capacity() > KEPT_WRITE_BYTES {
             buf = Vec::with_capacity(256);
         }
+        ready.shrink_to(8);
     }
 }
 
@@ -264,6 +270,7 @@ mod tests {
         let closed = StreamEvent::Closed {
             reason: "expired".into(),
             by: None,
+            by_id: None,
         };
         assert_eq!(
             frame(&closed),

@@ -4,8 +4,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use roomcast_core::{
-    Attachment, Emoji, Error, Gap, HistoryPage, Kind, Message, Moderation, PresenceEntry,
-    RoomSummary, Seq, TYPING_SHOWN_FOR, Timestamp, UserName,
+    Attachment, Emoji, Error, Gap, HistoryPage, Kind, Message, PresenceEntry, RoomSummary, Seq,
+    TYPING_SHOWN_FOR, Timestamp, UserId,
 };
 use roomcast_hub::Delivery;
 use serde::{Deserialize, Serialize};
@@ -27,8 +27,12 @@ pub struct MessageBody {
     pub room: String,
     /// Its position in the room: 1, 2, 3, ... with no gaps.
     pub seq: u64,
-    /// Who posted it.
+    /// Who posted it: their name.
     pub user: String,
+    /// Who posted it: their id, which no later holder of the name shares (compare this, not
+    /// the name, to tell whose a message is).
+    #[schema(example = "ada~k2j4m9q7x1")]
+    pub user_id: String,
     /// The text (UTF-8, newlines as `\n`).
     pub text: String,
     /// When the server accepted it (RFC 3339, UTC).
@@ -59,9 +63,12 @@ pub struct MessageBody {
     /// Its reactions, each emoji with who added it, in the order they first appeared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<ReactionBody>,
-    /// For a moderation: who was moderated.
+    /// For a moderation: who was moderated (their name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// For a moderation: who was moderated (their id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_id: Option<String>,
     /// For a moderation: `appoint`, `dismiss`, `mute`, `unmute`, `kick`, `ban` or `unban`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
@@ -116,8 +123,10 @@ pub struct ReactionBody {
     pub emoji: String,
     /// How many added it.
     pub count: usize,
-    /// Who added it, in order.
+    /// Who added it, in order (names).
     pub users: Vec<String>,
+    /// Who added it, in order (ids, as `users`).
+    pub user_ids: Vec<String>,
 }
 
 impl From<&Message> for MessageBody {
@@ -129,7 +138,7 @@ impl From<&Message> for MessageBody {
         };
         let (target, action, until) = match &m.kind {
             Kind::Moderate { user, action } => (
-                Some(user.to_string()),
+                Some(user),
                 Some(action.name().to_owned()),
                 action.until(m.sent_at).map(rfc3339),
             ),
@@ -141,7 +150,8 @@ impl From<&Message> for MessageBody {
             id: m.id.to_string(),
             room: m.room.to_string(),
             seq: m.seq.0,
-            user: m.user.to_string(),
+            user: m.user.name().to_owned(),
+            user_id: m.user.to_string(),
             text: m.text.clone(),
             sent_at: rfc3339(m.sent_at),
             kind: match m.kind {
@@ -151,7 +161,8 @@ impl From<&Message> for MessageBody {
                 | Kind::React { .. }
                 | Kind::Moderate { .. } => Some(m.kind.name().to_owned()),
             },
-            target,
+            target: target.map(|t| t.name().to_owned()),
+            target_id: target.map(ToString::to_string),
             action,
             until,
             reply_to,
@@ -167,7 +178,8 @@ impl From<&Message> for MessageBody {
                 .map(|r| ReactionBody {
                     emoji: r.emoji.to_string(),
                     count: r.users.len(),
-                    users: r.users.iter().map(ToString::to_string).collect(),
+                    users: r.users.iter().map(|u| u.name().to_owned()).collect(),
+                    user_ids: r.users.iter().map(ToString::to_string).collect(),
                 })
                 .collect(),
             attachments: match &m.kind {
@@ -203,10 +215,16 @@ pub struct RoomBody {
     pub last_active: String,
     /// Whether only members may see it.
     pub private: bool,
-    /// Who created it (absent for direct-message rooms).
+    /// Who created it (absent for direct-message rooms): their name.
     pub owner: Option<String>,
-    /// The members of a private room (empty for a public one).
+    /// Who created it: their id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    /// The members of a private room (empty for a public one): their names.
     pub members: Vec<String>,
+    /// The members' ids, as `members`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_ids: Vec<String>,
     /// Messages the caller has not read (after their read marker): absent for a public room
     /// they never marked read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,8 +242,10 @@ impl From<&RoomSummary> for RoomBody {
             created_at: rfc3339(r.created_at),
             last_active: rfc3339(r.last_active),
             private: r.private,
-            owner: r.owner.as_ref().map(ToString::to_string),
-            members: r.members.iter().map(ToString::to_string).collect(),
+            owner: r.owner.as_ref().map(|o| o.name().to_owned()),
+            owner_id: r.owner.as_ref().map(ToString::to_string),
+            members: r.members.iter().map(|m| m.name().to_owned()).collect(),
+            member_ids: r.members.iter().map(ToString::to_string).collect(),
             unread: r.unread,
         }
     }
@@ -285,8 +305,10 @@ impl From<&HistoryPage> for HistoryBody {
 /// One user present in a room.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PresenceBody {
-    /// The user.
+    /// The user's name.
     pub user: String,
+    /// The user's id.
+    pub user_id: String,
     /// Their open listeners (tabs, devices).
     pub listeners: usize,
 }
@@ -294,7 +316,8 @@ pub struct PresenceBody {
 impl From<&PresenceEntry> for PresenceBody {
     fn from(p: &PresenceEntry) -> Self {
         PresenceBody {
-            user: p.user.to_string(),
+            user: p.user.name().to_owned(),
+            user_id: p.user.to_string(),
             listeners: p.listeners,
         }
     }
@@ -354,8 +377,11 @@ pub struct GuestRequest {
 pub struct TokenBody {
     /// Send as `Authorization: Bearer <token>`.
     pub token: String,
-    /// The user.
+    /// The user's name.
     pub user: String,
+    /// The user's id: theirs alone, for good (a later holder of the name gets another).
+    #[schema(example = "ada~k2j4m9q7x1")]
+    pub user_id: String,
     /// Whether this is a guest.
     pub guest: bool,
     /// Expiry, seconds since the Unix epoch.
@@ -365,8 +391,9 @@ pub struct TokenBody {
 impl From<roomcast_hub::identity::Issued> for TokenBody {
     fn from(i: roomcast_hub::identity::Issued) -> Self {
         TokenBody {
+            user: i.name().to_owned(),
             token: i.token,
-            user: i.user,
+            user_id: i.user,
             guest: i.guest,
             expires_at: i.expires_at,
         }
@@ -376,8 +403,10 @@ impl From<roomcast_hub::identity::Issued> for TokenBody {
 /// Who the caller is.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MeBody {
-    /// The user.
+    /// The user's name.
     pub user: String,
+    /// The user's id.
+    pub user_id: String,
     /// Whether this is a guest.
     pub guest: bool,
 }
@@ -385,7 +414,7 @@ pub struct MeBody {
 /// A member to add, or the other side of a direct conversation.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserRef {
-    /// The user.
+    /// The user: a name (whoever holds it now), or an id.
     #[schema(example = "bob")]
     pub user: String,
 }
@@ -455,7 +484,7 @@ pub struct UnreadBody {
 /// Moderate someone in a room.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ModerateBody {
-    /// Who.
+    /// Who: a name (whoever holds it now), or an id (`user_id` of their messages).
     #[schema(example = "bob")]
     pub target: String,
     /// `appoint` or `dismiss` (a moderator; the owner and admins only), `mute`, `unmute`,
@@ -464,14 +493,6 @@ pub struct ModerateBody {
     pub action: String,
     /// For `mute`: how long, in seconds (default 600, at most a year).
     pub seconds: Option<u64>,
-}
-
-/// The entry a moderation a client asks for becomes (REST, WebSocket).
-pub fn moderation(target: &str, action: &str, seconds: Option<u64>) -> Result<Kind, Error> {
-    Ok(Kind::Moderate {
-        user: UserName::parse(target, usize::MAX).map_err(Error::InvalidUserName)?,
-        action: Moderation::named(action, seconds)?,
-    })
 }
 
 /// A change a client asks for.
@@ -614,14 +635,19 @@ pub enum StreamEvent {
         /// For `snapshot`: everyone present.
         #[serde(skip_serializing_if = "Option::is_none")]
         users: Option<Vec<PresenceBody>>,
-        /// For `joined` and `left`: who.
+        /// For `joined` and `left`: who (their name).
         #[serde(skip_serializing_if = "Option::is_none")]
         user: Option<String>,
+        /// For `joined` and `left`: who (their id).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
     },
     /// `user` is typing: show it for `expires_in_ms`, or until their next message.
     Typing {
-        /// Who.
+        /// Who (their name).
         user: String,
+        /// Who (their id).
+        user_id: String,
         /// How long to show it.
         expires_in_ms: u64,
     },
@@ -636,9 +662,13 @@ pub enum StreamEvent {
         /// `deleted`, `expired`, `removed`, `kicked`, `banned`, `signed-out`,
         /// `session-expired`, `reset`, `shutdown`, or a refusal's code.
         reason: String,
-        /// For `deleted`: who deleted the room, if known; for `kicked` and `banned`: who did.
+        /// For `deleted`: who deleted the room, if known; for `kicked` and `banned`: who did
+        /// (their name).
         #[serde(skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// Who did (their id).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by_id: Option<String>,
     },
     /// WebSocket only: a submit was accepted (or matched an earlier one by idempotency key).
     Ack {
@@ -730,10 +760,11 @@ impl StreamEvent {
 
 impl From<Delivery> for StreamEvent {
     fn from(d: Delivery) -> Self {
-        let presence = |kind: &str, users, user| StreamEvent::Presence {
+        let presence = |kind: &str, users, user: Option<&UserId>| StreamEvent::Presence {
             kind: kind.into(),
             users,
-            user,
+            user: user.map(|u| u.name().to_owned()),
+            user_id: user.map(ToString::to_string),
         };
         match d {
             Delivery::Message(m) => StreamEvent::entry(&m),
@@ -742,16 +773,18 @@ impl From<Delivery> for StreamEvent {
                 Some(entries.iter().map(PresenceBody::from).collect()),
                 None,
             ),
-            Delivery::Joined(user) => presence("joined", None, Some(user.to_string())),
-            Delivery::Left(user) => presence("left", None, Some(user.to_string())),
+            Delivery::Joined(user) => presence("joined", None, Some(&user)),
+            Delivery::Left(user) => presence("left", None, Some(&user)),
             Delivery::Typing(user) => StreamEvent::Typing {
-                user: user.to_string(),
+                user: user.name().to_owned(),
+                user_id: user.to_string(),
                 expires_in_ms: u64::try_from(TYPING_SHOWN_FOR.as_millis()).unwrap_or(u64::MAX),
             },
             Delivery::Gap(gap) => StreamEvent::Gap(gap.into()),
             Delivery::Closed(reason) => StreamEvent::Closed {
                 reason: reason.code().into(),
-                by: reason.by().map(ToString::to_string),
+                by: reason.by().map(|by| by.name().to_owned()),
+                by_id: reason.by().map(ToString::to_string),
             },
         }
     }
@@ -770,11 +803,11 @@ mod tests {
         assert_eq!(gap.to_json(), r#"{"type":"gap","after":2,"first_held":9}"#);
         assert_eq!((gap.kind(), gap.resume_point()), ("gap", Some(8)));
         let left = StreamEvent::from(Delivery::Left(
-            roomcast_core::UserName::parse("bob", 8).unwrap(),
+            roomcast_core::UserId::parse("bob~q1", 8).unwrap(),
         ));
         assert_eq!(
             left.to_json(),
-            r#"{"type":"presence","kind":"left","user":"bob"}"#
+            r#"{"type":"presence","kind":"left","user":"bob","user_id":"bob~q1"}"#
         );
         let closed = StreamEvent::from(Delivery::Closed(roomcast_core::CloseReason::ShuttingDown));
         assert_eq!(closed.to_json(), r#"{"type":"closed","reason":"shutdown"}"#);

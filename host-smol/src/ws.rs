@@ -23,10 +23,11 @@ use tide::http::upgrade::Connection;
 use tide::{Request, Response, StatusCode};
 
 use crate::problem::Problem;
+use crate::request::moderation;
 use crate::request::parse_json;
 use crate::request::{State, caller, room_param, token};
 use crate::stream::resume_point;
-use crate::wire::{Change, ClientFrame, MessageBody, StreamEvent, change, moderation};
+use crate::wire::{Change, ClientFrame, MessageBody, StreamEvent, change};
 
 /// The largest frame or message a client may send.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -472,7 +473,7 @@ async fn submit(who: &Session, text: &[u8]) -> Option<StreamEvent> {
             action,
             seconds,
             reference,
-        } => match moderation(&target, &action, seconds) {
+        } => match moderation(&who.hub, &target, &action, seconds).await {
             Ok(kind) => (Submit::new(user, room, String::new(), kind), reference),
             Err(e) => return Some(refused(reference, e)),
         },

@@ -1,7 +1,9 @@
 //! What every call passes through: the access log (method, status, duration, user, client) and
 //! one correction of tonic's answers. tonic refuses a request over `--max-request-bytes` with
 //! `OUT_OF_RANGE`; gRPC's own rule (and the core's message-size limit) is that size limits are
-//! `RESOURCE_EXHAUSTED`, so that refusal is rewritten here.
+//! `RESOURCE_EXHAUSTED`, so that refusal is rewritten here. Each call also counts among its
+//! connection's open calls until its response ends ([`crate::incoming::Activity`]), so a
+//! connection with a quiet stream open is never closed as idle.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,6 +15,8 @@ use http::{HeaderValue, Request, Response};
 use roomcast_hub::edge::EdgeArgs;
 use roomcast_hub::telemetry::Access;
 use tonic::transport::server::TcpConnectInfo;
+
+use crate::incoming::{CallGuard, ConnInfo};
 
 /// The layer, with the request size limit it reports.
 #[derive(Debug, Clone)]
@@ -46,6 +50,32 @@ pub struct AccessService<S> {
 /// What tonic says when a request is over its decoding limit.
 const TOO_LARGE: &str = "Error, decoded message length too large";
 
+/// A response body that holds its call open (see [`crate::incoming::Activity`]) until it ends.
+pub struct Held<R> {
+    body: R,
+    _call: Option<CallGuard>,
+}
+
+impl<R: http_body::Body + Unpin> http_body::Body for Held<R> {
+    type Data = R::Data;
+    type Error = R::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 impl<S, B, R> tower_service::Service<Request<B>> for AccessService<S>
 where
     S: tower_service::Service<Request<B>, Response = Response<R>>,
@@ -53,9 +83,9 @@ where
     S::Error: Send + 'static,
     R: Send + 'static,
 {
-    type Response = Response<R>;
+    type Response = Response<Held<R>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<R>, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Held<R>>, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -63,6 +93,12 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let started = Instant::now();
+        let connection = req.extensions().get::<ConnInfo>().cloned();
+        let call = connection.as_ref().map(|c| c.activity.begin());
+        if let Some(connection) = connection {
+            // Where tonic's `Request::remote_addr` looks for the peer.
+            req.extensions_mut().insert(connection.tcp);
+        }
         // What the access line says is gathered only when the line is written.
         let method = req.uri().path().to_owned();
         let logged =
@@ -84,9 +120,9 @@ where
                 (access, client)
             });
         let max = self.max_request_bytes;
-        let call = self.inner.call(req);
+        let answered = self.inner.call(req);
         Box::pin(async move {
-            let mut res = call.await?;
+            let mut res = answered.await?;
             let headers = res.headers_mut();
             let too_large = headers.get("grpc-status").is_some_and(|s| s == "11")
                 && headers
@@ -132,7 +168,7 @@ where
                     "call"
                 );
             }
-            Ok(res)
+            Ok(res.map(|body| Held { body, _call: call }))
         })
     }
 }

@@ -43,17 +43,24 @@ pub fn room(r: &RoomSummary) -> pb::Room {
         owner: r
             .owner
             .as_ref()
+            .map(|o| o.name().to_owned())
+            .unwrap_or_default(),
+        owner_id: r
+            .owner
+            .as_ref()
             .map(ToString::to_string)
             .unwrap_or_default(),
-        members: r.members.iter().map(ToString::to_string).collect(),
+        members: r.members.iter().map(|m| m.name().to_owned()).collect(),
+        member_ids: r.members.iter().map(ToString::to_string).collect(),
         unread: r.unread,
     }
 }
 
 pub fn token(i: Issued) -> pb::Token {
     pb::Token {
+        user: i.name().to_owned(),
         token: i.token,
-        user: i.user,
+        user_id: i.user,
         guest: i.guest,
         expires_at: Some(from_millis(i.expires_at.saturating_mul(1000))),
     }
@@ -82,19 +89,20 @@ pub fn message(m: &Message) -> pb::ChatMessage {
     };
     let (target, action, until) = match &m.kind {
         Kind::Moderate { user, action } => (
-            user.to_string(),
+            Some(user),
             action.name().to_owned(),
             action.until(m.sent_at).map(timestamp),
         ),
         Kind::Post { .. } | Kind::Edit { .. } | Kind::Delete { .. } | Kind::React { .. } => {
-            (String::new(), String::new(), None)
+            (None, String::new(), None)
         }
     };
     pb::ChatMessage {
         id: m.id.to_string(),
         room: m.room.to_string(),
         seq: m.seq.0,
-        user: m.user.to_string(),
+        user: m.user.name().to_owned(),
+        user_id: m.user.to_string(),
         text: m.text.clone(),
         sent_at: Some(timestamp(m.sent_at)),
         kind: match m.kind {
@@ -104,7 +112,8 @@ pub fn message(m: &Message) -> pb::ChatMessage {
             | Kind::React { .. }
             | Kind::Moderate { .. } => m.kind.name().to_owned(),
         },
-        target,
+        target: target.map(|t| t.name().to_owned()).unwrap_or_default(),
+        target_id: target.map(ToString::to_string).unwrap_or_default(),
         action,
         until,
         reply_to,
@@ -120,7 +129,8 @@ pub fn message(m: &Message) -> pb::ChatMessage {
             .map(|r| pb::Reaction {
                 emoji: r.emoji.to_string(),
                 count: count(r.users.len()),
-                users: r.users.iter().map(ToString::to_string).collect(),
+                users: r.users.iter().map(|u| u.name().to_owned()).collect(),
+                user_ids: r.users.iter().map(ToString::to_string).collect(),
             })
             .collect(),
         attachments: match &m.kind {
@@ -166,7 +176,8 @@ pub fn presence(entries: &[PresenceEntry]) -> Vec<pb::PresenceEntry> {
     entries
         .iter()
         .map(|p| pb::PresenceEntry {
-            user: p.user.to_string(),
+            user: p.user.name().to_owned(),
+            user_id: p.user.to_string(),
             listeners: count(p.listeners),
         })
         .collect()
@@ -207,21 +218,28 @@ pub fn event(delivery: Delivery) -> pb::StreamEvent {
             users: presence(&entries),
         }),
         Delivery::Joined(user) => Event::Joined(pb::PresenceEntry {
-            user: user.to_string(),
+            user: user.name().to_owned(),
+            user_id: user.to_string(),
             listeners: 1,
         }),
         Delivery::Left(user) => Event::Left(pb::PresenceEntry {
-            user: user.to_string(),
+            user: user.name().to_owned(),
+            user_id: user.to_string(),
             listeners: 0,
         }),
         Delivery::Typing(user) => Event::Typing(pb::TypingEvent {
-            user: user.to_string(),
+            user: user.name().to_owned(),
+            user_id: user.to_string(),
             expires_in_ms: u64::try_from(TYPING_SHOWN_FOR.as_millis()).unwrap_or(u64::MAX),
         }),
         Delivery::Gap(g) => Event::Gap(gap(g)),
         Delivery::Closed(reason) => Event::Closed(pb::Closed {
             reason: reason.code().into(),
-            by: reason.by().map(ToString::to_string).unwrap_or_default(),
+            by: reason
+                .by()
+                .map(|by| by.name().to_owned())
+                .unwrap_or_default(),
+            by_id: reason.by().map(ToString::to_string).unwrap_or_default(),
         }),
     };
     pb::StreamEvent { event: Some(event) }
@@ -235,6 +253,7 @@ pub fn status(e: HubError) -> Status {
             Status::unavailable(other.to_string())
         }
         other @ HubError::Body(_) => Status::cancelled(other.to_string()),
+        other @ HubError::TimedOut(_) => Status::deadline_exceeded(other.to_string()),
     }
 }
 
@@ -267,9 +286,10 @@ fn code(class: ErrorClass) -> Code {
         ErrorClass::Conflict => Code::AlreadyExists,
         ErrorClass::Precondition => Code::FailedPrecondition,
         ErrorClass::OutOfRange => Code::OutOfRange,
-        ErrorClass::TooLarge | ErrorClass::Capacity | ErrorClass::RateLimited => {
-            Code::ResourceExhausted
-        }
+        ErrorClass::TooLarge
+        | ErrorClass::Capacity
+        | ErrorClass::RateLimited
+        | ErrorClass::Storage => Code::ResourceExhausted,
         ErrorClass::Unavailable => Code::Unavailable,
     }
 }

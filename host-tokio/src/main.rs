@@ -37,6 +37,13 @@ struct Cli {
         default_value_t = 100
     )]
     max_streams_per_connection: u32,
+    /// How long a request that streams from the client (an upload) may take to arrive whole.
+    #[arg(long, env = "ROOMCAST_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    request_timeout: std::time::Duration,
+    /// How long a connection may stay quiet (nothing read from it, no call open) before it is
+    /// closed; one that has not sent HTTP/2's preface gets 10 s.
+    #[arg(long, env = "ROOMCAST_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: std::time::Duration,
     /// Log one JSON object per line instead of text.
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
@@ -57,6 +64,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli: Cli = roomcast_hub::config::parse();
     init_logging(cli.log_json, cli.core.shared_node_id());
+    cli.core.set_password_or_continue();
     let shutdown = Shutdown::catch().context("cannot catch SIGINT and SIGTERM")?;
     let hub = cli.core.start_hub().unwrap_or_else(|e| refuse_to_start(&e));
     let (listener, limit) = cli
@@ -113,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
     let chat = ChatServer::new(service::Service {
         hub: hub.clone(),
         edge: cli.edge.clone(),
+        upload_within: cli.request_timeout,
     })
     .max_decoding_message_size(cli.max_request_bytes);
 
@@ -145,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
         .add_service(reflection_v1alpha)
         .add_service(chat)
         .serve_with_incoming_shutdown(
-            incoming::incoming(listener, limit, tls.map(|tls| tls.config)),
+            incoming::incoming(listener, limit, tls.map(|tls| tls.config), cli.idle_timeout),
             stopping,
         )
         .await

@@ -7,11 +7,11 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use roomcast_core::{
     Attachment, ChangeMember, CreateRoom, Cursor, DeleteRoom, Emoji, Error, History, Kind,
     ListRooms, MarkRead, MemberChange, Moderation, OpenDirect, OpenListener, Resume, Seq, Submit,
-    Typing, UserName, ViewRoom,
+    Typing, UserId, ViewRoom,
 };
 use roomcast_hub::edge::EdgeArgs;
-use roomcast_hub::identity::Caller;
 use roomcast_hub::identity::{API_KEY_HEADER, bearer};
+use roomcast_hub::identity::{Caller, Need};
 use roomcast_hub::telemetry::Access;
 use roomcast_hub::{Hub, HubError, Subscription, Wire};
 use roomcast_proto::EncodedEvent;
@@ -30,6 +30,8 @@ pub struct Service {
     pub hub: Hub,
     /// Client addresses behind trusted proxies.
     pub edge: EdgeArgs,
+    /// How long a client-streaming upload may take to arrive whole.
+    pub upload_within: std::time::Duration,
 }
 
 impl Service {
@@ -67,9 +69,18 @@ impl Service {
         self.edge.client_ip(peer, forwarded)
     }
 
-    /// The verified caller's name.
+    /// The verified caller's id.
     fn user<T>(&self, req: &Request<T>) -> Result<String, Status> {
         self.caller_of(req).map(|c| c.user)
+    }
+
+    /// Whom a request naming another user (by name or id) means: `NOT_FOUND` if nobody.
+    async fn named(&self, typed: &str, need: Need) -> Result<UserId, Status> {
+        self.hub
+            .identity()
+            .resolve(typed, need)
+            .await
+            .map_err(auth_status)
     }
 
     /// `Invite` and `RemoveMember`.
@@ -89,15 +100,28 @@ impl Service {
     ) -> Result<Response<pb::MemberResponse>, Status> {
         let user = self.user(&req)?;
         let pb::MemberRequest { room, user: member } = req.into_inner();
+        let need = match change {
+            MemberChange::Add => Need::Present,
+            MemberChange::Remove => Need::Known,
+        };
+        let member = self.named(&member, need).await?;
         let change = ChangeMember {
             user,
             room,
-            member,
+            member: member.to_string(),
             change,
         };
         let changed = self.hub.ask(change).await.map_err(status)?;
         Ok(Response::new(pb::MemberResponse { changed }))
     }
+}
+
+/// An upload that did not arrive whole within its deadline.
+fn upload_too_slow(within: std::time::Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "an upload must arrive whole within {} s (--request-timeout)",
+        within.as_secs()
+    ))
 }
 
 /// A page length as the proto carries it: 0 means the server's default.
@@ -160,6 +184,7 @@ impl Chat for Service {
         req: Request<pb::OpenDirectRequest>,
     ) -> Result<Response<pb::CreateRoomResponse>, Status> {
         let (user, other) = (self.user(&req)?, req.into_inner().user);
+        let other = self.named(&other, Need::Present).await?.to_string();
         let created = self
             .hub
             .ask(OpenDirect { user, other })
@@ -340,8 +365,7 @@ impl Chat for Service {
         let refused = |e: Error| status(HubError::Refused(e));
         let action = Moderation::named(&action, (seconds > 0).then_some(seconds))
             .map_err(|e| refused(e.into()))?;
-        let target =
-            UserName::parse(&target, usize::MAX).map_err(|e| refused(Error::InvalidUserName(e)))?;
+        let target = self.named(&target, Need::to_moderate(action)).await?;
         let kind = Kind::Moderate {
             user: target,
             action,
@@ -392,13 +416,43 @@ impl Chat for Service {
         req: Request<tonic::Streaming<pb::UploadChunk>>,
     ) -> Result<Response<pb::Attachment>, Status> {
         let user = self.user(&req)?;
+        let deadline = tokio::time::Instant::now() + self.upload_within;
         let mut chunks = req.into_inner();
-        let pb::UploadChunk { room, name, data } = chunks.message().await?.unwrap_or_default();
-        // The client's chunks as one byte stream, read as the hub keeps it.
-        let rest = chunks.map_ok(|chunk| chunk.data);
+        let first = tokio::time::timeout_at(deadline, chunks.message()).await;
+        let pb::UploadChunk { room, name, data } = first
+            .map_err(|_| upload_too_slow(self.upload_within))??
+            .unwrap_or_default();
+        // The client's chunks as one byte stream, read as the hub keeps it: every chunk of the
+        // one room the first names (a later one may leave it empty), and all of them within
+        // the deadline.
+        let upload_room = room.clone();
+        let rest = chunks.map(move |chunk| match chunk {
+            Ok(chunk) if chunk.room.is_empty() || chunk.room == upload_room => Ok(chunk.data),
+            Ok(chunk) => Err(Status::invalid_argument(format!(
+                "an upload goes to one room: this chunk names {}, the first named {upload_room}",
+                chunk.room
+            ))),
+            Err(e) => Err(e),
+        });
+        let within = self.upload_within;
         let body = futures_util::stream::once(async move { Ok(data) })
             .chain(rest)
-            .map_err(|e: Status| std::io::Error::other(e.message().to_owned()))
+            .take_until(tokio::time::sleep_until(deadline))
+            .chain(futures_util::stream::once(async move {
+                if tokio::time::Instant::now() >= deadline {
+                    Err(upload_too_slow(within))
+                } else {
+                    Ok(Vec::new())
+                }
+            }))
+            .map_err(|e: Status| {
+                let kind = if e.code() == tonic::Code::DeadlineExceeded {
+                    std::io::ErrorKind::TimedOut
+                } else {
+                    std::io::ErrorKind::Other
+                };
+                std::io::Error::new(kind, e.message().to_owned())
+            })
             .into_async_read();
         let kept = self
             .hub

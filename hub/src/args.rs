@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roomcast_core::{Config, Limits, Policy, Rate, Who};
+use roomcast_core::{Config, Limits, Pace, Policy, Rate, Who};
 use roomcast_store::{Retention, Store};
 
 use crate::hub::{Hub, HubOptions, StartError};
@@ -52,9 +52,17 @@ pub struct CoreArgs {
     /// Close rooms that have had no listener for this long (e.g. `30m`); rooms stay by default.
     #[arg(long, env = "ROOMCAST_ROOM_IDLE_EXPIRY", value_parser = humantime::parse_duration)]
     pub room_idle_expiry: Option<Duration>,
-    /// Users who may do anything (comma separated).
+    /// Accounts that may do anything (names, comma separated). Nobody can register these names
+    /// or take them (or one that looks like them) as a guest: make each account with
+    /// `--set-password NAME` first.
     #[arg(long, env = "ROOMCAST_ADMINS", value_delimiter = ',')]
     pub admins: Vec<String>,
+    /// Set the password of the account NAME from standard input (one line), making the account
+    /// if there is none, then exit: how admins' accounts are made. Stop the server first (it
+    /// holds the data dir); with `--redis`, nodes that run pick up a new admin at their next
+    /// start.
+    #[arg(long, value_name = "NAME")]
+    pub set_password: Option<String>,
     /// Only admins may create rooms.
     #[arg(long, env = "ROOMCAST_ADMIN_ONLY_CREATE")]
     pub admin_only_create: bool,
@@ -109,10 +117,14 @@ pub struct CoreArgs {
     /// How long the tokens roomcast issues to accounts last.
     #[arg(long, env = "ROOMCAST_TOKEN_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
     pub token_ttl: Duration,
-    /// How long a guest's token lasts. A guest's nickname is theirs while it does (and an
-    /// hour after), then free for someone else.
+    /// How long a guest's token lasts. A guest's nickname is theirs while it does (and
+    /// `--guest-name-grace` after), then free for someone else, who inherits nothing.
     #[arg(long, env = "ROOMCAST_GUEST_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub guest_ttl: Duration,
+    /// How long a guest's nickname stays held after their token ends (signed out or expired),
+    /// so a newcomer is not taken for them; then the guest's empty rooms and read markers go.
+    #[arg(long, env = "ROOMCAST_GUEST_NAME_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub guest_name_grace: Duration,
     /// Tokens must carry this issuer (`iss`), and roomcast's own do.
     #[arg(long, env = "ROOMCAST_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -126,6 +138,9 @@ pub struct CoreArgs {
     /// After the burst, one more sign-up per address each time this passes.
     #[arg(long, env = "ROOMCAST_SIGN_UP_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub sign_up_interval: Duration,
+    /// Sessions one user holds at once (each sign-in opens one): one more ends their oldest.
+    #[arg(long, env = "ROOMCAST_MAX_SESSIONS_PER_USER", default_value_t = IdentityOptions::default().max_sessions_per_user)]
+    pub max_sessions_per_user: usize,
     /// Share rooms with other nodes through this Redis (`redis://[:password@]host:port/db`, or
     /// `rediss://` for TLS). Without it the node is a single node with the embedded store.
     #[arg(long = "redis", env = "ROOMCAST_REDIS_URL", hide_env_values = true)]
@@ -143,6 +158,37 @@ pub struct CoreArgs {
     /// Most files one message may carry.
     #[arg(long, env = "ROOMCAST_MAX_ATTACHMENTS_PER_MESSAGE", default_value_t = Limits::default().max_attachments_per_message)]
     pub max_attachments_per_message: usize,
+    /// Bytes of files one user keeps, uploads pending and posted (a guest gets
+    /// `--guest-share` of it); `1GiB`, `512MiB` or a number of bytes.
+    #[arg(long, env = "ROOMCAST_MAX_FILES_BYTES_PER_USER", default_value = "1GiB", value_parser = bytes)]
+    pub max_files_bytes_per_user: u64,
+    /// Bytes of files every user keeps together.
+    #[arg(long, env = "ROOMCAST_MAX_FILES_BYTES", default_value = "10GiB", value_parser = bytes)]
+    pub max_files_bytes: u64,
+    /// Uploads are refused while the disk holding the files has less than this free.
+    #[arg(long, env = "ROOMCAST_MIN_FREE_DISK", default_value = "1GiB", value_parser = bytes)]
+    pub min_free_disk: u64,
+    /// An upload no message carries is removed after this long.
+    #[arg(long, env = "ROOMCAST_UPLOAD_PENDING_FOR", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub upload_pending_for: Duration,
+    /// Uploads one user may make: `COUNT/PERIOD` (a guest gets `--guest-share` of it).
+    #[arg(long, env = "ROOMCAST_UPLOAD_RATE", default_value = "20/10m", value_parser = pace)]
+    pub upload_rate: Pace,
+    /// Rooms one user may create (direct-message rooms too): `COUNT/PERIOD`.
+    #[arg(long, env = "ROOMCAST_ROOM_RATE", default_value = "30/1h", value_parser = pace)]
+    pub room_rate: Pace,
+    /// Rooms one user may own at once (a guest gets `--guest-share` of it).
+    #[arg(long, env = "ROOMCAST_MAX_ROOMS_PER_USER", default_value_t = Limits::default().max_rooms_per_user)]
+    pub max_rooms_per_user: usize,
+    /// Listeners one user may hold open across every room (a guest gets `--guest-share` of it).
+    #[arg(long, env = "ROOMCAST_MAX_USER_LISTENERS", default_value_t = Limits::default().max_user_listeners)]
+    pub max_user_listeners: usize,
+    /// Read markers one user may move: `COUNT/PERIOD`.
+    #[arg(long, env = "ROOMCAST_READ_RATE", default_value = "120/1m", value_parser = pace)]
+    pub read_rate: Pace,
+    /// The share of each per-user limit a guest gets, in percent.
+    #[arg(long, env = "ROOMCAST_GUEST_SHARE", default_value_t = Limits::default().guest_share, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub guest_share: u8,
     /// Where attachments are kept (created if missing); by default `files` in the data dir.
     /// With `--redis`, a directory every node shares (a network file system), or each node
     /// serves only the files uploaded to it. With `--in-memory` and no directory, uploads are
@@ -165,7 +211,45 @@ pub struct CoreArgs {
     pub redis_history: usize,
 }
 
-/// The algorithm of `--jwt-public-key`.
+/// A size in bytes: a number, or one with `KiB`, `MiB`, `GiB` or `TiB` (`K`, `M`, `G`, `T` the
+/// same).
+fn bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: give bytes, or 512MiB, 10GiB"))?;
+    let shift = match unit.trim().trim_end_matches("iB").trim_end_matches('B') {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        other => return Err(format!("{other:?} is not a unit: use KiB, MiB, GiB or TiB")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
+/// A pace: `COUNT/PERIOD`, at most COUNT in any PERIOD (`30/1h`, `20/10m`); `0/1s` turns it
+/// off.
+fn pace(s: &str) -> Result<Pace, String> {
+    let (count, per) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not COUNT/PERIOD, like 30/1h"))?;
+    let count: u32 = count
+        .trim()
+        .parse()
+        .map_err(|_| format!("{count:?} is not a count"))?;
+    let per = humantime::parse_duration(per.trim()).map_err(|e| format!("{per:?}: {e}"))?;
+    if per.is_zero() {
+        return Err("the period must be longer than nothing".into());
+    }
+    Ok(Pace::new(count, per))
+}
+
 /// A node id names keys and presence entries in Redis: letters, digits, `-`, `_` and `.`.
 fn node_id(s: &str) -> Result<String, String> {
     let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
@@ -175,6 +259,7 @@ fn node_id(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// The algorithm of `--jwt-public-key`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyAlg {
     /// RSA with SHA-256.
@@ -206,6 +291,12 @@ impl CoreArgs {
                 max_reactions_per_message: self.max_reactions_per_message,
                 max_attachment_bytes: self.max_attachment_bytes,
                 max_attachments_per_message: self.max_attachments_per_message,
+                guest_share: self.guest_share,
+                max_rooms_per_user: self.max_rooms_per_user,
+                max_user_listeners: self.max_user_listeners,
+                room_pace: Some(self.room_rate).filter(|p| p.count > 0),
+                upload_pace: Some(self.upload_rate).filter(|p| p.count > 0),
+                read_pace: Some(self.read_rate).filter(|p| p.count > 0),
                 submit_rate: (self.rate_burst > 0).then_some(Rate {
                     burst: self.rate_burst,
                     per_second: self.rate_per_second,
@@ -264,6 +355,57 @@ impl CoreArgs {
         }
     }
 
+    /// With `--set-password NAME`: sets that account's password from standard input (making
+    /// the account if there is none) in the data dir, or in Redis with `--redis`, says what it
+    /// did and exits; otherwise returns. Exits with 1 and the reason if it cannot.
+    pub fn set_password_or_continue(&self) {
+        let Some(name) = &self.set_password else {
+            return;
+        };
+        match self.set_password(name) {
+            Ok(said) => {
+                println!("{said}");
+                std::process::exit(0);
+            }
+            Err(e) => refuse_to_start(&e),
+        }
+    }
+
+    fn set_password(&self, name: &str) -> Result<String, StartError> {
+        use std::io::BufRead as _;
+        if self.in_memory && self.redis_url.is_none() {
+            return Err(StartError::Account(
+                "--set-password needs a data dir or --redis: --in-memory keeps no account".into(),
+            ));
+        }
+        let mut password = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut password)
+            .map_err(|e| StartError::Account(format!("cannot read the password: {e}")))?;
+        let password = password.trim_end_matches(['\n', '\r']).to_owned();
+        let store = match &self.redis_url {
+            Some(_) => None,
+            None => Some(Arc::new(Store::open(&self.data_dir)?)),
+        };
+        let hub = self.hub_options();
+        let identity =
+            crate::hub::open_identity(self.identity_options()?, hub.redis.as_ref(), store)?;
+        let identity = Arc::new(identity);
+        let (id, made) =
+            futures_lite::future::block_on(identity.set_password(name.to_owned(), password))
+                .map_err(|e| StartError::Account(e.to_string()))?;
+        let admin = if self.admins.iter().any(|a| a == name) {
+            " (an admin)"
+        } else {
+            ""
+        };
+        Ok(match made {
+            true => format!("made the account {name}{admin}: {id}"),
+            false => format!("set the password of {name}{admin}: {id}"),
+        })
+    }
+
     /// Opens the data dir (unless `--in-memory`), restores from it and starts the hub.
     pub fn start_hub(&self) -> Result<Hub, StartError> {
         let store = if self.in_memory {
@@ -308,12 +450,14 @@ impl CoreArgs {
             guests: self.guests,
             token_ttl: self.token_ttl,
             guest_ttl: self.guest_ttl,
+            guest_name_grace: self.guest_name_grace,
             sign_ups: (self.sign_up_burst > 0).then_some(Allowance {
                 burst: self.sign_up_burst,
                 every: self.sign_up_interval,
             }),
+            max_sessions_per_user: self.max_sessions_per_user,
             max_name_chars: Limits::default().user_name_max_chars,
-            // An admin is whoever holds the name: never a guest.
+            // An admin's name is the operator's account's alone.
             reserved: self.admins.iter().cloned().collect(),
             ..IdentityOptions::default()
         })
@@ -332,6 +476,13 @@ impl CoreArgs {
                 cluster: self.redis_cluster,
             }),
             files: self.files_dir(),
+            file_quotas: crate::files::Quotas {
+                per_user: self.max_files_bytes_per_user,
+                total: self.max_files_bytes,
+                min_free: self.min_free_disk,
+                pending_for: self.upload_pending_for,
+                guest_share: self.guest_share,
+            },
             ..HubOptions::default()
         }
     }

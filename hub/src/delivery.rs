@@ -1,7 +1,7 @@
 //! What listeners are told: a [`Delivery`] for every listener of a room, carried with the
 //! end of one listener's stream on the room's broadcast ([`Broadcast`]).
 
-use roomcast_core::{CloseReason, Gap, ListenerId, PresenceEntry, UserName};
+use roomcast_core::{CloseReason, Gap, ListenerId, PresenceEntry, UserId};
 
 use crate::shared::Shared;
 
@@ -16,11 +16,11 @@ pub enum Delivery {
     /// listener.
     Message(Shared),
     /// A user opened their first listener on the room.
-    Joined(UserName),
+    Joined(UserId),
     /// A user closed their last listener on the room.
-    Left(UserName),
+    Left(UserId),
     /// A user is typing (show it for a few seconds, or until their message arrives).
-    Typing(UserName),
+    Typing(UserId),
     /// The stream ends, for this reason; nothing follows.
     Closed(CloseReason),
 }

@@ -11,23 +11,89 @@
 //!   upload keeps its bytes however its blob's name comes and goes;
 //! - `rooms/<room>/<id>.json`: what the upload is ([`Stored`]);
 //! - `rooms/<room>/<id>.pending`: there until a posted message carries the upload; an upload
-//!   pending for [`PENDING_FOR`] is removed;
+//!   pending for longer than [`Quotas::pending_for`] is removed;
 //! - `tmp/`: uploads being written.
 //!
 //! A blob whose link count falls to one (its own name) is referenced by nothing and removed.
+//!
+//! What one may keep is bounded ([`Quotas`]): each uploader's bytes, pending and posted (a guest
+//! gets core's guest share), the bytes of every upload together, and a floor of free space on
+//! the disk below which nothing more is taken. Usage is counted at open from the `.json` files
+//! and kept as uploads come and go; an upload reserves what it may still take while it is
+//! written, so uploads at once cannot pass a bound together.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use roomcast_core::{Attachment, AttachmentError, RoomId, Timestamp, UserName};
+use roomcast_core::{Attachment, AttachmentError, RoomId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// How long an upload may wait for a message to carry it.
-pub const PENDING_FOR: Duration = Duration::from_secs(24 * 3600);
+/// What the files may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Bytes one uploader keeps, pending and posted (a guest gets `guest_share` percent).
+    pub per_user: u64,
+    /// Bytes every upload takes together.
+    pub total: u64,
+    /// Free bytes the disk keeps: below them, no upload is taken.
+    pub min_free: u64,
+    /// How long an upload may wait for a message to carry it.
+    pub pending_for: Duration,
+    /// The guest share of `per_user`, in percent.
+    pub guest_share: u8,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            per_user: 1 << 30,
+            total: 10 << 30,
+            min_free: 1 << 30,
+            pending_for: Duration::from_secs(600),
+            guest_share: 25,
+        }
+    }
+}
+
+impl Quotas {
+    /// What `user` may keep.
+    fn of(&self, user: &UserId) -> u64 {
+        match user.is_guest() {
+            true => (self.per_user / 100 * u64::from(self.guest_share)).max(1),
+            false => self.per_user,
+        }
+    }
+}
+
+/// Bytes kept, per uploader and in all (reservations of uploads being written included).
+#[derive(Debug, Default)]
+struct Usage {
+    by_user: HashMap<UserId, u64>,
+    total: u64,
+}
+
+impl Usage {
+    fn add(&mut self, user: &UserId, bytes: u64) {
+        *self.by_user.entry(user.clone()).or_default() += bytes;
+        self.total += bytes;
+    }
+
+    fn remove(&mut self, user: &UserId, bytes: u64) {
+        if let Some(used) = self.by_user.get_mut(user) {
+            *used = used.saturating_sub(bytes);
+            if *used == 0 {
+                self.by_user.remove(user);
+            }
+        }
+        self.total = self.total.saturating_sub(bytes);
+    }
+}
 
 /// How long a file name may be, in bytes (longer ones are cut at a character boundary).
 pub const MAX_NAME_BYTES: usize = 200;
@@ -45,7 +111,7 @@ pub struct Stored {
     /// What a message carrying it says of it.
     pub attachment: Attachment,
     /// Who uploaded it: only they may post it.
-    pub uploader: UserName,
+    pub uploader: UserId,
     /// Its content's SHA-256, in hex (its blob's name, and its `ETag`).
     pub sha256: String,
     /// When it was uploaded (an upload from before its room was last created is not the
@@ -75,17 +141,93 @@ pub enum SaveError {
 #[derive(Debug)]
 pub struct Files {
     dir: PathBuf,
+    quotas: Quotas,
+    usage: Mutex<Usage>,
 }
 
 impl Files {
-    /// Opens (creating if missing) the attachments directory `dir`.
-    pub fn open(dir: &Path) -> io::Result<Files> {
+    /// Opens (creating if missing) the attachments directory `dir`, counting what it keeps.
+    pub fn open(dir: &Path, quotas: Quotas) -> io::Result<Files> {
         for sub in ["blobs", "rooms", "tmp"] {
             fs::create_dir_all(dir.join(sub))?;
         }
-        Ok(Files {
+        let files = Files {
             dir: dir.to_owned(),
-        })
+            quotas,
+            usage: Mutex::new(Usage::default()),
+        };
+        *files.usage() = files.count();
+        Ok(files)
+    }
+
+    fn usage(&self) -> std::sync::MutexGuard<'_, Usage> {
+        self.usage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What every upload kept takes, by uploader, read from their `.json` files.
+    fn count(&self) -> Usage {
+        let mut usage = Usage::default();
+        for room in fs::read_dir(self.dir.join("rooms")).into_iter().flatten() {
+            let Ok(room) = room else { continue };
+            for id in ids_in(&room.path(), "json") {
+                if let Some(stored) = read_stored(&room.path().join(format!("{id}.json"))) {
+                    usage.add(&stored.uploader, stored.attachment.size);
+                }
+            }
+        }
+        usage
+    }
+
+    /// Bytes kept now: `(by this user, in all)`.
+    pub fn used(&self, user: &UserId) -> (u64, u64) {
+        let usage = self.usage();
+        (usage.by_user.get(user).copied().unwrap_or(0), usage.total)
+    }
+
+    /// Reserves what `user` may still upload (at most `max`), with the refusal an upload over
+    /// it gets (the bound that set it), or says which bound is reached already.
+    fn reserve(&self, user: &UserId, max: u64) -> Result<(u64, AttachmentError), AttachmentError> {
+        if let Some(free) = free_bytes(&self.dir)
+            && free < self.quotas.min_free.saturating_add(max.min(1 << 20))
+        {
+            metrics::counter!("roomcast_uploads_refused_total", "reason" => "disk-full")
+                .increment(1);
+            return Err(AttachmentError::DiskFull {
+                floor: self.quotas.min_free,
+            });
+        }
+        let mut usage = self.usage();
+        let quota = self.quotas.of(user);
+        let mine = usage.by_user.get(user).copied().unwrap_or(0);
+        if mine >= quota {
+            metrics::counter!("roomcast_uploads_refused_total", "reason" => "files-quota")
+                .increment(1);
+            return Err(AttachmentError::Quota { max: quota });
+        }
+        if usage.total >= self.quotas.total {
+            metrics::counter!("roomcast_uploads_refused_total", "reason" => "files-full")
+                .increment(1);
+            return Err(AttachmentError::FilesFull {
+                max: self.quotas.total,
+            });
+        }
+        let (mine_left, all_left) = (quota - mine, self.quotas.total - usage.total);
+        let (room, over) = if max <= mine_left && max <= all_left {
+            (max, AttachmentError::TooLarge { max })
+        } else if mine_left <= all_left {
+            (mine_left, AttachmentError::Quota { max: quota })
+        } else {
+            (
+                all_left,
+                AttachmentError::FilesFull {
+                    max: self.quotas.total,
+                },
+            )
+        };
+        usage.add(user, room);
+        Ok((room, over))
     }
 
     /// The directory.
@@ -94,12 +236,32 @@ impl Files {
     }
 
     /// Keeps `body` as an upload of `user` to `room`, named `name`, reading no more than
-    /// `max` bytes (one over is refused, and what was written removed). Never holds more
-    /// than a buffer of it in memory.
+    /// `max` bytes, nor more than the user's quota, the files' total or the disk's floor allow
+    /// (one over is refused, and what was written removed). Never holds more than a buffer of
+    /// it in memory.
     pub async fn save(
         &self,
         room: &RoomId,
-        user: &UserName,
+        user: &UserId,
+        name: &str,
+        body: impl AsyncRead + Unpin,
+        max: u64,
+        now: Timestamp,
+    ) -> Result<Stored, SaveError> {
+        let (allowed, over) = self.reserve(user, max).map_err(SaveError::Refused)?;
+        let saved = self.write(room, user, name, body, allowed, now).await;
+        let kept = saved.as_ref().map_or(0, |s| s.attachment.size);
+        self.usage().remove(user, allowed - kept);
+        saved.map_err(|e| match e {
+            SaveError::Refused(AttachmentError::TooLarge { .. }) => SaveError::Refused(over),
+            e @ (SaveError::Refused(_) | SaveError::Body(_) | SaveError::Storage(_)) => e,
+        })
+    }
+
+    async fn write(
+        &self,
+        room: &RoomId,
+        user: &UserId,
         name: &str,
         mut body: impl AsyncRead + Unpin,
         max: u64,
@@ -210,8 +372,12 @@ impl Files {
     /// blob nothing else links to. Blocking: call it off the async threads.
     pub fn drop_uploads(&self, room: &RoomId, ids: &[String]) {
         for id in ids.iter().filter(|id| Attachment::is_id(id)) {
-            if let Err(e) = drop_upload(&self.dir, room, id) {
-                tracing::warn!(%room, id, error = %e, "could not remove an attachment");
+            match drop_upload(&self.dir, room, id) {
+                Ok(Some(stored)) => self
+                    .usage()
+                    .remove(&stored.uploader, stored.attachment.size),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(%room, id, error = %e, "could not remove an attachment"),
             }
         }
     }
@@ -223,8 +389,8 @@ impl Files {
         let _ = fs::remove_dir_all(room_dir);
     }
 
-    /// Removes uploads pending for longer than [`PENDING_FOR`] (never posted), and uploads
-    /// being written that a crash left behind. Returns how many uploads it removed.
+    /// Removes uploads pending for longer than [`Quotas::pending_for`] (never posted), and
+    /// uploads being written that a crash left behind. Returns how many uploads it removed.
     pub fn sweep(&self) -> usize {
         let old = |path: &Path, age: Duration| {
             fs::metadata(path)
@@ -251,12 +417,25 @@ impl Files {
             };
             for upload in ids_in(&room.path(), "pending") {
                 let marker = room.path().join(format!("{upload}.pending"));
-                if old(&marker, PENDING_FOR) && drop_upload(&self.dir, &id, &upload).is_ok() {
+                if !old(&marker, self.quotas.pending_for) {
+                    continue;
+                }
+                if let Ok(dropped) = drop_upload(&self.dir, &id, &upload) {
                     removed += 1;
+                    if let Some(stored) = dropped {
+                        self.usage()
+                            .remove(&stored.uploader, stored.attachment.size);
+                    }
                 }
             }
         }
         removed
+    }
+
+    /// How often [`Files::sweep`] is to run: a tenth of the pending time, between a second and
+    /// a minute.
+    pub fn sweep_every(&self) -> Duration {
+        (self.quotas.pending_for / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
     }
 
     fn upload(&self, room: &RoomId, id: &str) -> PathBuf {
@@ -292,13 +471,17 @@ fn place(dir: &Path, tmp: &Path, room: &RoomId, stored: &Stored) -> io::Result<(
     }
 }
 
-/// Removes one upload, and its blob if nothing else links to it.
-fn drop_upload(dir: &Path, room: &RoomId, id: &str) -> io::Result<()> {
+/// What an upload's `.json` says it is, if it can be read.
+fn read_stored(path: &Path) -> Option<Stored> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Removes one upload, and its blob if nothing else links to it: what it was, if known.
+fn drop_upload(dir: &Path, room: &RoomId, id: &str) -> io::Result<Option<Stored>> {
     let upload = dir.join("rooms").join(room.as_str()).join(id);
-    let sha = fs::read(upload.with_extension("json"))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Stored>(&bytes).ok())
-        .map(|s| s.sha256);
+    let stored = read_stored(&upload.with_extension("json"));
+    let sha = stored.as_ref().map(|s| s.sha256.clone());
     for path in [
         upload.with_extension("pending"),
         upload.with_extension("json"),
@@ -321,7 +504,13 @@ fn drop_upload(dir: &Path, room: &RoomId, id: &str) -> io::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(stored)
+}
+
+/// The bytes free on the disk holding `dir` for an unprivileged writer, if it can be asked.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// How many names a file has (`None` if it is gone).
@@ -401,8 +590,8 @@ mod tests {
         RoomId::parse("r", 64).unwrap()
     }
 
-    fn user(name: &str) -> UserName {
-        UserName::parse(name, 32).unwrap()
+    fn user(name: &str) -> UserId {
+        UserId::parse(name, 32).unwrap()
     }
 
     fn save(files: &Files, bytes: &[u8], max: u64) -> Result<Stored, SaveError> {
@@ -413,7 +602,7 @@ mod tests {
     #[test]
     fn the_same_content_is_kept_once_and_goes_with_its_last_upload() {
         let dir = tempfile::tempdir().unwrap();
-        let files = Files::open(dir.path()).unwrap();
+        let files = Files::open(dir.path(), Quotas::default()).unwrap();
         let png = b"\x89PNG\r\n\x1a\n and then some";
         let a = save(&files, png, 1024).unwrap();
         let b = save(&files, png, 1024).unwrap();
@@ -441,7 +630,7 @@ mod tests {
     #[test]
     fn empty_and_oversized_uploads_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let files = Files::open(dir.path()).unwrap();
+        let files = Files::open(dir.path(), Quotas::default()).unwrap();
         assert!(matches!(
             save(&files, b"", 10),
             Err(SaveError::Refused(AttachmentError::Empty))

@@ -31,7 +31,7 @@ use roomcast_core::{
     ListenerId, OpenListener, Opened, Reply, RoomId, Seq, Stats, Timestamp,
 };
 use roomcast_core::{
-    AttachmentError, Kind, Limits, MessageId, Submit, Submitted, Upload, UserName, ViewRoom,
+    AttachmentError, Kind, Limits, MessageId, Submit, Submitted, Upload, UserId, ViewRoom,
 };
 use roomcast_store::{Journal, Progress, Retention, Store};
 use thiserror::Error;
@@ -57,9 +57,12 @@ pub enum HubError {
     /// The shared log (Redis) could not take the request; nothing was posted. Retry later.
     #[error("the shared log is unavailable: {0}")]
     Unavailable(String),
-    /// An upload's bytes stopped coming (a timeout, a broken connection); nothing was kept.
+    /// An upload's bytes stopped coming (a broken connection); nothing was kept.
     #[error("the upload did not arrive whole: {0}")]
     Body(String),
+    /// An upload did not arrive whole within its deadline; nothing was kept.
+    #[error("the upload did not arrive in time: {0}")]
+    TimedOut(String),
     /// Attachments cannot be kept or read now.
     #[error("the file store failed: {0}")]
     Storage(String),
@@ -79,6 +82,8 @@ pub struct HubOptions {
     pub redis: Option<RedisOptions>,
     /// Keep attachments in this directory (see [`crate::files`]); none are taken without one.
     pub files: Option<PathBuf>,
+    /// What the attachments may take.
+    pub file_quotas: crate::files::Quotas,
 }
 
 impl Default for HubOptions {
@@ -89,13 +94,14 @@ impl Default for HubOptions {
             record_inputs: None,
             redis: None,
             files: None,
+            file_quotas: crate::files::Quotas::default(),
         }
     }
 }
 
 /// A request to the hub thread: plain data, and where to send the answer. (A command is
 /// boxed: the largest ones are far larger than the rest, and the channel holds requests.)
-enum Request {
+pub(crate) enum Request {
     Command(Box<Command>, async_channel::Sender<Answer>),
     Stats(async_channel::Sender<Stats>),
     Shutdown(async_channel::Sender<()>),
@@ -111,10 +117,16 @@ pub(crate) struct Answer {
     pub(crate) opened: Option<(Receiver<Broadcast>, ListenerGuard)>,
 }
 
-/// A handle to the hub thread. Cheap to clone; the thread ends when the last handle is dropped.
+/// A handle to the hub thread. Cheap to clone (two pointers: every stream and request holds
+/// one); the thread ends when the last handle is dropped.
 #[derive(Clone)]
 pub struct Hub {
     requests: async_channel::Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+/// What every handle to one hub shares.
+struct Shared {
     stopping: Arc<AtomicBool>,
     /// Where messages older than core's ring are read: the store, or Redis's streams.
     older: Option<Arc<dyn history::Older>>,
@@ -124,13 +136,15 @@ pub struct Hub {
     /// Where attachments are kept, and core's limits on them.
     files: Option<Arc<Files>>,
     limits: Limits,
+    /// Held by each round of the departures thread (see [`crate::departures`]).
+    departures: Arc<async_lock::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
-            .field("stopping", &self.stopping)
-            .field("older", &self.older.is_some())
+            .field("stopping", &self.shared.stopping)
+            .field("older", &self.shared.older.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -164,14 +178,16 @@ fn attachment_not_found(id: &str) -> HubError {
     }))
 }
 
-/// Removes uploads never posted, once an hour, on a thread of its own.
-fn sweep_every_hour(files: &Arc<Files>) {
+/// Removes uploads never posted, often enough that none outlives its pending time by more than
+/// a tenth, on a thread of its own.
+fn sweep_pending(files: &Arc<Files>) {
+    let every = files.sweep_every();
     let files = Arc::downgrade(files);
     let spawned = std::thread::Builder::new()
         .name("roomcast-files".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(std::time::Duration::from_secs(3600));
+                std::thread::sleep(every);
                 let Some(files) = files.upgrade() else { return };
                 let removed = files.sweep();
                 if removed > 0 {
@@ -182,6 +198,56 @@ fn sweep_every_hour(files: &Arc<Files>) {
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "uploads never posted will not be removed");
     }
+}
+
+/// Who is who: in the store, or with `--redis` in a directory every node shares (whose secret
+/// they agree on).
+pub(crate) fn open_identity(
+    identity: IdentityOptions,
+    redis: Option<&RedisOptions>,
+    store: Option<Arc<Store>>,
+) -> Result<Identity, StartError> {
+    match redis {
+        Some(redis) => {
+            let directory = RedisDirectory::connect(
+                log::Target::parse(&redis.url, redis.cluster).map_err(StartError::Redis)?,
+            )
+            .map_err(StartError::Redis)?;
+            let secret = directory
+                .agree_secret(identity.secret.as_deref())
+                .map_err(StartError::Redis)?;
+            let options = IdentityOptions {
+                secret: Some(secret),
+                ..identity
+            };
+            Ok(Identity::shared(options, Arc::new(directory))?)
+        }
+        None => Ok(Identity::new(identity, store)?),
+    }
+}
+
+/// The ids of the admins' accounts (`--admins` names them): only accounts the operator made
+/// are admins, and each name without one is said at start, with how to make it.
+fn admin_ids(
+    identity: &Identity,
+    names: &std::collections::BTreeSet<String>,
+) -> std::collections::BTreeSet<String> {
+    let names: Vec<String> = names.iter().cloned().collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for (name, account) in identity.admin_accounts(&names) {
+        match account {
+            Some(id) => {
+                tracing::info!(admin = %name, user = %id, "an admin's account");
+                ids.insert(id.as_str().to_owned());
+            }
+            None => tracing::warn!(
+                admin = %name,
+                "no account holds this admin's name, so nobody is this admin: make it with \
+                 `--set-password {name}` (the password on standard input) before starting"
+            ),
+        }
+    }
+    ids
 }
 
 /// The hub's wall clock: the one place the server reads the time for the core.
@@ -209,6 +275,9 @@ pub enum StartError {
     /// Token keys or accounts could not be set up.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// `--set-password` could not set it.
+    #[error("{0}")]
+    Account(String),
     /// Redis could not be reached or set up.
     #[error("{0}")]
     Redis(String),
@@ -255,24 +324,14 @@ impl Hub {
             }
             None => None,
         };
-        let identity = match &options.redis {
-            Some(redis) => {
-                let directory = RedisDirectory::connect(
-                    log::Target::parse(&redis.url, redis.cluster).map_err(StartError::Redis)?,
-                )
-                .map_err(StartError::Redis)?;
-                let secret = directory
-                    .agree_secret(identity.secret.as_deref())
-                    .map_err(StartError::Redis)?;
-                let options = IdentityOptions {
-                    secret: Some(secret),
-                    ..identity
-                };
-                Identity::shared(options, Arc::new(directory))?
-            }
-            None => Identity::new(identity, store.as_ref().map(|(store, _)| store.clone()))?,
-        };
+        let identity = open_identity(
+            identity,
+            options.redis.as_ref(),
+            store.as_ref().map(|(store, _)| store.clone()),
+        )?;
         let identity = Arc::new(identity);
+        let mut config = config;
+        config.policy.admins = admin_ids(&identity, &config.policy.admins);
         let (requests, request_rx) = async_channel::bounded(options.queue.max(1));
         let (closes, close_rx) = async_channel::unbounded();
         let mut recorder = match &options.record_inputs {
@@ -288,18 +347,18 @@ impl Hub {
         };
         let files = match &options.files {
             Some(path) => {
-                let files = Files::open(path).map_err(|source| StartError::Files {
-                    path: path.clone(),
-                    source,
-                })?;
+                let files =
+                    Files::open(path, options.file_quotas).map_err(|source| StartError::Files {
+                        path: path.clone(),
+                        source,
+                    })?;
                 let files = Arc::new(files);
-                sweep_every_hour(&files);
+                sweep_pending(&files);
                 Some(files)
             }
             None => None,
         };
         let limits = config.limits.clone();
-        let mut config = config;
         if redis.is_some() {
             config.sequencer = Sequencer::Shared;
         }
@@ -380,49 +439,71 @@ impl Hub {
         std::thread::Builder::new()
             .name("roomcast-hub".into())
             .spawn(move || async_io::block_on(driver.run(request_rx, close_rx)))?;
-        Ok(Hub {
+        let hub = Hub {
             requests,
-            stopping: Arc::new(AtomicBool::new(false)),
-            older,
-            identity,
-            log_health,
-            node_id: options
-                .redis
-                .as_ref()
-                .map(|r| Arc::from(r.node_id.as_str())),
-            files,
-            limits,
-        })
+            shared: Arc::new(Shared {
+                stopping: Arc::new(AtomicBool::new(false)),
+                older,
+                identity,
+                log_health,
+                node_id: options
+                    .redis
+                    .as_ref()
+                    .map(|r| Arc::from(r.node_id.as_str())),
+                files,
+                limits,
+                departures: Arc::default(),
+            }),
+        };
+        crate::departures::reclaim_departed(&hub);
+        Ok(hub)
+    }
+
+    /// Where requests to the hub thread go.
+    pub(crate) fn requests(&self) -> &async_channel::Sender<Request> {
+        &self.requests
+    }
+
+    /// Set once the hub is shutting down.
+    pub(crate) fn stopping(&self) -> &Arc<AtomicBool> {
+        &self.shared.stopping
+    }
+
+    /// The lock each round of departures holds (see [`crate::departures`]).
+    pub(crate) fn departures_round(&self) -> &Arc<async_lock::Mutex<()>> {
+        &self.shared.departures
     }
 
     /// With a shared log: how many times its pub/sub was found wedged and replaced.
     pub fn log_wedged(&self) -> u64 {
-        self.log_health
+        self.shared
+            .log_health
             .as_ref()
             .map_or(0, |h| h.wedged.load(Ordering::Relaxed))
     }
 
     /// This node's name, when it shares rooms with others.
     pub fn node_id(&self) -> Option<&str> {
-        self.node_id.as_deref()
+        self.shared.node_id.as_deref()
     }
 
     /// With a shared log: whether its pub/sub delivers (a wedged subscription is being
     /// replaced when not). `None` on a single node.
     pub fn log_healthy(&self) -> Option<bool> {
-        self.log_health
+        self.shared
+            .log_health
             .as_ref()
             .map(|h| h.pubsub_ok.load(Ordering::SeqCst))
     }
 
     /// Accounts, guests and tokens; signing in and up.
     pub fn identity(&self) -> &Arc<Identity> {
-        &self.identity
+        &self.shared.identity
     }
 
     /// Where messages older than core's ring are read, if anywhere.
     pub(crate) fn older(&self) -> Option<&Arc<dyn history::Older>> {
-        self.older.as_ref()
+        self.shared.older.as_ref()
     }
 
     /// Posts an entry (a message, or an edit, deletion or reaction). The attachments a post
@@ -438,7 +519,7 @@ impl Hub {
             metrics::histogram!("roomcast_submit_seconds").record(started.elapsed());
         }
         if let (Some((room, ids)), Ok(done)) = (attached, &answer)
-            && let Some(files) = &self.files
+            && let Some(files) = &self.shared.files
             && !done.duplicate
         {
             files.posted(&room, ids).await;
@@ -459,10 +540,12 @@ impl Hub {
             return Ok(None);
         }
         // Core's own check, before any is looked for.
-        self.limits
+        self.shared
+            .limits
             .check_attachments(attachments)
             .map_err(|e| HubError::Refused(e.into()))?;
-        let (Some(files), Ok(room)) = (&self.files, RoomId::parse(&submit.room, usize::MAX)) else {
+        let (Some(files), Ok(room)) = (&self.shared.files, RoomId::parse(&submit.room, usize::MAX))
+        else {
             return Err(attachment_not_found(&attachments[0].id));
         };
         for attachment in attachments.iter_mut() {
@@ -516,7 +599,7 @@ impl Hub {
         size: Option<u64>,
         body: impl futures_lite::AsyncRead + Unpin,
     ) -> Result<Stored, HubError> {
-        let files = self.files.as_ref().ok_or_else(|| {
+        let files = self.shared.files.as_ref().ok_or_else(|| {
             HubError::Storage(
                 "this server keeps no files: start it with --files-dir or a data dir".into(),
             )
@@ -529,7 +612,7 @@ impl Hub {
         self.ask(upload).await?;
         // Core checked both names.
         let (Ok(user), Ok(room)) = (
-            UserName::parse(user, usize::MAX),
+            UserId::parse(user, usize::MAX),
             RoomId::parse(room, usize::MAX),
         ) else {
             unreachable!("core checked the names")
@@ -540,12 +623,15 @@ impl Hub {
                 &user,
                 name,
                 body,
-                self.limits.max_attachment_bytes,
+                self.shared.limits.max_attachment_bytes,
                 now(),
             )
             .await
             .map_err(|e| match e {
                 SaveError::Refused(refused) => HubError::Refused(refused.into()),
+                SaveError::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    HubError::TimedOut(e.to_string())
+                }
                 SaveError::Body(e) => HubError::Body(e.to_string()),
                 SaveError::Storage(e) => HubError::Storage(e.to_string()),
             })
@@ -566,7 +652,7 @@ impl Hub {
         };
         let view = self.ask(view).await?;
         let not_found = || attachment_not_found(id);
-        let files = self.files.as_ref().ok_or_else(not_found)?;
+        let files = self.shared.files.as_ref().ok_or_else(not_found)?;
         let kept = files
             .find(&view.room.id, id)
             .await
@@ -579,7 +665,17 @@ impl Hub {
     /// Runs `command` on the core and returns its typed answer once everything it changed is
     /// durable. Events it causes are broadcast before the next command's.
     pub async fn ask<C: Ask>(&self, command: C) -> Result<C::Answer, HubError> {
-        let answer = self.send(command.into()).await?;
+        let answer = self.send(Box::new(command.into())).await?;
+        Self::typed::<C>(answer.reply)
+    }
+
+    /// [`Hub::ask`] over the hub thread's request channel alone.
+    pub(crate) async fn ask_over<C: Ask>(
+        requests: &async_channel::Sender<Request>,
+        command: C,
+    ) -> Result<C::Answer, HubError> {
+        let command = Box::new(command.into());
+        let answer = send_request(requests, None, |tx| Request::Command(command, tx)).await?;
         Self::typed::<C>(answer.reply)
     }
 
@@ -591,27 +687,22 @@ impl Hub {
             .map(|reply| C::answer(reply).expect("the hub answers each command with its own reply"))
     }
 
-    /// Sends a command and waits for its released answer.
-    pub(crate) async fn send(&self, command: Command) -> Result<Answer, HubError> {
-        self.request(|tx| Request::Command(Box::new(command), tx))
-            .await
+    /// Sends a command and waits for its released answer. (Boxed, and no future of its own:
+    /// every stream's state holds one of these futures, so it stays small.)
+    pub(crate) fn send(
+        &self,
+        command: Box<Command>,
+    ) -> impl Future<Output = Result<Answer, HubError>> + '_ {
+        self.request(move |tx| Request::Command(command, tx))
     }
 
     /// Sends a request with a channel for its answer, and waits for the answer; refused once
     /// the hub is stopping.
-    async fn request<T>(
-        &self,
-        make: impl FnOnce(async_channel::Sender<T>) -> Request,
-    ) -> Result<T, HubError> {
-        if self.stopping.load(Ordering::SeqCst) {
-            return Err(HubError::Stopped);
-        }
-        let (tx, rx) = async_channel::bounded(1);
-        self.requests
-            .send(make(tx))
-            .await
-            .map_err(|_| HubError::Stopped)?;
-        rx.recv().await.map_err(|_| HubError::Stopped)
+    fn request<'a, T: 'a>(
+        &'a self,
+        make: impl FnOnce(async_channel::Sender<T>) -> Request + 'a,
+    ) -> impl Future<Output = Result<T, HubError>> + 'a {
+        send_request(&self.requests, Some(&self.shared.stopping), make)
     }
 
     /// A page of a room's history, oldest first: the core's answer, completed from the store
@@ -637,7 +728,7 @@ impl Hub {
     /// Opens a listener (the command says on which room, for whom, from where, and whether it
     /// replaces one) and hands it over with its receiver.
     pub(crate) async fn open(&self, open: OpenListener) -> Result<Opening, HubError> {
-        let answer = self.send(open.into()).await?;
+        let answer = self.send(Box::new(open.into())).await?;
         let opened = Hub::typed::<OpenListener>(answer.reply)?;
         // An answer to an opened listener always carries its receiver and guard.
         let (receiver, guard) = answer
@@ -654,7 +745,7 @@ impl Hub {
     /// (it stops the process if the store fails a commit, so an answering hub has a store that
     /// takes writes), and with `--redis` its pub/sub delivering. `Err` says what is not.
     pub async fn readiness(&self) -> Result<(), String> {
-        if self.stopping.load(Ordering::SeqCst) {
+        if self.shared.stopping.load(Ordering::SeqCst) {
             return Err("shutting down".into());
         }
         self.stats().await.map_err(|e| e.to_string())?;
@@ -672,14 +763,34 @@ impl Hub {
     /// Ends every subscription with [`CloseReason::ShuttingDown`] and refuses further calls.
     /// With a store, returns once everything accepted is committed and the writer has stopped.
     pub async fn shutdown(&self) {
-        if self.stopping.swap(true, Ordering::SeqCst) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
+        // A round of departures under way ends first (it may need the hub thread).
+        drop(self.shared.departures.lock().await);
         let (tx, rx) = async_channel::bounded(1);
         if self.requests.send(Request::Shutdown(tx)).await.is_ok() {
             let _ = rx.recv().await;
         }
     }
+}
+
+/// Sends a request with a channel for its answer, and waits for the answer; refused once
+/// `stopping` is set.
+async fn send_request<T>(
+    requests: &async_channel::Sender<Request>,
+    stopping: Option<&AtomicBool>,
+    make: impl FnOnce(async_channel::Sender<T>) -> Request,
+) -> Result<T, HubError> {
+    if stopping.is_some_and(|s| s.load(Ordering::SeqCst)) {
+        return Err(HubError::Stopped);
+    }
+    let (tx, rx) = async_channel::bounded(1);
+    requests
+        .send(make(tx))
+        .await
+        .map_err(|_| HubError::Stopped)?;
+    rx.recv().await.map_err(|_| HubError::Stopped)
 }
 
 /// A room's broadcast channel. The inactive receiver keeps it open while nobody listens.
@@ -1029,8 +1140,7 @@ impl Driver {
                     let limits = &self.core.config().limits;
                     self.next_ticket += 1;
                     let job = Job::ListRooms {
-                        user: UserName::parse(&list.user, usize::MAX)
-                            .expect("core checked the name"),
+                        user: UserId::parse(&list.user, usize::MAX).expect("core checked the name"),
                         after: list.after.clone(),
                         limit: limits.rooms_page(list.limit),
                         policy: self.core.config().policy.clone(),
@@ -1069,11 +1179,17 @@ impl Driver {
         first_try: bool,
     ) {
         let retry = first_try.then(|| command.clone());
+        if let Command::Depart(depart) = &command
+            && let Ok(user) = UserId::parse(&depart.user, usize::MAX)
+        {
+            // What the departed guest left on rooms not held here is in Redis.
+            self.to_log(Job::Depart(user));
+        }
         // Who is typing where, for the shared log to announce if core says to.
         let typist = if let Command::Typing(typing) = &command {
             command
                 .room()
-                .zip(UserName::parse(&typing.user, usize::MAX).ok())
+                .zip(UserId::parse(&typing.user, usize::MAX).ok())
         } else {
             None
         };
@@ -1302,8 +1418,16 @@ impl Driver {
                 };
                 match event.split_once(' ') {
                     Some(("revoked", sid)) => identity.on_revoked(sid),
-                    Some(("registered", name)) => identity.on_registered(name),
-                    Some(_) | None => {}
+                    Some(("registered", account)) => match account.split_once(' ') {
+                        Some((key, id)) => match roomcast_core::UserId::parse(id, usize::MAX) {
+                            Ok(id) => identity.on_registered(key, id),
+                            Err(e) => {
+                                tracing::warn!(%id, error = %e, "an invalid user id registered")
+                            }
+                        },
+                        None => tracing::warn!(%event, "an identity event without an id"),
+                    },
+                    Some(_) | None => tracing::warn!(%event, "an unknown identity event"),
                 }
             }
             Outcome::Ids(start) => self.core.restore_message_ids(start),
@@ -1424,7 +1548,7 @@ impl Driver {
                 return;
             }
             // Kept (above); nobody else is told.
-            Event::Read { .. } => return,
+            Event::Read { .. } | Event::ReadForgotten { .. } => return,
             Event::AttachmentsDropped { room, attachments } => {
                 Output::DropFiles(room, Some(attachments.into_iter().map(|a| a.id).collect()))
             }

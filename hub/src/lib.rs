@@ -23,6 +23,7 @@ mod args;
 mod barrier;
 pub mod config;
 mod delivery;
+mod departures;
 mod directory;
 pub mod edge;
 pub mod files;

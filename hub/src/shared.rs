@@ -90,7 +90,7 @@ impl std::fmt::Debug for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roomcast_core::{MessageId, RoomId, Seq, Timestamp, UserName};
+    use roomcast_core::{MessageId, RoomId, Seq, Timestamp, UserId};
     use std::cell::Cell;
 
     #[test]
@@ -99,7 +99,7 @@ mod tests {
             id: MessageId(1),
             room: RoomId::parse("lobby", 64).expect("valid"),
             seq: Seq(7),
-            user: UserName::parse("ada", 32).expect("valid"),
+            user: UserId::parse("ada", 32).expect("valid"),
             text: "hi".into(),
             sent_at: Timestamp::EPOCH,
             idempotency_key: None,

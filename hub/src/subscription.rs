@@ -328,6 +328,7 @@ impl Subscription {
                 HubError::Stopped
                 | HubError::Unavailable(_)
                 | HubError::Body(_)
+                | HubError::TimedOut(_)
                 | HubError::Storage(_),
             ) => self
                 .pending

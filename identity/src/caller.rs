@@ -9,7 +9,7 @@ use crate::error::AuthError;
 /// A verified user, as a host passes it on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// The user's name.
+    /// Who the user is: their id (core's `UserId`), which core gets.
     pub user: String,
     /// True for a guest (a nickname without an account).
     pub guest: bool,
@@ -24,7 +24,7 @@ pub struct Caller {
 pub struct Issued {
     /// The JWT: send it as `Authorization: Bearer`.
     pub token: String,
-    /// Who it names.
+    /// Who it names: the user's id.
     pub user: String,
     /// True for a guest token.
     pub guest: bool,
@@ -40,15 +40,35 @@ pub fn bearer(authorization: &str) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The name part of a user id: what people see.
+fn name_of(id: &str) -> &str {
+    id.split_once(roomcast_core::USER_TAG_SEPARATOR)
+        .map_or(id, |(name, _)| name)
+}
+
+impl Issued {
+    /// The user's name, as people see it.
+    pub fn name(&self) -> &str {
+        name_of(&self.user)
+    }
+}
+
 impl Caller {
-    /// A request may name its user (the seed's forms and routes did), but only as the caller:
-    /// naming anyone else is refused, never believed.
+    /// The user's name, as people see it.
+    pub fn name(&self) -> &str {
+        name_of(&self.user)
+    }
+
+    /// A request may name its user (the seed's forms and routes did), by name or id, but only
+    /// as the caller: naming anyone else is refused, never believed.
     pub fn check_named(&self, named: Option<&str>) -> Result<(), AuthError> {
         match named {
-            Some(named) if named != self.user => Err(AuthError::Impersonation {
-                named: named.to_owned(),
-                caller: self.user.clone(),
-            }),
+            Some(named) if named != self.user && named != self.name() => {
+                Err(AuthError::Impersonation {
+                    named: named.to_owned(),
+                    caller: self.user.clone(),
+                })
+            }
             Some(_) | None => Ok(()),
         }
     }

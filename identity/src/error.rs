@@ -24,7 +24,7 @@ pub enum AuthError {
     /// The token's `nbf` has not come yet.
     #[error("the token is not valid yet (its nbf is in the future): check the issuer's clock")]
     NotYetValid,
-    /// The token's session was signed out (or its guest name has since been registered).
+    /// The token's session was signed out (or it is a guest's for a name reserved since).
     #[error("the token was revoked: sign in again")]
     Revoked,
     /// Wrong name or password (which of the two is not said).
@@ -63,6 +63,10 @@ pub enum AuthError {
     /// The account store failed.
     #[error("accounts are unavailable: {0}")]
     Unavailable(String),
+    /// A request names a user (to invite, write to, moderate) whom nobody is: no account, no
+    /// guest holds that name (or that id) now.
+    #[error("no user {0} here: nobody holds that name now")]
+    UserNotFound(String),
     /// The request names a user other than the signed-in one.
     #[error("signed in as {caller}, but the request names {named} (impersonation)")]
     Impersonation {
@@ -85,6 +89,7 @@ impl AuthError {
             | AuthError::BadCredentials => ErrorClass::Unauthenticated,
             AuthError::GuestsOff | AuthError::Impersonation { .. } => ErrorClass::Denied,
             AuthError::NameTaken(_) => ErrorClass::Conflict,
+            AuthError::UserNotFound(_) => ErrorClass::NotFound,
             AuthError::TooManyAttempts { .. } | AuthError::TooManySignUps { .. } => {
                 ErrorClass::RateLimited
             }
@@ -106,6 +111,7 @@ impl AuthError {
             AuthError::TooManySignUps { .. } => "too-many-sign-ups",
             AuthError::Busy { .. } => "busy",
             AuthError::NameTaken(_) => "name-taken",
+            AuthError::UserNotFound(_) => "user-not-found",
             AuthError::GuestsOff => "guests-off",
             AuthError::BadPassword => "bad-password",
             AuthError::InvalidName(_) => "invalid-user-name",
@@ -127,6 +133,7 @@ impl AuthError {
             | AuthError::Revoked
             | AuthError::BadCredentials
             | AuthError::NameTaken(_)
+            | AuthError::UserNotFound(_)
             | AuthError::GuestsOff
             | AuthError::BadPassword
             | AuthError::InvalidName(_)

@@ -2,54 +2,69 @@
 //!
 //! A host turns whatever credentials a request carries (a bearer token, the session cookie, a
 //! WebSocket's first frame, gRPC `authorization` metadata) into a verified [`Caller`] here, and
-//! passes only that name to core, which decides what it may do.
+//! passes only that user's id to core, which decides what it may do.
 //!
-//! Tokens are JWTs. roomcast signs its own with HS256 and the server secret, carrying the user,
-//! an expiry and a session id; signing out deletes the session, so its tokens stop working at
-//! once. Another application holding the same secret (or the private half of a configured RS256
-//! or EdDSA public key) can mint tokens for its own users: `sub` and `exp` are all it needs, and
-//! such tokens are valid until they expire, the way Centrifugo and Mercure work. Every
-//! registered claim the JWT library can check is checked: `exp`, `nbf`, and `iss` and `aud`
-//! when configured (a token naming an audience is refused unless it names ours).
+//! **Who a user is.** Every user has a [`UserId`]: the name they took, `~`, and a tag no later
+//! holder of that name gets (`zoe~k2j4m9q7x1`). Every relation core and the stores keep names
+//! the id, never the bare name, so a guest's nickname taken up by someone else after the guest
+//! left brings that someone nothing: not the rooms, memberships, roles, direct messages, read
+//! markers or uploads. People see and type names; a name someone types is resolved to whoever
+//! holds it now ([`Identity::resolve`]), and a name nobody holds is refused. Names compare as
+//! people read them ([`names::key`]: case and Unicode look-alikes folded), so nobody takes a
+//! look-alike of a held name, while each is shown as its holder typed it.
+//!
+//! Tokens are JWTs whose `sub` is the id. roomcast signs its own with HS256 and the server
+//! secret, carrying the user, an expiry and a session id; signing out deletes the session, so
+//! its tokens stop working at once. Another application holding the same secret (or the private
+//! half of a configured RS256 or EdDSA public key) can mint tokens for its own users: `sub` (a
+//! user name) and `exp` are all it needs. Its `sub` is that user's id as it is, without a tag,
+//! so the application's user `ada` is always the same roomcast user `ada`, and no account or
+//! guest ever gets that id (theirs are tagged). Such tokens are valid until they expire, the way
+//! Centrifugo and Mercure work. Every registered claim the JWT library can check is checked:
+//! `exp`, `nbf`, and `iss` and `aud` when configured (a token naming an audience is refused
+//! unless it names ours).
 //!
 //! A name is one person's. An account holds its name for good; a guest holds its nickname
-//! while its session lives and [`GUEST_NAME_GRACE`] after, and nobody (guest or registrant)
-//! can take a held name, so nobody inherits what its holder could read. What a hostile client
-//! can spend is bounded: sign-ups per address, sign-in attempts per (account, address) and per
-//! address (never per account alone, which would let anyone lock anyone out), and password
-//! hashing on one thread per core with a bounded queue.
+//! while its session lives and a grace after ([`IdentityOptions::guest_name_grace`]), then
+//! departs ([`Identity::depart`]): the host reclaims what it left. Admins are accounts the
+//! operator made ([`Identity::set_password`]): an admin's name is never a guest's and never
+//! registered by a stranger. What a hostile client can spend is bounded: sign-ups per address,
+//! sign-in attempts per (account, address) and per address (never per account alone, which
+//! would let anyone lock anyone out), and password hashing on one thread per core with a
+//! bounded queue.
 //!
-//! The rules sit in modules of their own, on time passed in: who holds which name
-//! (`names.rs`), which sessions live (`sessions.rs`), what an address may still try
+//! The rules sit in modules of their own, on time passed in: who holds which name and how names
+//! compare (`names.rs`), which sessions live (`sessions.rs`), what an address may still try
 //! (`attempts.rs`, core's [`RateLimiter`](roomcast_core::RateLimiter)). Hashing
-//! (`hashing.rs`) and token signing (`tokens.rs`) are the edge; [`Identity`] ties them to the
-//! store and reads the clock once per call.
+//! (`hashing.rs`) and token signing (`tokens.rs`) are the edge; `accounts.rs` ties names to the
+//! store (or a [`Directory`] shared by several nodes) and reads the clock once per call.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod accounts;
 mod attempts;
 mod caller;
 mod directory;
 mod ending;
 mod error;
 mod hashing;
-mod names;
+pub mod names;
 mod sessions;
 mod tokens;
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
-use roomcast_core::{Timestamp, UserName};
+use jsonwebtoken::{DecodingKey, EncodingKey, Validation};
+use roomcast_core::{Timestamp, UserId, UserName};
 use roomcast_store::Store;
 
+pub use accounts::Need;
 pub use attempts::{Allowance, Origin};
 pub use caller::{Caller, Issued, bearer};
-pub use directory::Directory;
+pub use directory::{Directory, SharedAccount};
 pub use ending::{Ending, SessionEnd};
 pub use error::{AuthError, IdentityError};
 /// The signing algorithms, as `--jwt-public-key` names them.
@@ -65,9 +80,6 @@ use tokens::{Claims, refusal, secret_file, validation};
 /// The shortest and longest password accepted, in characters (at most 1 KiB of UTF-8, and a
 /// rule a schema can state).
 pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=256;
-/// How long a guest's nickname stays held after its session ends (signed out or expired), so
-/// that a newcomer is not mistaken for the guest who just left.
-pub const GUEST_NAME_GRACE: Duration = Duration::from_secs(3600);
 /// Hashes waiting per hashing thread before callers are turned away.
 const HASHES_WAITING_PER_THREAD: usize = 16;
 /// A hash to verify against when the account does not exist, so both take as long: argon2id
@@ -94,13 +106,19 @@ pub struct IdentityOptions {
     pub token_ttl: Duration,
     /// How long a guest's token (and its hold on the nickname) lasts.
     pub guest_ttl: Duration,
+    /// How long a guest's nickname stays held after its session ends (signed out or expired),
+    /// so that a newcomer is not mistaken for the guest who just left (default an hour).
+    pub guest_name_grace: Duration,
     /// Accounts and guests one address may make; `None` for no limit.
     pub sign_ups: Option<Allowance>,
+    /// Sessions one user holds at once: signing in once more ends their oldest (default 32).
+    pub max_sessions_per_user: usize,
     /// Threads that hash passwords (at most this many hashes run at once).
     pub hashing_threads: usize,
     /// The longest user name, in characters (core's limit).
     pub max_name_chars: usize,
-    /// Names only an account may hold (the admins): a guest's nickname is anyone's claim.
+    /// The admins' names: only the operator makes their accounts ([`Identity::set_password`]);
+    /// nobody registers or takes them (or a look-alike) as a guest.
     pub reserved: HashSet<String>,
     /// Applications' keys (`--api-key NAME=KEY`): each acts as its system user, a name nobody
     /// can register, take as a guest, or hold a token for.
@@ -163,10 +181,12 @@ impl Default for IdentityOptions {
             guests: true,
             token_ttl: Duration::from_secs(7 * 24 * 3600),
             guest_ttl: Duration::from_secs(24 * 3600),
+            guest_name_grace: Duration::from_secs(3600),
             sign_ups: Some(Allowance {
                 burst: 30,
                 every: Duration::from_secs(10),
             }),
+            max_sessions_per_user: 32,
             hashing_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_name_chars: roomcast_core::Limits::default().user_name_max_chars,
             reserved: HashSet::new(),
@@ -182,6 +202,8 @@ impl Default for IdentityOptions {
 pub struct Identity {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Signs the web pages' CSRF tokens.
+    csrf_key: [u8; 32],
     /// What an HS256 token must satisfy, made once.
     validation: Validation,
     /// Tokens minted elsewhere: their algorithm, key, and what they must satisfy.
@@ -192,11 +214,17 @@ pub struct Identity {
     /// With a shared directory: sessions revoked on any node (tokens are otherwise good on
     /// every node until they expire).
     revoked: RwLock<HashSet<String>>,
-    /// Accounts when there is no store: name → password hash.
-    memory: Mutex<HashMap<String, String>>,
+    /// Accounts when there is no store: id → password hash.
+    memory: Mutex<HashMap<UserId, String>>,
+    /// Users of minted tokens seen for the first time, to be kept (in the store or the
+    /// directory) at the next [`Identity::keep_minted`].
+    seen_minted: Mutex<Vec<(String, UserId)>>,
     /// Who holds which name. Its lock also orders "is this name free?" before "take it", for
     /// guests and registrations alike.
     names: RwLock<Names>,
+    /// The comparison keys of the admins' names and the system users' names: nobody registers
+    /// them or takes them as a guest.
+    reserved: HashSet<String>,
     sessions: RwLock<Sessions>,
     /// Streams watching their session, told when it ends.
     endings: Arc<ending::Endings>,
@@ -238,8 +266,7 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Identity {
-    /// Sets up keys, loads accounts, live sessions and held guest names, and starts the hashing
-    /// threads.
+    /// Sets up keys, loads accounts, live sessions and guests, and starts the hashing threads.
     pub fn new(
         options: IdentityOptions,
         store: Option<Arc<Store>>,
@@ -288,33 +315,35 @@ impl Identity {
                 Some((*alg, key, validation(*alg, &options)))
             }
         };
-        let load = |e: roomcast_store::StoreError| IdentityError::Store(e.to_string());
-        let (registered, sessions, guests) = match &store {
-            Some(store) => (
-                store.account_names().map_err(load)?.into_iter().collect(),
-                store
-                    .live_sessions(now)
-                    .map_err(load)?
-                    .into_iter()
-                    .map(|(id, user, exp)| (id, (user, exp)))
-                    .collect(),
-                store.guest_names(now).map_err(load)?.into_iter().collect(),
-            ),
-            None => (HashSet::new(), HashMap::new(), HashMap::new()),
+        let names = accounts::load_names(store.as_deref(), shared.as_deref())?;
+        let sessions = match &store {
+            Some(store) => store
+                .live_sessions(now)
+                .map_err(|e| IdentityError::Store(e.to_string()))?
+                .into_iter()
+                .map(|(id, user, exp)| (id, (user, exp)))
+                .collect(),
+            None => HashMap::new(),
         };
-        let (registered, revoked) = match &shared {
-            Some(directory) => {
-                let load = |e: String| IdentityError::Store(e);
-                let names = directory.account_names().map_err(load)?;
-                let revoked = directory.revoked_sessions(now).map_err(load)?;
-                (names.into_iter().collect(), revoked.into_iter().collect())
-            }
-            None => (registered, HashSet::new()),
+        let revoked = match &shared {
+            Some(directory) => directory
+                .revoked_sessions(now)
+                .map_err(IdentityError::Store)?
+                .into_iter()
+                .collect(),
+            None => HashSet::new(),
         };
+        let reserved = options
+            .reserved
+            .iter()
+            .chain(options.api_keys.iter().map(|k| &k.user))
+            .map(|name| names::key(name))
+            .collect();
         let threads = options.hashing_threads.max(1);
         let hashing = Hashing::start(threads, threads * HASHES_WAITING_PER_THREAD)
             .map_err(IdentityError::Threads)?;
         Ok(Identity {
+            csrf_key: tokens::csrf_key(&secret),
             encoding: EncodingKey::from_secret(&secret),
             validation: validation(Algorithm::HS256, &options),
             decoding: DecodingKey::from_secret(&secret),
@@ -323,8 +352,10 @@ impl Identity {
             shared,
             revoked: RwLock::new(revoked),
             memory: Mutex::new(HashMap::new()),
-            names: RwLock::new(Names::new(registered, guests)),
-            sessions: RwLock::new(Sessions::new(sessions)),
+            seen_minted: Mutex::new(Vec::new()),
+            names: RwLock::new(names),
+            reserved,
+            sessions: RwLock::new(Sessions::new(sessions, options.max_sessions_per_user)),
             endings: Arc::default(),
             attempts: Mutex::new(Attempts::new(options.sign_ups)),
             hashing,
@@ -352,6 +383,18 @@ impl Identity {
             Some(_) => !read(&self.revoked).contains(sid),
             None => read(&self.sessions).belongs_to(sid, user),
         }
+    }
+
+    /// A CSRF token for the web pages' forms: only tokens made here (by a node sharing the
+    /// secret) pass [`Identity::csrf_issued`], so a cookie and form field that merely agree,
+    /// planted by someone else, do not.
+    pub fn csrf_token(&self) -> String {
+        tokens::csrf_token(&self.csrf_key)
+    }
+
+    /// Whether `token` is a CSRF token this server issued.
+    pub fn csrf_issued(&self, token: &str) -> bool {
+        tokens::csrf_issued(&self.csrf_key, token)
     }
 
     /// Whether guests may chat.
@@ -400,9 +443,14 @@ impl Identity {
         })
     }
 
-    /// Whether `name` is an application's system user, which acts only with its API key.
+    /// Whether `name` is (or looks like) an application's system user, which acts only with
+    /// its API key.
     fn is_system(&self, name: &str) -> bool {
-        self.options.api_keys.iter().any(|k| k.user == name)
+        let key = names::key(name);
+        self.options
+            .api_keys
+            .iter()
+            .any(|k| k.user == name || names::key(&k.user) == key)
     }
 
     /// Checks a token and says who it names.
@@ -420,9 +468,9 @@ impl Identity {
         let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(refusal)?
             .claims;
-        UserName::parse(&claims.sub, self.options.max_name_chars)
-            .map_err(|e| AuthError::InvalidToken(format!("its sub is not a user name: {e}")))?;
-        if self.is_system(&claims.sub) {
+        let id = UserId::parse(&claims.sub, self.options.max_name_chars)
+            .map_err(|e| AuthError::InvalidToken(format!("its sub is not a user id: {e}")))?;
+        if self.is_system(id.name()) {
             return Err(AuthError::InvalidToken(format!(
                 "{} is a system user: it acts only with its API key",
                 claims.sub
@@ -437,13 +485,13 @@ impl Identity {
             if !self.options.guests {
                 return Err(AuthError::GuestsOff);
             }
-            // A name registered since the guest took it belongs to its account now, and a
-            // reserved name never was a guest's.
-            if read(&self.names).is_registered(&claims.sub)
-                || self.options.reserved.contains(&claims.sub)
-            {
+            // A reserved name (an admin's) never was a guest's.
+            if self.reserved.contains(&names::key(id.name())) {
                 return Err(AuthError::Revoked);
             }
+        } else if claims.sid.is_none() && !id.as_str().contains(roomcast_core::USER_TAG_SEPARATOR) {
+            // Another application's user: from now on their name is theirs here too.
+            self.saw_minted(id);
         }
         Ok(Caller {
             user: claims.sub,
@@ -453,110 +501,8 @@ impl Identity {
         })
     }
 
-    /// Creates an account and signs it in. The name must be free (no account, no guest holding
-    /// it), and the address within its sign-ups.
-    pub async fn register(
-        self: &Arc<Self>,
-        name: String,
-        password: String,
-        from: IpAddr,
-    ) -> Result<Issued, AuthError> {
-        let now = now();
-        let name = self.name(&name)?;
-        if self.is_system(&name) {
-            return Err(AuthError::NameTaken(name));
-        }
-        if !PASSWORD_CHARS.contains(&password.chars().count()) {
-            return Err(AuthError::BadPassword);
-        }
-        self.admit_sign_up(from, now).await?;
-        // Checked again when the account is made; this spares the hashing.
-        if read(&self.names).is_taken(&name, now) {
-            return Err(AuthError::NameTaken(name));
-        }
-        let salt = random_bytes::<16>();
-        let hash = self
-            .hashing
-            .run(move |memory| memory.hash(password.as_bytes(), &salt))
-            .await?
-            .map_err(AuthError::Unavailable)?;
-        let me = Arc::clone(self);
-        blocking::unblock(move || me.create_account(name, hash, now)).await
-    }
-
-    /// Checks a name and password and signs in. Attempts are limited per (account, address)
-    /// and per address, successful or not, before any hashing is spent on them.
-    pub async fn sign_in(
-        self: &Arc<Self>,
-        name: String,
-        password: String,
-        from: IpAddr,
-    ) -> Result<Issued, AuthError> {
-        let now = now();
-        let user = self.name(&name).ok();
-        let attempt = match &self.shared {
-            // Several nodes: the allowances are theirs together, so a node more is no try more.
-            Some(directory) => {
-                let directory = Arc::clone(directory);
-                let allowances = attempts::sign_in_allowances(user.as_deref(), Origin::from(from));
-                blocking::unblock(move || directory.admit(&allowances))
-                    .await
-                    .map_err(AuthError::Unavailable)
-                    .and_then(|admitted| {
-                        admitted.map_err(|retry_after| AuthError::TooManyAttempts { retry_after })
-                    })
-            }
-            None => lock(&self.attempts)
-                .sign_in(user.as_deref(), Origin::from(from), now)
-                .map_err(|retry_after| AuthError::TooManyAttempts { retry_after }),
-        };
-        let outcome = match (attempt, user) {
-            (Err(e), _) => Err(e),
-            (Ok(()), None) => Err(AuthError::BadCredentials), // No such account can exist.
-            (Ok(()), Some(user)) => {
-                let me = Arc::clone(self);
-                self.hashing
-                    .run(move |memory| me.check_password(memory, user, &password, now))
-                    .await
-                    .and_then(|checked| checked)
-            }
-        };
-        match &outcome {
-            Ok(_) => tracing::info!(user = %name, %from, "signed in"),
-            Err(e @ AuthError::TooManyAttempts { .. }) => {
-                tracing::warn!(user = ?name, %from, reason = e.code(), "sign-in attempts limited");
-            }
-            Err(e) => tracing::info!(user = ?name, %from, reason = e.code(), "sign-in refused"),
-        }
-        if let Err(e) = &outcome {
-            metrics::counter!("roomcast_sign_in_failures_total", "reason" => e.code()).increment(1);
-        }
-        outcome
-    }
-
-    /// A guest token for `nickname`, if guests are allowed, the name is free and the address
-    /// within its sign-ups. The guest holds the name while the token lives, and a while after.
-    pub async fn guest(
-        self: &Arc<Self>,
-        nickname: String,
-        from: IpAddr,
-    ) -> Result<Issued, AuthError> {
-        let now = now();
-        if !self.options.guests {
-            return Err(AuthError::GuestsOff);
-        }
-        let name = self.name(&nickname)?;
-        self.admit_sign_up(from, now).await?;
-        let me = Arc::clone(self);
-        let outcome = blocking::unblock(move || me.take_guest_name(name, now)).await;
-        if let Err(e @ AuthError::NameTaken(_)) = &outcome {
-            tracing::info!(user = ?nickname, %from, reason = e.code(), "guest refused");
-        }
-        outcome
-    }
-
     /// Ends the caller's session: its tokens stop working everywhere at once. A guest's name
-    /// stays held for [`GUEST_NAME_GRACE`] more.
+    /// stays held for [`IdentityOptions::guest_name_grace`] more.
     pub async fn sign_out(self: &Arc<Self>, caller: Caller) -> Result<(), AuthError> {
         let now = now();
         let me = Arc::clone(self);
@@ -569,11 +515,6 @@ impl Identity {
         self.endings.end(sid);
     }
 
-    /// Another node registered this name: a guest token for it is no longer good here.
-    pub fn on_registered(&self, name: &str) {
-        write(&self.names).register(name.to_owned());
-    }
-
     /// Reads every revocation and account again (after the link to the other nodes was
     /// down, when some may have been missed).
     pub fn reload_shared(&self) -> Result<(), AuthError> {
@@ -583,11 +524,11 @@ impl Identity {
         let revoked = directory
             .revoked_sessions(now())
             .map_err(AuthError::Unavailable)?;
-        let names = directory.account_names().map_err(AuthError::Unavailable)?;
+        let accounts = directory.accounts().map_err(AuthError::Unavailable)?;
         write(&self.revoked).extend(revoked);
         let mut known = write(&self.names);
-        for name in names {
-            known.register(name);
+        for account in accounts {
+            known.register(account.key, account.id);
         }
         Ok(())
     }
@@ -597,6 +538,17 @@ impl Identity {
             return Ok(()); // Minted elsewhere: only its expiry ends it.
         };
         write(&self.sessions).end(sid);
+        self.forget_session(sid, now)?;
+        if caller.guest {
+            self.shorten_guest_hold(caller, now.saturating_add(self.options.guest_name_grace))?;
+        }
+        tracing::info!(user = %caller.user, "signed out");
+        Ok(())
+    }
+
+    /// Session `sid` ended (its owner signed out, or opened one too many): its streams end,
+    /// and its tokens stop working here and, with several nodes, on every node.
+    fn forget_session(&self, sid: &str, now: Timestamp) -> Result<(), AuthError> {
         self.endings.end(sid);
         if let Some(store) = &self.store {
             store.remove_session(sid).map_err(unavailable)?;
@@ -606,163 +558,35 @@ impl Identity {
             directory
                 .revoke_session(sid, now.saturating_add(longest))
                 .map_err(AuthError::Unavailable)?;
-            write(&self.revoked).insert(sid.clone());
+            write(&self.revoked).insert(sid.to_owned());
         }
-        if caller.guest {
-            let until = now.saturating_add(GUEST_NAME_GRACE);
-            let mut names = write(&self.names);
-            if names
-                .held_until(&caller.user)
-                .is_some_and(|held| held > until)
-            {
-                names.hold(caller.user.clone(), until, now);
-                drop(names);
-                if let Some(store) = &self.store {
-                    store
-                        .hold_guest_name(&caller.user, until)
-                        .map_err(unavailable)?;
-                }
-                if let Some(directory) = &self.shared {
-                    directory
-                        .shorten_guest_hold(&caller.user, until)
-                        .map_err(AuthError::Unavailable)?;
-                }
-            }
-        }
-        tracing::info!(user = %caller.user, "signed out");
         Ok(())
-    }
-
-    /// Takes one sign-up from `from`'s allowance.
-    async fn admit_sign_up(
-        self: &Arc<Self>,
-        from: IpAddr,
-        now: Timestamp,
-    ) -> Result<(), AuthError> {
-        let admitted = match (&self.shared, self.options.sign_ups) {
-            (Some(directory), Some(allowance)) => {
-                let directory = Arc::clone(directory);
-                let named = attempts::sign_up_allowance(Origin::from(from), allowance);
-                blocking::unblock(move || directory.admit(&[named]))
-                    .await
-                    .map_err(AuthError::Unavailable)?
-            }
-            (Some(_), None) => Ok(()),
-            (None, _) => lock(&self.attempts).sign_up(Origin::from(from), now),
-        };
-        admitted.map_err(|retry_after| {
-            tracing::warn!(%from, "sign-ups limited");
-            AuthError::TooManySignUps { retry_after }
-        })
-    }
-
-    /// On a hashing thread: checks the password (against a decoy when there is no such
-    /// account, so both take as long) and, if it matches, opens a session.
-    fn check_password(
-        &self,
-        memory: &mut hashing::Memory,
-        name: String,
-        password: &str,
-        now: Timestamp,
-    ) -> Result<Issued, AuthError> {
-        let stored = match (&self.shared, &self.store) {
-            (Some(directory), _) => directory
-                .password_hash(&name)
-                .map_err(AuthError::Unavailable)?,
-            (None, Some(store)) => store.password_hash(&name).map_err(unavailable)?,
-            (None, None) => lock(&self.memory).get(&name).cloned(),
-        };
-        let hash = stored.as_deref().unwrap_or(DECOY);
-        let matches = memory.verify(password.as_bytes(), hash);
-        if !matches || stored.is_none() {
-            return Err(AuthError::BadCredentials);
-        }
-        self.issue(name, false, self.options.token_ttl, now)
-    }
-
-    /// Makes the account if the name is still free, under the lock that orders name takers.
-    fn create_account(
-        &self,
-        name: String,
-        hash: String,
-        now: Timestamp,
-    ) -> Result<Issued, AuthError> {
-        {
-            let mut names = write(&self.names);
-            if names.is_held(&name, now) {
-                return Err(AuthError::NameTaken(name));
-            }
-            let created = match (&self.shared, &self.store) {
-                (Some(directory), _) => directory
-                    .create_account(&name, &hash)
-                    .map_err(AuthError::Unavailable)?,
-                (None, Some(store)) => store
-                    .create_account(&name, &hash, now)
-                    .map_err(unavailable)?,
-                (None, None) => {
-                    let mut memory = lock(&self.memory);
-                    !memory.contains_key(&name) && memory.insert(name.clone(), hash).is_none()
-                }
-            };
-            if !created {
-                return Err(AuthError::NameTaken(name));
-            }
-            names.register(name.clone());
-        }
-        tracing::info!(user = %name, "account registered");
-        self.issue(name, false, self.options.token_ttl, now)
-    }
-
-    /// Holds `name` for a new guest if it is free, and signs a token for it.
-    fn take_guest_name(&self, name: String, now: Timestamp) -> Result<Issued, AuthError> {
-        let ttl = self.options.guest_ttl.max(Duration::from_secs(1));
-        let until = now.saturating_add(ttl + GUEST_NAME_GRACE);
-        {
-            let mut names = write(&self.names);
-            if names.is_taken(&name, now)
-                || self.options.reserved.contains(&name)
-                || self.is_system(&name)
-            {
-                return Err(AuthError::NameTaken(name));
-            }
-            if let Some(directory) = &self.shared
-                && !directory
-                    .hold_guest_name(&name, until)
-                    .map_err(AuthError::Unavailable)?
-            {
-                return Err(AuthError::NameTaken(name));
-            }
-            names.hold(name.clone(), until, now);
-        }
-        if let Some(store) = &self.store {
-            store.hold_guest_name(&name, until).map_err(unavailable)?;
-        }
-        self.issue(name, true, ttl, now)
-    }
-
-    fn name(&self, name: &str) -> Result<String, AuthError> {
-        UserName::parse(name, self.options.max_name_chars)
-            .map(|n| n.as_str().to_owned())
-            .map_err(AuthError::InvalidName)
     }
 
     /// Opens a session for `user` lasting `ttl` and signs a token for it.
     fn issue(
         &self,
-        user: String,
+        user: UserId,
         guest: bool,
         ttl: Duration,
         now: Timestamp,
     ) -> Result<Issued, AuthError> {
         let expires = now.saturating_add(ttl.max(Duration::from_secs(1)));
         let sid = random_token();
+        let user = user.as_str().to_owned();
         if let Some(store) = &self.store {
             store
                 .add_session(&sid, &user, expires)
                 .map_err(unavailable)?;
         }
-        let pruned = write(&self.sessions).open(sid.clone(), user.clone(), expires, now);
-        if pruned && let Some(store) = &self.store {
+        let opened = write(&self.sessions).open(sid.clone(), user.clone(), expires, now);
+        if let Some(ended) = &opened.ended {
+            // One more than a user may hold: their oldest ends.
+            self.forget_session(ended, now)?;
+        }
+        if opened.pruned
+            && let Some(store) = &self.store
+        {
             store.prune_sessions(now).map_err(unavailable)?;
         }
         let claims = Claims {
@@ -774,8 +598,12 @@ impl Identity {
             sid: Some(sid),
             guest,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )
+        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         Ok(Issued {
             token,
             user,
@@ -807,7 +635,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use futures_lite::future::block_on;
+    use jsonwebtoken::Header;
 
     use super::*;
 
@@ -862,6 +693,22 @@ mod tests {
     }
 
     #[test]
+    fn only_csrf_tokens_made_here_pass() {
+        let id = identity(options());
+        let token = id.csrf_token();
+        assert!(id.csrf_issued(&token));
+        assert!(!id.csrf_issued("z"));
+        assert!(!id.csrf_issued(&random_token()), "an unsigned nonce");
+        let (nonce, _) = token.split_once('.').unwrap();
+        assert!(!id.csrf_issued(&format!("{nonce}.{}", "0".repeat(32))));
+        let other = identity(IdentityOptions {
+            secret: Some(b"another secret of thirty-two bytes!!".to_vec()),
+            ..options()
+        });
+        assert!(!other.csrf_issued(&token), "another server's token");
+    }
+
+    #[test]
     fn the_decoy_costs_what_a_real_hash_costs() {
         let decoy = argon2::PasswordHash::new(DECOY).unwrap();
         let params = argon2::Params::try_from(&decoy).unwrap();
@@ -889,7 +736,9 @@ mod tests {
         let id = identity(options());
         let issued = register(&id, "ada", "correct horse").unwrap();
         let caller = id.verify(&issued.token).unwrap();
-        assert_eq!((caller.user.as_str(), caller.guest), ("ada", false));
+        assert_eq!((caller.name(), caller.guest), ("ada", false));
+        assert!(caller.user.starts_with("ada~"), "{}", caller.user);
+        assert_eq!(caller.user, issued.user);
         assert_eq!(
             register(&id, "ada", "another one"),
             Err(AuthError::NameTaken("ada".into()))
@@ -902,7 +751,11 @@ mod tests {
             sign_in(&id, "nobody", "whatever", here()),
             Err(AuthError::BadCredentials)
         );
-        let again = sign_in(&id, "ada", "correct horse", here()).unwrap();
+        let again = sign_in(&id, "ADA", "correct horse", here()).unwrap();
+        assert_eq!(
+            again.user, issued.user,
+            "signing in by any way of writing the name"
+        );
         block_on(id.sign_out(id.verify(&again.token).unwrap())).unwrap();
         assert_eq!(id.verify(&again.token), Err(AuthError::Revoked));
         assert!(id.verify(&issued.token).is_ok(), "other sessions stay");
@@ -914,7 +767,7 @@ mod tests {
     }
 
     #[test]
-    fn an_admins_name_is_never_a_guests() {
+    fn an_admins_name_is_the_operators_alone() {
         let reserved = IdentityOptions {
             reserved: HashSet::from(["root".to_owned()]),
             ..options()
@@ -924,10 +777,124 @@ mod tests {
             "sub": "root", "exp": unix_seconds() + 60, "guest": true
         }));
         let id = identity(reserved);
-        assert_eq!(guest(&id, "root"), Err(AuthError::NameTaken("root".into())));
+        for name in ["root", "Root", "r o o t"] {
+            assert_eq!(guest(&id, name), Err(AuthError::NameTaken(name.into())));
+            assert_eq!(
+                register(&id, name, "correct horse"),
+                Err(AuthError::NameTaken(name.into())),
+                "first come never makes an admin"
+            );
+        }
         assert!(matches!(id.verify(&before), Err(AuthError::Revoked)));
-        let account = register(&id, "root", "correct horse").unwrap();
-        assert_eq!(id.verify(&account.token).unwrap().user, "root");
+        assert_eq!(
+            id.admin_accounts(&["root".into()]),
+            vec![("root".into(), None)]
+        );
+        let (root, made) =
+            block_on(id.set_password("root".into(), "the operator's".into())).unwrap();
+        assert!(made);
+        assert_eq!(
+            id.admin_accounts(&["root".into()]),
+            vec![("root".into(), Some(root.clone()))]
+        );
+        let signed_in = sign_in(&id, "root", "the operator's", here()).unwrap();
+        assert_eq!(signed_in.user, root.as_str());
+        let (again, made) = block_on(id.set_password("root".into(), "a new one!".into())).unwrap();
+        assert_eq!(
+            (again, made),
+            (root, false),
+            "the same account, a new password"
+        );
+        assert_eq!(
+            sign_in(&id, "root", "the operator's", here()),
+            Err(AuthError::BadCredentials)
+        );
+    }
+
+    #[test]
+    fn look_alike_names_are_taken_and_shown_as_typed() {
+        let id = identity(options());
+        let alice = register(&id, "alice", "correct horse").unwrap();
+        for look_alike in [
+            "Alice",
+            "ALICE",
+            "\u{430}lice",
+            "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}",
+            "al\u{131}ce",
+            "a l i c e",
+        ] {
+            assert_eq!(
+                guest(&id, look_alike),
+                Err(AuthError::NameTaken(look_alike.into())),
+                "{look_alike}"
+            );
+        }
+        let zoe = guest(&id, "Zoë").unwrap();
+        assert_eq!(zoe.name(), "Zoë", "shown as typed");
+        assert_ne!(alice.user, zoe.user);
+    }
+
+    #[test]
+    fn a_name_resolves_to_whoever_holds_it_now() {
+        let id = identity(IdentityOptions {
+            guest_ttl: Duration::from_secs(1),
+            guest_name_grace: Duration::ZERO,
+            ..options()
+        });
+        let ada = register(&id, "ada", "correct horse").unwrap();
+        assert_eq!(
+            block_on(id.resolve("Ada", Need::Present)).unwrap().as_str(),
+            ada.user
+        );
+        assert_eq!(
+            block_on(id.resolve(&ada.user, Need::Present))
+                .unwrap()
+                .as_str(),
+            ada.user
+        );
+        assert_eq!(
+            block_on(id.resolve("nobody-here", Need::Present)),
+            Err(AuthError::UserNotFound("nobody-here".into()))
+        );
+        let zoe = guest(&id, "zoe").unwrap();
+        assert_eq!(
+            block_on(id.resolve("zoe", Need::Present)).unwrap().as_str(),
+            zoe.user
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(
+            block_on(id.resolve("zoe", Need::Present)).is_err(),
+            "the guest left"
+        );
+        assert_eq!(block_on(id.depart()).unwrap().len(), 1);
+        let next = guest(&id, "zoe").unwrap();
+        assert_ne!(next.user, zoe.user, "the next zoe is someone else");
+        assert_eq!(
+            block_on(id.resolve(&zoe.user, Need::Present)),
+            Err(AuthError::UserNotFound(zoe.user.clone())),
+            "the old zoe is nobody now"
+        );
+        assert_eq!(
+            block_on(id.resolve(&zoe.user, Need::Known))
+                .unwrap()
+                .as_str(),
+            zoe.user,
+            "but what she was given can be taken back"
+        );
+        // Another application's user is someone once seen: their name is theirs.
+        assert!(block_on(id.resolve("app-user", Need::Present)).is_err());
+        let minted = mint(&serde_json::json!({"sub": "app-user", "exp": unix_seconds() + 60}));
+        id.verify(&minted).unwrap();
+        assert_eq!(
+            block_on(id.resolve("App-User", Need::Present))
+                .unwrap()
+                .as_str(),
+            "app-user"
+        );
+        assert_eq!(
+            guest(&id, "app-user"),
+            Err(AuthError::NameTaken("app-user".into()))
+        );
     }
 
     #[test]

@@ -117,3 +117,46 @@ pub fn secret_fingerprint(secret: &[u8]) -> String {
     .unwrap_or_default();
     token.rsplit('.').next().unwrap_or_default().to_owned()
 }
+
+/// The key that signs CSRF tokens: made from the token secret, so every node sharing the
+/// secret issues tokens every other accepts.
+pub(crate) fn csrf_key(secret: &[u8]) -> [u8; 32] {
+    use hmac::Mac as _;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(secret)
+        .expect("HMAC takes a key of any length");
+    mac.update(b"roomcast csrf tokens");
+    mac.finalize().into_bytes().into()
+}
+
+/// The MAC of a CSRF token's nonce under `key`, in hex (128 bits).
+fn csrf_mac(key: &[u8; 32], nonce: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key)
+        .expect("HMAC takes a key of any length");
+    mac.update(nonce.as_bytes());
+    hex(&mac.finalize().into_bytes()[..16])
+}
+
+/// A new CSRF token: a random nonce, `.`, and its MAC.
+pub(crate) fn csrf_token(key: &[u8; 32]) -> String {
+    let nonce = hex(&random_bytes::<16>());
+    let mac = csrf_mac(key, &nonce);
+    format!("{nonce}.{mac}")
+}
+
+/// Whether `token` is one [`csrf_token`] made with `key` (compared in constant time).
+pub(crate) fn csrf_issued(key: &[u8; 32], token: &str) -> bool {
+    let Some((nonce, mac)) = token.split_once('.') else {
+        return false;
+    };
+    if nonce.len() != 32 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let expected = csrf_mac(key, nonce);
+    expected.len() == mac.len()
+        && expected
+            .bytes()
+            .zip(mac.bytes())
+            .fold(0u8, |d, (a, b)| d | (a ^ b))
+            == 0
+}

@@ -106,6 +106,7 @@ mod tests {
         let event = v1::StreamEvent {
             event: Some(v1::stream_event::Event::Joined(v1::PresenceEntry {
                 user: "ada".into(),
+                user_id: "ada~q1".into(),
                 listeners: 1,
             })),
         };

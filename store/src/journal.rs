@@ -266,6 +266,14 @@ impl Writer {
                         .execute(params![key, user.as_str(), marker.seq.0, marker.posts])?;
                     }
                 }
+                Durable::ReadForgotten { room, user } => {
+                    if let Some(key) = self.keys.get(room) {
+                        tx.prepare_cached(
+                            "DELETE FROM read_markers WHERE room = ?1 AND user = ?2",
+                        )?
+                        .execute(params![key, user.as_str()])?;
+                    }
+                }
                 Durable::Published(m) => {
                     let key = match self.keys.get(&m.room) {
                         Some(key) => *key,

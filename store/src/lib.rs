@@ -29,9 +29,11 @@ mod schema;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use accounts::{StoredAccount, StoredGuest};
 pub use journal::{Clock, Journal, Progress, Retention, Stopped};
 pub use open::OpenError;
 pub use read::Loaded;
+pub use schema::migrate_to;
 
 /// The database file's name inside the data dir.
 pub const DATABASE_FILE: &str = "roomcast.db";

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use roomcast_core::{
     Access, Emoji, IdempotencyKey, Kind, Message, MessageId, Reaction, ReadMarker, RoomId, Seq,
-    Standing, State, StoredRoom, Timestamp, UserName,
+    Standing, State, StoredRoom, Timestamp, UserId,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -80,14 +80,14 @@ impl Store {
                 let owner: Option<String> = row.get(4)?;
                 let mut access = Access {
                     owner: owner
-                        .and_then(|o| trusted(UserName::parse(&o, usize::MAX), "user name", &o)),
+                        .and_then(|o| trusted(UserId::parse(&o, usize::MAX), "user name", &o)),
                     private: row.get(5)?,
                     members: members
                         .query_map([key], |r| r.get::<_, String>(0))?
                         .collect::<rusqlite::Result<Vec<_>>>()?
                         .into_iter()
                         .filter_map(|m: String| {
-                            trusted(UserName::parse(&m, usize::MAX), "user name", &m)
+                            trusted(UserId::parse(&m, usize::MAX), "user name", &m)
                         })
                         .collect(),
                     ..Access::default()
@@ -102,8 +102,7 @@ impl Store {
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 for (name, role, until) in rows {
-                    let Some(user) =
-                        trusted(UserName::parse(&name, usize::MAX), "user name", &name)
+                    let Some(user) = trusted(UserId::parse(&name, usize::MAX), "user name", &name)
                     else {
                         continue;
                     };
@@ -130,7 +129,7 @@ impl Store {
                     .collect::<rusqlite::Result<Vec<_>>>()?
                     .into_iter()
                     .filter_map(|(name, marker)| {
-                        trusted(UserName::parse(&name, usize::MAX), "user name", &name)
+                        trusted(UserId::parse(&name, usize::MAX), "user name", &name)
                             .map(|user| (user, marker))
                     })
                     .collect();
@@ -232,7 +231,7 @@ fn query(
 fn message(row: &Row<'_>, room: &RoomId) -> rusqlite::Result<Option<Arc<Message>>> {
     let user: String = row.get(2)?;
     let key: Option<String> = row.get(5)?;
-    let Some(user) = trusted(UserName::parse(&user, usize::MAX), "user name", &user) else {
+    let Some(user) = trusted(UserId::parse(&user, usize::MAX), "user name", &user) else {
         return Ok(None);
     };
     let idempotency_key = match key {
@@ -277,7 +276,7 @@ fn reactions_of(json: &str) -> Vec<Reaction> {
     for (emoji, user) in pairs {
         let (Some(emoji), Some(user)) = (
             trusted(Emoji::parse(&emoji), "emoji", &emoji),
-            trusted(UserName::parse(&user, usize::MAX), "user name", &user),
+            trusted(UserId::parse(&user, usize::MAX), "user name", &user),
         ) else {
             continue;
         };

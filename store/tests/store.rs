@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roomcast_core::{
-    CloseReason, Event, IdempotencyKey, Message, MessageId, RoomId, Seq, Timestamp, UserName,
+    CloseReason, Event, IdempotencyKey, Message, MessageId, RoomId, Seq, Timestamp, UserId,
 };
 use roomcast_store::{Journal, OpenError, Progress, Retention, Store};
 
@@ -17,7 +17,7 @@ fn message(id: u64, r: &str, seq: u64, at: u64, key: Option<&str>) -> Event {
         id: MessageId(id),
         room: room(r),
         seq: Seq(seq),
-        user: UserName::parse("ada", 32).unwrap(),
+        user: UserId::parse("ada", 32).unwrap(),
         text: format!("{r} #{seq}"),
         sent_at: Timestamp::from_unix_millis(at),
         idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
@@ -35,8 +35,8 @@ fn created(r: &str) -> Event {
     }
 }
 
-fn user(name: &str) -> UserName {
-    UserName::parse(name, 32).unwrap()
+fn user(name: &str) -> UserId {
+    UserId::parse(name, 32).unwrap()
 }
 
 /// Writes the batches and waits until all are durable.
@@ -338,9 +338,9 @@ fn a_newer_schema_is_refused() {
             err,
             OpenError::TooNew {
                 found: 99,
-                known: 6,
+                known,
                 ..
-            }
+            } if known < 99
         ),
         "{err}"
     );
@@ -361,21 +361,63 @@ fn an_unusable_dir_is_refused() {
 }
 
 #[test]
-fn guest_name_holds_survive_reopening_until_they_lapse() {
+fn guest_holds_survive_reopening_until_reclaimed() {
+    use roomcast_store::StoredGuest;
     let dir = tempfile::tempdir().unwrap();
     let at = |secs: u64| Timestamp::from_unix_millis(secs * 1000);
+    let hold = |id: &str, until| StoredGuest {
+        id: id.into(),
+        key: Some(id.split('~').next().unwrap().into()),
+        held_until: at(until),
+    };
     {
         let store = Store::open(dir.path()).unwrap();
-        store.hold_guest_name("zed", at(2_000)).unwrap();
-        store.hold_guest_name("amy", at(1_000)).unwrap();
+        store.hold_guest(&hold("zed~a", 2_000)).unwrap();
+        store.hold_guest(&hold("amy~b", 1_000)).unwrap();
         // Holding again replaces the earlier hold (a sign-out shortens it).
-        store.hold_guest_name("zed", at(1_500)).unwrap();
+        store.hold_guest(&hold("zed~a", 1_500)).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
-    let mut held = store.guest_names(at(1_200)).unwrap();
-    held.sort();
-    assert_eq!(held, vec![("zed".to_owned(), at(1_500))]);
-    assert!(store.guest_names(at(1_500)).unwrap().is_empty());
+    let mut held = store.guests().unwrap();
+    held.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(held, vec![hold("amy~b", 1_000), hold("zed~a", 1_500)]);
+    store.remove_guests(&["amy~b".into()]).unwrap();
+    assert_eq!(store.guests().unwrap(), vec![hold("zed~a", 1_500)]);
+}
+
+#[test]
+fn an_account_name_is_one_persons_by_its_key() {
+    use roomcast_store::StoredAccount;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = Timestamp::from_unix_millis(1_000);
+    let account = |id: &str, name: &str| StoredAccount {
+        id: id.into(),
+        name: name.into(),
+        key: Some("alice".into()),
+    };
+    assert!(
+        store
+            .create_account(&account("alice~a", "alice"), "h1", now)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .create_account(&account("Alice~b", "Alice"), "h2", now)
+            .unwrap()
+    );
+    assert_eq!(
+        store.account_by_key("alice").unwrap(),
+        Some(("alice~a".into(), "h1".into()))
+    );
+    assert!(store.set_password("alice~a", "h3").unwrap());
+    assert!(!store.set_password("nobody~x", "h3").unwrap());
+    assert_eq!(
+        store.account_by_key("alice").unwrap().unwrap().1,
+        "h3",
+        "the new password"
+    );
+    assert_eq!(store.accounts().unwrap(), vec![account("alice~a", "alice")]);
 }
 
 /// What core decided about edits, deletions and reactions reads back from the store the same,

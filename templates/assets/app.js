@@ -104,9 +104,12 @@ function dayWords(d) {
 
 // ---- The page --------------------------------------------------------------------------------------
 
+/** A user's name, from their id (`name~tag`): ids tell people apart, names are shown. */
+const nameOf = (id) => id.split("~")[0];
+
 function start() {
   const roomId = chat.dataset.room;
-  const me = chat.dataset.user;
+  const me = chat.dataset.user; // the reader's id
   const list = $("messages");
   const scroller = $("scroller");
   const edge = $("edge");
@@ -164,15 +167,15 @@ function start() {
   function messageNode(m, previous) {
     const at = new Date(m.sent_at);
     const li = document.createElement("li");
-    li.className = "message" + (m.user === me ? " mine" : "");
+    li.className = "message" + (m.user_id === me ? " mine" : "");
     li.id = `m${m.seq}`;
     li.dataset.seq = m.seq;
-    li.dataset.user = m.user;
+    li.dataset.user = m.user_id;
     const meta = document.createElement("div");
     meta.className = "meta";
     const who = document.createElement("span");
     who.className = "who";
-    who.textContent = m.user;
+    who.textContent = nameOf(m.user_id);
     const time = document.createElement("time");
     time.dateTime = m.sent_at;
     time.textContent = clock(at);
@@ -180,9 +183,9 @@ function start() {
     meta.append(who, " ", time);
     li.append(meta);
     const entry = {
-      seq: m.seq, user: m.user, at, node: li, text: m.text, replyTo: m.reply_to ?? null,
+      seq: m.seq, user: m.user_id, at, node: li, text: m.text, replyTo: m.reply_to ?? null,
       edited: Boolean(m.edited_at), deleted: Boolean(m.deleted),
-      reactions: new Map((m.reactions || []).map((r) => [r.emoji, [...r.users]])),
+      reactions: new Map((m.reactions || []).map((r) => [r.emoji, [...r.user_ids]])),
       files: m.attachments || [],
     };
     renderBody(entry);
@@ -231,9 +234,10 @@ function start() {
         button.type = "button";
         button.className = "reaction";
         button.textContent = `${emoji} ${users.length}`;
-        button.title = users.join(", ");
+        const names = users.map(nameOf).join(", ");
+        button.title = names;
         button.setAttribute("aria-pressed", String(mine));
-        button.setAttribute("aria-label", `${emoji} ${users.length}: ${users.join(", ")}`);
+        button.setAttribute("aria-label", `${emoji} ${users.length}: ${names}`);
         button.addEventListener("click", () => change(() => room.react(entry.seq, emoji, !mine)));
         item.append(button);
         list.append(item);
@@ -281,7 +285,7 @@ function start() {
   function quoted(entry) {
     if (entry.deleted) return "a deleted message";
     const words = [...entry.text];
-    return `${entry.user}: ${words.slice(0, QUOTE_CHARS).join("")}${words.length > QUOTE_CHARS ? "…" : ""}`;
+    return `${nameOf(entry.user)}: ${words.slice(0, QUOTE_CHARS).join("")}${words.length > QUOTE_CHARS ? "…" : ""}`;
   }
 
   /** The buttons under a message: reply, react, and for one's own (or as the room's owner)
@@ -294,7 +298,7 @@ function start() {
       b.type = "button";
       b.className = "link";
       b.textContent = label;
-      b.setAttribute("aria-label", `${name} ${entry.user}'s message`);
+      b.setAttribute("aria-label", `${name} ${nameOf(entry.user)}'s message`);
       b.addEventListener("click", onClick);
       bar.append(b);
       return b;
@@ -348,7 +352,7 @@ function start() {
         m.type = "button";
         m.className = "link";
         m.textContent = label;
-        m.setAttribute("aria-label", `${label} ${entry.user}`);
+        m.setAttribute("aria-label", `${label} ${nameOf(entry.user)}`);
         m.addEventListener("click", () => moderate(action, seconds));
         bar.append(m);
       };
@@ -394,10 +398,10 @@ function start() {
     const entry = bySeq(e.of);
     if (!entry || entry.deleted) return;
     const users = entry.reactions.get(e.emoji) || [];
-    const has = users.includes(e.user);
-    if (e.added && !has) entry.reactions.set(e.emoji, [...users, e.user]);
+    const has = users.includes(e.user_id);
+    if (e.added && !has) entry.reactions.set(e.emoji, [...users, e.user_id]);
     if (!e.added && has) {
-      const rest = users.filter((u) => u !== e.user);
+      const rest = users.filter((u) => u !== e.user_id);
       if (rest.length) entry.reactions.set(e.emoji, rest); else entry.reactions.delete(e.emoji);
     }
     renderBody(entry);
@@ -417,9 +421,9 @@ function start() {
   }
 
   // ---- Who is typing: shown until they stop saying so, or their message arrives ----
-  const typists = new Map(); // user → the timer that forgets them
+  const typists = new Map(); // user id → the timer that forgets them
   function showTypists() {
-    const names = [...typists.keys()].sort();
+    const names = [...typists.keys()].map(nameOf).sort();
     typingLine.textContent = names.length === 0 ? ""
       : names.length === 1 ? `${names[0]} is typing…`
       : names.length <= 3 ? `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are typing…`
@@ -444,7 +448,7 @@ function start() {
   addEventListener("pagehide", () => { if (markTimer) { clearTimeout(markTimer); room.markRead(newestSeen(), { keepalive: true }).catch(() => {}); } });
 
   function append(m) {
-    if (typists.has(m.user)) { clearTimeout(typists.get(m.user)); typists.delete(m.user); showTypists(); }
+    if (typists.has(m.user_id)) { clearTimeout(typists.get(m.user_id)); typists.delete(m.user_id); showTypists(); }
     const previous = shown.at(-1);
     const entry = messageNode(m, previous);
     const stick = atBottom();
@@ -452,7 +456,7 @@ function start() {
     if (entry.newDay) list.append(daySeparator(entry.at));
     list.append(entry.node);
     shown.push(entry);
-    if (stick || m.user === me) {
+    if (stick || m.user_id === me) {
       toBottom();
       markSeen();
     } else {
@@ -537,14 +541,15 @@ function start() {
     : null;
 
   // ---- People ----
-  const people = new Set([...presentList.querySelectorAll("li")].map((li) => li.textContent.trim()));
+  const people = new Set([...presentList.querySelectorAll("li")].map((li) => li.dataset.user));
   function renderPeople() {
-    presentList.replaceChildren(...[...people].sort().map((u) => {
+    presentList.replaceChildren(...[...people].sort().map((id) => {
       const li = document.createElement("li");
+      li.dataset.user = id;
       const dot = document.createElement("span");
       dot.className = "dot";
       dot.setAttribute("aria-hidden", "true");
-      li.append(dot, u);
+      li.append(dot, nameOf(id));
       return li;
     }));
     count.textContent = String(people.size);
@@ -557,12 +562,12 @@ function start() {
   // ---- What the server rendered becomes the same live markup ----
   const rendered = [...list.querySelectorAll(".message")].map((li) => ({
     seq: Number(li.dataset.seq),
-    user: li.dataset.user,
+    user_id: li.dataset.user,
     sent_at: li.dataset.at,
     deleted: li.dataset.deleted === "true",
     edited_at: li.dataset.edited === "true" ? li.dataset.at : null,
     reply_to: li.dataset.replyTo ? Number(li.dataset.replyTo) : null,
-    reactions: JSON.parse(li.dataset.reactions || "[]").map((r) => ({ emoji: r.emoji, users: r.users })),
+    reactions: JSON.parse(li.dataset.reactions || "[]").map((r) => ({ emoji: r.emoji, user_ids: r.users })),
     text: li.dataset.deleted === "true" ? "" : li.querySelector(".text").textContent,
     attachments: JSON.parse(li.dataset.files || "[]"),
   }));
@@ -603,24 +608,24 @@ function start() {
       deleted,
       reaction,
       typing(t) {
-        if (t.user === me) return;
-        clearTimeout(typists.get(t.user));
-        typists.set(t.user, setTimeout(() => { typists.delete(t.user); showTypists(); }, t.expires_in_ms));
+        if (t.user_id === me) return;
+        clearTimeout(typists.get(t.user_id));
+        typists.set(t.user_id, setTimeout(() => { typists.delete(t.user_id); showTypists(); }, t.expires_in_ms));
         showTypists();
       },
       moderation(e) {
-        const who = e.target === me ? "You were" : `${e.target} was`;
+        const who = e.target_id === me ? "You were" : `${e.target} was`;
         const what = {
           appoint: "made a moderator", dismiss: "no longer a moderator",
           mute: `muted until ${e.until ? clock(new Date(e.until)) : "later"}`, unmute: "unmuted",
           kick: "removed from the room", ban: "banned", unban: "unbanned",
         }[e.action] || e.action;
-        notice(`${who} ${what} by ${e.user}.`, { lasting: e.target === me });
+        notice(`${who} ${what} by ${e.user}.`, { lasting: e.target_id === me });
       },
       presence(p) {
-        if (p.kind === "snapshot") { people.clear(); for (const u of p.users) people.add(u.user); }
-        else if (p.kind === "joined") people.add(p.user);
-        else if (p.kind === "left") people.delete(p.user);
+        if (p.kind === "snapshot") { people.clear(); for (const u of p.users) people.add(u.user_id); }
+        else if (p.kind === "joined") people.add(p.user_id);
+        else if (p.kind === "left") people.delete(p.user_id);
         renderPeople();
       },
       gap(g) {

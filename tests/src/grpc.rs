@@ -53,17 +53,21 @@ pub async fn guest(c: &mut Client, user: &str) -> String {
         .await;
     let token = match guest {
         Ok(issued) => issued.into_inner().token,
-        // A name only an account may hold (an admin's): the harness registers it.
+        // A name only an account may hold (an admin's, made with `--set-password` when the
+        // server started): the harness signs in to it, or registers it.
         Err(e) if e.code() == tonic::Code::AlreadyExists => {
             let account = pb::Credentials {
                 name: user.into(),
                 password: crate::HARNESS_PASSWORD.into(),
             };
-            c.register(account)
-                .await
-                .unwrap_or_else(|e| panic!("an account for {user}: {e}"))
-                .into_inner()
-                .token
+            let issued = match c.sign_in(account.clone()).await {
+                Ok(issued) => issued,
+                Err(_) => c
+                    .register(account)
+                    .await
+                    .unwrap_or_else(|e| panic!("an account for {user}: {e}")),
+            };
+            issued.into_inner().token
         }
         Err(e) => panic!("a guest token for {user}: {e}"),
     };

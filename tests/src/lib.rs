@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub mod chromium;
 pub mod grpc;
@@ -132,12 +132,17 @@ impl Server {
             .iter()
             .any(|a| a.starts_with("--data-dir") || *a == "--in-memory");
         let data = (!chosen).then(|| tempfile::tempdir().expect("a temporary data dir"));
+        let data_args: Vec<&OsStr> = data
+            .iter()
+            .flat_map(|d| [OsStr::new("--data-dir"), d.path().as_os_str()])
+            .collect();
+        for admin in admins(args) {
+            make_account(&path, &data_args, args, &admin);
+        }
         let mut child = Command::new(&path)
             .args(["--listen", listen])
-            .args(
-                data.iter()
-                    .flat_map(|d| [OsStr::new("--data-dir"), d.path().as_os_str()]),
-            )
+            .args(&data_args)
+            .args(RELAXED)
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("NO_COLOR")
@@ -278,6 +283,65 @@ impl Drop for Server {
     }
 }
 
+/// What one stranger may take, relaxed for the tests that are about something else: they act
+/// as a handful of users (the harness's `anonymous` among them) from one address, making more
+/// rooms, uploads, streams and connections than one guest may. The tests of those limits give
+/// their own values, which come later on the command line and win.
+const RELAXED: &[&str] = &[
+    "--room-rate=0/1s",
+    "--upload-rate=0/1s",
+    "--max-rooms-per-user=100000",
+    "--max-user-listeners=100000",
+    "--max-connections-per-address=100000",
+    "--max-fresh-connections-per-address=100000",
+];
+
+/// The names `--admins` gives in `args` (`--admins=a,b` or `--admins a,b`).
+fn admins(args: &[&str]) -> Vec<String> {
+    let mut names = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        let list = match arg.strip_prefix("--admins=") {
+            Some(list) => Some(list),
+            None if *arg == "--admins" => args.get(i + 1).copied(),
+            None => None,
+        };
+        names.extend(
+            list.into_iter()
+                .flat_map(|l| l.split(','))
+                .map(str::to_owned),
+        );
+    }
+    names
+}
+
+/// Makes the account `name` with the harness's password as an operator does, with
+/// `--set-password` on the server's data dir (or Redis) before it starts: the only way an
+/// admin's account is made.
+fn make_account(binary: &std::path::Path, data_args: &[&OsStr], args: &[&str], name: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new(binary)
+        .args(data_args)
+        .args(args)
+        .args(["--set-password", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server binary runs");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(format!("{HARNESS_PASSWORD}\n").as_bytes())
+        .expect("the password is written");
+    let out = child.wait_with_output().expect("--set-password ends");
+    assert!(
+        out.status.success(),
+        "--set-password {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs a server binary that must refuse to start; returns its exit status and what it wrote
 /// to stderr.
 pub fn refused_start(package: &str, bin: &str, args: &[&str]) -> (ExitStatus, String) {
@@ -360,8 +424,113 @@ impl Answer {
     }
 }
 
-/// The password the harness registers admins' accounts with.
-pub(crate) const HARNESS_PASSWORD: &str = "harness password";
+/// A user signed in over REST: their token and id.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Their bearer token.
+    pub token: String,
+    /// Their user id (`name~tag`).
+    pub id: String,
+}
+
+impl User {
+    /// A new guest named `nickname` (asserts the server takes it).
+    pub fn guest(server: &Server, nickname: &str) -> User {
+        let res = post_json(
+            &server.url("/api/v1/auth/guest"),
+            &json!({ "nickname": nickname }),
+        );
+        assert_eq!(res.status, 201, "guest {nickname}: {}", res.body);
+        User::from_answer(&res)
+    }
+
+    /// A new account named `name` (asserts the server takes it).
+    pub fn register(server: &Server, name: &str) -> User {
+        let res = post_json(
+            &server.url("/api/v1/auth/register"),
+            &json!({ "name": name, "password": "a long password" }),
+        );
+        assert_eq!(res.status, 201, "register {name}: {}", res.body);
+        User::from_answer(&res)
+    }
+
+    /// The user an auth answer (`token`, `user_id`) names.
+    pub fn from_answer(res: &Answer) -> User {
+        let body = res.json();
+        User {
+            token: body["token"].as_str().expect("a token").to_owned(),
+            id: body["user_id"].as_str().expect("an id").to_owned(),
+        }
+    }
+}
+
+/// `method path` on `server` as `who`, with a JSON body (`{}` when a POST, PUT or PATCH has
+/// none).
+pub fn call_as(
+    server: &Server,
+    method: &str,
+    path: &str,
+    who: &User,
+    body: Option<Value>,
+) -> Answer {
+    let auth = format!("Bearer {}", who.token);
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+    ];
+    let body = match method {
+        "POST" | "PUT" | "PATCH" => Some(body.unwrap_or(json!({})).to_string()),
+        _ => None,
+    };
+    request_with(method, &server.url(path), &headers, body.as_deref())
+}
+
+/// `value` without its `user_id`s, each checked first to be the id of the `user` beside it
+/// (that name, `~`, a tag): for comparing answers whose ids are random.
+pub fn ids_checked(value: Value) -> Value {
+    match value {
+        Value::Object(mut fields) => {
+            if let (Some(Value::String(name)), Some(id)) =
+                (fields.get("user"), fields.get("user_id"))
+            {
+                let id = id.as_str().unwrap_or_default();
+                assert!(
+                    id.strip_prefix(name.as_str())
+                        .is_some_and(|tag| tag.starts_with('~') && tag.len() > 1),
+                    "{id:?} is not an id of {name:?}"
+                );
+                fields.remove("user_id");
+            }
+            Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k, ids_checked(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(ids_checked).collect()),
+        scalar @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_)) => scalar,
+    }
+}
+
+/// The JSON of a 2xx answer (`null` when empty); fails the test with the answer otherwise.
+pub fn ok(res: Answer) -> Value {
+    assert!(
+        (200..300).contains(&res.status),
+        "{} {}",
+        res.status,
+        res.body
+    );
+    if res.body.is_empty() {
+        Value::Null
+    } else {
+        res.json()
+    }
+}
+
+/// The password of the admins' accounts the harness makes before a server starts (with
+/// `--set-password`, as an operator would).
+pub const HARNESS_PASSWORD: &str = "harness password";
 
 /// A guest token for `user` on the server at `addr`, fetched once per data dir and name through
 /// `POST /api/v1/auth/guest` (for a name only an account may hold, an admin's, an account's
@@ -391,11 +560,15 @@ pub fn guest_token(addr: SocketAddr, user: &str) -> Option<String> {
         serde_json::json!({ "nickname": user }),
     );
     if res.status == 409 {
-        // A name only an account may hold (an admin's): the harness registers it.
+        // A name only an account may hold (an admin's, made with `--set-password` when the
+        // server started): the harness signs in to it, or registers it.
         let account = serde_json::json!({ "name": user, "password": HARNESS_PASSWORD });
-        res = post("/api/v1/auth/register", account);
+        res = post("/api/v1/auth/sign-in", account.clone());
+        if res.status != 201 && res.status != 200 {
+            res = post("/api/v1/auth/register", account);
+        }
     }
-    if res.status != 201 {
+    if res.status != 201 && res.status != 200 {
         return None;
     }
     let token = res.json()["token"].as_str()?.to_owned();

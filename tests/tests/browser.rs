@@ -482,7 +482,7 @@ async fn furnished(server: &Server, driver: &Driver) -> (Client, String) {
     wait_for(
         &ada,
         "bob a member",
-        "return document.querySelector('#members [data-user=\"bob\"]') ? true : null;",
+        "return document.querySelector('#members [data-user^=\"bob~\"]') ? true : null;",
     )
     .await;
     let as_bob = [
@@ -553,10 +553,11 @@ async fn pages_fit_desktops_and_phones_and_direct_messages_show_names() {
     assert_eq!(side, json!(["bob"]));
     // The owner is not offered removing themselves; presence is said in words.
     ada.goto(&server.url("/room/design-review")).await.unwrap();
-    let members = run(&ada, "return [...document.querySelectorAll('#members li')].map(li => [li.dataset.user, li.querySelector('.state').textContent, !!li.querySelector('form')]);", vec![]).await;
+    let members = run(&ada, "return [...document.querySelectorAll('#members li')].map(li => [li.querySelector('.member-name').textContent, li.dataset.user.split('~')[0], li.querySelector('.state').textContent, !!li.querySelector('form')]);", vec![]).await;
     assert_eq!(
         members,
-        json!([["ada", "here", false], ["bob", "away", true]])
+        json!([["ada", "ada", "here", false], ["bob", "bob", "away", true]]),
+        "names shown, ids behind them"
     );
     ada.close().await.unwrap();
 }

@@ -19,13 +19,15 @@ async fn submit_then_stream_with_presence() {
     create(&mut c, "lobby").await;
     let mut s = open(&mut c, "bob", "lobby", None).await;
     match next(&mut s).await {
-        Some(Event::Presence(p)) => assert_eq!(
-            p.users,
-            [pb::PresenceEntry {
-                user: "bob".into(),
-                listeners: 1
-            }]
-        ),
+        Some(Event::Presence(p)) => {
+            let users: Vec<_> = p
+                .users
+                .iter()
+                .map(|u| (u.user.as_str(), u.listeners))
+                .collect();
+            assert_eq!(users, [("bob", 1)]);
+            assert!(p.users[0].user_id.starts_with("bob~"), "{:?}", p.users);
+        }
         other => panic!("presence first, got {other:?}"),
     }
     let sent = submit(&mut c, "ada", "lobby", "hello over gRPC 👋").await;
@@ -36,15 +38,19 @@ async fn submit_then_stream_with_presence() {
     }
     let mut other = open(&mut c, "cy", "lobby", None).await;
     next(&mut other).await;
-    let entry = |listeners| pb::PresenceEntry {
-        user: "cy".into(),
-        listeners,
+    let joined = match next(&mut s).await {
+        Some(Event::Joined(e)) => e,
+        other => panic!("cy joins, got {other:?}"),
     };
-    assert_eq!(next(&mut s).await, Some(Event::Joined(entry(1))));
+    assert_eq!((joined.user.as_str(), joined.listeners), ("cy", 1));
+    assert!(joined.user_id.starts_with("cy~"), "{joined:?}");
     drop(other);
     assert_eq!(
         next(&mut s).await,
-        Some(Event::Left(entry(0))),
+        Some(Event::Left(pb::PresenceEntry {
+            listeners: 0,
+            ..joined
+        })),
         "a dropped stream leaves"
     );
     let req = as_user(
@@ -162,13 +168,13 @@ async fn deleting_a_room_ends_its_streams() {
     )
     .await;
     c.delete_room(req).await.unwrap();
-    assert_eq!(
-        next(&mut s).await,
-        Some(Event::Closed(pb::Closed {
-            reason: "deleted".into(),
-            by: "ada".into()
-        }))
-    );
+    match next(&mut s).await {
+        Some(Event::Closed(c)) => {
+            assert_eq!((c.reason.as_str(), c.by.as_str()), ("deleted", "ada"));
+            assert!(c.by_id.starts_with("ada~"), "{c:?}");
+        }
+        other => panic!("closed, got {other:?}"),
+    }
     assert_eq!(
         next(&mut s).await,
         None,
@@ -477,7 +483,8 @@ async fn sigterm_ends_streams_cleanly_and_exits_zero() {
         next(&mut s).await,
         Some(Event::Closed(pb::Closed {
             reason: "shutdown".into(),
-            by: String::new()
+            by: String::new(),
+            by_id: String::new(),
         }))
     );
     assert_eq!(next(&mut s).await, None, "an OK end, not an error");

@@ -83,7 +83,9 @@ fn accounts_register_sign_in_and_post_as_themselves() {
     let server = Server::smol(&[]);
     let ada = register(&server, "ada", "correct horse");
     let me = call(&server, "GET", "/api/v1/auth/me", Some(&ada), None).json();
-    assert_eq!(me, json!({"user": "ada", "guest": false}));
+    let id = me["user_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("ada~u"), "an account's id: {id}");
+    assert_eq!(me, json!({"user": "ada", "user_id": id, "guest": false}));
     call(
         &server,
         "POST",

@@ -61,6 +61,7 @@ fn a_recorded_smol_server_replays_identically_across_a_restart() {
         &json!({"room": "den", "private": true}),
     );
     assert_eq!(den.status, 201, "{}", den.body);
+    roomcast_e2e::guest_token(server.addr, "bob").expect("bob holds his name");
     let invite = post_json(
         &server.url("/api/v1/rooms/den/members?user=ada"),
         &json!({"user": "bob"}),

@@ -155,10 +155,26 @@ fn edits_deletions_reactions_and_replies_over_rest_and_sse() {
             "{}",
             entries[2]
         );
-        let reactions = &entries[0]["reactions"];
+        let mut reactions = entries[0]["reactions"].clone();
+        for reaction in reactions.as_array_mut().unwrap() {
+            // Who reacted, by name, and by id behind it.
+            let ids = reaction
+                .as_object_mut()
+                .unwrap()
+                .remove("user_ids")
+                .unwrap();
+            let names = reaction["users"].as_array().unwrap();
+            for (id, name) in ids.as_array().unwrap().iter().zip(names) {
+                let name = name.as_str().unwrap();
+                assert!(
+                    id.as_str().unwrap().starts_with(&format!("{name}~")),
+                    "{id}"
+                );
+            }
+        }
         assert_eq!(
             reactions,
-            &json!([
+            json!([
                 { "emoji": "👍", "count": 1, "users": ["ada"] },
                 { "emoji": "❤\u{fe0f}", "count": 1, "users": ["bob"] },
             ]),

@@ -371,10 +371,54 @@ fn a_guest_cannot_take_an_admins_name() {
         &json!({"nickname": "root"}),
     );
     guest.problem(409, "name-taken");
-    // The admin signs up as an account (before exposing the server), and is one.
+    // Nor can a stranger register it: the operator made the admin's account (the harness does
+    // it with `--set-password` as an operator would), which signs in.
     let account = post_json(
         &server.url("/api/v1/auth/register"),
         &json!({"name": "root", "password": "a long password"}),
     );
-    assert_eq!(account.status, 201, "{}", account.body);
+    account.problem(409, "name-taken");
+    let operator = post_json(
+        &server.url("/api/v1/auth/sign-in"),
+        &json!({"name": "root", "password": "harness password"}),
+    );
+    assert_eq!(operator.status, 200, "{}", operator.body);
+}
+
+#[test]
+fn one_account_holds_a_bounded_number_of_sessions() {
+    // Each sign-in opens a session the server keeps until it expires; signing in again and
+    // again (from many addresses, past the per-address limits) must not keep them all. Past
+    // the most, a new one ends the account's oldest, and its open streams.
+    let server = Server::smol(&["--max-sessions-per-user=4"]);
+    let registered = post_from(
+        &server,
+        address(10),
+        "/api/v1/auth/register",
+        &json!({"name": "ada", "password": "a long password"}),
+    );
+    assert_eq!(registered.status(), 201);
+    let token = |res: &RawResponse| res.json()["token"].as_str().unwrap().to_owned();
+    let first = token(&registered);
+    let path = "/api/v1/rooms";
+    call(&server, "POST", path, &first, Some(json!({"room": "hall"})));
+    let mut stream =
+        roomcast_e2e::SseStream::open_with_token(server.addr, "/api/v1/rooms/hall/events", &first)
+            .expect("a stream");
+    let mut tokens = vec![first];
+    for n in 0..5u8 {
+        let signed_in = sign_in_from(&server, address(11 + n), "ada", "a long password");
+        assert_eq!(signed_in.status(), 200);
+        tokens.push(token(&signed_in));
+    }
+    let me = |token: &str| call(&server, "GET", "/api/v1/auth/me", token, None).status;
+    // Six sessions opened: the oldest two are over, the first one's stream with it.
+    for old in &tokens[..2] {
+        assert_eq!(me(old), 401, "an old session ends");
+    }
+    for kept in &tokens[2..] {
+        assert_eq!(me(kept), 200, "the newest four live");
+    }
+    let closed = stream.next_of("closed").expect("the stream is told");
+    assert_eq!(closed.json()["reason"], "signed-out");
 }

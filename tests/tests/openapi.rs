@@ -225,6 +225,17 @@ fn sampled_responses_match_the_document() {
     );
     expect(&doc, "post", rooms, 201, &den);
     let invite = |who: &str| server.url(&format!("/api/v1/rooms/den/members?user={who}"));
+    // Whom one invites holds the name; a name nobody holds is nobody to invite.
+    for user in ["bob", "cy"] {
+        roomcast_e2e::guest_token(server.addr, user).expect("a guest");
+    }
+    expect(
+        &doc,
+        "post",
+        members,
+        404,
+        &post_json(&invite("ada"), &json!({"user": "nobody-here"})),
+    );
     expect(
         &doc,
         "post",

@@ -471,6 +471,7 @@ fn a_member_removed_on_one_node_is_cut_off_on_every_node() {
         &json!({ "room": "club", "private": true }),
     );
     assert_eq!(made.status, 201, "{}", made.body);
+    let pete = roomcast_e2e::guest_token(a.addr, "pete").expect("pete");
     let invited = post_as(
         &a.url("/api/v1/rooms/club/members"),
         Some(&owner),
@@ -478,7 +479,6 @@ fn a_member_removed_on_one_node_is_cut_off_on_every_node() {
     );
     assert_eq!(invited.status, 204, "{}", invited.body);
     // Pete listens on the other node, which loads the room with him as a member.
-    let pete = roomcast_e2e::guest_token(a.addr, "pete").expect("pete");
     let mut stream = SseStream::open_with_token(b.addr, "/api/v1/rooms/club/events", &pete)
         .expect("a member listens on node b");
     stream.next_of("presence").expect("a snapshot");

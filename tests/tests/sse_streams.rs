@@ -3,7 +3,7 @@
 
 use std::thread;
 
-use roomcast_e2e::{Server, SseStream, create_room, delete, post_json, say};
+use roomcast_e2e::{Server, SseStream, create_room, delete, ids_checked, post_json, say};
 use serde_json::json;
 
 fn events_path(room: &str, user: &str) -> String {
@@ -18,7 +18,7 @@ fn a_post_arrives_as_a_message_event_with_its_sequence_number() {
     let presence = stream.next_event().unwrap();
     assert_eq!(presence.event, "presence");
     assert_eq!(
-        presence.json(),
+        ids_checked(presence.json()),
         json!({"type": "presence", "kind": "snapshot", "users": [{"user": "bob", "listeners": 1}]})
     );
     assert_eq!(stream.retry, Some(2000), "a retry hint comes first");
@@ -169,9 +169,11 @@ fn deleting_a_room_ends_every_stream_with_a_reason() {
         204
     );
     for s in &mut streams {
-        let closed = s.next_of("closed").unwrap();
+        let mut closed = s.next_of("closed").unwrap().json();
+        let by_id = closed.as_object_mut().unwrap().remove("by_id").unwrap();
+        assert!(by_id.as_str().unwrap().starts_with("ada~"), "{by_id}");
         assert_eq!(
-            closed.json(),
+            closed,
             json!({"type": "closed", "reason": "deleted", "by": "ada"})
         );
         assert!(
@@ -187,22 +189,22 @@ fn presence_follows_listeners_coming_and_going() {
     create_room(&server, "hall");
     let mut ada = SseStream::open(server.addr, &events_path("hall", "ada"), None).unwrap();
     assert_eq!(
-        ada.next_event().unwrap().json()["users"],
+        ids_checked(ada.next_event().unwrap().json()["users"].clone()),
         json!([{"user": "ada", "listeners": 1}])
     );
     let bob = SseStream::open(server.addr, &events_path("hall", "bob"), None).unwrap();
     assert_eq!(
-        ada.next_event().unwrap().json(),
+        ids_checked(ada.next_event().unwrap().json()),
         json!({"type": "presence", "kind": "joined", "user": "bob"})
     );
     let listed = roomcast_e2e::get(&server.url("/api/v1/rooms/hall/presence")).json();
     assert_eq!(
-        listed["users"],
+        ids_checked(listed["users"].clone()),
         json!([{"user": "ada", "listeners": 1}, {"user": "bob", "listeners": 1}])
     );
     drop(bob);
     assert_eq!(
-        ada.next_event().unwrap().json(),
+        ids_checked(ada.next_event().unwrap().json()),
         json!({"type": "presence", "kind": "left", "user": "bob"})
     );
 }

@@ -3,7 +3,7 @@
 
 use std::net::TcpStream;
 
-use roomcast_e2e::{PATIENCE, Server, create_room, delete, get, guest_token, say};
+use roomcast_e2e::{PATIENCE, Server, create_room, delete, get, guest_token, ids_checked, say};
 use serde_json::{Value, json};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::stream::MaybeTlsStream;
@@ -52,13 +52,13 @@ fn events_flow_out_and_submits_flow_in() {
     create_room(&server, "ws");
     let mut ada = connect(&server, "/api/v1/rooms/ws/ws?user=ada");
     assert_eq!(
-        next(&mut ada),
+        ids_checked(next(&mut ada)),
         json!({"type": "presence", "kind": "snapshot", "users": [{"user": "ada", "listeners": 1}]})
     );
     let mut bob = connect(&server, "/api/v1/rooms/ws/ws?user=bob");
     next_of(&mut bob, "presence");
     assert_eq!(
-        next(&mut ada),
+        ids_checked(next(&mut ada)),
         json!({"type": "presence", "kind": "joined", "user": "bob"})
     );
 
@@ -181,8 +181,11 @@ fn since_resumes_and_deletion_closes_the_socket() {
         delete(&server.url("/api/v1/rooms/wsr?user=ada")).status,
         204
     );
+    let mut closed = next_of(&mut ws, "closed");
+    let by_id = closed.as_object_mut().unwrap().remove("by_id").unwrap();
+    assert!(by_id.as_str().unwrap().starts_with("ada~"), "{by_id}");
     assert_eq!(
-        next_of(&mut ws, "closed"),
+        closed,
         json!({"type": "closed", "reason": "deleted", "by": "ada"})
     );
     match ws.read() {

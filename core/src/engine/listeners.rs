@@ -5,6 +5,7 @@ use crate::action::Action;
 use crate::command::{OpenListener, Opened, Resume};
 use crate::error::Error;
 use crate::ids::{ListenerId, RoomId};
+use crate::limits::Limits;
 use crate::time::Timestamp;
 
 impl Core {
@@ -34,6 +35,7 @@ impl Core {
             Err(
                 Error::TooManyListeners { .. }
                 | Error::TooManyUserListeners { .. }
+                | Error::TooManyOwnListeners { .. }
                 | Error::ServerFull { .. },
             ) => {
                 self.close_listener(now, old);
@@ -69,10 +71,16 @@ impl Core {
             let max = limits.max_listeners_per_room;
             return Err(Error::TooManyListeners { room: id, max });
         }
-        if self.listeners.len() >= limits.max_listeners {
+        let held = self.holdings.listening(&user);
+        let taken = self.holdings.listeners();
+        if !Limits::may_take(limits.max_listeners, taken, held) {
             return Err(Error::ServerFull {
                 max: limits.max_listeners,
             });
+        }
+        let share = limits.for_user(limits.max_user_listeners, &user);
+        if held >= share {
+            return Err(Error::TooManyOwnListeners { max: share });
         }
         if r.presence().listeners_of(&user) >= limits.max_listeners_per_user {
             let max = limits.max_listeners_per_user;
@@ -83,7 +91,7 @@ impl Core {
         let room = self.room_mut(&id);
         let joined = room.join(listener, &user, now);
         let presence = room.presence().entries();
-        self.listeners.insert(listener, id.clone());
+        self.holdings.open(listener, id.clone(), user.clone());
         self.expiries.remove(&id);
         if joined {
             self.presence_changed(&id, user, true);
@@ -100,7 +108,7 @@ impl Core {
 
     /// Closes a listener; false if it was not open.
     pub(super) fn close_listener(&mut self, now: Timestamp, listener: ListenerId) -> bool {
-        let Some(room) = self.listeners.remove(&listener) else {
+        let Some(room) = self.holdings.close(listener) else {
             return false;
         };
         let Some(r) = self.rooms.get_mut(&room) else {
@@ -122,6 +130,6 @@ impl Core {
 
     /// The room a listener is open on.
     pub fn listener_room_id(&self, listener: ListenerId) -> Option<&RoomId> {
-        self.listeners.get(&listener)
+        self.holdings.room_of(listener)
     }
 }

@@ -6,7 +6,7 @@ use crate::action::Action;
 use crate::command::{ChangeMember, MemberChange};
 use crate::error::{Error, MembershipError};
 use crate::event::{CloseReason, Event};
-use crate::ids::{RoomId, UserName};
+use crate::ids::{RoomId, UserId};
 use crate::time::Timestamp;
 
 impl Core {
@@ -42,7 +42,7 @@ impl Core {
                 };
                 let empty = room.listener_count() == 0;
                 for listener in closed {
-                    self.listeners.remove(&listener);
+                    self.holdings.close(listener);
                     self.emit(Event::ListenerClosed {
                         listener,
                         room: id.clone(),
@@ -68,7 +68,7 @@ impl Core {
     pub(super) fn close_listeners_of(
         &mut self,
         id: &RoomId,
-        user: &UserName,
+        user: &UserId,
         reason: CloseReason,
         now: Timestamp,
     ) {
@@ -80,7 +80,7 @@ impl Core {
             .filter(|l| room.listener_user(*l) == Some(user))
             .collect();
         for listener in theirs {
-            self.listeners.remove(&listener);
+            self.holdings.close(listener);
             let left = self.room_mut(id).leave(listener, now);
             self.emit(Event::ListenerClosed {
                 listener,

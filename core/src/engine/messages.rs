@@ -4,10 +4,10 @@
 use super::Core;
 use crate::action::Action;
 use crate::command::{Cursor, History, HistoryPage, MarkRead, Reply, Submit, Submitted, Upload};
-use crate::error::{AttachmentError, Error};
+use crate::error::{AttachmentError, Error, Paced};
 use crate::event::CloseReason;
 use crate::event::Event;
-use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserName};
+use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserId};
 use crate::limits::check_text;
 use crate::log::{Draft, Sequencer};
 use crate::message::{Kind, Message, Moderation};
@@ -130,7 +130,7 @@ impl Core {
     fn target(
         &self,
         now: Timestamp,
-        user: &UserName,
+        user: &UserId,
         room: &Room,
         kind: &Kind,
         recalled: Option<Arc<Message>>,
@@ -221,9 +221,11 @@ impl Core {
     /// published.
     pub(super) fn apply(&mut self, now: Timestamp, entry: Arc<Message>) -> Arc<Message> {
         let room = self.room_mut(&entry.room);
-        let (entry, grew, dropped) = room.apply(entry, now);
+        let (entry, before, dropped) = room.apply(entry, now);
+        let after = room.history().len();
         let idle = room.listener_count() == 0;
-        self.messages_held += usize::from(grew);
+        // The ring grows by the entry, and may let go of several older ones for it.
+        self.messages_held = self.messages_held + after - before;
         if idle {
             let id = entry.room.clone();
             self.schedule_expiry(&id, now);
@@ -279,12 +281,7 @@ impl Core {
     }
 
     /// `user` may speak in `room` now: the policy lets them post there, and they are not muted.
-    fn may_speak(
-        &self,
-        now: Timestamp,
-        user: &str,
-        room: &str,
-    ) -> Result<(UserName, RoomId), Error> {
+    fn may_speak(&self, now: Timestamp, user: &str, room: &str) -> Result<(UserId, RoomId), Error> {
         let user = self.user(user)?;
         let id = self.room_id(room)?;
         let r = self.find_authorized(&user, &id, Action::Post)?;
@@ -306,20 +303,35 @@ impl Core {
             Some(size) if size > max => return Err(AttachmentError::TooLarge { max }.into()),
             Some(_) | None => {}
         }
-        self.rate
+        self.uploads
             .take(&user, now)
-            .map_err(|retry_after| Error::RateLimited { retry_after })
+            .map_err(|retry_after| Error::Paced {
+                what: Paced::Uploads,
+                retry_after,
+            })
     }
 
-    /// Moves the user's read marker on (never back), and says what is unread after it.
-    pub(super) fn mark_read(&mut self, c: &MarkRead) -> Result<Unread, Error> {
+    /// Moves the user's read marker on (never back), and says what is unread after it. A
+    /// marker that moves costs one of the user's read-marker pace (one that would not move
+    /// costs nothing and is not kept).
+    pub(super) fn mark_read(&mut self, now: Timestamp, c: &MarkRead) -> Result<Unread, Error> {
         let user = self.user(&c.user)?;
         let id = self.room_id(&c.room)?;
-        self.find_authorized(&user, &id, Action::ReadRoom)?;
+        let r = self.find_authorized(&user, &id, Action::ReadRoom)?;
+        let at = r.unread(&user).up_to;
+        if c.seq.min(r.history().latest()) > at {
+            self.reads
+                .take(&user, now)
+                .map_err(|retry_after| Error::Paced {
+                    what: Paced::ReadMarkers,
+                    retry_after,
+                })?;
+        }
         let room = self.room_mut(&id);
         let moved = room.mark_read(&user, c.seq);
         let unread = room.unread(&user);
         if let Some(marker) = moved {
+            self.holdings.mark(&user, &id);
             self.emit(Event::Read {
                 room: id,
                 user,
@@ -352,7 +364,7 @@ impl Core {
             room: r.id().clone(),
             messages,
             gap,
-            first_held: history.first_held(),
+            first_held: history.oldest_held(),
             latest,
             limit,
         })

@@ -3,6 +3,7 @@
 //! [`membership`], [`listeners`] and [`messages`] (submit, history); this one holds the state,
 //! the one entry point [`Core::handle`], the outputs and the deadlines.
 
+mod holdings;
 mod listeners;
 mod membership;
 mod messages;
@@ -19,8 +20,8 @@ use crate::command::{Ask, Command, Reply};
 use crate::deadlines::Deadlines;
 use crate::error::Error;
 use crate::event::{CloseReason, Event};
-use crate::ids::{ListenerId, MessageId, RoomId, UserName};
-use crate::limits::{Limits, RateLimiter, Refill};
+use crate::ids::{MessageId, RoomId, UserId};
+use crate::limits::{Limits, RateLimiter, Refill, UserPace};
 use crate::log::Sequencer;
 use crate::policy::Policy;
 use crate::room::{Room, StoredRoom};
@@ -117,11 +118,15 @@ pub struct Stats {
 pub struct Core {
     config: Config,
     rooms: BTreeMap<RoomId, Room>,
-    /// Which room each open listener is on.
-    listeners: BTreeMap<ListenerId, RoomId>,
+    /// The open listeners, and what each user holds across rooms.
+    holdings: holdings::Holdings,
     /// Rooms without listeners, by when they expire. Empty unless `room_idle_expiry` is set.
     expiries: Deadlines<RoomId>,
-    rate: RateLimiter<UserName>,
+    rate: RateLimiter<UserId>,
+    /// Each user's pace of creating rooms, uploading and marking read.
+    creates: UserPace,
+    uploads: UserPace,
+    reads: UserPace,
     /// Rooms with a hole in their shared log's sequence, by when to read the log.
     fetches: Deadlines<RoomId>,
     events: VecDeque<Event>,
@@ -137,11 +142,15 @@ pub struct Core {
 impl Core {
     /// A core with no rooms.
     pub fn new(config: Config) -> Self {
+        let share = config.limits.guest_share;
         Core {
             rate: RateLimiter::new(config.limits.submit_rate.map(Refill::from)),
+            creates: UserPace::new(config.limits.room_pace, share),
+            uploads: UserPace::new(config.limits.upload_pace, share),
+            reads: UserPace::new(config.limits.read_pace, share),
             config,
             rooms: BTreeMap::new(),
-            listeners: BTreeMap::new(),
+            holdings: holdings::Holdings::default(),
             expiries: Deadlines::default(),
             fetches: Deadlines::default(),
             events: VecDeque::new(),
@@ -168,6 +177,12 @@ impl Core {
         }
         let id = stored.id.clone();
         self.remove_room_silently(&id);
+        if let Some(owner) = &stored.access.owner {
+            self.holdings.own(owner, &id);
+        }
+        for reader in stored.read.keys() {
+            self.holdings.mark(reader, &id);
+        }
         let room = Room::restore(stored, now, self.config.history_len);
         self.messages_held += room.history().len();
         self.rooms.insert(id.clone(), room);
@@ -203,9 +218,10 @@ impl Core {
             Command::Submit(c) => self.submit(now, c),
             Command::History(c) => self.history(&c).map(Reply::History),
             Command::Typing(c) => self.typing(now, &c).map(Reply::Typing),
-            Command::MarkRead(c) => self.mark_read(&c).map(Reply::MarkRead),
+            Command::MarkRead(c) => self.mark_read(now, &c).map(Reply::MarkRead),
             Command::Upload(c) => self.upload(now, &c).map(Reply::Upload),
             Command::Committed(c) => Ok(Reply::Committed(self.committed(now, c))),
+            Command::Depart(c) => self.depart(c).map(Reply::Depart),
         };
         match &result {
             // Not a refusal: the host reads the message and asks again.
@@ -236,6 +252,9 @@ impl Core {
         [
             self.expiries.next(),
             self.rate.poll_timeout(),
+            self.creates.poll_timeout(),
+            self.uploads.poll_timeout(),
+            self.reads.poll_timeout(),
             self.fetches.next(),
         ]
         .into_iter()
@@ -248,6 +267,9 @@ impl Core {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let now = self.tick(now);
         self.rate.handle_timeout(now);
+        self.creates.handle_timeout(now);
+        self.uploads.handle_timeout(now);
+        self.reads.handle_timeout(now);
         self.fetch_due(now);
         for _ in 0..EXPIRE_BATCH {
             let Some(room) = self.expiries.pop_due(now) else {
@@ -291,8 +313,11 @@ impl Core {
     pub fn stats(&self) -> Stats {
         Stats {
             rooms: self.rooms.len(),
-            listeners: self.listeners.len(),
-            rate_limited_users: self.rate.tracked(),
+            listeners: self.holdings.listeners(),
+            rate_limited_users: self.rate.tracked()
+                + self.creates.tracked()
+                + self.uploads.tracked()
+                + self.reads.tracked(),
             messages_held: self.messages_held,
             ..self.stats.clone()
         }
@@ -303,9 +328,8 @@ impl Core {
         self.now
     }
 
-    fn user(&self, name: &str) -> Result<UserName, Error> {
-        UserName::parse(name, self.config.limits.user_name_max_chars)
-            .map_err(Error::InvalidUserName)
+    fn user(&self, name: &str) -> Result<UserId, Error> {
+        UserId::parse(name, self.config.limits.user_name_max_chars).map_err(Error::InvalidUserName)
     }
 
     fn room_id(&self, id: &str) -> Result<RoomId, Error> {
@@ -314,12 +338,7 @@ impl Core {
 
     /// The one preamble of every room command: checks both names, finds the room and asks the
     /// policy whether `user` may do `action` there.
-    fn authorized(
-        &self,
-        user: &str,
-        room: &str,
-        action: Action,
-    ) -> Result<(UserName, &Room), Error> {
+    fn authorized(&self, user: &str, room: &str, action: Action) -> Result<(UserId, &Room), Error> {
         let user = self.user(user)?;
         let id = self.room_id(room)?;
         let r = self.find_authorized(&user, &id, action)?;
@@ -327,12 +346,7 @@ impl Core {
     }
 
     /// The room `id`, if `user` may do `action` there.
-    fn find_authorized(
-        &self,
-        user: &UserName,
-        id: &RoomId,
-        action: Action,
-    ) -> Result<&Room, Error> {
+    fn find_authorized(&self, user: &UserId, id: &RoomId, action: Action) -> Result<&Room, Error> {
         let r = self
             .rooms
             .get(id)
@@ -363,7 +377,13 @@ impl Core {
         let room = self.rooms.remove(id)?;
         self.messages_held -= room.history().len();
         for listener in room.listeners() {
-            self.listeners.remove(&listener);
+            self.holdings.close(listener);
+        }
+        if let Some(owner) = &room.access().owner {
+            self.holdings.disown(owner, id);
+        }
+        for reader in room.readers() {
+            self.holdings.unmark(reader, id);
         }
         self.expiries.remove(id);
         self.fetches.remove(id);
@@ -385,7 +405,7 @@ impl Core {
     /// ([`Event::Here`]) and announces a join or leave once for every node; a join that no
     /// node had announced yet is told here at once, and a leave only when the log says the
     /// user is nowhere.
-    fn presence_changed(&mut self, room: &RoomId, user: UserName, here: bool) {
+    fn presence_changed(&mut self, room: &RoomId, user: UserId, here: bool) {
         let up_to = self.config.limits.announce_presence_up_to;
         match self.config.sequencer {
             Sequencer::Shared => {
@@ -430,8 +450,11 @@ impl Core {
     }
 
     #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn listener_room(&self, listener: ListenerId) -> Option<(&RoomId, &UserName)> {
-        let room = self.listeners.get(&listener)?;
+    pub(crate) fn listener_room(
+        &self,
+        listener: crate::ids::ListenerId,
+    ) -> Option<(&RoomId, &UserId)> {
+        let room = self.holdings.room_of(listener)?;
         let user = self.rooms.get(room)?.listener_user(listener)?;
         Some((room, user))
     }

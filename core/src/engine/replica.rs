@@ -5,7 +5,7 @@ use super::Core;
 use crate::action::Action;
 use crate::event::{CloseReason, Event};
 use crate::history::Gap;
-use crate::ids::{RoomId, Seq, UserName};
+use crate::ids::{RoomId, Seq, UserId};
 use crate::log::{Applied, Committed, LogRead};
 use crate::room::Access;
 use crate::time::Timestamp;
@@ -205,7 +205,7 @@ impl Core {
 
     /// The log says `user` is now present on some node (or on none): announced to this node's
     /// listeners while few enough are present.
-    fn announced(&mut self, id: &RoomId, user: &UserName, present: bool) {
+    fn announced(&mut self, id: &RoomId, user: &UserId, present: bool) {
         let up_to = self.config.limits.announce_presence_up_to;
         let presence = self.room_mut(id).presence_mut();
         if !presence.announced(user, present) {
@@ -238,7 +238,7 @@ impl Core {
             })
             .collect();
         for listener in barred {
-            self.listeners.remove(&listener);
+            self.holdings.close(listener);
             let left = self.room_mut(id).leave(listener, now);
             self.emit(Event::ListenerClosed {
                 listener,
@@ -262,7 +262,7 @@ impl Core {
         room.replica.hole_since = None;
         self.messages_held -= dropped;
         for listener in listeners {
-            self.listeners.remove(&listener);
+            self.holdings.close(listener);
             let left = self.room_mut(id).leave(listener, now);
             self.emit(Event::ListenerClosed {
                 listener,

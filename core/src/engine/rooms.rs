@@ -5,10 +5,13 @@ use std::ops::Bound;
 
 use super::Core;
 use crate::action::Action;
-use crate::command::{CreateRoom, Created, DeleteRoom, ListRooms, OpenDirect, RoomView, ViewRoom};
-use crate::error::{Error, MembershipError};
+use crate::command::{
+    CreateRoom, Created, DeleteRoom, Depart, Departed, ListRooms, OpenDirect, RoomView, ViewRoom,
+};
+use crate::error::{Error, MembershipError, Paced};
 use crate::event::{CloseReason, Event};
-use crate::ids::RoomId;
+use crate::ids::{RoomId, Seq, UserId};
+use crate::limits::Limits;
 use crate::room::{Access, Room, RoomPage};
 use crate::time::Timestamp;
 
@@ -27,6 +30,13 @@ impl Core {
                 created: false,
             });
         }
+        let limits = &self.config.limits;
+        let share = limits.for_user(limits.max_rooms_per_user, &user);
+        let owned = self.holdings.owned(&user);
+        if owned >= share && !self.config.policy.is_admin(&user) {
+            return Err(Error::TooManyOwnedRooms { max: share });
+        }
+        self.may_create(&user, owned, now)?;
         let access = Access {
             owner: Some(user.clone()),
             private: c.private,
@@ -61,17 +71,35 @@ impl Core {
         self.create_room(now, create).map(|created| created.created)
     }
 
-    /// Adds a new room (the limit permitting) and announces it with its members.
+    /// Whether `user`, who owns `owned` rooms, may create one now: the server's room cap (the
+    /// last of it kept for those who own few) and their pace, whose token this takes. Admins
+    /// and system users are not paced.
+    fn may_create(&mut self, user: &UserId, owned: usize, now: Timestamp) -> Result<(), Error> {
+        let max = self.config.limits.max_rooms;
+        if !Limits::may_take(max, self.rooms.len(), owned) {
+            return Err(Error::TooManyRooms { max });
+        }
+        let policy = &self.config.policy;
+        if policy.is_admin(user) || policy.systems.contains(user.as_str()) {
+            return Ok(());
+        }
+        self.creates
+            .take(user, now)
+            .map_err(|retry_after| Error::Paced {
+                what: Paced::Rooms,
+                retry_after,
+            })
+    }
+
+    /// Adds a new room (the limits checked) and announces it with its members.
     fn insert_room(
         &mut self,
         id: RoomId,
         now: Timestamp,
         access: Access,
     ) -> Result<Created, Error> {
-        if self.rooms.len() >= self.config.limits.max_rooms {
-            return Err(Error::TooManyRooms {
-                max: self.config.limits.max_rooms,
-            });
+        if let Some(owner) = &access.owner {
+            self.holdings.own(owner, &id);
         }
         let new = Room::new(id.clone(), now, self.config.history_len, access.clone());
         let summary = new.summary();
@@ -123,6 +151,8 @@ impl Core {
                 }
                 Some(_) => continue,
                 None => {
+                    let opener = self.user(&c.user)?;
+                    self.may_create(&opener, 0, now)?;
                     let access = Access {
                         owner: None,
                         private: true,
@@ -134,6 +164,37 @@ impl Core {
             }
         }
         unreachable!("some suffix is free")
+    }
+
+    /// A guest departed: the rooms they own that never had an entry go (anyone listening is
+    /// told it was deleted), and their read markers are forgotten.
+    pub(super) fn depart(&mut self, c: Depart) -> Result<Departed, Error> {
+        let user = self.user(&c.user)?;
+        let mut departed = Departed::default();
+        for id in self.holdings.owned_rooms(&user) {
+            let empty = self
+                .rooms
+                .get(&id)
+                .is_some_and(|r| r.history().latest() == Seq::ZERO);
+            if empty {
+                self.remove_room(&id, CloseReason::Deleted { by: None });
+                departed.rooms.push(id);
+            }
+        }
+        for id in self.holdings.take_marked(&user) {
+            if self
+                .rooms
+                .get_mut(&id)
+                .is_some_and(|r| r.forget_reader(&user))
+            {
+                departed.markers += 1;
+                self.emit(Event::ReadForgotten {
+                    room: id,
+                    user: user.clone(),
+                });
+            }
+        }
+        Ok(departed)
     }
 
     pub(super) fn delete_room(&mut self, c: DeleteRoom) -> Result<(), Error> {

@@ -16,6 +16,9 @@ pub fn unlimited() -> Config {
     Config {
         limits: Limits {
             submit_rate: None,
+            room_pace: None,
+            upload_pace: None,
+            read_pace: None,
             ..Limits::default()
         },
         ..Config::default()
@@ -63,8 +66,8 @@ pub fn room(id: &str) -> RoomId {
     RoomId::parse(id, 64).unwrap()
 }
 
-pub fn user(name: &str) -> UserName {
-    UserName::parse(name, 32).unwrap()
+pub fn user(name: &str) -> UserId {
+    UserId::parse(name, 32).unwrap()
 }
 
 fn create(

@@ -199,6 +199,20 @@ impl<S: Transport> Conn<S> {
         }
     }
 
+    /// Whether the connection will be closed after this response whatever happens: the body
+    /// is broken, its client waits for `100 Continue` that was never sent (so it will never send
+    /// the body), or more of it is left than [`Conn::finish`] would drain. The response says so
+    /// (`Connection: close`).
+    pub fn closes_after(&self, drain: u64) -> bool {
+        let inner = self.lock();
+        match (&inner.body, inner.continue_) {
+            (Body::Done, _) => false,
+            (Body::Broken, _) | (_, Continue::Owed) => true,
+            (Body::Length(left), Continue::NotOwed | Continue::Writing(_)) => *left > drain,
+            (Body::Chunked(_), Continue::NotOwed | Continue::Writing(_)) => false,
+        }
+    }
+
     /// After a response: reads what is left of the request's body (at most `drain` bytes, by
     /// its deadline) so the next request can follow, or says to close.
     pub async fn finish(&mut self, drain: u64) -> After {

@@ -3,15 +3,17 @@
 //!
 //! Signing in (an account, or a guest nickname) puts the token in an HttpOnly, SameSite=Lax
 //! cookie. Every form carries a CSRF token that must match the `roomcast_csrf` cookie (HttpOnly,
-//! set by the pages): another site can make a browser post a form, but cannot read or set that
-//! cookie, so it cannot fill in the field.
+//! set by the pages): another site can make a browser post a form, but cannot read that cookie,
+//! so it cannot fill in the field. The token is one the server signed
+//! (`Identity::csrf_token`), so a cookie planted by someone else (a sibling subdomain) with a
+//! field to match passes nothing.
 
 use askama::Template;
 use roomcast_core::{
     ChangeMember, CreateRoom, Cursor, History, Kind, ListRooms, MemberChange, OpenDirect, Seq,
     Submit, ViewRoom,
 };
-use roomcast_hub::identity::{Caller, Issued, random_token};
+use roomcast_hub::identity::{Caller, Issued, Need};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tide::http::mime;
@@ -51,7 +53,8 @@ impl Visit {
             access.set_user(&me.user);
         }
         let secure = secure_cookie(req);
-        match cookie(req, CSRF_COOKIE).filter(|c| c.len() == 32) {
+        let identity = req.state().hub.identity();
+        match cookie(req, CSRF_COOKIE).filter(|c| identity.csrf_issued(c)) {
             Some(csrf) => Visit {
                 me,
                 csrf,
@@ -60,22 +63,25 @@ impl Visit {
             },
             None => Visit {
                 me,
-                csrf: random_token(),
+                csrf: identity.csrf_token(),
                 new_csrf: true,
                 secure,
             },
         }
     }
 
+    /// The visitor's name, as the page shows it.
     fn me(&self) -> Option<String> {
-        self.me.as_ref().map(|c| c.user.clone())
+        self.me.as_ref().map(|c| c.name().to_owned())
     }
 }
 
-/// Refuses a form whose CSRF field does not match the visitor's CSRF cookie.
+/// Refuses a form whose CSRF field does not match the visitor's CSRF cookie, or is not a token
+/// this server issued.
 fn check_csrf(req: &Request<State>, field: &str) -> Result<(), Problem> {
+    let issued = |token: &str| req.state().hub.identity().csrf_issued(token);
     match cookie(req, CSRF_COOKIE) {
-        Some(expected) if !field.is_empty() && constant_time_eq(&expected, field) => Ok(()),
+        Some(expected) if constant_time_eq(&expected, field) && issued(field) => Ok(()),
         _ => Err(Problem::new(
             StatusCode::Forbidden,
             "csrf",
@@ -233,7 +239,10 @@ struct RoomPage {
     private: bool,
     direct: bool,
     messages: Vec<MessageRow>,
-    present: Vec<String>,
+    /// Who is here: each one's id and name.
+    present: Vec<(String, String)>,
+    /// The visitor's id (the script tells their own messages by it).
+    me_id: String,
     /// The oldest message still held.
     first_held: u64,
     /// The first message shown (`latest + 1` when none are).
@@ -369,9 +378,16 @@ pub async fn direct(mut req: Request<State>) -> Result<Response, Problem> {
         Ok(posted) => posted,
         Err(redirect) => return Ok(*redirect),
     };
-    let direct = OpenDirect {
-        user: me.user,
-        other: form.user.trim().to_owned(),
+    let identity = req.state().hub.identity();
+    let direct = match identity.resolve(form.user.trim(), Need::Present).await {
+        Ok(other) => OpenDirect {
+            user: me.user,
+            other: other.to_string(),
+        },
+        Err(e) => {
+            let problem = Problem::from(e);
+            return render_index(&req, problem.status, Some(problem.detail)).await;
+        }
     };
     match req.state().hub.ask(direct).await {
         Ok(created) => Ok(Redirect::see_other(format!("/room/{}", created.room.id)).into()),
@@ -465,7 +481,12 @@ async fn render_room(
         private: view.room.private,
         direct,
         messages: view::message_rows(&page.messages),
-        present: view.presence.iter().map(|p| p.user.to_string()).collect(),
+        me_id: me.user.clone(),
+        present: view
+            .presence
+            .iter()
+            .map(|p| (p.user.to_string(), p.user.name().to_owned()))
+            .collect(),
         first_held: page.first_held.0,
         first_shown,
         latest: page.latest.0,
@@ -531,21 +552,27 @@ pub async fn members(mut req: Request<State>) -> Result<Response, Problem> {
         Ok(posted) => posted,
         Err(redirect) => return Ok(*redirect),
     };
-    let change = ChangeMember {
-        user: me.user,
-        room: room.clone(),
-        member: form.user.trim().to_owned(),
-        change: if req.url().path().ends_with("/remove") {
-            MemberChange::Remove
-        } else {
-            MemberChange::Add
-        },
+    let (change, need) = if req.url().path().ends_with("/remove") {
+        (MemberChange::Remove, Need::Known)
+    } else {
+        (MemberChange::Add, Need::Present)
     };
-    let changed = req.state().hub.ask(change).await;
+    let identity = req.state().hub.identity();
+    let changed = match identity.resolve(form.user.trim(), need).await {
+        Ok(member) => {
+            let change = ChangeMember {
+                user: me.user,
+                room: room.clone(),
+                member: member.to_string(),
+                change,
+            };
+            req.state().hub.ask(change).await.map_err(Problem::from)
+        }
+        Err(e) => Err(Problem::from(e)),
+    };
     match changed {
         Ok(_) => Ok(Redirect::see_other(format!("/room/{room}")).into()),
-        Err(e) => {
-            let problem = Problem::from(e);
+        Err(problem) => {
             let answer = render_room(&req, problem.status, None, Some(problem.detail)).await;
             refused_room(&req, answer).await
         }

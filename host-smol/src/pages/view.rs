@@ -14,7 +14,10 @@ const GROUP_WITHIN_MILLIS: u64 = 5 * 60 * 1000;
 /// A message as the page shows it.
 pub struct MessageRow {
     pub seq: u64,
+    /// The poster's name, shown.
     pub user: String,
+    /// The poster's id, which tells people apart.
+    pub user_id: String,
     pub text: String,
     /// RFC 3339, UTC: the `<time datetime>`, and what the script reads.
     pub sent_at: String,
@@ -93,7 +96,8 @@ pub fn message_rows(entries: &[std::sync::Arc<Message>]) -> Vec<MessageRow> {
         let files = MessageBody::from(m.as_ref()).attachments;
         rows.push(MessageRow {
             seq: m.seq.0,
-            user: m.user.to_string(),
+            user: m.user.name().to_owned(),
+            user_id: m.user.to_string(),
             text: m.text.clone(),
             time: format!("{} UTC", &clock[..5]),
             full: format!("{}, {clock} UTC", day_words(day)),
@@ -147,7 +151,7 @@ fn quote(m: &Message) -> String {
     if m.text.chars().count() > QUOTE_CHARS {
         words.push('…');
     }
-    format!("{}: {words}", m.user)
+    format!("{}: {words}", m.user.name())
 }
 
 /// `Thursday 26 November 2026` for a day counted from 1970-01-01.
@@ -236,14 +240,17 @@ pub fn sidebar(rooms: &[RoomSummary], me: &str, current: &str) -> (Vec<SideRoom>
 /// What a room is called on the page: `#id`, or for a direct-message room the other person.
 pub fn title(room: &RoomSummary, me: &str) -> String {
     match room.direct_with(me) {
-        Some(other) => other.to_string(),
+        Some(other) => other.name().to_owned(),
         None => format!("#{}", room.id),
     }
 }
 
 /// A member of a private room, as its owner sees them.
 pub struct MemberRow {
+    /// Their name, shown.
     pub user: String,
+    /// Their id, which the remove form names.
+    pub user_id: String,
     /// Listening now.
     pub here: bool,
     /// May be removed (everyone but the owner).
@@ -255,7 +262,8 @@ pub fn members(room: &RoomSummary, present: &[PresenceEntry]) -> Vec<MemberRow> 
     room.members
         .iter()
         .map(|m| MemberRow {
-            user: m.to_string(),
+            user: m.name().to_owned(),
+            user_id: m.to_string(),
             here: present.iter().any(|p| p.user == *m),
             removable: room.owner.as_ref() != Some(m),
         })

@@ -48,6 +48,17 @@ impl Keys {
     }
 }
 
+/// The rooms a user owns, and (a guest) the rooms where they keep a read marker: what goes when
+/// a guest departs, found without scanning every room. Under the user's own hash tag.
+pub(super) fn owned_by(user: &str) -> String {
+    format!("rc:{{u:{user}}}:owned")
+}
+
+/// See [`owned_by`].
+pub(super) fn marked_by(user: &str) -> String {
+    format!("rc:{{u:{user}}}:marks")
+}
+
 /// Nodes by their last heartbeat (milliseconds).
 pub(super) const NODES: &str = "rc:nodes";
 

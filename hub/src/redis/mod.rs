@@ -33,7 +33,7 @@ mod scripts;
 
 use roomcast_core::log::{Committed, Draft};
 use roomcast_core::{
-    Access, Event, Message, MessageId, RoomId, Seq, StoredRoom, Timestamp, UserName,
+    Access, Event, Message, MessageId, RoomId, Seq, StoredRoom, Timestamp, UserId,
 };
 use roomcast_store::Progress;
 
@@ -45,8 +45,10 @@ pub(crate) use scripts::{ALLOW, gcra};
 
 /// How long an idempotency key is remembered by the log.
 const IDEMPOTENCY_TTL_SECS: u64 = 3600;
-/// How long a deleted room's tombstone says "deleted" rather than "lost".
-const TOMBSTONE_TTL_SECS: u64 = 86_400;
+/// How long a deleted room's tombstone says "deleted" rather than "lost": long enough for every
+/// node that held the room to read it (they read every room they hold every few seconds), short
+/// enough that deleting rooms, whose creation is paced, cannot fill Redis.
+const TOMBSTONE_TTL_SECS: u64 = 600;
 /// Entries per read.
 const READ_PAGE: usize = 512;
 /// Message ids each node takes at a time.
@@ -96,7 +98,7 @@ pub(crate) enum Job {
     NewEpoch { room: RoomId, epoch: u64 },
     /// A page of the rooms in Redis's index that `user` may see, after `after`.
     ListRooms {
-        user: UserName,
+        user: UserId,
         after: Option<String>,
         limit: usize,
         policy: roomcast_core::Policy,
@@ -112,20 +114,23 @@ pub(crate) enum Job {
     /// A user's first listener on a room opened on this node, or their last here closed.
     Here {
         room: RoomId,
-        user: UserName,
+        user: UserId,
         here: bool,
     },
     /// A user is typing in a room: announced on its channel to every node.
-    Typing { room: RoomId, user: UserName },
+    Typing { room: RoomId, user: UserId },
     /// This node stops: its users leave every room (as the others would reap them).
     Leave(std::sync::mpsc::Sender<()>),
+    /// A guest departed (told to this node alone): their empty rooms and their read markers
+    /// go, wherever in the cluster they are (core did the same for the rooms held here).
+    Depart(UserId),
 }
 
 /// A room as Redis has it: enough to serve it here, and who is present on any node.
 #[derive(Debug)]
 pub(crate) struct Loaded {
     pub(crate) stored: StoredRoom,
-    pub(crate) present: Vec<UserName>,
+    pub(crate) present: Vec<UserId>,
 }
 
 /// Which older messages to read.
@@ -194,7 +199,7 @@ pub(crate) enum Outcome {
     /// How many rooms Redis's index holds.
     Rooms(usize),
     /// Another node revoked a session or registered a name (`revoked <sid>`,
-    /// `registered <name>`).
+    /// `registered <name's key> <id>`).
     Identity(String),
 }
 

@@ -250,6 +250,14 @@ impl Node {
                 self.reap(&self.options.node_id).await;
                 let _ = done.send(());
             }
+            Job::Depart(user) => match self.depart(&user).await {
+                Ok((rooms, markers)) => {
+                    tracing::info!(%user, rooms, markers, "a departed guest's leftovers went");
+                }
+                Err(e) => {
+                    tracing::warn!(%user, error = %e, "cannot reclaim a departed guest's leftovers")
+                }
+            },
             Job::CountRooms => {
                 let counted: redis::RedisResult<usize> = redis::cmd("ZCARD")
                     .arg(ROOMS)

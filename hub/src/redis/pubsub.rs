@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use redis::{PushKind, Value};
 use roomcast_core::log::{Committed, Draft};
-use roomcast_core::{RoomId, Seq, UserName};
+use roomcast_core::{RoomId, Seq, UserId};
 
 use super::keys::Keys;
 use super::reply::text;
@@ -109,7 +109,7 @@ impl Node {
                     return;
                 }
                 if let Some(("typing", user)) = payload.split_once(' ') {
-                    if let Ok(user) = UserName::parse(user, usize::MAX) {
+                    if let Ok(user) = UserId::parse(user, usize::MAX) {
                         self.tell(Outcome::Committed(Committed {
                             typing: vec![user],
                             ..Committed::of(room, 0)
@@ -123,7 +123,7 @@ impl Node {
                     Some(_) | None => None,
                 };
                 if let Some((user, present)) = announced {
-                    if let Ok(user) = UserName::parse(user, usize::MAX) {
+                    if let Ok(user) = UserId::parse(user, usize::MAX) {
                         self.tell(Outcome::Committed(Committed {
                             presence: vec![(user, present)],
                             ..Committed::of(room, 0)

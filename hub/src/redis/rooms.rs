@@ -8,11 +8,11 @@ use redis::Value;
 use roomcast_core::log::{Committed, Draft, LogRead};
 use roomcast_core::{
     Access, CloseReason, Durable, Event, Kind, Message, ReadMarker, RoomId, Seq, Standing,
-    StoredRoom, Timestamp, UserName,
+    StoredRoom, Timestamp, UserId,
 };
 use roomcast_store::Progress;
 
-use super::keys::{Keys, ROOMS};
+use super::keys::{Keys, ROOMS, marked_by, owned_by};
 use super::reply::{array, entries, int, text};
 use super::scripts::{gcra, new_epoch};
 use super::{
@@ -23,7 +23,7 @@ use super::node::Node;
 
 impl Node {
     /// Takes one post from the poster's allowance on the cluster.
-    pub(super) async fn admit(&self, user: &UserName) -> Result<(), AppendError> {
+    pub(super) async fn admit(&self, user: &UserId) -> Result<(), AppendError> {
         let Some(rate) = self.options.rate.filter(|r| r.per_second > 0) else {
             return Ok(());
         };
@@ -197,7 +197,7 @@ impl Node {
             array(users)
                 .iter()
                 .filter_map(text)
-                .filter_map(|u| UserName::parse(&u, usize::MAX).ok())
+                .filter_map(|u| UserId::parse(&u, usize::MAX).ok())
                 .collect()
         });
         Some(Outcome::Committed(Committed {
@@ -247,7 +247,7 @@ impl Node {
         let Some(created) = get("c").and_then(|c| c.parse::<u64>().ok()) else {
             return Ok(None);
         };
-        let user = |s: String| UserName::parse(&s, usize::MAX).ok();
+        let user = |s: String| UserId::parse(&s, usize::MAX).ok();
         let mut access = Access {
             owner: get("o").and_then(user),
             private: get("p").as_deref() == Some("1"),
@@ -284,7 +284,7 @@ impl Node {
         let present = array(present)
             .iter()
             .filter_map(text)
-            .filter_map(|u| UserName::parse(&u, usize::MAX).ok())
+            .filter_map(|u| UserId::parse(&u, usize::MAX).ok())
             .collect();
         let stored = StoredRoom {
             id: room.clone(),
@@ -324,6 +324,77 @@ impl Node {
         Ok(created == 1)
     }
 
+    /// Deletes `room` (if `only_empty`, only if nothing was ever posted to it), leaving a
+    /// tombstone and telling its nodes; its owner's index forgets it. Whether it was deleted.
+    pub(super) async fn delete(&self, room: &RoomId, only_empty: bool) -> redis::RedisResult<bool> {
+        let keys = Keys::of(room.as_str());
+        let owner: Option<String> = self
+            .scripts
+            .delete
+            .key(&keys.meta)
+            .key(&keys.members)
+            .key(&keys.log)
+            .key(&keys.gone)
+            .key(&keys.erased)
+            .key(&keys.moderation)
+            .key(&keys.read)
+            .arg(TOMBSTONE_TTL_SECS)
+            .arg(&keys.channel)
+            .arg(if only_empty { "1" } else { "0" })
+            .invoke_async(&mut self.conn())
+            .await?;
+        let Some(owner) = owner else {
+            return Ok(false);
+        };
+        let _: Value = redis::cmd("ZREM")
+            .arg(ROOMS)
+            .arg(room.as_str())
+            .query_async(&mut self.conn())
+            .await?;
+        if !owner.is_empty() {
+            let _: Value = redis::cmd("SREM")
+                .arg(owned_by(&owner))
+                .arg(room.as_str())
+                .query_async(&mut self.conn())
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// A guest departed: their rooms where nothing was ever posted go, and their read markers
+    /// everywhere; then their indexes.
+    pub(super) async fn depart(&self, user: &UserId) -> redis::RedisResult<(usize, usize)> {
+        let (owned, marked) = (owned_by(user.as_str()), marked_by(user.as_str()));
+        let rooms: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&owned)
+            .query_async(&mut self.conn())
+            .await?;
+        let mut deleted = 0;
+        for room in rooms
+            .iter()
+            .filter_map(|r| RoomId::parse(r, usize::MAX).ok())
+        {
+            deleted += usize::from(self.delete(&room, true).await?);
+        }
+        let marks: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&marked)
+            .query_async(&mut self.conn())
+            .await?;
+        for room in &marks {
+            let _: Value = redis::cmd("HDEL")
+                .arg(Keys::of(room).read)
+                .arg(user.as_str())
+                .query_async(&mut self.conn())
+                .await?;
+        }
+        let _: Value = redis::cmd("DEL")
+            .arg(&owned)
+            .arg(&marked)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok((deleted, marks.len()))
+    }
+
     /// Persists one durable room change.
     pub(super) async fn write_event(&self, event: &Event) -> redis::RedisResult<()> {
         // Presence and listeners are never stored.
@@ -352,6 +423,12 @@ impl Node {
                     // Another node made it first: theirs stands, and this node takes its
                     // owner, privacy and members from Redis.
                     self.tell(Outcome::AccessChanged(room.clone()));
+                } else if let Some(owner) = owner {
+                    let _: Value = redis::cmd("SADD")
+                        .arg(owned_by(owner.as_str()))
+                        .arg(room.as_str())
+                        .query_async(&mut self.conn())
+                        .await?;
                 }
                 self.subscribe(Keys::of(room.as_str()).channel).await;
             }
@@ -375,26 +452,7 @@ impl Node {
             }
             Durable::RoomClosed { room, reason } => match reason {
                 CloseReason::Deleted { .. } | CloseReason::Expired => {
-                    let keys = Keys::of(room.as_str());
-                    let _: Value = self
-                        .scripts
-                        .delete
-                        .key(&keys.meta)
-                        .key(&keys.members)
-                        .key(&keys.log)
-                        .key(&keys.gone)
-                        .key(&keys.erased)
-                        .key(&keys.moderation)
-                        .key(&keys.read)
-                        .arg(TOMBSTONE_TTL_SECS)
-                        .arg(&keys.channel)
-                        .invoke_async(&mut self.conn())
-                        .await?;
-                    let _: Value = redis::cmd("ZREM")
-                        .arg(ROOMS)
-                        .arg(room.as_str())
-                        .query_async(&mut self.conn())
-                        .await?;
+                    self.delete(room, false).await?;
                 }
                 // Not a change to the room itself.
                 CloseReason::Removed
@@ -408,6 +466,13 @@ impl Node {
             },
             // Messages are in the log already.
             Durable::Published(_) => {}
+            Durable::ReadForgotten { room, user } => {
+                let _: Value = redis::cmd("HDEL")
+                    .arg(Keys::of(room.as_str()).read)
+                    .arg(user.as_str())
+                    .query_async(&mut self.conn())
+                    .await?;
+            }
             Durable::Read { room, user, marker } => {
                 let _: Value = self
                     .scripts
@@ -418,6 +483,13 @@ impl Node {
                     .arg(marker.posts)
                     .invoke_async(&mut self.conn())
                     .await?;
+                if user.is_guest() {
+                    let _: Value = redis::cmd("SADD")
+                        .arg(marked_by(user.as_str()))
+                        .arg(room.as_str())
+                        .query_async(&mut self.conn())
+                        .await?;
+                }
             }
         }
         Ok(())
@@ -453,7 +525,7 @@ impl Node {
     /// rule core lists by).
     pub(super) async fn list(
         &self,
-        user: &UserName,
+        user: &UserId,
         after: Option<&str>,
         limit: usize,
         policy: &roomcast_core::Policy,
@@ -495,9 +567,9 @@ impl Node {
                 continue; // Deleted since the index was read.
             };
             let created_at = Timestamp::from_unix_millis(created);
-            let user_of = |v: &Value| text(v).and_then(|u| UserName::parse(&u, usize::MAX).ok());
+            let user_of = |v: &Value| text(v).and_then(|u| UserId::parse(&u, usize::MAX).ok());
             let first = f.get(6).and_then(int).filter(|&s| s > 0);
-            let members: Vec<UserName> = f
+            let members: Vec<UserId> = f
                 .get(4)
                 .map(array)
                 .unwrap_or_default()

@@ -164,11 +164,16 @@ redis.call('PUBLISH', ARGV[3], 'access')
 return 1
 ";
 
+/// Deletes a room (with `ARGV[3]` set, only if nothing was ever posted to it), leaving a
+/// tombstone, and answers its owner (`''` for none) so the owner's index can forget it; `false`
+/// if it was not deleted.
 pub(super) const DELETE: &str = r"
+if ARGV[3] == '1' and redis.call('HGET', KEYS[1], 's') ~= '0' then return false end
+local owner = redis.call('HGET', KEYS[1], 'o') or ''
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], KEYS[7])
 redis.call('SET', KEYS[4], '1', 'EX', ARGV[1])
 redis.call('PUBLISH', ARGV[2], 'closed')
-return 1
+return owner
 ";
 
 /// The scripts, loaded by hash (EVALSHA, with the script sent again on NOSCRIPT).
