@@ -60,12 +60,12 @@ impl Target {
     }
 
     /// Starts the server for `kind` on a free loopback port: roomcast binaries from `bin_dir`
-    /// (in memory unless `durable`, rate and sign-up limits off), the Socket.IO peer with node, or the floor
-    /// writer (this binary's `floor-server`). Returns once it accepts connections. With
+    /// (in memory unless `durable`), the Socket.IO peer with node, or the floor writer (this
+    /// binary's `floor-server`). Returns once it accepts connections. With
     /// `nodes` above 1, a `redis-server` and that many roomcast nodes sharing rooms through it
     /// (listeners on the first, publishers on the last).
-    /// With `extra` flags for roomcast, and with `relaxed`, the limits per user and per
-    /// address off (where the binary has them: builds from before lack them).
+    /// With `extra` flags for roomcast, and with `relaxed`, rate limits and the limits per
+    /// user and per address off (where the binary has them: builds from before lack them).
     pub fn spawn_with(
         kind: Kind,
         bin_dir: &Path,
@@ -75,7 +75,7 @@ impl Target {
         relaxed: bool,
     ) -> anyhow::Result<Target> {
         if nodes > 1 {
-            return Target::spawn_cluster(kind, bin_dir, nodes, extra, relaxed);
+            return Target::spawn_cluster(kind, bin_dir, nodes, durable, extra, relaxed);
         }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -159,11 +159,13 @@ impl Target {
         Ok(target)
     }
 
-    /// A `redis-server` (appendonly, fsync every second) and `nodes` roomcast nodes on it.
+    /// A `redis-server` (appendonly, fsync every second) and `nodes` roomcast nodes on it,
+    /// each with a data dir of its own under Redis's if `durable`.
     fn spawn_cluster(
         kind: Kind,
         bin_dir: &Path,
         nodes: usize,
+        durable: bool,
         extra: &[String],
         relaxed: bool,
     ) -> anyhow::Result<Target> {
@@ -232,16 +234,19 @@ impl Target {
                     if relaxed && knows_flag(&path, "--max-user-listeners") {
                         command.args(RELAXED);
                     }
+                    if relaxed {
+                        command.args(["--rate-burst=0", "--sign-up-burst=0"]);
+                    }
+                    if durable {
+                        let data = dir.path().join(format!("node{n}"));
+                        command.arg("--data-dir").arg(data);
+                    } else {
+                        command.arg("--in-memory");
+                    }
                     command.args(extra);
                     command
-                        .args([
-                            "--listen",
-                            &addr.to_string(),
-                            "--in-memory",
-                            "--rate-burst=0",
-                        ])
+                        .args(["--listen", &addr.to_string()])
                         .args(["--max-listeners-per-room=20000", "--max-rooms=200000"])
-                        .arg("--sign-up-burst=0")
                         .args(["--redis", &redis_url])
                         .args(["--node-id", &format!("load{n}")])
                         .args([
