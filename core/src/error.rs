@@ -367,6 +367,45 @@ impl Error {
         }
     }
 
+    /// Whether this refusal rests on the room's replicated state (who is muted, banned, a
+    /// member or a moderator, which messages exist, how far the room has gone): a replica
+    /// behind its shared log may refuse what the log's head allows, so a host with a shared
+    /// log catches up and asks again before it answers with this.
+    pub fn may_be_stale(&self) -> bool {
+        match self {
+            Error::ResumeAhead { .. }
+            | Error::PermissionDenied { .. }
+            | Error::MessageNotFound { .. }
+            | Error::TooManyReactions { .. }
+            | Error::Muted { .. }
+            | Error::Banned => true,
+            // The request itself, this node's own limits, the clock, or facts that never
+            // change once in the log (a deletion, an owner, what an entry is).
+            Error::InvalidRoomId(_)
+            | Error::InvalidUserName(_)
+            | Error::InvalidIdempotencyKey(_)
+            | Error::Message(_)
+            | Error::RoomNotFound { .. }
+            | Error::TooManyRooms { .. }
+            | Error::TooManyListeners { .. }
+            | Error::ServerFull { .. }
+            | Error::TooManyUserListeners { .. }
+            | Error::RateLimited { .. }
+            | Error::Paced { .. }
+            | Error::TooManyOwnedRooms { .. }
+            | Error::TooManyOwnListeners { .. }
+            | Error::IdempotencyConflict { .. }
+            | Error::Membership(_)
+            | Error::NotAMessage { .. }
+            | Error::MessageDeleted { .. }
+            | Error::EditWindowClosed { .. }
+            | Error::InvalidEmoji(_)
+            | Error::Moderation(_)
+            | Error::Attachment(_)
+            | Error::NotHeld { .. } => false,
+        }
+    }
+
     /// When to try again, for a refusal that says (a rate limit).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -196,6 +196,15 @@ impl Attachment {
 }
 
 impl Kind {
+    /// Whether this entry speaks in the room (a post, an edit, a reaction): what a muted user
+    /// may not do. Deleting and moderating are not speaking.
+    pub fn speaks(&self) -> bool {
+        match self {
+            Kind::Post { .. } | Kind::Edit { .. } | Kind::React { .. } => true,
+            Kind::Delete { .. } | Kind::Moderate { .. } => false,
+        }
+    }
+
     /// The kind's name on the wire: SSE event types, WebSocket frame types, store rows.
     pub fn name(&self) -> &'static str {
         match self {

@@ -209,6 +209,10 @@ pub struct CoreArgs {
     /// gets an explicit gap.
     #[arg(long, env = "ROOMCAST_REDIS_HISTORY", default_value_t = 10_000)]
     pub redis_history: usize,
+    /// Message ids each node takes from Redis at a time. Only tests lower it, to see a node
+    /// move to its next block.
+    #[arg(long, hide = true, default_value_t = crate::redis::ID_BLOCK, value_parser = clap::value_parser!(u64).range(2..))]
+    pub redis_id_block: u64,
 }
 
 /// A size in bytes: a number, or one with `KiB`, `MiB`, `GiB` or `TiB` (`K`, `M`, `G`, `T` the
@@ -474,6 +478,7 @@ impl CoreArgs {
                 history: self.redis_history.max(1),
                 rate: self.config().limits.submit_rate,
                 cluster: self.redis_cluster,
+                id_block: self.redis_id_block,
             }),
             files: self.files_dir(),
             file_quotas: crate::files::Quotas {

@@ -42,6 +42,7 @@ use crate::directory::RedisDirectory;
 use crate::files::{Files, SaveError, Stored};
 use crate::history;
 use crate::identity::{Identity, IdentityError, IdentityOptions};
+use crate::recheck::Rechecks;
 use crate::recorder::Recorder;
 use crate::redis::{self as log, AppendError, Job, LogHealth, Outcome, RedisLog, RedisOptions};
 
@@ -334,17 +335,6 @@ impl Hub {
         config.policy.admins = admin_ids(&identity, &config.policy.admins);
         let (requests, request_rx) = async_channel::bounded(options.queue.max(1));
         let (closes, close_rx) = async_channel::unbounded();
-        let mut recorder = match &options.record_inputs {
-            Some(path) => {
-                Some(
-                    Recorder::create(path, &config).map_err(|source| StartError::Record {
-                        path: path.clone(),
-                        source,
-                    })?,
-                )
-            }
-            None => None,
-        };
         let files = match &options.files {
             Some(path) => {
                 let files =
@@ -366,6 +356,18 @@ impl Hub {
             // Memory holds the only copy of every message.
             config.unload_after = None;
         }
+        // The header holds the configuration core runs with, as settled above.
+        let mut recorder = match &options.record_inputs {
+            Some(path) => {
+                Some(
+                    Recorder::create(path, &config).map_err(|source| StartError::Record {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
         let mut core = Core::new(config);
         let mut step = |core: &mut Core, input: Input| match &mut recorder {
             Some(recorder) => recorder.run(core, now(), input),
@@ -424,7 +426,7 @@ impl Hub {
             barrier: Barrier::default(),
             appending: HashMap::new(),
             loading: HashMap::new(),
-            catching_up: HashMap::new(),
+            rechecks: Rechecks::default(),
             listing: HashMap::new(),
             next_ticket: 0,
             cluster_rooms: 0,
@@ -968,8 +970,9 @@ struct Driver {
     /// Room listings Redis is reading, by ticket, and the last ticket given.
     listing: HashMap<u64, async_channel::Sender<Answer>>,
     next_ticket: u64,
-    /// Listeners that resume past what this node has applied, waiting for a read of the log.
-    catching_up: HashMap<RoomId, Vec<Waiting>>,
+    /// Requests refused on what this node had applied of a room, waiting to be decided again
+    /// once it caught up with the log.
+    rechecks: Rechecks<Waiting>,
     /// With a shared log: told of revocations and new accounts on other nodes.
     shared_identity: Option<Arc<Identity>>,
     barrier: Barrier<Output>,
@@ -1210,15 +1213,25 @@ impl Driver {
                     let stopped = Err(HubError::Stopped);
                     self.outputs.push(Output::Answer(stopped, tx));
                 }
-                if self.core.next_message_id().0 % log::ID_BLOCK == log::ID_BLOCK / 2 {
+                let block = self.log().map_or(log::ID_BLOCK, |redis| redis.id_block);
+                if self.core.next_message_id().0 % block == block / 2 {
                     self.to_log(Job::ReserveIds);
                 }
             }
-            Err(Error::ResumeAhead { .. }) if retry.is_some() => {
-                let room = retry.as_ref().and_then(Command::room);
-                if let (Some(room), Some(retry)) = (room, retry) {
-                    self.read_after_applied(room.clone());
-                    self.catching_up.entry(room).or_default().push((retry, tx));
+            // Refused on this node's replica, which may be behind: catch up with the log and
+            // decide again, so no refusal contradicts an entry acknowledged before.
+            Err(refused) if refused.may_be_stale() && retry.is_some() => {
+                let retry = retry.expect("kept on a first try");
+                match retry.room() {
+                    Some(room) => {
+                        if self.rechecks.wait(room.clone(), (retry, tx)) {
+                            self.catch_up(now, room);
+                        }
+                    }
+                    None => {
+                        let refused = Err(HubError::Refused(refused));
+                        self.outputs.push(Output::Answer(refused, tx));
+                    }
                 }
             }
             reply => self
@@ -1236,6 +1249,33 @@ impl Driver {
     fn to_log(&self, job: Job) -> bool {
         self.log()
             .is_some_and(|redis| redis.jobs.try_send(job).is_ok())
+    }
+
+    /// Reads the room as Redis has it now (its access, then its log after what this node
+    /// applied), then decides again what waited for that. Without a log to ask, at once.
+    fn catch_up(&mut self, now: Timestamp, room: RoomId) {
+        let after = self.core.latest(room.as_str()).unwrap_or(Seq::ZERO);
+        let history_len = self.core.config().history_len;
+        let job = Job::CatchUp {
+            room: room.clone(),
+            after,
+            history_len,
+        };
+        if !self.to_log(job) {
+            self.caught_up(now, &room);
+        }
+    }
+
+    /// The catch-up of `room` ended: the requests it answers are decided again, on what this
+    /// node now has; those that came while it ran wait for another.
+    fn caught_up(&mut self, now: Timestamp, room: &RoomId) {
+        let (again, more) = self.rechecks.caught_up(room);
+        if more {
+            self.catch_up(now, room.clone());
+        }
+        for (command, tx) in again {
+            self.request(now, command, tx, false);
+        }
     }
 
     /// Reads the room's log after what this node applied.
@@ -1273,6 +1313,11 @@ impl Driver {
                     Err(AppendError::RateLimited(retry_after)) => {
                         Err(HubError::Refused(Error::RateLimited { retry_after }))
                     }
+                    Err(AppendError::Standing(refused)) => {
+                        // The log has a moderation this node has not applied yet: read it.
+                        self.read_after_applied(room);
+                        Err(HubError::Refused(refused))
+                    }
                     Err(AppendError::Conflict(key, seq)) => {
                         Err(HubError::Refused(Error::IdempotencyConflict { key, seq }))
                     }
@@ -1284,15 +1329,9 @@ impl Driver {
                 self.outputs.push(Output::Answer(reply, tx));
             }
             Outcome::Committed(committed) => {
-                let room = committed.room.clone();
-                let read = committed.read.is_some();
                 let _ = self.command(now, committed.into());
-                if read && let Some(waiting) = self.catching_up.remove(&room) {
-                    for (command, tx) in waiting {
-                        self.request(now, command, tx, false);
-                    }
-                }
             }
+            Outcome::CaughtUp(room) => self.caught_up(now, &room),
             Outcome::Listed { ticket, page } => {
                 let Some(tx) = self.listing.remove(&ticket) else {
                     return;
@@ -1382,10 +1421,6 @@ impl Driver {
                         ..Committed::of(room.clone(), 0)
                     };
                     let _ = self.command(now, gone.into());
-                    // No read will come for a room that is gone: answer who waited for one.
-                    for (command, tx) in self.catching_up.remove(&room).unwrap_or_default() {
-                        self.run_here(now, command, tx, false);
-                    }
                 } else if let Some(summary) = self.core.summary(room.as_str()) {
                     let access = roomcast_core::Access {
                         owner: summary.owner,
@@ -1430,7 +1465,7 @@ impl Driver {
                     Some(_) | None => tracing::warn!(%event, "an unknown identity event"),
                 }
             }
-            Outcome::Ids(start) => self.core.restore_message_ids(start),
+            Outcome::Ids(start) => self.run_input(now, Input::RestoreMessageIds(start)),
             Outcome::Rooms(rooms) => self.cluster_rooms = rooms,
         }
     }
@@ -1451,13 +1486,15 @@ impl Driver {
 
     /// Serves a room loaded from the shared log.
     fn restore(&mut self, now: Timestamp, stored: roomcast_core::StoredRoom) {
+        self.run_input(now, Input::RestoreRoom(stored));
+    }
+
+    /// Runs an input that is not a command (a room read from the log, a new block of message
+    /// ids) on the core, recording it, so a recording replays past it.
+    fn run_input(&mut self, now: Timestamp, input: Input) {
         match &mut self.recorder {
-            Some(recorder) => recorder.run(&mut self.core, now, Input::RestoreRoom(stored)),
-            None => drop(roomcast_core::record::run(
-                &mut self.core,
-                now,
-                Input::RestoreRoom(stored),
-            )),
+            Some(recorder) => recorder.run(&mut self.core, now, input),
+            None => drop(roomcast_core::record::run(&mut self.core, now, input)),
         }
     }
 

@@ -29,6 +29,7 @@ pub mod edge;
 pub mod files;
 mod history;
 mod hub;
+mod recheck;
 mod recorder;
 pub mod redis;
 mod shared;

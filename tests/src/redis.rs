@@ -179,8 +179,9 @@ impl RedisCluster {
 
 /// A TCP proxy in front of a Redis that can freeze connections: what Redis sends on them stops
 /// arriving, the sockets stay open. This is how a wedged pub/sub subscriber looks to a client
-/// (centrifugo#1189): publishes succeed, nothing comes back.
-pub struct FreezingProxy {
+/// (centrifugo#1189): publishes succeed, nothing comes back. It can also hold every byte, both
+/// ways, for a while: a node behind a slow link hears of every entry late.
+pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
     state: std::sync::Arc<ProxyState>,
@@ -196,9 +197,14 @@ struct ProxyState {
     freeze_new: std::sync::atomic::AtomicBool,
 }
 
-impl FreezingProxy {
+impl Proxy {
     /// Forwards to `upstream` until dropped (its threads end with their sockets).
-    pub fn start(upstream: SocketAddr) -> FreezingProxy {
+    pub fn start(upstream: SocketAddr) -> Proxy {
+        Proxy::lagging(upstream, Duration::ZERO)
+    }
+
+    /// Forwards to `upstream`, each byte `lag` after it arrived, both ways.
+    pub fn lagging(upstream: SocketAddr, lag: Duration) -> Proxy {
         use std::sync::atomic::Ordering;
         let listener = TcpListener::bind("127.0.0.1:0").expect("a proxy port");
         let addr = listener.local_addr().expect("its address");
@@ -214,30 +220,19 @@ impl FreezingProxy {
                 if shared.freeze_new.load(Ordering::SeqCst) {
                     shared.frozen.lock().expect("not poisoned").insert(n);
                 }
-                let (mut c_read, mut s_write) = (
+                let (c_read, s_write) = (
                     client.try_clone().expect("clone"),
                     server.try_clone().expect("clone"),
                 );
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c_read, &mut s_write);
-                });
-                let (mut s_read, mut c_write) = (server, client);
+                forward(c_read, s_write, lag, || false);
                 let state = shared.clone();
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16 * 1024];
-                    while let Ok(read @ 1..) = std::io::Read::read(&mut s_read, &mut buf) {
-                        // A frozen connection swallows what Redis says.
-                        if state.frozen.lock().expect("not poisoned").contains(&n) {
-                            continue;
-                        }
-                        if c_write.write_all(&buf[..read]).is_err() {
-                            break;
-                        }
-                    }
+                // A frozen connection swallows what Redis says.
+                forward(server, client, lag, move || {
+                    state.frozen.lock().expect("not poisoned").contains(&n)
                 });
             }
         });
-        FreezingProxy { addr, state }
+        Proxy { addr, state }
     }
 
     /// The URL clients are given.
@@ -258,4 +253,36 @@ impl FreezingProxy {
             .freeze_new
             .store(false, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// Copies what `from` says to `to`, each chunk `lag` after it was read (a queue between two
+/// threads, so lags do not add up), dropping chunks while `frozen`; ends with either socket.
+fn forward(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    lag: Duration,
+    frozen: impl Fn() -> bool + Send + 'static,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        while let Ok(read @ 1..) = std::io::Read::read(&mut from, &mut buf) {
+            if !frozen()
+                && tx
+                    .send((Instant::now() + lag, buf[..read].to_vec()))
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for (due, bytes) in rx {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if to.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
 }

@@ -131,3 +131,45 @@ async fn a_recorded_grpc_server_replays_identically() {
     assert_eq!(code, 0, "{output}");
     assert!(steps(&output) >= 4, "{output}");
 }
+
+/// With `--redis` a node takes message ids from Redis a block at a time, and asks for the next
+/// block halfway through one: that is an input to core too, recorded, so the recording of a
+/// node that moved through several blocks replays to its end.
+#[test]
+fn a_recorded_redis_node_replays_across_its_id_blocks() {
+    use roomcast_e2e::redis::{self, Redis, node_args};
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.jsonl");
+    let record = format!("--record-inputs={}", path.display());
+    let server = Server::smol(&node_args(&url, &[&record, "--redis-id-block=4"]));
+    let ada = roomcast_e2e::guest_token(server.addr, "ada").expect("a guest token");
+    let auth = format!("Bearer {ada}");
+    let post = |path: &str, body: serde_json::Value| {
+        roomcast_e2e::call_with("POST", &server.url(path), Some(&auth), Some(&body))
+    };
+    let created = post("/api/v1/rooms", json!({ "room": "blocks" }));
+    assert_eq!(created.status, 201, "{}", created.body);
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let said = post(
+            "/api/v1/rooms/blocks/messages",
+            json!({ "text": n.to_string() }),
+        );
+        assert_eq!(said.status, 201, "{}", said.body);
+        ids.push(said.json()["id"].as_str().expect("an id").to_owned());
+    }
+    stop(server);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.matches("RestoreMessageIds").count() >= 3,
+        "each new block is recorded: {ids:?}"
+    );
+    let (code, output) = replay(&path);
+    assert_eq!(code, 0, "{output}");
+    assert!(steps(&output) >= 12, "{output}");
+}

@@ -845,7 +845,7 @@ fn a_wedged_subscriber_is_found_replaced_and_backfilled_and_healthz_says_so() {
         return;
     }
     let redis = Redis::start(&[]);
-    let proxy = roomcast_e2e::redis::FreezingProxy::start(redis.addr);
+    let proxy = roomcast_e2e::redis::Proxy::start(redis.addr);
     let a = Server::smol(&node_args(&redis.url(), &[]));
     // Node b reaches Redis through the proxy: its first connection carries commands, its
     // second pub/sub.
@@ -1072,7 +1072,7 @@ async fn a_tokio_nodes_grpc_health_says_when_its_subscriber_is_wedged() {
         return;
     }
     let redis = Redis::start(&[]);
-    let proxy = roomcast_e2e::redis::FreezingProxy::start(redis.addr);
+    let proxy = roomcast_e2e::redis::Proxy::start(redis.addr);
     let node = Server::tokio(&node_args(&proxy.url(), &[]));
     let channel = tonic::transport::Channel::from_shared(node.url(""))
         .expect("a URL")
@@ -1347,6 +1347,93 @@ fn moderation_holds_on_every_node() {
     }
     let c = Server::smol(&node_args(&url, &["--history-len=2"]));
     call(&c, posts, &bob, json!({ "text": "or here" })).problem(403, "banned");
+}
+
+/// A node behind the log never answers against an entry acknowledged before the request came
+/// (a refusal on what it has applied is decided again once it caught up; an append checks the
+/// poster's standing in Redis itself). Node b reaches Redis through a link that holds every
+/// byte for 300 ms, so it hears of a's moderations late; bob's requests on b follow them at once.
+#[test]
+fn a_node_behind_the_log_decides_as_the_log_stands() {
+    if !redis::available() {
+        return;
+    }
+    let redis = Redis::start(&[]);
+    let lag =
+        roomcast_e2e::redis::Proxy::lagging(redis.addr, std::time::Duration::from_millis(300));
+    let (url, lagging) = (redis.url(), lag.url());
+    let a = Server::smol(&node_args(&url, &[]));
+    let b = Server::smol(&node_args(&lagging, &[]));
+    let token = |user: &str| roomcast_e2e::guest_token(a.addr, user).expect("a guest token");
+    let (ada, bob) = (token("ada"), token("bob"));
+    let call = |method: &str, node: &Server, path: &str, auth: &str, body: serde_json::Value| {
+        let auth = format!("Bearer {auth}");
+        roomcast_e2e::call_with(method, &node.url(path), Some(&auth), Some(&body))
+    };
+    let created = call(
+        "POST",
+        &a,
+        "/api/v1/rooms",
+        &ada,
+        json!({ "room": "steady" }),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let (moderation, posts) = (
+        "/api/v1/rooms/steady/moderation",
+        "/api/v1/rooms/steady/messages",
+    );
+    let moderate = |action: serde_json::Value| {
+        let done = call("POST", &a, moderation, &ada, action);
+        assert_eq!(done.status, 201, "{}", done.body);
+    };
+    // b serves the room, and ada watches it there.
+    let hello = call("POST", &b, posts, &bob, json!({ "text": "hello" }));
+    assert_eq!(hello.status, 201, "{}", hello.body);
+    let mut on_b = SseStream::open_with_token(b.addr, "/api/v1/rooms/steady/events", &ada)
+        .expect("ada listens on b");
+
+    // Muted on a: b has not heard, but Redis refuses the append.
+    moderate(json!({ "target": "bob", "action": "mute", "seconds": 600 }));
+    call(
+        "POST",
+        &b,
+        posts,
+        &bob,
+        json!({ "text": "not yet muted here?" }),
+    )
+    .problem(403, "muted");
+    let muted = on_b
+        .next_of("moderation")
+        .expect("the mute reaches b")
+        .json();
+    assert_eq!(muted["action"], "mute", "{muted}");
+    // Unmuted on a: b would refuse on what it has, so it catches up and decides again.
+    moderate(json!({ "target": "bob", "action": "unmute" }));
+    let spoken = call(
+        "POST",
+        &b,
+        posts,
+        &bob,
+        json!({ "text": "unmuted everywhere" }),
+    );
+    assert_eq!(spoken.status, 201, "{}", spoken.body);
+
+    // Bob's own write on a, changed on b at once: b reads it before deciding.
+    let posted = call("POST", &a, posts, &bob, json!({ "text": "frist" }));
+    assert_eq!(posted.status, 201, "{}", posted.body);
+    let seq = posted.json()["seq"].as_u64().expect("a seq");
+    let edited = call(
+        "PATCH",
+        &b,
+        &format!("{posts}/{seq}"),
+        &bob,
+        json!({ "text": "first" }),
+    );
+    assert_eq!(edited.status, 201, "{}", edited.body);
+
+    // Banned on a: refused on b at once.
+    moderate(json!({ "target": "bob", "action": "ban" }));
+    call("POST", &b, posts, &bob, json!({ "text": "still here?" })).problem(403, "banned");
 }
 
 /// Someone typing on one node is shown to listeners on another (through the room's channel),

@@ -59,11 +59,9 @@ impl Core {
             Kind::Delete { .. } | Kind::React { .. } | Kind::Moderate { .. } => String::new(),
         };
         let r = self.find_authorized(&user, &id, action_of(&c.kind))?;
-        let speaks = matches!(
-            c.kind,
-            Kind::Post { .. } | Kind::Edit { .. } | Kind::React { .. }
-        );
-        if speaks && let Some(until) = r.access().muted_until(&user, now) {
+        if c.kind.speaks()
+            && let Some(until) = r.access().muted_until(&user, now)
+        {
             return Err(Error::Muted {
                 remaining: until.saturating_since(now),
             });

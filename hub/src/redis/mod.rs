@@ -51,8 +51,8 @@ const IDEMPOTENCY_TTL_SECS: u64 = 3600;
 const TOMBSTONE_TTL_SECS: u64 = 600;
 /// Entries per read.
 const READ_PAGE: usize = 512;
-/// Message ids each node takes at a time.
-pub(crate) const ID_BLOCK: u64 = 1 << 24;
+/// Message ids each node takes at a time (unless `--redis-id-block` says otherwise).
+pub const ID_BLOCK: u64 = 1 << 24;
 /// How often the probe is published, and how long pub/sub may stay silent before it is
 /// considered wedged.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -71,6 +71,9 @@ pub struct RedisOptions {
     pub cluster: bool,
     /// Each poster's rate, held across nodes (core's own bucket is per node).
     pub rate: Option<roomcast_core::Rate>,
+    /// Message ids taken at a time ([`ID_BLOCK`]; smaller only in tests, to reach a block's
+    /// end).
+    pub id_block: u64,
 }
 
 /// What the hub asks of the log.
@@ -82,6 +85,13 @@ pub(crate) enum Job {
     Fetch { room: RoomId, after: Seq },
     /// Read a room to serve it here (`history_len` newest messages).
     Load { room: RoomId, history_len: usize },
+    /// Read a held room's access (members, roles, bans, mutes) and then its entries after
+    /// `after`, both made after this was asked, and then say so ([`Outcome::CaughtUp`]).
+    CatchUp {
+        room: RoomId,
+        after: Seq,
+        history_len: usize,
+    },
     /// Restore a room whose history Redis lost, under a new epoch.
     Recreate {
         room: RoomId,
@@ -160,6 +170,9 @@ pub(crate) enum AppendError {
     Repaired,
     /// The poster is over their rate on the cluster; retry after this long.
     RateLimited(Duration),
+    /// The room's log says the poster may not: banned, or muted (a moderation this node had
+    /// not applied yet). Nothing was appended.
+    Standing(roomcast_core::Error),
     /// Redis could not be reached or answered an error.
     Unavailable(String),
 }
@@ -175,6 +188,8 @@ pub(crate) enum Outcome {
     },
     /// Entries for a room (pub/sub, or a read).
     Committed(Committed),
+    /// A [`Job::CatchUp`] is done: what it read was told before this.
+    CaughtUp(RoomId),
     /// A room read for loading: `None` if Redis does not have it.
     Loaded {
         room: RoomId,
@@ -220,6 +235,8 @@ pub(crate) struct RedisLog {
     writes: async_channel::Sender<Vec<Event>>,
     pub(crate) health: Arc<LogHealth>,
     pub(crate) first_ids: MessageId,
+    /// Message ids taken at a time: the next block is asked for halfway through one.
+    pub(crate) id_block: u64,
 }
 
 impl RedisLog {
@@ -246,8 +263,10 @@ const LIST_BATCH: usize = 1000;
 
 /// Starts the log thread: connects (failing here if Redis cannot be reached), takes the
 /// first block of message ids, and serves jobs until the hub closes it.
-pub(crate) fn start(options: RedisOptions) -> Result<RedisLog, String> {
+pub(crate) fn start(mut options: RedisOptions) -> Result<RedisLog, String> {
     let target = Target::parse(&options.url, options.cluster)?;
+    options.id_block = options.id_block.max(2);
+    let id_block = options.id_block;
     let (jobs, job_rx) = async_channel::unbounded::<Job>();
     let (outcome_tx, outcomes) = async_channel::unbounded();
     let (progress_tx, progress) = async_channel::unbounded();
@@ -297,6 +316,7 @@ pub(crate) fn start(options: RedisOptions) -> Result<RedisLog, String> {
         writes,
         health,
         first_ids,
+        id_block,
     })
 }
 

@@ -13,7 +13,7 @@ use super::keys::{Keys, ROOMS, node_rooms};
 use super::link::{Link, Target};
 use super::reply::entries;
 use super::scripts::{Scripts, new_epoch};
-use super::{ID_BLOCK, Job, LogHealth, OlderRead, Outcome, RedisOptions, redact};
+use super::{Job, LogHealth, OlderRead, Outcome, RedisOptions, redact};
 
 /// The log thread's state.
 pub(super) struct Node {
@@ -46,7 +46,7 @@ impl Node {
         let pubsub = target.connect(Some(&push_tx)).await.map_err(unreachable)?;
         let end: u64 = redis::cmd("INCRBY")
             .arg("rc:ids")
-            .arg(ID_BLOCK)
+            .arg(options.id_block)
             .query_async(&mut commands)
             .await
             .map_err(|e| format!("cannot reserve message ids on Redis at {url}: {e}"))?;
@@ -67,7 +67,8 @@ impl Node {
         node.subscribe(node.probe_channel()).await;
         node.subscribe(super::keys::IDENTITY_EVENTS.to_owned())
             .await;
-        Ok((node, MessageId(end - ID_BLOCK + 1)))
+        let first = MessageId(end - node.options.id_block + 1);
+        Ok((node, first))
     }
 
     pub(super) fn probe_channel(&self) -> String {
@@ -108,6 +109,23 @@ impl Node {
                     self.subscribe(Keys::of(room.as_str()).channel).await;
                 }
                 self.tell(Outcome::Loaded { room, stored });
+            }
+            Job::CatchUp {
+                room,
+                after,
+                history_len,
+            } => {
+                // In this order, each read made after the hub asked: the room's standing, then
+                // its log, then the word that both are in.
+                let stored = self.load(&room, history_len).await;
+                self.tell(Outcome::Loaded {
+                    room: room.clone(),
+                    stored,
+                });
+                if let Some(read) = self.read(&room, after).await {
+                    self.tell(read);
+                }
+                self.tell(Outcome::CaughtUp(room));
             }
             Job::Recreate {
                 room,
@@ -270,11 +288,14 @@ impl Node {
             Job::ReserveIds => {
                 let reserved: redis::RedisResult<u64> = redis::cmd("INCRBY")
                     .arg("rc:ids")
-                    .arg(ID_BLOCK)
+                    .arg(self.options.id_block)
                     .query_async(&mut self.conn())
                     .await;
                 match reserved {
-                    Ok(end) => self.tell(Outcome::Ids(MessageId(end - ID_BLOCK + 1))),
+                    Ok(end) => {
+                        let start = end - self.options.id_block + 1;
+                        self.tell(Outcome::Ids(MessageId(start)));
+                    }
                     Err(e) => tracing::error!(error = %e, "cannot reserve message ids"),
                 }
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::Value;
 use roomcast_core::log::{Committed, Draft, LogRead};
 use roomcast_core::{
-    Access, CloseReason, Durable, Event, Kind, Message, ReadMarker, RoomId, Seq, Standing,
+    Access, CloseReason, Durable, Error, Event, Kind, Message, ReadMarker, RoomId, Seq, Standing,
     StoredRoom, Timestamp, UserId,
 };
 use roomcast_store::Progress;
@@ -85,6 +85,9 @@ impl Node {
             } else {
                 "0"
             })
+            .arg(draft.user.as_str())
+            .arg(if draft.kind.speaks() { "1" } else { "0" })
+            .arg(draft.sent_at.as_unix_millis())
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| AppendError::Unavailable(e.to_string()))?;
@@ -93,6 +96,16 @@ impl Node {
         let seq = match fields.first() {
             Some(Value::Int(-1)) => return Err(AppendError::RoomGone),
             Some(Value::Int(-2)) => return Err(AppendError::Repaired),
+            Some(Value::Int(-3)) => {
+                let refused = match fields.get(2).and_then(int) {
+                    Some(until) => Error::Muted {
+                        remaining: Timestamp::from_unix_millis(until)
+                            .saturating_since(draft.sent_at),
+                    },
+                    None => Error::Banned,
+                };
+                return Err(AppendError::Standing(refused));
+            }
             Some(v) => int(v).ok_or_else(bad)?,
             None => return Err(bad()),
         };

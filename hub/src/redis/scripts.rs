@@ -8,6 +8,12 @@ use redis::Script;
 pub(super) const APPEND: &str = r"
 local meta, log, idem, erased, moderation = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if redis.call('HEXISTS', meta, 'c') == 0 then return {-1} end
+-- The poster's standing as the log has it, whatever the node that asks has applied.
+if redis.call('HEXISTS', moderation, 'banned|' .. ARGV[12]) == 1 then return {-3, 'banned'} end
+if ARGV[13] == '1' then
+  local muted = tonumber(redis.call('HGET', moderation, 'muted|' .. ARGV[12]) or '0')
+  if muted > tonumber(ARGV[14]) then return {-3, 'muted', muted} end
+end
 local e = redis.call('HGET', meta, 'e')
 if ARGV[5] == '1' then
   local seen = redis.call('GET', idem)
