@@ -12,6 +12,7 @@
 
 mod clients;
 mod floor;
+mod outcome;
 mod scenario;
 mod strangers;
 mod target;

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::clients::{Kind, Listener, Publisher, with_retries};
-use crate::target::{Target, established, rss_kib};
+pub use crate::outcome::Outcome;
+use crate::target::{Target, UNLOAD_AFTER_SECONDS, established, rss_kib};
 use crate::wire::Seen;
 
 /// A scenario (issue 7's, and G1 of issue 25's).
@@ -96,17 +97,6 @@ pub struct Settings {
     pub seconds: Option<f64>,
     /// Bytes of padding per message text.
     pub size: usize,
-}
-
-/// One scenario's result on one target.
-pub struct Outcome {
-    /// The whole result, for the JSON file.
-    pub json: Value,
-    /// Everything was delivered, in order, with no unannounced gap (the smoke test's check;
-    /// no timing is judged).
-    pub complete: bool,
-    /// The markdown row: scenario, target, shape, result, p50, p99, p99.9, notes.
-    pub row: [String; 8],
 }
 
 /// Runs `scenario` against `target`.
@@ -1094,10 +1084,6 @@ async fn storm(target: &Target, connections: usize, rooms: usize) -> anyhow::Res
         }),
     })
 }
-
-/// How long roomcast servers the generator starts keep an idle room's messages in memory
-/// (`--room-unload-after`), so M3 finds its rooms cold without waiting ten minutes.
-pub const UNLOAD_AFTER_SECONDS: u64 = 3;
 
 /// M3: `count` rooms with `per` messages each, left idle until their messages leave memory;
 /// the server's memory then, and the latency of the first history read of `reads` of them.

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::clients::{Kind, request};
-use crate::scenario::Outcome;
+use crate::outcome::Outcome;
 use crate::target::Target;
 
 /// The limits G1's server runs with (every other one at its default): a guest's share of each

@@ -10,6 +10,10 @@ use anyhow::{Context, bail};
 
 use crate::clients::Kind;
 
+/// How long roomcast servers the generator starts keep an idle room's messages in memory
+/// (`--room-unload-after`), so M3 finds its rooms cold without waiting ten minutes.
+pub const UNLOAD_AFTER_SECONDS: u64 = 3;
+
 /// A server to measure.
 pub struct Target {
     /// What it is and how to talk to it.
@@ -106,10 +110,7 @@ impl Target {
                 }
                 // M3 waits for idle rooms to go cold (builds from before have no such flag).
                 if knows_flag(&path, "--room-unload-after") {
-                    command.arg(format!(
-                        "--room-unload-after={}s",
-                        crate::scenario::UNLOAD_AFTER_SECONDS
-                    ));
+                    command.arg(format!("--room-unload-after={}s", UNLOAD_AFTER_SECONDS));
                 }
                 if durable {
                     let dir = tempfile::tempdir()?;

@@ -7,7 +7,6 @@ use thiserror::Error;
 
 use crate::action::Action;
 use crate::ids::{IdempotencyKey, NameError, RoomId, Seq};
-use crate::message::NotAnEmoji;
 
 /// A refused command. Every variant names the rule or limit that refused it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -266,6 +265,11 @@ pub enum MembershipError {
     #[error("a direct message needs two different users")]
     DirectWithSelf,
 }
+
+/// Why a reaction's emoji was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0:?} is not one emoji")]
+pub struct NotAnEmoji(pub String);
 
 /// Why someone cannot be moderated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]

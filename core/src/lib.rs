@@ -185,7 +185,8 @@ pub use command::{
 };
 pub use engine::{Config, Core, EXPIRE_BATCH, MAX_QUEUED_EVENTS, Stats};
 pub use error::{
-    AttachmentError, Error, ErrorClass, MembershipError, MessageError, ModerationError, Paced,
+    AttachmentError, Error, ErrorClass, MembershipError, MessageError, ModerationError, NotAnEmoji,
+    Paced,
 };
 pub use event::{CloseReason, Durable, Event};
 pub use history::Gap;
@@ -196,7 +197,7 @@ pub use ids::{
 pub use limits::{Limits, Pace, RESERVE_HOLDS, RESERVE_PERCENT, Rate, RateLimiter, Refill};
 pub use message::{
     ATTACHMENT_ID_LEN, Attachment, DEFAULT_MUTE_SECONDS, Emoji, Kind, Message, Moderation,
-    NotAnEmoji, Reaction, Standing, State,
+    Reaction, Standing, State,
 };
 pub use policy::{Action, Policy, Who};
 pub use presence::PresenceEntry;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::ModerationError;
+use crate::error::{ModerationError, NotAnEmoji};
 use crate::ids::{IdempotencyKey, MessageId, RoomId, Seq, UserId};
 use crate::time::Timestamp;
 
@@ -346,11 +346,6 @@ impl State {
 /// emoji and not any text a client sent.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Emoji(Arc<str>);
-
-/// Why a reaction's emoji was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not one emoji")]
-pub struct NotAnEmoji(pub String);
 
 impl Emoji {
     /// The emoji `s` is, or why not.

@@ -18,6 +18,7 @@ mod ws;
 
 mod stream;
 
+mod io;
 mod request;
 mod runtime;
 mod tls;

@@ -12,7 +12,7 @@ use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use futures_rustls::{TlsAcceptor, rustls};
 use roomcast_hub::tls::{HANDSHAKE_TIMEOUT, HandshakeFailure};
 
-use crate::server::TimedStream;
+use crate::io::TimedStream;
 
 /// One TLS session, shared: each read or write holds it only while it is polled. Reads wait on
 /// the socket's readable side and writes on its writable side, each with its own waker, so a

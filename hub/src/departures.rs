@@ -10,33 +10,30 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_lite::future::block_on;
-use roomcast_core::Depart;
+use roomcast_core::{Depart, Departed};
 
-use crate::hub::{Hub, Request};
 use crate::identity::Identity;
 
 /// How often departures are looked for.
 pub(crate) const EVERY: Duration = Duration::from_secs(2);
 
-/// What the departures thread holds of its hub: weak handles, so a hub its callers dropped
-/// stops (and releases its store) without waiting for the thread to notice.
-struct Departures {
-    requests: async_channel::WeakSender<Request>,
-    identity: Weak<Identity>,
-    stopping: Arc<AtomicBool>,
-    /// Held for each round; [`Hub::shutdown`] takes it, so no round is under way (holding the
+/// How a round has the hub thread reclaim one guest's leftovers: `None` once the hub is gone.
+pub(crate) type AskHub = Box<dyn Fn(Depart) -> Option<Result<Departed, String>> + Send>;
+
+/// What the departures thread holds of its hub: weak handles (the hub's own [`AskHub`] holds
+/// its channel weakly too), so a hub its callers dropped stops (and releases its store) without
+/// waiting for the thread to notice.
+pub(crate) struct Departures {
+    pub(crate) ask: AskHub,
+    pub(crate) identity: Weak<Identity>,
+    pub(crate) stopping: Arc<AtomicBool>,
+    /// Held for each round; the hub's shutdown takes it, so no round is under way (holding the
     /// store) once shutdown returns.
-    round: Arc<async_lock::Mutex<()>>,
+    pub(crate) round: Arc<async_lock::Mutex<()>>,
 }
 
-/// Starts the thread that reclaims what departed guests left, for as long as `hub` runs.
-pub(crate) fn reclaim_departed(hub: &Hub) {
-    let departures = Departures {
-        requests: hub.requests().downgrade(),
-        identity: Arc::downgrade(hub.identity()),
-        stopping: hub.stopping().clone(),
-        round: hub.departures_round().clone(),
-    };
+/// Starts the thread that reclaims what departed guests left, for as long as the hub runs.
+pub(crate) fn reclaim_departed(departures: Departures) {
     let spawned = std::thread::Builder::new()
         .name("roomcast-departures".into())
         .spawn(move || {
@@ -47,12 +44,12 @@ pub(crate) fn reclaim_departed(hub: &Hub) {
                 if departures.stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                let (Some(requests), Some(identity)) =
-                    (departures.requests.upgrade(), departures.identity.upgrade())
-                else {
+                let Some(identity) = departures.identity.upgrade() else {
                     return;
                 };
-                reclaim(&identity, &requests);
+                if reclaim(&identity, &departures.ask).is_none() {
+                    return;
+                }
             }
         });
     if let Err(e) = spawned {
@@ -61,8 +58,8 @@ pub(crate) fn reclaim_departed(hub: &Hub) {
 }
 
 /// One round: the minted tokens' users seen kept, and every guest departed since the last,
-/// reclaimed and then forgotten.
-fn reclaim(identity: &Arc<Identity>, requests: &async_channel::Sender<Request>) {
+/// reclaimed and then forgotten. `None` if the hub is gone.
+fn reclaim(identity: &Arc<Identity>, ask: &AskHub) -> Option<()> {
     if let Err(e) = block_on(identity.keep_minted()) {
         tracing::warn!(error = %e, "cannot keep the users of minted tokens seen");
     }
@@ -70,18 +67,18 @@ fn reclaim(identity: &Arc<Identity>, requests: &async_channel::Sender<Request>) 
         Ok(gone) => gone,
         Err(e) => {
             tracing::warn!(error = %e, "cannot look for departed guests");
-            return;
+            return Some(());
         }
     };
     if gone.is_empty() {
-        return;
+        return Some(());
     }
     let (mut rooms, mut markers) = (0, 0);
     for user in &gone {
         let depart = Depart {
             user: user.as_str().to_owned(),
         };
-        match block_on(Hub::ask_over(requests, depart)) {
+        match ask(depart)? {
             Ok(departed) => {
                 rooms += departed.rooms.len();
                 markers += departed.markers;
@@ -99,4 +96,5 @@ fn reclaim(identity: &Arc<Identity>, requests: &async_channel::Sender<Request>) 
     if let Err(e) = block_on(identity.reclaimed(gone)) {
         tracing::warn!(error = %e, "cannot forget departed guests (they are reclaimed again)");
     }
+    Some(())
 }

@@ -389,9 +389,10 @@ impl Files {
         let _ = fs::remove_dir_all(room_dir);
     }
 
-    /// Removes uploads pending for longer than [`Quotas::pending_for`] (never posted), and
-    /// uploads being written that a crash left behind. Returns how many uploads it removed.
-    pub fn sweep(&self) -> usize {
+    /// Removes uploads pending for longer than [`Quotas::pending_for`] that `posted` says no
+    /// stored message names (never posted), and uploads being written that a crash left
+    /// behind. Returns how many uploads it removed.
+    pub fn sweep(&self, posted: impl Fn(&RoomId, &str) -> bool) -> usize {
         let old = |path: &Path, age: Duration| {
             fs::metadata(path)
                 .and_then(|m| m.modified())
@@ -418,6 +419,11 @@ impl Files {
             for upload in ids_in(&room.path(), "pending") {
                 let marker = room.path().join(format!("{upload}.pending"));
                 if !old(&marker, self.quotas.pending_for) {
+                    continue;
+                }
+                // A stored message names it: posted, though its marker outlived the post.
+                if posted(&id, &upload) {
+                    let _ = fs::remove_file(&marker);
                     continue;
                 }
                 if let Ok(dropped) = drop_upload(&self.dir, &id, &upload) {

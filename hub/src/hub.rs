@@ -38,6 +38,7 @@ use thiserror::Error;
 
 use crate::barrier::Barrier;
 use crate::delivery::{Broadcast, Delivery};
+use crate::departures::{self, Departures};
 use crate::directory::RedisDirectory;
 use crate::files::{Files, SaveError, Stored};
 use crate::history;
@@ -180,17 +181,30 @@ fn attachment_not_found(id: &str) -> HubError {
 }
 
 /// Removes uploads never posted, often enough that none outlives its pending time by more than
-/// a tenth, on a thread of its own.
-fn sweep_pending(files: &Arc<Files>) {
+/// a tenth, on a thread of its own. Whether an upload was posted follows from the store: one a
+/// stored message names is kept, whatever its marker says.
+fn sweep_pending(files: &Arc<Files>, store: Option<&Arc<Store>>) {
     let every = files.sweep_every();
     let files = Arc::downgrade(files);
+    // Weak, so a hub its callers dropped releases its store at once.
+    let store = store.map(Arc::downgrade);
+    let posted = move |room: &RoomId, id: &str| match &store {
+        None => false,
+        // When the store cannot say (or is gone), the upload stays: a later sweep asks again.
+        Some(store) => store.upgrade().is_none_or(|store| {
+            store.names_attachment(room, id).unwrap_or_else(|e| {
+                tracing::warn!(%room, id, error = %e, "cannot tell whether an upload was posted");
+                true
+            })
+        }),
+    };
     let spawned = std::thread::Builder::new()
         .name("roomcast-files".into())
         .spawn(move || {
             loop {
                 std::thread::sleep(every);
                 let Some(files) = files.upgrade() else { return };
-                let removed = files.sweep();
+                let removed = files.sweep(&posted);
                 if removed > 0 {
                     tracing::info!(removed, "removed uploads never posted");
                 }
@@ -343,7 +357,7 @@ impl Hub {
                         source,
                     })?;
                 let files = Arc::new(files);
-                sweep_pending(&files);
+                sweep_pending(&files, store.as_ref().map(|(store, _)| store));
                 Some(files)
             }
             None => None,
@@ -457,23 +471,18 @@ impl Hub {
                 departures: Arc::default(),
             }),
         };
-        crate::departures::reclaim_departed(&hub);
+        let requests = hub.requests.downgrade();
+        departures::reclaim_departed(Departures {
+            ask: Box::new(move |depart| {
+                let requests = requests.upgrade()?;
+                let departed = async_io::block_on(Hub::ask_over(&requests, depart));
+                Some(departed.map_err(|e| e.to_string()))
+            }),
+            identity: Arc::downgrade(&hub.shared.identity),
+            stopping: hub.shared.stopping.clone(),
+            round: hub.shared.departures.clone(),
+        });
         Ok(hub)
-    }
-
-    /// Where requests to the hub thread go.
-    pub(crate) fn requests(&self) -> &async_channel::Sender<Request> {
-        &self.requests
-    }
-
-    /// Set once the hub is shutting down.
-    pub(crate) fn stopping(&self) -> &Arc<AtomicBool> {
-        &self.shared.stopping
-    }
-
-    /// The lock each round of departures holds (see [`crate::departures`]).
-    pub(crate) fn departures_round(&self) -> &Arc<async_lock::Mutex<()>> {
-        &self.shared.departures
     }
 
     /// With a shared log: how many times its pub/sub was found wedged and replaced.
@@ -672,7 +681,7 @@ impl Hub {
     }
 
     /// [`Hub::ask`] over the hub thread's request channel alone.
-    pub(crate) async fn ask_over<C: Ask>(
+    async fn ask_over<C: Ask>(
         requests: &async_channel::Sender<Request>,
         command: C,
     ) -> Result<C::Answer, HubError> {
@@ -1255,11 +1264,9 @@ impl Driver {
     /// applied), then decides again what waited for that. Without a log to ask, at once.
     fn catch_up(&mut self, now: Timestamp, room: RoomId) {
         let after = self.core.latest(room.as_str()).unwrap_or(Seq::ZERO);
-        let history_len = self.core.config().history_len;
         let job = Job::CatchUp {
             room: room.clone(),
             after,
-            history_len,
         };
         if !self.to_log(job) {
             self.caught_up(now, &room);

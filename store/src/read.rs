@@ -196,6 +196,23 @@ impl Store {
         Ok(newest_first)
     }
 
+    /// Whether a stored message of `room` carries the attachment `id`: such an upload was
+    /// posted, whatever its marker says (the marker goes after the answer, and a crash or a
+    /// cancelled call may come between).
+    pub fn names_attachment(&self, room: &RoomId, id: &str) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages m JOIN rooms r ON m.room = r.key,
+                                json_each(m.kind, '$.attachments') a
+                 WHERE r.id = ?1 AND m.kind IS NOT NULL
+                   AND json_extract(a.value, '$.id') = ?2)",
+                params![room.as_str(), id],
+                |r| r.get::<_, bool>(0),
+            )
+        })
+        .map_err(StoreError::from)
+    }
+
     /// The oldest sequence number stored for `room`, if it has any message.
     pub fn first_seq(&self, room: &RoomId) -> Result<Option<Seq>, StoreError> {
         self.read(|conn| {

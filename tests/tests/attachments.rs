@@ -454,3 +454,42 @@ fn files_pass_through_without_being_held_in_memory() {
         "the server's peak memory grew by {grown_mib} MiB for 160 MiB of files in flight"
     );
 }
+
+/// Whether an upload was posted follows from the stored message, not from the marker the
+/// server removes after answering: a crash (or a cancelled call) between the two leaves the
+/// marker, and the sweep of uploads never posted must still keep the file a message names.
+#[test]
+fn a_posted_file_outlives_a_crash_before_its_marker_went() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = format!("--data-dir={}", dir.path().display());
+    let flags = [data.as_str(), "--rate-burst=0", "--upload-pending-for=2s"];
+    let mut server = Server::smol(&flags);
+    create_room(&server, "kept");
+    let id = uploaded(&server, "bob", "kept", "dot.png", PNG)["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let posted = post(&server, "bob", "kept", "", &[&id]);
+    assert_eq!(posted.status, 201, "{}", posted.body);
+    let url = format!("/api/v1/rooms/kept/attachments/{id}");
+    assert_eq!(download(&server, "cy", &url, &[]).status, 200);
+    server.signal("TERM");
+    assert!(server.wait().success(), "a clean stop");
+
+    // The state a crash right after the answer leaves: the message stored, the marker there.
+    let marker = dir
+        .path()
+        .join("files/rooms/kept")
+        .join(format!("{id}.pending"));
+    assert!(marker.parent().expect("a room dir").is_dir(), "{marker:?}");
+    std::fs::write(&marker, b"").unwrap();
+    let server = Server::smol(&flags);
+    // The sweep runs every second and looks at markers older than two: once it went by, the
+    // marker is gone either way (dropped with the file, or found posted).
+    roomcast_e2e::wait_until("the sweep to look at the upload", || {
+        (!marker.exists()).then_some(())
+    });
+    let got = download(&server, "cy", &url, &[]);
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.bytes, PNG);
+}

@@ -85,13 +85,10 @@ pub(crate) enum Job {
     Fetch { room: RoomId, after: Seq },
     /// Read a room to serve it here (`history_len` newest messages).
     Load { room: RoomId, history_len: usize },
-    /// Read a held room's access (members, roles, bans, mutes) and then its entries after
-    /// `after`, both made after this was asked, and then say so ([`Outcome::CaughtUp`]).
-    CatchUp {
-        room: RoomId,
-        after: Seq,
-        history_len: usize,
-    },
+    /// Read a held room's access (members, roles, bans, mutes; none of its messages) and then
+    /// its entries after `after`, both made after this was asked, and then say so
+    /// ([`Outcome::CaughtUp`]).
+    CatchUp { room: RoomId, after: Seq },
     /// Restore a room whose history Redis lost, under a new epoch.
     Recreate {
         room: RoomId,

@@ -110,14 +110,11 @@ impl Node {
                 }
                 self.tell(Outcome::Loaded { room, stored });
             }
-            Job::CatchUp {
-                room,
-                after,
-                history_len,
-            } => {
-                // In this order, each read made after the hub asked: the room's standing, then
-                // its log, then the word that both are in.
-                let stored = self.load(&room, history_len).await;
+            Job::CatchUp { room, after } => {
+                // In this order, each read made after the hub asked: the room's standing (no
+                // messages: a refused stranger costs Redis little), then its log, then the
+                // word that both are in.
+                let stored = self.load(&room, 0).await;
                 self.tell(Outcome::Loaded {
                     room: room.clone(),
                     stored,
