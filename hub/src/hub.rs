@@ -45,7 +45,9 @@ use crate::history;
 use crate::identity::{Identity, IdentityError, IdentityOptions};
 use crate::recheck::Rechecks;
 use crate::recorder::Recorder;
-use crate::redis::{self as log, AppendError, Job, LogHealth, Outcome, RedisLog, RedisOptions};
+use crate::redis::{
+    self as log, AppendError, IdentityEvent, Job, LogHealth, Outcome, RedisLog, RedisOptions,
+};
 
 /// Why a hub call did not return the core's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -1458,18 +1460,9 @@ impl Driver {
                 let Some(identity) = &self.shared_identity else {
                     return;
                 };
-                match event.split_once(' ') {
-                    Some(("revoked", sid)) => identity.on_revoked(sid),
-                    Some(("registered", account)) => match account.split_once(' ') {
-                        Some((key, id)) => match roomcast_core::UserId::parse(id, usize::MAX) {
-                            Ok(id) => identity.on_registered(key, id),
-                            Err(e) => {
-                                tracing::warn!(%id, error = %e, "an invalid user id registered")
-                            }
-                        },
-                        None => tracing::warn!(%event, "an identity event without an id"),
-                    },
-                    Some(_) | None => tracing::warn!(%event, "an unknown identity event"),
+                match event {
+                    IdentityEvent::Revoked(sid) => identity.on_revoked(&sid),
+                    IdentityEvent::Registered { key, id } => identity.on_registered(&key, id),
                 }
             }
             Outcome::Ids(start) => self.run_input(now, Input::RestoreMessageIds(start)),

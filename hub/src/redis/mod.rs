@@ -210,9 +210,62 @@ pub(crate) enum Outcome {
     Ids(MessageId),
     /// How many rooms Redis's index holds.
     Rooms(usize),
-    /// Another node revoked a session or registered a name (`revoked <sid>`,
-    /// `registered <name's key> <id>`).
-    Identity(String),
+    /// Another node revoked a session or registered a name.
+    Identity(IdentityEvent),
+}
+
+/// What identity's scripts publish on [`IDENTITY_EVENTS`] (`hub/src/directory.rs`), read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IdentityEvent {
+    /// `revoked <sid>`: a session ended.
+    Revoked(String),
+    /// `registered <name's key> <id>`: a name is taken for good.
+    Registered { key: String, id: UserId },
+}
+
+impl IdentityEvent {
+    /// The event `payload` says, or why it says none.
+    pub(crate) fn parse(payload: &str) -> Result<Self, String> {
+        match payload.split_once(' ') {
+            Some(("revoked", sid)) => Ok(IdentityEvent::Revoked(sid.to_owned())),
+            Some(("registered", account)) => {
+                let (key, id) = account
+                    .split_once(' ')
+                    .ok_or_else(|| "a registration without an id".to_owned())?;
+                let id = UserId::parse(id, usize::MAX)
+                    .map_err(|e| format!("a registration of an invalid id: {e}"))?;
+                Ok(IdentityEvent::Registered {
+                    key: key.to_owned(),
+                    id,
+                })
+            }
+            Some(_) | None => Err("an unknown identity event".to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_events_are_read_or_refused_by_name() {
+        assert_eq!(
+            IdentityEvent::parse("revoked s1"),
+            Ok(IdentityEvent::Revoked("s1".into()))
+        );
+        let id = UserId::parse("ada~uabc", usize::MAX).expect("an id");
+        assert_eq!(
+            IdentityEvent::parse("registered ada ada~uabc"),
+            Ok(IdentityEvent::Registered {
+                key: "ada".into(),
+                id
+            })
+        );
+        for bad in ["registered ada", "registered ada ~", "joined x", "revoked"] {
+            assert!(IdentityEvent::parse(bad).is_err(), "{bad}");
+        }
+    }
 }
 
 /// The log's health, for `/healthz`.

@@ -11,7 +11,7 @@ use roomcast_core::{RoomId, Seq, UserId};
 
 use super::keys::Keys;
 use super::reply::text;
-use super::{Outcome, PROBE_DEADLINE, PROBE_EVERY};
+use super::{IdentityEvent, Outcome, PROBE_DEADLINE, PROBE_EVERY};
 
 use super::node::Node;
 
@@ -80,7 +80,12 @@ impl Node {
                     return;
                 };
                 if channel == super::keys::IDENTITY_EVENTS {
-                    self.tell(Outcome::Identity(payload));
+                    match IdentityEvent::parse(&payload) {
+                        Ok(event) => self.tell(Outcome::Identity(event)),
+                        Err(e) => {
+                            tracing::warn!(%payload, error = %e, "an identity event not read")
+                        }
+                    }
                     return;
                 }
                 if channel == self.probe_channel() {
