@@ -41,12 +41,12 @@ pub enum Event {
         user: UserId,
     },
     /// A room is gone with everything in it. Its listeners are closed: end their streams with
-    /// `reason`. No presence `Left` events follow for them.
+    /// `reason` (as a [`CloseReason`]). No presence `Left` events follow for them.
     RoomClosed {
         /// The room.
         room: RoomId,
         /// Why it closed.
-        reason: CloseReason,
+        reason: RoomEnd,
     },
     /// One listener was closed by core while its room goes on: end that one stream with
     /// `reason`.
@@ -260,7 +260,7 @@ pub enum Durable<'a> {
         /// The room.
         room: &'a RoomId,
         /// Why it closed.
-        reason: &'a CloseReason,
+        reason: &'a RoomEnd,
     },
     /// See [`Event::Published`].
     Published(&'a Arc<Message>),
@@ -280,6 +280,28 @@ pub enum Durable<'a> {
         /// Whose marker it was.
         user: &'a UserId,
     },
+}
+
+/// Why a room ended: the two of [`CloseReason`]s that end a whole room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomEnd {
+    /// Deleted (by this user, when known; `None` when a shared log reported it deleted
+    /// elsewhere).
+    Deleted {
+        /// Who deleted it.
+        by: Option<UserId>,
+    },
+    /// Expired after having no listeners for the configured idle time.
+    Expired,
+}
+
+impl From<RoomEnd> for CloseReason {
+    fn from(end: RoomEnd) -> Self {
+        match end {
+            RoomEnd::Deleted { by } => CloseReason::Deleted { by },
+            RoomEnd::Expired => CloseReason::Expired,
+        }
+    }
 }
 
 /// Why a listener's stream ended: one name from core to the wire.

@@ -188,7 +188,7 @@ pub use error::{
     AttachmentError, Error, ErrorClass, MembershipError, MessageError, ModerationError, NotAnEmoji,
     Paced,
 };
-pub use event::{CloseReason, Durable, Event};
+pub use event::{CloseReason, Durable, Event, RoomEnd};
 pub use history::Gap;
 pub use ids::{
     GUEST_TAG, IdempotencyKey, ListenerId, MessageId, NameError, RoomId, Seq, USER_TAG_MAX_LEN,

@@ -15,7 +15,7 @@ use crate::command::{
 };
 use crate::engine::{Config, Core};
 use crate::error::Error;
-use crate::event::{CloseReason, Event};
+use crate::event::{CloseReason, Event, RoomEnd};
 use crate::ids::{ListenerId, MessageId, RoomId, Seq, UserId};
 use crate::limits::{Limits, Rate};
 use crate::message::{Emoji, Kind, Message, Moderation, State};
@@ -540,7 +540,7 @@ impl Harness {
                     self.model.listeners.retain(|_, (r, _)| r != room);
                     expected_events.push(Event::RoomClosed {
                         room: crate::RoomId::parse(room, 8).expect("pool room ids are valid"),
-                        reason: CloseReason::Deleted {
+                        reason: RoomEnd::Deleted {
                             by: Some(crate::UserId::parse(user, 16).expect("checked valid above")),
                         },
                     });
@@ -721,7 +721,7 @@ impl Harness {
                     self.model.rooms.remove(&room);
                     expected_events.push(Event::RoomClosed {
                         room: crate::RoomId::parse(&room, 8).expect("valid"),
-                        reason: CloseReason::Expired,
+                        reason: RoomEnd::Expired,
                     });
                 }
                 if let Some(next) = self.core.poll_timeout() {

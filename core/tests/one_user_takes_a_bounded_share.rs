@@ -262,7 +262,7 @@ fn a_departed_guest_leaves_no_empty_room_and_no_read_marker() {
     let events = drain(&mut core);
     assert!(events.contains(&Event::RoomClosed {
         room: room("empty"),
-        reason: CloseReason::Deleted { by: None }
+        reason: RoomEnd::Deleted { by: None }
     }));
     assert!(events.contains(&Event::ReadForgotten {
         room: room("lobby"),

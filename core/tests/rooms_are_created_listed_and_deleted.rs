@@ -102,7 +102,7 @@ fn delete_ends_listeners_and_forgets_everything() {
         drain(&mut core),
         vec![Event::RoomClosed {
             room: room("lobby"),
-            reason: CloseReason::Deleted {
+            reason: RoomEnd::Deleted {
                 by: Some(user("ada"))
             }
         }]

@@ -43,7 +43,7 @@ fn empty_rooms_expire_after_the_idle_time() {
         drain(&mut core),
         vec![Event::RoomClosed {
             room: room("quiet"),
-            reason: CloseReason::Expired
+            reason: RoomEnd::Expired
         }]
     );
     assert_eq!(
@@ -61,7 +61,7 @@ fn empty_rooms_expire_after_the_idle_time() {
         drain(&mut core),
         vec![Event::RoomClosed {
             room: room("busy"),
-            reason: CloseReason::Expired
+            reason: RoomEnd::Expired
         }]
     );
     assert_eq!(core.stats().rooms, 0);

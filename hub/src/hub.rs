@@ -28,7 +28,7 @@ use roomcast_core::log::{Committed, Sequencer};
 use roomcast_core::record::Input;
 use roomcast_core::{
     Ask, CloseListener, CloseReason, Command, Config, Core, Error, Event, History, HistoryPage,
-    ListenerId, OpenListener, Opened, Reply, RoomId, Seq, Stats, Timestamp,
+    ListenerId, OpenListener, Opened, Reply, RoomEnd, RoomId, Seq, Stats, Timestamp,
 };
 use roomcast_core::{
     AttachmentError, Kind, Limits, MessageId, Submit, Submitted, Upload, UserId, ViewRoom,
@@ -933,7 +933,7 @@ impl Writer {
                         event,
                         Event::Published(_)
                             | Event::RoomClosed {
-                                reason: CloseReason::Deleted { by: None },
+                                reason: RoomEnd::Deleted { by: None },
                                 ..
                             }
                     )
@@ -1560,25 +1560,16 @@ impl Driver {
                 reason,
             } => Output::Broadcast(room, Broadcast::Listener(listener, reason)),
             Event::RoomClosed { room, reason } => {
-                if matches!(reason, CloseReason::Deleted { .. } | CloseReason::Expired) {
-                    self.outputs.push(Output::DropFiles(room.clone(), None));
-                }
+                // Deleted or expired, its files go with it.
+                self.outputs.push(Output::DropFiles(room.clone(), None));
                 match &reason {
-                    CloseReason::Deleted { by: Some(by) } => {
+                    RoomEnd::Deleted { by: Some(by) } => {
                         tracing::info!(%room, %by, "room deleted");
                     }
-                    CloseReason::Deleted { by: None } => tracing::info!(%room, "room deleted"),
-                    CloseReason::Expired => tracing::info!(%room, "room expired"),
-                    CloseReason::Removed
-                    | CloseReason::Refused(_)
-                    | CloseReason::ShuttingDown
-                    | CloseReason::Reset
-                    | CloseReason::SignedOut
-                    | CloseReason::SessionExpired
-                    | CloseReason::Kicked { .. }
-                    | CloseReason::Banned { .. } => {}
+                    RoomEnd::Deleted { by: None } => tracing::info!(%room, "room deleted"),
+                    RoomEnd::Expired => tracing::info!(%room, "room expired"),
                 }
-                Output::Close(room, reason)
+                Output::Close(room, reason.into())
             }
             Event::MemberRemoved { room, user } => {
                 tracing::info!(%room, %user, "member removed");

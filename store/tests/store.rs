@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roomcast_core::{
-    CloseReason, Event, IdempotencyKey, Message, MessageId, RoomId, Seq, Timestamp, UserId,
+    Event, IdempotencyKey, Message, MessageId, RoomEnd, RoomId, Seq, Timestamp, UserId,
 };
 use roomcast_store::{Journal, OpenError, Progress, Retention, Store};
 
@@ -80,7 +80,7 @@ fn a_new_dir_starts_empty_and_appends_survive_reopening() {
             message(31, "gone", 1, 200, None),
             Event::RoomClosed {
                 room: room("gone"),
-                reason: CloseReason::Expired,
+                reason: RoomEnd::Expired,
             },
         ]);
         write_all(&journal, batches);
@@ -190,7 +190,7 @@ fn a_room_created_again_after_deletion_starts_fresh() {
             vec![
                 Event::RoomClosed {
                     room: room("r"),
-                    reason: CloseReason::Expired,
+                    reason: RoomEnd::Expired,
                 },
                 created("r"),
                 message(3, "r", 1, 2, None),
@@ -238,7 +238,7 @@ fn retention_trims_by_count_and_age_and_purges_deleted_rooms() {
         }
         batch.push(Event::RoomClosed {
             room: room("doomed"),
-            reason: CloseReason::Expired,
+            reason: RoomEnd::Expired,
         });
         write_all(&journal, vec![batch]);
     }

@@ -19,7 +19,7 @@ use crate::action::Action;
 use crate::command::{Ask, Command, Reply};
 use crate::deadlines::Deadlines;
 use crate::error::Error;
-use crate::event::{CloseReason, Event};
+use crate::event::{Event, RoomEnd};
 use crate::ids::{MessageId, RoomId, UserId};
 use crate::limits::{Limits, RateLimiter, Refill, UserPace};
 use crate::log::Sequencer;
@@ -288,7 +288,7 @@ impl Core {
                         self.emit(Event::Unloaded { room });
                     }
                 }
-                (Some(_), _) => self.remove_room(&room, CloseReason::Expired),
+                (Some(_), _) => self.remove_room(&room, RoomEnd::Expired),
             }
         }
     }
@@ -390,7 +390,7 @@ impl Core {
         Some(room)
     }
 
-    fn remove_room(&mut self, id: &RoomId, reason: CloseReason) {
+    fn remove_room(&mut self, id: &RoomId, reason: RoomEnd) {
         if let Some(room) = self.remove_room_silently(id) {
             self.emit(Event::RoomClosed {
                 room: room.id().clone(),

@@ -3,7 +3,7 @@
 
 use super::Core;
 use crate::action::Action;
-use crate::event::{CloseReason, Event};
+use crate::event::{CloseReason, Event, RoomEnd};
 use crate::history::Gap;
 use crate::ids::{RoomId, Seq, UserId};
 use crate::log::{Applied, Committed, LogRead};
@@ -24,7 +24,7 @@ impl Core {
         if c.gone {
             // Nobody here deleted it (`by: None`): the log already has, so the host does not
             // write the deletion again.
-            self.remove_room(&c.room, CloseReason::Deleted { by: None });
+            self.remove_room(&c.room, RoomEnd::Deleted { by: None });
             return Applied::default();
         }
         if let Some(access) = c.access {

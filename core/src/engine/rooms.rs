@@ -9,7 +9,7 @@ use crate::command::{
     CreateRoom, Created, DeleteRoom, Depart, Departed, ListRooms, OpenDirect, RoomView, ViewRoom,
 };
 use crate::error::{Error, MembershipError, Paced};
-use crate::event::{CloseReason, Event};
+use crate::event::{Event, RoomEnd};
 use crate::ids::{RoomId, Seq, UserId};
 use crate::limits::Limits;
 use crate::room::{Access, Room, RoomPage};
@@ -177,7 +177,7 @@ impl Core {
                 .get(&id)
                 .is_some_and(|r| r.history().latest() == Seq::ZERO);
             if empty {
-                self.remove_room(&id, CloseReason::Deleted { by: None });
+                self.remove_room(&id, RoomEnd::Deleted { by: None });
                 departed.rooms.push(id);
             }
         }
@@ -200,7 +200,7 @@ impl Core {
     pub(super) fn delete_room(&mut self, c: DeleteRoom) -> Result<(), Error> {
         let (user, room) = self.authorized(&c.user, &c.room, Action::DeleteRoom)?;
         let id = room.id().clone();
-        self.remove_room(&id, CloseReason::Deleted { by: Some(user) });
+        self.remove_room(&id, RoomEnd::Deleted { by: Some(user) });
         Ok(())
     }
 

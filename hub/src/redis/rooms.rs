@@ -7,8 +7,8 @@ use std::time::Duration;
 use redis::Value;
 use roomcast_core::log::{Committed, Draft, LogRead};
 use roomcast_core::{
-    Access, CloseReason, Durable, Error, Event, Kind, Message, ReadMarker, RoomId, Seq, Standing,
-    StoredRoom, Timestamp, UserId,
+    Access, Durable, Error, Event, Kind, Message, ReadMarker, RoomId, Seq, Standing, StoredRoom,
+    Timestamp, UserId,
 };
 use roomcast_store::Progress;
 
@@ -463,20 +463,10 @@ impl Node {
                     .invoke_async(&mut self.conn())
                     .await?;
             }
-            Durable::RoomClosed { room, reason } => match reason {
-                CloseReason::Deleted { .. } | CloseReason::Expired => {
-                    self.delete(room, false).await?;
-                }
-                // Not a change to the room itself.
-                CloseReason::Removed
-                | CloseReason::Refused(_)
-                | CloseReason::ShuttingDown
-                | CloseReason::Reset
-                | CloseReason::SignedOut
-                | CloseReason::SessionExpired
-                | CloseReason::Kicked { .. }
-                | CloseReason::Banned { .. } => {}
-            },
+            // Deleted or expired: either way the room goes from Redis.
+            Durable::RoomClosed { room, reason: _ } => {
+                self.delete(room, false).await?;
+            }
             // Messages are in the log already.
             Durable::Published(_) => {}
             Durable::ReadForgotten { room, user } => {
