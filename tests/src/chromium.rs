@@ -39,7 +39,33 @@ impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A browser whose session was not closed outlives its driver: end each one started on
+        // this driver's profiles, by its process id (its helpers go with it).
+        for pid in browsers_on(self.profiles.path()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
+}
+
+/// The processes started with a `--user-data-dir` under `profiles`.
+fn browsers_on(profiles: &std::path::Path) -> Vec<u32> {
+    let flag = format!("--user-data-dir={}", profiles.display());
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg.starts_with(flag.as_bytes()))
+            })
+        })
+        .collect()
 }
 
 impl Driver {
