@@ -166,6 +166,18 @@ async fn grpc_uploads_are_bounded_of_one_room_and_have_a_deadline() {
     drop(tx);
 }
 
+/// Whether the server closes `conn` within [`PATIENCE`] (whatever it says first is read and
+/// dropped).
+async fn closed_by_server(conn: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0u8; 64];
+    tokio::time::timeout(PATIENCE, async {
+        while let Ok(1..) = conn.read(&mut sink).await {}
+    })
+    .await
+    .is_ok()
+}
+
 /// A stream of what `rx` receives (the client sends while the test holds `tx`).
 fn tokio_stream_from<T: Send + 'static>(
     rx: tokio::sync::mpsc::Receiver<T>,
@@ -355,19 +367,8 @@ async fn an_h2_connection_without_a_preface_or_a_call_is_closed() {
     let server = Server::tokio(&["--idle-timeout=1s"]);
     // No preface at all: closed after the handshake deadline (10 s).
     let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut sink = [0u8; 64];
-    let closed = tokio::time::timeout(PATIENCE, async {
-        use tokio::io::AsyncReadExt;
-        loop {
-            match silent.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
     assert!(
-        closed.is_ok(),
+        closed_by_server(&mut silent).await,
         "a connection that never sent the preface is closed"
     );
     // A preface and settings, then nothing: idle, closed after a second.
@@ -378,17 +379,10 @@ async fn an_h2_connection_without_a_preface_or_a_call_is_closed() {
             .await
             .unwrap();
     }
-    let closed = tokio::time::timeout(PATIENCE, async {
-        use tokio::io::AsyncReadExt;
-        loop {
-            match idle.read(&mut sink).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "an idle connection is closed");
+    assert!(
+        closed_by_server(&mut idle).await,
+        "an idle connection is closed"
+    );
     // A quiet stream is not idle: it stays open past the idle timeout.
     let mut c = client(&server).await;
     let token = c
